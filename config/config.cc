@@ -1,0 +1,287 @@
+// The YAML half of the config module: ParseYaml() and LoadFile(). The rules
+// for each value live in fields.cc; the command line in flags.cc.
+//
+// yaml-cpp is used only to build the node tree; the walk below checks every
+// key itself, because yaml-cpp 0.7 keeps both pairs of a duplicated key (and
+// node["k"] silently returns the first one).
+
+#include "config/config.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <set>
+#include <system_error>
+
+#include "common/units.h"
+#include "config/fields.h"
+
+namespace strata::config {
+namespace {
+
+using common::Result;
+using common::Status;
+using internal::Quote;
+using internal::Rule;
+
+// A config file larger than this is certainly a mistake (or /dev/zero).
+constexpr size_t kMaxFileBytes = size_t{1} << 20;
+
+// Path shown for problems with the document itself.
+constexpr const char* kTopLevel = "top level";
+
+// What a node is, for "expected X, got <this>".
+std::string Describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+      return "null";
+    case YAML::NodeType::Scalar:
+      return Quote(node.Scalar());
+    case YAML::NodeType::Sequence:
+      return "a sequence";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "nothing";
+}
+
+std::string Join(const std::string& parent, const std::string& key) {
+  std::string component = internal::PathComponent(key);
+  return parent.empty() ? component : parent + "." + component;
+}
+
+// Walks one YAML document into a Config, stopping at the first problem.
+class Walker {
+ public:
+  explicit Walker(std::string origin) : origin_(std::move(origin)) {}
+
+  Status Document(const YAML::Node& root, Config* config) {
+    config_ = config;
+    if (root.IsNull()) return Status::Ok();  // empty, or only comments
+    if (!root.IsMap()) {
+      return Error(kTopLevel, root.Mark(), "expected a map, got " + Describe(root));
+    }
+    Status s = ForEachKey(root, "", {"server", "tiers", "log"},
+                          [this](const std::string& key, const std::string& path,
+                                 const YAML::Node& k, const YAML::Node& v) -> Status {
+                            if (key == "server") return Section(path, k, v, &Walker::Server);
+                            if (key == "tiers") return Section(path, k, v, &Walker::Tiers);
+                            return Section(path, k, v, &Walker::Log);
+                          });
+    if (!s.ok()) return s;
+    return CheckItemFitsRam();
+  }
+
+ private:
+  using SectionFn = Status (Walker::*)(const std::string& path, const YAML::Node& map);
+
+  // A section that must be a map; null (a key with nothing under it) is an
+  // empty section.
+  Status Section(const std::string& path, const YAML::Node& key, const YAML::Node& value,
+                 SectionFn fn) {
+    if (value.IsNull()) return Status::Ok();
+    if (!value.IsMap()) return Error(path, key.Mark(), "expected a map, got " + Describe(value));
+    return (this->*fn)(path, value);
+  }
+
+  Status Server(const std::string& path, const YAML::Node& map) {
+    ServerConfig& s = config_->server;
+    return ForEachKey(map, path,
+                      {"listen", "port", "unix_socket", "unix_socket_mode", "workers",
+                       "max_connections", "enable_shutdown", "drain_timeout", "max_output_buffer"},
+                      [&](const std::string& key, const std::string& p, const YAML::Node& k,
+                          const YAML::Node& v) -> Status {
+                        if (key == "listen") return Read(p, k, v, internal::kListen, &s.listen);
+                        if (key == "port") return Read(p, k, v, internal::kPort, &s.port);
+                        if (key == "unix_socket")
+                          return Read(p, k, v, internal::kUnixSocket, &s.unix_socket);
+                        if (key == "unix_socket_mode") {
+                          return Read(p, k, v, internal::kUnixSocketMode, &s.unix_socket_mode);
+                        }
+                        if (key == "workers") return Read(p, k, v, internal::kWorkers, &s.workers);
+                        if (key == "max_connections") {
+                          return Read(p, k, v, internal::kMaxConnections, &s.max_connections);
+                        }
+                        if (key == "enable_shutdown")
+                          return Read(p, k, v, internal::kBool, &s.enable_shutdown);
+                        if (key == "drain_timeout") {
+                          return Read(p, k, v, internal::kDrainTimeout, &s.drain_timeout_ms);
+                        }
+                        return Read(p, k, v, internal::kMaxOutputBuffer, &s.max_output_buffer);
+                      });
+  }
+
+  Status Tiers(const std::string& path, const YAML::Node& map) {
+    return ForEachKey(map, path, {"ram"},
+                      [this](const std::string&, const std::string& p, const YAML::Node& k,
+                             const YAML::Node& v) { return Section(p, k, v, &Walker::Ram); });
+  }
+
+  Status Ram(const std::string& path, const YAML::Node& map) {
+    RamConfig& r = config_->tiers.ram;
+    return ForEachKey(map, path, {"size", "max_item_size", "eviction"},
+                      [&](const std::string& key, const std::string& p, const YAML::Node& k,
+                          const YAML::Node& v) -> Status {
+                        if (key == "size") return Read(p, k, v, internal::kRamSize, &r.size);
+                        if (key == "max_item_size") {
+                          item_mark_ = k.Mark();
+                          return Read(p, k, v, internal::kMaxItemSize, &r.max_item_size);
+                        }
+                        return Read(p, k, v, internal::kEviction, &r.eviction);
+                      });
+  }
+
+  Status Log(const std::string& path, const YAML::Node& map) {
+    return ForEachKey(
+        map, path, {"level"},
+        [this](const std::string&, const std::string& p, const YAML::Node& k, const YAML::Node& v) {
+          return Read(p, k, v, internal::kLogLevel, &config_->log.level);
+        });
+  }
+
+  // Calls visit(key, path_of_key, key_node, value_node) for each pair of
+  // `map` in document order, after rejecting keys that are not strings, not
+  // in `known`, or seen before in this map.
+  template <typename Visit>
+  Status ForEachKey(const YAML::Node& map, const std::string& path,
+                    std::initializer_list<std::string_view> known, Visit visit) {
+    std::set<std::string, std::less<>> seen;
+    const std::string& where = path.empty() ? std::string(kTopLevel) : path;
+    for (const auto& pair : map) {
+      // Copies (they share the tree): iterator_value is a temporary.
+      const YAML::Node k = pair.first;
+      const YAML::Node v = pair.second;
+      if (!k.IsScalar()) {
+        return Error(where, k.Mark(), "expected a string key, got " + Describe(k));
+      }
+      const std::string& key = k.Scalar();
+      if (!seen.insert(key).second) {
+        return Error(where, k.Mark(), "duplicate key " + Quote(key));
+      }
+      std::string key_path = Join(path, key);
+      bool is_known = false;
+      std::string names;
+      for (std::string_view name : known) {
+        if (name == key) is_known = true;
+        names += names.empty() ? "" : ", ";
+        names += name;
+      }
+      if (!is_known) return Error(key_path, k.Mark(), "unknown key; expected one of " + names);
+      Status s = visit(key, key_path, k, v);
+      if (!s.ok()) return s;
+    }
+    return Status::Ok();
+  }
+
+  // Reads a scalar setting with `rule` into *out.
+  template <typename T>
+  Status Read(const std::string& path, const YAML::Node& key, const YAML::Node& value,
+              const Rule<T>& rule, std::optional<T>* out) {
+    if (!value.IsScalar()) {
+      return Error(path, key.Mark(),
+                   "expected " + std::string(rule.expected) + ", got " + Describe(value));
+    }
+    Result<T> parsed = rule.parse(value.Scalar());
+    if (!parsed.ok()) return Error(path, key.Mark(), parsed.status().message());
+    *out = std::move(parsed).value();
+    return Status::Ok();
+  }
+
+  Status CheckItemFitsRam() {
+    const RamConfig& r = config_->tiers.ram;
+    if (!r.size || !r.max_item_size || *r.max_item_size <= *r.size) return Status::Ok();
+    return Error("tiers.ram.max_item_size", item_mark_,
+                 common::FormatSize(*r.max_item_size) + " is larger than tiers.ram.size (" +
+                     common::FormatSize(*r.size) + ")");
+  }
+
+  // "<path>: <detail> (<origin>:<line>:<column>)"
+  Status Error(const std::string& path, const YAML::Mark& mark, const std::string& detail) const {
+    std::string message = path + ": " + detail;
+    if (!mark.is_null()) {
+      message += " (" + origin_ + ":" + std::to_string(mark.line + 1) + ":" +
+                 std::to_string(mark.column + 1) + ")";
+    }
+    return Status::InvalidArgument(std::move(message));
+  }
+
+  std::string origin_;
+  Config* config_ = nullptr;
+  YAML::Mark item_mark_ = YAML::Mark::null_mark();
+};
+
+std::string ErrnoMessage(int err) { return std::generic_category().message(err); }
+
+}  // namespace
+
+Result<Config> ParseYaml(const std::string& text, const std::string& origin) {
+  const std::string name = origin.empty() ? std::string("<config>") : origin;
+  try {
+    std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    Config config;
+    if (documents.empty()) return config;
+    if (documents.size() > 1) {
+      const YAML::Mark mark = documents[1].Mark();
+      return Status::InvalidArgument(
+          name + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1) +
+          ": expected one YAML document, found " + std::to_string(documents.size()));
+    }
+    Status s = Walker(name).Document(documents[0], &config);
+    if (!s.ok()) return s;
+    return config;
+  } catch (const YAML::ParserException& e) {
+    return Status::InvalidArgument(name + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                   std::to_string(e.mark.column + 1) + ": " + e.msg);
+  } catch (const std::exception& e) {
+    // yaml-cpp's other exceptions (and bad_alloc) are not expected here, but
+    // nothing may escape this module.
+    return Status::Internal(name + ": " + e.what());
+  }
+}
+
+Result<Config> LoadFile(const std::string& path) {
+  int fd = -1;
+  do {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    int err = errno;
+    std::string message = path + ": cannot open: " + ErrnoMessage(err);
+    return err == ENOENT ? Status::NotFound(message) : Status::IoError(message);
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return Status::IoError(path + ": cannot read: is a directory");
+  }
+  // Read until EOF rather than trusting st_size, so pipes and /proc work.
+  std::string text;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return Status::IoError(path + ": cannot read: " + ErrnoMessage(err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMaxFileBytes) {
+      ::close(fd);
+      return Status::InvalidArgument(path + ": larger than " + common::FormatSize(kMaxFileBytes) +
+                                     ", not a config file");
+    }
+  }
+  ::close(fd);
+  Result<Config> config = ParseYaml(text, path);
+  if (config.ok()) config->config_file = path;
+  return config;
+}
+
+}  // namespace strata::config

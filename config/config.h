@@ -1,0 +1,136 @@
+// strata's configuration: the YAML file (--config FILE) plus memcached-style
+// command-line flags that override it.
+//
+// Every field is optional: an unset field means "use the owning module's
+// default" (the defaults live in each module's options struct, e.g.
+// tiers::RamTierOptions, proxy::ServerOptions; main.cc maps Config onto them).
+// Validation is complete here: a Config returned by ParseYaml(), LoadFile()
+// or ParseCommandLine() holds only values the modules accept, and every
+// rejection starts with the offending path (or flag), then says what was
+// expected and what was found; YAML errors end with where the key is:
+//   tiers.ram.size: expected a size like 256MiB, got "lots" (strata.yaml:3:5)
+//   server.bogus: unknown key; expected one of listen, port, ... (strata.yaml:2:3)
+//   tiers.ram: duplicate key "size" (strata.yaml:5:5)
+//   -p: expected an integer 0..65535, got "x"
+// One cross-field rule is checked only when both sides are set:
+// max_item_size <= tiers.ram.size (the RAM tier's default size is its own).
+//
+// Schema (all keys optional; unknown keys, duplicate keys, non-string keys
+// and wrong types are errors; a section left empty, like "server:" with
+// nothing under it, is an empty map; the top level must be a map, and an
+// empty file or one of only comments is an empty config). The shipped
+// config/strata.yaml writes out every default.
+//   server:
+//     listen: 127.0.0.1          # IPv4/IPv6 literal (inet_pton) or localhost (-l)
+//     port: 11211                # TCP port, 0..65535; 0 = pick a free one (-p)
+//     unix_socket: /path         # also listen on a unix socket, <= 107 bytes (-s)
+//     unix_socket_mode: "0700"   # octal permissions <= 0777, read as octal
+//                                # whether written "0700", 700 or 0o700 (-a)
+//     workers: 0                 # worker threads, 0..256; 0 = CPUs usable (-t)
+//     max_connections: 4096      # 1..4294967295 (-c)
+//     enable_shutdown: false     # true/false (yes/on/1 are errors) (-A)
+//     drain_timeout: 10s         # SIGTERM: time allowed to finish replies
+//     max_output_buffer: 64MiB   # per-connection cap on queued reply bytes, >= 1KiB
+//   tiers:
+//     ram:
+//       size: 256MiB             # byte budget of the RAM tier, >= 1MiB (-m, in MiB)
+//       max_item_size: 1MiB      # largest key+value accepted (-I), 1KiB..1GiB
+//       eviction: s3fifo         # s3fifo | lru
+//   log:
+//     level: info                # error | warn | info | debug
+// Sizes are common::ParseSize() strings ("256MiB", "64k"); a plain integer is
+// bytes. Durations are common::ParseDurationMs() strings ("30s", "1500ms"); a
+// plain integer is seconds. Integers are plain decimal digits.
+//
+// Thread safety: all functions are pure (LoadFile() and ParseCommandLine()
+// read files); Config is a plain value. Nothing here throws: yaml-cpp's
+// exceptions are caught and returned as Status.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace strata::config {
+
+struct ServerConfig {
+  std::optional<std::string> listen;
+  std::optional<uint16_t> port;
+  std::optional<std::string> unix_socket;
+  std::optional<uint32_t> unix_socket_mode;  // permission bits, e.g. 0700
+  std::optional<uint32_t> workers;           // 0 = auto
+  std::optional<uint32_t> max_connections;
+  std::optional<bool> enable_shutdown;
+  std::optional<uint64_t> drain_timeout_ms;
+  std::optional<uint64_t> max_output_buffer;
+};
+
+struct RamConfig {
+  std::optional<uint64_t> size;
+  std::optional<uint64_t> max_item_size;
+  std::optional<std::string> eviction;  // "s3fifo" or "lru"
+};
+
+struct TiersConfig {
+  RamConfig ram;
+};
+
+struct LogConfig {
+  std::optional<std::string> level;  // "error" "warn" "info" "debug"
+};
+
+struct Config {
+  std::optional<std::string> config_file;  // the file it was read from, if any
+  ServerConfig server;
+  TiersConfig tiers;
+  LogConfig log;
+};
+
+// What the command line asked for besides configuration.
+struct CommandLine {
+  Config config;
+  bool show_help = false;
+  bool show_version = false;
+};
+
+// Parses YAML text. `origin` names the source in messages ("strata.yaml";
+// "<config>" if empty). Returns the config (config_file unset) or an
+// InvalidArgument error for the first problem in document order, whose
+// message starts with the path of the offending key ("tiers.ram.size: ...")
+// and ends with " (<origin>:<line>:<col>)"; YAML syntax errors, and a second
+// document in the text, give "<origin>:<line>:<col>: <message>".
+common::Result<Config> ParseYaml(const std::string& text, const std::string& origin);
+
+// Reads and parses a YAML file (see ParseYaml; `path` is the origin) and sets
+// config_file to `path`. Errors: NotFound "<path>: cannot open: No such file
+// or directory"; IoError "<path>: cannot open|read: <reason>" (a directory
+// included); InvalidArgument for a file over 1MiB or invalid content.
+common::Result<Config> LoadFile(const std::string& path);
+
+// Parses argv (argv[0] is the program name): --config FILE (or -C FILE),
+// then memcached-style overrides
+//   -p PORT  -l ADDR  -m MEGABYTES  -t THREADS  -c MAXCONNS  -I SIZE (1m, 64k)
+//   -s SOCKET  -a MASK (octal)  -A (enable shutdown)  -v (log level debug)
+//   -h/--help  -V/--version
+// and long forms --port --listen --memory-limit --threads --conn-limit
+// --max-item-size --unix-socket --unix-mask --enable-shutdown --verbose.
+// Long forms also take --flag=VALUE; short ones may be glued (-p11211) and
+// clustered as with getopt (-Av, -Ap 11211). -m is a whole number of MiB
+// (>= 1), as in memcached; -I takes memcached's "2m", "512k", "1048576".
+// The file is loaded first and the flags laid over it, whatever their order
+// on the line; a flag given twice keeps its last value; --config may appear
+// once. -h/-V stop parsing at once (later arguments and the file are not
+// read) and set show_help/show_version. Values pass the same rules as the
+// file's, and errors name the flag as written:
+//   -m: expected megabytes (an integer >= 1), got "x"
+//   --bogus: unknown flag      -p: missing PORT      unexpected argument "x"
+// Errors from the config file come back as LoadFile() returns them.
+common::Result<CommandLine> ParseCommandLine(int argc, const char* const* argv);
+
+// Usage text for --help.
+std::string Usage();
+
+}  // namespace strata::config

@@ -1,0 +1,85 @@
+// Internal to config/: the rule for each setting's value, shared by the YAML
+// loader (config.cc) and the command-line parser (flags.cc), so a value is
+// accepted or rejected the same way wherever it comes from.
+//
+// Each rule parses a setting's text and returns the value, or an
+// InvalidArgument status whose message is the detail that follows
+// "<path>: " or "<flag>: ", e.g. `expected an integer 0..65535, got "x"`.
+// Callers add the path or flag in front.
+//
+// Thread safety: pure functions and constants, safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace strata::config::internal {
+
+// How a setting's value is read.
+template <typename T>
+struct Rule {
+  // What a valid value looks like, completing "expected ..., got a map"
+  // when the value is not even a scalar: "an integer 0..65535".
+  const char* expected;
+  // Parses the text; on failure the status message is the detail.
+  common::Result<T> (*parse)(std::string_view text);
+};
+
+// Renders `text` for a message: in double quotes, with quotes, backslashes
+// and control bytes escaped, and cut to 64 bytes ("..." marks the cut).
+std::string Quote(std::string_view text);
+
+// Renders a map key as one component of a dotted path: as is when it is made
+// of [A-Za-z0-9_-] only, otherwise quoted (see Quote).
+std::string PathComponent(std::string_view key);
+
+// Returns a decimal integer, or nothing if `text` is empty, has anything but
+// the digits 0-9 (no sign, no spaces), or overflows 64 bits.
+std::optional<uint64_t> ParseDecimal(std::string_view text);
+
+common::Result<std::string> ParseListen(std::string_view text);
+common::Result<uint16_t> ParsePort(std::string_view text);
+common::Result<std::string> ParseUnixSocket(std::string_view text);
+common::Result<uint32_t> ParseUnixSocketMode(std::string_view text);
+common::Result<uint32_t> ParseWorkers(std::string_view text);
+common::Result<uint32_t> ParseMaxConnections(std::string_view text);
+common::Result<bool> ParseBool(std::string_view text);
+common::Result<uint64_t> ParseDrainTimeoutMs(std::string_view text);
+common::Result<uint64_t> ParseMaxOutputBuffer(std::string_view text);
+common::Result<uint64_t> ParseRamSize(std::string_view text);
+common::Result<uint64_t> ParseMaxItemSize(std::string_view text);
+common::Result<std::string> ParseEviction(std::string_view text);
+common::Result<std::string> ParseLogLevel(std::string_view text);
+// memcached's -m: a whole number of MiB, at least 1. Returns bytes.
+common::Result<uint64_t> ParseMegabytes(std::string_view text);
+
+inline constexpr Rule<std::string> kListen{"an IPv4 or IPv6 address or \"localhost\"",
+                                           &ParseListen};
+inline constexpr Rule<uint16_t> kPort{"an integer 0..65535", &ParsePort};
+inline constexpr Rule<std::string> kUnixSocket{"a socket path", &ParseUnixSocket};
+inline constexpr Rule<uint32_t> kUnixSocketMode{"octal permissions like \"0700\", at most 0777",
+                                                &ParseUnixSocketMode};
+inline constexpr Rule<uint32_t> kWorkers{"an integer 0..256", &ParseWorkers};
+inline constexpr Rule<uint32_t> kMaxConnections{"an integer 1..4294967295", &ParseMaxConnections};
+inline constexpr Rule<bool> kBool{"true or false", &ParseBool};
+inline constexpr Rule<uint64_t> kDrainTimeout{"a duration like 10s or 1500ms",
+                                              &ParseDrainTimeoutMs};
+inline constexpr Rule<uint64_t> kMaxOutputBuffer{"a size like 64MiB", &ParseMaxOutputBuffer};
+inline constexpr Rule<uint64_t> kRamSize{"a size like 256MiB", &ParseRamSize};
+inline constexpr Rule<uint64_t> kMaxItemSize{"a size like 1MiB", &ParseMaxItemSize};
+inline constexpr Rule<std::string> kEviction{"one of s3fifo, lru", &ParseEviction};
+inline constexpr Rule<std::string> kLogLevel{"one of error, warn, info, debug", &ParseLogLevel};
+inline constexpr Rule<uint64_t> kMegabytes{"megabytes (an integer >= 1)", &ParseMegabytes};
+
+// Limits, exposed for tests and messages.
+inline constexpr uint64_t kMinRamSize = uint64_t{1} << 20;          // 1MiB
+inline constexpr uint64_t kMinMaxItemSize = uint64_t{1} << 10;      // 1KiB
+inline constexpr uint64_t kMaxMaxItemSize = uint64_t{1} << 30;      // 1GiB
+inline constexpr uint64_t kMinMaxOutputBuffer = uint64_t{1} << 10;  // 1KiB
+inline constexpr uint32_t kMaxWorkers = 256;
+
+}  // namespace strata::config::internal

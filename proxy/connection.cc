@@ -1,0 +1,313 @@
+#include "proxy/connection.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/log.h"
+#include "proxy/worker.h"
+
+namespace strata::proxy {
+namespace {
+
+constexpr size_t kInitialReadBuffer = 16 * 1024;
+constexpr size_t kMinReadSpace = 8 * 1024;
+// Data blocks at least this large are read by the socket straight into the
+// item instead of through the read buffer.
+constexpr uint64_t kDirectReadThreshold = 32 * 1024;
+constexpr size_t kMaxIov = 64;
+
+std::string SockAddrString(const struct sockaddr_storage& ss) {
+  char host[64] = "";
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* sin = reinterpret_cast<const struct sockaddr_in*>(&ss);
+    uv_ip4_name(sin, host, sizeof(host));
+    port = ntohs(sin->sin_port);
+    return "tcp:" + std::string(host) + ":" + std::to_string(port);
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* sin6 = reinterpret_cast<const struct sockaddr_in6*>(&ss);
+    uv_ip6_name(sin6, host, sizeof(host));
+    port = ntohs(sin6->sin6_port);
+    return "tcp6:[" + std::string(host) + "]:" + std::to_string(port);
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+Connection::Connection(Worker& worker, Kind kind)
+    : worker_(worker),
+      ctx_(worker.ctx()),
+      dispatcher_(worker.dispatcher()),
+      stats_(worker.stats()),
+      kind_(kind) {
+  if (kind_ == Kind::kTcp) {
+    uv_tcp_init(worker_.loop(), &handle_.tcp);
+  } else {
+    uv_pipe_init(worker_.loop(), &handle_.pipe, 0);
+  }
+  handle()->data = this;
+  write_req_.data = this;
+}
+
+void Connection::Start(const std::string& listen_addr) {
+  uv_fileno(handle(), &fd_);
+  if (kind_ == Kind::kTcp) {
+    uv_tcp_nodelay(&handle_.tcp, 1);
+    struct sockaddr_storage peer;
+    int len = sizeof(peer);
+    if (uv_tcp_getpeername(&handle_.tcp, reinterpret_cast<struct sockaddr*>(&peer), &len) == 0) {
+      info_.addr = SockAddrString(peer);
+    }
+  } else {
+    info_.addr = "unix:" + ctx_.options.unix_socket;
+  }
+  info_.listen_addr = listen_addr;
+  ctx_.conns.Add(fd_, &info_);
+  registered_ = true;
+  ctx_.curr_connections.fetch_add(1, std::memory_order_relaxed);
+  stats_.Add(Counter::kTotalConnections);
+  rbuf_.resize(kInitialReadBuffer);
+  reading_ = true;
+  uv_read_start(stream(), OnAlloc, OnRead);
+}
+
+void Connection::Reject() {
+  // memcached (maxconns_fast) tells the client and closes at once.
+  static const char kMsg[] = "ERROR Too many open connections\r\n";
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(kMsg), sizeof(kMsg) - 1);
+  uv_try_write(stream(), &buf, 1);
+  stats_.Add(Counter::kRejectedConnections);
+  Close();
+}
+
+void Connection::Drain() {
+  draining_ = true;
+  if (reading_) {
+    uv_read_stop(stream());
+    reading_ = false;
+  }
+  close_after_flush_ = true;
+  if (!write_in_flight_) Flush();
+}
+
+void Connection::Close() {
+  if (closing_) return;
+  closing_ = true;
+  if (reading_) uv_read_stop(stream());
+  reading_ = false;
+  uv_close(handle(), OnClose);
+}
+
+void Connection::OnClose(uv_handle_t* h) {
+  auto* self = static_cast<Connection*>(h->data);
+  if (self->registered_) {
+    self->ctx_.conns.Remove(self->fd_);
+    self->ctx_.curr_connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+  self->worker_.Unlink(self);
+  delete self;
+}
+
+void Connection::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  static_cast<Connection*>(h->data)->PrepareReadBuffer(buf);
+}
+
+void Connection::PrepareReadBuffer(uv_buf_t* buf) {
+  direct_read_ = false;
+  if (reading_data_ && store_.item && rstart_ == rend_ && store_.remaining >= kDirectReadThreshold) {
+    tiers::Item* item = store_.item.get();
+    uint64_t total = uint64_t{item->value_len} + 2;
+    char* dst = item->MutableValue() + (total - store_.remaining);
+    *buf = uv_buf_init(dst, static_cast<unsigned int>(std::min<uint64_t>(store_.remaining, 1u << 30)));
+    direct_read_ = true;
+    return;
+  }
+  if (rstart_ == rend_) rstart_ = rend_ = 0;
+  if (rbuf_.size() - rend_ < kMinReadSpace) {
+    if (rstart_ > 0) {
+      std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
+      rend_ -= rstart_;
+      rstart_ = 0;
+    }
+    if (rbuf_.size() - rend_ < kMinReadSpace) rbuf_.resize(rbuf_.size() * 2);
+  }
+  *buf = uv_buf_init(rbuf_.data() + rend_, static_cast<unsigned int>(rbuf_.size() - rend_));
+}
+
+void Connection::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  auto* self = static_cast<Connection*>(s->data);
+  if (nread < 0) {
+    // EOF or error: replies owed to a client that has gone cannot be sent.
+    self->Close();
+    return;
+  }
+  if (nread == 0) return;
+  self->stats_.Add(Counter::kBytesRead, static_cast<uint64_t>(nread));
+  if (self->direct_read_) {
+    self->direct_read_ = false;
+    self->store_.remaining -= static_cast<uint64_t>(nread);
+    if (self->store_.remaining == 0) self->FinishDataBlock();
+  } else {
+    self->rend_ += static_cast<size_t>(nread);
+  }
+  self->ProcessInput();
+}
+
+void Connection::FinishDataBlock() {
+  reading_data_ = false;
+  if (!store_.item) return;  // swallowed
+  const tiers::Item* item = store_.item.get();
+  const char* end = item->Value() + item->value_len;
+  bool terminated = end[0] == '\r' && end[1] == '\n';
+  dispatcher_.CompleteStore(store_, terminated, out_);
+  if (!terminated) {
+    // Restore the terminator the reply path relies on; the item is dropped.
+  }
+  store_ = PendingStore{};
+}
+
+void Connection::ProcessInput() {
+  while (!closing_ && !paused_ && !close_after_flush_) {
+    if (get_in_progress_) {
+      if (dispatcher_.ContinueGet(cmd_, out_) == Outcome::kPaused) {
+        Pause();
+        break;
+      }
+      get_in_progress_ = false;
+      continue;
+    }
+    if (reading_data_) {
+      size_t avail = rend_ - rstart_;
+      size_t take = static_cast<size_t>(std::min<uint64_t>(avail, store_.remaining));
+      if (store_.item) {
+        tiers::Item* item = store_.item.get();
+        uint64_t total = uint64_t{item->value_len} + 2;
+        std::memcpy(item->MutableValue() + (total - store_.remaining), rbuf_.data() + rstart_, take);
+      }
+      rstart_ += take;
+      store_.remaining -= take;
+      if (store_.remaining > 0) break;
+      FinishDataBlock();
+      continue;
+    }
+    if (rstart_ == rend_) break;
+    ParseResult r = ParseCommand(std::string_view(rbuf_.data() + rstart_, rend_ - rstart_), &cmd_);
+    if (r.status == ParseStatus::kNeedMore) break;
+    if (r.status == ParseStatus::kClose) {
+      close_after_flush_ = true;
+      break;
+    }
+    rstart_ += r.consumed;
+    info_.last_cmd_unix.store(ctx_.clock->NowSeconds(), std::memory_order_relaxed);
+    switch (dispatcher_.Execute(cmd_, out_, &store_)) {
+      case Outcome::kDone:
+        break;
+      case Outcome::kReadData:
+        reading_data_ = true;
+        break;
+      case Outcome::kPaused:
+        get_in_progress_ = true;
+        Pause();
+        break;
+      case Outcome::kClose:
+        close_after_flush_ = true;
+        break;
+    }
+    if (!paused_ && out_.bytes() > ctx_.options.output_high_watermark) Pause();
+  }
+  if (out_.bytes() > ctx_.options.max_output_buffer) {
+    common::Log(common::LogLevel::kWarn, "closing %s: %zu reply bytes queued, over the cap",
+                info_.addr.c_str(), out_.bytes());
+    Close();
+    return;
+  }
+  if (close_after_flush_ && reading_) {
+    uv_read_stop(stream());
+    reading_ = false;
+  }
+  Flush();
+}
+
+void Connection::Pause() {
+  paused_ = true;
+  if (reading_) {
+    uv_read_stop(stream());
+    reading_ = false;
+  }
+}
+
+void Connection::MaybeResume() {
+  if (!paused_ || closing_ || out_.bytes() > ctx_.options.output_high_watermark / 2) return;
+  paused_ = false;
+  ProcessInput();
+  if (!paused_ && !closing_ && !draining_ && !close_after_flush_ && !reading_) {
+    reading_ = true;
+    uv_read_start(stream(), OnAlloc, OnRead);
+  }
+}
+
+void Connection::Flush() {
+  if (closing_ || write_in_flight_) return;
+  while (!out_.empty()) {
+    struct iovec iov[kMaxIov];
+    size_t total = 0;
+    size_t n = out_.Gather(iov, kMaxIov, &total);
+    uv_buf_t bufs[kMaxIov];
+    for (size_t i = 0; i < n; ++i) {
+      bufs[i] = uv_buf_init(static_cast<char*>(iov[i].iov_base),
+                            static_cast<unsigned int>(iov[i].iov_len));
+    }
+    int written = uv_try_write(stream(), bufs, static_cast<unsigned int>(n));
+    if (written == UV_EAGAIN) written = 0;
+    if (written < 0) {
+      Close();
+      return;
+    }
+    if (written > 0) {
+      stats_.Add(Counter::kBytesWritten, static_cast<uint64_t>(written));
+      out_.Consume(static_cast<size_t>(written));
+    }
+    if (static_cast<size_t>(written) < total) {
+      // The socket is full: hand the rest to an asynchronous write.
+      total = 0;
+      n = out_.Gather(iov, kMaxIov, &total);
+      for (size_t i = 0; i < n; ++i) {
+        bufs[i] = uv_buf_init(static_cast<char*>(iov[i].iov_base),
+                              static_cast<unsigned int>(iov[i].iov_len));
+      }
+      out_.Seal(n);
+      inflight_bytes_ = total;
+      write_in_flight_ = true;
+      int rc = uv_write(&write_req_, stream(), bufs, static_cast<unsigned int>(n), OnWrite);
+      if (rc != 0) {
+        write_in_flight_ = false;
+        Close();
+      }
+      return;
+    }
+  }
+  if (paused_) {
+    MaybeResume();
+    return;
+  }
+  if (close_after_flush_ && out_.empty() && !get_in_progress_) Close();
+}
+
+void Connection::OnWrite(uv_write_t* req, int status) {
+  auto* self = static_cast<Connection*>(req->data);
+  self->write_in_flight_ = false;
+  if (self->closing_) return;
+  if (status < 0) {
+    self->Close();
+    return;
+  }
+  self->stats_.Add(Counter::kBytesWritten, self->inflight_bytes_);
+  self->out_.Consume(self->inflight_bytes_);
+  self->out_.Unseal();
+  self->inflight_bytes_ = 0;
+  self->Flush();
+}
+
+}  // namespace strata::proxy

@@ -1,0 +1,101 @@
+// Connection: one client socket (TCP or unix) on one worker's loop.
+//
+// It reads into a buffer, parses as many commands as the bytes hold, runs
+// them, and writes all their replies together, in request order, with
+// uv_try_write (falling back to one uv_write at a time). A storage command's
+// data block is read straight into the new item; large blocks are read by
+// the socket directly into the item's memory. Back-pressure: when queued
+// replies pass the high watermark the connection stops reading and stops
+// running commands (a multi-get pauses between keys) until the client has
+// read them; past the hard cap (max_output_buffer) it is closed.
+//
+// Thread safety: none; a connection lives and dies on its worker's thread.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "proxy/dispatch.h"
+#include "proxy/output_queue.h"
+#include "proxy/protocol.h"
+#include "proxy/server_context.h"
+
+namespace strata::proxy {
+
+class Worker;
+
+class Connection {
+ public:
+  enum class Kind { kTcp, kUnix };
+
+  Connection(Worker& worker, Kind kind);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // The handle to pass to uv_accept().
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&handle_); }
+  // Starts serving an accepted socket.
+  void Start(const std::string& listen_addr);
+  // Refuses an accepted socket: sends memcached's "too many connections"
+  // error and closes.
+  void Reject();
+  // Stops reading; closes once the replies already owed are written.
+  void Drain();
+  // Closes now.
+  void Close();
+
+  // Intrusive list of the worker's connections.
+  Connection* prev = nullptr;
+  Connection* next = nullptr;
+
+ private:
+  static void OnAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void OnWrite(uv_write_t* req, int status);
+  static void OnClose(uv_handle_t* handle);
+
+  void PrepareReadBuffer(uv_buf_t* buf);
+  void ProcessInput();
+  void FinishDataBlock();
+  void Flush();
+  void Pause();
+  void MaybeResume();
+  uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&handle_); }
+
+  Worker& worker_;
+  ServerContext& ctx_;
+  Dispatcher& dispatcher_;
+  WorkerStats& stats_;
+  Kind kind_;
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } handle_;
+  uv_write_t write_req_;
+  int fd_ = -1;
+  bool registered_ = false;
+  ConnInfo info_;
+
+  std::vector<char> rbuf_;
+  size_t rstart_ = 0;
+  size_t rend_ = 0;
+  bool direct_read_ = false;   // the pending read lands in store_.item
+
+  OutputQueue out_;
+  Command cmd_;
+  bool get_in_progress_ = false;
+  PendingStore store_;
+  bool reading_data_ = false;
+
+  bool write_in_flight_ = false;
+  size_t inflight_bytes_ = 0;
+  bool reading_ = false;
+  bool paused_ = false;
+  bool draining_ = false;
+  bool close_after_flush_ = false;
+  bool closing_ = false;
+};
+
+}  // namespace strata::proxy

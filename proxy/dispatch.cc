@@ -1,0 +1,510 @@
+#include "proxy/dispatch.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "common/units.h"
+
+namespace strata::proxy {
+namespace {
+
+constexpr int64_t kRealtimeMaxDelta = 60 * 60 * 24 * 30;  // memcached's REALTIME_MAXDELTA
+
+char* PutU64(char* p, uint64_t v) { return std::to_chars(p, p + 20, v).ptr; }
+
+void Stat(OutputQueue& out, std::string_view name, std::string_view value) {
+  std::string line;
+  line.reserve(8 + name.size() + value.size());
+  line.append("STAT ").append(name).append(" ").append(value).append("\r\n");
+  out.Append(line);
+}
+
+void Stat(OutputQueue& out, std::string_view name, uint64_t value) {
+  char buf[24];
+  Stat(out, name, std::string_view(buf, static_cast<size_t>(PutU64(buf, value) - buf)));
+}
+
+std::string Rusage(const struct timeval& tv) {
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%ld.%06ld", static_cast<long>(tv.tv_sec),
+                static_cast<long>(tv.tv_usec));
+  return buf;
+}
+
+}  // namespace
+
+uint32_t Dispatcher::AbsoluteExptime(int32_t exptime) const {
+  int64_t e = exptime < 0 ? kRealtimeMaxDelta + 1 : exptime;
+  if (e == 0) return 0;
+  int64_t now = ctx_.clock->NowSeconds();
+  if (e > kRealtimeMaxDelta) return e <= now ? 1 : static_cast<uint32_t>(e);
+  return static_cast<uint32_t>(now + e);
+}
+
+void Dispatcher::Reply(OutputQueue& out, bool noreply, std::string_view line) {
+  if (noreply) return;
+  char* p = out.AppendSpace(line.size() + 2);
+  std::memcpy(p, line.data(), line.size());
+  p[line.size()] = '\r';
+  p[line.size() + 1] = '\n';
+}
+
+Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store) {
+  tiers::RamTier& tier = *ctx_.tier;
+  switch (cmd.type) {
+    case CommandType::kError:
+      Reply(out, cmd.noreply, cmd.reply);
+      return Outcome::kDone;
+
+    case CommandType::kGet:
+    case CommandType::kGets:
+    case CommandType::kGat:
+    case CommandType::kGats:
+      return ContinueGet(cmd, out);
+
+    case CommandType::kSet:
+    case CommandType::kAdd:
+    case CommandType::kReplace:
+    case CommandType::kAppend:
+    case CommandType::kPrepend:
+    case CommandType::kCas: {
+      store->type = cmd.type;
+      store->noreply = cmd.noreply;
+      store->cas_unique = cmd.cas_unique;
+      store->remaining = uint64_t{cmd.value_len} + 2;
+      tiers::AllocResult why;
+      store->item = tier.Allocate(cmd.key, cmd.flags, AbsoluteExptime(cmd.exptime),
+                                  cmd.value_len, &why);
+      if (!store->item) {
+        if (why == tiers::AllocResult::kTooLarge) {
+          Reply(out, cmd.noreply, "SERVER_ERROR object too large for cache");
+          stats_.Add(Counter::kStoreTooLarge);
+        } else {
+          Reply(out, cmd.noreply, "SERVER_ERROR out of memory storing object");
+          stats_.Add(Counter::kStoreNoMemory);
+        }
+        // A failed set must not leave the old value readable.
+        if (cmd.type == CommandType::kSet) tier.Delete(cmd.key);
+      }
+      return Outcome::kReadData;
+    }
+
+    case CommandType::kDelete:
+      if (tier.Delete(cmd.key)) {
+        stats_.Add(Counter::kDeleteHits);
+        Reply(out, cmd.noreply, "DELETED");
+      } else {
+        stats_.Add(Counter::kDeleteMisses);
+        Reply(out, cmd.noreply, "NOT_FOUND");
+      }
+      return Outcome::kDone;
+
+    case CommandType::kIncr:
+    case CommandType::kDecr: {
+      bool incr = cmd.type == CommandType::kIncr;
+      uint64_t value = 0;
+      switch (tier.Delta(cmd.key, incr, cmd.delta, &value)) {
+        case tiers::DeltaResult::kOk: {
+          stats_.Add(incr ? Counter::kIncrHits : Counter::kDecrHits);
+          char buf[24];
+          Reply(out, cmd.noreply, std::string_view(buf, static_cast<size_t>(PutU64(buf, value) - buf)));
+          break;
+        }
+        case tiers::DeltaResult::kNotFound:
+          stats_.Add(incr ? Counter::kIncrMisses : Counter::kDecrMisses);
+          Reply(out, cmd.noreply, "NOT_FOUND");
+          break;
+        case tiers::DeltaResult::kNonNumeric:
+          Reply(out, cmd.noreply, "CLIENT_ERROR cannot increment or decrement non-numeric value");
+          break;
+      }
+      return Outcome::kDone;
+    }
+
+    case CommandType::kTouch:
+      stats_.Add(Counter::kCmdTouch);
+      if (tier.Touch(cmd.key, AbsoluteExptime(cmd.exptime))) {
+        stats_.Add(Counter::kTouchHits);
+        Reply(out, cmd.noreply, "TOUCHED");
+      } else {
+        stats_.Add(Counter::kTouchMisses);
+        Reply(out, cmd.noreply, "NOT_FOUND");
+      }
+      return Outcome::kDone;
+
+    case CommandType::kFlushAll: {
+      stats_.Add(Counter::kCmdFlush);
+      int64_t now = ctx_.clock->NowSeconds();
+      // memcached's oldest_live: now - 1 for an immediate flush (items stored
+      // later in this second survive), realtime(exptime) - 1 for a delay.
+      int64_t at = now - 1;
+      if (cmd.has_exptime && cmd.exptime > 0) {
+        int64_t e = cmd.exptime;
+        at = (e > kRealtimeMaxDelta ? e : now + e) - 1;
+      }
+      tier.FlushAll(at);
+      Reply(out, cmd.noreply, "OK");
+      return Outcome::kDone;
+    }
+
+    case CommandType::kVersion:
+      Reply(out, false, std::string("VERSION ") + kVersion);
+      return Outcome::kDone;
+
+    case CommandType::kVerbosity:
+      ctx_.verbosity.store(cmd.number > 2 ? 2 : cmd.number, std::memory_order_relaxed);
+      Reply(out, cmd.noreply, "OK");
+      return Outcome::kDone;
+
+    case CommandType::kQuit:
+      return Outcome::kClose;
+
+    case CommandType::kMetaNoop:
+      Reply(out, false, "MN");
+      return Outcome::kDone;
+
+    case CommandType::kCacheMemlimit:
+      if (cmd.number < 8) {
+        Reply(out, cmd.noreply, "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m");
+      } else if (cmd.number > 1000000000) {
+        Reply(out, cmd.noreply, "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes");
+      } else if (tier.SetLimit(uint64_t{cmd.number} << 20)) {
+        Reply(out, cmd.noreply, "OK");
+      } else {
+        Reply(out, cmd.noreply, "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust");
+      }
+      return Outcome::kDone;
+
+    case CommandType::kShutdown:
+      if (!ctx_.options.enable_shutdown) {
+        Reply(out, false, "ERROR: shutdown not enabled");
+        return Outcome::kDone;
+      }
+      if (cmd.nargs == 0 || (cmd.nargs == 1 && cmd.args[0] == "graceful")) {
+        if (ctx_.request_shutdown) ctx_.request_shutdown();
+        return Outcome::kClose;
+      }
+      Reply(out, false, "CLIENT_ERROR invalid shutdown mode");
+      return Outcome::kDone;
+
+    case CommandType::kStats:
+      Stats(cmd, out);
+      return Outcome::kDone;
+  }
+  return Outcome::kDone;
+}
+
+Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out) {
+  tiers::RamTier& tier = *ctx_.tier;
+  const bool touch = cmd.type == CommandType::kGat || cmd.type == CommandType::kGats;
+  const bool with_cas = cmd.type == CommandType::kGets || cmd.type == CommandType::kGats;
+  const uint32_t exptime = touch ? AbsoluteExptime(cmd.exptime) : 0;
+  const uint32_t* new_exptime = touch ? &exptime : nullptr;
+  std::string_view key;
+
+  auto count = [&](bool hit) {
+    if (touch) {
+      stats_.Add(Counter::kCmdTouch);
+      stats_.Add(hit ? Counter::kTouchHits : Counter::kTouchMisses);
+    } else {
+      stats_.Add(Counter::kCmdGet);
+      stats_.Add(hit ? Counter::kGetHits : Counter::kGetMisses);
+    }
+  };
+
+  if (cmd.bad_key_index >= 0) {
+    // memcached looks up the keys before the bad one, then discards the
+    // reply and sends only the error.
+    for (int64_t i = 0; i < cmd.bad_key_index && NextKey(&cmd.keys, &key); ++i) {
+      count(static_cast<bool>(tier.Get(key, new_exptime)));
+    }
+    Reply(out, false, "CLIENT_ERROR bad command line format");
+    return Outcome::kDone;
+  }
+
+  while (NextKey(&cmd.keys, &key)) {
+    tiers::ItemRef item = tier.Get(key, new_exptime);
+    count(static_cast<bool>(item));
+    if (item) {
+      char line[6 + kMaxKeyLength + 1 + 10 + 1 + 10 + 1 + 20 + 2];
+      char* p = line;
+      std::memcpy(p, "VALUE ", 6);
+      p += 6;
+      std::memcpy(p, key.data(), key.size());
+      p += key.size();
+      *p++ = ' ';
+      p = PutU64(p, item->flags);
+      *p++ = ' ';
+      p = PutU64(p, item->value_len);
+      if (with_cas) {
+        *p++ = ' ';
+        p = PutU64(p, item->cas);
+      }
+      *p++ = '\r';
+      *p++ = '\n';
+      out.Append(std::string_view(line, static_cast<size_t>(p - line)));
+      out.AppendValue(item);
+    }
+    if (out.bytes() > ctx_.options.output_high_watermark) {
+      std::string_view rest = cmd.keys;
+      std::string_view next;
+      if (NextKey(&rest, &next)) {
+        stats_.Add(Counter::kConnYields);
+        return Outcome::kPaused;
+      }
+    }
+  }
+  out.Append("END\r\n");
+  return Outcome::kDone;
+}
+
+void Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQueue& out) {
+  stats_.Add(Counter::kCmdSet);
+  if (!terminated) {
+    store.item.Reset();
+    Reply(out, store.noreply, "CLIENT_ERROR bad data chunk");
+    return;
+  }
+  tiers::StoreMode mode = tiers::StoreMode::kSet;
+  switch (store.type) {
+    case CommandType::kAdd: mode = tiers::StoreMode::kAdd; break;
+    case CommandType::kReplace: mode = tiers::StoreMode::kReplace; break;
+    case CommandType::kAppend: mode = tiers::StoreMode::kAppend; break;
+    case CommandType::kPrepend: mode = tiers::StoreMode::kPrepend; break;
+    case CommandType::kCas: mode = tiers::StoreMode::kCas; break;
+    default: break;
+  }
+  tiers::StoreResult result = ctx_.tier->Store(mode, std::move(store.item), store.cas_unique);
+  bool is_cas = store.type == CommandType::kCas;
+  switch (result) {
+    case tiers::StoreResult::kStored:
+      if (is_cas) stats_.Add(Counter::kCasHits);
+      Reply(out, store.noreply, "STORED");
+      break;
+    case tiers::StoreResult::kExists:
+      if (is_cas) stats_.Add(Counter::kCasBadval);
+      Reply(out, store.noreply, "EXISTS");
+      break;
+    case tiers::StoreResult::kNotFound:
+      if (is_cas) stats_.Add(Counter::kCasMisses);
+      Reply(out, store.noreply, "NOT_FOUND");
+      break;
+    case tiers::StoreResult::kNotStored:
+      Reply(out, store.noreply, "NOT_STORED");
+      break;
+    case tiers::StoreResult::kTooLarge:
+      Reply(out, store.noreply, "SERVER_ERROR object too large for cache");
+      break;
+    case tiers::StoreResult::kNoMemory:
+      Reply(out, store.noreply, "SERVER_ERROR out of memory storing object");
+      break;
+  }
+}
+
+void Dispatcher::Stats(const Command& cmd, OutputQueue& out) {
+  if (cmd.nargs == 0) {
+    StatsGeneral(out);
+  } else {
+    std::string_view sub = cmd.args[0];
+    if (sub == "reset") {
+      for (WorkerStats* s : ctx_.worker_stats) s->Reset();
+      Reply(out, false, "RESET");
+      return;
+    }
+    if (sub == "detail") {
+      // Per-prefix statistics are not collected; accept the switches.
+      if (cmd.nargs >= 2 && (cmd.args[1] == "on" || cmd.args[1] == "off")) {
+        Reply(out, false, "OK");
+      } else if (cmd.nargs >= 2 && cmd.args[1] == "dump") {
+        Reply(out, false, "END");
+      } else {
+        Reply(out, false, "CLIENT_ERROR usage: stats detail on|off|dump");
+      }
+      return;
+    }
+    if (sub == "settings") {
+      StatsSettings(out);
+    } else if (sub == "items") {
+      StatsItems(out);
+    } else if (sub == "slabs") {
+      StatsSlabs(out);
+    } else if (sub == "conns") {
+      StatsConns(out);
+    } else if (sub == "sizes") {
+      Stat(out, "sizes_status", "disabled");
+    } else {
+      Reply(out, false, "ERROR");
+      return;
+    }
+  }
+  out.Append("END\r\n");
+}
+
+void Dispatcher::StatsGeneral(OutputQueue& out) {
+  const tiers::RamTierStats ram = ctx_.tier->Stats();
+  int64_t now = ctx_.clock->NowSeconds();
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  auto sum = [&](Counter c) { return ctx_.Sum(c); };
+  Stat(out, "pid", static_cast<uint64_t>(getpid()));
+  Stat(out, "uptime", static_cast<uint64_t>(now - ctx_.started_unix));
+  Stat(out, "time", static_cast<uint64_t>(now));
+  Stat(out, "version", kVersion);
+  Stat(out, "pointer_size", 64);
+  Stat(out, "rusage_user", Rusage(usage.ru_utime));
+  Stat(out, "rusage_system", Rusage(usage.ru_stime));
+  Stat(out, "max_connections", ctx_.options.max_connections);
+  Stat(out, "curr_connections", ctx_.curr_connections.load(std::memory_order_relaxed));
+  Stat(out, "total_connections", sum(Counter::kTotalConnections));
+  Stat(out, "rejected_connections", sum(Counter::kRejectedConnections));
+  Stat(out, "connection_structures", ctx_.curr_connections.load(std::memory_order_relaxed));
+  Stat(out, "cmd_get", sum(Counter::kCmdGet));
+  Stat(out, "cmd_set", sum(Counter::kCmdSet));
+  Stat(out, "cmd_flush", sum(Counter::kCmdFlush));
+  Stat(out, "cmd_touch", sum(Counter::kCmdTouch));
+  Stat(out, "cmd_meta", 0);
+  Stat(out, "get_hits", sum(Counter::kGetHits));
+  Stat(out, "get_misses", sum(Counter::kGetMisses));
+  Stat(out, "get_expired", sum(Counter::kGetExpired));
+  Stat(out, "get_flushed", sum(Counter::kGetFlushed));
+  Stat(out, "delete_misses", sum(Counter::kDeleteMisses));
+  Stat(out, "delete_hits", sum(Counter::kDeleteHits));
+  Stat(out, "incr_misses", sum(Counter::kIncrMisses));
+  Stat(out, "incr_hits", sum(Counter::kIncrHits));
+  Stat(out, "decr_misses", sum(Counter::kDecrMisses));
+  Stat(out, "decr_hits", sum(Counter::kDecrHits));
+  Stat(out, "cas_misses", sum(Counter::kCasMisses));
+  Stat(out, "cas_hits", sum(Counter::kCasHits));
+  Stat(out, "cas_badval", sum(Counter::kCasBadval));
+  Stat(out, "touch_hits", sum(Counter::kTouchHits));
+  Stat(out, "touch_misses", sum(Counter::kTouchMisses));
+  Stat(out, "store_too_large", sum(Counter::kStoreTooLarge));
+  Stat(out, "store_no_memory", sum(Counter::kStoreNoMemory));
+  Stat(out, "auth_cmds", 0);
+  Stat(out, "auth_errors", 0);
+  Stat(out, "bytes_read", sum(Counter::kBytesRead));
+  Stat(out, "bytes_written", sum(Counter::kBytesWritten));
+  Stat(out, "limit_maxbytes", ram.limit_bytes);
+  Stat(out, "accepting_conns", 1);
+  Stat(out, "listen_disabled_num", 0);
+  Stat(out, "time_in_listen_disabled_us", 0);
+  Stat(out, "threads", ctx_.worker_stats.size());
+  Stat(out, "conn_yields", sum(Counter::kConnYields));
+  Stat(out, "hash_power_level", 0);
+  Stat(out, "hash_bytes", ram.hash_buckets * sizeof(void*));
+  Stat(out, "hash_is_expanding", 0);
+  Stat(out, "malloc_fails", 0);
+  Stat(out, "bytes", ram.bytes);
+  Stat(out, "curr_items", ram.curr_items);
+  Stat(out, "total_items", ram.total_items);
+  Stat(out, "expired_unfetched", ram.expired_unfetched);
+  Stat(out, "evicted_unfetched", ram.evicted_unfetched);
+  Stat(out, "evicted_active", 0);
+  Stat(out, "evictions", ram.evictions);
+  Stat(out, "reclaimed", ram.reclaimed);
+  Stat(out, "crawler_reclaimed", ram.crawler_reclaimed);
+  Stat(out, "crawler_items_checked", ram.crawler_items_checked);
+  Stat(out, "ram_eviction_policy", tiers::EvictionKindName(ctx_.tier->eviction()));
+}
+
+void Dispatcher::StatsSettings(OutputQueue& out) {
+  const ServerOptions& o = ctx_.options;
+  char umask[8];
+  std::snprintf(umask, sizeof(umask), "%o", o.unix_socket_mode);
+  Stat(out, "maxbytes", ctx_.tier->limit());
+  Stat(out, "maxconns", o.max_connections);
+  Stat(out, "tcpport", ctx_.bound_port);
+  Stat(out, "udpport", 0);
+  Stat(out, "inter", o.listen);
+  Stat(out, "verbosity", ctx_.verbosity.load(std::memory_order_relaxed));
+  Stat(out, "oldest", 0);
+  Stat(out, "evictions", "on");
+  Stat(out, "domain_socket", o.unix_socket.empty() ? std::string("NULL") : o.unix_socket);
+  Stat(out, "umask", umask);
+  Stat(out, "shutdown_command", o.enable_shutdown ? "yes" : "no");
+  Stat(out, "num_threads", ctx_.worker_stats.size());
+  Stat(out, "stat_key_prefix", ":");
+  Stat(out, "detail_enabled", "no");
+  Stat(out, "cas_enabled", "yes");
+  Stat(out, "tcp_backlog", static_cast<uint64_t>(o.backlog));
+  Stat(out, "binding_protocol", "ascii");
+  Stat(out, "auth_enabled_sasl", "no");
+  Stat(out, "auth_enabled_ascii", "no");
+  Stat(out, "item_size_max", ctx_.tier->max_item_size());
+  Stat(out, "maxconns_fast", "yes");
+  Stat(out, "hashpower_init", 0);
+  Stat(out, "flush_enabled", "yes");
+  Stat(out, "dump_enabled", "no");
+  Stat(out, "lru_crawler", "yes");
+  Stat(out, "idle_timeout", 0);
+  Stat(out, "eviction_policy", tiers::EvictionKindName(ctx_.tier->eviction()));
+  Stat(out, "max_output_buffer", o.max_output_buffer);
+}
+
+void Dispatcher::StatsItems(OutputQueue& out) {
+  // strata has no slab classes; all items are reported under class 1, and
+  // only when there are items, as memcached lists only populated classes.
+  const tiers::RamTierStats ram = ctx_.tier->Stats();
+  if (ram.curr_items == 0) return;
+  Stat(out, "items:1:number", ram.curr_items);
+  Stat(out, "items:1:age", 0);
+  Stat(out, "items:1:mem_requested", ram.bytes);
+  Stat(out, "items:1:evicted", ram.evictions);
+  Stat(out, "items:1:evicted_nonzero", 0);
+  Stat(out, "items:1:evicted_time", 0);
+  Stat(out, "items:1:outofmemory", ctx_.Sum(Counter::kStoreNoMemory));
+  Stat(out, "items:1:tailrepairs", 0);
+  Stat(out, "items:1:reclaimed", ram.reclaimed);
+  Stat(out, "items:1:expired_unfetched", ram.expired_unfetched);
+  Stat(out, "items:1:evicted_unfetched", ram.evicted_unfetched);
+  Stat(out, "items:1:evicted_active", 0);
+  Stat(out, "items:1:crawler_reclaimed", ram.crawler_reclaimed);
+  Stat(out, "items:1:crawler_items_checked", ram.crawler_items_checked);
+  Stat(out, "items:1:lrutail_reflocked", 0);
+  Stat(out, "items:1:moves_to_cold", 0);
+  Stat(out, "items:1:moves_to_warm", 0);
+  Stat(out, "items:1:moves_within_lru", 0);
+  Stat(out, "items:1:direct_reclaims", 0);
+}
+
+void Dispatcher::StatsSlabs(OutputQueue& out) {
+  const tiers::RamTierStats ram = ctx_.tier->Stats();
+  if (ram.curr_items > 0) {
+    Stat(out, "1:chunk_size", ram.bytes / ram.curr_items);
+    Stat(out, "1:chunks_per_page", 1);
+    Stat(out, "1:total_pages", ram.curr_items);
+    Stat(out, "1:total_chunks", ram.curr_items);
+    Stat(out, "1:used_chunks", ram.curr_items);
+    Stat(out, "1:free_chunks", 0);
+    Stat(out, "1:free_chunks_end", 0);
+    Stat(out, "1:get_hits", ctx_.Sum(Counter::kGetHits));
+    Stat(out, "1:cmd_set", ctx_.Sum(Counter::kCmdSet));
+    Stat(out, "1:delete_hits", ctx_.Sum(Counter::kDeleteHits));
+    Stat(out, "1:incr_hits", ctx_.Sum(Counter::kIncrHits));
+    Stat(out, "1:decr_hits", ctx_.Sum(Counter::kDecrHits));
+    Stat(out, "1:cas_hits", ctx_.Sum(Counter::kCasHits));
+    Stat(out, "1:cas_badval", ctx_.Sum(Counter::kCasBadval));
+    Stat(out, "1:touch_hits", ctx_.Sum(Counter::kTouchHits));
+  }
+  Stat(out, "active_slabs", ram.curr_items > 0 ? 1 : 0);
+  Stat(out, "total_malloced", ram.bytes);
+}
+
+void Dispatcher::StatsConns(OutputQueue& out) {
+  int64_t now = ctx_.clock->NowSeconds();
+  ctx_.conns.ForEach([&](int fd, const ConnInfo& info) {
+    std::string prefix = std::to_string(fd) + ":";
+    Stat(out, prefix + "addr", info.addr);
+    if (!info.listen_addr.empty()) Stat(out, prefix + "listen_addr", info.listen_addr);
+    Stat(out, prefix + "state", "conn_parse_cmd");
+    int64_t last = info.last_cmd_unix.load(std::memory_order_relaxed);
+    Stat(out, prefix + "secs_since_last_cmd", static_cast<uint64_t>(last ? now - last : 0));
+  });
+}
+
+}  // namespace strata::proxy

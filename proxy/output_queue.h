@@ -1,0 +1,67 @@
+// OutputQueue: a connection's pending reply bytes, in request order.
+//
+// Replies are appended as text (copied into pooled text blocks, so a batch
+// of small replies leaves in one contiguous piece) or as an item's value
+// (sent from the item's own memory; the ItemRef keeps it alive until the
+// bytes are written). Gather() exposes the front as iovecs for writev;
+// Consume() drops what the socket took. Blocks handed to an asynchronous
+// write are sealed: later appends never move them.
+//
+// Thread safety: none; owned by one connection on one loop thread.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tiers/item.h"
+
+namespace strata::proxy {
+
+class OutputQueue {
+ public:
+  // Values at most this long are copied into the text stream; longer ones
+  // are referenced.
+  static constexpr size_t kCopyValueLimit = 4096;
+
+  void Append(std::string_view text);
+  // Reserves `n` contiguous bytes at the end of the text stream; the caller
+  // fills them at once.
+  char* AppendSpace(size_t n);
+  // Appends item->ValueWithCrlf(): copied if short, referenced if long.
+  void AppendValue(const tiers::ItemRef& item);
+
+  size_t bytes() const { return bytes_; }
+  bool empty() const { return bytes_ == 0; }
+
+  // Fills up to `max` iovecs from the front of the queue; returns the count
+  // and adds their total length to *total.
+  size_t Gather(struct iovec* iov, size_t max, size_t* total) const;
+  // Drops `n` bytes from the front.
+  void Consume(size_t n);
+  // Seals the first `segments` segments (they are in an async write).
+  void Seal(size_t segments) { sealed_ = segments; }
+  void Unseal() { sealed_ = 0; }
+
+ private:
+  struct Segment {
+    std::string text;     // used when item is empty
+    tiers::ItemRef item;  // when set, the bytes are item->ValueWithCrlf()
+    size_t offset = 0;    // bytes already written
+    size_t size() const { return item ? item->value_len + 2 : text.size(); }
+    const char* data() const { return item ? item->Value() : text.data(); }
+  };
+  Segment& TextTail(size_t need);
+  void Recycle(std::string&& text);
+
+  std::deque<Segment> segments_;
+  std::vector<std::string> spare_;  // recycled text blocks
+  size_t bytes_ = 0;
+  size_t sealed_ = 0;
+};
+
+}  // namespace strata::proxy

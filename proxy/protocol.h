@@ -1,0 +1,108 @@
+// The memcached text protocol parser: bytes in, commands out. Pure (no I/O,
+// no cache access), resumable (call again with more bytes), and exact: it
+// reproduces memcached 1.6.18's tokenizer (proto_text.c) and number parsing
+// (util.c safe_strto*), including their quirks, so that every reply strata
+// composes from its result is the one memcached would send.
+//
+// Framing: a command line ends at '\n' (a preceding '\r' is dropped); a NUL
+// byte ends the line early, as memcached's strlen() does. Tokens are split on
+// ' ' only; at most 23 tokens are separated, the rest of the line stays one
+// piece (memcached's MAX_TOKENS). A line that has no '\n' within 2048
+// buffered bytes closes the connection unless it is a "get "/"gets " line,
+// which may grow up to kMaxMultigetLine. Storage commands are returned with
+// the length of their data block; reading that block is the caller's job.
+//
+// Thread safety: pure functions over caller-owned buffers; safe anywhere.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace strata::proxy {
+
+inline constexpr size_t kMaxKeyLength = 250;
+inline constexpr size_t kMaxTokens = 24;            // memcached's MAX_TOKENS
+inline constexpr size_t kLineLimit = 2048;          // bytes without '\n' before closing
+inline constexpr size_t kMaxMultigetLine = 8 << 20; // cap on a get line's length
+
+enum class CommandType : uint8_t {
+  kError,  // `reply` holds the complete error line to send (without "\r\n")
+  kGet,
+  kGets,
+  kGat,
+  kGats,
+  kSet,
+  kAdd,
+  kReplace,
+  kAppend,
+  kPrepend,
+  kCas,
+  kDelete,
+  kIncr,
+  kDecr,
+  kTouch,
+  kFlushAll,
+  kVersion,
+  kVerbosity,
+  kQuit,
+  kStats,
+  kCacheMemlimit,
+  kShutdown,
+  kMetaNoop,  // "mn"
+};
+
+struct Command {
+  CommandType type = CommandType::kError;
+  bool noreply = false;
+  std::string_view reply;     // kError: the line to send
+  std::string_view key;       // single-key commands
+  // get-family: the keys, space separated, possibly with repeated spaces.
+  // Every key in it is <= kMaxKeyLength unless `bad_key_index` is set.
+  std::string_view keys;
+  // get-family: index of the first key longer than kMaxKeyLength, or -1.
+  // memcached processes the keys before it, then replies only
+  // "CLIENT_ERROR bad command line format".
+  int64_t bad_key_index = -1;
+  uint32_t flags = 0;
+  int32_t exptime = 0;         // as sent (memcached's relative/absolute rules apply)
+  bool has_exptime = false;    // flush_all: a delay was given
+  uint32_t value_len = 0;      // storage: bytes of data that follow (without "\r\n")
+  uint64_t cas_unique = 0;     // cas
+  uint64_t delta = 0;          // incr/decr
+  uint32_t number = 0;         // verbosity level, cache_memlimit megabytes
+  // stats: the arguments after "stats" (empty for plain stats) as tokens.
+  std::string_view args[kMaxTokens];
+  size_t nargs = 0;
+};
+
+enum class ParseStatus : uint8_t {
+  kNeedMore,  // no complete line yet; call again with more bytes
+  kCommand,   // *cmd is filled; `consumed` bytes of the input were used
+  kClose,     // the input is not the protocol; close the connection
+};
+
+struct ParseResult {
+  ParseStatus status;
+  size_t consumed;
+};
+
+// Parses the first command line in `input`. Views in *cmd point into
+// `input`. For storage commands (kSet..kCas) the caller must then read
+// value_len + 2 bytes of data block, which must end in "\r\n".
+ParseResult ParseCommand(std::string_view input, Command* cmd);
+
+// memcached's number parsers (util.c) on one token, as the 64-bit build
+// behaves: strtoul/strtol semantics (leading white space, a sign), the
+// number must end at the token's end or at white space, ERANGE fails, a '-'
+// on a value that is negative as signed fails for the unsigned forms, and
+// the 32-bit forms keep the low 32 bits of a larger value.
+bool SafeStrtoull(std::string_view token, uint64_t* out);
+bool SafeStrtoul(std::string_view token, uint32_t* out);
+bool SafeStrtol(std::string_view token, int32_t* out);
+
+// Splits the next key off a get-family key list; returns false when none
+// is left. `keys` is advanced past it.
+bool NextKey(std::string_view* keys, std::string_view* key);
+
+}  // namespace strata::proxy

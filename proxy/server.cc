@@ -1,0 +1,198 @@
+#include "proxy/server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "proxy/worker.h"
+
+namespace strata::proxy {
+namespace {
+
+std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// Reads a cgroup CPU limit; returns 0 when unlimited or unknown.
+double CgroupCpuLimit() {
+  std::ifstream v2("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  double period = 0;
+  if (v2 >> quota >> period) {
+    if (quota != "max" && period > 0) return std::stod(quota) / period;
+    return 0;
+  }
+  std::ifstream q("/sys/fs/cgroup/cpu/cpu.cfs_quota_us");
+  std::ifstream p("/sys/fs/cgroup/cpu/cpu.cfs_period_us");
+  double quota_us = 0;
+  double period_us = 0;
+  if ((q >> quota_us) && (p >> period_us) && quota_us > 0 && period_us > 0) {
+    return quota_us / period_us;
+  }
+  return 0;
+}
+
+// Creates a bound (not yet listening) TCP socket with SO_REUSEPORT.
+common::Result<int> BindTcp(const std::string& address, uint16_t port) {
+  struct sockaddr_storage ss;
+  std::memset(&ss, 0, sizeof(ss));
+  socklen_t len = 0;
+  std::string host = address == "localhost" ? "127.0.0.1" : address;
+  auto* sin = reinterpret_cast<struct sockaddr_in*>(&ss);
+  auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) == 1) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    len = sizeof(*sin);
+  } else if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) == 1) {
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    len = sizeof(*sin6);
+  } else {
+    return common::Status::InvalidArgument("not an IP address: " + address);
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return common::Status::IoError(Errno("socket"));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    close(fd);
+    return common::Status::IoError(Errno("SO_REUSEPORT"));
+  }
+  if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len) != 0) {
+    std::string msg = Errno("bind " + address + ":" + std::to_string(port));
+    close(fd);
+    return common::Status::IoError(msg);
+  }
+  return fd;
+}
+
+uint16_t LocalPort(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) != 0) return 0;
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<struct sockaddr_in*>(&ss)->sin_port);
+  return ntohs(reinterpret_cast<struct sockaddr_in6*>(&ss)->sin6_port);
+}
+
+common::Result<int> ListenUnix(const std::string& path, uint32_t mode, int backlog) {
+  struct sockaddr_un sun;
+  std::memset(&sun, 0, sizeof(sun));
+  if (path.size() >= sizeof(sun.sun_path)) {
+    return common::Status::InvalidArgument("unix socket path too long: " + path);
+  }
+  sun.sun_family = AF_UNIX;
+  std::memcpy(sun.sun_path, path.c_str(), path.size());
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return common::Status::InvalidArgument(path + " exists and is not a socket");
+    }
+    unlink(path.c_str());  // a stale socket from an earlier run
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return common::Status::IoError(Errno("socket"));
+  // Create the socket file with the requested permissions from the start.
+  mode_t old_umask = umask(static_cast<mode_t>(~mode & 0777));
+  int rc = bind(fd, reinterpret_cast<struct sockaddr*>(&sun), sizeof(sun));
+  umask(old_umask);
+  if (rc != 0 || chmod(path.c_str(), static_cast<mode_t>(mode)) != 0 || listen(fd, backlog) != 0) {
+    std::string msg = Errno("unix socket " + path);
+    close(fd);
+    return common::Status::IoError(msg);
+  }
+  return fd;
+}
+
+}  // namespace
+
+uint32_t UsableCpus() {
+  cpu_set_t set;
+  uint32_t cpus = 1;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    cpus = static_cast<uint32_t>(CPU_COUNT(&set));
+  }
+  double limit = CgroupCpuLimit();
+  if (limit > 0) cpus = std::min(cpus, static_cast<uint32_t>(std::ceil(limit)));
+  return cpus == 0 ? 1 : cpus;
+}
+
+Server::Server(const ServerOptions& options, tiers::RamTier& tier, const common::Clock& clock) {
+  ctx_.options = options;
+  ctx_.tier = &tier;
+  ctx_.clock = &clock;
+  ctx_.started_unix = clock.NowSeconds();
+}
+
+Server::~Server() {
+  RequestStop();
+  Wait();
+  if (unix_fd_ >= 0) {
+    close(unix_fd_);
+    unlink(ctx_.options.unix_socket.c_str());
+  }
+}
+
+common::Status Server::Start() {
+  uint32_t n = ctx_.options.workers == 0 ? UsableCpus() : ctx_.options.workers;
+  ctx_.options.workers = n;
+  uint16_t port = ctx_.options.port;
+  std::vector<int> tcp_fds;
+  auto close_all = [&] {
+    for (int fd : tcp_fds) close(fd);
+  };
+  for (uint32_t i = 0; i < n; ++i) {
+    auto fd = BindTcp(ctx_.options.listen, port);
+    if (!fd.ok()) {
+      close_all();
+      return fd.status();
+    }
+    tcp_fds.push_back(*fd);
+    if (port == 0) port = LocalPort(*fd);
+  }
+  ctx_.bound_port = port;
+  if (!ctx_.options.unix_socket.empty()) {
+    auto fd = ListenUnix(ctx_.options.unix_socket, ctx_.options.unix_socket_mode,
+                         ctx_.options.backlog);
+    if (!fd.ok()) {
+      close_all();
+      return fd.status();
+    }
+    unix_fd_ = *fd;
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    auto worker = std::make_unique<Worker>(ctx_, static_cast<int>(i));
+    ctx_.worker_stats.push_back(&worker->stats());
+    workers_.push_back(std::move(worker));
+  }
+  for (uint32_t i = 0; i < n; ++i) {
+    common::Status st = workers_[i]->Init(tcp_fds[i], unix_fd_);
+    if (!st.ok()) {
+      for (uint32_t j = i + 1; j < n; ++j) close(tcp_fds[j]);
+      return st;
+    }
+  }
+  for (auto& w : workers_) w->Start();
+  return common::Status::Ok();
+}
+
+void Server::RequestStop() {
+  if (stop_requested_.exchange(true)) return;
+  for (auto& w : workers_) w->RequestStop();
+}
+
+void Server::Wait() {
+  for (auto& w : workers_) w->Join();
+}
+
+}  // namespace strata::proxy

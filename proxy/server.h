@@ -1,0 +1,53 @@
+// Server: binds the listeners, owns the workers and the shared context, and
+// stops gracefully.
+//
+// Start() creates one SO_REUSEPORT TCP socket per worker on the configured
+// address and port (port 0 picks a free port, shared by all workers) and,
+// when configured, one unix socket with the configured permissions that
+// every worker accepts from. RequestStop() may be called from any thread
+// (a signal handler's loop, the `shutdown` command): workers stop accepting,
+// finish the replies they owe (bounded by drain_timeout) and exit; Wait()
+// returns when all have.
+//
+// Thread safety: Start/Wait from one thread; RequestStop from any thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "proxy/server_context.h"
+#include "tiers/ram_tier.h"
+
+namespace strata::proxy {
+
+class Worker;
+
+// The number of CPUs this process may use: its affinity mask, further
+// limited by a cgroup CPU quota (v2 cpu.max or v1 cfs quota), at least 1.
+uint32_t UsableCpus();
+
+class Server {
+ public:
+  Server(const ServerOptions& options, tiers::RamTier& tier, const common::Clock& clock);
+  ~Server();
+
+  common::Status Start();
+  void RequestStop();
+  void Wait();
+
+  // The TCP port actually bound (useful with port 0).
+  uint16_t port() const { return ctx_.bound_port; }
+  size_t workers() const { return workers_.size(); }
+  ServerContext& context() { return ctx_; }
+
+ private:
+  ServerContext ctx_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  int unix_fd_ = -1;
+  std::atomic<bool> stop_requested_{false};
+};
+
+}  // namespace strata::proxy

@@ -1,0 +1,87 @@
+// ServerContext: what every worker shares: the options, the cache, the
+// clock, every worker's counters (for `stats`), the connection registry
+// (for `stats conns` and max_connections) and the shutdown hook.
+//
+// Thread safety: options and pointers are set before workers start and then
+// only read; counters are atomics; the registry has its own mutex.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "proxy/worker_stats.h"
+#include "tiers/ram_tier.h"
+
+namespace strata::proxy {
+
+inline constexpr const char* kVersion = "1.6.18-strata-0.1.0";
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1";
+  uint16_t port = 11211;
+  std::string unix_socket;           // empty = none
+  uint32_t unix_socket_mode = 0700;
+  uint32_t workers = 0;              // 0 = the CPUs this process may use
+  uint32_t max_connections = 4096;
+  bool enable_shutdown = false;
+  uint64_t drain_timeout_ms = 10'000;
+  uint64_t max_output_buffer = 64ull << 20;  // hard cap per connection
+  uint64_t output_high_watermark = 4ull << 20;  // stop reading above this
+  int backlog = 1024;
+};
+
+// One line of `stats conns`.
+struct ConnInfo {
+  std::string addr;         // "tcp:127.0.0.1:5555" or "unix:/path"
+  std::string listen_addr;
+  std::atomic<int64_t> last_cmd_unix{0};
+};
+
+class ConnRegistry {
+ public:
+  void Add(int fd, ConnInfo* info) {
+    std::lock_guard lock(mu_);
+    conns_[fd] = info;
+  }
+  void Remove(int fd) {
+    std::lock_guard lock(mu_);
+    conns_.erase(fd);
+  }
+  // Calls fn(fd, info) for each connection under the registry lock.
+  template <typename Fn>
+  void ForEach(Fn&& fn) const {
+    std::lock_guard lock(mu_);
+    for (const auto& [fd, info] : conns_) fn(fd, *info);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<int, ConnInfo*> conns_;
+};
+
+struct ServerContext {
+  ServerOptions options;
+  tiers::RamTier* tier = nullptr;
+  const common::Clock* clock = nullptr;
+  int64_t started_unix = 0;
+  uint16_t bound_port = 0;
+  std::vector<WorkerStats*> worker_stats;
+  std::atomic<uint32_t> curr_connections{0};
+  std::atomic<uint32_t> verbosity{0};
+  ConnRegistry conns;
+  std::function<void()> request_shutdown;
+
+  uint64_t Sum(Counter c) const {
+    uint64_t total = 0;
+    for (const WorkerStats* s : worker_stats) total += s->Get(c);
+    return total;
+  }
+};
+
+}  // namespace strata::proxy

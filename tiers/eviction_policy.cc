@@ -1,0 +1,184 @@
+#include "tiers/eviction_policy.h"
+
+#include <vector>
+
+#include "common/hash.h"
+#include "tiers/item_ring.h"
+
+namespace strata::tiers {
+
+std::string_view EvictionKindName(EvictionKind kind) {
+  return kind == EvictionKind::kLru ? "lru" : "s3fifo";
+}
+
+namespace {
+
+// ---------------------------------------------------------------- S3-FIFO
+
+// The ghost queue: fingerprints of keys recently evicted from the small
+// queue, in a 4-way set-associative table of 32-bit fingerprints (4 bytes
+// per remembered key). Insertion replaces slots round-robin within a set,
+// which approximates FIFO order at a fraction of a real queue's memory.
+class GhostSet {
+ public:
+  void Resize(size_t entries) {
+    size_t sets = 1;
+    while (sets * kWays < entries) sets <<= 1;
+    if (sets * kWays == slots_.size()) return;
+    slots_.assign(sets * kWays, 0);
+    set_mask_ = sets - 1;
+  }
+  size_t capacity() const { return slots_.size(); }
+
+  void Insert(uint64_t hash) {
+    if (slots_.empty()) return;
+    uint32_t* set = &slots_[(hash & set_mask_) * kWays];
+    uint32_t fp = Fingerprint(hash);
+    set[cursor_++ % kWays] = fp;
+  }
+
+  // Returns true and forgets the key if it is remembered.
+  bool TakeIfPresent(uint64_t hash) {
+    if (slots_.empty()) return false;
+    uint32_t* set = &slots_[(hash & set_mask_) * kWays];
+    uint32_t fp = Fingerprint(hash);
+    for (size_t i = 0; i < kWays; ++i) {
+      if (set[i] == fp) {
+        set[i] = 0;
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  static constexpr size_t kWays = 4;
+  static uint32_t Fingerprint(uint64_t hash) { return static_cast<uint32_t>(hash >> 32) | 1u; }
+  std::vector<uint32_t> slots_;
+  uint64_t set_mask_ = 0;
+  uint32_t cursor_ = 0;
+};
+
+// policy byte layout: bits 0-1 frequency, bits 2-3 queue.
+constexpr uint8_t kFreqMask = 0x3;
+constexpr uint8_t kInSmall = 0x4;
+constexpr uint8_t kInMain = 0x8;
+
+class S3FifoPolicy final : public EvictionPolicy {
+ public:
+  explicit S3FifoPolicy(const S3FifoOptions& options) : options_(options) { ghost_.Resize(1024); }
+
+  void OnInsert(Item* item, uint64_t hash) override {
+    size_t charge = ItemCharge(item);
+    if (ghost_.TakeIfPresent(hash)) {
+      item->policy = kInMain;
+      main_.Push(item);
+      main_bytes_ += charge;
+    } else {
+      item->policy = kInSmall;
+      small_.Push(item);
+      small_bytes_ += charge;
+    }
+    // The ghost remembers about as many keys as the main queue holds.
+    size_t resident = small_.size() + main_.size();
+    if (resident > ghost_.capacity()) ghost_.Resize(resident * 2);
+  }
+
+  void OnHit(Item* item) override {
+    uint8_t freq = item->policy & kFreqMask;
+    if (freq < 3) item->policy = static_cast<uint8_t>(item->policy + 1);
+  }
+
+  void OnRemove(Item* item) override {
+    size_t charge = ItemCharge(item);
+    if (item->policy & kInSmall) {
+      small_.Erase(item);
+      small_bytes_ -= charge;
+    } else if (item->policy & kInMain) {
+      main_.Erase(item);
+      main_bytes_ -= charge;
+    }
+    item->policy = 0;
+  }
+
+  Item* Evict() override {
+    while (!small_.empty() || !main_.empty()) {
+      bool from_small =
+          !small_.empty() &&
+          (main_.empty() ||
+           static_cast<double>(small_bytes_) >=
+               options_.small_ratio * static_cast<double>(small_bytes_ + main_bytes_));
+      if (from_small) {
+        Item* item = small_.Pop();
+        size_t charge = ItemCharge(item);
+        small_bytes_ -= charge;
+        if ((item->policy & kFreqMask) >= options_.move_to_main_threshold) {
+          item->policy = kInMain;  // frequency starts over in the main queue
+          main_.Push(item);
+          main_bytes_ += charge;
+          continue;
+        }
+        ghost_.Insert(common::HashKey(item->Key()));
+        item->policy = 0;
+        return item;
+      }
+      Item* item = main_.Pop();
+      uint8_t freq = item->policy & kFreqMask;
+      if (freq > 0) {
+        item->policy = static_cast<uint8_t>(kInMain | (freq - 1));
+        main_.Push(item);
+        continue;
+      }
+      main_bytes_ -= ItemCharge(item);
+      item->policy = 0;
+      return item;
+    }
+    return nullptr;
+  }
+
+  void Clear() override {
+    small_.Clear();
+    main_.Clear();
+    small_bytes_ = main_bytes_ = 0;
+  }
+
+ private:
+  S3FifoOptions options_;
+  ItemRing small_;
+  ItemRing main_;
+  GhostSet ghost_;
+  size_t small_bytes_ = 0;
+  size_t main_bytes_ = 0;
+};
+
+// -------------------------------------------------------------------- LRU
+
+class LruPolicy final : public EvictionPolicy {
+ public:
+  void OnInsert(Item* item, uint64_t) override { ring_.Push(item); }
+  void OnHit(Item* item) override {
+    ring_.Erase(item);
+    ring_.Push(item);
+  }
+  void OnRemove(Item* item) override { ring_.Erase(item); }
+  Item* Evict() override { return ring_.Pop(); }
+  void Clear() override { ring_.Clear(); }
+
+ private:
+  ItemRing ring_;
+};
+
+}  // namespace
+
+std::unique_ptr<EvictionPolicy> MakeS3FifoPolicy(const S3FifoOptions& options) {
+  return std::make_unique<S3FifoPolicy>(options);
+}
+
+std::unique_ptr<EvictionPolicy> MakeLruPolicy() { return std::make_unique<LruPolicy>(); }
+
+std::unique_ptr<EvictionPolicy> MakePolicy(EvictionKind kind) {
+  if (kind == EvictionKind::kLru) return MakeLruPolicy();
+  return MakeS3FifoPolicy(S3FifoOptions{});
+}
+
+}  // namespace strata::tiers

@@ -1,0 +1,44 @@
+#include "tiers/item.h"
+
+#include <malloc.h>
+
+#include <cstdlib>
+#include <new>
+
+namespace strata::tiers {
+
+size_t Item::AllocatedBytes() const {
+  // malloc_usable_size reports the chunk's usable bytes; glibc adds an
+  // 8-byte header in front of every chunk.
+  return malloc_usable_size(const_cast<Item*>(this)) + sizeof(size_t);
+}
+
+Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len) {
+  size_t total = sizeof(Item) + key.size() + size_t{value_len} + 2;
+  void* mem = std::malloc(total);
+  if (mem == nullptr) return nullptr;
+  Item* item = new (mem) Item;
+  item->refs.store(1, std::memory_order_relaxed);
+  item->value_len = value_len;
+  item->cas = 0;
+  item->flags = flags;
+  item->exptime = exptime;
+  item->queue_pos = 0;
+  item->key_len = static_cast<uint8_t>(key.size());
+  item->policy = 0;
+  item->linked = 0;
+  item->fetched = 0;
+  item->hnext = nullptr;
+  char* data = item->MutableData();
+  std::memcpy(data, key.data(), key.size());
+  data[key.size() + value_len] = '\r';
+  data[key.size() + value_len + 1] = '\n';
+  return item;
+}
+
+void Item::Destroy(Item* item) {
+  item->~Item();
+  std::free(item);
+}
+
+}  // namespace strata::tiers

@@ -1,0 +1,106 @@
+// Item: one cached key/value with its memcached metadata, in a single
+// allocation laid out as [header][key][value]["\r\n"].
+//
+// The value is immutable once the item is published to a tier (Store()); a
+// write makes a new item. Items are shared through ItemRef, an intrusive
+// reference-counted handle: a reply that is being written keeps its item
+// alive after the key was deleted or replaced. The trailing "\r\n" lets a
+// reply send value and terminator from the item's memory in one piece.
+//
+// Invariant: key_len <= kMaxKeyLength; Data()[value_len, value_len+2) is
+// "\r\n". sizeof(Item) is 40 bytes.
+//
+// Thread safety: the reference count is atomic, so ItemRefs may be copied and
+// dropped on any thread. The metadata fields `exptime`, `queue_pos`, `policy`
+// and `hnext` belong to the tier holding the item and are only touched under
+// that tier's shard lock; everything else is immutable after Store().
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+#include <utility>
+
+namespace strata::tiers {
+
+inline constexpr size_t kMaxKeyLength = 250;
+
+
+struct Item {
+  std::atomic<uint32_t> refs;
+  uint32_t value_len;  // bytes of value, without the "\r\n"
+  uint64_t cas;        // unique per stored version; 0 until stored
+  uint32_t flags;      // client flags, returned untouched
+  uint32_t exptime;    // absolute unix seconds; 0 = never expires
+  uint32_t queue_pos;  // owned by the eviction policy
+  uint8_t key_len;
+  uint8_t policy;      // owned by the eviction policy (queue id, frequency)
+  uint8_t linked;      // 1 while reachable from a tier's table
+  uint8_t fetched;     // 1 once a get returned it (for stats)
+  Item* hnext;         // hash-chain link, owned by the table
+  // Followed in memory by: key bytes, value bytes, "\r\n".
+
+  const char* Data() const { return reinterpret_cast<const char*>(this + 1); }
+  char* MutableData() { return reinterpret_cast<char*>(this + 1); }
+  std::string_view Key() const { return {Data(), key_len}; }
+  const char* Value() const { return Data() + key_len; }
+  char* MutableValue() { return MutableData() + key_len; }
+  std::string_view ValueView() const { return {Value(), value_len}; }
+  // The value followed by "\r\n", ready to send.
+  std::string_view ValueWithCrlf() const { return {Value(), size_t{value_len} + 2}; }
+
+  // Bytes this item occupies in memory, as the allocator sees it, plus the
+  // allocator's own header; the RAM tier adds its per-item index overhead.
+  size_t AllocatedBytes() const;
+
+  // Allocates an unpublished item with refs = 1, copying `key` and writing
+  // the trailing "\r\n"; the value bytes are left for the caller to fill.
+  // Returns nullptr if memory cannot be had.
+  static Item* Create(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len);
+  static void Destroy(Item* item);
+};
+
+// Intrusive shared handle to an Item. Moving is free; copying costs one
+// atomic increment.
+class ItemRef {
+ public:
+  ItemRef() = default;
+  // Adopts a reference the caller already owns (e.g. from Item::Create).
+  static ItemRef Adopt(Item* item) { return ItemRef(item); }
+  // Takes a new reference.
+  static ItemRef Share(Item* item) {
+    if (item) item->refs.fetch_add(1, std::memory_order_relaxed);
+    return ItemRef(item);
+  }
+  ItemRef(const ItemRef& o) : item_(o.item_) {
+    if (item_) item_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  ItemRef(ItemRef&& o) noexcept : item_(std::exchange(o.item_, nullptr)) {}
+  ItemRef& operator=(ItemRef o) noexcept {
+    std::swap(item_, o.item_);
+    return *this;
+  }
+  ~ItemRef() { Reset(); }
+
+  void Reset() {
+    if (item_ && item_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) Item::Destroy(item_);
+    item_ = nullptr;
+  }
+  // Gives up ownership without dropping the reference.
+  Item* Release() { return std::exchange(item_, nullptr); }
+
+  Item* get() const { return item_; }
+  Item* operator->() const { return item_; }
+  Item& operator*() const { return *item_; }
+  explicit operator bool() const { return item_ != nullptr; }
+
+ private:
+  explicit ItemRef(Item* item) : item_(item) {}
+  Item* item_ = nullptr;
+};
+
+static_assert(sizeof(Item) == 40, "Item header grew");
+
+}  // namespace strata::tiers

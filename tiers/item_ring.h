@@ -1,0 +1,85 @@
+// ItemRing: a FIFO of Item pointers on a growable ring buffer, with O(1)
+// removal from the middle (the slot is cleared and skipped later). The
+// item's `queue_pos` records its slot. Holes are compacted away when they
+// outnumber live entries, so memory stays proportional to the live count.
+//
+// Thread safety: none; used under the owning shard's lock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "tiers/item.h"
+
+namespace strata::tiers {
+
+class ItemRing {
+ public:
+  ItemRing() : slots_(16, nullptr) {}
+
+  // Appends at the tail (newest end).
+  void Push(Item* item) {
+    if (tail_ - head_ == slots_.size()) Grow();
+    slots_[tail_ & (slots_.size() - 1)] = item;
+    item->queue_pos = static_cast<uint32_t>(tail_);
+    ++tail_;
+    ++live_;
+  }
+
+  // Removes and returns the oldest item, or nullptr if empty.
+  Item* Pop() {
+    while (head_ != tail_) {
+      Item* item = slots_[head_ & (slots_.size() - 1)];
+      slots_[head_ & (slots_.size() - 1)] = nullptr;
+      ++head_;
+      if (item != nullptr) {
+        --live_;
+        return item;
+      }
+    }
+    return nullptr;
+  }
+
+  // Removes `item`, which must be in this ring.
+  void Erase(Item* item) {
+    slots_[item->queue_pos & (slots_.size() - 1)] = nullptr;
+    --live_;
+  }
+
+  size_t size() const { return live_; }
+  bool empty() const { return live_ == 0; }
+
+  void Clear() {
+    slots_.assign(16, nullptr);
+    head_ = tail_ = 0;
+    live_ = 0;
+  }
+
+ private:
+  // Called when the ring is full: compacts in place if at least half the
+  // slots are holes, otherwise doubles.
+  void Grow() {
+    size_t capacity = slots_.size();
+    if (live_ * 2 > capacity) capacity *= 2;
+    std::vector<Item*> next(capacity, nullptr);
+    uint64_t pos = 0;
+    for (uint64_t i = head_; i != tail_; ++i) {
+      Item* item = slots_[i & (slots_.size() - 1)];
+      if (item == nullptr) continue;
+      next[pos] = item;
+      item->queue_pos = static_cast<uint32_t>(pos);
+      ++pos;
+    }
+    slots_.swap(next);
+    head_ = 0;
+    tail_ = pos;
+  }
+
+  std::vector<Item*> slots_;  // size is a power of two
+  uint64_t head_ = 0;         // oldest
+  uint64_t tail_ = 0;         // one past newest
+  size_t live_ = 0;
+};
+
+}  // namespace strata::tiers

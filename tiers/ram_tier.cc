@@ -1,0 +1,540 @@
+#include "tiers/ram_tier.h"
+
+#include <algorithm>
+#include <bit>
+#include <cctype>
+#include <charconv>
+#include <cstring>
+
+#include "common/hash.h"
+
+namespace strata::tiers {
+
+namespace {
+
+constexpr size_t kInitialBuckets = 64;
+constexpr uint64_t kMinLimit = 1ull << 20;
+
+// memcached's safe_strtoull() applied to an item's value, which always ends
+// in "\r\n": leading white space is skipped, a sign is accepted, at least one
+// digit is needed, the digits must end at white space, overflow fails, and a
+// '-' that makes the number negative as int64 fails.
+bool ParseStoredNumber(const char* p, const char* end, uint64_t* out) {
+  const char* s = p;
+  while (s < end && std::isspace(static_cast<unsigned char>(*s))) ++s;
+  bool negative = false;
+  if (s < end && (*s == '+' || *s == '-')) {
+    negative = *s == '-';
+    ++s;
+  }
+  const char* digits = s;
+  uint64_t value = 0;
+  bool overflow = false;
+  while (s < end && *s >= '0' && *s <= '9') {
+    uint64_t d = static_cast<uint64_t>(*s - '0');
+    if (value > (UINT64_MAX - d) / 10) overflow = true;
+    value = value * 10 + d;
+    ++s;
+  }
+  if (s == digits || overflow) return false;
+  if (s == end || !std::isspace(static_cast<unsigned char>(*s))) return false;
+  if (negative) {
+    value = 0 - value;
+    if (static_cast<int64_t>(value) < 0) return false;
+  }
+  *out = value;
+  return true;
+}
+
+}  // namespace
+
+struct RamTier::Shard {
+  std::mutex mu;
+  std::vector<Item*> buckets = std::vector<Item*>(kInitialBuckets, nullptr);
+  size_t count = 0;
+  int64_t bytes = 0;
+  std::unique_ptr<EvictionPolicy> policy;
+  uint64_t total_items = 0;
+  uint64_t evictions = 0;
+  uint64_t evicted_unfetched = 0;
+  uint64_t reclaimed = 0;
+  uint64_t expired_unfetched = 0;
+  uint64_t crawler_reclaimed = 0;
+  uint64_t crawler_items_checked = 0;
+
+  // Returns the link that points at the item with `key`, or at the null end
+  // of its chain.
+  Item** Find(std::string_view key, uint64_t hash) {
+    Item** link = &buckets[hash & (buckets.size() - 1)];
+    while (*link != nullptr) {
+      Item* it = *link;
+      if (it->key_len == key.size() && std::memcmp(it->Data(), key.data(), key.size()) == 0) break;
+      link = &it->hnext;
+    }
+    return link;
+  }
+
+  // Makes `item` (whose reference the table now owns) reachable at `link`,
+  // which Find() returned for its key. The rest of the chain from `link` on
+  // is kept: after an expired item was unlinked there, `link` points at that
+  // item's successor rather than at null.
+  void LinkAt(Item** link, Item* item, uint64_t hash) {
+    item->hnext = *link;
+    *link = item;
+    item->linked = 1;
+    ++count;
+    ++total_items;
+    policy->OnInsert(item, hash);
+    if (count > buckets.size() + buckets.size() / 2) Grow();
+  }
+
+  // Replaces the item at `link` with `item`; returns the old one's reference.
+  Item* ReplaceAt(Item** link, Item* item, uint64_t hash) {
+    Item* old = *link;
+    item->hnext = old->hnext;
+    *link = item;
+    item->linked = 1;
+    old->linked = 0;
+    policy->OnRemove(old);
+    ++total_items;
+    policy->OnInsert(item, hash);
+    return old;
+  }
+
+  // Unlinks the item at `link` (not through the policy's Evict) and returns
+  // its reference for the caller to drop outside the lock.
+  Item* UnlinkAt(Item** link, bool via_policy_evict) {
+    Item* old = *link;
+    *link = old->hnext;
+    old->hnext = nullptr;
+    old->linked = 0;
+    --count;
+    if (!via_policy_evict) policy->OnRemove(old);
+    return old;
+  }
+
+  void Grow() {
+    std::vector<Item*> next(buckets.size() * 2, nullptr);
+    for (Item* head : buckets) {
+      while (head != nullptr) {
+        Item* it = head;
+        head = it->hnext;
+        Item** slot = &next[common::HashKey(it->Key()) & (next.size() - 1)];
+        it->hnext = *slot;
+        *slot = it;
+      }
+    }
+    buckets.swap(next);
+  }
+};
+
+RamTier::RamTier(const RamTierOptions& options, const common::Clock& clock, EvictionSink* sink)
+    : options_(options), clock_(clock), sink_(sink), limit_(options.size_bytes) {
+  size_t n = std::bit_ceil(std::max<uint32_t>(1, options_.shards));
+  shard_shift_ = 64 - static_cast<size_t>(std::countr_zero(n));
+  shards_.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto shard = std::make_unique<Shard>();
+    shard->policy = MakePolicy(options_.eviction);
+    shards_.push_back(std::move(shard));
+  }
+}
+
+RamTier::~RamTier() { FlushNow(); }
+
+RamTier::Shard& RamTier::ShardFor(uint64_t hash) {
+  return *shards_[shard_shift_ == 64 ? 0 : hash >> shard_shift_];
+}
+
+bool RamTier::ItemSizeOk(size_t key_len, uint32_t flags, uint64_t value_len) const {
+  uint64_t total = 56 + key_len + 1 + value_len + 2 + (flags != 0 ? 4 : 0);
+  return total <= options_.max_item_size;
+}
+
+ItemRef RamTier::Allocate(std::string_view key, uint32_t flags, uint32_t exptime,
+                          uint32_t value_len, AllocResult* why) {
+  if (!ItemSizeOk(key.size(), flags, value_len)) {
+    *why = AllocResult::kTooLarge;
+    return {};
+  }
+  if (sizeof(Item) + key.size() + value_len + 2 + kPerItemIndexOverhead > limit()) {
+    *why = AllocResult::kNoMemory;
+    return {};
+  }
+  Item* item = Item::Create(key, flags, exptime, value_len);
+  if (item == nullptr) {
+    *why = AllocResult::kNoMemory;
+    return {};
+  }
+  *why = AllocResult::kOk;
+  return ItemRef::Adopt(item);
+}
+
+void RamTier::MaybeRunDelayedFlush(int64_t now) {
+  int64_t at = pending_flush_at_.load(std::memory_order_relaxed);
+  if (at == 0 || now < at) return;
+  if (pending_flush_at_.compare_exchange_strong(at, 0)) {
+    flush_horizon_.store(at, std::memory_order_relaxed);
+    FlushNow();
+  }
+}
+
+StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
+                           uint64_t* stored_cas) {
+  int64_t now = clock_.NowSeconds();
+  MaybeRunDelayedFlush(now);
+  std::string_view key = item->Key();
+  uint64_t hash = common::HashKey(key);
+  Shard& shard = ShardFor(hash);
+  ItemRef doomed;     // dropped after the lock is released
+  ItemRef combined;   // append/prepend result
+  StoreResult result = StoreResult::kStored;
+  {
+    std::lock_guard lock(shard.mu);
+    Item** link = shard.Find(key, hash);
+    Item* old = *link;
+    if (old != nullptr && Expired(old, now)) {
+      ++shard.reclaimed;
+      if (!old->fetched) ++shard.expired_unfetched;
+      shard.bytes -= static_cast<int64_t>(ItemCharge(old));
+      used_bytes_.fetch_sub(static_cast<int64_t>(ItemCharge(old)), std::memory_order_relaxed);
+      doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
+      old = nullptr;
+    }
+    Item* publish = item.get();
+    switch (mode) {
+      case StoreMode::kSet:
+        break;
+      case StoreMode::kAdd:
+        if (old != nullptr) {
+          shard.policy->OnHit(old);  // memcached bumps the existing item
+          result = StoreResult::kNotStored;
+        }
+        break;
+      case StoreMode::kReplace:
+        if (old == nullptr) result = StoreResult::kNotStored;
+        break;
+      case StoreMode::kCas:
+        if (old == nullptr) {
+          result = StoreResult::kNotFound;
+        } else if (old->cas != cas_unique) {
+          result = StoreResult::kExists;
+        }
+        break;
+      case StoreMode::kAppend:
+      case StoreMode::kPrepend: {
+        if (old == nullptr) {
+          result = StoreResult::kNotStored;
+          break;
+        }
+        uint64_t total = uint64_t{old->value_len} + item->value_len;
+        if (!ItemSizeOk(key.size(), old->flags, total) || total > UINT32_MAX) {
+          result = StoreResult::kNotStored;
+          break;
+        }
+        Item* c = Item::Create(key, old->flags, old->exptime, static_cast<uint32_t>(total));
+        if (c == nullptr) {
+          result = StoreResult::kNotStored;
+          break;
+        }
+        combined = ItemRef::Adopt(c);
+        const Item* first = mode == StoreMode::kAppend ? old : item.get();
+        const Item* second = mode == StoreMode::kAppend ? item.get() : old;
+        std::memcpy(c->MutableValue(), first->Value(), first->value_len);
+        std::memcpy(c->MutableValue() + first->value_len, second->Value(), second->value_len);
+        publish = c;
+        break;
+      }
+    }
+    if (result == StoreResult::kStored &&
+        now <= flush_horizon_.load(std::memory_order_relaxed)) {
+      // Stored during the second a flush_all covers: invisible at once, as
+      // in memcached. The old value (if any) goes too.
+      publish->cas = NextCas();
+      if (stored_cas != nullptr) *stored_cas = publish->cas;
+      if (old != nullptr) {
+        int64_t old_charge = static_cast<int64_t>(ItemCharge(old));
+        shard.bytes -= old_charge;
+        used_bytes_.fetch_sub(old_charge, std::memory_order_relaxed);
+        doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
+      }
+    } else if (result == StoreResult::kStored) {
+      publish->cas = NextCas();
+      if (stored_cas != nullptr) *stored_cas = publish->cas;
+      int64_t charge = static_cast<int64_t>(ItemCharge(publish));
+      ItemRef& owner = publish == item.get() ? item : combined;
+      if (old != nullptr) {
+        int64_t old_charge = static_cast<int64_t>(ItemCharge(old));
+        doomed = ItemRef::Adopt(shard.ReplaceAt(link, owner.Release(), hash));
+        charge -= old_charge;
+      } else {
+        shard.LinkAt(link, owner.Release(), hash);
+      }
+      shard.bytes += charge;
+      used_bytes_.fetch_add(charge, std::memory_order_relaxed);
+    }
+  }
+  if (result == StoreResult::kStored &&
+      used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit())) {
+    EnforceLimit(shard_shift_ == 64 ? 0 : hash >> shard_shift_);
+  }
+  return result;
+}
+
+ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime) {
+  int64_t now = clock_.NowSeconds();
+  MaybeRunDelayedFlush(now);
+  uint64_t hash = common::HashKey(key);
+  Shard& shard = ShardFor(hash);
+  ItemRef doomed;
+  std::lock_guard lock(shard.mu);
+  Item** link = shard.Find(key, hash);
+  Item* it = *link;
+  if (it == nullptr) return {};
+  if (Expired(it, now)) {
+    ++shard.reclaimed;
+    if (!it->fetched) ++shard.expired_unfetched;
+    int64_t charge = static_cast<int64_t>(ItemCharge(it));
+    shard.bytes -= charge;
+    used_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+    doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
+    return {};
+  }
+  if (new_exptime != nullptr) it->exptime = *new_exptime;
+  it->fetched = 1;
+  shard.policy->OnHit(it);
+  return ItemRef::Share(it);
+}
+
+bool RamTier::Touch(std::string_view key, uint32_t exptime) {
+  return static_cast<bool>(Get(key, &exptime));
+}
+
+bool RamTier::Delete(std::string_view key) {
+  int64_t now = clock_.NowSeconds();
+  MaybeRunDelayedFlush(now);
+  uint64_t hash = common::HashKey(key);
+  Shard& shard = ShardFor(hash);
+  ItemRef doomed;
+  std::lock_guard lock(shard.mu);
+  Item** link = shard.Find(key, hash);
+  Item* it = *link;
+  if (it == nullptr) return false;
+  bool live = !Expired(it, now);
+  if (!live) {
+    ++shard.reclaimed;
+    if (!it->fetched) ++shard.expired_unfetched;
+  }
+  int64_t charge = static_cast<int64_t>(ItemCharge(it));
+  shard.bytes -= charge;
+  used_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+  doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
+  return live;
+}
+
+DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result) {
+  int64_t now = clock_.NowSeconds();
+  MaybeRunDelayedFlush(now);
+  uint64_t hash = common::HashKey(key);
+  Shard& shard = ShardFor(hash);
+  ItemRef doomed;
+  bool grew = false;
+  {
+    std::lock_guard lock(shard.mu);
+    Item** link = shard.Find(key, hash);
+    Item* it = *link;
+    if (it == nullptr) return DeltaResult::kNotFound;
+    if (Expired(it, now)) {
+      ++shard.reclaimed;
+      if (!it->fetched) ++shard.expired_unfetched;
+      int64_t charge = static_cast<int64_t>(ItemCharge(it));
+      shard.bytes -= charge;
+      used_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+      doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
+      return DeltaResult::kNotFound;
+    }
+    uint64_t value = 0;
+    if (it->value_len == 0 ||
+        !ParseStoredNumber(it->Value(), it->Value() + it->value_len + 2, &value)) {
+      return DeltaResult::kNonNumeric;
+    }
+    if (incr) {
+      value += delta;
+    } else {
+      value = delta > value ? 0 : value - delta;
+    }
+    *result = value;
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), value);
+    size_t len = static_cast<size_t>(end - buf);
+    shard.policy->OnHit(it);
+    if (len <= it->value_len && it->refs.load(std::memory_order_acquire) == 1) {
+      // Nobody else holds the item: update in place, as memcached does.
+      std::memcpy(it->MutableValue(), buf, len);
+      std::memset(it->MutableValue() + len, ' ', it->value_len - len);
+      it->cas = NextCas();
+      return DeltaResult::kOk;
+    }
+    Item* fresh = Item::Create(key, it->flags, it->exptime, static_cast<uint32_t>(len));
+    if (fresh == nullptr) return DeltaResult::kNonNumeric;
+    std::memcpy(fresh->MutableValue(), buf, len);
+    fresh->cas = NextCas();
+    fresh->fetched = it->fetched;
+    int64_t charge = static_cast<int64_t>(ItemCharge(fresh)) - static_cast<int64_t>(ItemCharge(it));
+    doomed = ItemRef::Adopt(shard.ReplaceAt(link, fresh, hash));
+    shard.bytes += charge;
+    used_bytes_.fetch_add(charge, std::memory_order_relaxed);
+    grew = charge > 0;
+  }
+  if (grew && used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit())) {
+    EnforceLimit(shard_shift_ == 64 ? 0 : hash >> shard_shift_);
+  }
+  return DeltaResult::kOk;
+}
+
+void RamTier::FlushAll(int64_t at_unix) {
+  int64_t now = clock_.NowSeconds();
+  if (at_unix <= now) {
+    pending_flush_at_.store(0, std::memory_order_relaxed);
+    flush_horizon_.store(at_unix, std::memory_order_relaxed);
+    FlushNow();
+  } else {
+    pending_flush_at_.store(at_unix, std::memory_order_relaxed);
+  }
+}
+
+void RamTier::FlushNow() {
+  std::vector<Item*> doomed;
+  for (auto& shard_ptr : shards_) {
+    Shard& shard = *shard_ptr;
+    {
+      std::lock_guard lock(shard.mu);
+      for (Item*& head : shard.buckets) {
+        while (head != nullptr) {
+          Item* it = head;
+          head = it->hnext;
+          it->hnext = nullptr;
+          it->linked = 0;
+          doomed.push_back(it);
+        }
+      }
+      shard.policy->Clear();
+      used_bytes_.fetch_sub(shard.bytes, std::memory_order_relaxed);
+      shard.bytes = 0;
+      shard.count = 0;
+    }
+    for (Item* it : doomed) ItemRef::Adopt(it).Reset();
+    doomed.clear();
+  }
+}
+
+void RamTier::EnforceLimit(size_t first_shard) {
+  std::vector<ItemRef> evicted;
+  std::vector<ItemRef> expired;  // freed after the loop, never under a lock
+  size_t n = shards_.size();
+  size_t idx = first_shard % n;
+  size_t empty_in_a_row = 0;
+  int64_t now = clock_.NowSeconds();
+  while (used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit()) &&
+         empty_in_a_row < n) {
+    Shard& shard = *shards_[idx];
+    std::lock_guard lock(shard.mu);
+    Item* victim = shard.policy->Evict();
+    if (victim == nullptr) {
+      ++empty_in_a_row;
+      idx = (idx + 1) % n;
+      continue;
+    }
+    empty_in_a_row = 0;
+    Item** link = shard.Find(victim->Key(), common::HashKey(victim->Key()));
+    shard.UnlinkAt(link, /*via_policy_evict=*/true);
+    int64_t charge = static_cast<int64_t>(ItemCharge(victim));
+    shard.bytes -= charge;
+    used_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+    if (Expired(victim, now)) {
+      ++shard.reclaimed;
+      if (!victim->fetched) ++shard.expired_unfetched;
+      expired.push_back(ItemRef::Adopt(victim));
+      continue;
+    }
+    ++shard.evictions;
+    if (!victim->fetched) ++shard.evicted_unfetched;
+    evicted.push_back(ItemRef::Adopt(victim));
+  }
+  if (sink_ != nullptr && !evicted.empty()) sink_->OnEvicted(evicted);
+}
+
+bool RamTier::SetLimit(uint64_t bytes) {
+  if (bytes < kMinLimit) return false;
+  limit_.store(bytes, std::memory_order_relaxed);
+  if (used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(bytes)) EnforceLimit(0);
+  return true;
+}
+
+size_t RamTier::ReapExpired(size_t max_items) {
+  std::lock_guard reap_lock(reap_mu_);
+  int64_t now = clock_.NowSeconds();
+  MaybeRunDelayedFlush(now);
+  size_t removed = 0;
+  size_t scanned = 0;
+  std::vector<Item*> doomed;
+  size_t shards_visited = 0;
+  while (scanned < max_items && shards_visited <= shards_.size()) {
+    Shard& shard = *shards_[reap_shard_];
+    {
+      std::lock_guard lock(shard.mu);
+      // Visit a bounded run of buckets per lock hold.
+      size_t stop = std::min(shard.buckets.size(), reap_bucket_ + 256);
+      for (; reap_bucket_ < stop && scanned < max_items; ++reap_bucket_) {
+        Item** link = &shard.buckets[reap_bucket_];
+        while (*link != nullptr) {
+          Item* it = *link;
+          ++scanned;
+          ++shard.crawler_items_checked;
+          if (Expired(it, now)) {
+            ++shard.reclaimed;
+            ++shard.crawler_reclaimed;
+            if (!it->fetched) ++shard.expired_unfetched;
+            int64_t charge = static_cast<int64_t>(ItemCharge(it));
+            shard.bytes -= charge;
+            used_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+            doomed.push_back(shard.UnlinkAt(link, false));
+            ++removed;
+          } else {
+            link = &it->hnext;
+          }
+        }
+      }
+      if (reap_bucket_ >= shard.buckets.size()) {
+        reap_bucket_ = 0;
+        reap_shard_ = (reap_shard_ + 1) % shards_.size();
+        ++shards_visited;
+      }
+    }
+    for (Item* it : doomed) ItemRef::Adopt(it).Reset();
+    doomed.clear();
+  }
+  return removed;
+}
+
+RamTierStats RamTier::Stats() const {
+  RamTierStats s;
+  for (const auto& shard_ptr : shards_) {
+    Shard& shard = *shard_ptr;
+    std::lock_guard lock(shard.mu);
+    s.curr_items += shard.count;
+    s.total_items += shard.total_items;
+    s.bytes += static_cast<uint64_t>(std::max<int64_t>(0, shard.bytes));
+    s.evictions += shard.evictions;
+    s.evicted_unfetched += shard.evicted_unfetched;
+    s.reclaimed += shard.reclaimed;
+    s.expired_unfetched += shard.expired_unfetched;
+    s.crawler_reclaimed += shard.crawler_reclaimed;
+    s.crawler_items_checked += shard.crawler_items_checked;
+    s.hash_buckets += shard.buckets.size();
+  }
+  s.limit_bytes = limit();
+  return s;
+}
+
+}  // namespace strata::tiers

@@ -1,0 +1,164 @@
+// RamTier: the hot tier. A sharded hash table of Items under a byte budget
+// that counts every byte an item costs (its allocation, the allocator's
+// header and its share of the table and queues), with a pluggable eviction
+// policy per shard (S3-FIFO by default, LRU as the baseline).
+//
+// It implements memcached's storage semantics: set/add/replace/append/
+// prepend/cas, incr/decr with memcached's in-place rules, touch, delete,
+// flush_all with an optional delay, and CAS uniques that are unique across
+// the whole cache. Times are absolute unix seconds (0 = never expires); the
+// protocol layer converts memcached's relative/absolute exptime.
+//
+// Invariants:
+//   - An expired or flushed item is never returned, and the memory of
+//     expired items is reclaimed by ReapExpired() without waiting for
+//     eviction.
+//   - Bytes in use exceed the limit by at most the items being inserted
+//     concurrently (eviction runs right after each insert).
+//   - Evicted items leave through the EvictionSink, outside any lock, so a
+//     lower tier can take them.
+//   - No I/O and no callbacks run under a shard lock.
+//
+// Thread safety: every public method is safe to call concurrently from any
+// thread. Each shard has its own mutex; counters are atomics.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "tiers/eviction_policy.h"
+#include "tiers/item.h"
+
+namespace strata::tiers {
+
+struct RamTierOptions {
+  uint64_t size_bytes = 256ull << 20;    // the byte budget
+  uint64_t max_item_size = 1ull << 20;   // largest item, memcached's accounting
+  EvictionKind eviction = EvictionKind::kS3Fifo;
+  uint32_t shards = 64;                  // rounded up to a power of two
+};
+
+// Receives items the RAM tier evicts (not those deleted, replaced, expired
+// or flushed). Called on the thread that caused the eviction, with no lock
+// held.
+class EvictionSink {
+ public:
+  virtual ~EvictionSink() = default;
+  virtual void OnEvicted(std::vector<ItemRef>& items) = 0;
+};
+
+enum class StoreMode { kSet, kAdd, kReplace, kAppend, kPrepend, kCas };
+enum class StoreResult { kStored, kNotStored, kExists, kNotFound, kTooLarge, kNoMemory };
+enum class DeltaResult { kOk, kNotFound, kNonNumeric };
+enum class AllocResult { kOk, kTooLarge, kNoMemory };
+
+struct RamTierStats {
+  uint64_t curr_items = 0;
+  uint64_t total_items = 0;       // items ever stored
+  uint64_t bytes = 0;             // charged bytes in use
+  uint64_t limit_bytes = 0;
+  uint64_t evictions = 0;
+  uint64_t evicted_unfetched = 0;
+  uint64_t reclaimed = 0;         // expired items whose memory was taken back
+  uint64_t expired_unfetched = 0;
+  uint64_t crawler_reclaimed = 0; // of which by ReapExpired()
+  uint64_t crawler_items_checked = 0;
+  uint64_t hash_buckets = 0;
+};
+
+class RamTier {
+ public:
+  RamTier(const RamTierOptions& options, const common::Clock& clock, EvictionSink* sink = nullptr);
+  ~RamTier();
+  RamTier(const RamTier&) = delete;
+  RamTier& operator=(const RamTier&) = delete;
+
+  // memcached's size check: header (56 bytes with CAS), key + 1, value + 2,
+  // and 4 bytes of flags when non-zero must fit in max_item_size.
+  bool ItemSizeOk(size_t key_len, uint32_t flags, uint64_t value_len) const;
+
+  // Allocates an unpublished item for a store whose value the caller will
+  // fill in. On failure returns an empty ref and sets *why.
+  ItemRef Allocate(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len,
+                   AllocResult* why);
+
+  // Publishes `item` (from Allocate, value filled) under memcached's rules
+  // for `mode`. `cas_unique` is checked for kCas. For append/prepend the
+  // existing item's flags and exptime are kept. On kStored, *stored_cas (if
+  // given) receives the new CAS unique.
+  StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0,
+                    uint64_t* stored_cas = nullptr);
+
+  // Returns the live item for `key` and records a hit with the policy, or
+  // an empty ref. If `new_exptime` is given the item's expiry is updated
+  // first (gat/gats).
+  ItemRef Get(std::string_view key, const uint32_t* new_exptime = nullptr);
+
+  // Updates the expiry of a live item. Returns false if there is none.
+  bool Touch(std::string_view key, uint32_t exptime);
+
+  // Removes a live item. Returns false if there is none.
+  bool Delete(std::string_view key);
+
+  // incr/decr: the value must be a decimal uint64 (memcached's strtoull
+  // rules); incr wraps at 2^64, decr stops at 0. When the result is no longer
+  // than the old value and nobody else holds the item, the value is updated
+  // in place and padded with spaces (as memcached does); otherwise a new item
+  // of the exact length replaces it. *result receives the new number.
+  DeltaResult Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result);
+
+  // Invalidates every item stored at or before second `at_unix` (memcached's
+  // oldest_live): if that second is now or past, at once, and items stored
+  // during the rest of that second are invisible too; if it is in the
+  // future, when it arrives. at_unix < now flushes now and nothing more.
+  void FlushAll(int64_t at_unix);
+
+  // Changes the byte budget, evicting down to it. Returns false if `bytes`
+  // is below what the tier can run with (1 MiB).
+  bool SetLimit(uint64_t bytes);
+  uint64_t limit() const { return limit_.load(std::memory_order_relaxed); }
+  uint64_t max_item_size() const { return options_.max_item_size; }
+  EvictionKind eviction() const { return options_.eviction; }
+
+  // Scans up to `max_items` resident items (continuing where the previous
+  // call stopped) and removes the expired ones. Returns items removed.
+  size_t ReapExpired(size_t max_items);
+
+  RamTierStats Stats() const;
+
+ private:
+  struct Shard;
+
+  Shard& ShardFor(uint64_t hash);
+  bool Expired(const Item* item, int64_t now) const {
+    return item->exptime != 0 && static_cast<int64_t>(item->exptime) <= now;
+  }
+  // The pending delayed flush, run by whichever call first sees it due.
+  void MaybeRunDelayedFlush(int64_t now);
+  void FlushNow();
+  // Evicts until usage is within the limit, starting with `first_shard`.
+  void EnforceLimit(size_t first_shard);
+  uint64_t NextCas() { return next_cas_.fetch_add(1, std::memory_order_relaxed); }
+
+  RamTierOptions options_;
+  const common::Clock& clock_;
+  EvictionSink* sink_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  size_t shard_shift_;
+  std::atomic<uint64_t> limit_;
+  std::atomic<int64_t> used_bytes_{0};
+  std::atomic<uint64_t> next_cas_{1};
+  std::atomic<int64_t> pending_flush_at_{0};
+  std::atomic<int64_t> flush_horizon_{0};  // items stored at or before it are invisible
+  std::atomic<size_t> evict_cursor_{0};
+  std::mutex reap_mu_;
+  size_t reap_shard_ = 0;
+  size_t reap_bucket_ = 0;
+};
+
+}  // namespace strata::tiers
