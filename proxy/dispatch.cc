@@ -14,6 +14,9 @@ namespace strata::proxy {
 namespace {
 
 constexpr int64_t kRealtimeMaxDelta = 60 * 60 * 24 * 30;  // memcached's REALTIME_MAXDELTA
+// memcached's process_started is its start time minus ITEM_UPDATE_INTERVAL
+// (60 s) minus 2.
+constexpr int64_t kProcessStartedSlack = 62;
 
 char* PutU64(char* p, uint64_t v) { return std::to_chars(p, p + 20, v).ptr; }
 
@@ -42,7 +45,7 @@ uint32_t Dispatcher::AbsoluteExptime(int32_t exptime) const {
   int64_t e = exptime < 0 ? kRealtimeMaxDelta + 1 : exptime;
   if (e == 0) return 0;
   int64_t now = ctx_.clock->NowSeconds();
-  if (e > kRealtimeMaxDelta) return e <= now ? 1 : static_cast<uint32_t>(e);
+  if (e > kRealtimeMaxDelta) return e <= now ? 1 : static_cast<uint32_t>(e);  // absolute
   return static_cast<uint32_t>(now + e);
 }
 
@@ -139,13 +142,21 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store)
 
     case CommandType::kFlushAll: {
       stats_.Add(Counter::kCmdFlush);
-      int64_t now = ctx_.clock->NowSeconds();
       // memcached's oldest_live: now - 1 for an immediate flush (items stored
-      // later in this second survive), realtime(exptime) - 1 for a delay.
+      // later in this second survive), realtime(exptime) - 1 for a delay. An
+      // absolute time before the process started makes oldest_live 0, which
+      // cancels any pending flush and flushes nothing.
+      int64_t now = ctx_.clock->NowSeconds();
       int64_t at = now - 1;
       if (cmd.has_exptime && cmd.exptime > 0) {
         int64_t e = cmd.exptime;
-        at = (e > kRealtimeMaxDelta ? e : now + e) - 1;
+        if (e <= kRealtimeMaxDelta) {
+          at = now + e - 1;
+        } else if (e <= ctx_.started_unix - kProcessStartedSlack) {
+          at = 0;
+        } else {
+          at = e - 1;
+        }
       }
       tier.FlushAll(at);
       Reply(out, cmd.noreply, "OK");
@@ -409,6 +420,15 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
   Stat(out, "reclaimed", ram.reclaimed);
   Stat(out, "crawler_reclaimed", ram.crawler_reclaimed);
   Stat(out, "crawler_items_checked", ram.crawler_items_checked);
+  // memcached's segmented-LRU counters; S3-FIFO has no such moves.
+  Stat(out, "lrutail_reflocked", 0);
+  Stat(out, "moves_to_cold", 0);
+  Stat(out, "moves_to_warm", 0);
+  Stat(out, "moves_within_lru", 0);
+  Stat(out, "direct_reclaims", 0);
+  Stat(out, "lru_crawler_running", 0);
+  Stat(out, "lru_crawler_starts", 0);
+  Stat(out, "lru_maintainer_juggles", 0);
   Stat(out, "ram_eviction_policy", tiers::EvictionKindName(ctx_.tier->eviction()));
 }
 
@@ -440,7 +460,10 @@ void Dispatcher::StatsSettings(OutputQueue& out) {
   Stat(out, "hashpower_init", 0);
   Stat(out, "flush_enabled", "yes");
   Stat(out, "dump_enabled", "no");
-  Stat(out, "lru_crawler", "yes");
+  // memcached's LRU crawler and maintainer do not exist here (expired items
+  // are reaped by the RAM tier's own scan), so their tunables are absent.
+  Stat(out, "lru_crawler", "no");
+  Stat(out, "lru_maintainer_thread", "no");
   Stat(out, "idle_timeout", 0);
   Stat(out, "eviction_policy", tiers::EvictionKindName(ctx_.tier->eviction()));
   Stat(out, "max_output_buffer", o.max_output_buffer);
@@ -452,6 +475,12 @@ void Dispatcher::StatsItems(OutputQueue& out) {
   const tiers::RamTierStats ram = ctx_.tier->Stats();
   if (ram.curr_items == 0) return;
   Stat(out, "items:1:number", ram.curr_items);
+  // memcached's segmented LRU (hot/warm/cold/temp) does not exist here.
+  for (const char* seg : {"hot", "warm", "cold"}) {
+    Stat(out, std::string("items:1:number_") + seg, 0);
+  }
+  Stat(out, "items:1:age_hot", 0);
+  Stat(out, "items:1:age_warm", 0);
   Stat(out, "items:1:age", 0);
   Stat(out, "items:1:mem_requested", ram.bytes);
   Stat(out, "items:1:evicted", ram.evictions);
@@ -470,6 +499,9 @@ void Dispatcher::StatsItems(OutputQueue& out) {
   Stat(out, "items:1:moves_to_warm", 0);
   Stat(out, "items:1:moves_within_lru", 0);
   Stat(out, "items:1:direct_reclaims", 0);
+  for (const char* seg : {"hot", "warm", "cold", "temp"}) {
+    Stat(out, std::string("items:1:hits_to_") + seg, 0);
+  }
 }
 
 void Dispatcher::StatsSlabs(OutputQueue& out) {

@@ -394,7 +394,10 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
 
 void RamTier::FlushAll(int64_t at_unix) {
   int64_t now = clock_.NowSeconds();
-  if (at_unix <= now) {
+  if (at_unix == 0) {
+    pending_flush_at_.store(0, std::memory_order_relaxed);
+    flush_horizon_.store(0, std::memory_order_relaxed);
+  } else if (at_unix <= now) {
     pending_flush_at_.store(0, std::memory_order_relaxed);
     flush_horizon_.store(at_unix, std::memory_order_relaxed);
     FlushNow();

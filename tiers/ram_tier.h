@@ -116,6 +116,8 @@ class RamTier {
   // oldest_live): if that second is now or past, at once, and items stored
   // during the rest of that second are invisible too; if it is in the
   // future, when it arrives. at_unix < now flushes now and nothing more.
+  // at_unix == 0 cancels a pending delayed flush and flushes nothing
+  // (memcached's oldest_live = 0).
   void FlushAll(int64_t at_unix);
 
   // Changes the byte budget, evicting down to it. Returns false if `bytes`

@@ -41,6 +41,8 @@ STEP_TIMEOUT_S = 10
 # is read as a command line (no v/q/s/f/m/w: version, quit, stats, flush_all,
 # shutdown, meta commands, watch), and contain no space.
 DATA_ALPHABET = b"abcdefgh0123456789xyz"
+_pool_rng = random.Random(0xDA7A)
+DATA_POOL = bytes(_pool_rng.choice(DATA_ALPHABET) for _ in range(1 << 16))
 CTL_BYTES = [bytes([b]) for b in list(range(1, 9)) + [0x0b, 0x0c] +
              list(range(0x0e, 0x20)) + [0x7f, 0x80, 0xa0, 0xfe, 0xff]] + \
     [b"\t", b"\r"]
@@ -49,20 +51,21 @@ U32_EDGE = [b"0", b"1", b"65535", b"65536", b"2147483647", b"2147483648",
             b"4294967295"]
 BAD_FLAGS = [b"-1", b"4294967296", b"4294967297", b"18446744073709551615",
              b"99999999999999999999", b"abc", b"1.5", b"+5", b"0x10", b"-0",
-             b"-4294967295", b"1e3", b"5abc"]
+             b"-4294967295", b"1e3", b"5abc", b"\t5", b"5\t", b"7\x0b",
+             b"\x0c9"]
 GOOD_EXPTIMES = [b"0", b"0", b"0", b"1000", b"+1000", b"2592000",
                  b"2000000000", b"2147483647"]
 EXPIRED_EXPTIMES = [b"-1", b"-100", b"2592001", b"1000000000", b"-2147483648",
                     b"4000000000", b"-0"]
 BAD_EXPTIMES = [b"abc", b"99999999999999999999", b"1.5", b"-2147483649x",
-                b"10s", b"-9223372036854775809"]
+                b"10s", b"-9223372036854775809", b"1000\t", b"\t-1"]
 BAD_BYTES = [b"-1", b"abc", b"99999999999999999999", b"4294967296",
              b"4294967297", b"2147483647", b"-4294967295", b"1.0", b"+1",
-             b"0x1", b"-2147483648"]
+             b"0x1", b"-2147483648", b"3\t", b"\t3"]
 DELTAS = [b"0", b"1", b"1", b"7", b"1000", b"4294967296",
           b"9223372036854775808", b"18446744073709551615", b"01", b"+1"]
 BAD_DELTAS = [b"-1", b"abc", b"18446744073709551616", b"1x", b"1.5", b"",
-              b"99999999999999999999", b"0x10"]
+              b"99999999999999999999", b"0x10", b"\t2", b"2\t"]
 NUMBERS = [b"0", b"1", b"00042", b"9", b"10", b"99", b"100",
            b"18446744073709551615", b"18446744073709551614",
            b"18446744073709551616", b"-5", b"12 34", b"  7", b"+3", b"5abc",
@@ -109,7 +112,7 @@ class Generator:
     """Builds sequences of steps; each step is a list of Cmds."""
 
     def __init__(self, seed, seq_no):
-        self.r = random.Random(seed)
+        self.r = random.Random(seed * 1000003 + seq_no)
         prefix = b"d%d.%d-" % (seed % 100000, seq_no)
         self.prefix = prefix
         self.keys = [prefix + b"k%d" % i for i in range(4)]
@@ -149,18 +152,28 @@ class Generator:
         return self.r.choice(NOREPLY_VARIANTS)
 
     def data(self):
+        """A value of alphabet bytes.  Runs between "\r\n"s are at most
+        1000 bytes, so when a rejected command's data block is read as
+        command lines, no line is long enough (> 2048 bytes) to make
+        memcached close the connection at a point that depends on how the
+        bytes were split into reads."""
         r = self.r.random()
         if r < 0.5:
             n = self.r.randint(0, 20)
         elif r < 0.9:
-            n = self.r.randint(21, 3000)
-        elif r < 0.995:
-            n = self.r.randint(3001, 70000)
+            n = self.r.randint(21, 2000)
+        elif r < 0.99:
+            n = self.r.randint(2001, 70000)
         else:
             n = self.r.randint(MAX_ITEM // 2, MAX_ITEM - 4096)
-        return bytes(self.r.choice(DATA_ALPHABET) for _ in range(min(n, 64))) \
-            * (n // 64 + 1) if n > 64 else \
-            bytes(self.r.choice(DATA_ALPHABET) for _ in range(n))
+        out = bytearray()
+        while len(out) < n:
+            run = self.r.randint(1, 1000)
+            start = self.r.randrange(len(DATA_POOL) - run)
+            out += DATA_POOL[start:start + run]
+            if n > 1000 or self.r.random() < 0.1:
+                out += b"\r\n"
+        return bytes(out[:n])
 
     def flags(self):
         r = self.r.random()
@@ -197,8 +210,9 @@ class Generator:
         term = b"\r\n"
         malformed = (not numeric_key) and self.r.random() < 0.15
         if malformed:
-            kind = self.r.choice(["bytes", "len", "term", "tokens", "toolarge",
-                                  "bytes"])
+            kind = self.r.choice(["bytes", "bytes", "len", "len", "term",
+                                  "term", "tokens", "tokens"] * 3 +
+                                 ["toolarge"])
             if kind == "bytes":
                 nbytes = self.r.choice(BAD_BYTES)
             elif kind == "len":
@@ -208,7 +222,8 @@ class Generator:
                 term = self.r.choice([b"\n", b"\r", b"", b"xx", b"\n\r",
                                       b"\r\r\n"])
             elif kind == "toolarge":
-                data = b"z" * self.r.randint(MAX_ITEM + 4096, MAX_ITEM + 70000)
+                n = self.r.randint(MAX_ITEM + 4096, MAX_ITEM + 70000)
+                data = ((b"z" * 999 + b"\r\n") * (n // 1001 + 1))[:n]
                 nbytes = b"%d" % len(data)
         parts = [verb, self.sp(), key, self.sp(), flags, self.sp(), exptime,
                  self.sp(), nbytes]
@@ -234,6 +249,9 @@ class Generator:
         have = len(data) + len(term)
         if need is not None and need > have:
             parts.append(b"\r\n" * ((need - have) // 2 + 1))
+        # A bad terminator must not glue its leftovers onto the next command.
+        if not parts[-1].endswith(b"\n"):
+            parts.append(b"\r\n")
         return Cmd(*parts)
 
     @staticmethod
@@ -270,6 +288,10 @@ class Generator:
                 keys = []  # "gat 1000": no keys
                 parts += [b" 1000"]
             # else: no exptime at all, the first key is read as one
+        if verb in (b"gat", b"gats"):
+            # only get/gets lines may exceed 2048 bytes (see data())
+            while keys and sum(len(k) + 4 for k in keys) > 1800:
+                keys.pop()
         for k in keys:
             parts += [self.sp(), k]
         parts.append(self.eol())

@@ -5,9 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <string_view>
@@ -200,6 +202,41 @@ INSTANTIATE_TEST_SUITE_P(Policies, RamTierConcurrencyTest,
                          [](const ::testing::TestParamInfo<EvictionKind>& info) {
                            return std::string(EvictionKindName(info.param));
                          });
+
+TEST(RamTierConcurrentCasTest, UniquesAreUniqueAcrossThreadsAndShards) {
+  common::FakeClock clock;
+  RamTierOptions options;
+  options.size_bytes = 64 * kMiB;
+  options.shards = 64;
+  RamTier tier(options, clock);
+  constexpr int kStores = 2000;
+  std::vector<std::vector<uint64_t>> uniques(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&tier, &uniques, t] {
+      for (int i = 0; i < kStores; ++i) {
+        AllocResult why;
+        ItemRef item = tier.Allocate(Key(i % 300), 0, 0, 1, &why);
+        ASSERT_TRUE(item);
+        item->MutableValue()[0] = '1';
+        uint64_t cas = 0;
+        ASSERT_EQ(tier.Store(StoreMode::kSet, std::move(item), 0, &cas), StoreResult::kStored);
+        uniques[t].push_back(cas);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<uint64_t> all;
+  for (const std::vector<uint64_t>& mine : uniques) {
+    // Each thread sees its own uniques increase.
+    EXPECT_TRUE(std::is_sorted(mine.begin(), mine.end()));
+    all.insert(all.end(), mine.begin(), mine.end());
+  }
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end()) << "a CAS unique repeated";
+  EXPECT_EQ(all.size(), static_cast<size_t>(kThreads * kStores));
+  EXPECT_NE(all.front(), 0u);
+}
 
 }  // namespace
 }  // namespace strata::tiers

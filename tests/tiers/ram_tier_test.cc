@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -574,10 +576,39 @@ TEST_F(RamTierTest, FlushAllDelayed) {
   EXPECT_EQ(Value("early"), std::nullopt);
   EXPECT_EQ(Value("before-deadline"), std::nullopt);
   EXPECT_EQ(tier_->Stats().bytes, 0u);
+  // Stored during the deadline second itself: covered by the flush too.
+  EXPECT_EQ(Put("deadline-second", "v"), StoreResult::kStored);
+  EXPECT_EQ(Value("deadline-second"), std::nullopt);
+  EXPECT_EQ(tier_->Stats().bytes, 0u);
   // The flush happens once: later writes stay.
+  clock_.Advance(1);
   ASSERT_EQ(Put("after", "v"), StoreResult::kStored);
   clock_.Advance(100);
   EXPECT_EQ(Value("after"), "v");
+}
+
+TEST_F(RamTierTest, FlushAllAtThisSecondHidesStoresDuringIt) {
+  ASSERT_EQ(Put("old", "v"), StoreResult::kStored);
+  tier_->FlushAll(clock_.NowSeconds());
+  EXPECT_EQ(Value("old"), std::nullopt);
+  uint64_t cas = 0;
+  EXPECT_EQ(Put("same-second", "v", StoreMode::kSet, 0, 0, 0, &cas), StoreResult::kStored);
+  EXPECT_NE(cas, 0u);
+  EXPECT_EQ(Value("same-second"), std::nullopt);
+  RamTierStats stats = tier_->Stats();
+  EXPECT_EQ(stats.curr_items, 0u);
+  EXPECT_EQ(stats.bytes, 0u);
+  clock_.Advance(1);
+  ASSERT_EQ(Put("next-second", "v"), StoreResult::kStored);
+  EXPECT_EQ(Value("next-second"), "v");
+}
+
+TEST_F(RamTierTest, FlushAllInThePastFlushesNowAndNothingMore) {
+  ASSERT_EQ(Put("old", "v"), StoreResult::kStored);
+  tier_->FlushAll(clock_.NowSeconds() - 1);
+  EXPECT_EQ(Value("old"), std::nullopt);
+  ASSERT_EQ(Put("new", "v"), StoreResult::kStored);
+  EXPECT_EQ(Value("new"), "v");
 }
 
 TEST_F(RamTierTest, DelayedFlushRunsBeforeTheFirstStoreAfterTheDeadline) {

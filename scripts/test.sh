@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test:
+#   1. release build with warnings as errors; all ctest tests (unit, fuzz
+#      corpus replay, integration tests against the real binary);
+#   2. debug build with AddressSanitizer + UndefinedBehaviorSanitizer; the
+#      unit tests again;
+#   3. each libFuzzer fuzzer for FUZZ_SECONDS (default 20);
+#   4. yamllint on the YAML files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh test
+jobs=$(nproc)
+
+echo "== release build (warnings are errors)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_WERROR=ON >/dev/null
+cmake --build build -j "$jobs"
+echo "== tests: unit, fuzz corpus, integration"
+(cd build && ctest --output-on-failure -j "$jobs" --timeout 900)
+
+echo "== ASan+UBSan debug build: unit tests"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSTRATA_WERROR=ON \
+  -DSTRATA_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$jobs"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --output-on-failure -j "$jobs" -L unit --timeout 900)
+
+if [ -x tests/fuzz/run.sh ]; then
+  echo "== fuzzers (${FUZZ_SECONDS:-20}s each)"
+  tests/fuzz/run.sh build-fuzz "${FUZZ_SECONDS:-20}"
+fi
+
+echo "== yamllint"
+yamllint -s config/strata.yaml
+echo "All tests passed."
