@@ -125,6 +125,9 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store)
         case tiers::DeltaResult::kNonNumeric:
           Reply(out, cmd.noreply, "CLIENT_ERROR cannot increment or decrement non-numeric value");
           break;
+        case tiers::DeltaResult::kNoMemory:
+          Reply(out, cmd.noreply, "SERVER_ERROR out of memory");
+          break;
       }
       return Outcome::kDone;
     }

@@ -153,7 +153,7 @@ bool RamTier::ItemSizeOk(size_t key_len, uint32_t flags, uint64_t value_len) con
 
 ItemRef RamTier::Allocate(std::string_view key, uint32_t flags, uint32_t exptime,
                           uint32_t value_len, AllocResult* why) {
-  if (!ItemSizeOk(key.size(), flags, value_len)) {
+  if (key.size() > kMaxKeyLength || !ItemSizeOk(key.size(), flags, value_len)) {
     *why = AllocResult::kTooLarge;
     return {};
   }
@@ -376,7 +376,7 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
       return DeltaResult::kOk;
     }
     Item* fresh = Item::Create(key, it->flags, it->exptime, static_cast<uint32_t>(len));
-    if (fresh == nullptr) return DeltaResult::kNonNumeric;
+    if (fresh == nullptr) return DeltaResult::kNoMemory;
     std::memcpy(fresh->MutableValue(), buf, len);
     fresh->cas = NextCas();
     fresh->fetched = it->fetched;
@@ -407,6 +407,9 @@ void RamTier::FlushAll(int64_t at_unix) {
 }
 
 void RamTier::FlushNow() {
+  // Everything stored so far becomes invisible at once; the shards are then
+  // cleared one by one.
+  flushed_below_cas_.store(next_cas_.load(std::memory_order_relaxed), std::memory_order_release);
   std::vector<Item*> doomed;
   for (auto& shard_ptr : shards_) {
     Shard& shard = *shard_ptr;
@@ -434,14 +437,24 @@ void RamTier::FlushNow() {
 void RamTier::EnforceLimit(size_t first_shard) {
   std::vector<ItemRef> evicted;
   std::vector<ItemRef> expired;  // freed after the loop, never under a lock
-  size_t n = shards_.size();
+  const size_t n = shards_.size();
+  const int64_t fair_share = static_cast<int64_t>(limit() / n);
   size_t idx = first_shard % n;
   size_t empty_in_a_row = 0;
   int64_t now = clock_.NowSeconds();
   while (used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit()) &&
          empty_in_a_row < n) {
     Shard& shard = *shards_[idx];
-    std::lock_guard lock(shard.mu);
+    std::unique_lock lock(shard.mu);
+    // Evict from the writing shard while it holds at least its share of the
+    // budget; otherwise from the other shards in turn, so a shard that
+    // happens to be small is not emptied for the others.
+    if (shard.bytes < fair_share && empty_in_a_row == 0 && idx == first_shard % n) {
+      lock.unlock();
+      idx = evict_cursor_.fetch_add(1, std::memory_order_relaxed) % n;
+      if (idx == first_shard % n) idx = (idx + 1) % n;
+      continue;
+    }
     Item* victim = shard.policy->Evict();
     if (victim == nullptr) {
       ++empty_in_a_row;
@@ -463,6 +476,7 @@ void RamTier::EnforceLimit(size_t first_shard) {
     ++shard.evictions;
     if (!victim->fetched) ++shard.evicted_unfetched;
     evicted.push_back(ItemRef::Adopt(victim));
+    if (shard.bytes < fair_share) idx = evict_cursor_.fetch_add(1, std::memory_order_relaxed) % n;
   }
   if (sink_ != nullptr && !evicted.empty()) sink_->OnEvicted(evicted);
 }

@@ -54,7 +54,7 @@ class EvictionSink {
 
 enum class StoreMode { kSet, kAdd, kReplace, kAppend, kPrepend, kCas };
 enum class StoreResult { kStored, kNotStored, kExists, kNotFound, kTooLarge, kNoMemory };
-enum class DeltaResult { kOk, kNotFound, kNonNumeric };
+enum class DeltaResult { kOk, kNotFound, kNonNumeric, kNoMemory };
 enum class AllocResult { kOk, kTooLarge, kNoMemory };
 
 struct RamTierStats {
@@ -83,7 +83,8 @@ class RamTier {
   bool ItemSizeOk(size_t key_len, uint32_t flags, uint64_t value_len) const;
 
   // Allocates an unpublished item for a store whose value the caller will
-  // fill in. On failure returns an empty ref and sets *why.
+  // fill in. On failure returns an empty ref and sets *why (kTooLarge also
+  // for a key longer than kMaxKeyLength).
   ItemRef Allocate(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len,
                    AllocResult* why);
 
@@ -109,7 +110,8 @@ class RamTier {
   // rules); incr wraps at 2^64, decr stops at 0. When the result is no longer
   // than the old value and nobody else holds the item, the value is updated
   // in place and padded with spaces (as memcached does); otherwise a new item
-  // of the exact length replaces it. *result receives the new number.
+  // of the exact length replaces it (kNoMemory if it cannot be allocated).
+  // *result receives the new number.
   DeltaResult Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result);
 
   // Invalidates every item stored at or before second `at_unix` (memcached's
@@ -137,8 +139,11 @@ class RamTier {
   struct Shard;
 
   Shard& ShardFor(uint64_t hash);
+  // Expired, or older than the last flush (items a flush is still clearing
+  // from other shards are already invisible).
   bool Expired(const Item* item, int64_t now) const {
-    return item->exptime != 0 && static_cast<int64_t>(item->exptime) <= now;
+    return (item->exptime != 0 && static_cast<int64_t>(item->exptime) <= now) ||
+           item->cas < flushed_below_cas_.load(std::memory_order_acquire);
   }
   // The pending delayed flush, run by whichever call first sees it due.
   void MaybeRunDelayedFlush(int64_t now);
@@ -155,6 +160,7 @@ class RamTier {
   std::atomic<uint64_t> limit_;
   std::atomic<int64_t> used_bytes_{0};
   std::atomic<uint64_t> next_cas_{1};
+  std::atomic<uint64_t> flushed_below_cas_{0};  // items with a lower CAS are flushed
   std::atomic<int64_t> pending_flush_at_{0};
   std::atomic<int64_t> flush_horizon_{0};  // items stored at or before it are invisible
   std::atomic<size_t> evict_cursor_{0};

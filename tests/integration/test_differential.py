@@ -378,11 +378,16 @@ class Generator:
                 step.append(Cmd(self.r.choice([b"version", b"version x y"]),
                                 self.eol(), is_version=True))
             steps.append(step)
-        if self.r.random() < 0.05:
+        r = self.r.random()
+        if r < 0.04:
+            # quit: the replies before it are flushed, then the server closes
             steps.append([self.command(),
-                          Cmd(self.r.choice([b"quit", b"GET / HTTP/1.1",
-                                             b"quit extra"]), b"\r\n",
-                              closes=True)])
+                          Cmd(self.r.choice([b"quit", b"quit extra"]),
+                              self.eol(), closes=True)])
+        elif r < 0.06:
+            # a line ending in "HTTP/..." closes at once, dropping replies
+            # still queued in the same read batch, so it goes alone
+            steps.append([Cmd(b"GET / HTTP/1.1\r\n", closes=True)])
         return steps
 
 

@@ -551,7 +551,7 @@ TEST_F(RamTierTest, FlushAllNow) {
     keys.push_back(Key(i));
     ASSERT_EQ(Put(keys.back(), "v"), StoreResult::kStored);
   }
-  tier_->FlushAll(0);
+  tier_->FlushAll(clock_.NowSeconds() - 1);
   for (const std::string& key : keys) EXPECT_EQ(Value(key), std::nullopt);
   RamTierStats stats = tier_->Stats();
   EXPECT_EQ(stats.curr_items, 0u);
@@ -563,6 +563,14 @@ TEST_F(RamTierTest, FlushAllNow) {
   // A time in the past means now as well.
   tier_->FlushAll(clock_.NowSeconds() - 100);
   EXPECT_EQ(Value("after"), std::nullopt);
+}
+
+TEST_F(RamTierTest, FlushAllZeroCancelsAPendingFlush) {
+  ASSERT_EQ(Put("kept", "v"), StoreResult::kStored);
+  tier_->FlushAll(clock_.NowSeconds() + 10);
+  tier_->FlushAll(0);  // memcached's oldest_live = 0: no flush at all
+  clock_.Advance(20);
+  EXPECT_EQ(Value("kept"), "v");
 }
 
 TEST_F(RamTierTest, FlushAllDelayed) {

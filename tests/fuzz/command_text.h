@@ -1,0 +1,95 @@
+// A readable, complete rendering of a parsed proxy::Command, so that tests
+// and fuzzers can compare two parses field by field (views by content, not
+// by address) and print the difference when they disagree.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "proxy/protocol.h"
+
+namespace strata::proxy {
+
+inline const char* CommandTypeName(CommandType t) {
+  switch (t) {
+    case CommandType::kError: return "error";
+    case CommandType::kGet: return "get";
+    case CommandType::kGets: return "gets";
+    case CommandType::kGat: return "gat";
+    case CommandType::kGats: return "gats";
+    case CommandType::kSet: return "set";
+    case CommandType::kAdd: return "add";
+    case CommandType::kReplace: return "replace";
+    case CommandType::kAppend: return "append";
+    case CommandType::kPrepend: return "prepend";
+    case CommandType::kCas: return "cas";
+    case CommandType::kDelete: return "delete";
+    case CommandType::kIncr: return "incr";
+    case CommandType::kDecr: return "decr";
+    case CommandType::kTouch: return "touch";
+    case CommandType::kFlushAll: return "flush_all";
+    case CommandType::kVersion: return "version";
+    case CommandType::kVerbosity: return "verbosity";
+    case CommandType::kQuit: return "quit";
+    case CommandType::kStats: return "stats";
+    case CommandType::kCacheMemlimit: return "cache_memlimit";
+    case CommandType::kShutdown: return "shutdown";
+    case CommandType::kMetaNoop: return "mn";
+  }
+  return "?";
+}
+
+inline bool IsStorage(CommandType t) {
+  return t == CommandType::kSet || t == CommandType::kAdd || t == CommandType::kReplace ||
+         t == CommandType::kAppend || t == CommandType::kPrepend || t == CommandType::kCas;
+}
+
+inline bool IsGetFamily(CommandType t) {
+  return t == CommandType::kGet || t == CommandType::kGets || t == CommandType::kGat ||
+         t == CommandType::kGats;
+}
+
+// Every field of `cmd`, one "name=value" per field; views are quoted with
+// their bytes escaped.
+inline std::string DescribeCommand(const Command& cmd) {
+  auto quote = [](std::string_view v) {
+    std::string s = "\"";
+    for (char c : v) {
+      auto u = static_cast<unsigned char>(c);
+      if (u < 0x20 || u >= 0x7f || c == '"' || c == '\\') {
+        static const char kHex[] = "0123456789abcdef";
+        s += "\\x";
+        s += kHex[u >> 4];
+        s += kHex[u & 15];
+      } else {
+        s += c;
+      }
+    }
+    return s + "\"";
+  };
+  std::string s = CommandTypeName(cmd.type);
+  s += " noreply=" + std::to_string(cmd.noreply);
+  s += " reply=" + quote(cmd.reply);
+  s += " key=" + quote(cmd.key);
+  s += " keys=" + quote(cmd.keys);
+  s += " bad_key_index=" + std::to_string(cmd.bad_key_index);
+  s += " flags=" + std::to_string(cmd.flags);
+  s += " exptime=" + std::to_string(cmd.exptime);
+  s += " has_exptime=" + std::to_string(cmd.has_exptime);
+  s += " value_len=" + std::to_string(cmd.value_len);
+  s += " cas_unique=" + std::to_string(cmd.cas_unique);
+  s += " delta=" + std::to_string(cmd.delta);
+  s += " number=" + std::to_string(cmd.number);
+  s += " args=[";
+  for (size_t i = 0; i < cmd.nargs && i < kMaxTokens; ++i) {
+    if (i > 0) s += ",";
+    s += quote(cmd.args[i]);
+  }
+  s += "]";
+  return s;
+}
+
+}  // namespace strata::proxy
