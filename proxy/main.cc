@@ -1,6 +1,7 @@
 // strata: a memcached-compatible tiered cache. This file wires the modules
 // together: configuration -> options structs -> RAM tier -> server, plus the
 // signals that stop it.
+#include <malloc.h>
 #include <signal.h>
 #include <uv.h>
 
@@ -57,6 +58,13 @@ LogLevel ParseLevel(const std::string& level) {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  // Items live in malloc's heap. Large items (up to tens of MiB) must not get
+  // a fresh mmap each (every new page faults while the value is read into
+  // it, and munmap follows on eviction): keep them in the heap, and keep
+  // freed memory for the next item instead of trimming it; the RAM tier's
+  // budget bounds what the heap holds.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   auto parsed = strata::config::ParseCommandLine(argc, argv);
   if (!parsed.ok()) {
     std::fprintf(stderr, "strata: %s\n", parsed.status().message().c_str());

@@ -79,9 +79,10 @@ class S3FifoPolicy final : public EvictionPolicy {
       small_.Push(item);
       small_bytes_ += charge;
     }
-    // The ghost remembers about as many keys as the main queue holds.
+    // The ghost remembers about as many keys as the shard holds (the paper
+    // sizes it like the main queue): 4 bytes per resident item.
     size_t resident = small_.size() + main_.size();
-    if (resident > ghost_.capacity()) ghost_.Resize(resident * 2);
+    if (resident > ghost_.capacity()) ghost_.Resize(resident);
   }
 
   void OnHit(Item* item) override {

@@ -504,6 +504,7 @@ size_t RamTier::ReapExpired(size_t max_items) {
       size_t stop = std::min(shard.buckets.size(), reap_bucket_ + 256);
       for (; reap_bucket_ < stop && scanned < max_items; ++reap_bucket_) {
         Item** link = &shard.buckets[reap_bucket_];
+        ++scanned;  // an empty bucket costs a visit too
         while (*link != nullptr) {
           Item* it = *link;
           ++scanned;

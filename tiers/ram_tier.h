@@ -129,8 +129,9 @@ class RamTier {
   uint64_t max_item_size() const { return options_.max_item_size; }
   EvictionKind eviction() const { return options_.eviction; }
 
-  // Scans up to `max_items` resident items (continuing where the previous
-  // call stopped) and removes the expired ones. Returns items removed.
+  // Scans about `max_items` items and buckets (continuing where the previous
+  // call stopped; a bucket's chain is finished once started) and removes the
+  // expired items. Returns items removed.
   size_t ReapExpired(size_t max_items);
 
   RamTierStats Stats() const;

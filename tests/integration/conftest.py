@@ -151,10 +151,13 @@ class Server:
                     self.argv = argv
                     return self
                 time.sleep(0.02)
+            exited = self.process.poll() is not None
             last_error = (f"{' '.join(argv)} did not start "
                           f"(exit={self.process.poll()}): {self.output()}")
             self.stop()
             self.close_log()
+            if not exited:
+                break  # alive but not accepting: retrying will not help
         raise RuntimeError(last_error)
 
     def _wait_unix(self, deadline):
@@ -251,15 +254,22 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "strata_only: behaviour that only strata must have "
         "(skipped when STRATA_BIN is memcached)")
+    config.addinivalue_line(
+        "markers", "rss_bound: asserts an RSS bound (skipped when "
+        "STRATA_SANITIZED=1: ASan's shadow memory breaks any such bound)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if not bin_is_memcached(server_bin()):
-        return
-    skip = pytest.mark.skip(reason="strata-specific; STRATA_BIN is memcached")
+    memcached = bin_is_memcached(server_bin())
+    sanitized = os.environ.get("STRATA_SANITIZED") == "1"
+    skip_strata = pytest.mark.skip(
+        reason="strata-specific; STRATA_BIN is memcached")
+    skip_rss = pytest.mark.skip(reason="RSS bound; sanitizer build")
     for item in items:
-        if "strata_only" in item.keywords:
-            item.add_marker(skip)
+        if memcached and "strata_only" in item.keywords:
+            item.add_marker(skip_strata)
+        if sanitized and "rss_bound" in item.keywords:
+            item.add_marker(skip_rss)
 
 
 @pytest.fixture(scope="session")

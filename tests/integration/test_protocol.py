@@ -803,6 +803,7 @@ def test_signal_with_connected_clients_exits_0(server_factory, sig):
 # ------------------------------------------------------- slow / dead readers
 
 
+@pytest.mark.rss_bound
 def test_client_that_never_reads_cannot_grow_rss(server_factory, is_memcached):
     """Many gets of a 1 MiB value from a client that never reads: the server
     must push back (stop reading that client, or close it), not buffer."""
