@@ -1,5 +1,8 @@
 #include "proxy/worker.h"
 
+#include <malloc.h>
+
+#include <algorithm>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -107,7 +110,16 @@ void Worker::OnDrainTimeout(uv_timer_t* timer) {
 
 void Worker::OnMaintenance(uv_timer_t* timer) {
   auto* self = static_cast<Worker*>(timer->data);
-  self->ctx_.tier->ReapExpired(kReapItemsPerTick);
+  tiers::RamTier& tier = *self->ctx_.tier;
+  tier.ReapExpired(kReapItemsPerTick);
+  // Items of mixed sizes leave holes in malloc's heap as they are evicted or
+  // deleted. Once a sixteenth of the budget has been given back, hand the
+  // whole free pages back to the OS so RSS follows the budget.
+  uint64_t released = tier.released_bytes();
+  if (released - self->released_at_last_trim_ >= std::max<uint64_t>(tier.limit() / 16, 1 << 20)) {
+    self->released_at_last_trim_ = released;
+    malloc_trim(0);
+  }
 }
 
 void Worker::OnTcpConnection(uv_stream_t* server, int status) {

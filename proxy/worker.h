@@ -70,6 +70,7 @@ class Worker {
   uv_timer_t drain_timer_;
   uv_timer_t maintenance_timer_;
   bool stopping_ = false;
+  uint64_t released_at_last_trim_ = 0;
   Connection* conns_ = nullptr;  // intrusive list head
   std::thread thread_;
 };

@@ -170,6 +170,11 @@ ItemRef RamTier::Allocate(std::string_view key, uint32_t flags, uint32_t exptime
   return ItemRef::Adopt(item);
 }
 
+void RamTier::ReleaseBytes(int64_t bytes) {
+  used_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  released_bytes_.fetch_add(static_cast<uint64_t>(bytes), std::memory_order_relaxed);
+}
+
 void RamTier::MaybeRunDelayedFlush(int64_t now) {
   int64_t at = pending_flush_at_.load(std::memory_order_relaxed);
   if (at == 0 || now < at) return;
@@ -197,7 +202,7 @@ StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
       ++shard.reclaimed;
       if (!old->fetched) ++shard.expired_unfetched;
       shard.bytes -= static_cast<int64_t>(ItemCharge(old));
-      used_bytes_.fetch_sub(static_cast<int64_t>(ItemCharge(old)), std::memory_order_relaxed);
+      ReleaseBytes(static_cast<int64_t>(ItemCharge(old)));
       doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
       old = nullptr;
     }
@@ -255,7 +260,7 @@ StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
       if (old != nullptr) {
         int64_t old_charge = static_cast<int64_t>(ItemCharge(old));
         shard.bytes -= old_charge;
-        used_bytes_.fetch_sub(old_charge, std::memory_order_relaxed);
+        ReleaseBytes(old_charge);
         doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
       }
     } else if (result == StoreResult::kStored) {
@@ -296,7 +301,7 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime) {
     if (!it->fetched) ++shard.expired_unfetched;
     int64_t charge = static_cast<int64_t>(ItemCharge(it));
     shard.bytes -= charge;
-    used_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+    ReleaseBytes(charge);
     doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
     return {};
   }
@@ -327,7 +332,7 @@ bool RamTier::Delete(std::string_view key) {
   }
   int64_t charge = static_cast<int64_t>(ItemCharge(it));
   shard.bytes -= charge;
-  used_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+  ReleaseBytes(charge);
   doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
   return live;
 }
@@ -349,7 +354,7 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
       if (!it->fetched) ++shard.expired_unfetched;
       int64_t charge = static_cast<int64_t>(ItemCharge(it));
       shard.bytes -= charge;
-      used_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+      ReleaseBytes(charge);
       doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
       return DeltaResult::kNotFound;
     }
@@ -425,7 +430,7 @@ void RamTier::FlushNow() {
         }
       }
       shard.policy->Clear();
-      used_bytes_.fetch_sub(shard.bytes, std::memory_order_relaxed);
+      ReleaseBytes(shard.bytes);
       shard.bytes = 0;
       shard.count = 0;
     }
@@ -466,7 +471,7 @@ void RamTier::EnforceLimit(size_t first_shard) {
     shard.UnlinkAt(link, /*via_policy_evict=*/true);
     int64_t charge = static_cast<int64_t>(ItemCharge(victim));
     shard.bytes -= charge;
-    used_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+    ReleaseBytes(charge);
     if (Expired(victim, now)) {
       ++shard.reclaimed;
       if (!victim->fetched) ++shard.expired_unfetched;
@@ -515,7 +520,7 @@ size_t RamTier::ReapExpired(size_t max_items) {
             if (!it->fetched) ++shard.expired_unfetched;
             int64_t charge = static_cast<int64_t>(ItemCharge(it));
             shard.bytes -= charge;
-            used_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+            ReleaseBytes(charge);
             doomed.push_back(shard.UnlinkAt(link, false));
             ++removed;
           } else {
@@ -552,6 +557,7 @@ RamTierStats RamTier::Stats() const {
     s.hash_buckets += shard.buckets.size();
   }
   s.limit_bytes = limit();
+  s.released_bytes = released_bytes_.load(std::memory_order_relaxed);
   return s;
 }
 

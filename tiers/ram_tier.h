@@ -69,6 +69,7 @@ struct RamTierStats {
   uint64_t crawler_reclaimed = 0; // of which by ReapExpired()
   uint64_t crawler_items_checked = 0;
   uint64_t hash_buckets = 0;
+  uint64_t released_bytes = 0;    // charged bytes ever given back (evicted, deleted, ...)
 };
 
 class RamTier {
@@ -126,6 +127,9 @@ class RamTier {
   // is below what the tier can run with (1 MiB).
   bool SetLimit(uint64_t bytes);
   uint64_t limit() const { return limit_.load(std::memory_order_relaxed); }
+  // Charged bytes given back so far (evicted, deleted, replaced, expired,
+  // flushed); cheap, for deciding when to return memory to the OS.
+  uint64_t released_bytes() const { return released_bytes_.load(std::memory_order_relaxed); }
   uint64_t max_item_size() const { return options_.max_item_size; }
   EvictionKind eviction() const { return options_.eviction; }
 
@@ -149,6 +153,8 @@ class RamTier {
   // The pending delayed flush, run by whichever call first sees it due.
   void MaybeRunDelayedFlush(int64_t now);
   void FlushNow();
+  // Takes `bytes` off the usage and counts them as released.
+  void ReleaseBytes(int64_t bytes);
   // Evicts until usage is within the limit, starting with `first_shard`.
   void EnforceLimit(size_t first_shard);
   uint64_t NextCas() { return next_cas_.fetch_add(1, std::memory_order_relaxed); }
@@ -160,6 +166,7 @@ class RamTier {
   size_t shard_shift_;
   std::atomic<uint64_t> limit_;
   std::atomic<int64_t> used_bytes_{0};
+  std::atomic<uint64_t> released_bytes_{0};
   std::atomic<uint64_t> next_cas_{1};
   std::atomic<uint64_t> flushed_below_cas_{0};  // items with a lower CAS are flushed
   std::atomic<int64_t> pending_flush_at_{0};

@@ -214,6 +214,21 @@ def test_key_length_250_ok_251_client_error(conn):
     version_line(conn)
 
 
+@pytest.mark.strata_only
+def test_long_key_in_get_keeps_earlier_pipelined_replies(conn):
+    """memcached 1.6.18 answers a get with a key over 250 bytes by dropping
+    every reply not yet sent on the connection, those of earlier pipelined
+    commands included (here: the STORED), so what is lost depends on how the
+    requests were split into reads.  strata keeps every reply, in order."""
+    k251 = b"k" * 251
+    conn.send(b"set lk-a 0 0 1\r\nx\r\ndelete lk-none\r\nget lk-a %s\r\n"
+              b"get lk-a\r\n" % k251)
+    conn.expect(b"STORED\r\nNOT_FOUND\r\n"
+                b"CLIENT_ERROR bad command line format\r\n"
+                b"VALUE lk-a 0 1\r\nx\r\nEND\r\n")
+    version_line(conn)
+
+
 def test_keys_with_control_and_high_bytes(conn):
     # memcached 1.6.18 splits only on ' ' (and the line end); other bytes,
     # control bytes included, are part of the key.
@@ -379,6 +394,23 @@ def test_relative_and_absolute_ttls_expire(conn):
     conn.send(b"get ttl-a ttl-b ttl-c ttl-d ttl-e ttl-f ttl-g\r\n")
     values = conn.read_values()
     assert [v[0] for v in values] == [b"ttl-b", b"ttl-c", b"ttl-e", b"ttl-g"]
+
+
+@pytest.mark.strata_only
+@pytest.mark.parametrize("later", [b"100000", b"2000000000", b"1000000000",
+                                   b"2592000"])
+def test_flushed_items_stay_flushed(conn, later):
+    """memcached 1.6.18 brings items flushed by `flush_all` back to life when
+    a later `flush_all <delay>` (or an absolute time in the past) comes before
+    they were touched: the flush check is lazy and only the newest deadline
+    is kept.  A flushed item must never be returned again."""
+    conn.send(b"set fl-a 0 0 1\r\na\r\nflush_all\r\nflush_all %s\r\n"
+              b"get fl-a\r\n" % later)
+    conn.expect(b"STORED\r\nOK\r\nOK\r\nEND\r\n")
+    # items stored after it are there until the new deadline
+    conn.send(b"set fl-b 0 0 1\r\nb\r\nget fl-b\r\nflush_all\r\nget fl-b\r\n")
+    conn.expect(b"STORED\r\nVALUE fl-b 0 1\r\nb\r\nEND\r\nOK\r\nEND\r\n")
+    version_line(conn)
 
 
 # ---------------------------------------------------------------- incr/decr

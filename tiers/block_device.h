@@ -1,0 +1,103 @@
+// BlockDevice and IoQueue: the SSD tier's only way to the disk.
+//
+// A BlockDevice is a file or block device of fixed size, opened for direct
+// I/O: offsets, lengths and buffer addresses must be multiples of
+// block_size(). I/O is asynchronous and goes through IoQueues: each thread
+// that does I/O owns one queue; Read()/Write() queue a request, Submit()
+// hands queued requests to the kernel, and Reap() runs the completions of
+// finished requests on the calling thread. event_fd() becomes readable when
+// completions are waiting, so an event loop can watch it (the proxy watches
+// it with a uv_poll_t, so completions run on the worker that submitted).
+//
+// Implementations:
+//   - io_uring (liburing): one ring per queue, completions signalled through
+//     an eventfd registered with the ring.
+//   - thread pool (pread/pwrite): the fallback when io_uring cannot be set
+//     up (seccomp profiles of container runtimes deny it with EPERM, some
+//     kernels disable it); the same queue interface, completions signalled
+//     through an eventfd.
+//   - memory (memory_device.h): for tests, with injectable faults.
+//
+// Invariant: every request's completion runs exactly once, from Reap() on
+// the queue's thread, with the bytes transferred or -errno.
+//
+// Thread safety: a BlockDevice may be shared by all threads; an IoQueue
+// belongs to one thread (the one that calls Read/Write/Submit/Reap).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace strata::tiers {
+
+// Receives the result of one request: bytes transferred (possibly fewer than
+// asked: a short transfer) or a negative errno.
+class IoCompletion {
+ public:
+  virtual void OnIoComplete(int64_t result) = 0;
+
+ protected:
+  ~IoCompletion() = default;
+};
+
+class IoQueue {
+ public:
+  virtual ~IoQueue() = default;
+  // Queue a request. `buf`, `offset` and `len` must be block aligned; `buf`
+  // and `done` must stay valid until the completion has run.
+  virtual void Read(uint64_t offset, void* buf, size_t len, IoCompletion* done) = 0;
+  virtual void Write(uint64_t offset, const void* buf, size_t len, IoCompletion* done) = 0;
+  // Hands queued requests to the kernel (or the pool).
+  virtual void Submit() = 0;
+  // Runs the completions that are ready; returns how many ran.
+  virtual size_t Reap() = 0;
+  // Readable when Reap() has work.
+  virtual int event_fd() const = 0;
+  // Requests queued or in flight whose completion has not run yet.
+  virtual size_t in_flight() const = 0;
+};
+
+// How a file device does its I/O.
+enum class IoMode { kAuto, kIoUring, kThreadPool };
+
+class BlockDevice {
+ public:
+  virtual ~BlockDevice() = default;
+  virtual uint64_t size() const = 0;
+  virtual size_t block_size() const = 0;
+  // "io_uring", "threadpool" or "memory".
+  virtual std::string_view mode() const = 0;
+  // A queue for the calling thread with room for `depth` requests in flight
+  // (more are held back and submitted as room frees up).
+  virtual std::unique_ptr<IoQueue> NewQueue(unsigned depth) = 0;
+};
+
+struct FileDeviceOptions {
+  std::string path;
+  uint64_t size = 0;           // bytes; a regular file is preallocated to it
+  IoMode mode = IoMode::kAuto;  // kAuto: io_uring, else the thread pool
+  unsigned pool_threads = 4;   // thread-pool mode
+};
+
+// Opens (creating and preallocating if needed) a file or block device with
+// O_DIRECT. In kAuto mode a failed io_uring setup falls back to the thread
+// pool; *why_fallback (if given) receives the reason.
+common::Result<std::unique_ptr<BlockDevice>> OpenFileDevice(const FileDeviceOptions& options,
+                                                            std::string* why_fallback = nullptr);
+
+// Waits (blocking the calling thread) until `queue` has no request in
+// flight, reaping completions as they come. For startup and tests only.
+void DrainQueue(IoQueue& queue);
+
+// Allocates a buffer aligned for direct I/O, or nullptr.
+struct AlignedFree {
+  void operator()(void* p) const;
+};
+std::unique_ptr<char, AlignedFree> AllocateAligned(size_t len, size_t alignment = 4096);
+
+}  // namespace strata::tiers
