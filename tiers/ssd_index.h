@@ -1,0 +1,65 @@
+// SsdIndex: the compact in-RAM index of the SSD tier, from a key's hash to
+// where its newest record lies on the device.
+//
+// Each entry is 12 bytes: a 32-bit tag derived from the key's hash, and a
+// packed location (region 18 bits, offset 23 bits and size 23 bits, both in
+// 8-byte units, so regions and records are at most 64 MiB). Entries live in
+// sharded Robin Hood hash tables (linear probing, backward-shift deletion)
+// kept between 80% and 90% full: 13 to 15 bytes of RAM per item. The full
+// key is not kept: it is on disk, and readers compare it. Two keys whose
+// 32-bit tags collide within a shard share one entry; the later insert wins
+// and the earlier key becomes a miss, never a wrong value.
+//
+// Thread safety: every method may be called from any thread; each shard
+// has its own mutex.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+namespace strata::tiers {
+
+struct SsdLocation {
+  uint32_t region = 0;  // < 2^18
+  uint32_t offset = 0;  // bytes from the region start; a multiple of 8, < 64 MiB
+  uint32_t size = 0;    // record bytes; a multiple of 8, < 64 MiB
+
+  bool operator==(const SsdLocation&) const = default;
+};
+
+inline constexpr uint32_t kMaxIndexedRegions = 1u << 18;
+inline constexpr uint32_t kMaxIndexedRegionSize = 64u << 20;
+
+class SsdIndex {
+ public:
+  explicit SsdIndex(unsigned shards = 64);
+  ~SsdIndex();
+
+  // Points `hash` at `loc`; returns the location it replaced, if any.
+  std::optional<SsdLocation> Insert(uint64_t hash, SsdLocation loc);
+  std::optional<SsdLocation> Lookup(uint64_t hash) const;
+  // Removes the entry; returns what it pointed at, if there was one.
+  std::optional<SsdLocation> Remove(uint64_t hash);
+  // Removes the entry only if it still points at `loc` (a reader or the
+  // reclaimer that found `loc` stale must not drop a newer entry).
+  bool RemoveIf(uint64_t hash, SsdLocation loc);
+  // Removes every entry that points into `region`; returns how many.
+  size_t RemoveRegion(uint32_t region);
+  void Clear();
+
+  size_t size() const;
+  // Bytes of RAM the tables use.
+  size_t memory_bytes() const;
+
+ private:
+  struct Shard;
+  Shard& ShardFor(uint64_t hash) const;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  unsigned shard_shift_;
+};
+
+}  // namespace strata::tiers
