@@ -52,8 +52,12 @@ bool DecodeRegionHeader(const char* block, RegionHeader* h) {
   return true;
 }
 
-size_t EncodeRecord(const RecordMeta& meta, std::string_view key, std::string_view stored,
-                    char* dst) {
+uint32_t RecordCrc(uint64_t region_seq, const char* rec, size_t used) {
+  return common::Crc32cExtend(common::Crc32c(&region_seq, sizeof(region_seq)), rec + 4, used - 4);
+}
+
+size_t EncodeRecord(uint64_t region_seq, const RecordMeta& meta, std::string_view key,
+                    std::string_view stored, char* dst) {
   size_t size = RecordSize(key.size(), stored.size());
   Put<uint8_t>(dst + 4, static_cast<uint8_t>(meta.type));
   Put<uint8_t>(dst + 5, static_cast<uint8_t>(meta.codec));
@@ -69,11 +73,11 @@ size_t EncodeRecord(const RecordMeta& meta, std::string_view key, std::string_vi
   std::memcpy(dst + kRecordHeaderSize + key.size(), stored.data(), stored.size());
   size_t used = kRecordHeaderSize + key.size() + stored.size();
   std::memset(dst + used, 0, size - used);
-  Put<uint32_t>(dst, common::Crc32c(dst + 4, used - 4));
+  Put<uint32_t>(dst, RecordCrc(region_seq, dst, used));
   return size;
 }
 
-bool DecodeRecord(const char* src, size_t avail, DecodedRecord* out) {
+bool DecodeRecord(uint64_t region_seq, const char* src, size_t avail, DecodedRecord* out) {
   if (avail < kRecordHeaderSize) return false;
   uint8_t type = Get<uint8_t>(src + 4);
   uint8_t codec = Get<uint8_t>(src + 5);
@@ -83,7 +87,7 @@ bool DecodeRecord(const char* src, size_t avail, DecodedRecord* out) {
   if (type < 1 || type > 3 || codec > 1) return false;
   if (uint64_t{kRecordHeaderSize} + key_len + stored_len > avail) return false;
   size_t used = kRecordHeaderSize + key_len + stored_len;
-  if (Get<uint32_t>(src) != common::Crc32c(src + 4, used - 4)) return false;
+  if (Get<uint32_t>(src) != RecordCrc(region_seq, src, used)) return false;
   if (codec == 0 && stored_len != value_len) return false;
   out->meta.type = static_cast<RecordType>(type);
   out->meta.codec = static_cast<Codec>(codec);

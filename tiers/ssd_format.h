@@ -9,7 +9,10 @@
 //     sequence number (monotonic across the device; 0 = never written), and
 //     a crc32c over the header.
 //   Record
-//     crc32c   over everything after this field (header, key, value)
+//     crc32c   over the region's sequence number and everything after this
+//              field (header, key, value): a record left over from an
+//              earlier use of the region fails it, so a reused region never
+//              resurrects old data past its new records
 //     type     item | tombstone | flush
 //     codec    none | lz4 (items only)
 //     key_len, flags, exptime (absolute unix s, 0 = never), cas,
@@ -69,9 +72,10 @@ inline size_t RecordSize(size_t key_len, size_t stored_len) {
 }
 
 // Writes a record at `dst` (which must have RecordSize() bytes) and returns
-// its size. `stored` is the value as it goes to disk (compressed or not).
-size_t EncodeRecord(const RecordMeta& meta, std::string_view key, std::string_view stored,
-                    char* dst);
+// its size. `stored` is the value as it goes to disk (compressed or not);
+// `region_seq` is the sequence number of the region it is written into.
+size_t EncodeRecord(uint64_t region_seq, const RecordMeta& meta, std::string_view key,
+                    std::string_view stored, char* dst);
 
 struct DecodedRecord {
   RecordMeta meta;
@@ -81,9 +85,10 @@ struct DecodedRecord {
 };
 
 // Parses and verifies the record at the start of `src` (at most `avail`
-// bytes). Returns false if there is none: bad crc, bad lengths, unknown
-// type, or not enough bytes.
-bool DecodeRecord(const char* src, size_t avail, DecodedRecord* out);
+// bytes) of a region whose sequence number is `region_seq`. Returns false
+// if there is none: bad crc (or another region's record), bad lengths,
+// unknown type, or not enough bytes.
+bool DecodeRecord(uint64_t region_seq, const char* src, size_t avail, DecodedRecord* out);
 
 // LZ4 on demotion: returns the compressed form in *out and true only when it
 // is smaller than the input (so the record keeps the codec that saves

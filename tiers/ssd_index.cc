@@ -154,13 +154,17 @@ bool SsdIndex::RemoveIf(uint64_t hash, SsdLocation loc) {
   return true;
 }
 
-size_t SsdIndex::RemoveRegion(uint32_t region) {
+size_t SsdIndex::RemoveRegion(uint32_t region) { return RemoveRange(region, 0, UINT32_MAX); }
+
+size_t SsdIndex::RemoveRange(uint32_t region, uint32_t begin, uint32_t end) {
   size_t removed = 0;
   for (auto& sp : shards_) {
     Shard& s = *sp;
     std::lock_guard lock(s.mu);
     for (size_t i = 0; i < s.tags.size();) {
-      if (s.tags[i] != 0 && Unpack(s.locs[i]).region == region) {
+      SsdLocation loc = Unpack(s.locs[i]);
+      if (s.tags[i] != 0 && loc.region == region && loc.offset < end &&
+          uint64_t{loc.offset} + loc.size > begin) {
         s.EraseAt(i);  // the next entry may have shifted into slot i
         ++removed;
       } else {

@@ -49,6 +49,8 @@ class SsdIndex {
   bool RemoveIf(uint64_t hash, SsdLocation loc);
   // Removes every entry that points into `region`; returns how many.
   size_t RemoveRegion(uint32_t region);
+  // Removes the entries of records in `region` that overlap [begin, end).
+  size_t RemoveRange(uint32_t region, uint32_t begin, uint32_t end);
   void Clear();
 
   size_t size() const;

@@ -31,10 +31,10 @@ TEST(SsdFormatTest, RecordRoundTrip) {
   RecordMeta meta{RecordType::kItem, Codec::kNone, 0xDEADBEEF, 1800000000, 987654321, 5};
   std::vector<char> buf(RecordSize(3, 5));
   ASSERT_EQ(buf.size() % kRecordAlign, 0u);
-  size_t n = EncodeRecord(meta, "key", "hello", buf.data());
+  size_t n = EncodeRecord(9, meta, "key", "hello", buf.data());
   EXPECT_EQ(n, buf.size());
   DecodedRecord rec;
-  ASSERT_TRUE(DecodeRecord(buf.data(), buf.size(), &rec));
+  ASSERT_TRUE(DecodeRecord(9, buf.data(), buf.size(), &rec));
   EXPECT_EQ(rec.meta.type, RecordType::kItem);
   EXPECT_EQ(rec.meta.flags, 0xDEADBEEFu);
   EXPECT_EQ(rec.meta.exptime, 1800000000u);
@@ -47,42 +47,50 @@ TEST(SsdFormatTest, RecordRoundTrip) {
 TEST(SsdFormatTest, TombstoneAndFlushRecords) {
   std::vector<char> buf(RecordSize(250, 0));
   std::string key(250, 'k');
-  EncodeRecord({RecordType::kTombstone, Codec::kNone, 0, 0, 7, 0}, key, "", buf.data());
+  EncodeRecord(9, {RecordType::kTombstone, Codec::kNone, 0, 0, 7, 0}, key, "", buf.data());
   DecodedRecord rec;
-  ASSERT_TRUE(DecodeRecord(buf.data(), buf.size(), &rec));
+  ASSERT_TRUE(DecodeRecord(9, buf.data(), buf.size(), &rec));
   EXPECT_EQ(rec.meta.type, RecordType::kTombstone);
   EXPECT_EQ(rec.key, key);
   std::vector<char> flush(RecordSize(0, 0));
-  EncodeRecord({RecordType::kFlush, Codec::kNone, 0, 1234, 99, 0}, "", "", flush.data());
-  ASSERT_TRUE(DecodeRecord(flush.data(), flush.size(), &rec));
+  EncodeRecord(9, {RecordType::kFlush, Codec::kNone, 0, 1234, 99, 0}, "", "", flush.data());
+  ASSERT_TRUE(DecodeRecord(9, flush.data(), flush.size(), &rec));
   EXPECT_EQ(rec.meta.type, RecordType::kFlush);
   EXPECT_EQ(rec.meta.cas, 99u);
 }
 
 TEST(SsdFormatTest, EveryFlippedBitIsDetected) {
   std::vector<char> buf(RecordSize(4, 11));
-  EncodeRecord({RecordType::kItem, Codec::kNone, 1, 2, 3, 11}, "abcd", "hello world", buf.data());
+  EncodeRecord(9, {RecordType::kItem, Codec::kNone, 1, 2, 3, 11}, "abcd", "hello world", buf.data());
   size_t used = kRecordHeaderSize + 4 + 11;
   DecodedRecord rec;
   for (size_t byte = 0; byte < used; ++byte) {
     for (int bit = 0; bit < 8; ++bit) {
       std::vector<char> bad = buf;
       bad[byte] ^= static_cast<char>(1 << bit);
-      EXPECT_FALSE(DecodeRecord(bad.data(), bad.size(), &rec)) << byte << ":" << bit;
+      EXPECT_FALSE(DecodeRecord(9, bad.data(), bad.size(), &rec)) << byte << ":" << bit;
     }
   }
 }
 
+TEST(SsdFormatTest, RecordOfAnotherRegionUseIsRejected) {
+  std::vector<char> buf(RecordSize(3, 5));
+  EncodeRecord(9, {RecordType::kItem, Codec::kNone, 0, 0, 1, 5}, "key", "value", buf.data());
+  DecodedRecord rec;
+  EXPECT_TRUE(DecodeRecord(9, buf.data(), buf.size(), &rec));
+  EXPECT_FALSE(DecodeRecord(10, buf.data(), buf.size(), &rec));
+}
+
 TEST(SsdFormatTest, TruncatedOrEmptyInputIsNoRecord) {
   std::vector<char> buf(RecordSize(3, 100));
-  EncodeRecord({RecordType::kItem, Codec::kNone, 0, 0, 1, 100}, "key", std::string(100, 'v'),
+  EncodeRecord(9, {RecordType::kItem, Codec::kNone, 0, 0, 1, 100}, "key", std::string(100, 'v'),
                buf.data());
   DecodedRecord rec;
   for (size_t avail = 0; avail < kRecordHeaderSize + 3 + 100; ++avail) {
-    EXPECT_FALSE(DecodeRecord(buf.data(), avail, &rec)) << avail;
+    EXPECT_FALSE(DecodeRecord(9, buf.data(), avail, &rec)) << avail;
   }
   std::vector<char> zeros(4096, 0);
-  EXPECT_FALSE(DecodeRecord(zeros.data(), zeros.size(), &rec));  // never-written space
+  EXPECT_FALSE(DecodeRecord(9, zeros.data(), zeros.size(), &rec));  // never-written space
 }
 
 TEST(SsdFormatTest, Lz4KeptOnlyWhenItSaves) {

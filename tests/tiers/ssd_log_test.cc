@@ -1,0 +1,290 @@
+// SsdLog on the in-memory device: round trips, region wrap, restart and
+// recovery, tombstones, flush, torn writes, corruption and I/O faults.
+#include "tiers/ssd_log.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "common/clock.h"
+#include "common/hash.h"
+#include "tiers/memory_device.h"
+
+namespace strata::tiers {
+namespace {
+
+constexpr uint32_t kRegion = 1u << 20;  // small regions so tests wrap quickly
+
+struct Done : SsdReadDone {
+  ItemRef item;
+  int calls = 0;
+  void OnSsdRead(ItemRef i) override {
+    item = std::move(i);
+    ++calls;
+  }
+};
+
+ItemRef MakeItem(const std::string& key, const std::string& value, uint32_t exptime = 0,
+                 uint32_t flags = 7, uint64_t cas = 1) {
+  Item* it = Item::Create(key, flags, exptime, static_cast<uint32_t>(value.size()));
+  std::memcpy(it->MutableValue(), value.data(), value.size());
+  it->cas = cas;
+  return ItemRef::Adopt(it);
+}
+
+// A value that verifies itself: derived from key and length.
+std::string ValueFor(const std::string& key, size_t len, bool compressible) {
+  std::string v(len, '\0');
+  std::mt19937_64 rng(common::HashKey(key));
+  for (size_t i = 0; i < len; ++i) {
+    v[i] = compressible ? static_cast<char>('a' + (i / 64) % 26) : static_cast<char>(rng());
+  }
+  return v;
+}
+
+class SsdLogTest : public ::testing::Test {
+ protected:
+  SsdLogTest() : device_(8 * kRegion) {}
+
+  std::unique_ptr<SsdLog> Open(bool compress = true) {
+    auto log = std::make_unique<SsdLog>(SsdLogOptions{kRegion, compress, 64 * 1024}, device_, clock_);
+    EXPECT_TRUE(log->Recover().ok());
+    return log;
+  }
+
+  ItemRef Read(SsdLog& log, const std::string& key) {
+    auto queue = device_.NewQueue(16);
+    Done done;
+    log.Read(key, common::HashKey(key), *queue, &done);
+    DrainQueue(*queue);
+    EXPECT_EQ(done.calls, 1);
+    return done.item;
+  }
+
+  bool Put(SsdLog& log, const std::string& key, const std::string& value, uint32_t exptime = 0) {
+    return log.Append(*MakeItem(key, value, exptime), common::HashKey(key));
+  }
+
+  common::FakeClock clock_;
+  MemoryDevice device_;
+};
+
+TEST_F(SsdLogTest, NeedsFourRegions) {
+  MemoryDevice small(3 * kRegion);
+  SsdLog log({kRegion, true, 64 * 1024}, small, clock_);
+  EXPECT_FALSE(log.Recover().ok());
+}
+
+TEST_F(SsdLogTest, RoundTripFromBufferAndFromDevice) {
+  auto log = Open();
+  std::string v1 = ValueFor("a", 3000, true);
+  std::string v2 = ValueFor("b", 3000, false);
+  ASSERT_TRUE(Put(*log, "a", v1));
+  ASSERT_TRUE(Put(*log, "b", v2));
+  ItemRef a = Read(*log, "a");  // still in the open region's buffer
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->ValueView(), v1);
+  EXPECT_EQ(a->flags, 7u);
+  log->Sync();
+  // Reopen: now it comes from the device.
+  log.reset();
+  log = Open();
+  ItemRef b = Read(*log, "b");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->ValueView(), v2);
+  a = Read(*log, "a");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->ValueView(), v1);
+  EXPECT_FALSE(Read(*log, "missing"));
+}
+
+TEST_F(SsdLogTest, CompressionOnlyWhenItSaves) {
+  auto log = Open();
+  ASSERT_TRUE(Put(*log, "z", ValueFor("z", 10000, true)));
+  ASSERT_TRUE(Put(*log, "n", ValueFor("n", 10000, false)));
+  SsdLogStats s = log->Stats();
+  EXPECT_EQ(s.demoted_value_bytes, 20000u);
+  EXPECT_LT(s.stored_value_bytes, 12000u);  // the compressible one shrank a lot
+  EXPECT_GE(s.stored_value_bytes, 10000u);  // the random one was stored as is
+}
+
+TEST_F(SsdLogTest, WrapReclaimsOldestRegionsNewestStayReadable) {
+  auto log = Open(/*compress=*/false);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 4000; ++i) {  // ~4000 * 4 KiB = 16 MiB through an 8 MiB device
+    std::string key = "k" + std::to_string(i);
+    keys.push_back(key);
+    ASSERT_TRUE(Put(*log, key, ValueFor(key, 4000, false)));
+    if (i % 200 == 0) log->Sync();  // let the writer keep up
+  }
+  log->Sync();
+  SsdLogStats s = log->Stats();
+  EXPECT_GT(s.regions_reclaimed, 0u);
+  EXPECT_LT(s.index_entries, 4000u);
+  int hits = 0;
+  for (int i = 0; i < 4000; ++i) {
+    ItemRef it = Read(*log, keys[i]);
+    if (it) {
+      ++hits;
+      EXPECT_EQ(it->ValueView(), ValueFor(keys[i], 4000, false)) << keys[i];
+    }
+  }
+  EXPECT_EQ(static_cast<uint64_t>(hits), s.index_entries);
+  EXPECT_TRUE(Read(*log, keys.back()));  // the newest are kept
+}
+
+TEST_F(SsdLogTest, RecoveryAppliesTombstonesFlushAndExpiry) {
+  {
+    auto log = Open();
+    ASSERT_TRUE(Put(*log, "kept", "v1"));
+    ASSERT_TRUE(Put(*log, "deleted", "v2"));
+    ASSERT_TRUE(Put(*log, "expiring", "v3", static_cast<uint32_t>(clock_.NowSeconds() + 10)));
+    ASSERT_TRUE(Put(*log, "overwritten", "old"));
+    ASSERT_TRUE(Put(*log, "overwritten", "new"));
+    log->Remove("deleted", common::HashKey("deleted"));
+    EXPECT_FALSE(Read(*log, "deleted"));
+    log->Sync();
+  }
+  clock_.Advance(20);
+  auto log = Open();
+  ASSERT_TRUE(Read(*log, "kept"));
+  EXPECT_EQ(Read(*log, "kept")->ValueView(), "v1");
+  EXPECT_FALSE(Read(*log, "deleted"));
+  EXPECT_FALSE(Read(*log, "expiring"));
+  EXPECT_EQ(Read(*log, "overwritten")->ValueView(), "new");
+
+  ASSERT_TRUE(Put(*log, "after-restart", "x"));
+  log->Flush();
+  ASSERT_TRUE(Put(*log, "after-flush", "y"));
+  log->Sync();
+  log.reset();
+  log = Open();
+  EXPECT_FALSE(Read(*log, "kept"));
+  EXPECT_FALSE(Read(*log, "after-restart"));
+  ASSERT_TRUE(Read(*log, "after-flush"));
+}
+
+TEST_F(SsdLogTest, ReusedRegionNeverResurrectsOldRecords) {
+  // Fill every region once, then wrap onto region 0 with only a few records:
+  // the old records after them on the device must not come back.
+  {
+    auto log = Open(false);
+    for (int i = 0; i < 2400; ++i) {
+      std::string key = "old" + std::to_string(i);
+      ASSERT_TRUE(Put(*log, key, ValueFor(key, 3000, false)));
+      if (i % 100 == 0) log->Sync();
+    }
+    log->Sync();
+  }
+  auto log = Open(false);
+  int before = 0;
+  for (int i = 0; i < 2400; ++i) before += Read(*log, "old" + std::to_string(i)) ? 1 : 0;
+  ASSERT_GT(before, 0);
+  ASSERT_TRUE(Put(*log, "fresh", "f"));
+  log->Sync();
+  log.reset();
+  log = Open(false);
+  EXPECT_TRUE(Read(*log, "fresh"));
+  int after = 0;
+  for (int i = 0; i < 2400; ++i) {
+    ItemRef it = Read(*log, "old" + std::to_string(i));
+    if (it) {
+      ++after;
+      EXPECT_EQ(it->ValueView(), ValueFor("old" + std::to_string(i), 3000, false));
+    }
+  }
+  EXPECT_LE(after, before);
+}
+
+TEST_F(SsdLogTest, TornWriteLosesOnlyTheTail) {
+  {
+    auto log = Open(false);
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(Put(*log, "a" + std::to_string(i), ValueFor("a", 4000, false)));
+    log->Sync();
+    // The next writes are "lost" (a crash before they reached the medium).
+    device_.AddFault({Fault::Kind::kLoseWrite, 0, UINT64_MAX, 0, -1});
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(Put(*log, "b" + std::to_string(i), ValueFor("b", 4000, false)));
+    log->Sync();
+  }
+  device_.ClearFaults();
+  auto log = Open(false);
+  for (int i = 0; i < 20; ++i) {
+    ItemRef a = Read(*log, "a" + std::to_string(i));
+    ASSERT_TRUE(a) << i;
+    EXPECT_EQ(a->ValueView(), ValueFor("a", 4000, false));
+    ItemRef b = Read(*log, "b" + std::to_string(i));
+    if (b) {
+      EXPECT_EQ(b->ValueView(), ValueFor("b", 4000, false));
+    }
+  }
+}
+
+TEST_F(SsdLogTest, FlippedBitOnReadIsAMissNeverAWrongValue) {
+  auto log = Open(false);
+  ASSERT_TRUE(Put(*log, "key", ValueFor("key", 5000, false)));
+  log->Sync();
+  log.reset();
+  log = Open(false);
+  device_.AddFault({Fault::Kind::kFlipBitOnRead, kRegion + 4096 + 100, kRegion + 4096 + 101, 0, -1});
+  device_.AddFault({Fault::Kind::kFlipBitOnRead, 4096 + 100, 4096 + 101, 0, -1});
+  EXPECT_FALSE(Read(*log, "key"));
+  EXPECT_EQ(log->Stats().corrupt_records, 1u);
+  device_.ClearFaults();
+  EXPECT_FALSE(Read(*log, "key"));  // the entry was dropped
+}
+
+TEST_F(SsdLogTest, ReadErrorIsAMiss) {
+  auto log = Open(false);
+  ASSERT_TRUE(Put(*log, "key", "value"));
+  log->Sync();
+  log.reset();
+  log = Open(false);
+  device_.AddFault({Fault::Kind::kFailRead, 0, UINT64_MAX, 5, -1});
+  EXPECT_FALSE(Read(*log, "key"));
+  EXPECT_EQ(log->Stats().read_errors, 1u);
+  device_.ClearFaults();
+  device_.AddFault({Fault::Kind::kShortRead, 0, UINT64_MAX, 0, -1});
+  EXPECT_FALSE(Read(*log, "key"));
+}
+
+TEST_F(SsdLogTest, WriteErrorsDropRecordsButTheLogGoesOn) {
+  auto log = Open(false);
+  device_.AddFault({Fault::Kind::kFailWrite, 0, UINT64_MAX, 28, -1});  // ENOSPC
+  ASSERT_TRUE(Put(*log, "doomed", ValueFor("d", 4000, false)));
+  log->Sync();
+  EXPECT_GT(log->Stats().write_errors, 0u);
+  EXPECT_FALSE(Read(*log, "doomed"));
+  device_.ClearFaults();
+  ASSERT_TRUE(Put(*log, "fine", "ok"));
+  log->Sync();
+  log.reset();
+  log = Open(false);
+  EXPECT_TRUE(Read(*log, "fine"));
+}
+
+TEST_F(SsdLogTest, StaleReadIsDiscarded) {
+  auto log = Open(false);
+  ASSERT_TRUE(Put(*log, "key", "first"));
+  log->Sync();
+  log.reset();
+  log = Open(false);
+  auto queue = device_.NewQueue(4);
+  Done done;
+  log->Read("key", common::HashKey("key"), *queue, &done);  // queued, not yet done
+  log->Remove("key", common::HashKey("key"));              // a delete wins
+  DrainQueue(*queue);
+  EXPECT_EQ(done.calls, 1);
+  EXPECT_FALSE(done.item);
+  EXPECT_EQ(log->Stats().stale_reads, 1u);
+}
+
+TEST_F(SsdLogTest, TooLargeIsDropped) {
+  auto log = Open(false);
+  EXPECT_FALSE(Put(*log, "big", ValueFor("big", kRegion, false)));
+  EXPECT_EQ(log->Stats().dropped_too_large, 1u);
+}
+
+}  // namespace
+}  // namespace strata::tiers

@@ -1,0 +1,401 @@
+#include "tiers/ssd_log.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/hash.h"
+#include "common/log.h"
+#include "tiers/ssd_format.h"
+
+namespace strata::tiers {
+namespace {
+
+constexpr size_t kBlock = 4096;
+size_t AlignDown(size_t v) { return v / kBlock * kBlock; }
+size_t AlignUp(size_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
+
+// One blocking I/O on a private queue (startup and the writer thread).
+int64_t BlockingIo(IoQueue& q, bool write, uint64_t offset, char* buf, size_t len) {
+  struct Done : IoCompletion {
+    int64_t result = 0;
+    void OnIoComplete(int64_t r) override { result = r; }
+  } done;
+  if (write) {
+    q.Write(offset, buf, len, &done);
+  } else {
+    q.Read(offset, buf, len, &done);
+  }
+  DrainQueue(q);
+  return done.result;
+}
+
+}  // namespace
+
+struct SsdLog::Counters {
+  std::atomic<uint64_t> demoted_items{0}, demoted_value_bytes{0}, stored_value_bytes{0},
+      record_bytes{0}, device_bytes_written{0}, tombstones{0}, dropped_too_large{0},
+      dropped_backlog{0}, write_errors{0}, read_errors{0}, corrupt_records{0}, stale_reads{0},
+      reads{0}, hits{0}, regions_reclaimed{0}, entries_reclaimed{0};
+};
+
+struct SsdLog::Buffer {
+  std::unique_ptr<char, AlignedFree> data;
+  uint32_t region = UINT32_MAX;
+  uint64_t seq = 0;
+  size_t fill = 0;      // bytes used: header and records
+  size_t enqueued = 0;  // bytes handed to the writer (block aligned)
+  int pending = 0;      // write jobs not completed
+  bool failed = false;  // a write failed: no more appends to this region
+};
+
+class SsdLog::ReadOp final : public IoCompletion {
+ public:
+  ReadOp(SsdLog* log, std::string_view key, uint64_t hash, SsdLocation loc, uint64_t seq,
+         SsdReadDone* done)
+      : log_(log), key_(key), hash_(hash), loc_(loc), seq_(seq), done_(done) {
+    uint64_t start = uint64_t{loc.region} * log->options_.region_size;
+    begin_ = AlignDown(loc.offset);
+    len_ = AlignUp(loc.offset + loc.size) - begin_;
+    dev_offset_ = start + begin_;
+    buf_ = AllocateAligned(len_);
+  }
+  void Issue(IoQueue& queue) { queue.Read(dev_offset_, buf_.get(), len_, this); }
+
+  void OnIoComplete(int64_t result) override {
+    ItemRef item;
+    if (result < static_cast<int64_t>(loc_.offset + loc_.size - begin_)) {
+      log_->c_->read_errors.fetch_add(1, std::memory_order_relaxed);
+      log_->index_.RemoveIf(hash_, loc_);
+    } else {
+      bool corrupt = false;
+      item = log_->DecodeItem(seq_, buf_.get() + (loc_.offset - begin_), loc_.size, key_, &corrupt);
+      if (corrupt) {
+        log_->c_->corrupt_records.fetch_add(1, std::memory_order_relaxed);
+        log_->index_.RemoveIf(hash_, loc_);
+      } else if (item && log_->index_.Lookup(hash_) != loc_) {
+        // Overwritten, deleted or reclaimed while the read was in flight.
+        log_->c_->stale_reads.fetch_add(1, std::memory_order_relaxed);
+        item.Reset();
+      }
+    }
+    if (item) log_->c_->hits.fetch_add(1, std::memory_order_relaxed);
+    SsdReadDone* done = done_;
+    delete this;
+    done->OnSsdRead(std::move(item));
+  }
+
+ private:
+  SsdLog* log_;
+  std::string key_;
+  uint64_t hash_;
+  SsdLocation loc_;
+  uint64_t seq_;
+  SsdReadDone* done_;
+  size_t begin_ = 0;
+  size_t len_ = 0;
+  uint64_t dev_offset_ = 0;
+  std::unique_ptr<char, AlignedFree> buf_;
+};
+
+SsdLog::SsdLog(const SsdLogOptions& options, BlockDevice& device, const common::Clock& clock)
+    : options_(options),
+      device_(device),
+      clock_(clock),
+      region_count_(static_cast<uint32_t>(
+          std::min<uint64_t>(device.size() / options.region_size, kMaxIndexedRegions))),
+      c_(std::make_unique<Counters>()) {
+  region_seq_.assign(region_count_, 0);
+  for (auto& b : buffers_) {
+    b = std::make_unique<Buffer>();
+    b->data = AllocateAligned(options_.region_size);
+  }
+  writer_ = std::thread([this] { WriterLoop(); });
+}
+
+SsdLog::~SsdLog() {
+  Sync();
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  writer_.join();
+}
+
+common::Status SsdLog::Recover() {
+  if (region_count_ < 4) {
+    return common::Status::InvalidArgument("the SSD tier needs at least 4 regions");
+  }
+  auto queue = device_.NewQueue(4);
+  auto block = AllocateAligned(kBlock);
+  std::vector<std::pair<uint64_t, uint32_t>> found;  // (seq, region)
+  for (uint32_t r = 0; r < region_count_; ++r) {
+    int64_t n = BlockingIo(*queue, false, uint64_t{r} * options_.region_size, block.get(), kBlock);
+    RegionHeader h;
+    if (n == static_cast<int64_t>(kBlock) && DecodeRegionHeader(block.get(), &h) &&
+        h.region_size == options_.region_size && h.seq != 0) {
+      found.emplace_back(h.seq, r);
+    }
+  }
+  std::sort(found.begin(), found.end());
+  index_.Clear();
+  int64_t now = clock_.NowSeconds();
+  auto region = AllocateAligned(options_.region_size);
+  uint32_t last_region = region_count_ - 1;
+  for (auto [seq, r] : found) {
+    int64_t n = BlockingIo(*queue, false, uint64_t{r} * options_.region_size, region.get(),
+                           options_.region_size);
+    if (n < static_cast<int64_t>(kBlock)) {
+      c_->read_errors.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    region_seq_[r] = seq;
+    next_seq_ = seq + 1;
+    last_region = r;
+    size_t off = kRegionHeaderSize;
+    DecodedRecord rec;
+    while (off < static_cast<size_t>(n) &&
+           DecodeRecord(seq, region.get() + off, static_cast<size_t>(n) - off, &rec)) {
+      uint64_t hash = common::HashKey(rec.key);
+      switch (rec.meta.type) {
+        case RecordType::kItem:
+          if (rec.meta.exptime != 0 && static_cast<int64_t>(rec.meta.exptime) <= now) {
+            index_.Remove(hash);
+          } else {
+            index_.Insert(hash, {r, static_cast<uint32_t>(off), static_cast<uint32_t>(rec.size)});
+          }
+          break;
+        case RecordType::kTombstone:
+          index_.Remove(hash);
+          break;
+        case RecordType::kFlush:
+          index_.Clear();
+          break;
+      }
+      off += rec.size;
+    }
+  }
+  std::lock_guard lock(mu_);
+  OpenRegionLocked(buffers_[0].get(), (last_region + 1) % region_count_);
+  active_ = buffers_[0].get();
+  return common::Status::Ok();
+}
+
+void SsdLog::OpenRegionLocked(Buffer* b, uint32_t region) {
+  size_t dropped = index_.RemoveRegion(region);
+  if (region_seq_[region] != 0) {
+    c_->regions_reclaimed.fetch_add(1, std::memory_order_relaxed);
+    c_->entries_reclaimed.fetch_add(dropped, std::memory_order_relaxed);
+  }
+  region_seq_[region] = next_seq_++;
+  b->region = region;
+  b->seq = region_seq_[region];
+  std::memset(b->data.get(), 0, options_.region_size);
+  EncodeRegionHeader({b->seq, options_.region_size, static_cast<uint64_t>(clock_.NowSeconds())},
+                     b->data.get());
+  b->fill = kRegionHeaderSize;
+  b->enqueued = 0;
+  b->failed = false;
+}
+
+bool SsdLog::RotateLocked() {
+  Buffer* other = active_ == buffers_[0].get() ? buffers_[1].get() : buffers_[0].get();
+  if (other->pending > 0) return false;
+  EnqueueLocked(active_, /*tail=*/true);
+  OpenRegionLocked(other, (active_->region + 1) % region_count_);
+  active_ = other;
+  cv_.notify_all();
+  return true;
+}
+
+void SsdLog::EnqueueLocked(Buffer* b, bool tail) {
+  size_t end = tail ? AlignUp(b->fill) : AlignDown(b->fill);
+  if (end <= b->enqueued) return;
+  jobs_.push_back({b, b->enqueued, end});
+  ++b->pending;
+  // A partial last block is written again once more records fill it.
+  b->enqueued = AlignDown(b->fill);
+  cv_.notify_all();
+}
+
+std::optional<SsdLocation> SsdLog::AppendLocked(uint64_t, const RecordMeta& meta,
+                                                std::string_view key, std::string_view stored) {
+  if (active_ == nullptr) return std::nullopt;  // not recovered yet
+  size_t size = RecordSize(key.size(), stored.size());
+  // After a failed write, recovery stops scanning the region there: later
+  // records go to a fresh region.
+  bool rotate = active_->failed || active_->fill + size > options_.region_size;
+  if (rotate && !RotateLocked()) {
+    c_->dropped_backlog.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+  EncodeRecord(active_->seq, meta, key, stored, active_->data.get() + active_->fill);
+  SsdLocation loc{active_->region, static_cast<uint32_t>(active_->fill), static_cast<uint32_t>(size)};
+  active_->fill += size;
+  c_->record_bytes.fetch_add(size, std::memory_order_relaxed);
+  if (active_->fill - active_->enqueued >= options_.write_chunk) EnqueueLocked(active_, false);
+  return loc;
+}
+
+bool SsdLog::Append(const Item& item, uint64_t hash) {
+  std::string compressed;
+  bool lz4 = options_.compress && CompressLz4(item.ValueView(), &compressed);
+  std::string_view stored = lz4 ? std::string_view(compressed) : item.ValueView();
+  if (RecordSize(item.key_len, stored.size()) > options_.region_size - kRegionHeaderSize) {
+    c_->dropped_too_large.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  RecordMeta meta{RecordType::kItem, lz4 ? Codec::kLz4 : Codec::kNone, item.flags, item.exptime,
+                  item.cas, item.value_len};
+  std::lock_guard lock(mu_);
+  auto loc = AppendLocked(hash, meta, item.Key(), stored);
+  if (!loc) return false;
+  index_.Insert(hash, *loc);
+  c_->demoted_items.fetch_add(1, std::memory_order_relaxed);
+  c_->demoted_value_bytes.fetch_add(item.value_len, std::memory_order_relaxed);
+  c_->stored_value_bytes.fetch_add(stored.size(), std::memory_order_relaxed);
+  return true;
+}
+
+void SsdLog::Remove(std::string_view key, uint64_t hash) {
+  std::lock_guard lock(mu_);
+  if (!index_.Remove(hash)) return;
+  // The tombstone keeps the old record from coming back after a restart.
+  if (AppendLocked(hash, {RecordType::kTombstone, Codec::kNone, 0, 0, 0, 0}, key, "")) {
+    c_->tombstones.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void SsdLog::Flush() {
+  std::lock_guard lock(mu_);
+  index_.Clear();
+  AppendLocked(0, {RecordType::kFlush, Codec::kNone, 0, 0, 0, 0}, "", "");
+}
+
+void SsdLog::Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDone* done) {
+  c_->reads.fetch_add(1, std::memory_order_relaxed);
+  std::unique_lock lock(mu_);
+  auto loc = index_.Lookup(hash);
+  if (!loc) {
+    lock.unlock();
+    done->OnSsdRead({});
+    return;
+  }
+  for (auto& b : buffers_) {
+    bool in_ram = (b.get() == active_ || b->pending > 0) && b->region == loc->region &&
+                  b->seq == region_seq_[loc->region];
+    if (!in_ram) continue;
+    bool corrupt = false;
+    ItemRef item = DecodeItem(b->seq, b->data.get() + loc->offset, loc->size, key, &corrupt);
+    lock.unlock();
+    if (item) c_->hits.fetch_add(1, std::memory_order_relaxed);
+    done->OnSsdRead(std::move(item));
+    return;
+  }
+  uint64_t seq = region_seq_[loc->region];
+  lock.unlock();
+  (new ReadOp(this, key, hash, *loc, seq, done))->Issue(queue);
+}
+
+ItemRef SsdLog::DecodeItem(uint64_t seq, const char* rec, size_t avail, std::string_view key,
+                           bool* corrupt) {
+  DecodedRecord d;
+  if (!DecodeRecord(seq, rec, avail, &d)) {
+    *corrupt = true;
+    return {};
+  }
+  if (d.meta.type != RecordType::kItem || d.key != key) {
+    *corrupt = d.meta.type == RecordType::kItem;  // another key: a tag collision or damage
+    return {};
+  }
+  if (d.meta.exptime != 0 && static_cast<int64_t>(d.meta.exptime) <= clock_.NowSeconds()) {
+    return {};
+  }
+  Item* item = Item::Create(key, d.meta.flags, d.meta.exptime, d.meta.value_len);
+  if (item == nullptr) return {};
+  ItemRef ref = ItemRef::Adopt(item);
+  if (d.meta.codec == Codec::kLz4) {
+    if (!DecompressLz4(d.stored, item->MutableValue(), d.meta.value_len)) {
+      *corrupt = true;
+      return {};
+    }
+  } else {
+    std::memcpy(item->MutableValue(), d.stored.data(), d.stored.size());
+  }
+  item->cas = d.meta.cas;
+  return ref;
+}
+
+void SsdLog::Sync() {
+  std::unique_lock lock(mu_);
+  if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);
+  cv_.wait(lock, [this] {
+    return jobs_.empty() && buffers_[0]->pending == 0 && buffers_[1]->pending == 0;
+  });
+}
+
+void SsdLog::WriterLoop() {
+  auto queue = device_.NewQueue(4);
+  for (;;) {
+    WriteJob job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      job = jobs_.front();
+      jobs_.pop_front();
+    }
+    size_t len = job.end - job.begin;
+    uint64_t offset = uint64_t{job.buffer->region} * options_.region_size + job.begin;
+    int64_t n = BlockingIo(*queue, true, offset, job.buffer->data.get() + job.begin, len);
+    {
+      std::lock_guard lock(mu_);
+      if (n == static_cast<int64_t>(len)) {
+        c_->device_bytes_written.fetch_add(len, std::memory_order_relaxed);
+      } else {
+        // The records in the failed range are not on the device: they
+        // become misses, and the region takes no more records. The cache
+        // goes on.
+        uint64_t errors = c_->write_errors.fetch_add(1, std::memory_order_relaxed);
+        index_.RemoveRange(job.buffer->region, static_cast<uint32_t>(job.begin),
+                           static_cast<uint32_t>(job.end));
+        job.buffer->failed = true;
+        if ((errors & (errors - 1)) == 0) {  // 1st, 2nd, 4th, 8th ... error
+          common::Log(common::LogLevel::kError, "SSD write of %zu bytes at %llu failed: %s (%llu errors)",
+                      len, static_cast<unsigned long long>(offset),
+                      n < 0 ? std::strerror(static_cast<int>(-n)) : "short write",
+                      static_cast<unsigned long long>(errors + 1));
+        }
+      }
+      --job.buffer->pending;
+    }
+    cv_.notify_all();
+  }
+}
+
+SsdLogStats SsdLog::Stats() const {
+  SsdLogStats s;
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  s.regions = region_count_;
+  s.index_entries = index_.size();
+  s.index_bytes = index_.memory_bytes();
+  s.demoted_items = get(c_->demoted_items);
+  s.demoted_value_bytes = get(c_->demoted_value_bytes);
+  s.stored_value_bytes = get(c_->stored_value_bytes);
+  s.record_bytes = get(c_->record_bytes);
+  s.device_bytes_written = get(c_->device_bytes_written);
+  s.tombstones = get(c_->tombstones);
+  s.dropped_too_large = get(c_->dropped_too_large);
+  s.dropped_backlog = get(c_->dropped_backlog);
+  s.write_errors = get(c_->write_errors);
+  s.read_errors = get(c_->read_errors);
+  s.corrupt_records = get(c_->corrupt_records);
+  s.stale_reads = get(c_->stale_reads);
+  s.reads = get(c_->reads);
+  s.hits = get(c_->hits);
+  s.regions_reclaimed = get(c_->regions_reclaimed);
+  s.entries_reclaimed = get(c_->entries_reclaimed);
+  return s;
+}
+
+}  // namespace strata::tiers
