@@ -37,8 +37,9 @@ struct Item {
   uint32_t queue_pos;  // owned by the eviction policy
   uint8_t key_len;
   uint8_t policy;      // owned by the eviction policy (queue id, frequency)
-  uint8_t linked;      // 1 while reachable from a tier's table
-  uint8_t fetched;     // 1 once a get returned it (for stats)
+  uint8_t linked;        // 1 while reachable from a tier's table
+  uint8_t fetched : 1;   // a get returned it (for stats)
+  uint8_t ssd_copy : 1;  // this exact version also has a valid SSD record
   Item* hnext;         // hash-chain link, owned by the table
   // Followed in memory by: key bytes, value bytes, "\r\n".
 

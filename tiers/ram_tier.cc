@@ -181,6 +181,7 @@ void RamTier::MaybeRunDelayedFlush(int64_t now) {
   if (pending_flush_at_.compare_exchange_strong(at, 0)) {
     flush_horizon_.store(at, std::memory_order_relaxed);
     FlushNow();
+    if (flush_hook_) flush_hook_();
   }
 }
 
@@ -209,6 +210,9 @@ StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
     Item* publish = item.get();
     switch (mode) {
       case StoreMode::kSet:
+        break;
+      case StoreMode::kRestore:
+        if (old != nullptr) result = StoreResult::kNotStored;
         break;
       case StoreMode::kAdd:
         if (old != nullptr) {
@@ -264,7 +268,7 @@ StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
         doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
       }
     } else if (result == StoreResult::kStored) {
-      publish->cas = NextCas();
+      if (mode != StoreMode::kRestore) publish->cas = NextCas();
       if (stored_cas != nullptr) *stored_cas = publish->cas;
       int64_t charge = static_cast<int64_t>(ItemCharge(publish));
       ItemRef& owner = publish == item.get() ? item : combined;
@@ -275,6 +279,10 @@ StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
       } else {
         shard.LinkAt(link, owner.Release(), hash);
       }
+      // A promotion happens because the item was just read: it enters with
+      // that access counted, so the eviction this insert may trigger does
+      // not pick it first.
+      if (mode == StoreMode::kRestore) shard.policy->OnHit(publish);
       shard.bytes += charge;
       used_bytes_.fetch_add(charge, std::memory_order_relaxed);
     }
@@ -305,7 +313,10 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime) {
     doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
     return {};
   }
-  if (new_exptime != nullptr) it->exptime = *new_exptime;
+  if (new_exptime != nullptr) {
+    it->exptime = *new_exptime;
+    it->ssd_copy = 0;  // the SSD record has the old expiry
+  }
   it->fetched = 1;
   shard.policy->OnHit(it);
   return ItemRef::Share(it);
@@ -313,6 +324,32 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime) {
 
 bool RamTier::Touch(std::string_view key, uint32_t exptime) {
   return static_cast<bool>(Get(key, &exptime));
+}
+
+bool RamTier::Contains(std::string_view key) {
+  int64_t now = clock_.NowSeconds();
+  uint64_t hash = common::HashKey(key);
+  Shard& shard = ShardFor(hash);
+  std::lock_guard lock(shard.mu);
+  Item* it = *shard.Find(key, hash);
+  return it != nullptr && !Expired(it, now);
+}
+
+void RamTier::EnsureCasAbove(uint64_t cas) {
+  uint64_t cur = next_cas_.load(std::memory_order_relaxed);
+  while (cur <= cas && !next_cas_.compare_exchange_weak(cur, cas + 1)) {
+  }
+}
+
+void RamTier::CollectShard(size_t index, std::vector<ItemRef>* out) {
+  int64_t now = clock_.NowSeconds();
+  Shard& shard = *shards_[index];
+  std::lock_guard lock(shard.mu);
+  for (Item* head : shard.buckets) {
+    for (Item* it = head; it != nullptr; it = it->hnext) {
+      if (!Expired(it, now)) out->push_back(ItemRef::Share(it));
+    }
+  }
 }
 
 bool RamTier::Delete(std::string_view key) {
@@ -378,6 +415,7 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
       std::memcpy(it->MutableValue(), buf, len);
       std::memset(it->MutableValue() + len, ' ', it->value_len - len);
       it->cas = NextCas();
+      it->ssd_copy = 0;
       return DeltaResult::kOk;
     }
     Item* fresh = Item::Create(key, it->flags, it->exptime, static_cast<uint32_t>(len));
@@ -406,6 +444,7 @@ void RamTier::FlushAll(int64_t at_unix) {
     pending_flush_at_.store(0, std::memory_order_relaxed);
     flush_horizon_.store(at_unix, std::memory_order_relaxed);
     FlushNow();
+    if (flush_hook_) flush_hook_();
   } else {
     pending_flush_at_.store(at_unix, std::memory_order_relaxed);
   }

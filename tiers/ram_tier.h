@@ -24,6 +24,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -52,7 +53,9 @@ class EvictionSink {
   virtual void OnEvicted(std::vector<ItemRef>& items) = 0;
 };
 
-enum class StoreMode { kSet, kAdd, kReplace, kAppend, kPrepend, kCas };
+// kRestore puts back an item read from a lower tier: like kAdd, but the
+// item keeps its CAS unique and enters with one access counted.
+enum class StoreMode { kSet, kAdd, kReplace, kAppend, kPrepend, kCas, kRestore };
 enum class StoreResult { kStored, kNotStored, kExists, kNotFound, kTooLarge, kNoMemory };
 enum class DeltaResult { kOk, kNotFound, kNonNumeric, kNoMemory };
 enum class AllocResult { kOk, kTooLarge, kNoMemory };
@@ -104,6 +107,29 @@ class RamTier {
   // Updates the expiry of a live item. Returns false if there is none.
   bool Touch(std::string_view key, uint32_t exptime);
 
+  // True if a live item with `key` is resident (no policy hit recorded).
+  bool Contains(std::string_view key);
+
+  // Makes every CAS unique issued from now on larger than `cas` (after
+  // items with persisted uniques were recovered).
+  void EnsureCasAbove(uint64_t cas);
+
+  // Calls fn(item) for every live item, a shard at a time, outside the
+  // shard's lock (shutdown demotion).
+  template <typename Fn>
+  void ForEachItem(Fn&& fn) {
+    std::vector<ItemRef> batch;
+    for (size_t i = 0; i < shards_.size(); ++i) {
+      CollectShard(i, &batch);
+      for (ItemRef& it : batch) fn(it);
+      batch.clear();
+    }
+  }
+
+  // Called (outside any lock) when a flush takes effect, immediate or
+  // delayed, so a lower tier can flush too.
+  void SetFlushHook(std::function<void()> hook) { flush_hook_ = std::move(hook); }
+
   // Removes a live item. Returns false if there is none.
   bool Delete(std::string_view key);
 
@@ -142,6 +168,7 @@ class RamTier {
 
  private:
   struct Shard;
+  void CollectShard(size_t index, std::vector<ItemRef>* out);
 
   Shard& ShardFor(uint64_t hash);
   // Expired, or older than the last flush (items a flush is still clearing
@@ -172,6 +199,7 @@ class RamTier {
   std::atomic<int64_t> pending_flush_at_{0};
   std::atomic<int64_t> flush_horizon_{0};  // items stored at or before it are invisible
   std::atomic<size_t> evict_cursor_{0};
+  std::function<void()> flush_hook_;
   std::mutex reap_mu_;
   size_t reap_shard_ = 0;
   size_t reap_bucket_ = 0;

@@ -159,6 +159,7 @@ common::Status SsdLog::Recover() {
       uint64_t hash = common::HashKey(rec.key);
       switch (rec.meta.type) {
         case RecordType::kItem:
+          max_recovered_cas_ = std::max(max_recovered_cas_, rec.meta.cas);
           if (rec.meta.exptime != 0 && static_cast<int64_t>(rec.meta.exptime) <= now) {
             index_.Remove(hash);
           } else {
@@ -237,7 +238,7 @@ std::optional<SsdLocation> SsdLog::AppendLocked(uint64_t, const RecordMeta& meta
   return loc;
 }
 
-bool SsdLog::Append(const Item& item, uint64_t hash) {
+bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>& still_current) {
   std::string compressed;
   bool lz4 = options_.compress && CompressLz4(item.ValueView(), &compressed);
   std::string_view stored = lz4 ? std::string_view(compressed) : item.ValueView();
@@ -248,6 +249,7 @@ bool SsdLog::Append(const Item& item, uint64_t hash) {
   RecordMeta meta{RecordType::kItem, lz4 ? Codec::kLz4 : Codec::kNone, item.flags, item.exptime,
                   item.cas, item.value_len};
   std::lock_guard lock(mu_);
+  if (still_current && !still_current()) return false;
   auto loc = AppendLocked(hash, meta, item.Key(), stored);
   if (!loc) return false;
   index_.Insert(hash, *loc);
@@ -257,13 +259,14 @@ bool SsdLog::Append(const Item& item, uint64_t hash) {
   return true;
 }
 
-void SsdLog::Remove(std::string_view key, uint64_t hash) {
+bool SsdLog::Remove(std::string_view key, uint64_t hash) {
   std::lock_guard lock(mu_);
-  if (!index_.Remove(hash)) return;
+  if (!index_.Remove(hash)) return false;
   // The tombstone keeps the old record from coming back after a restart.
   if (AppendLocked(hash, {RecordType::kTombstone, Codec::kNone, 0, 0, 0, 0}, key, "")) {
     c_->tombstones.fetch_add(1, std::memory_order_relaxed);
   }
+  return true;
 }
 
 void SsdLog::Flush() {

@@ -37,6 +37,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -102,10 +103,16 @@ class SsdLog {
   // Rebuilds the index from the device (blocking; call once, before use).
   common::Status Recover();
 
-  // Appends `item` (a demotion). Returns false if it was dropped.
-  bool Append(const Item& item, uint64_t hash);
+  // Appends `item` (a demotion). `still_current`, if given, is asked under
+  // the log's lock right before the append (a newer version elsewhere makes
+  // this one stale: it is skipped). Returns false if nothing was appended.
+  bool Append(const Item& item, uint64_t hash,
+              const std::function<bool()>& still_current = nullptr);
   // Forgets the key's SSD copy, if any, and persists a tombstone for it.
-  void Remove(std::string_view key, uint64_t hash);
+  // Returns true if there was one.
+  bool Remove(std::string_view key, uint64_t hash);
+  // The largest CAS unique Recover() found (0 if none).
+  uint64_t max_recovered_cas() const { return max_recovered_cas_; }
   // Forgets every record and persists a flush marker.
   void Flush();
   bool Contains(uint64_t hash) const { return index_.Lookup(hash).has_value(); }
@@ -157,6 +164,7 @@ class SsdLog {
   Buffer* active_ = nullptr;
   std::vector<uint64_t> region_seq_;  // current sequence number of each region
   uint64_t next_seq_ = 1;
+  uint64_t max_recovered_cas_ = 0;
   std::deque<WriteJob> jobs_;
   bool stop_ = false;
   std::thread writer_;

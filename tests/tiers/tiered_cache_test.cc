@@ -1,0 +1,148 @@
+// TieredCache: demotion, promotion, newest-write-wins across tiers and
+// restarts, on the in-memory device.
+#include "tiers/tiered_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+#include "common/clock.h"
+#include "tiers/memory_device.h"
+
+namespace strata::tiers {
+namespace {
+
+struct Done : SsdReadDone {
+  ItemRef item;
+  int calls = 0;
+  void OnSsdRead(ItemRef i) override {
+    item = std::move(i);
+    ++calls;
+  }
+};
+
+class TieredCacheTest : public ::testing::Test {
+ protected:
+  TieredCacheTest() : device_(16u << 20) { Start(); }
+
+  void Start() {
+    cache_.reset();
+    log_.reset();
+    log_ = std::make_unique<SsdLog>(SsdLogOptions{1u << 20, true, 64 * 1024}, device_, clock_);
+    ASSERT_TRUE(log_->Recover().ok());
+    RamTierOptions ram;
+    ram.size_bytes = 1u << 20;  // small: evicts quickly
+    ram.shards = 4;
+    cache_ = std::make_unique<TieredCache>(ram, clock_, log_.get());
+  }
+
+  StoreResult Put(const std::string& key, const std::string& value,
+                  StoreMode mode = StoreMode::kSet, uint64_t cas = 0) {
+    AllocResult why;
+    ItemRef item = cache_->ram().Allocate(key, 0, 0, static_cast<uint32_t>(value.size()), &why);
+    std::memcpy(item->MutableValue(), value.data(), value.size());
+    return cache_->Store(mode, std::move(item), cas);
+  }
+
+  // What a client would read: RAM, else SSD through promotion.
+  ItemRef Read(const std::string& key) {
+    if (ItemRef it = cache_->Get(key)) return it;
+    if (!cache_->NeedsPromotion(key)) return {};
+    auto queue = device_.NewQueue(8);
+    Done done;
+    cache_->Promote(key, *queue, &done);
+    DrainQueue(*queue);
+    EXPECT_EQ(done.calls, 1);
+    return done.item;
+  }
+
+  std::string Value(int i) { return std::string(2000, static_cast<char>('a' + i % 26)) + std::to_string(i); }
+
+  common::FakeClock clock_;
+  MemoryDevice device_;
+  std::unique_ptr<SsdLog> log_;
+  std::unique_ptr<TieredCache> cache_;
+};
+
+TEST_F(TieredCacheTest, EvictedItemsAreDemotedAndReadBack) {
+  for (int i = 0; i < 2000; ++i) ASSERT_EQ(Put("k" + std::to_string(i), Value(i)), StoreResult::kStored);
+  EXPECT_GT(cache_->ram().Stats().evictions, 0u);
+  EXPECT_GT(log_->Stats().demoted_items, 0u);
+  int hits = 0;
+  for (int i = 0; i < 2000; ++i) {
+    ItemRef it = Read("k" + std::to_string(i));
+    ASSERT_TRUE(it) << i;
+    EXPECT_EQ(it->ValueView(), Value(i));
+    ++hits;
+  }
+  EXPECT_EQ(hits, 2000);
+}
+
+TEST_F(TieredCacheTest, NewestWriteWinsOverTheSsdCopy) {
+  for (int i = 0; i < 2000; ++i) Put("k" + std::to_string(i), Value(i));
+  ASSERT_TRUE(cache_->NeedsPromotion("k0"));
+  ASSERT_EQ(Put("k0", "newer"), StoreResult::kStored);  // set over an SSD-only key
+  EXPECT_EQ(Read("k0")->ValueView(), "newer");
+  ASSERT_TRUE(cache_->NeedsPromotion("k1"));
+  EXPECT_TRUE(cache_->Delete("k1"));  // delete of an SSD-only key
+  EXPECT_FALSE(Read("k1"));
+  // ...and after a restart too.
+  log_->Sync();
+  cache_->DemoteAll();
+  Start();
+  EXPECT_EQ(Read("k0")->ValueView(), "newer");
+  EXPECT_FALSE(Read("k1"));
+  EXPECT_EQ(Read("k2")->ValueView(), Value(2));
+}
+
+TEST_F(TieredCacheTest, PromotionKeepsCasAndTheSsdRecord) {
+  for (int i = 0; i < 2000; ++i) Put("k" + std::to_string(i), Value(i));
+  ASSERT_TRUE(cache_->NeedsPromotion("k5"));
+  auto queue = device_.NewQueue(8);
+  Done done;
+  cache_->Promote("k5", *queue, &done);
+  DrainQueue(*queue);
+  ASSERT_TRUE(done.item);
+  uint64_t cas = done.item->cas;
+  // A cas with the unique read from SSD succeeds after promotion.
+  EXPECT_EQ(Put("k5", "swapped", StoreMode::kCas, cas), StoreResult::kStored);
+  EXPECT_EQ(Read("k5")->ValueView(), "swapped");
+}
+
+TEST_F(TieredCacheTest, FlushReachesTheSsdAndSurvivesRestart) {
+  for (int i = 0; i < 2000; ++i) Put("k" + std::to_string(i), Value(i));
+  cache_->FlushAll(clock_.NowSeconds() - 1);
+  EXPECT_FALSE(Read("k0"));
+  EXPECT_FALSE(Read("k1999"));
+  log_->Sync();
+  Start();
+  EXPECT_FALSE(Read("k0"));
+}
+
+TEST_F(TieredCacheTest, DemoteAllMakesARestartWarm) {
+  for (int i = 0; i < 100; ++i) Put("w" + std::to_string(i), Value(i));
+  EXPECT_EQ(cache_->DemoteAll(), 100u);
+  Start();
+  for (int i = 0; i < 100; ++i) {
+    ItemRef it = Read("w" + std::to_string(i));
+    ASSERT_TRUE(it) << i;
+    EXPECT_EQ(it->ValueView(), Value(i));
+  }
+  // Unchanged promoted items are not written again.
+  uint64_t before = log_->Stats().demoted_items;
+  EXPECT_EQ(cache_->DemoteAll(), 0u);
+  EXPECT_EQ(log_->Stats().demoted_items, before);
+}
+
+TEST_F(TieredCacheTest, CasUniquesStayUniqueAcrossRestart) {
+  Put("a", "1");
+  uint64_t cas_before = cache_->Get("a")->cas;
+  cache_->DemoteAll();
+  Start();
+  Put("b", "2");
+  EXPECT_GT(cache_->Get("b")->cas, cas_before);
+}
+
+}  // namespace
+}  // namespace strata::tiers

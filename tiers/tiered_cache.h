@@ -1,0 +1,68 @@
+// TieredCache: the one facade over the RAM tier and the (optional) SSD tier.
+//
+// RAM evictions are demoted to the SSD log (EvictionSink); a promoted item
+// that has not changed keeps its SSD record valid, so evicting it again
+// costs no write. Every write that lands in RAM (store, incr/decr, touch,
+// gat) invalidates the key's SSD record at once (the log appends a
+// tombstone), deletes remove it from both tiers, and flush_all flushes
+// both, so the newest acknowledged write always wins, across restarts too.
+// A demotion whose key already has a newer version in RAM is skipped; the
+// check is atomic with the append.
+//
+// Reads and writes other than `set` that find the key only on SSD must
+// first Promote() it (an asynchronous read) and then run against RAM; the
+// proxy does that, keeping each connection's commands in order.
+//
+// Thread safety: every method may be called from any thread, except that
+// Promote()'s queue must belong to the calling thread.
+#pragma once
+
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "tiers/ram_tier.h"
+#include "tiers/ssd_log.h"
+
+namespace strata::tiers {
+
+class TieredCache final : public EvictionSink {
+ public:
+  // `ssd` may be null (RAM only); it must outlive the cache.
+  TieredCache(const RamTierOptions& ram_options, const common::Clock& clock, SsdLog* ssd);
+
+  RamTier& ram() { return ram_; }
+  SsdLog* ssd() { return ssd_; }
+
+  // True when the key is not in RAM but the SSD index has it: Promote()
+  // before anything but a set or delete.
+  bool NeedsPromotion(std::string_view key);
+
+  // Reads the key from SSD and puts it back in RAM with its CAS unique
+  // (unless RAM got the key meanwhile, which then wins). done->OnSsdRead()
+  // receives the RAM-resident item or an empty ref.
+  void Promote(std::string_view key, IoQueue& queue, SsdReadDone* done);
+
+  StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0);
+  bool Delete(std::string_view key);
+  DeltaResult Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result);
+  bool Touch(std::string_view key, uint32_t exptime);
+  // RAM lookup; with `new_exptime` (gat) the SSD record is invalidated.
+  ItemRef Get(std::string_view key, const uint32_t* new_exptime = nullptr);
+  void FlushAll(int64_t at_unix) { ram_.FlushAll(at_unix); }
+
+  // Writes every RAM item that has no valid SSD record to the SSD log and
+  // waits for the device (graceful shutdown). Returns items written.
+  size_t DemoteAll();
+
+  void OnEvicted(std::vector<ItemRef>& items) override;
+
+ private:
+  void Invalidate(std::string_view key);
+
+  RamTier ram_;
+  SsdLog* ssd_;
+};
+
+}  // namespace strata::tiers
