@@ -1,0 +1,94 @@
+// FrequencySketch and AdmissionPolicy decisions on small crafted sequences.
+#include "tiers/hotness.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/clock.h"
+#include "common/hash.h"
+
+namespace strata::tiers {
+namespace {
+
+uint64_t H(const std::string& k) { return common::HashKey(k); }
+
+TEST(FrequencySketchTest, CountsCapsAndAges) {
+  FrequencySketch sketch(1 << 16);
+  EXPECT_EQ(sketch.Estimate(H("a")), 0u);
+  for (int i = 0; i < 5; ++i) sketch.Record(H("a"));
+  EXPECT_EQ(sketch.Estimate(H("a")), 5u);
+  for (int i = 0; i < 100; ++i) sketch.Record(H("a"));
+  EXPECT_EQ(sketch.Estimate(H("a")), 15u);  // 4-bit counters
+  sketch.Age();
+  EXPECT_EQ(sketch.Estimate(H("a")), 7u);
+  EXPECT_LE(sketch.Estimate(H("never-seen")), 1u);
+}
+
+TEST(FrequencySketchTest, FewFalsePositivesAmongManyKeys) {
+  FrequencySketch sketch(100000);
+  for (int i = 0; i < 100000; ++i) sketch.Record(H("k" + std::to_string(i)));
+  int inflated = 0;
+  for (int i = 0; i < 100000; ++i) inflated += sketch.Estimate(H("k" + std::to_string(i))) > 1;
+  EXPECT_LT(inflated, 5000);  // count-min overestimates only on collisions in all rows
+}
+
+TEST(FrequencySketchTest, AgesAutomaticallyAfterTheSample) {
+  FrequencySketch sketch(1024);
+  for (int i = 0; i < 10; ++i) sketch.Record(H("hot"));
+  uint32_t before = sketch.Estimate(H("hot"));
+  for (uint64_t i = 0; i < sketch.sample(); ++i) sketch.Record(H("noise" + std::to_string(i % 50000)));
+  EXPECT_LT(sketch.Estimate(H("hot")), before);
+}
+
+class AdmissionTest : public ::testing::Test {
+ protected:
+  AdmissionTest() : sketch_(1 << 16) {
+    item_ = ItemRef::Adopt(Item::Create("key", 0, 0, 100));
+  }
+  FrequencySketch sketch_;
+  common::FakeClock clock_;
+  ItemRef item_;
+};
+
+TEST_F(AdmissionTest, AllAdmitsEverything) {
+  AdmissionPolicy p({AdmissionKind::kAll, 2, 0}, sketch_, clock_);
+  EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kAdmit);
+}
+
+TEST_F(AdmissionTest, ReaccessedDropsOneHitWondersUnlessWarm) {
+  AdmissionPolicy p({AdmissionKind::kReaccessed, 2, 0}, sketch_, clock_);
+  EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kRejectCold);
+  item_->fetched = 1;
+  EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kAdmit);
+  item_->fetched = 0;
+  sketch_.Record(H("key"));
+  sketch_.Record(H("key"));
+  EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kAdmit);
+}
+
+TEST_F(AdmissionTest, SketchNeedsTheThreshold) {
+  AdmissionPolicy p({AdmissionKind::kSketch, 3, 0}, sketch_, clock_);
+  sketch_.Record(H("key"));
+  sketch_.Record(H("key"));
+  EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kRejectCold);
+  sketch_.Record(H("key"));
+  EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kAdmit);
+}
+
+TEST_F(AdmissionTest, WriteBudgetRejectsColdFirstAndRefills) {
+  AdmissionPolicy p({AdmissionKind::kAll, 2, 1000}, sketch_, clock_);  // 1000 B/s
+  // A full bucket admits anything that fits.
+  EXPECT_EQ(p.Admit(*item_, H("cold"), 600), AdmissionVerdict::kAdmit);
+  // 400 left (< half): a cold item is rejected, a hot one passes.
+  EXPECT_EQ(p.Admit(*item_, H("cold"), 100), AdmissionVerdict::kRejectBudget);
+  for (int i = 0; i < 5; ++i) sketch_.Record(H("hot"));
+  EXPECT_EQ(p.Admit(*item_, H("hot"), 300), AdmissionVerdict::kAdmit);
+  // 100 left: even hot items that do not fit are rejected.
+  EXPECT_EQ(p.Admit(*item_, H("hot"), 200), AdmissionVerdict::kRejectBudget);
+  clock_.Advance(1);  // one second refills the bucket
+  EXPECT_EQ(p.Admit(*item_, H("cold"), 900), AdmissionVerdict::kAdmit);
+}
+
+}  // namespace
+}  // namespace strata::tiers

@@ -1,0 +1,85 @@
+// Hotness: how often keys were accessed lately, and the policies built on
+// it: which RAM evictions are worth writing to flash (admission), within a
+// flash write budget.
+//
+// FrequencySketch is a count-min sketch (TinyLFU): 4 rows of 4-bit
+// counters packed 16 to a 64-bit word, indexed by the key's hash. Every
+// access increments the key's counters (capped at 15); after `sample`
+// increments all counters are halved, so old popularity fades. Increments
+// are relaxed atomic read-modify-writes on the word, so every worker can
+// feed it without a lock; a lost update under a race only makes an
+// estimate slightly low.
+//
+// AdmissionPolicy decides for each evicted item whether it goes to flash:
+//   all         every evicted item (the baseline)
+//   reaccessed  only items read at least once while in RAM, or whose key
+//               the sketch calls warm (drop one-hit wonders)
+//   sketch      items whose key's estimated frequency reaches a threshold
+// and on top of each, a write budget (bytes per second, a token bucket
+// with one second of burst): over it, candidates are rejected, colder ones
+// first (an item must be hotter the emptier the bucket is).
+//
+// Thread safety: FrequencySketch is lock-free and safe from any thread;
+// AdmissionPolicy::Admit may be called from any thread (the bucket is a
+// mutex-free atomic).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "tiers/item.h"
+
+namespace strata::tiers {
+
+class FrequencySketch {
+ public:
+  // Sized for about `expected_keys` distinct keys (at least 1024).
+  explicit FrequencySketch(size_t expected_keys);
+
+  void Record(uint64_t hash);
+  // Estimated recent accesses of the key, 0..15.
+  uint32_t Estimate(uint64_t hash) const;
+  // Halves every counter (done automatically every `sample` records).
+  void Age();
+  uint64_t sample() const { return sample_; }
+
+ private:
+  size_t Index(uint64_t hash, int row) const;
+  std::vector<std::atomic<uint64_t>> words_;
+  size_t mask_;  // word index mask
+  uint64_t sample_;
+  std::atomic<uint64_t> records_{0};
+};
+
+enum class AdmissionKind { kAll, kReaccessed, kSketch };
+
+struct AdmissionOptions {
+  AdmissionKind kind = AdmissionKind::kSketch;
+  uint32_t sketch_threshold = 2;   // estimated accesses needed (kSketch)
+  uint64_t write_budget = 0;       // bytes per second to flash; 0 = no budget
+};
+
+enum class AdmissionVerdict { kAdmit, kRejectCold, kRejectBudget };
+
+class AdmissionPolicy {
+ public:
+  AdmissionPolicy(const AdmissionOptions& options, const FrequencySketch& sketch,
+                  const common::Clock& clock);
+  // Decides for an item RAM evicted; `bytes` is what writing it would cost.
+  AdmissionVerdict Admit(const Item& item, uint64_t hash, uint64_t bytes);
+
+ private:
+  bool TakeBudget(uint64_t bytes, uint32_t frequency);
+
+  AdmissionOptions options_;
+  const FrequencySketch& sketch_;
+  const common::Clock& clock_;
+  std::atomic<int64_t> tokens_;           // bytes that may still be written
+  std::atomic<int64_t> last_refill_ns_;
+};
+
+}  // namespace strata::tiers
