@@ -76,6 +76,7 @@ struct Options {
   uint64_t requests = 0;  // when > 0, run this many requests instead of a duration
   bool warmup = false;
   bool warmup_only = false;
+  uint64_t warmup_rate = 0;  // sets/s over all connections while preloading; 0 = unlimited
   uint64_t seed = 42;
   std::string key_prefix = "key:";
   double timeout_s = 10;  // a phase fails when no reply arrives for this long
@@ -97,6 +98,8 @@ void PrintUsage(FILE* out) {
                "  --warmup             preload every key with pipelined sets first\n"
                "  --warmup-only        preload every key, then exit without measuring\n"
                "  --warmup-pipeline N  sets in flight per connection while preloading\n"
+               "  --warmup-rate N      at most N sets/s while preloading, all connections\n"
+               "                       together; suffixes k/m allowed (0 = unlimited)\n"
                "  --seed N             RNG seed (42)\n"
                "  --key-prefix S       key prefix (\"key:\")\n"
                "  --timeout T          fail when no reply arrives for this long (10s)\n");
@@ -190,6 +193,8 @@ Options ParseOptions(int argc, char** argv) {
       opt.threads = static_cast<int>(positive(ParseCount(arg, next())));
     } else if (arg == "--pipeline") {
       opt.pipeline = static_cast<int>(positive(ParseCount(arg, next())));
+    } else if (arg == "--warmup-rate") {
+      opt.warmup_rate = ParseCount(arg, next());
     } else if (arg == "--warmup-pipeline") {
       opt.warmup_pipeline = static_cast<int>(positive(ParseCount(arg, next())));
     } else if (arg == "--keys") {
@@ -440,7 +445,10 @@ struct Connection {
 
 class Worker {
  public:
-  Worker(const Options& opt, const Keyspace& keyspace) : opt_(opt), keyspace_(keyspace) {
+  Worker(const Options& opt, const Keyspace& keyspace)
+      : opt_(opt),
+        keyspace_(keyspace),
+        warm_rate_(static_cast<double>(opt.warmup_rate) / opt.threads) {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0) {
       std::perror("strata_loadgen: epoll_create1");
@@ -484,13 +492,22 @@ class Worker {
     phase_ = phase;
     control_ = control;
     last_rx_ns_ = NowNs();
+    phase_start_ns_ = last_rx_ns_;
+    paced_sets_ = 0;
     for (auto& c : conns_) {
       if (!c->dead) StartBatch(*c);
     }
     const uint64_t stall_ns = static_cast<uint64_t>(opt_.timeout_s * 1e9);
     epoll_event events[256];
-    while (active_ > 0) {
-      int n = epoll_wait(epoll_fd_, events, 256, 100);
+    while (active_ > 0 || !paced_.empty()) {
+      int wait_ms = 100;
+      if (!paced_.empty()) {
+        // Sleep until the rate allows the next batch (see PaceAllows).
+        double due_s = static_cast<double>(paced_sets_) / warm_rate_;
+        double elapsed_s = static_cast<double>(NowNs() - phase_start_ns_) / 1e9;
+        wait_ms = static_cast<int>(std::clamp((due_s - elapsed_s) * 1000.0 + 1.0, 0.0, 100.0));
+      }
+      int n = epoll_wait(epoll_fd_, events, 256, wait_ms);
       if (n < 0 && errno != EINTR) {
         std::perror("strata_loadgen: epoll_wait");
         std::exit(2);
@@ -498,6 +515,13 @@ class Worker {
       for (int i = 0; i < n; ++i) {
         auto* c = static_cast<Connection*>(events[i].data.ptr);
         if (!c->dead) HandleEvents(*c);
+      }
+      if (!paced_.empty()) {
+        std::vector<Connection*> waiting;
+        waiting.swap(paced_);
+        for (Connection* c : waiting) {
+          if (!c->dead) StartBatch(*c);  // re-queues itself when still too early
+        }
       }
       uint64_t now = NowNs();
       bool stalled = now - last_rx_ns_ > stall_ns;
@@ -530,6 +554,10 @@ class Worker {
     c.text_segment_begin = 0;
     if (phase_ == Phase::kWarmup) {
       uint64_t n = std::min<uint64_t>(opt_.warmup_pipeline, c.warm_end - c.warm_next);
+      if (n > 0 && !PaceAllows(n)) {
+        paced_.push_back(&c);
+        return false;
+      }
       for (uint64_t i = 0; i < n; ++i) AddSet(c, c.warm_next++);
     } else {
       uint64_t n = opt_.pipeline;
@@ -555,9 +583,20 @@ class Worker {
       c.iov.push_back({const_cast<char*>(base + s.offset), s.len});
     }
     c.busy = true;
-    ++active_;
     c.batch_start_ns = NowNs();
+    // After a paced pause nothing was in flight: the stall timer starts now.
+    if (active_++ == 0) last_rx_ns_ = std::max(last_rx_ns_, c.batch_start_ns);
     Flush(c);
+    return true;
+  }
+
+  // Warmup rate limit (--warmup-rate): a batch of n sets may start while this worker's
+  // sets so far stay within rate x elapsed time; returns true and counts them if so.
+  bool PaceAllows(uint64_t n) {
+    if (warm_rate_ <= 0) return true;
+    double elapsed_s = static_cast<double>(NowNs() - phase_start_ns_) / 1e9;
+    if (static_cast<double>(paced_sets_) > warm_rate_ * elapsed_s) return false;
+    paced_sets_ += n;
     return true;
   }
 
@@ -811,7 +850,11 @@ class Worker {
   std::vector<std::unique_ptr<Connection>> conns_;
   Phase phase_ = Phase::kWarmup;
   PhaseControl* control_ = nullptr;
-  int active_ = 0;  // connections with a batch in flight
+  int active_ = 0;          // connections with a batch in flight
+  const double warm_rate_;  // this worker's share of --warmup-rate; 0 = unlimited
+  uint64_t phase_start_ns_ = 0;
+  uint64_t paced_sets_ = 0;         // warmup sets started by this worker in this phase
+  std::vector<Connection*> paced_;  // idle connections waiting for the rate limit
   uint64_t last_rx_ns_ = 0;
   uint64_t last_reply_ns_ = 0;
   Counters counters_[2];
@@ -957,21 +1000,22 @@ int Main(int argc, char** argv) {
                 opt.value_size, opt.get_ratio, ops_per_s, duration_s, total.gets, total.hits,
                 total.misses, total.sets, total.errors(), p50, p90, p99, p999, Us(hist.max()));
   }
-  std::printf("JSON {\"ops_per_s\": %.1f, \"ops\": %" PRIu64 ", \"gets\": %" PRIu64
-              ", \"sets\": %" PRIu64 ", \"hits\": %" PRIu64 ", \"misses\": %" PRIu64
-              ", \"errors\": %" PRIu64 ", \"error_replies\": %" PRIu64 ", \"bad_values\": %" PRIu64
-              ", \"lost\": %" PRIu64 ", \"conn_failures\": %" PRIu64
-              ", \"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, "
-              "\"max_us\": %.1f, \"mean_us\": %.1f, \"duration_s\": %.4f, \"warmup_s\": %.4f, "
-              "\"warmup_sets\": %" PRIu64 ", \"warmup_errors\": %" PRIu64
-              ", \"connections\": %d, "
-              "\"threads\": %d, \"pipeline\": %d, \"keys\": %" PRIu64 ", \"value_size\": %" PRIu64
-              ", \"get_ratio\": %.4f, \"seed\": %" PRIu64 "}\n",
-              ops_per_s, total.ops(), total.gets, total.sets, total.hits, total.misses,
-              total.errors(), total.error_replies, total.bad_values, total.lost,
-              total.conn_failures + warm.conn_failures, p50, p90, p99, p999, Us(hist.max()),
-              hist.mean() / 1000.0, duration_s, warmup_s, warm.sets, warm.errors(), opt.connections,
-              opt.threads, opt.pipeline, opt.keys, opt.value_size, opt.get_ratio, opt.seed);
+  std::printf(
+      "JSON {\"ops_per_s\": %.1f, \"ops\": %" PRIu64 ", \"gets\": %" PRIu64 ", \"sets\": %" PRIu64
+      ", \"hits\": %" PRIu64 ", \"misses\": %" PRIu64 ", \"errors\": %" PRIu64
+      ", \"error_replies\": %" PRIu64 ", \"bad_values\": %" PRIu64 ", \"lost\": %" PRIu64
+      ", \"conn_failures\": %" PRIu64
+      ", \"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, "
+      "\"max_us\": %.1f, \"mean_us\": %.1f, \"duration_s\": %.4f, \"warmup_s\": %.4f, "
+      "\"warmup_sets\": %" PRIu64 ", \"warmup_errors\": %" PRIu64 ", \"warmup_rate\": %" PRIu64
+      ", \"connections\": %d, "
+      "\"threads\": %d, \"pipeline\": %d, \"keys\": %" PRIu64 ", \"value_size\": %" PRIu64
+      ", \"get_ratio\": %.4f, \"seed\": %" PRIu64 "}\n",
+      ops_per_s, total.ops(), total.gets, total.sets, total.hits, total.misses, total.errors(),
+      total.error_replies, total.bad_values, total.lost, total.conn_failures + warm.conn_failures,
+      p50, p90, p99, p999, Us(hist.max()), hist.mean() / 1000.0, duration_s, warmup_s, warm.sets,
+      warm.errors(), opt.warmup_rate, opt.connections, opt.threads, opt.pipeline, opt.keys,
+      opt.value_size, opt.get_ratio, opt.seed);
   std::fflush(stdout);
   if (!first_error.empty())
     std::fprintf(stderr, "strata_loadgen: first error: %s\n", first_error.c_str());

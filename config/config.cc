@@ -66,13 +66,16 @@ class Walker {
     if (!root.IsMap()) {
       return Error(kTopLevel, root.Mark(), "expected a map, got " + Describe(root));
     }
-    Status s = ForEachKey(root, "", {"server", "tiers", "log"},
+    Status s = ForEachKey(root, "", {"server", "tiers", "metrics", "log"},
                           [this](const std::string& key, const std::string& path,
                                  const YAML::Node& k, const YAML::Node& v) -> Status {
                             if (key == "server") return Section(path, k, v, &Walker::Server);
                             if (key == "tiers") return Section(path, k, v, &Walker::Tiers);
+                            if (key == "metrics") return Section(path, k, v, &Walker::Metrics);
                             return Section(path, k, v, &Walker::Log);
                           });
+    if (!s.ok()) return s;
+    s = CheckSsd();
     if (!s.ok()) return s;
     return CheckItemFitsRam();
   }
@@ -117,9 +120,56 @@ class Walker {
   }
 
   Status Tiers(const std::string& path, const YAML::Node& map) {
-    return ForEachKey(map, path, {"ram"},
-                      [this](const std::string&, const std::string& p, const YAML::Node& k,
-                             const YAML::Node& v) { return Section(p, k, v, &Walker::Ram); });
+    return ForEachKey(map, path, {"ram", "ssd"},
+                      [this](const std::string& key, const std::string& p, const YAML::Node& k,
+                             const YAML::Node& v) {
+                        if (key == "ram") return Section(p, k, v, &Walker::Ram);
+                        ssd_mark_ = k.Mark();
+                        return Section(p, k, v, &Walker::Ssd);
+                      });
+  }
+
+  Status Ssd(const std::string& path, const YAML::Node& map) {
+    SsdConfig& d = config_->tiers.ssd;
+    return ForEachKey(map, path,
+                      {"path", "size", "region_size", "compression", "io", "admission",
+                       "write_budget", "demote_on_shutdown"},
+                      [&](const std::string& key, const std::string& p, const YAML::Node& k,
+                          const YAML::Node& v) -> Status {
+                        if (key == "path") return Read(p, k, v, internal::kSsdPath, &d.path);
+                        if (key == "size") return Read(p, k, v, internal::kSsdSize, &d.size);
+                        if (key == "region_size") {
+                          return Read(p, k, v, internal::kRegionSize, &d.region_size);
+                        }
+                        if (key == "compression") {
+                          return Read(p, k, v, internal::kCompression, &d.compression);
+                        }
+                        if (key == "io") return Read(p, k, v, internal::kIoMode, &d.io);
+                        if (key == "admission") {
+                          return Read(p, k, v, internal::kAdmission, &d.admission);
+                        }
+                        if (key == "write_budget") {
+                          return Read(p, k, v, internal::kWriteBudget, &d.write_budget);
+                        }
+                        return Read(p, k, v, internal::kBool, &d.demote_on_shutdown);
+                      });
+  }
+
+  // The SSD tier needs a path and room for at least 4 regions.
+  Status CheckSsd() {
+    const SsdConfig& d = config_->tiers.ssd;
+    bool any = d.size || d.region_size || d.compression || d.io || d.admission || d.write_budget ||
+               d.demote_on_shutdown;
+    if (!d.path && any) return Error("tiers.ssd.path", ssd_mark_, "required when tiers.ssd is set");
+    if (!d.path) return Status::Ok();
+    if (!d.size) return Error("tiers.ssd.size", ssd_mark_, "required when tiers.ssd.path is set");
+    uint64_t region = d.region_size.value_or(internal::kDefaultRegionSize);
+    if (*d.size < internal::kMinRegions * region) {
+      return Error("tiers.ssd.size", ssd_mark_,
+                   "must be at least 4 regions (4 x " + common::FormatSize(region) + "), got " +
+                       common::FormatSize(*d.size));
+    }
+    return Status::Ok();
   }
 
   Status Ram(const std::string& path, const YAML::Node& map) {
@@ -133,6 +183,16 @@ class Walker {
                           return Read(p, k, v, internal::kMaxItemSize, &r.max_item_size);
                         }
                         return Read(p, k, v, internal::kEviction, &r.eviction);
+                      });
+  }
+
+  Status Metrics(const std::string& path, const YAML::Node& map) {
+    MetricsConfig& m = config_->metrics;
+    return ForEachKey(map, path, {"enabled", "listen"},
+                      [&](const std::string& key, const std::string& p, const YAML::Node& k,
+                          const YAML::Node& v) -> Status {
+                        if (key == "enabled") return Read(p, k, v, internal::kBool, &m.enabled);
+                        return Read(p, k, v, internal::kMetricsListen, &m.listen);
                       });
   }
 
@@ -213,6 +273,7 @@ class Walker {
   std::string origin_;
   Config* config_ = nullptr;
   YAML::Mark item_mark_ = YAML::Mark::null_mark();
+  YAML::Mark ssd_mark_ = YAML::Mark::null_mark();
 };
 
 std::string ErrnoMessage(int err) { return std::generic_category().message(err); }

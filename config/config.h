@@ -36,6 +36,19 @@
 //       size: 256MiB             # byte budget of the RAM tier, >= 1MiB (-m, in MiB)
 //       max_item_size: 1MiB      # largest key+value accepted (-I), 1KiB..1GiB
 //       eviction: s3fifo         # s3fifo | lru
+//     ssd:                       # off unless `path` is set (--ssd-path)
+//       path: ./var/strata-cache.bin  # file (preallocated) or block device
+//       size: 1GiB               # at least 4 regions (--ssd-size)
+//       region_size: 16MiB       # 1MiB..64MiB, a multiple of 4KiB
+//       compression: lz4         # lz4 | none
+//       io: auto                 # auto | io_uring | threadpool (--ssd-io)
+//       admission: sketch        # all | reaccessed | sketch
+//       write_budget: 0          # bytes/s written to flash, 0 = unlimited
+//       demote_on_shutdown: true # SIGTERM writes RAM items to SSD (warm restart)
+//   metrics:
+//     enabled: true              # serve /metrics, /healthz, /readyz over HTTP
+//     listen: 127.0.0.1:9150     # IPv4 ADDR:PORT (or localhost:PORT); port 0
+//                                # picks a free one (--metrics-listen)
 //   log:
 //     level: info                # error | warn | info | debug
 // Sizes are common::ParseSize() strings ("256MiB", "64k"); a plain integer is
@@ -74,8 +87,26 @@ struct RamConfig {
   std::optional<std::string> eviction;  // "s3fifo" or "lru"
 };
 
+struct SsdConfig {
+  std::optional<std::string> path;         // file or block device; the tier is off without it
+  std::optional<uint64_t> size;            // bytes, at least 4 regions
+  std::optional<uint64_t> region_size;     // 1MiB..64MiB, a multiple of 4KiB
+  std::optional<std::string> compression;  // "lz4" or "none"
+  std::optional<std::string> io;           // "auto", "io_uring" or "threadpool"
+  std::optional<std::string> admission;    // "all", "reaccessed" or "sketch"
+  std::optional<uint64_t> write_budget;    // bytes per second to flash, 0 = none
+  std::optional<bool> demote_on_shutdown;  // write RAM items to SSD on SIGTERM
+  bool disabled = false;                   // --no-ssd
+};
+
 struct TiersConfig {
   RamConfig ram;
+  SsdConfig ssd;
+};
+
+struct MetricsConfig {
+  std::optional<bool> enabled;
+  std::optional<std::string> listen;  // "ADDR:PORT"
 };
 
 struct LogConfig {
@@ -86,6 +117,7 @@ struct Config {
   std::optional<std::string> config_file;  // the file it was read from, if any
   ServerConfig server;
   TiersConfig tiers;
+  MetricsConfig metrics;
   LogConfig log;
 };
 
@@ -116,7 +148,8 @@ common::Result<Config> LoadFile(const std::string& path);
 //   -s SOCKET  -a MASK (octal)  -A (enable shutdown)  -v (log level debug)
 //   -h/--help  -V/--version
 // and long forms --port --listen --memory-limit --threads --conn-limit
-// --max-item-size --unix-socket --unix-mask --enable-shutdown --verbose.
+// --max-item-size --unix-socket --unix-mask --enable-shutdown --verbose;
+// --metrics-listen ADDR:PORT has only a long form.
 // Long forms also take --flag=VALUE; short ones may be glued (-p11211) and
 // clustered as with getopt (-Av, -Ap 11211). -m is a whole number of MiB
 // (>= 1), as in memcached; -I takes memcached's "2m", "512k", "1048576".

@@ -206,8 +206,64 @@ Result<std::string> ParseEviction(std::string_view text) {
   return ParseOneOf(text, {"s3fifo", "lru"}, kEviction.expected);
 }
 
+Result<std::string> ParseSsdPath(std::string_view text) {
+  if (text.empty() || text.find('\0') != std::string_view::npos) {
+    return Expected(kSsdPath.expected, text);
+  }
+  return std::string(text);
+}
+
+Result<uint64_t> ParseSsdSize(std::string_view text) {
+  std::optional<uint64_t> bytes = common::ParseSize(text);
+  if (!bytes || *bytes == 0) return Expected(kSsdSize.expected, text);
+  if (*bytes % 4096 != 0) return Invalid("must be a multiple of 4KiB, got " + Quote(text));
+  return *bytes;
+}
+
+Result<uint64_t> ParseRegionSize(std::string_view text) {
+  std::optional<uint64_t> bytes = common::ParseSize(text);
+  if (!bytes) return Expected(kRegionSize.expected, text);
+  if (*bytes < kMinRegionSize || *bytes > kMaxRegionSize || *bytes % 4096 != 0) {
+    return Invalid("must be a multiple of 4KiB between " + common::FormatSize(kMinRegionSize) +
+                   " and " + common::FormatSize(kMaxRegionSize) + ", got " + Quote(text));
+  }
+  return *bytes;
+}
+
+Result<std::string> ParseCompression(std::string_view text) {
+  return ParseOneOf(text, {"lz4", "none"}, kCompression.expected);
+}
+
+Result<std::string> ParseIoMode(std::string_view text) {
+  return ParseOneOf(text, {"auto", "io_uring", "threadpool"}, kIoMode.expected);
+}
+
+Result<std::string> ParseAdmission(std::string_view text) {
+  return ParseOneOf(text, {"all", "reaccessed", "sketch"}, kAdmission.expected);
+}
+
+Result<uint64_t> ParseWriteBudget(std::string_view text) {
+  std::optional<uint64_t> bytes = common::ParseSize(text);
+  if (!bytes) return Expected(kWriteBudget.expected, text);
+  return *bytes;
+}
+
 Result<std::string> ParseLogLevel(std::string_view text) {
   return ParseOneOf(text, {"error", "warn", "info", "debug"}, kLogLevel.expected);
+}
+
+Result<std::string> ParseMetricsListen(std::string_view text) {
+  const size_t colon = text.rfind(':');
+  if (colon != std::string_view::npos && colon > 0 && text.find('\0') == std::string_view::npos) {
+    const std::string host(text.substr(0, colon));
+    std::optional<uint64_t> port = ParseDecimal(text.substr(colon + 1));
+    unsigned char buf[sizeof(in_addr)];
+    if (port && *port <= 65535 &&
+        (host == "localhost" || inet_pton(AF_INET, host.c_str(), buf) == 1)) {
+      return std::string(text);
+    }
+  }
+  return Expected(kMetricsListen.expected, text);
 }
 
 Result<uint64_t> ParseMegabytes(std::string_view text) {

@@ -54,6 +54,16 @@ common::Result<uint64_t> ParseRamSize(std::string_view text);
 common::Result<uint64_t> ParseMaxItemSize(std::string_view text);
 common::Result<std::string> ParseEviction(std::string_view text);
 common::Result<std::string> ParseLogLevel(std::string_view text);
+common::Result<std::string> ParseSsdPath(std::string_view text);
+common::Result<uint64_t> ParseSsdSize(std::string_view text);
+common::Result<uint64_t> ParseRegionSize(std::string_view text);
+common::Result<std::string> ParseCompression(std::string_view text);
+common::Result<std::string> ParseIoMode(std::string_view text);
+common::Result<std::string> ParseAdmission(std::string_view text);
+common::Result<uint64_t> ParseWriteBudget(std::string_view text);
+// metrics.listen: "ADDR:PORT", ADDR an IPv4 literal or localhost (the
+// metrics HTTP server has no IPv6), PORT 0..65535.
+common::Result<std::string> ParseMetricsListen(std::string_view text);
 // memcached's -m: a whole number of MiB, at least 1. Returns bytes.
 common::Result<uint64_t> ParseMegabytes(std::string_view text);
 
@@ -73,6 +83,16 @@ inline constexpr Rule<uint64_t> kRamSize{"a size like 256MiB", &ParseRamSize};
 inline constexpr Rule<uint64_t> kMaxItemSize{"a size like 1MiB", &ParseMaxItemSize};
 inline constexpr Rule<std::string> kEviction{"one of s3fifo, lru", &ParseEviction};
 inline constexpr Rule<std::string> kLogLevel{"one of error, warn, info, debug", &ParseLogLevel};
+inline constexpr Rule<std::string> kSsdPath{"a file or block device path", &ParseSsdPath};
+inline constexpr Rule<uint64_t> kSsdSize{"a size like 1GiB", &ParseSsdSize};
+inline constexpr Rule<uint64_t> kRegionSize{"a size like 16MiB", &ParseRegionSize};
+inline constexpr Rule<std::string> kCompression{"one of lz4, none", &ParseCompression};
+inline constexpr Rule<std::string> kIoMode{"one of auto, io_uring, threadpool", &ParseIoMode};
+inline constexpr Rule<std::string> kAdmission{"one of all, reaccessed, sketch", &ParseAdmission};
+inline constexpr Rule<uint64_t> kWriteBudget{"bytes per second like 50MiB, or 0",
+                                             &ParseWriteBudget};
+inline constexpr Rule<std::string> kMetricsListen{"an IPv4 address and port like 127.0.0.1:9150",
+                                                  &ParseMetricsListen};
 inline constexpr Rule<uint64_t> kMegabytes{"megabytes (an integer >= 1)", &ParseMegabytes};
 
 // Limits, exposed for tests and messages.
@@ -81,5 +101,9 @@ inline constexpr uint64_t kMinMaxItemSize = uint64_t{1} << 10;      // 1KiB
 inline constexpr uint64_t kMaxMaxItemSize = uint64_t{1} << 30;      // 1GiB
 inline constexpr uint64_t kMinMaxOutputBuffer = uint64_t{1} << 10;  // 1KiB
 inline constexpr uint32_t kMaxWorkers = 256;
+inline constexpr uint64_t kMinRegionSize = uint64_t{1} << 20;   // 1MiB
+inline constexpr uint64_t kMaxRegionSize = uint64_t{64} << 20;  // 64MiB
+inline constexpr uint64_t kDefaultRegionSize = uint64_t{16} << 20;
+inline constexpr uint64_t kMinRegions = 4;
 
 }  // namespace strata::config::internal

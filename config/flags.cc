@@ -29,13 +29,18 @@ enum class Flag {
   kConnLimit,
   kEnableShutdown,
   kVerbose,
+  kMetricsListen,
+  kSsdPath,
+  kSsdSize,
+  kSsdIo,
+  kNoSsd,
   kHelp,
   kVersion,
 };
 
 struct FlagSpec {
   Flag flag;
-  char short_name;
+  char short_name;  // '\0': long form only
   std::string_view long_name;
   std::string_view arg;  // empty: the flag takes no value
   std::string_view help;
@@ -60,13 +65,19 @@ constexpr FlagSpec kFlags[] = {
     {Flag::kMaxItemSize, 'I', "max-item-size", "SIZE", "largest item: 1m, 512k...",
      "tiers.ram.max_item_size"},
     {Flag::kVerbose, 'v', "verbose", "", "log at debug level", "log.level"},
+    {Flag::kMetricsListen, '\0', "metrics-listen", "ADDR:PORT", "metrics HTTP address",
+     "metrics.listen"},
+    {Flag::kSsdPath, '\0', "ssd-path", "PATH", "SSD tier file or block device", "tiers.ssd.path"},
+    {Flag::kSsdSize, '\0', "ssd-size", "SIZE", "SSD tier size, e.g. 2GiB", "tiers.ssd.size"},
+    {Flag::kSsdIo, '\0', "ssd-io", "MODE", "auto, io_uring or threadpool", "tiers.ssd.io"},
+    {Flag::kNoSsd, '\0', "no-ssd", "", "run RAM only, whatever the file says", ""},
     {Flag::kHelp, 'h', "help", "", "print this help and exit", ""},
     {Flag::kVersion, 'V', "version", "", "print the version and exit", ""},
 };
 
 const FlagSpec* FindShort(char c) {
   for (const FlagSpec& spec : kFlags) {
-    if (spec.short_name == c) return &spec;
+    if (spec.short_name != '\0' && spec.short_name == c) return &spec;
   }
   return nullptr;
 }
@@ -139,6 +150,21 @@ class Overrides {
       case Flag::kVerbose:
         config_.log.level = "debug";
         break;
+      case Flag::kMetricsListen:
+        s = Set(written, value, internal::kMetricsListen, &config_.metrics.listen);
+        break;
+      case Flag::kSsdPath:
+        s = Set(written, value, internal::kSsdPath, &config_.tiers.ssd.path);
+        break;
+      case Flag::kSsdSize:
+        s = Set(written, value, internal::kSsdSize, &config_.tiers.ssd.size);
+        break;
+      case Flag::kSsdIo:
+        s = Set(written, value, internal::kIoMode, &config_.tiers.ssd.io);
+        break;
+      case Flag::kNoSsd:
+        config_.tiers.ssd.disabled = true;
+        break;
       case Flag::kHelp:
         show_help_ = true;
         return Next::kStop;
@@ -164,6 +190,8 @@ class Overrides {
     }
     Merge(&line.config);
     Status s = CheckItemFitsRam(line.config.tiers.ram);
+    if (!s.ok()) return s;
+    s = CheckSsd(line.config.tiers.ssd);
     if (!s.ok()) return s;
     return line;
   }
@@ -197,7 +225,26 @@ class Overrides {
     Over(&c->tiers.ram.size, f.tiers.ram.size);
     Over(&c->tiers.ram.max_item_size, f.tiers.ram.max_item_size);
     Over(&c->tiers.ram.eviction, f.tiers.ram.eviction);
+    Over(&c->tiers.ssd.path, f.tiers.ssd.path);
+    Over(&c->tiers.ssd.size, f.tiers.ssd.size);
+    Over(&c->tiers.ssd.io, f.tiers.ssd.io);
+    if (f.tiers.ssd.disabled) c->tiers.ssd = SsdConfig{.disabled = true};
+    Over(&c->metrics.enabled, f.metrics.enabled);
+    Over(&c->metrics.listen, f.metrics.listen);
     Over(&c->log.level, f.log.level);
+  }
+
+  // With flags merged: a path needs a size of at least 4 regions.
+  static Status CheckSsd(const SsdConfig& d) {
+    if (d.disabled || !d.path) return Status::Ok();
+    if (!d.size) return FlagError("--ssd-path", "needs --ssd-size (or tiers.ssd.size)");
+    uint64_t region = d.region_size.value_or(internal::kDefaultRegionSize);
+    if (*d.size < internal::kMinRegions * region) {
+      return FlagError("--ssd-size", "must be at least 4 regions (4 x " +
+                                         common::FormatSize(region) + "), got " +
+                                         common::FormatSize(*d.size));
+    }
+    return Status::Ok();
   }
 
   // max_item_size <= size once flags and file are merged; the message starts
@@ -302,7 +349,11 @@ std::string Usage() {
   constexpr size_t kHelpColumn = 28;
   for (const FlagSpec& spec : kFlags) {
     const size_t line_start = text.size();
-    text.append("  -").append(1, spec.short_name).append(", --").append(spec.long_name);
+    if (spec.short_name != '\0') {
+      text.append("  -").append(1, spec.short_name).append(", --").append(spec.long_name);
+    } else {
+      text.append("      --").append(spec.long_name);
+    }
     if (!spec.arg.empty()) text.append(" ").append(spec.arg);
     const size_t width = text.size() - line_start;
     text.append(width < kHelpColumn ? kHelpColumn - width : 1, ' ');

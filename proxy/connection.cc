@@ -1,6 +1,7 @@
 #include "proxy/connection.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "common/log.h"
@@ -34,6 +35,37 @@ std::string SockAddrString(const struct sockaddr_storage& ss) {
   return "unknown";
 }
 
+// The latency label of each command type, and whether it looks keys up
+// (then its tier label is ram or miss, otherwise none).
+struct LatencyKind {
+  metrics::CommandLabel label = metrics::CommandLabel::kOther;
+  bool lookup = false;
+};
+
+constexpr std::array<LatencyKind, 256> kLatencyKinds = [] {
+  using metrics::CommandLabel;
+  std::array<LatencyKind, 256> t{};
+  auto set = [&t](CommandType type, CommandLabel label, bool lookup = false) {
+    t[static_cast<size_t>(type)] = LatencyKind{label, lookup};
+  };
+  set(CommandType::kGet, CommandLabel::kGet, true);
+  set(CommandType::kGets, CommandLabel::kGets, true);
+  set(CommandType::kGat, CommandLabel::kGat, true);
+  set(CommandType::kGats, CommandLabel::kGats, true);
+  set(CommandType::kSet, CommandLabel::kSet);
+  set(CommandType::kAdd, CommandLabel::kAdd);
+  set(CommandType::kReplace, CommandLabel::kReplace);
+  set(CommandType::kAppend, CommandLabel::kAppend);
+  set(CommandType::kPrepend, CommandLabel::kPrepend);
+  set(CommandType::kCas, CommandLabel::kCas);
+  set(CommandType::kDelete, CommandLabel::kDelete);
+  set(CommandType::kIncr, CommandLabel::kIncr);
+  set(CommandType::kDecr, CommandLabel::kDecr);
+  set(CommandType::kTouch, CommandLabel::kTouch);
+  set(CommandType::kFlushAll, CommandLabel::kFlushAll);
+  return t;
+}();
+
 }  // namespace
 
 Connection::Connection(Worker& worker, Kind kind)
@@ -41,7 +73,8 @@ Connection::Connection(Worker& worker, Kind kind)
       ctx_(worker.ctx()),
       dispatcher_(worker.dispatcher()),
       stats_(worker.stats()),
-      kind_(kind) {
+      kind_(kind),
+      measure_latency_(ctx_.options.measure_latency) {
   if (kind_ == Kind::kTcp) {
     uv_tcp_init(worker_.loop(), &handle_.tcp);
   } else {
@@ -49,6 +82,8 @@ Connection::Connection(Worker& worker, Kind kind)
   }
   handle()->data = this;
   write_req_.data = this;
+  async_.waiter = this;
+  async_.io = worker_.io();
 }
 
 void Connection::Start(const std::string& listen_addr) {
@@ -106,8 +141,64 @@ void Connection::OnClose(uv_handle_t* h) {
     self->ctx_.conns.Remove(self->fd_);
     self->ctx_.curr_connections.fetch_sub(1, std::memory_order_relaxed);
   }
+  if (self->async_.pending > 0) {
+    // SSD reads still point into this connection: it goes when they are
+    // done (OnIoDone).
+    self->zombie_ = true;
+    self->worker_.AddZombie();
+    self->worker_.Unlink(self);
+    return;
+  }
   self->worker_.Unlink(self);
   delete self;
+}
+
+void Connection::WaitForIo() {
+  waiting_io_ = true;
+  if (reading_) {
+    uv_read_stop(stream());
+    reading_ = false;
+  }
+}
+
+void Connection::OnIoDone() {
+  if (zombie_) {
+    if (async_.pending == 0) {
+      Worker& worker = worker_;
+      delete this;
+      worker.ZombieGone();
+    }
+    return;
+  }
+  waiting_io_ = false;
+  BeginBatch();
+  bool was_store = async_.waiting == AsyncState::Waiting::kStore;
+  Outcome o = dispatcher_.Resume(cmd_, out_, &store_, &async_);
+  switch (o) {
+    case Outcome::kWaitIo:
+      WaitForIo();
+      break;
+    case Outcome::kPaused:
+      get_in_progress_ = true;
+      Pause();
+      break;
+    case Outcome::kClose:
+      close_after_flush_ = true;
+      break;
+    case Outcome::kReadData:
+      reading_data_ = true;
+      break;
+    case Outcome::kDone:
+      get_in_progress_ = false;
+      break;
+  }
+  if (was_store && o != Outcome::kWaitIo) store_ = PendingStore{};
+  ProcessInput();
+  EndBatch();
+  if (!waiting_io_ && !paused_ && !closing_ && !draining_ && !close_after_flush_ && !reading_) {
+    reading_ = true;
+    uv_read_start(stream(), OnAlloc, OnRead);
+  }
 }
 
 void Connection::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -145,6 +236,7 @@ void Connection::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   }
   if (nread == 0) return;
   self->stats_.Add(Counter::kBytesRead, static_cast<uint64_t>(nread));
+  self->BeginBatch();
   if (self->direct_read_) {
     self->direct_read_ = false;
     self->store_.remaining -= static_cast<uint64_t>(nread);
@@ -153,29 +245,59 @@ void Connection::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     self->rend_ += static_cast<size_t>(nread);
   }
   self->ProcessInput();
+  self->EndBatch();
+}
+
+void Connection::BeginBatch() {
+  if (measure_latency_) batch_.Begin(batch_.open() ? 0 : uv_hrtime());
+}
+
+void Connection::EndBatch() {
+  if (measure_latency_) batch_.End(batch_.depth() == 1 ? uv_hrtime() : 0, &stats_.latency());
+}
+
+void Connection::CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_hits_before) {
+  if (!measure_latency_) return;
+  const LatencyKind kind = kLatencyKinds[static_cast<size_t>(type)];
+  // A get-family command hit in RAM if it moved the worker's RAM-hit count
+  // (it ran without interruption; a multi-get that paused had returned
+  // values, so it hit either way).
+  metrics::TierLabel tier = metrics::TierLabel::kNone;
+  if (kind.lookup) {
+    tier = stats_.Get(Counter::kRamHits) != ram_hits_before ? metrics::TierLabel::kRam
+                                                            : metrics::TierLabel::kMiss;
+  }
+  batch_.Add(kind.label, tier, start_ns);
 }
 
 void Connection::FinishDataBlock() {
   reading_data_ = false;
+  CountCommand(store_.type, pending_start_ns_, 0);
   if (!store_.item) return;  // swallowed
   const tiers::Item* item = store_.item.get();
   const char* end = item->Value() + item->value_len;
   bool terminated = end[0] == '\r' && end[1] == '\n';
-  dispatcher_.CompleteStore(store_, terminated, out_);
-  if (!terminated) {
-    // Restore the terminator the reply path relies on; the item is dropped.
+  if (dispatcher_.CompleteStore(store_, terminated, out_, &async_) == Outcome::kWaitIo) {
+    WaitForIo();  // store_ is kept for Resume()
+    return;
   }
   store_ = PendingStore{};
 }
 
 void Connection::ProcessInput() {
-  while (!closing_ && !paused_ && !close_after_flush_) {
+  while (!closing_ && !paused_ && !close_after_flush_ && !waiting_io_) {
     if (get_in_progress_) {
-      if (dispatcher_.ContinueGet(cmd_, out_) == Outcome::kPaused) {
+      Outcome o = dispatcher_.ContinueGet(cmd_, out_, &async_);
+      if (o == Outcome::kPaused) {
         Pause();
         break;
       }
+      if (o == Outcome::kWaitIo) {
+        WaitForIo();
+        break;
+      }
       get_in_progress_ = false;
+      CountCommand(cmd_.type, pending_start_ns_, pending_ram_hits_);
       continue;
     }
     if (reading_data_) {
@@ -201,18 +323,27 @@ void Connection::ProcessInput() {
     }
     rstart_ += r.consumed;
     info_.last_cmd_unix.store(ctx_.clock->NowSeconds(), std::memory_order_relaxed);
-    switch (dispatcher_.Execute(cmd_, out_, &store_)) {
+    const uint64_t ram_hits = measure_latency_ ? stats_.Get(Counter::kRamHits) : 0;
+    switch (dispatcher_.Execute(cmd_, out_, &store_, &async_)) {
       case Outcome::kDone:
+        CountCommand(cmd_.type, batch_.start_ns(), ram_hits);
         break;
       case Outcome::kReadData:
         reading_data_ = true;
+        pending_start_ns_ = batch_.start_ns();
         break;
       case Outcome::kPaused:
         get_in_progress_ = true;
+        pending_start_ns_ = batch_.start_ns();
+        pending_ram_hits_ = ram_hits;
         Pause();
         break;
       case Outcome::kClose:
+        CountCommand(cmd_.type, batch_.start_ns(), ram_hits);
         close_after_flush_ = true;
+        break;
+      case Outcome::kWaitIo:
+        WaitForIo();
         break;
     }
     if (!paused_ && out_.bytes() > ctx_.options.output_high_watermark) Pause();
@@ -241,8 +372,10 @@ void Connection::Pause() {
 void Connection::MaybeResume() {
   if (!paused_ || closing_ || out_.bytes() > ctx_.options.output_high_watermark / 2) return;
   paused_ = false;
+  BeginBatch();
   ProcessInput();
-  if (!paused_ && !closing_ && !draining_ && !close_after_flush_ && !reading_) {
+  EndBatch();
+  if (!paused_ && !closing_ && !draining_ && !close_after_flush_ && !reading_ && !waiting_io_) {
     reading_ = true;
     uv_read_start(stream(), OnAlloc, OnRead);
   }
@@ -292,7 +425,7 @@ void Connection::Flush() {
     MaybeResume();
     return;
   }
-  if (close_after_flush_ && out_.empty() && !get_in_progress_) Close();
+  if (close_after_flush_ && out_.empty() && !get_in_progress_ && !waiting_io_) Close();
 }
 
 void Connection::OnWrite(uv_write_t* req, int status) {

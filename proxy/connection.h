@@ -9,6 +9,12 @@
 // running commands (a multi-get pauses between keys) until the client has
 // read them; past the hard cap (max_output_buffer) it is closed.
 //
+// Request latency (when ServerOptions::measure_latency): each read batch is
+// timed once, from the read to the write of its replies, and every command
+// finished in it is counted in the worker's histograms with that duration
+// (metrics::LatencyBatch); get-family commands are labelled with the tier
+// that served them.
+//
 // Thread safety: none; a connection lives and dies on its worker's thread.
 #pragma once
 
@@ -17,6 +23,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "metrics/latency.h"
 #include "proxy/dispatch.h"
 #include "proxy/output_queue.h"
 #include "proxy/protocol.h"
@@ -26,7 +33,7 @@ namespace strata::proxy {
 
 class Worker;
 
-class Connection {
+class Connection final : public IoWaiter {
  public:
   enum class Kind { kTcp, kUnix };
 
@@ -46,6 +53,9 @@ class Connection {
   // Closes now.
   void Close();
 
+  // A command's SSD reads are done: resume it, then the pipeline.
+  void OnIoDone() override;
+
   // Intrusive list of the worker's connections.
   Connection* prev = nullptr;
   Connection* next = nullptr;
@@ -62,6 +72,14 @@ class Connection {
   void Flush();
   void Pause();
   void MaybeResume();
+  // Stops reading and running commands until OnIoDone().
+  void WaitForIo();
+  // Latency: opens/closes a batch (they nest), and counts a finished command
+  // that began at `start_ns`; `ram_hits_before` is the worker's RAM-hit
+  // count when it began (a get-family command that moved it hit in RAM).
+  void BeginBatch();
+  void EndBatch();
+  void CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_hits_before);
   uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&handle_); }
 
   Worker& worker_;
@@ -88,6 +106,9 @@ class Connection {
   bool get_in_progress_ = false;
   PendingStore store_;
   bool reading_data_ = false;
+  AsyncState async_;
+  bool waiting_io_ = false;  // a command waits for SSD reads
+  bool zombie_ = false;      // closed while reads were in flight
 
   bool write_in_flight_ = false;
   size_t inflight_bytes_ = 0;
@@ -96,6 +117,11 @@ class Connection {
   bool draining_ = false;
   bool close_after_flush_ = false;
   bool closing_ = false;
+
+  const bool measure_latency_;
+  metrics::LatencyBatch batch_;
+  uint64_t pending_start_ns_ = 0;  // a store or paused get that spans batches
+  uint64_t pending_ram_hits_ = 0;
 };
 
 }  // namespace strata::proxy

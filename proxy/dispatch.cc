@@ -41,6 +41,97 @@ std::string Rusage(const struct timeval& tv) {
 
 }  // namespace
 
+namespace {
+
+// Keys looked up per get batch when an SSD tier may have to be read.
+constexpr size_t kGetBatch = 64;
+
+// Completes one slot of a get batch.
+class SlotRead final : public tiers::SsdReadDone {
+ public:
+  SlotRead(AsyncState* async, size_t index) : async_(async), index_(index) {}
+  void OnSsdRead(tiers::ItemRef item) override {
+    AsyncState* async = async_;
+    AsyncState::Slot& slot = async->slots[index_];
+    slot.from_ssd = static_cast<bool>(item);
+    slot.item = std::move(item);
+    delete this;
+    if (--async->pending == 0 && async->waiting != AsyncState::Waiting::kNothing) {
+      async->waiter->OnIoDone();
+    }
+  }
+
+ private:
+  AsyncState* async_;
+  size_t index_;
+};
+
+// Completes the promotion a write waits for.
+class PromoteWait final : public tiers::SsdReadDone {
+ public:
+  explicit PromoteWait(AsyncState* async) : async_(async) {}
+  void OnSsdRead(tiers::ItemRef) override {
+    AsyncState* async = async_;
+    delete this;
+    if (--async->pending == 0 && async->waiting != AsyncState::Waiting::kNothing) {
+      async->waiter->OnIoDone();
+    }
+  }
+
+ private:
+  AsyncState* async_;
+};
+
+}  // namespace
+
+Dispatcher::Dispatcher(ServerContext& ctx, WorkerStats& stats)
+    : ctx_(ctx),
+      stats_(stats),
+      ram_only_(ctx.cache == nullptr ? std::make_unique<tiers::TieredCache>(*ctx.tier) : nullptr),
+      cache_(ctx.cache != nullptr ? *ctx.cache : *ram_only_) {}
+
+bool Dispatcher::PromoteFirst(AsyncState* async, std::string_view key,
+                              AsyncState::Waiting why) {
+  if (async == nullptr || async->io == nullptr || async->promoted ||
+      !cache_.NeedsPromotion(key)) {
+    return false;
+  }
+  // The count starts at one so a read that completes at once (the record
+  // was still in RAM) cannot signal before we decide whether to wait.
+  async->pending = 2;
+  async->waiting = AsyncState::Waiting::kNothing;
+  cache_.Promote(key, *async->io, new PromoteWait(async));
+  if (--async->pending == 0) {
+    async->promoted = true;
+    return false;
+  }
+  async->waiting = why;
+  return true;
+}
+
+Outcome Dispatcher::Resume(Command& cmd, OutputQueue& out, PendingStore* store,
+                           AsyncState* async) {
+  AsyncState::Waiting why = async->waiting;
+  async->waiting = AsyncState::Waiting::kNothing;
+  switch (why) {
+    case AsyncState::Waiting::kGetBatch:
+      async->batch_ready = true;
+      return ContinueGet(cmd, out, async);
+    case AsyncState::Waiting::kStore:
+      async->promoted = true;
+      return CompleteStore(*store, true, out, async);
+    case AsyncState::Waiting::kCommand: {
+      async->promoted = true;
+      Outcome o = Execute(cmd, out, store, async);
+      async->promoted = false;
+      return o;
+    }
+    case AsyncState::Waiting::kNothing:
+      break;
+  }
+  return Outcome::kDone;
+}
+
 uint32_t Dispatcher::AbsoluteExptime(int32_t exptime) const {
   int64_t e = exptime < 0 ? kRealtimeMaxDelta + 1 : exptime;
   if (e == 0) return 0;
@@ -57,8 +148,9 @@ void Dispatcher::Reply(OutputQueue& out, bool noreply, std::string_view line) {
   p[line.size() + 1] = '\n';
 }
 
-Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store) {
-  tiers::RamTier& tier = *ctx_.tier;
+Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
+                            AsyncState* async) {
+  tiers::RamTier& tier = cache_.ram();
   switch (cmd.type) {
     case CommandType::kError:
       Reply(out, cmd.noreply, cmd.reply);
@@ -68,7 +160,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store)
     case CommandType::kGets:
     case CommandType::kGat:
     case CommandType::kGats:
-      return ContinueGet(cmd, out);
+      return ContinueGet(cmd, out, async);
 
     case CommandType::kSet:
     case CommandType::kAdd:
@@ -92,13 +184,13 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store)
           stats_.Add(Counter::kStoreNoMemory);
         }
         // A failed set must not leave the old value readable.
-        if (cmd.type == CommandType::kSet) tier.Delete(cmd.key);
+        if (cmd.type == CommandType::kSet) cache_.Delete(cmd.key);
       }
       return Outcome::kReadData;
     }
 
     case CommandType::kDelete:
-      if (tier.Delete(cmd.key)) {
+      if (cache_.Delete(cmd.key)) {
         stats_.Add(Counter::kDeleteHits);
         Reply(out, cmd.noreply, "DELETED");
       } else {
@@ -109,9 +201,10 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store)
 
     case CommandType::kIncr:
     case CommandType::kDecr: {
+      if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
       bool incr = cmd.type == CommandType::kIncr;
       uint64_t value = 0;
-      switch (tier.Delta(cmd.key, incr, cmd.delta, &value)) {
+      switch (cache_.Delta(cmd.key, incr, cmd.delta, &value)) {
         case tiers::DeltaResult::kOk: {
           stats_.Add(incr ? Counter::kIncrHits : Counter::kDecrHits);
           char buf[24];
@@ -133,8 +226,9 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store)
     }
 
     case CommandType::kTouch:
+      if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
       stats_.Add(Counter::kCmdTouch);
-      if (tier.Touch(cmd.key, AbsoluteExptime(cmd.exptime))) {
+      if (cache_.Touch(cmd.key, AbsoluteExptime(cmd.exptime))) {
         stats_.Add(Counter::kTouchHits);
         Reply(out, cmd.noreply, "TOUCHED");
       } else {
@@ -161,7 +255,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store)
           at = e - 1;
         }
       }
-      tier.FlushAll(at);
+      cache_.FlushAll(at);
       Reply(out, cmd.noreply, "OK");
       return Outcome::kDone;
     }
@@ -213,8 +307,30 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store)
   return Outcome::kDone;
 }
 
-Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out) {
-  tiers::RamTier& tier = *ctx_.tier;
+void Dispatcher::AppendValue(OutputQueue& out, std::string_view key, const tiers::ItemRef& item,
+                             bool with_cas) {
+  char line[6 + kMaxKeyLength + 1 + 10 + 1 + 10 + 1 + 20 + 2];
+  char* p = line;
+  std::memcpy(p, "VALUE ", 6);
+  p += 6;
+  std::memcpy(p, key.data(), key.size());
+  p += key.size();
+  *p++ = ' ';
+  p = PutU64(p, item->flags);
+  *p++ = ' ';
+  p = PutU64(p, item->value_len);
+  if (with_cas) {
+    *p++ = ' ';
+    p = PutU64(p, item->cas);
+  }
+  *p++ = '\r';
+  *p++ = '\n';
+  out.Append(std::string_view(line, static_cast<size_t>(p - line)));
+  out.AppendValue(item);
+}
+
+Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* async) {
+  tiers::TieredCache& tier = cache_;
   const bool touch = cmd.type == CommandType::kGat || cmd.type == CommandType::kGats;
   const bool with_cas = cmd.type == CommandType::kGets || cmd.type == CommandType::kGats;
   const uint32_t exptime = touch ? AbsoluteExptime(cmd.exptime) : 0;
@@ -222,6 +338,7 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out) {
   std::string_view key;
 
   auto count = [&](bool hit) {
+    stats_.Add(hit ? Counter::kRamHits : Counter::kRamMisses);
     if (touch) {
       stats_.Add(Counter::kCmdTouch);
       stats_.Add(hit ? Counter::kTouchHits : Counter::kTouchMisses);
@@ -241,29 +358,53 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out) {
     return Outcome::kDone;
   }
 
+  if (async != nullptr && async->io != nullptr) {
+    // With an SSD tier: batches of keys, the SSD reads of a batch together,
+    // the batch's replies in request order once they are all back.
+    for (;;) {
+      if (!async->batch_ready) {
+        async->slots.clear();
+        async->pending = 1;  // held until every read is issued
+        async->waiting = AsyncState::Waiting::kNothing;
+        for (size_t n = 0; n < kGetBatch && NextKey(&cmd.keys, &key); ++n) {
+          size_t index = async->slots.size();
+          async->slots.push_back({key, tier.Get(key, new_exptime), false});
+          if (!async->slots[index].item && tier.NeedsPromotion(key)) {
+            ++async->pending;
+            tier.Promote(key, *async->io, new SlotRead(async, index));
+          }
+        }
+        if (--async->pending > 0) {
+          async->waiting = AsyncState::Waiting::kGetBatch;
+          return Outcome::kWaitIo;
+        }
+        async->batch_ready = true;
+      }
+      for (AsyncState::Slot& slot : async->slots) {
+        tiers::ItemRef item = std::move(slot.item);
+        // A promoted item is touched now that it is back in RAM (gat).
+        if (item && slot.from_ssd && touch) item = tier.Get(slot.key, new_exptime);
+        count(static_cast<bool>(item));
+        if (item) AppendValue(out, slot.key, item, with_cas);
+      }
+      async->slots.clear();
+      async->batch_ready = false;
+      std::string_view rest = cmd.keys;
+      std::string_view next;
+      if (!NextKey(&rest, &next)) break;
+      if (out.bytes() > ctx_.options.output_high_watermark) {
+        stats_.Add(Counter::kConnYields);
+        return Outcome::kPaused;
+      }
+    }
+    out.Append("END\r\n");
+    return Outcome::kDone;
+  }
+
   while (NextKey(&cmd.keys, &key)) {
     tiers::ItemRef item = tier.Get(key, new_exptime);
     count(static_cast<bool>(item));
-    if (item) {
-      char line[6 + kMaxKeyLength + 1 + 10 + 1 + 10 + 1 + 20 + 2];
-      char* p = line;
-      std::memcpy(p, "VALUE ", 6);
-      p += 6;
-      std::memcpy(p, key.data(), key.size());
-      p += key.size();
-      *p++ = ' ';
-      p = PutU64(p, item->flags);
-      *p++ = ' ';
-      p = PutU64(p, item->value_len);
-      if (with_cas) {
-        *p++ = ' ';
-        p = PutU64(p, item->cas);
-      }
-      *p++ = '\r';
-      *p++ = '\n';
-      out.Append(std::string_view(line, static_cast<size_t>(p - line)));
-      out.AppendValue(item);
-    }
+    if (item) AppendValue(out, key, item, with_cas);
     if (out.bytes() > ctx_.options.output_high_watermark) {
       std::string_view rest = cmd.keys;
       std::string_view next;
@@ -277,12 +418,19 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out) {
   return Outcome::kDone;
 }
 
-void Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQueue& out) {
+Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQueue& out,
+                                  AsyncState* async) {
+  if (terminated && store.type != CommandType::kSet &&
+      PromoteFirst(async, store.item->Key(), AsyncState::Waiting::kStore)) {
+    // add/replace/append/prepend/cas need to know what the SSD holds.
+    return Outcome::kWaitIo;
+  }
+  if (async != nullptr) async->promoted = false;
   stats_.Add(Counter::kCmdSet);
   if (!terminated) {
     store.item.Reset();
     Reply(out, store.noreply, "CLIENT_ERROR bad data chunk");
-    return;
+    return Outcome::kDone;
   }
   tiers::StoreMode mode = tiers::StoreMode::kSet;
   switch (store.type) {
@@ -293,7 +441,7 @@ void Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQueue
     case CommandType::kCas: mode = tiers::StoreMode::kCas; break;
     default: break;
   }
-  tiers::StoreResult result = ctx_.tier->Store(mode, std::move(store.item), store.cas_unique);
+  tiers::StoreResult result = cache_.Store(mode, std::move(store.item), store.cas_unique);
   bool is_cas = store.type == CommandType::kCas;
   switch (result) {
     case tiers::StoreResult::kStored:
@@ -318,6 +466,7 @@ void Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQueue
       Reply(out, store.noreply, "SERVER_ERROR out of memory storing object");
       break;
   }
+  return Outcome::kDone;
 }
 
 void Dispatcher::Stats(const Command& cmd, OutputQueue& out) {
@@ -433,6 +582,49 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
   Stat(out, "lru_crawler_starts", 0);
   Stat(out, "lru_maintainer_juggles", 0);
   Stat(out, "ram_eviction_policy", tiers::EvictionKindName(ctx_.tier->eviction()));
+  if (tiers::SsdLog* ssd = cache_.ssd()) {
+    const tiers::SsdLogStats d = ssd->Stats();
+    const tiers::TieredCache::Counters c = cache_.counters();
+    // memcached's extstore names where one means the same thing...
+    Stat(out, "get_extstore", d.hits);
+    Stat(out, "badcrc_from_extstore", d.corrupt_records);
+    Stat(out, "miss_from_extstore", d.reads - d.hits);
+    Stat(out, "recache_from_extstore", c.promotions);
+    Stat(out, "extstore_objects_written", d.demoted_items);
+    Stat(out, "extstore_bytes_written", d.device_bytes_written);
+    // ...and strata's own.
+    Stat(out, "ssd_io_mode", ssd->device_mode());
+    Stat(out, "ssd_regions", d.regions);
+    Stat(out, "ssd_index_entries", d.index_entries);
+    Stat(out, "ssd_index_bytes", d.index_bytes);
+    Stat(out, "ssd_reads", d.reads);
+    Stat(out, "ssd_hits", d.hits);
+    Stat(out, "ssd_promotions", c.promotions);
+    Stat(out, "ssd_admitted", c.admitted);
+    Stat(out, "ssd_admissions_rejected", c.rejected_cold + c.rejected_budget);
+    Stat(out, "ssd_admissions_rejected_cold", c.rejected_cold);
+    Stat(out, "ssd_admissions_rejected_budget", c.rejected_budget);
+    Stat(out, "ssd_demoted_items", d.demoted_items);
+    Stat(out, "ssd_demoted_bytes", d.demoted_value_bytes);
+    Stat(out, "ssd_stored_bytes", d.stored_value_bytes);
+    Stat(out, "ssd_record_bytes", d.record_bytes);
+    Stat(out, "ssd_device_bytes_written", d.device_bytes_written);
+    char ratio[32];
+    std::snprintf(ratio, sizeof(ratio), "%.3f",
+                  d.stored_value_bytes == 0 ? 1.0
+                                            : static_cast<double>(d.demoted_value_bytes) /
+                                                  static_cast<double>(d.stored_value_bytes));
+    Stat(out, "ssd_compression_ratio", ratio);
+    Stat(out, "ssd_tombstones", d.tombstones);
+    Stat(out, "ssd_regions_reclaimed", d.regions_reclaimed);
+    Stat(out, "ssd_entries_reclaimed", d.entries_reclaimed);
+    Stat(out, "ssd_dropped_too_large", d.dropped_too_large);
+    Stat(out, "ssd_dropped_backlog", d.dropped_backlog);
+    Stat(out, "ssd_write_errors", d.write_errors);
+    Stat(out, "ssd_read_errors", d.read_errors);
+    Stat(out, "ssd_corrupt_records", d.corrupt_records);
+    Stat(out, "ssd_stale_reads", d.stale_reads);
+  }
 }
 
 void Dispatcher::StatsSettings(OutputQueue& out) {

@@ -8,10 +8,21 @@
 // resumes later where it stopped, so a multi-get of thousands of keys never
 // builds one giant buffer.
 //
+// With an SSD tier, commands may wait for it (Outcome::kWaitIo): a get
+// looks up a batch of keys in RAM, reads the ones only the SSD has (all at
+// once, on the worker's I/O queue) and replies for the batch in order once
+// they are back; other commands on a key only the SSD has first promote it
+// to RAM. The connection stops running commands while one waits, so
+// replies and effects keep request order. When the reads are done the
+// AsyncState's waiter is told, and the connection calls Resume().
+//
 // Thread safety: one Dispatcher per worker thread; not shared.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
 
 #include "proxy/output_queue.h"
 #include "proxy/protocol.h"
@@ -34,21 +45,56 @@ enum class Outcome {
   kReadData,  // read the data block into PendingStore (or swallow it)
   kPaused,    // a get stopped at the output watermark; call ContinueGet later
   kClose,     // close the connection after flushing (quit, shutdown)
+  kWaitIo,    // waiting for SSD reads; call Resume() when told they are done
+};
+
+// Told (on the worker thread) when all SSD reads of the waiting command
+// have completed.
+class IoWaiter {
+ public:
+  virtual void OnIoDone() = 0;
+
+ protected:
+  ~IoWaiter() = default;
+};
+
+// A connection's state for a command that waits for the SSD tier.
+struct AsyncState {
+  enum class Waiting : uint8_t { kNothing, kGetBatch, kStore, kCommand };
+  IoWaiter* waiter = nullptr;
+  tiers::IoQueue* io = nullptr;  // the worker's queue; null without SSD
+  Waiting waiting = Waiting::kNothing;
+  size_t pending = 0;            // reads in flight
+  struct Slot {
+    std::string_view key;        // a view into the connection's read buffer
+    tiers::ItemRef item;
+    bool from_ssd = false;
+  };
+  std::vector<Slot> slots;       // the current get batch, in request order
+  bool batch_ready = false;      // every slot of the batch is resolved
+  bool promoted = false;         // the current command's key was promoted
 };
 
 class Dispatcher {
  public:
-  Dispatcher(ServerContext& ctx, WorkerStats& stats) : ctx_(ctx), stats_(stats) {}
+  Dispatcher(ServerContext& ctx, WorkerStats& stats);
 
   // Runs `cmd`. For kReadData, *store describes the data block to read.
-  Outcome Execute(Command& cmd, OutputQueue& out, PendingStore* store);
+  // `async` (null = never wait) holds what a kWaitIo needs to resume.
+  Outcome Execute(Command& cmd, OutputQueue& out, PendingStore* store,
+                  AsyncState* async = nullptr);
 
   // Continues a get-family command; cmd.keys holds the keys not yet done.
-  Outcome ContinueGet(Command& cmd, OutputQueue& out);
+  Outcome ContinueGet(Command& cmd, OutputQueue& out, AsyncState* async = nullptr);
 
   // Finishes a store whose data block was read; `terminated` tells whether
-  // the block ended in "\r\n".
-  void CompleteStore(PendingStore& store, bool terminated, OutputQueue& out);
+  // the block ended in "\r\n". Returns kDone, or kWaitIo while the key is
+  // promoted from SSD first (then `store` must be kept for Resume()).
+  Outcome CompleteStore(PendingStore& store, bool terminated, OutputQueue& out,
+                        AsyncState* async = nullptr);
+
+  // Continues the command that returned kWaitIo, once its reads are done.
+  Outcome Resume(Command& cmd, OutputQueue& out, PendingStore* store, AsyncState* async);
 
   // memcached's realtime(): the client's exptime as absolute unix seconds
   // (0 = never; negative or past = already expired).
@@ -63,8 +109,17 @@ class Dispatcher {
   void StatsSlabs(OutputQueue& out);
   void StatsConns(OutputQueue& out);
 
+  // Starts promoting `key` if only the SSD has it; true when the command
+  // must wait (kWaitIo) for it.
+  bool PromoteFirst(AsyncState* async, std::string_view key, AsyncState::Waiting why);
+  // Appends "VALUE <key> <flags> <bytes>[ <cas>]\r\n" and the value.
+  void AppendValue(OutputQueue& out, std::string_view key, const tiers::ItemRef& item,
+                   bool with_cas);
+
   ServerContext& ctx_;
   WorkerStats& stats_;
+  std::unique_ptr<tiers::TieredCache> ram_only_;  // when ctx has no cache
+  tiers::TieredCache& cache_;
 };
 
 }  // namespace strata::proxy

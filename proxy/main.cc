@@ -1,19 +1,27 @@
 // strata: a memcached-compatible tiered cache. This file wires the modules
-// together: configuration -> options structs -> RAM tier -> server, plus the
-// signals that stop it.
+// together: configuration -> options structs -> RAM tier -> server, the
+// metrics server (/metrics, /healthz, /readyz), plus the signals that stop
+// it.
 #include <malloc.h>
 #include <signal.h>
 #include <uv.h>
 
+#include <atomic>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/units.h"
 #include "config/config.h"
+#include "metrics/metrics_server.h"
 #include "proxy/server.h"
+#include "proxy/server_metrics.h"
+#include "tiers/block_device.h"
 #include "tiers/ram_tier.h"
+#include "tiers/ssd_log.h"
+#include "tiers/tiered_cache.h"
 
 namespace {
 
@@ -26,6 +34,7 @@ struct MainLoop {
   uv_signal_t sigint;
   uv_async_t shutdown;
   strata::proxy::Server* server = nullptr;
+  strata::metrics::MetricsServer* metrics = nullptr;
   bool stopping = false;
 };
 
@@ -33,6 +42,7 @@ void Stop(MainLoop* m, const char* why) {
   if (m->stopping) return;
   m->stopping = true;
   Log(LogLevel::kInfo, "%s: draining connections and stopping", why);
+  if (m->metrics != nullptr) m->metrics->SetReady(false);  // /readyz: 503 while draining
   m->server->RequestStop();
   uv_close(reinterpret_cast<uv_handle_t*>(&m->sigterm), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&m->sigint), nullptr);
@@ -104,10 +114,62 @@ int main(int argc, char** argv) {
   if (server_options.output_high_watermark > server_options.max_output_buffer / 2) {
     server_options.output_high_watermark = server_options.max_output_buffer / 2;
   }
+  const bool metrics_enabled = cfg.metrics.enabled.value_or(true);
+  server_options.measure_latency = metrics_enabled;
+  strata::metrics::MetricsServerOptions metrics_options;
+  if (cfg.metrics.listen) metrics_options.listen = *cfg.metrics.listen;
 
   const strata::common::Clock& clock = strata::common::SystemClock::Instance();
-  strata::tiers::RamTier tier(ram, clock);
-  strata::proxy::Server server(server_options, tier, clock);
+
+  // The SSD tier: open (and preallocate) the device, rebuild the index from
+  // what is on it, before serving anything.
+  const strata::config::SsdConfig& ssd_cfg = cfg.tiers.ssd;
+  std::unique_ptr<strata::tiers::BlockDevice> device;
+  std::unique_ptr<strata::tiers::SsdLog> ssd_log;
+  strata::tiers::AdmissionOptions admission;
+  if (ssd_cfg.path && !ssd_cfg.disabled) {
+    strata::tiers::FileDeviceOptions dev_options;
+    dev_options.path = *ssd_cfg.path;
+    dev_options.size = *ssd_cfg.size;
+    std::string io = ssd_cfg.io.value_or("auto");
+    dev_options.mode = io == "io_uring"     ? strata::tiers::IoMode::kIoUring
+                       : io == "threadpool" ? strata::tiers::IoMode::kThreadPool
+                                            : strata::tiers::IoMode::kAuto;
+    std::string fallback;
+    auto opened = strata::tiers::OpenFileDevice(dev_options, &fallback);
+    if (!opened.ok()) {
+      Log(LogLevel::kError, "cannot start: tiers.ssd.path: %s", opened.status().message().c_str());
+      return 1;
+    }
+    device = std::move(opened).value();
+    if (!fallback.empty()) {
+      Log(LogLevel::kWarn,
+          "io_uring cannot be used (%s): the SSD tier does its I/O on a thread pool instead",
+          fallback.c_str());
+    }
+    strata::tiers::SsdLogOptions log_options;
+    if (ssd_cfg.region_size) log_options.region_size = static_cast<uint32_t>(*ssd_cfg.region_size);
+    log_options.compress = ssd_cfg.compression.value_or("lz4") == "lz4";
+    ssd_log = std::make_unique<strata::tiers::SsdLog>(log_options, *device, clock);
+    int64_t t0 = clock.MonotonicNanos();
+    strata::common::Status recovered = ssd_log->Recover();
+    if (!recovered.ok()) {
+      Log(LogLevel::kError, "cannot start: tiers.ssd: %s", recovered.message().c_str());
+      return 1;
+    }
+    Log(LogLevel::kInfo, "SSD tier %s (%s, %s, %u regions): %llu items recovered in %.2f s",
+        ssd_cfg.path->c_str(), strata::common::FormatSize(*ssd_cfg.size).c_str(),
+        std::string(device->mode()).c_str(), ssd_log->region_count(),
+        static_cast<unsigned long long>(ssd_log->Stats().index_entries),
+        static_cast<double>(clock.MonotonicNanos() - t0) / 1e9);
+    std::string adm = ssd_cfg.admission.value_or("sketch");
+    admission.kind = adm == "all"          ? strata::tiers::AdmissionKind::kAll
+                     : adm == "reaccessed" ? strata::tiers::AdmissionKind::kReaccessed
+                                           : strata::tiers::AdmissionKind::kSketch;
+    admission.write_budget = ssd_cfg.write_budget.value_or(0);
+  }
+  strata::tiers::TieredCache cache(ram, clock, ssd_log.get(), admission);
+  strata::proxy::Server server(server_options, cache, device.get(), clock);
 
   MainLoop m;
   m.loop = uv_default_loop();
@@ -120,10 +182,43 @@ int main(int argc, char** argv) {
   uv_signal_start(&m.sigint, OnSignal, SIGINT);
   server.context().request_shutdown = [&m] { uv_async_send(&m.shutdown); };
 
+  // The metrics server starts first, so that a taken metrics port stops
+  // strata before it serves anything. Until the workers exist, a scrape sees
+  // only the process figures; /readyz says 503 until the server listens.
+  std::atomic<bool> serving{false};
+  std::unique_ptr<strata::metrics::MetricsServer> metrics;
+  if (metrics_enabled) {
+    const strata::proxy::ServerContext& ctx = server.context();
+    auto started = strata::metrics::MetricsServer::Start(
+        metrics_options, [&ctx, &serving](strata::metrics::Snapshot* snapshot) {
+          if (serving.load(std::memory_order_acquire)) {
+            strata::proxy::FillSnapshot(ctx, snapshot);
+          } else {
+            strata::proxy::FillProcessSnapshot(ctx, snapshot);
+          }
+        });
+    if (!started.ok()) {
+      Log(LogLevel::kError, "cannot start: %s (metrics.listen, --metrics-listen)",
+          started.status().message().c_str());
+      return 1;
+    }
+    metrics = std::move(started).value();
+    m.metrics = metrics.get();
+  }
+
   strata::common::Status st = server.Start();
   if (!st.ok()) {
     Log(LogLevel::kError, "cannot start: %s", st.message().c_str());
     return 1;
+  }
+  serving.store(true, std::memory_order_release);
+  if (metrics != nullptr) {
+    metrics->SetReady(true);
+    std::string host;
+    uint16_t port = 0;
+    strata::metrics::ParseListenAddress(metrics_options.listen, &host, &port);
+    Log(LogLevel::kInfo, "metrics on http://%s:%u/metrics (and /healthz, /readyz)", host.c_str(),
+        metrics->port());
   }
   Log(LogLevel::kInfo,
       "strata %s listening on %s:%u%s%s with %zu workers; RAM tier %s (%s), max item %s",
@@ -137,6 +232,14 @@ int main(int argc, char** argv) {
   uv_run(m.loop, UV_RUN_DEFAULT);
   server.Wait();
   uv_loop_close(m.loop);
+  if (ssd_log != nullptr && ssd_cfg.demote_on_shutdown.value_or(true)) {
+    // A warm restart: what RAM holds goes to SSD (items whose SSD record is
+    // still valid are not written again).
+    int64_t t0 = clock.MonotonicNanos();
+    size_t demoted = cache.DemoteAll();
+    Log(LogLevel::kInfo, "demoted %zu RAM items to the SSD tier in %.2f s", demoted,
+        static_cast<double>(clock.MonotonicNanos() - t0) / 1e9);
+  }
   Log(LogLevel::kInfo, "stopped");
   return 0;
 }

@@ -127,9 +127,12 @@ uint32_t UsableCpus() {
   return cpus == 0 ? 1 : cpus;
 }
 
-Server::Server(const ServerOptions& options, tiers::RamTier& tier, const common::Clock& clock) {
+Server::Server(const ServerOptions& options, tiers::TieredCache& cache,
+               tiers::BlockDevice* ssd_device, const common::Clock& clock) {
   ctx_.options = options;
-  ctx_.tier = &tier;
+  ctx_.tier = &cache.ram();
+  ctx_.cache = &cache;
+  ctx_.ssd_device = ssd_device;
   ctx_.clock = &clock;
   ctx_.started_unix = clock.NowSeconds();
 }

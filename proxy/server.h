@@ -19,7 +19,8 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "proxy/server_context.h"
-#include "tiers/ram_tier.h"
+#include "tiers/block_device.h"
+#include "tiers/tiered_cache.h"
 
 namespace strata::proxy {
 
@@ -31,7 +32,10 @@ uint32_t UsableCpus();
 
 class Server {
  public:
-  Server(const ServerOptions& options, tiers::RamTier& tier, const common::Clock& clock);
+  // `ssd_device` is the SSD tier's device (null when there is none): each
+  // worker gets its own I/O queue on it.
+  Server(const ServerOptions& options, tiers::TieredCache& cache, tiers::BlockDevice* ssd_device,
+         const common::Clock& clock);
   ~Server();
 
   common::Status Start();

@@ -16,7 +16,9 @@
 
 #include "common/clock.h"
 #include "proxy/worker_stats.h"
+#include "tiers/block_device.h"
 #include "tiers/ram_tier.h"
+#include "tiers/tiered_cache.h"
 
 namespace strata::proxy {
 
@@ -34,6 +36,7 @@ struct ServerOptions {
   uint64_t max_output_buffer = 64ull << 20;  // hard cap per connection
   uint64_t output_high_watermark = 4ull << 20;  // stop reading above this
   int backlog = 1024;
+  bool measure_latency = true;  // fill WorkerStats::latency() (metrics on)
 };
 
 // One line of `stats conns`.
@@ -67,7 +70,9 @@ class ConnRegistry {
 
 struct ServerContext {
   ServerOptions options;
-  tiers::RamTier* tier = nullptr;
+  tiers::RamTier* tier = nullptr;          // the RAM tier of `cache`
+  tiers::TieredCache* cache = nullptr;
+  tiers::BlockDevice* ssd_device = nullptr;  // null when there is no SSD tier
   const common::Clock* clock = nullptr;
   int64_t started_unix = 0;
   uint16_t bound_port = 0;

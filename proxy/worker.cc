@@ -12,6 +12,7 @@ namespace strata::proxy {
 namespace {
 constexpr uint64_t kMaintenanceIntervalMs = 100;
 constexpr size_t kReapItemsPerTick = 20'000;
+constexpr unsigned kIoQueueDepth = 256;
 }  // namespace
 
 Worker::Worker(ServerContext& ctx, int index)
@@ -34,6 +35,16 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
   if (index_ == 0) {
     uv_timer_start(&maintenance_timer_, OnMaintenance, kMaintenanceIntervalMs,
                    kMaintenanceIntervalMs);
+  }
+  if (ctx_.ssd_device != nullptr) {
+    io_ = ctx_.ssd_device->NewQueue(kIoQueueDepth);
+    uv_poll_init(&loop_, &io_poll_, io_->event_fd());
+    io_poll_.data = this;
+    uv_poll_start(&io_poll_, UV_READABLE, OnIoReadable);
+    uv_check_init(&loop_, &io_check_);
+    io_check_.data = this;
+    uv_check_start(&io_check_, OnLoopCheck);
+    io_handles_open_ = true;
   }
   if (tcp_fd >= 0) {
     uv_tcp_init(&loop_, &tcp_listener_);
@@ -89,6 +100,7 @@ void Worker::BeginStop() {
     uv_unref(reinterpret_cast<uv_handle_t*>(&drain_timer_));
   } else {
     uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+    CloseIoHandles();
   }
 }
 
@@ -120,6 +132,25 @@ void Worker::OnMaintenance(uv_timer_t* timer) {
     self->released_at_last_trim_ = released;
     malloc_trim(0);
   }
+}
+
+void Worker::OnIoReadable(uv_poll_t* poll, int, int) {
+  auto* self = static_cast<Worker*>(poll->data);
+  self->io_->Reap();
+}
+
+void Worker::OnLoopCheck(uv_check_t* check) {
+  // Everything this iteration queued goes to the kernel in one submission.
+  static_cast<Worker*>(check->data)->io_->Submit();
+}
+
+void Worker::CloseIoHandles() {
+  if (!io_handles_open_) return;
+  io_handles_open_ = false;
+  uv_poll_stop(&io_poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&io_poll_), nullptr);
+  uv_check_stop(&io_check_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&io_check_), nullptr);
 }
 
 void Worker::OnTcpConnection(uv_stream_t* server, int status) {
@@ -158,10 +189,19 @@ void Worker::Unlink(Connection* conn) {
   if (conn->next != nullptr) conn->next->prev = conn->prev;
   if (conns_ == conn) conns_ = conn->next;
   conn->prev = conn->next = nullptr;
-  if (stopping_ && conns_ == nullptr && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&drain_timer_))) {
-    uv_timer_stop(&drain_timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+  if (stopping_ && conns_ == nullptr) {
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&drain_timer_))) {
+      uv_timer_stop(&drain_timer_);
+      uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+    }
+    // Closed connections wait for their SSD reads before they go.
+    if (zombies_ == 0) CloseIoHandles();
   }
+}
+
+void Worker::ZombieGone() {
+  --zombies_;
+  if (stopping_ && conns_ == nullptr && zombies_ == 0) CloseIoHandles();
 }
 
 }  // namespace strata::proxy

@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -20,6 +21,7 @@
 #include "proxy/dispatch.h"
 #include "proxy/server_context.h"
 #include "proxy/worker_stats.h"
+#include "tiers/block_device.h"
 
 namespace strata::proxy {
 
@@ -45,7 +47,14 @@ class Worker {
   Dispatcher& dispatcher() { return dispatcher_; }
   WorkerStats& stats() { return stats_; }
   uv_loop_t* loop() { return &loop_; }
+  // This worker's SSD I/O queue (null without an SSD tier). Requests queued
+  // during a loop iteration are submitted together at its end; completions
+  // run on this thread.
+  tiers::IoQueue* io() { return io_.get(); }
   void Unlink(Connection* conn);
+  // A closed connection waits for its SSD reads before it is deleted.
+  void AddZombie() { ++zombies_; }
+  void ZombieGone();
 
  private:
   static void OnTcpConnection(uv_stream_t* server, int status);
@@ -53,6 +62,9 @@ class Worker {
   static void OnStop(uv_async_t* async);
   static void OnDrainTimeout(uv_timer_t* timer);
   static void OnMaintenance(uv_timer_t* timer);
+  static void OnIoReadable(uv_poll_t* poll, int status, int events);
+  static void OnLoopCheck(uv_check_t* check);
+  void CloseIoHandles();
   void Accept(uv_stream_t* server, bool is_unix);
   void BeginStop();
 
@@ -69,6 +81,11 @@ class Worker {
   uv_async_t stop_async_;
   uv_timer_t drain_timer_;
   uv_timer_t maintenance_timer_;
+  std::unique_ptr<tiers::IoQueue> io_;
+  uv_poll_t io_poll_;
+  uv_check_t io_check_;
+  bool io_handles_open_ = false;
+  int zombies_ = 0;
   bool stopping_ = false;
   uint64_t released_at_last_trim_ = 0;
   Connection* conns_ = nullptr;  // intrusive list head

@@ -1,16 +1,20 @@
-// WorkerStats: the counters one worker thread keeps for `stats` (and, later,
-// Prometheus). Each worker writes only its own; readers on other threads sum
-// all workers at read time. Counters are relaxed atomics written with a plain
-// load+store by their single writer, so the hot path takes no lock and no
-// locked instruction.
+// WorkerStats: the counters one worker thread keeps for `stats` and for
+// Prometheus (proxy/server_metrics.h sums them at scrape time), and its
+// request latency histograms (metrics/latency.h). Each worker writes only its
+// own; readers on other threads sum all workers at read time. Counters are
+// relaxed atomics written with a plain load+store by their single writer, so
+// the hot path takes no lock and no locked instruction. Reset() (`stats
+// reset`) clears the counters, not the latency histograms.
 //
-// Thread safety: Add() only from the owning worker thread; Get() and
-// Reset() from any thread.
+// Thread safety: Add() and latency() writes only from the owning worker
+// thread; Get(), Reset() and latency() reads from any thread.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+
+#include "metrics/latency.h"
 
 namespace strata::proxy {
 
@@ -41,6 +45,8 @@ enum class Counter : uint8_t {
   kTotalConnections,
   kRejectedConnections,
   kConnYields,
+  kRamHits,    // get/gets/gat/gats keys found in the RAM tier
+  kRamMisses,  // ... and not found there
   kCount,
 };
 
@@ -56,9 +62,12 @@ class WorkerStats {
   void Reset() {
     for (auto& v : values_) v.store(0, std::memory_order_relaxed);
   }
+  metrics::RequestLatency& latency() { return latency_; }
+  const metrics::RequestLatency& latency() const { return latency_; }
 
  private:
   std::array<std::atomic<uint64_t>, static_cast<size_t>(Counter::kCount)> values_{};
+  metrics::RequestLatency latency_;
 };
 
 }  // namespace strata::proxy

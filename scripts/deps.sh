@@ -7,7 +7,7 @@ set -euo pipefail
 build_pkgs=(g++ cmake ninja-build pkg-config libuv1-dev liburing-dev liblz4-dev
             prometheus-cpp-dev libyaml-cpp-dev libgtest-dev libxxhash-dev libisal-dev)
 test_pkgs=(memcached libmemcached-tools python3-pymemcache python3-pylibmc python3-pytest
-           yamllint clang libclang-rt-14-dev)
+           yamllint clang libclang-rt-14-dev prometheus)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then pkgs+=("${test_pkgs[@]}"); fi

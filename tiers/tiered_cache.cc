@@ -1,17 +1,27 @@
 #include "tiers/tiered_cache.h"
 
+#include <algorithm>
+
 #include "common/hash.h"
 
 namespace strata::tiers {
 
 TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock& clock,
-                         SsdLog* ssd)
-    : ram_(ram_options, clock, ssd != nullptr ? this : nullptr), ssd_(ssd) {
+                         SsdLog* ssd, const AdmissionOptions& admission)
+    : owned_ram_(std::make_unique<RamTier>(ram_options, clock, ssd != nullptr ? this : nullptr)),
+      ram_(*owned_ram_),
+      ssd_(ssd) {
   if (ssd_ != nullptr) {
+    // About one key per 256 bytes of RAM tier: 4 bytes of sketch per key.
+    size_t keys = static_cast<size_t>(std::clamp<uint64_t>(ram_options.size_bytes / 256, 1 << 16, 1 << 24));
+    sketch_ = std::make_unique<FrequencySketch>(keys);
+    admission_ = std::make_unique<AdmissionPolicy>(admission, *sketch_, clock);
     ram_.EnsureCasAbove(ssd_->max_recovered_cas());
     ram_.SetFlushHook([this] { ssd_->Flush(); });
   }
 }
+
+TieredCache::TieredCache(RamTier& ram) : ram_(ram), ssd_(nullptr) {}
 
 void TieredCache::Invalidate(std::string_view key) {
   if (ssd_ != nullptr) ssd_->Remove(key, common::HashKey(key));
@@ -26,15 +36,21 @@ namespace {
 // Puts the item read from SSD into RAM, then answers the caller.
 class PromoteOp final : public SsdReadDone {
  public:
-  PromoteOp(RamTier& ram, SsdReadDone* done) : ram_(ram), done_(done) {}
+  PromoteOp(RamTier& ram, std::atomic<uint64_t>& promotions, SsdReadDone* done)
+      : ram_(ram), promotions_(promotions), done_(done) {}
   void OnSsdRead(ItemRef item) override {
     ItemRef result;
     if (item) {
       std::string key(item->Key());
       item->ssd_copy = 1;  // unchanged since its record: no rewrite on eviction
-      ram_.Store(StoreMode::kRestore, item);
-      // Whatever RAM holds now (the promoted item, or a newer write) wins.
-      result = ram_.Get(key);
+      if (ram_.Store(StoreMode::kRestore, item) == StoreResult::kStored) {
+        promotions_.fetch_add(1, std::memory_order_relaxed);
+        // The verified record is the answer, even if RAM evicts it again.
+        result = std::move(item);
+      } else {
+        // RAM got the key meanwhile: that newer version wins.
+        result = ram_.Get(key);
+      }
     }
     SsdReadDone* done = done_;
     delete this;
@@ -43,6 +59,7 @@ class PromoteOp final : public SsdReadDone {
 
  private:
   RamTier& ram_;
+  std::atomic<uint64_t>& promotions_;
   SsdReadDone* done_;
 };
 
@@ -53,14 +70,15 @@ void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* don
     done->OnSsdRead({});
     return;
   }
-  ssd_->Read(key, common::HashKey(key), queue, new PromoteOp(ram_, done));
+  ssd_->Read(key, common::HashKey(key), queue, new PromoteOp(ram_, promotions_, done));
 }
 
 StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique) {
-  std::string_view key = item->Key();
-  std::string key_copy = ssd_ != nullptr ? std::string(key) : std::string();
+  if (ssd_ == nullptr) return ram_.Store(mode, std::move(item), cas_unique);
+  std::string key(item->Key());
+  sketch_->Record(common::HashKey(key));
   StoreResult r = ram_.Store(mode, std::move(item), cas_unique);
-  if (r == StoreResult::kStored) Invalidate(key_copy);
+  if (r == StoreResult::kStored) Invalidate(key);
   return r;
 }
 
@@ -83,6 +101,7 @@ bool TieredCache::Touch(std::string_view key, uint32_t exptime) {
 }
 
 ItemRef TieredCache::Get(std::string_view key, const uint32_t* new_exptime) {
+  if (sketch_ != nullptr) sketch_->Record(common::HashKey(key));
   ItemRef item = ram_.Get(key, new_exptime);
   if (item && new_exptime != nullptr) Invalidate(key);
   return item;
@@ -93,9 +112,31 @@ void TieredCache::OnEvicted(std::vector<ItemRef>& items) {
   for (ItemRef& item : items) {
     uint64_t hash = common::HashKey(item->Key());
     if (item->ssd_copy && ssd_->Contains(hash)) continue;  // its record is still valid
+    uint64_t bytes = uint64_t{item->key_len} + item->value_len + 40;
+    switch (admission_->Admit(*item, hash, bytes)) {
+      case AdmissionVerdict::kRejectCold:
+        rejected_cold_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      case AdmissionVerdict::kRejectBudget:
+        rejected_budget_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      case AdmissionVerdict::kAdmit:
+        break;
+    }
     std::string_view key = item->Key();
-    ssd_->Append(*item, hash, [&] { return !ram_.Contains(key); });
+    if (ssd_->Append(*item, hash, [&] { return !ram_.Contains(key); })) {
+      admitted_.fetch_add(1, std::memory_order_relaxed);
+    }
   }
+}
+
+TieredCache::Counters TieredCache::counters() const {
+  Counters c;
+  c.promotions = promotions_.load(std::memory_order_relaxed);
+  c.admitted = admitted_.load(std::memory_order_relaxed);
+  c.rejected_cold = rejected_cold_.load(std::memory_order_relaxed);
+  c.rejected_budget = rejected_budget_.load(std::memory_order_relaxed);
+  return c;
 }
 
 size_t TieredCache::DemoteAll() {

@@ -1,6 +1,8 @@
 // TieredCache: the one facade over the RAM tier and the (optional) SSD tier.
 //
-// RAM evictions are demoted to the SSD log (EvictionSink); a promoted item
+// RAM evictions are demoted to the SSD log (EvictionSink) when the
+// admission policy (hotness.h) lets them, judged by a frequency sketch fed
+// by every store and get; a promoted item
 // that has not changed keeps its SSD record valid, so evicting it again
 // costs no write. Every write that lands in RAM (store, incr/decr, touch,
 // gat) invalidates the key's SSD record at once (the log appends a
@@ -17,11 +19,13 @@
 // Promote()'s queue must belong to the calling thread.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string_view>
 #include <vector>
 
 #include "common/clock.h"
+#include "tiers/hotness.h"
 #include "tiers/ram_tier.h"
 #include "tiers/ssd_log.h"
 
@@ -29,8 +33,12 @@ namespace strata::tiers {
 
 class TieredCache final : public EvictionSink {
  public:
-  // `ssd` may be null (RAM only); it must outlive the cache.
-  TieredCache(const RamTierOptions& ram_options, const common::Clock& clock, SsdLog* ssd);
+  // Owns its RAM tier. `ssd` may be null (RAM only); it must outlive the
+  // cache. `admission` decides which evictions are written to flash.
+  TieredCache(const RamTierOptions& ram_options, const common::Clock& clock, SsdLog* ssd,
+              const AdmissionOptions& admission = {});
+  // A RAM-only view over an existing RAM tier, which must outlive it.
+  explicit TieredCache(RamTier& ram);
 
   RamTier& ram() { return ram_; }
   SsdLog* ssd() { return ssd_; }
@@ -58,11 +66,26 @@ class TieredCache final : public EvictionSink {
 
   void OnEvicted(std::vector<ItemRef>& items) override;
 
+  struct Counters {
+    uint64_t promotions = 0;           // SSD reads put back in RAM
+    uint64_t admitted = 0;             // evictions written to flash
+    uint64_t rejected_cold = 0;        // evictions the admission policy called cold
+    uint64_t rejected_budget = 0;      // evictions over the write budget
+  };
+  Counters counters() const;
+
  private:
   void Invalidate(std::string_view key);
 
-  RamTier ram_;
+  std::unique_ptr<RamTier> owned_ram_;
+  RamTier& ram_;
   SsdLog* ssd_;
+  std::unique_ptr<FrequencySketch> sketch_;    // with an SSD tier: fed by stores and gets
+  std::unique_ptr<AdmissionPolicy> admission_;
+  std::atomic<uint64_t> promotions_{0};
+  std::atomic<uint64_t> admitted_{0};
+  std::atomic<uint64_t> rejected_cold_{0};
+  std::atomic<uint64_t> rejected_budget_{0};
 };
 
 }  // namespace strata::tiers

@@ -109,6 +109,8 @@ void ExpectEmpty(const Config& c) {
   EXPECT_FALSE(c.server.max_output_buffer);
   EXPECT_FALSE(c.tiers.ram.size);
   EXPECT_FALSE(c.tiers.ram.max_item_size);
+  EXPECT_FALSE(c.metrics.enabled);
+  EXPECT_FALSE(c.metrics.listen);
   EXPECT_FALSE(c.tiers.ram.eviction);
   EXPECT_FALSE(c.log.level);
 }
@@ -412,9 +414,9 @@ TEST(ParseYamlErrorTest, UnknownKeys) {
             "unix_socket_mode, workers, max_connections, enable_shutdown, drain_timeout, "
             "max_output_buffer (t.yaml:2:3)");
   EXPECT_EQ(Error("bogus: 1\n"),
-            "bogus: unknown key; expected one of server, tiers, log (t.yaml:1:1)");
-  EXPECT_EQ(Error("tiers: {ssd: {size: 1GiB}}"),
-            "tiers.ssd: unknown key; expected one of ram (t.yaml:1:9)");
+            "bogus: unknown key; expected one of server, tiers, metrics, log (t.yaml:1:1)");
+  EXPECT_EQ(Error("tiers: {hdd: {size: 1GiB}}"),
+            "tiers.hdd: unknown key; expected one of ram, ssd (t.yaml:1:9)");
   EXPECT_EQ(Error("tiers: {ram: {Size: 1GiB}}"),
             "tiers.ram.Size: unknown key; expected one of size, max_item_size, eviction "
             "(t.yaml:1:15)");
@@ -546,6 +548,8 @@ TEST(LoadFileTest, DefaultConfigFileHasEveryDefault) {
   EXPECT_EQ(c.tiers.ram.size, 256 * kMiB);
   EXPECT_EQ(c.tiers.ram.max_item_size, kMiB);
   EXPECT_EQ(c.tiers.ram.eviction, "s3fifo");
+  EXPECT_EQ(c.metrics.enabled, true);
+  EXPECT_EQ(c.metrics.listen, "127.0.0.1:9150");
   EXPECT_EQ(c.log.level, "info");
 }
 
@@ -936,6 +940,121 @@ TEST(UsageTest, ListsEveryFlag) {
     EXPECT_LE(end - start, 80u) << usage.substr(start, end - start);
     start = end + 1;
   }
+}
+
+// ---------------------------------------------------------------------------
+// metrics
+
+TEST(MetricsConfigTest, YamlSettings) {
+  Config c = Parse("metrics:\n  enabled: false\n  listen: 0.0.0.0:9150\n");
+  EXPECT_EQ(c.metrics.enabled, false);
+  EXPECT_EQ(c.metrics.listen, "0.0.0.0:9150");
+  ExpectEmpty(Parse("metrics:\n"));
+  for (const char* a : {"127.0.0.1:0", "localhost:9150", "10.1.2.3:65535"}) {
+    SCOPED_TRACE(a);
+    EXPECT_EQ(Parse(std::string("metrics: {listen: ") + a + "}").metrics.listen, a);
+  }
+}
+
+TEST(MetricsConfigTest, YamlErrors) {
+  EXPECT_EQ(Error("metrics:\n  listen: 9150\n"),
+            "metrics.listen: expected an IPv4 address and port like 127.0.0.1:9150, got "
+            "\"9150\" (t.yaml:2:3)");
+  for (const char* bad : {"\"[::1]:9150\"", "\"::1:9150\"", "127.0.0.1:65536", "\"127.0.0.1:\"",
+                          ":9150", "example.com:9150", "127.0.0.1:x", "\"127.0.0.1:-1\""}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(
+        Error(std::string("metrics: {listen: ") + bad + "}").rfind("metrics.listen: expected", 0),
+        0u);
+  }
+  EXPECT_EQ(Error("metrics: {enabled: yes}").rfind("metrics.enabled: expected true or false", 0),
+            0u);
+  EXPECT_EQ(Error("metrics: {port: 1}"),
+            "metrics.port: unknown key; expected one of enabled, listen (t.yaml:1:11)");
+}
+
+TEST(MetricsConfigTest, MetricsListenFlag) {
+  EXPECT_EQ(CliOk({"--metrics-listen", "127.0.0.1:0"}).config.metrics.listen, "127.0.0.1:0");
+  EXPECT_EQ(CliOk({"--metrics-listen=0.0.0.0:9151"}).config.metrics.listen, "0.0.0.0:9151");
+  EXPECT_EQ(CliError({"--metrics-listen", "nope"}),
+            "--metrics-listen: expected an IPv4 address and port like 127.0.0.1:9150, got "
+            "\"nope\"");
+  EXPECT_EQ(CliError({"--metrics-listen"}), "--metrics-listen: missing ADDR:PORT");
+  // It has no short form.
+  EXPECT_EQ(CliError({"-M", "127.0.0.1:1"}), "-M: unknown flag");
+  // The flag overrides the file, which keeps its other metrics settings.
+  TempDir dir;
+  std::string file = dir.Write("m.yaml", "metrics: {enabled: false, listen: 127.0.0.1:1}\n");
+  Config c = CliOk({"--metrics-listen", "127.0.0.1:2", "-C", file}).config;
+  EXPECT_EQ(c.metrics.listen, "127.0.0.1:2");
+  EXPECT_EQ(c.metrics.enabled, false);
+  EXPECT_NE(Usage().find("      --metrics-listen ADDR:PORT"), std::string::npos) << Usage();
+}
+
+}  // namespace
+}  // namespace strata::config
+
+namespace strata::config {
+namespace {
+
+TEST(SsdConfigTest, FullSectionParses) {
+  auto c = ParseYaml(
+      "tiers:\n  ssd:\n    path: /var/cache/strata.bin\n    size: 2GiB\n    region_size: 8MiB\n"
+      "    compression: none\n    io: threadpool\n    admission: all\n    write_budget: 50MiB\n"
+      "    demote_on_shutdown: false\n",
+      "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  const SsdConfig& d = c->tiers.ssd;
+  EXPECT_EQ(*d.path, "/var/cache/strata.bin");
+  EXPECT_EQ(*d.size, 2ull << 30);
+  EXPECT_EQ(*d.region_size, 8ull << 20);
+  EXPECT_EQ(*d.compression, "none");
+  EXPECT_EQ(*d.io, "threadpool");
+  EXPECT_EQ(*d.admission, "all");
+  EXPECT_EQ(*d.write_budget, 50ull << 20);
+  EXPECT_FALSE(*d.demote_on_shutdown);
+}
+
+TEST(SsdConfigTest, RejectsIncompleteOrImpossibleSections) {
+  auto err = [](const std::string& yaml) {
+    auto c = ParseYaml(yaml, "t.yaml");
+    return c.ok() ? std::string("ok") : c.status().message();
+  };
+  EXPECT_EQ(err("tiers: {ssd: {size: 1GiB}}").rfind("tiers.ssd.path: required", 0), 0u);
+  EXPECT_EQ(err("tiers: {ssd: {path: /x}}").rfind("tiers.ssd.size: required", 0), 0u);
+  EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 32MiB}}")
+                .rfind("tiers.ssd.size: must be at least 4 regions (4 x 16MiB)", 0),
+            0u);
+  EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 8MiB, region_size: 2MiB}}"), "ok");
+  EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1GiB, region_size: 100MiB}}")
+                .rfind("tiers.ssd.region_size: must be a multiple of 4KiB between 1MiB and 64MiB", 0),
+            0u);
+  EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1GiB, compression: zstd}}")
+                .rfind("tiers.ssd.compression: expected one of lz4, none", 0),
+            0u);
+  EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1GiB, io: aio}}")
+                .rfind("tiers.ssd.io: expected one of auto, io_uring, threadpool", 0),
+            0u);
+  EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1000}}").rfind("tiers.ssd.size: must be a multiple of 4KiB", 0), 0u);
+}
+
+TEST(SsdConfigTest, FlagsOverrideAndDisable) {
+  const char* argv[] = {"strata", "--ssd-path", "/tmp/x.bin", "--ssd-size", "1GiB", "--ssd-io",
+                        "io_uring"};
+  auto line = ParseCommandLine(7, argv);
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(*line->config.tiers.ssd.path, "/tmp/x.bin");
+  EXPECT_EQ(*line->config.tiers.ssd.size, 1ull << 30);
+  EXPECT_EQ(*line->config.tiers.ssd.io, "io_uring");
+  const char* no_size[] = {"strata", "--ssd-path", "/tmp/x.bin"};
+  auto bad = ParseCommandLine(3, no_size);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().rfind("--ssd-path: needs --ssd-size", 0), 0u);
+  const char* off[] = {"strata", "--ssd-path", "/tmp/x.bin", "--no-ssd"};
+  auto disabled = ParseCommandLine(4, off);
+  ASSERT_TRUE(disabled.ok());
+  EXPECT_TRUE(disabled->config.tiers.ssd.disabled);
+  EXPECT_FALSE(disabled->config.tiers.ssd.path);
 }
 
 }  // namespace

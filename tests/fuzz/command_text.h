@@ -15,29 +15,52 @@ namespace strata::proxy {
 
 inline const char* CommandTypeName(CommandType t) {
   switch (t) {
-    case CommandType::kError: return "error";
-    case CommandType::kGet: return "get";
-    case CommandType::kGets: return "gets";
-    case CommandType::kGat: return "gat";
-    case CommandType::kGats: return "gats";
-    case CommandType::kSet: return "set";
-    case CommandType::kAdd: return "add";
-    case CommandType::kReplace: return "replace";
-    case CommandType::kAppend: return "append";
-    case CommandType::kPrepend: return "prepend";
-    case CommandType::kCas: return "cas";
-    case CommandType::kDelete: return "delete";
-    case CommandType::kIncr: return "incr";
-    case CommandType::kDecr: return "decr";
-    case CommandType::kTouch: return "touch";
-    case CommandType::kFlushAll: return "flush_all";
-    case CommandType::kVersion: return "version";
-    case CommandType::kVerbosity: return "verbosity";
-    case CommandType::kQuit: return "quit";
-    case CommandType::kStats: return "stats";
-    case CommandType::kCacheMemlimit: return "cache_memlimit";
-    case CommandType::kShutdown: return "shutdown";
-    case CommandType::kMetaNoop: return "mn";
+    case CommandType::kError:
+      return "error";
+    case CommandType::kGet:
+      return "get";
+    case CommandType::kGets:
+      return "gets";
+    case CommandType::kGat:
+      return "gat";
+    case CommandType::kGats:
+      return "gats";
+    case CommandType::kSet:
+      return "set";
+    case CommandType::kAdd:
+      return "add";
+    case CommandType::kReplace:
+      return "replace";
+    case CommandType::kAppend:
+      return "append";
+    case CommandType::kPrepend:
+      return "prepend";
+    case CommandType::kCas:
+      return "cas";
+    case CommandType::kDelete:
+      return "delete";
+    case CommandType::kIncr:
+      return "incr";
+    case CommandType::kDecr:
+      return "decr";
+    case CommandType::kTouch:
+      return "touch";
+    case CommandType::kFlushAll:
+      return "flush_all";
+    case CommandType::kVersion:
+      return "version";
+    case CommandType::kVerbosity:
+      return "verbosity";
+    case CommandType::kQuit:
+      return "quit";
+    case CommandType::kStats:
+      return "stats";
+    case CommandType::kCacheMemlimit:
+      return "cache_memlimit";
+    case CommandType::kShutdown:
+      return "shutdown";
+    case CommandType::kMetaNoop:
+      return "mn";
   }
   return "?";
 }
@@ -50,6 +73,22 @@ inline bool IsStorage(CommandType t) {
 inline bool IsGetFamily(CommandType t) {
   return t == CommandType::kGet || t == CommandType::kGets || t == CommandType::kGat ||
          t == CommandType::kGats;
+}
+
+// Whether two parses are the same command: every field equal, views by
+// content.
+inline bool SameCommand(const Command& a, const Command& b) {
+  if (a.type != b.type || a.noreply != b.noreply || a.reply != b.reply || a.key != b.key ||
+      a.keys != b.keys || a.bad_key_index != b.bad_key_index || a.flags != b.flags ||
+      a.exptime != b.exptime || a.has_exptime != b.has_exptime || a.value_len != b.value_len ||
+      a.cas_unique != b.cas_unique || a.delta != b.delta || a.number != b.number ||
+      a.nargs != b.nargs) {
+    return false;
+  }
+  for (size_t i = 0; i < a.nargs && i < kMaxTokens; ++i) {
+    if (a.args[i] != b.args[i]) return false;
+  }
+  return true;
 }
 
 // Every field of `cmd`, one "name=value" per field; views are quoted with

@@ -110,6 +110,11 @@ class Server:
             argv += ["-U", "0", "-B", "ascii"]
             if os.geteuid() == 0:
                 argv += ["-u", "root"]
+        else:
+            # strata serves metrics on 127.0.0.1:9150 by default; servers
+            # running side by side each take a free port instead (a later
+            # --metrics-listen in extra_args wins).
+            argv += ["--metrics-listen", "127.0.0.1:0"]
         argv += o["extra_args"]
         return argv
 

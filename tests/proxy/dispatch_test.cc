@@ -34,14 +34,22 @@ constexpr int64_t kThirtyDays = 60 * 60 * 24 * 30;
 class DispatchTest : public ::testing::Test {
  protected:
   DispatchTest() : clock_(kStart) {
+    ctx_.clock = &clock_;
+    ctx_.started_unix = kStart;
+    ctx_.worker_stats = {&stats_};
+    ResetCache();
+  }
+
+  // A fresh, empty RAM tier (CAS uniques start again from 1) and a
+  // dispatcher over it (with no TieredCache in the context, the dispatcher
+  // wraps ctx.tier in a RAM-only one, so it is rebuilt with the tier).
+  void ResetCache() {
+    dispatcher_.reset();
     tiers::RamTierOptions options;
     options.size_bytes = 64ull << 20;
     options.shards = 4;
     tier_ = std::make_unique<tiers::RamTier>(options, clock_);
     ctx_.tier = tier_.get();
-    ctx_.clock = &clock_;
-    ctx_.started_unix = kStart;
-    ctx_.worker_stats = {&stats_};
     dispatcher_ = std::make_unique<Dispatcher>(ctx_, stats_);
   }
 
@@ -95,7 +103,7 @@ class DispatchTest : public ::testing::Test {
           std::memcpy(store.item->MutableValue(), in.data() + off, n);
           const char* end = store.item->Value() + store.item->value_len;
           bool terminated = end[0] == '\r' && end[1] == '\n';
-          dispatcher_->CompleteStore(store, terminated, out);
+          EXPECT_EQ(dispatcher_->CompleteStore(store, terminated, out), Outcome::kDone);
         }
         off += n;
       }
@@ -111,8 +119,8 @@ class DispatchTest : public ::testing::Test {
   bool Hit(const std::string& key) { return Get(key) != "END\r\n"; }
 
   std::string Set(const std::string& key, int64_t exptime, const std::string& value = "v") {
-    return Run("set " + key + " 0 " + std::to_string(exptime) + " " +
-               std::to_string(value.size()) + "\r\n" + value + "\r\n");
+    return Run("set " + key + " 0 " + std::to_string(exptime) + " " + std::to_string(value.size()) +
+               "\r\n" + value + "\r\n");
   }
 
   common::FakeClock clock_;
@@ -130,21 +138,21 @@ TEST_F(DispatchTest, ScriptedSession) {
     std::string reply;
   };
   const std::vector<Exchange> script = {
-      {"set foo 5 0 3\r\nbar\r\n", "STORED\r\n"},                                 // cas 1
+      {"set foo 5 0 3\r\nbar\r\n", "STORED\r\n"},  // cas 1
       {"get foo\r\n", "VALUE foo 5 3\r\nbar\r\nEND\r\n"},
       {"gets foo\r\n", "VALUE foo 5 3 1\r\nbar\r\nEND\r\n"},
       {"get foo missing foo\r\n", "VALUE foo 5 3\r\nbar\r\nVALUE foo 5 3\r\nbar\r\nEND\r\n"},
       {"get missing\r\n", "END\r\n"},
       {"cas foo 7 0 3 999\r\nbaz\r\n", "EXISTS\r\n"},
-      {"cas foo 7 0 3 1\r\nbaz\r\n", "STORED\r\n"},                              // cas 2
+      {"cas foo 7 0 3 1\r\nbaz\r\n", "STORED\r\n"},  // cas 2
       {"gets foo\r\n", "VALUE foo 7 3 2\r\nbaz\r\nEND\r\n"},
       {"cas missing 0 0 1 1\r\nx\r\n", "NOT_FOUND\r\n"},
       {"add foo 0 0 1\r\nx\r\n", "NOT_STORED\r\n"},
-      {"add new 1 0 1\r\nx\r\n", "STORED\r\n"},                                  // cas 3
+      {"add new 1 0 1\r\nx\r\n", "STORED\r\n"},  // cas 3
       {"replace missing 0 0 1\r\nx\r\n", "NOT_STORED\r\n"},
-      {"replace new 2 0 2\r\nyy\r\n", "STORED\r\n"},                             // cas 4
-      {"append foo 0 0 2\r\n!!\r\n", "STORED\r\n"},                              // cas 5
-      {"prepend foo 0 0 2\r\n<<\r\n", "STORED\r\n"},                             // cas 6
+      {"replace new 2 0 2\r\nyy\r\n", "STORED\r\n"},  // cas 4
+      {"append foo 0 0 2\r\n!!\r\n", "STORED\r\n"},   // cas 5
+      {"prepend foo 0 0 2\r\n<<\r\n", "STORED\r\n"},  // cas 6
       {"append missing 0 0 1\r\nx\r\n", "NOT_STORED\r\n"},
       {"gets foo new\r\n", "VALUE foo 7 7 6\r\n<<baz!!\r\nVALUE new 2 2 4\r\nyy\r\nEND\r\n"},
       {"set n 0 0 2\r\n10\r\n", "STORED\r\n"},
@@ -216,12 +224,7 @@ TEST_F(DispatchTest, ScriptedSession) {
   // The same session pipelined in one buffer gives the concatenation.
   std::string all_requests;
   std::string all_replies;
-  // (Rebuild the tier so the CAS uniques start again from 1.)
-  tiers::RamTierOptions options;
-  options.size_bytes = 64ull << 20;
-  options.shards = 4;
-  tier_ = std::make_unique<tiers::RamTier>(options, clock_);
-  ctx_.tier = tier_.get();
+  ResetCache();  // so the CAS uniques start again from 1
   for (const Exchange& e : script) {
     all_requests += e.request;
     all_replies += e.reply;
@@ -491,6 +494,24 @@ TEST_F(DispatchTest, DelayedFlushAtAnAbsoluteTime) {
   clock_.Set(t + 4);
   EXPECT_FALSE(Hit("a"));
   clock_.Set(t + 5);
+  ASSERT_EQ(Set("b", 0), "STORED\r\n");
+  EXPECT_TRUE(Hit("b"));
+}
+
+TEST_F(DispatchTest, AbsoluteFlushTimeInThePast) {
+  // memcached: realtime() of an absolute time at or before process_started
+  // (start - 62 s) is 1, so oldest_live is 0: nothing is flushed and a
+  // pending delayed flush is cancelled.
+  const int64_t t = clock_.NowSeconds();
+  ASSERT_EQ(Set("a", 0), "STORED\r\n");
+  EXPECT_EQ(Run("flush_all 10\r\n"), "OK\r\n");
+  EXPECT_EQ(Run("flush_all " + std::to_string(kStart - 62) + "\r\n"), "OK\r\n");
+  EXPECT_TRUE(Hit("a"));
+  clock_.Set(t + 20);
+  EXPECT_TRUE(Hit("a"));
+  // After process_started but in the past: an immediate flush.
+  EXPECT_EQ(Run("flush_all " + std::to_string(kStart - 61) + "\r\n"), "OK\r\n");
+  EXPECT_FALSE(Hit("a"));
   ASSERT_EQ(Set("b", 0), "STORED\r\n");
   EXPECT_TRUE(Hit("b"));
 }

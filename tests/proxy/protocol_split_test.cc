@@ -144,8 +144,8 @@ std::vector<std::string> Corpus() {
       "stats a b c d e f g h i j k l m n o p q r s t u v w x y z\r\n",
       "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
       "version\r\nPOST /x HTTP/1.0\r\n",
-      "set k 0 0 1\r\n",           // the data block never arrives
-      "get incomplete",            // nor the newline
+      "set k 0 0 1\r\n",  // the data block never arrives
+      "get incomplete",   // nor the newline
   };
   // A multiget longer than the 2048-byte rule.
   std::string multiget = "get";
@@ -169,15 +169,15 @@ TEST(ProtocolSplitTest, EveryPrefixOfEveryLine) {
         Step s = ParseStep(rest.substr(0, p));
         ParseStatus want =
             ClosesWithoutNewline(rest.substr(0, p)) ? ParseStatus::kClose : ParseStatus::kNeedMore;
-        ASSERT_EQ(s.status, want) << "stream " << ::testing::PrintToString(stream)
-                                  << " offset " << off << " prefix " << p;
+        ASSERT_EQ(s.status, want) << "stream " << ::testing::PrintToString(stream) << " offset "
+                                  << off << " prefix " << p;
         ASSERT_EQ(s.consumed, 0u);
       }
       // The line alone and every longer prefix: the same command.
       for (size_t p = line_len; p <= rest.size(); ++p) {
         ASSERT_EQ(ParseStep(rest.substr(0, p)), whole)
-            << "stream " << ::testing::PrintToString(stream) << " offset " << off
-            << " prefix " << p;
+            << "stream " << ::testing::PrintToString(stream) << " offset " << off << " prefix "
+            << p;
       }
       Command cmd;
       (void)ParseCommand(rest, &cmd);

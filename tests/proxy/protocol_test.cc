@@ -27,9 +27,7 @@ constexpr std::string_view kBadDelete =
 
 // One parse of an input that the object owns, so the views stay valid.
 struct Parsed {
-  explicit Parsed(std::string in) : input(std::move(in)) {
-    result = ParseCommand(input, &cmd);
-  }
+  explicit Parsed(std::string in) : input(std::move(in)) { result = ParseCommand(input, &cmd); }
   std::string input;
   Command cmd;
   ParseResult result{};
@@ -332,8 +330,8 @@ TEST_F(ProtocolTest, Delete) {
 // ---------------------------------------------------------------- incr/decr
 
 TEST_F(ProtocolTest, Arithmetic) {
-  for (auto [name, type] : {std::pair{"incr", CommandType::kIncr},
-                            std::pair{"decr", CommandType::kDecr}}) {
+  for (auto [name, type] :
+       {std::pair{"incr", CommandType::kIncr}, std::pair{"decr", CommandType::kDecr}}) {
     std::string n = name;
     Command cmd = Parse(n + " k 5");
     EXPECT_EQ(cmd.type, type);
@@ -625,8 +623,7 @@ TEST_F(ProtocolTest, LineLimit) {
             ParseStatus::kNeedMore);
   // One byte more closes, unless it is a multiget.
   EXPECT_EQ(Parsed(std::string(kLineLimit + 1, 'x')).result.status, ParseStatus::kClose);
-  EXPECT_EQ(Parsed("set " + std::string(kLineLimit - 3, 'x')).result.status,
-            ParseStatus::kClose);
+  EXPECT_EQ(Parsed("set " + std::string(kLineLimit - 3, 'x')).result.status, ParseStatus::kClose);
   for (const char* prefix : {"gat ", "gats ", "bget ", "get", "gets", "GET ", "get\t", "mget "}) {
     std::string in = prefix + std::string(kLineLimit, 'k');
     EXPECT_EQ(Parsed(in).result.status, ParseStatus::kClose) << prefix;
@@ -637,8 +634,7 @@ TEST_F(ProtocolTest, LineLimit) {
   }
   // Up to 100 leading spaces are skipped.
   std::string keys(3000, 'k');
-  EXPECT_EQ(Parsed(std::string(100, ' ') + "get " + keys).result.status,
-            ParseStatus::kNeedMore);
+  EXPECT_EQ(Parsed(std::string(100, ' ') + "get " + keys).result.status, ParseStatus::kNeedMore);
   EXPECT_EQ(Parsed(std::string(101, ' ') + "get " + keys).result.status, ParseStatus::kClose);
   EXPECT_EQ(Parsed(std::string(3000, ' ')).result.status, ParseStatus::kClose);
   // A long line that does have its newline is parsed whatever it is.
@@ -679,8 +675,8 @@ TEST_F(ProtocolTest, HttpRequestLine) {
     std::string name(1, static_cast<char>(c));
     name += "xx";
     Parsed p(name + " / HTTP/1.1\r\n");
-    bool dispatched = std::string_view("sacidtg").find(static_cast<char>(c)) !=
-                      std::string_view::npos;
+    bool dispatched =
+        std::string_view("sacidtg").find(static_cast<char>(c)) != std::string_view::npos;
     if (dispatched) {
       EXPECT_EQ(p.result.status, ParseStatus::kCommand) << c;
       EXPECT_EQ(p.cmd.reply, kError) << c;

@@ -87,8 +87,8 @@ TEST(SafeStrtoTest, Table) {
   EXPECT_EQ(u64, UINT64_MAX);
   EXPECT_FALSE(SafeStrtoull("18446744073709551616", &u64));  // ERANGE
   EXPECT_EQ(u64, 0u);                                        // *out is cleared
-  EXPECT_FALSE(SafeStrtoull("-1", &u64));  // negative as signed, '-' present
-  EXPECT_TRUE(SafeStrtoull("-9223372036854775809", &u64));  // wraps positive
+  EXPECT_FALSE(SafeStrtoull("-1", &u64));                    // negative as signed, '-' present
+  EXPECT_TRUE(SafeStrtoull("-9223372036854775809", &u64));   // wraps positive
   EXPECT_EQ(u64, 9223372036854775807ull);
   EXPECT_TRUE(SafeStrtoull(" \t\v\f\r\n5", &u64));  // leading white space
   EXPECT_EQ(u64, 5u);
@@ -124,23 +124,41 @@ TEST(SafeStrtoTest, Table) {
   EXPECT_FALSE(SafeStrtol("-9223372036854775809", &i32));
 
   // And all of those agree with the oracle.
-  for (const char* t :
-       {"18446744073709551615", "18446744073709551616", "-1", "-9223372036854775809",
-        " \t\v\f\r\n5", "5\t", "5x", "", " ", "\t", "+", "0x10", "+7", "4294967296",
-        "4294967301", "-0", "-4294967295", "-2147483648", "2147483648", "4294967295",
-        "9223372036854775807", "9223372036854775808", "-9223372036854775808",
-        "-9223372036854775809"}) {
+  for (const char* t : {"18446744073709551615",
+                        "18446744073709551616",
+                        "-1",
+                        "-9223372036854775809",
+                        " \t\v\f\r\n5",
+                        "5\t",
+                        "5x",
+                        "",
+                        " ",
+                        "\t",
+                        "+",
+                        "0x10",
+                        "+7",
+                        "4294967296",
+                        "4294967301",
+                        "-0",
+                        "-4294967295",
+                        "-2147483648",
+                        "2147483648",
+                        "4294967295",
+                        "9223372036854775807",
+                        "9223372036854775808",
+                        "-9223372036854775808",
+                        "-9223372036854775809"}) {
     ExpectSameAsMemcached(t);
   }
 }
 
 TEST(SafeStrtoTest, EdgesWithSignsWhitespaceAndSuffixes) {
-  const std::vector<std::string> prefixes = {"", " ", "\t", "\v", "\f", "\r", "\n", " \t", "0",
-                                             "000", "+", "-", "+0", "-0", " -", "\t+", "--",
-                                             "+-", "- ", "x"};
-  const std::vector<std::string> suffixes = {"", " ", "\t", "\r", "\n", "\v", "\f", "x", "-",
-                                             "0", " junk", "\t-", "\t-1", " -", ".5", "e3", "\x80",
-                                             "\xff", "9"};
+  const std::vector<std::string> prefixes = {"",    " ",   "\t",  "\v", "\f", "\r", "\n",
+                                             " \t", "0",   "000", "+",  "-",  "+0", "-0",
+                                             " -",  "\t+", "--",  "+-", "- ", "x"};
+  const std::vector<std::string> suffixes = {"",   " ",  "\t",   "\r",    "\n",  "\v",   "\f",
+                                             "x",  "-",  "0",    " junk", "\t-", "\t-1", " -",
+                                             ".5", "e3", "\x80", "\xff",  "9"};
   for (const std::string& number : EdgeNumbers()) {
     for (const std::string& prefix : prefixes) {
       for (const std::string& suffix : suffixes) {
@@ -164,10 +182,17 @@ std::string RandomToken(std::mt19937_64& rng) {
   }
   // A sign (or two).
   switch (pick(6)) {
-    case 0: t += '-'; break;
-    case 1: t += '+'; break;
-    case 2: t += pick(2) ? "-+" : "--"; break;
-    default: break;
+    case 0:
+      t += '-';
+      break;
+    case 1:
+      t += '+';
+      break;
+    case 2:
+      t += pick(2) ? "-+" : "--";
+      break;
+    default:
+      break;
   }
   // Leading zeros.
   if (pick(5) == 0) t.append(1 + pick(4), '0');
@@ -192,7 +217,9 @@ std::string RandomToken(std::mt19937_64& rng) {
   }
   // A suffix: nothing, white space, junk, or white space then junk.
   switch (pick(5)) {
-    case 0: t += kSpaces[pick(sizeof(kSpaces) - 1)]; break;
+    case 0:
+      t += kSpaces[pick(sizeof(kSpaces) - 1)];
+      break;
     case 1: {
       size_t n = 1 + pick(4);
       for (size_t i = 0; i < n; ++i) t += kJunk[pick(sizeof(kJunk) - 1)];
@@ -204,7 +231,8 @@ std::string RandomToken(std::mt19937_64& rng) {
       for (size_t i = 0; i < n; ++i) t += kJunk[pick(sizeof(kJunk) - 1)];
       break;
     }
-    default: break;
+    default:
+      break;
   }
   // Now and then, pure noise.
   if (pick(20) == 0) {

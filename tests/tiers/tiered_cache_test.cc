@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/hash.h"
 #include "tiers/memory_device.h"
 
 namespace strata::tiers {
@@ -26,7 +27,7 @@ class TieredCacheTest : public ::testing::Test {
  protected:
   TieredCacheTest() : device_(16u << 20) { Start(); }
 
-  void Start() {
+  void Start(AdmissionKind admission = AdmissionKind::kAll) {
     cache_.reset();
     log_.reset();
     log_ = std::make_unique<SsdLog>(SsdLogOptions{1u << 20, true, 64 * 1024}, device_, clock_);
@@ -34,7 +35,8 @@ class TieredCacheTest : public ::testing::Test {
     RamTierOptions ram;
     ram.size_bytes = 1u << 20;  // small: evicts quickly
     ram.shards = 4;
-    cache_ = std::make_unique<TieredCache>(ram, clock_, log_.get());
+    cache_ = std::make_unique<TieredCache>(ram, clock_, log_.get(),
+                                           AdmissionOptions{admission, 2, 0});
   }
 
   StoreResult Put(const std::string& key, const std::string& value,
@@ -133,6 +135,33 @@ TEST_F(TieredCacheTest, DemoteAllMakesARestartWarm) {
   uint64_t before = log_->Stats().demoted_items;
   EXPECT_EQ(cache_->DemoteAll(), 0u);
   EXPECT_EQ(log_->Stats().demoted_items, before);
+}
+
+TEST_F(TieredCacheTest, SketchAdmissionDropsOneHitWonders) {
+  Start(AdmissionKind::kSketch);
+  // Half the keys are read once after their store (two accesses), half are
+  // never read; then enough new keys push all of them out of RAM.
+  for (int i = 0; i < 200; ++i) {
+    Put("w" + std::to_string(i), Value(i));
+    if (i % 2 == 0) {
+      ASSERT_TRUE(cache_->Get("w" + std::to_string(i)));
+    }
+  }
+  for (int i = 0; i < 2000; ++i) Put("filler" + std::to_string(i), Value(i));
+  // Read-again keys are kept (in RAM or on SSD); write-once keys never
+  // reach the SSD.
+  int kept = 0, on_ssd_once = 0;
+  for (int i = 0; i < 200; ++i) {
+    std::string key = "w" + std::to_string(i);
+    if (i % 2 == 0) {
+      kept += Read(key) ? 1 : 0;
+    } else {
+      on_ssd_once += log_->Contains(common::HashKey(key)) ? 1 : 0;
+    }
+  }
+  EXPECT_GT(kept, 90);
+  EXPECT_EQ(on_ssd_once, 0);
+  EXPECT_GT(cache_->counters().rejected_cold, 0u);
 }
 
 TEST_F(TieredCacheTest, CasUniquesStayUniqueAcrossRestart) {

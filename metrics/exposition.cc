@@ -1,0 +1,228 @@
+#include "metrics/exposition.h"
+
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <initializer_list>
+#include <limits>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+namespace strata::metrics {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+using Labels = std::initializer_list<std::pair<const char*, std::string>>;
+
+class Families {
+ public:
+  // Starts a family; the samples added next belong to it.
+  Families& Family(const char* name, MetricType type, const char* help) {
+    families_.push_back(MetricFamily{name, help, type, {}});
+    return *this;
+  }
+
+  // Adds a counter or gauge sample (the family's type decides which).
+  Families& Sample(double value, Labels labels = {}) {
+    MetricFamily& f = families_.back();
+    ClientMetric m;
+    for (const auto& [name, v] : labels) m.label.push_back({name, v});
+    if (f.type == MetricType::Counter) {
+      m.counter.value = value;
+    } else {
+      m.gauge.value = value;
+    }
+    f.metric.push_back(std::move(m));
+    return *this;
+  }
+
+  Families& HistogramSample(const LatencySeries& s, Labels labels) {
+    ClientMetric m;
+    for (const auto& [name, v] : labels) m.label.push_back({name, v});
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < kLatencyBuckets; ++b) {
+      cumulative += s.buckets[b];
+      const double bound = b < kLatencyBoundsNs.size()
+                               ? static_cast<double>(kLatencyBoundsNs[b]) / 1e9
+                               : std::numeric_limits<double>::infinity();
+      m.histogram.bucket.push_back({cumulative, bound});
+    }
+    m.histogram.sample_count = cumulative;
+    m.histogram.sample_sum = static_cast<double>(s.sum_ns) / 1e9;
+    families_.back().metric.push_back(std::move(m));
+    return *this;
+  }
+
+  std::vector<MetricFamily>& get() { return families_; }
+
+ private:
+  std::vector<MetricFamily> families_;
+};
+
+double D(uint64_t v) { return static_cast<double>(v); }
+
+void AddMemcached(const ServerFigures& s, Families& f) {
+  f.Family("memcached_up", MetricType::Gauge, "Could the memcached server be reached.").Sample(1);
+  f.Family("memcached_uptime_seconds", MetricType::Gauge,
+           "Number of seconds since the server started.")
+      .Sample(D(s.uptime));
+  f.Family("memcached_time_seconds", MetricType::Gauge,
+           "current UNIX time according to the server.")
+      .Sample(static_cast<double>(s.time));
+  f.Family("memcached_version", MetricType::Gauge, "The version of this memcached server.")
+      .Sample(1, {{"version", s.version}});
+  f.Family("memcached_process_user_cpu_seconds_total", MetricType::Counter,
+           "Accumulated user time for this process.")
+      .Sample(s.rusage_user);
+  f.Family("memcached_process_system_cpu_seconds_total", MetricType::Counter,
+           "Accumulated system time for this process.")
+      .Sample(s.rusage_system);
+  f.Family("memcached_read_bytes_total", MetricType::Counter,
+           "Total number of bytes read by this server from network.")
+      .Sample(D(s.bytes_read));
+  f.Family("memcached_written_bytes_total", MetricType::Counter,
+           "Total number of bytes sent by this server to network.")
+      .Sample(D(s.bytes_written));
+  f.Family("memcached_current_connections", MetricType::Gauge,
+           "Current number of open connections.")
+      .Sample(D(s.curr_connections));
+  f.Family("memcached_max_connections", MetricType::Gauge, "Maximum number of clients allowed.")
+      .Sample(D(s.max_connections));
+  f.Family("memcached_connections_total", MetricType::Counter,
+           "Total number of connections opened since the server started running.")
+      .Sample(D(s.total_connections));
+  f.Family("memcached_connections_rejected_total", MetricType::Counter,
+           "Total number of connections rejected due to hitting the max_connections limit.")
+      .Sample(D(s.rejected_connections));
+  f.Family("memcached_connections_yielded_total", MetricType::Counter,
+           "Total number of times a multi-get paused to let its client read the replies.")
+      .Sample(D(s.conn_yields));
+
+  f.Family("memcached_commands_total", MetricType::Counter,
+           "Total number of all requests broken down by command (get, set, etc.) and status.");
+  const struct {
+    const char* command;
+    uint64_t hits;
+    uint64_t misses;
+  } ops[] = {
+      {"get", s.get_hits, s.get_misses},    {"delete", s.delete_hits, s.delete_misses},
+      {"incr", s.incr_hits, s.incr_misses}, {"decr", s.decr_hits, s.decr_misses},
+      {"cas", s.cas_hits, s.cas_misses},    {"touch", s.touch_hits, s.touch_misses},
+  };
+  for (const auto& op : ops) {
+    f.Sample(D(op.hits), {{"command", op.command}, {"status", "hit"}});
+    f.Sample(D(op.misses), {{"command", op.command}, {"status", "miss"}});
+  }
+  f.Sample(D(s.cas_badval), {{"command", "cas"}, {"status", "badval"}});
+  f.Sample(D(s.cmd_flush), {{"command", "flush"}, {"status", "hit"}});
+  // memcached counts cas commands in cmd_set too; the exporter takes them out.
+  const uint64_t cas = s.cas_hits + s.cas_misses + s.cas_badval;
+  f.Sample(D(s.cmd_set > cas ? s.cmd_set - cas : 0), {{"command", "set"}, {"status", "hit"}});
+
+  f.Family("memcached_current_items", MetricType::Gauge,
+           "Current number of items stored by this instance.")
+      .Sample(D(s.curr_items));
+  f.Family("memcached_items_total", MetricType::Counter,
+           "Total number of items stored during the life of this instance.")
+      .Sample(D(s.total_items));
+  f.Family("memcached_current_bytes", MetricType::Gauge,
+           "Current number of bytes used to store items.")
+      .Sample(D(s.bytes));
+  f.Family("memcached_limit_bytes", MetricType::Gauge,
+           "Number of bytes this server is allowed to use for storage.")
+      .Sample(D(s.limit_maxbytes));
+  f.Family("memcached_items_evicted_total", MetricType::Counter,
+           "Total number of valid items removed from cache to free memory for new items.")
+      .Sample(D(s.evictions));
+  f.Family("memcached_items_reclaimed_total", MetricType::Counter,
+           "Total number of expired items whose memory was taken back.")
+      .Sample(D(s.reclaimed));
+  f.Family("memcached_item_too_large_total", MetricType::Counter,
+           "The number of times an item exceeded the max-item-size when being stored.")
+      .Sample(D(s.store_too_large));
+  f.Family("memcached_item_no_memory_total", MetricType::Counter,
+           "The number of times an item could not be stored due to no more memory.")
+      .Sample(D(s.store_no_memory));
+  f.Family("memcached_lru_crawler_reclaimed_total", MetricType::Counter,
+           "Total items freed by the expiry scan (memcached's LRU crawler).")
+      .Sample(D(s.crawler_reclaimed));
+  f.Family("memcached_lru_crawler_items_checked_total", MetricType::Counter,
+           "Total items examined by the expiry scan (memcached's LRU crawler).")
+      .Sample(D(s.crawler_items_checked));
+}
+
+void AddTiers(const std::vector<TierFigures>& tiers, Families& f) {
+  struct Field {
+    const char* name;
+    MetricType type;
+    const char* help;
+    uint64_t TierFigures::*value;
+  };
+  static constexpr Field kFields[] = {
+      {"strata_tier_hits_total", MetricType::Counter,
+       "Keys of get, gets, gat and gats found in this tier.", &TierFigures::hits},
+      {"strata_tier_misses_total", MetricType::Counter,
+       "Keys of get, gets, gat and gats that reached this tier and were not found in it.",
+       &TierFigures::misses},
+      {"strata_tier_items", MetricType::Gauge, "Items held by this tier.", &TierFigures::items},
+      {"strata_tier_bytes", MetricType::Gauge,
+       "Bytes this tier charges against its budget (keys, values and per-item overhead).",
+       &TierFigures::bytes},
+      {"strata_tier_limit_bytes", MetricType::Gauge, "The byte budget of this tier.",
+       &TierFigures::limit_bytes},
+      {"strata_tier_evictions_total", MetricType::Counter,
+       "Live items this tier removed to make room.", &TierFigures::evictions},
+      {"strata_tier_evicted_unfetched_total", MetricType::Counter,
+       "Evicted items that were never read after being stored.", &TierFigures::evicted_unfetched},
+      {"strata_tier_expired_reclaimed_total", MetricType::Counter,
+       "Expired items whose space this tier took back.", &TierFigures::expired_reclaimed},
+      {"strata_tier_expired_unfetched_total", MetricType::Counter,
+       "Expired items that were never read after being stored.", &TierFigures::expired_unfetched},
+  };
+  for (const Field& field : kFields) {
+    f.Family(field.name, field.type, field.help);
+    for (const TierFigures& t : tiers) f.Sample(D(t.*field.value), {{"tier", t.name}});
+  }
+}
+
+void AddLatency(const LatencySnapshot& latency, Families& f) {
+  f.Family("strata_request_duration_seconds", MetricType::Histogram,
+           "Time from the read that delivered a request to the write of its reply, by "
+           "command and by the tier that served it.");
+  for (size_t c = 0; c < kCommandLabels; ++c) {
+    for (size_t t = 0; t < kTierLabels; ++t) {
+      const auto command = static_cast<CommandLabel>(c);
+      const auto tier = static_cast<TierLabel>(t);
+      const LatencySeries& s = latency.at(command, tier);
+      if (s.Count() == 0) continue;
+      f.HistogramSample(s, {{"command", std::string(CommandLabelName(command))},
+                            {"tier", std::string(TierLabelName(tier))}});
+    }
+  }
+}
+
+}  // namespace
+
+std::string RenderText(const Snapshot& snapshot) {
+  Families f;
+  AddMemcached(snapshot.server, f);
+  f.Family("strata_ready", MetricType::Gauge,
+           "1 when strata is ready to serve (what /readyz reports), 0 otherwise.")
+      .Sample(snapshot.ready ? 1 : 0);
+  f.Family("strata_workers", MetricType::Gauge, "Worker threads serving clients.")
+      .Sample(D(snapshot.server.threads));
+  AddTiers(snapshot.tiers, f);
+  f.Family("strata_ram_eviction_policy_info", MetricType::Gauge,
+           "The RAM tier's eviction policy, as a label.")
+      .Sample(1, {{"policy", snapshot.ram.eviction_policy}});
+  AddLatency(snapshot.latency, f);
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, f.get());
+  return out.str();
+}
+
+}  // namespace strata::metrics

@@ -1,0 +1,86 @@
+#include "proxy/server_metrics.h"
+
+#include <sys/resource.h>
+
+#include <string>
+
+namespace strata::proxy {
+namespace {
+
+double Seconds(const struct timeval& tv) {
+  return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+}
+
+}  // namespace
+
+void FillProcessSnapshot(const ServerContext& ctx, metrics::Snapshot* out) {
+  metrics::ServerFigures& s = out->server;
+  const int64_t now = ctx.clock->NowSeconds();
+  s.version = kVersion;
+  s.time = now;
+  s.uptime = static_cast<uint64_t>(now > ctx.started_unix ? now - ctx.started_unix : 0);
+  struct rusage usage;
+  if (getrusage(RUSAGE_SELF, &usage) == 0) {
+    s.rusage_user = Seconds(usage.ru_utime);
+    s.rusage_system = Seconds(usage.ru_stime);
+  }
+  s.max_connections = ctx.options.max_connections;
+}
+
+void FillSnapshot(const ServerContext& ctx, metrics::Snapshot* out) {
+  FillProcessSnapshot(ctx, out);
+  metrics::ServerFigures& s = out->server;
+  auto sum = [&](Counter c) { return ctx.Sum(c); };
+  s.curr_connections = ctx.curr_connections.load(std::memory_order_relaxed);
+  s.total_connections = sum(Counter::kTotalConnections);
+  s.rejected_connections = sum(Counter::kRejectedConnections);
+  s.conn_yields = sum(Counter::kConnYields);
+  s.bytes_read = sum(Counter::kBytesRead);
+  s.bytes_written = sum(Counter::kBytesWritten);
+  s.threads = ctx.worker_stats.size();
+  s.cmd_set = sum(Counter::kCmdSet);
+  s.cmd_flush = sum(Counter::kCmdFlush);
+  s.get_hits = sum(Counter::kGetHits);
+  s.get_misses = sum(Counter::kGetMisses);
+  s.delete_hits = sum(Counter::kDeleteHits);
+  s.delete_misses = sum(Counter::kDeleteMisses);
+  s.incr_hits = sum(Counter::kIncrHits);
+  s.incr_misses = sum(Counter::kIncrMisses);
+  s.decr_hits = sum(Counter::kDecrHits);
+  s.decr_misses = sum(Counter::kDecrMisses);
+  s.cas_hits = sum(Counter::kCasHits);
+  s.cas_misses = sum(Counter::kCasMisses);
+  s.cas_badval = sum(Counter::kCasBadval);
+  s.touch_hits = sum(Counter::kTouchHits);
+  s.touch_misses = sum(Counter::kTouchMisses);
+  s.store_too_large = sum(Counter::kStoreTooLarge);
+  s.store_no_memory = sum(Counter::kStoreNoMemory);
+
+  const tiers::RamTierStats ram = ctx.tier->Stats();
+  s.curr_items = ram.curr_items;
+  s.total_items = ram.total_items;
+  s.bytes = ram.bytes;
+  s.limit_maxbytes = ram.limit_bytes;
+  s.evictions = ram.evictions;
+  s.reclaimed = ram.reclaimed;
+  s.crawler_reclaimed = ram.crawler_reclaimed;
+  s.crawler_items_checked = ram.crawler_items_checked;
+
+  metrics::TierFigures t;
+  t.name = "ram";
+  t.hits = sum(Counter::kRamHits);
+  t.misses = sum(Counter::kRamMisses);
+  t.items = ram.curr_items;
+  t.bytes = ram.bytes;
+  t.limit_bytes = ram.limit_bytes;
+  t.evictions = ram.evictions;
+  t.evicted_unfetched = ram.evicted_unfetched;
+  t.expired_reclaimed = ram.reclaimed;
+  t.expired_unfetched = ram.expired_unfetched;
+  out->tiers.push_back(std::move(t));
+  out->ram.eviction_policy = std::string(tiers::EvictionKindName(ctx.tier->eviction()));
+
+  for (const WorkerStats* w : ctx.worker_stats) w->latency().AddTo(&out->latency);
+}
+
+}  // namespace strata::proxy

@@ -1,0 +1,326 @@
+// Fuzzes proxy::ParseCommand over arbitrary bytes: parses commands through
+// the input as a connection would (skipping storage commands' data blocks)
+// and checks, for every command:
+//   - framing: consumed <= size, progress, kNeedMore only without a '\n',
+//     kClose only by the 2048-byte rule or for an HTTP request line;
+//   - resumability: the line alone parses to the same Command, and the line
+//     minus its last byte needs more bytes (or closes by the 2048-byte rule);
+//   - views (key, keys, args) lie inside the line;
+//   - keys are <= 250 bytes unless bad_key_index says which one is not;
+//   - a differential check against an independent re-implementation of
+//     memcached's tokenizer and util.c's number parsers on glibc: the
+//     command name, token counts, noreply, every number and the HTTP rule.
+
+#include <algorithm>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "proxy/protocol.h"
+#include "tests/fuzz/command_text.h"
+#include "tests/fuzz/fuzz_check.h"
+#include "tests/fuzz/safe_strto_oracle.h"
+
+namespace strata::proxy {
+namespace {
+
+// memcached's tokenizer, written independently of protocol.cc: split on
+// ' ', at most 23 tokens, the rest of the line left unsplit.
+struct RefTokens {
+  std::string_view t[kMaxTokens];
+  size_t n = 0;
+};
+
+RefTokens RefTokenize(std::string_view line) {
+  RefTokens tk;
+  size_t i = 0;
+  while (i < line.size() && tk.n < kMaxTokens - 1) {
+    while (i < line.size() && line[i] == ' ') ++i;
+    if (i == line.size()) break;
+    size_t j = i;
+    while (j < line.size() && line[j] != ' ') ++j;
+    tk.t[tk.n++] = line.substr(i, j - i);
+    i = j;
+  }
+  return tk;
+}
+
+// The command line as memcached sees it: up to the '\n', one '\r' dropped
+// if something precedes it, cut at the first NUL.
+std::string_view RefLine(std::string_view input, size_t newline) {
+  std::string_view line = input.substr(0, newline);
+  if (newline > 1 && line.back() == '\r') line.remove_suffix(1);
+  size_t nul = line.find('\0');
+  if (nul != std::string_view::npos) line = line.substr(0, nul);
+  return line;
+}
+
+bool ClosesWithoutNewline(std::string_view in) {
+  if (in.size() <= kLineLimit) return false;
+  size_t spaces = 0;
+  while (spaces < in.size() && in[spaces] == ' ') ++spaces;
+  std::string_view rest = in.substr(spaces);
+  bool multiget = rest.starts_with("get ") || rest.starts_with("gets ");
+  return spaces > 100 || !multiget || in.size() > kMaxMultigetLine;
+}
+
+bool Within(std::string_view part, std::string_view whole) {
+  if (part.empty()) return true;
+  return part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size();
+}
+
+bool IsKnownError(std::string_view reply) {
+  return reply == "ERROR" || reply == "CLIENT_ERROR bad command line format" ||
+         reply == "CLIENT_ERROR invalid exptime argument" ||
+         reply == "CLIENT_ERROR invalid numeric delta argument" ||
+         reply == "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]";
+}
+
+// The names that never reach memcached's HTTP check.
+bool IsKnownName(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "get",       "gets",    "gat",  "gats",      "bget",           "set",     "add",   "replace",
+      "append",    "prepend", "cas",  "incr",      "decr",           "delete",  "touch", "stats",
+      "flush_all", "version", "quit", "verbosity", "cache_memlimit", "shutdown"};
+  for (std::string_view n : kNames) {
+    if (n == name) return true;
+  }
+  return false;
+}
+
+// Whether memcached would close the connection on this (complete) line.
+bool RefIsHttpClose(const RefTokens& tk) {
+  if (tk.n < 1 || tk.t[0].size() < 2) return false;
+  std::string_view name = tk.t[0];
+  char first = name[0];
+  if (first == 'g' || (first == 'm' && name.size() == 2)) return false;
+  if (std::string_view("sacidt").find(first) != std::string_view::npos) return false;
+  if (IsKnownName(name)) return false;
+  return tk.t[tk.n - 1].starts_with("HTTP/");
+}
+
+// What a failed check prints: the line (escaped, cut) and the command.
+std::string Context(std::string_view raw_line, const Command& cmd) {
+  Command line;
+  line.keys = raw_line.substr(0, 300);
+  return "line: " + DescribeCommand(line) + "\n  cmd: " + DescribeCommand(cmd).substr(0, 800);
+}
+
+void CheckCommand(const Command& cmd, std::string_view raw_line, std::string_view line) {
+#define CHECK_CMD(cond) FUZZ_CHECK(cond, Context(raw_line, cmd))
+  const RefTokens tk = RefTokenize(line);
+  const bool last_is_noreply = tk.n > 0 && tk.t[tk.n - 1] == "noreply";
+
+  CHECK_CMD(Within(cmd.key, line));
+  CHECK_CMD(Within(cmd.keys, line));
+  CHECK_CMD(cmd.nargs <= kMaxTokens - 2);
+  for (size_t i = 0; i < cmd.nargs; ++i) CHECK_CMD(Within(cmd.args[i], line));
+  if (cmd.noreply) CHECK_CMD(last_is_noreply);
+
+  if (cmd.type == CommandType::kError) {
+    CHECK_CMD(IsKnownError(cmd.reply));
+    CHECK_CMD(!RefIsHttpClose(tk));
+    if (tk.n == 0 || tk.t[0].size() < 2) CHECK_CMD(cmd.reply == "ERROR" && !cmd.noreply);
+    return;
+  }
+  CHECK_CMD(tk.n >= 1);
+  const std::string_view name = tk.t[0];
+  CHECK_CMD(!RefIsHttpClose(tk));
+
+  if (IsGetFamily(cmd.type)) {
+    const bool touch = cmd.type == CommandType::kGat || cmd.type == CommandType::kGats;
+    switch (cmd.type) {
+      case CommandType::kGet:
+        CHECK_CMD(name == "get" || name == "bget");
+        break;
+      case CommandType::kGets:
+        CHECK_CMD(name == "gets");
+        break;
+      case CommandType::kGat:
+        CHECK_CMD(name == "gat");
+        break;
+      default:
+        CHECK_CMD(name == "gats");
+        break;
+    }
+    CHECK_CMD(tk.n >= 2);
+    CHECK_CMD(!cmd.noreply);
+    if (touch) {
+      int32_t e = 0;
+      CHECK_CMD(oracle::SafeStrtol(tk.t[1], &e) && e == cmd.exptime);
+    }
+    // The keys run to the end of the line and start at the first key token.
+    size_t first_key = touch ? 2 : 1;
+    if (tk.n > first_key) {
+      CHECK_CMD(cmd.keys.data() == tk.t[first_key].data());
+      CHECK_CMD(cmd.keys.data() + cmd.keys.size() == line.data() + line.size());
+    } else {
+      CHECK_CMD(cmd.keys.find_first_not_of(' ') == std::string_view::npos);
+    }
+    // Every key before bad_key_index is <= 250, the one at it is longer.
+    std::string_view keys = cmd.keys;
+    std::string_view key;
+    int64_t index = 0;
+    bool found_bad = false;
+    while (NextKey(&keys, &key)) {
+      CHECK_CMD(!key.empty() && key.find(' ') == std::string_view::npos);
+      if (key.size() > kMaxKeyLength) {
+        CHECK_CMD(cmd.bad_key_index == index);
+        found_bad = true;
+        break;
+      }
+      ++index;
+    }
+    if (!found_bad) CHECK_CMD(cmd.bad_key_index == -1);
+    return;
+  }
+
+  if (IsStorage(cmd.type)) {
+    const bool is_cas = cmd.type == CommandType::kCas;
+    CHECK_CMD(name == CommandTypeName(cmd.type));
+    const size_t want = is_cas ? 6 : 5;
+    CHECK_CMD(tk.n == want || tk.n == want + 1);
+    CHECK_CMD(cmd.key == tk.t[1] && cmd.key.size() <= kMaxKeyLength);
+    CHECK_CMD(cmd.noreply == last_is_noreply);
+    uint32_t flags = 0;
+    int32_t exptime = 0;
+    int32_t vlen = 0;
+    CHECK_CMD(oracle::SafeStrtoul(tk.t[2], &flags) && flags == cmd.flags);
+    CHECK_CMD(oracle::SafeStrtol(tk.t[3], &exptime) && exptime == cmd.exptime);
+    CHECK_CMD(oracle::SafeStrtol(tk.t[4], &vlen) && vlen >= 0 && vlen <= INT_MAX - 2);
+    CHECK_CMD(static_cast<uint32_t>(vlen) == cmd.value_len);
+    if (is_cas) {
+      uint64_t cas = 0;
+      CHECK_CMD(oracle::SafeStrtoull(tk.t[5], &cas) && cas == cmd.cas_unique);
+    }
+    return;
+  }
+
+  switch (cmd.type) {
+    case CommandType::kDelete: {
+      CHECK_CMD(name == "delete");
+      CHECK_CMD(tk.n >= 2 && tk.n <= 4);
+      CHECK_CMD(cmd.key == tk.t[1] && cmd.key.size() <= kMaxKeyLength);
+      if (tk.n == 3) CHECK_CMD(tk.t[2] == "0" || tk.t[2] == "noreply");
+      if (tk.n == 4) CHECK_CMD(tk.t[2] == "0" && tk.t[3] == "noreply");
+      CHECK_CMD(cmd.noreply == (tk.n > 2 && last_is_noreply));
+      break;
+    }
+    case CommandType::kIncr:
+    case CommandType::kDecr: {
+      CHECK_CMD(name == CommandTypeName(cmd.type));
+      CHECK_CMD(tk.n == 3 || tk.n == 4);
+      CHECK_CMD(cmd.key == tk.t[1] && cmd.key.size() <= kMaxKeyLength);
+      uint64_t delta = 0;
+      CHECK_CMD(oracle::SafeStrtoull(tk.t[2], &delta) && delta == cmd.delta);
+      CHECK_CMD(cmd.noreply == last_is_noreply);
+      break;
+    }
+    case CommandType::kTouch: {
+      CHECK_CMD(name == "touch");
+      CHECK_CMD(tk.n == 3 || tk.n == 4);
+      CHECK_CMD(cmd.key == tk.t[1] && cmd.key.size() <= kMaxKeyLength);
+      int32_t e = 0;
+      CHECK_CMD(oracle::SafeStrtol(tk.t[2], &e) && e == cmd.exptime);
+      CHECK_CMD(cmd.noreply == last_is_noreply);
+      break;
+    }
+    case CommandType::kFlushAll: {
+      CHECK_CMD(name == "flush_all");
+      CHECK_CMD(tk.n >= 1 && tk.n <= 3);
+      CHECK_CMD(cmd.noreply == last_is_noreply);
+      CHECK_CMD(cmd.has_exptime == (tk.n != (last_is_noreply ? 2u : 1u)));
+      if (cmd.has_exptime) {
+        int32_t e = 0;
+        CHECK_CMD(oracle::SafeStrtol(tk.t[1], &e) && e == cmd.exptime);
+      }
+      break;
+    }
+    case CommandType::kVerbosity:
+    case CommandType::kCacheMemlimit: {
+      CHECK_CMD(name == CommandTypeName(cmd.type));
+      CHECK_CMD(tk.n == 2 || tk.n == 3);
+      uint32_t number = 0;
+      CHECK_CMD(oracle::SafeStrtoul(tk.t[1], &number) && number == cmd.number);
+      CHECK_CMD(cmd.noreply == last_is_noreply);
+      break;
+    }
+    case CommandType::kStats:
+    case CommandType::kShutdown: {
+      CHECK_CMD(name == CommandTypeName(cmd.type));
+      CHECK_CMD(cmd.nargs == tk.n - 1);
+      for (size_t i = 0; i < cmd.nargs; ++i) CHECK_CMD(cmd.args[i] == tk.t[i + 1]);
+      break;
+    }
+    case CommandType::kVersion:
+    case CommandType::kQuit:
+      CHECK_CMD(name == CommandTypeName(cmd.type));
+      break;
+    case CommandType::kMetaNoop:
+      CHECK_CMD(name == "mn");
+      break;
+    default:
+      CHECK_CMD(false);
+  }
+#undef CHECK_CMD
+}
+
+}  // namespace
+}  // namespace strata::proxy
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace strata::proxy;  // NOLINT(build/namespaces)
+  const std::string_view input(reinterpret_cast<const char*>(data), size);
+  size_t off = 0;
+  while (off < input.size()) {
+    const std::string_view rest = input.substr(off);
+    Command cmd;
+    const ParseResult r = ParseCommand(rest, &cmd);
+    FUZZ_CHECK(r.consumed <= rest.size());
+    const size_t newline = rest.find('\n');
+
+    if (r.status == ParseStatus::kNeedMore) {
+      FUZZ_CHECK(newline == std::string_view::npos);
+      FUZZ_CHECK(r.consumed == 0);
+      FUZZ_CHECK(!ClosesWithoutNewline(rest));
+      break;
+    }
+    if (r.status == ParseStatus::kClose) {
+      if (newline == std::string_view::npos) {
+        FUZZ_CHECK(ClosesWithoutNewline(rest));
+      } else {
+        FUZZ_CHECK(r.consumed == newline + 1);
+        FUZZ_CHECK(RefIsHttpClose(RefTokenize(RefLine(rest, newline))));
+      }
+      break;
+    }
+
+    FUZZ_CHECK(r.status == ParseStatus::kCommand);
+    FUZZ_CHECK(newline != std::string_view::npos && r.consumed == newline + 1);
+    const std::string_view raw_line = rest.substr(0, r.consumed);
+    CheckCommand(cmd, raw_line, RefLine(rest, newline));
+
+    // Resumable: the line alone gives the same command...
+    Command again;
+    const ParseResult alone = ParseCommand(raw_line, &again);
+    FUZZ_CHECK(alone.status == ParseStatus::kCommand && alone.consumed == r.consumed);
+    FUZZ_CHECK(SameCommand(again, cmd),
+               "whole: " + DescribeCommand(cmd) + "\n  line alone: " + DescribeCommand(again));
+    // ...and one byte less is not a command yet.
+    const std::string_view short_line = raw_line.substr(0, raw_line.size() - 1);
+    const ParseResult partial = ParseCommand(short_line, &again);
+    FUZZ_CHECK(partial.consumed == 0);
+    FUZZ_CHECK(partial.status ==
+               (ClosesWithoutNewline(short_line) ? ParseStatus::kClose : ParseStatus::kNeedMore));
+
+    off += r.consumed;
+    if (IsStorage(cmd.type)) {
+      off +=
+          static_cast<size_t>(std::min<uint64_t>(uint64_t{cmd.value_len} + 2, input.size() - off));
+    }
+  }
+  return 0;
+}
