@@ -76,7 +76,8 @@ struct Options {
   uint64_t requests = 0;  // when > 0, run this many requests instead of a duration
   bool warmup = false;
   bool warmup_only = false;
-  uint64_t warmup_rate = 0;  // sets/s over all connections while preloading; 0 = unlimited
+  uint64_t warmup_rate = 0;    // sets/s over all connections while preloading; 0 = unlimited
+  bool random_values = false;  // incompressible value filler
   uint64_t seed = 42;
   std::string key_prefix = "key:";
   double timeout_s = 10;  // a phase fails when no reply arrives for this long
@@ -100,6 +101,7 @@ void PrintUsage(FILE* out) {
                "  --warmup-pipeline N  sets in flight per connection while preloading\n"
                "  --warmup-rate N      at most N sets/s while preloading, all connections\n"
                "                       together; suffixes k/m allowed (0 = unlimited)\n"
+               "  --random-values      incompressible values (pseudo-random printable filler)\n"
                "  --seed N             RNG seed (42)\n"
                "  --key-prefix S       key prefix (\"key:\")\n"
                "  --timeout T          fail when no reply arrives for this long (10s)\n");
@@ -217,6 +219,9 @@ Options ParseOptions(int argc, char** argv) {
     } else if (arg == "--warmup-only") {
       flag();
       opt.warmup_only = true;
+    } else if (arg == "--random-values") {
+      flag();
+      opt.random_values = true;
     } else if (arg == "--seed") {
       opt.seed = ParseCount(arg, next());
     } else if (arg == "--key-prefix") {
@@ -323,15 +328,23 @@ class Histogram {
 };
 
 // Keys are prefix + decimal index; a value is its key's index as 8 hex digits followed
-// by a shared filler (truncated when the value is shorter than 8 bytes).
+// by a shared filler (truncated when the value is shorter than 8 bytes). The filler is
+// "abc...z" repeated, which LZ4 shrinks ~60x, or with --random-values fixed pseudo-random
+// printable bytes, which no per-value compressor shrinks.
 class Keyspace {
  public:
-  Keyspace(const std::string& prefix, uint64_t value_size)
+  Keyspace(const std::string& prefix, uint64_t value_size, bool random_values)
       : prefix_(prefix),
         value_size_(value_size),
         tag_len_(std::min<uint64_t>(kTagLen, value_size)),
         filler_(value_size - tag_len_, '\0') {
-    for (size_t i = 0; i < filler_.size(); ++i) filler_[i] = static_cast<char>('a' + i % 26);
+    static constexpr char kChars[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/";
+    uint64_t state = 0x5eed;
+    for (size_t i = 0; i < filler_.size(); ++i) {
+      filler_[i] = random_values ? kChars[Mix(state += 0x9e3779b97f4a7c15ULL) & 63]
+                                 : static_cast<char>('a' + i % 26);
+    }
   }
 
   void AppendKey(uint64_t index, std::string* out) const {
@@ -931,7 +944,7 @@ double Us(uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 int Main(int argc, char** argv) {
   Options opt = ParseOptions(argc, argv);
   signal(SIGPIPE, SIG_IGN);
-  Keyspace keyspace(opt.key_prefix, opt.value_size);
+  Keyspace keyspace(opt.key_prefix, opt.value_size, opt.random_values);
 
   std::vector<std::unique_ptr<Worker>> workers;
   for (int t = 0; t < opt.threads; ++t) workers.push_back(std::make_unique<Worker>(opt, keyspace));
@@ -1008,14 +1021,15 @@ int Main(int argc, char** argv) {
       ", \"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, "
       "\"max_us\": %.1f, \"mean_us\": %.1f, \"duration_s\": %.4f, \"warmup_s\": %.4f, "
       "\"warmup_sets\": %" PRIu64 ", \"warmup_errors\": %" PRIu64 ", \"warmup_rate\": %" PRIu64
+      ", \"random_values\": %s"
       ", \"connections\": %d, "
       "\"threads\": %d, \"pipeline\": %d, \"keys\": %" PRIu64 ", \"value_size\": %" PRIu64
       ", \"get_ratio\": %.4f, \"seed\": %" PRIu64 "}\n",
       ops_per_s, total.ops(), total.gets, total.sets, total.hits, total.misses, total.errors(),
       total.error_replies, total.bad_values, total.lost, total.conn_failures + warm.conn_failures,
       p50, p90, p99, p999, Us(hist.max()), hist.mean() / 1000.0, duration_s, warmup_s, warm.sets,
-      warm.errors(), opt.warmup_rate, opt.connections, opt.threads, opt.pipeline, opt.keys,
-      opt.value_size, opt.get_ratio, opt.seed);
+      warm.errors(), opt.warmup_rate, opt.random_values ? "true" : "false", opt.connections,
+      opt.threads, opt.pipeline, opt.keys, opt.value_size, opt.get_ratio, opt.seed);
   std::fflush(stdout);
   if (!first_error.empty())
     std::fprintf(stderr, "strata_loadgen: first error: %s\n", first_error.c_str());

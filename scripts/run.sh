@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh build
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_TESTS=OFF >/dev/null
 cmake --build build --target strata
+mkdir -p var  # the SSD tier's file (config/strata.yaml: tiers.ssd.path)
 exec build/proxy/strata --config config/strata.yaml "$@"
