@@ -372,6 +372,8 @@ def run_loadgen(args, port, extra, timeout):
             "--connections", str(args.connections), "--pipeline", str(args.pipeline),
             "--keys", str(args.keys), "--value-size", str(args.value_size),
             "--key-prefix", args.key_prefix] + extra
+    if not args.compressible_values:
+        argv.append("--random-values")
     cmd = pinned(args.loadgen_cpu, argv)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
@@ -522,6 +524,9 @@ def server_argv(side, args, port, ssd_file):
         ext = f"ext_path={ssd_file}:{mc_size(args.ssd_size)}"
         if args.memcached_ext_opts:
             ext += "," + args.memcached_ext_opts
+        if "ext_threads=" not in ext:
+            # extstore reads with blocking pread, one per IO thread: its queue depth.
+            ext += f",ext_threads={args.qd}"
         argv = [args.memcached_bin, "-p", str(port), "-l", "127.0.0.1", "-m", str(args.ram_mb),
                 "-t", "1", "-c", "1024", "-o", ext]
         if os.geteuid() == 0:
@@ -531,6 +536,16 @@ def server_argv(side, args, port, ssd_file):
         argv = [args.strata_bin, "-p", str(port), "-l", "127.0.0.1", "-m", str(args.ram_mb),
                 "-t", "1", "-c", "1024", "--metrics-listen", f"127.0.0.1:{free_port()}",
                 "--ssd-path", ssd_file, "--ssd-size", fmt_size(args.ssd_size)]
+        if args.strata_ssd_set:
+            # The same path and size as the flags, so the file validates on its own.
+            conf = os.path.join(os.path.dirname(ssd_file), "strata-ssd.yaml")
+            with open(conf, "w") as f:
+                f.write(f"tiers:\n  ssd:\n    path: {ssd_file}\n"
+                        f"    size: {fmt_size(args.ssd_size)}\n")
+                for kv in args.strata_ssd_set:
+                    k, _, v = kv.partition("=")
+                    f.write(f"    {k.strip()}: {v.strip()}\n")
+            argv += ["-C", conf]
         argv += args.strata_args.split()
     return pinned(args.server_cpu, argv)
 
@@ -924,10 +939,17 @@ def parse_args(argv):
                         "measured gets (default), or keep it (memcached then reads RAM)")
     p.add_argument("--drop-interval", type=parse_seconds, default=0.1)
     p.add_argument("--memcached-ext-opts",
-                   default="slab_automove=2,slab_automove_freeratio=0.10,ext_threads=8",
-                   help="extra -o options for memcached's extstore, after ext_path; "
-                        "'' for memcached's defaults")
+                   default="slab_automove=2,slab_automove_freeratio=0.10",
+                   help="extra -o options for memcached's extstore, after ext_path (default: "
+                        "the slab mover settings that let it keep ~90%% of a 10k/s load); "
+                        "ext_threads=--qd is added unless given; '' for memcached's defaults")
     p.add_argument("--memcached-args", default="", help="extra memcached arguments")
+    p.add_argument("--compressible-values", action="store_true",
+                   help="use strata_loadgen's default filler (LZ4 shrinks it ~60x) instead of "
+                        "--random-values (incompressible)")
+    p.add_argument("--strata-ssd-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a tiers.ssd setting for strata, e.g. admission=all or "
+                        "compression=none (repeatable); written to a YAML file given with -C")
     p.add_argument("--strata-args", default="", help="extra strata arguments, e.g. "
                                                      "'--ssd-io threadpool'")
     p.add_argument("--server-cpu", type=int, default=0)
@@ -1062,7 +1084,8 @@ def main(argv):
     finally:
         stop_all()
         if not args.keep:
-            for f in [fio_file] + [os.path.join(workdir, f"{s}.ssd") for s in SIDES]:
+            for f in [fio_file, os.path.join(workdir, "strata-ssd.yaml")] + \
+                    [os.path.join(workdir, f"{s}.ssd") for s in SIDES]:
                 if os.path.exists(f):
                     os.remove(f)
 

@@ -10,7 +10,10 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
+
+#include <sstream>
 
 #include <cerrno>
 #include <set>
@@ -280,19 +283,54 @@ std::string ErrnoMessage(int err) { return std::generic_category().message(err);
 
 }  // namespace
 
+// Counts the documents of a YAML stream, stopping at `limit`, and records
+// where the second one starts. (YAML::LoadAll is not used: yaml-cpp 0.7
+// loops forever on some malformed input, such as a lone ",".)
+class DocumentCounter final : public YAML::EventHandler {
+ public:
+  size_t Count(const std::string& text, size_t limit) {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    size_t n = 0;
+    while (n < limit && parser.HandleNextDocument(*this)) ++n;
+    return n;
+  }
+  YAML::Mark second_start() const { return second_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++started_ == 2) second_ = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+ private:
+  size_t started_ = 0;
+  YAML::Mark second_ = YAML::Mark::null_mark();
+};
+
 Result<Config> ParseYaml(const std::string& text, const std::string& origin) {
   const std::string name = origin.empty() ? std::string("<config>") : origin;
   try {
-    std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    DocumentCounter counter;
+    size_t documents = counter.Count(text, 2);
     Config config;
-    if (documents.empty()) return config;
-    if (documents.size() > 1) {
-      const YAML::Mark mark = documents[1].Mark();
-      return Status::InvalidArgument(
-          name + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1) +
-          ": expected one YAML document, found " + std::to_string(documents.size()));
+    if (documents == 0) return config;
+    if (documents > 1) {
+      const YAML::Mark mark = counter.second_start();
+      return Status::InvalidArgument(name + ":" + std::to_string(mark.line + 1) + ":" +
+                                     std::to_string(mark.column + 1) +
+                                     ": expected one YAML document, found more");
     }
-    Status s = Walker(name).Document(documents[0], &config);
+    Status s = Walker(name).Document(YAML::Load(text), &config);
     if (!s.ok()) return s;
     return config;
   } catch (const YAML::ParserException& e) {

@@ -493,7 +493,7 @@ TEST(ParseYamlErrorTest, SyntaxErrorsGiveOriginLineAndColumn) {
 
 TEST(ParseYamlErrorTest, MoreThanOneDocument) {
   EXPECT_EQ(Error("---\nserver: {}\n---\nlog: {}\n"),
-            "t.yaml:4:1: expected one YAML document, found 2");
+            "t.yaml:3:1: expected one YAML document, found more");
 }
 
 TEST(ParseYamlErrorTest, DeepNestingIsAnErrorNotACrash) {
