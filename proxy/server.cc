@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -9,7 +10,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -186,7 +189,33 @@ common::Status Server::Start() {
     }
   }
   for (auto& w : workers_) w->Start();
+  trimmer_ = std::thread([this] { TrimLoop(); });
   return common::Status::Ok();
+}
+
+namespace {
+// The process's resident set size, from /proc/self/statm.
+uint64_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t size = 0;
+  uint64_t resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+}  // namespace
+
+void Server::TrimLoop() {
+  tiers::RamTier& tier = *ctx_.tier;
+  uint64_t released_at_last_trim = tier.released_bytes();
+  std::unique_lock lock(trim_mu_);
+  while (!trim_cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return trim_stop_; })) {
+    uint64_t limit = tier.limit();
+    uint64_t released = tier.released_bytes();
+    if (released - released_at_last_trim < std::max<uint64_t>(limit / 8, 1 << 20)) continue;
+    if (ResidentBytes() < limit + limit / 8 + (8 << 20)) continue;
+    released_at_last_trim = released;
+    malloc_trim(0);
+  }
 }
 
 void Server::RequestStop() {
@@ -196,6 +225,14 @@ void Server::RequestStop() {
 
 void Server::Wait() {
   for (auto& w : workers_) w->Join();
+  if (trimmer_.joinable()) {
+    {
+      std::lock_guard lock(trim_mu_);
+      trim_stop_ = true;
+    }
+    trim_cv_.notify_all();
+    trimmer_.join();
+  }
 }
 
 }  // namespace strata::proxy

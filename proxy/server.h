@@ -9,10 +9,19 @@
 // finish the replies they owe (bounded by drain_timeout) and exit; Wait()
 // returns when all have.
 //
+// A background thread keeps RSS near the RAM budget: items of mixed sizes
+// leave holes in malloc's heap as they are evicted or deleted, and when the
+// process holds more than the budget plus a sixteenth plus 8 MiB, with a
+// sixteenth of the budget released since the last time, it returns whole
+// free pages to the OS (malloc_trim), off the workers' loops.
+//
 // Thread safety: Start/Wait from one thread; RequestStop from any thread.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <memory>
 #include <vector>
 
@@ -50,6 +59,12 @@ class Server {
  private:
   ServerContext ctx_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  // Returns freed heap pages to the OS when RSS runs over the budget.
+  void TrimLoop();
+  std::thread trimmer_;
+  std::mutex trim_mu_;
+  std::condition_variable trim_cv_;
+  bool trim_stop_ = false;
   int unix_fd_ = -1;
   std::atomic<bool> stop_requested_{false};
 };

@@ -1,8 +1,6 @@
 #include "proxy/worker.h"
 
-#include <malloc.h>
 
-#include <algorithm>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -13,6 +11,7 @@ namespace {
 constexpr uint64_t kMaintenanceIntervalMs = 100;
 constexpr size_t kReapItemsPerTick = 20'000;
 constexpr unsigned kIoQueueDepth = 256;
+
 }  // namespace
 
 Worker::Worker(ServerContext& ctx, int index)
@@ -124,14 +123,6 @@ void Worker::OnMaintenance(uv_timer_t* timer) {
   auto* self = static_cast<Worker*>(timer->data);
   tiers::RamTier& tier = *self->ctx_.tier;
   tier.ReapExpired(kReapItemsPerTick);
-  // Items of mixed sizes leave holes in malloc's heap as they are evicted or
-  // deleted. Once a sixteenth of the budget has been given back, hand the
-  // whole free pages back to the OS so RSS follows the budget.
-  uint64_t released = tier.released_bytes();
-  if (released - self->released_at_last_trim_ >= std::max<uint64_t>(tier.limit() / 16, 1 << 20)) {
-    self->released_at_last_trim_ = released;
-    malloc_trim(0);
-  }
 }
 
 void Worker::OnIoReadable(uv_poll_t* poll, int, int) {

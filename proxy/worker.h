@@ -87,7 +87,6 @@ class Worker {
   bool io_handles_open_ = false;
   int zombies_ = 0;
   bool stopping_ = false;
-  uint64_t released_at_last_trim_ = 0;
   Connection* conns_ = nullptr;  // intrusive list head
   std::thread thread_;
 };
