@@ -749,10 +749,11 @@ def one_run(side, kind, args, pair, workdir):
 # Report
 
 RUN_COLUMNS = {
-    "fast": [("load_sets_per_s", "load sets/s", "{:.0f}"), ("curr_items", "curr_items", "{}"),
-             ("items_on_ssd", "on SSD", "{}"), ("kept_share", "kept %", "{:.1%}"),
-             ("probe_bad", "bad", "{}"), ("probe_s", "probe s", "{:.1f}")],
-    "paced": [("load_sets_per_s", "load sets/s", "{:.0f}"), ("items_on_ssd", "on SSD", "{}"),
+    "fast": [("load_sets_per_s", "load sets/s", "{:.0f}"), ("curr_items", "curr_items", "{:.0f}"),
+             ("items_on_ssd", "on SSD", "{:.0f}"), ("kept_share", "kept %", "{:.1%}"),
+             ("probe_bad", "bad", "{:.0f}"), ("probe_s", "probe s", "{:.1f}")],
+    "paced": [("load_sets_per_s", "load sets/s", "{:.0f}"),
+              ("items_on_ssd", "on SSD", "{:.0f}"),
               ("ops_per_s", "gets/s", "{:.0f}"), ("hit_share", "hit %", "{:.1%}"),
               ("ssd_share", "SSD %", "{:.1%}"), ("ssd_hits_per_s", "SSD hits/s", "{:.0f}"),
               ("p50_us", "p50 us", "{:.0f}"), ("p99_us", "p99 us", "{:.0f}"),
@@ -765,7 +766,7 @@ RUN_COLUMNS = {
               ("dev_bytes_per_demoted", "dev B/demoted B", "{:.3f}"),
               ("page_cache_share_end", "page cache %", "{:.1%}"),
               ("o_direct", "O_DIRECT", "{}"), ("loadgen_cpu_pct", "lg cpu %", "{:.0f}"),
-              ("errors", "errors", "{}")],
+              ("errors", "errors", "{:.0f}")],
 }
 
 
@@ -866,6 +867,12 @@ def print_targets(s, args):
     row("  server CPU us per SSD hit", fmt("{:.2f}", st.get("cpu_us_per_ssd_hit")),
         fmt("{:.2f}", mc.get("cpu_us_per_ssd_hit")), "extstore ~20 (issue)", None)
     print_table(["target", "strata", "memcached-extstore", "reference", "verdict"], rows)
+    share = st.get("ssd_share")
+    if share is not None and share < 0.5:
+        out(f"  note: strata served only {share:.1%} of the gets from SSD (it kept "
+            f"{fmt('{:.0f}', st.get('items_on_ssd'))} items there; see ssd_admissions_rejected* "
+            "above): the throughput, p99 and CPU rows then measure RAM misses, not its SSD "
+            "path. `--strata-ssd-set admission=all` shows the SSD path alone.")
 
 
 # ---------------------------------------------------------------------------------------

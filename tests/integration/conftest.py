@@ -63,8 +63,12 @@ class Server:
 
     def __init__(self, binary, memory_mb=64, threads=2, max_conns=None,
                  item_size=None, unix_socket=None, unix_mask=None,
-                 enable_shutdown=False, extra_args=(), log_path=None):
+                 enable_shutdown=False, extra_args=(), log_path=None,
+                 start_timeout=None):
         self.binary = binary
+        # Seconds to wait for the port to accept (default START_TIMEOUT_S);
+        # longer for servers that rebuild an SSD index before listening.
+        self.start_timeout = start_timeout or START_TIMEOUT_S
         self.is_memcached = bin_is_memcached(binary)
         self.host = "127.0.0.1"
         self.port = None
@@ -145,7 +149,7 @@ class Server:
             self.process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=self._log,
                 stderr=subprocess.STDOUT, start_new_session=True)
-            deadline = time.monotonic() + START_TIMEOUT_S
+            deadline = time.monotonic() + self.start_timeout
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     break
