@@ -35,7 +35,7 @@ Standard library only; runs under /usr/bin/python3. Needs fio (apt-get install -
 taskset; when fio is missing the fio part is skipped with a message.
 
 Example:
-  bench/ssd_bench.py                                 # everything, 2 pairs, ~6-8 minutes
+  bench/ssd_bench.py                                 # everything, 2 pairs, ~5 minutes
   bench/ssd_bench.py --pairs 1 --duration 5s --skip-strata
 """
 

@@ -205,6 +205,53 @@ void AddLatency(const LatencySnapshot& latency, Families& f) {
   }
 }
 
+void AddSsd(const SsdFigures& d, Families& f) {
+  if (!d.present) return;
+  auto counter = [&f](const char* name, const char* help, uint64_t v) {
+    f.Family(name, MetricType::Counter, help).Sample(D(v));
+  };
+  auto gauge = [&f](const char* name, const char* help, uint64_t v) {
+    f.Family(name, MetricType::Gauge, help).Sample(D(v));
+  };
+  f.Family("strata_ssd_io_mode_info", MetricType::Gauge,
+           "How the SSD tier does its I/O (io_uring, or a thread pool when io_uring is "
+           "refused), as a label.")
+      .Sample(1, {{"mode", d.io_mode}});
+  counter("strata_promotions_total", "SSD items read and put back in RAM.", d.promotions);
+  counter("strata_demotions_total", "RAM evictions written to the SSD tier.", d.demotions);
+  auto& rejected = f.Family("strata_ssd_admissions_rejected_total", MetricType::Counter,
+                            "RAM evictions not written to flash, by reason.");
+  rejected.Sample(D(d.rejected_cold), {{"reason", "cold"}});
+  rejected.Sample(D(d.rejected_budget), {{"reason", "budget"}});
+  counter("strata_ssd_demotions_dropped_total",
+          "Demotions dropped because the writer was a region behind or the item did not fit "
+          "a region.",
+          d.dropped);
+  counter("strata_ssd_written_bytes_total", "Bytes written to the SSD device.",
+          d.device_bytes_written);
+  counter("strata_ssd_raw_bytes_total", "Value bytes demoted, before compression.", d.raw_bytes);
+  counter("strata_ssd_stored_bytes_total",
+          "Value bytes demoted, as stored (compression ratio = raw / stored).", d.stored_bytes);
+  gauge("strata_ssd_write_budget_bytes_per_second",
+        "The configured flash write budget; 0 means none.", d.write_budget);
+  counter("strata_ssd_regions_reclaimed_total", "Log regions reclaimed when the log wrapped.",
+          d.regions_reclaimed);
+  gauge("strata_ssd_index_entries", "Entries in the SSD tier's in-RAM index.", d.index_entries);
+  gauge("strata_ssd_index_bytes", "RAM used by the SSD tier's index.", d.index_bytes);
+  auto& io_errors = f.Family("strata_ssd_io_errors_total", MetricType::Counter,
+                             "SSD reads and writes that failed.");
+  io_errors.Sample(D(d.read_errors), {{"op", "read"}});
+  io_errors.Sample(D(d.write_errors), {{"op", "write"}});
+  counter("strata_ssd_corrupt_records_total",
+          "SSD records whose checksum or key did not match on read (served as misses).",
+          d.corrupt_records);
+  counter("strata_ssd_stale_reads_total",
+          "SSD reads discarded because the key changed while they were in flight.",
+          d.stale_reads);
+  counter("strata_ssd_tombstones_total", "Tombstones written for deleted or overwritten keys.",
+          d.tombstones);
+}
+
 }  // namespace
 
 std::string RenderText(const Snapshot& snapshot) {
@@ -219,6 +266,7 @@ std::string RenderText(const Snapshot& snapshot) {
   f.Family("strata_ram_eviction_policy_info", MetricType::Gauge,
            "The RAM tier's eviction policy, as a label.")
       .Sample(1, {{"policy", snapshot.ram.eviction_policy}});
+  AddSsd(snapshot.ssd, f);
   AddLatency(snapshot.latency, f);
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, f.get());

@@ -45,6 +45,8 @@ std::string_view TierLabelName(TierLabel t) {
   switch (t) {
     case TierLabel::kRam:
       return "ram";
+    case TierLabel::kSsd:
+      return "ssd";
     case TierLabel::kMiss:
       return "miss";
     case TierLabel::kNone:

@@ -59,6 +59,7 @@ enum class CommandLabel : uint8_t {
 // fine: the numeric values are not exported).
 enum class TierLabel : uint8_t {
   kRam,
+  kSsd,
   kMiss,
   kNone,
   kCount,

@@ -67,7 +67,7 @@ struct ServerFigures {
 
 // One tier's figures, exported with a tier="<name>" label.
 struct TierFigures {
-  std::string name;  // "ram"; issue 3 adds "ssd"
+  std::string name;  // "ram" or "ssd"
   // Lookups that reached this tier (get, gets, gat, gats keys) and were
   // found in it, or not.
   uint64_t hits = 0;
@@ -86,29 +86,37 @@ struct RamFigures {
   std::string eviction_policy;  // "s3fifo" | "lru"
 };
 
-// Extension point for issue 3 (SSD tier). When it lands, add a struct
-// SsdFigures here and render it in exposition.cc as:
-//   strata_tier_*{tier="ssd"}            through TierFigures (hits, misses,
-//                                        items, bytes, limit, evictions)
-//   strata_promotions_total, strata_demotions_total
-//   strata_ssd_admissions_rejected_total{reason}
-//   strata_ssd_read_bytes_total, strata_ssd_written_bytes_total
-//   strata_ssd_write_budget_bytes_per_second (gauge: the configured budget)
-//   strata_ssd_regions_reclaimed_total, strata_ssd_records_rewritten_total
-//   strata_ssd_stored_bytes_total, strata_ssd_raw_bytes_total (compression
-//                                        ratio = raw / stored)
-//   strata_ssd_index_entries, strata_ssd_index_bytes
-//   strata_ssd_io_errors_total{op}, strata_ssd_corrupt_records_total
-//   strata_ssd_io_mode_info{mode="io_uring"|"threadpool"}
-//   strata_ssd_reads_in_flight
-// plus memcached_exporter's extstore names where they mean the same thing
-// (memcached_extstore_bytes_written_total, _bytes_read_total,
-// _objects_read_total, _objects_written_total, _bytes_used, _bytes_limit).
+// The SSD tier's own figures (present only when it is configured). Its
+// hits, misses, items, bytes and reclaims also appear as a TierFigures
+// named "ssd".
+struct SsdFigures {
+  bool present = false;
+  std::string io_mode;               // "io_uring" | "threadpool"
+  uint64_t promotions = 0;           // SSD reads put back in RAM
+  uint64_t demotions = 0;            // RAM evictions written to the log
+  uint64_t rejected_cold = 0;        // evictions the admission policy called cold
+  uint64_t rejected_budget = 0;      // evictions over the write budget
+  uint64_t dropped = 0;              // demotions dropped (writer behind, too large)
+  uint64_t device_bytes_written = 0;
+  uint64_t raw_bytes = 0;            // value bytes demoted, before compression
+  uint64_t stored_bytes = 0;         // value bytes as written
+  uint64_t write_budget = 0;         // bytes per second, 0 = none
+  uint64_t regions_reclaimed = 0;
+  uint64_t index_entries = 0;
+  uint64_t index_bytes = 0;
+  uint64_t read_errors = 0;
+  uint64_t write_errors = 0;
+  uint64_t corrupt_records = 0;
+  uint64_t stale_reads = 0;
+  uint64_t tombstones = 0;
+};
+
 struct Snapshot {
   bool ready = false;  // what /readyz answers; set by MetricsServer
   ServerFigures server;
   std::vector<TierFigures> tiers;
   RamFigures ram;
+  SsdFigures ssd;
   LatencySnapshot latency;
 };
 

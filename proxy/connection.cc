@@ -193,6 +193,11 @@ void Connection::OnIoDone() {
       break;
   }
   if (was_store && o != Outcome::kWaitIo) store_ = PendingStore{};
+  if (!was_store && (o == Outcome::kDone || o == Outcome::kClose)) {
+    // Its time, from the batch it arrived in to now, includes the SSD read.
+    CountCommand(cmd_.type, pending_start_ns_, pending_ram_hits_, pending_ssd_hits_);
+  }
+  if (o != Outcome::kWaitIo && o != Outcome::kPaused) pending_ssd_hits_ = UINT64_MAX;
   ProcessInput();
   EndBatch();
   if (!waiting_io_ && !paused_ && !closing_ && !draining_ && !close_after_flush_ && !reading_) {
@@ -256,7 +261,8 @@ void Connection::EndBatch() {
   if (measure_latency_) batch_.End(batch_.depth() == 1 ? uv_hrtime() : 0, &stats_.latency());
 }
 
-void Connection::CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_hits_before) {
+void Connection::CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_hits_before,
+                              uint64_t ssd_hits_before) {
   if (!measure_latency_) return;
   const LatencyKind kind = kLatencyKinds[static_cast<size_t>(type)];
   // A get-family command hit in RAM if it moved the worker's RAM-hit count
@@ -264,8 +270,14 @@ void Connection::CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_
   // values, so it hit either way).
   metrics::TierLabel tier = metrics::TierLabel::kNone;
   if (kind.lookup) {
-    tier = stats_.Get(Counter::kRamHits) != ram_hits_before ? metrics::TierLabel::kRam
-                                                            : metrics::TierLabel::kMiss;
+    // A command any of whose keys the SSD tier served is labelled ssd: its
+    // time includes the device read.
+    if (ssd_hits_before != UINT64_MAX && stats_.Get(Counter::kSsdHits) != ssd_hits_before) {
+      tier = metrics::TierLabel::kSsd;
+    } else {
+      tier = stats_.Get(Counter::kRamHits) != ram_hits_before ? metrics::TierLabel::kRam
+                                                              : metrics::TierLabel::kMiss;
+    }
   }
   batch_.Add(kind.label, tier, start_ns);
 }
@@ -293,11 +305,13 @@ void Connection::ProcessInput() {
         break;
       }
       if (o == Outcome::kWaitIo) {
+        if (pending_ssd_hits_ == UINT64_MAX) pending_ssd_hits_ = stats_.Get(Counter::kSsdHits);
         WaitForIo();
         break;
       }
       get_in_progress_ = false;
-      CountCommand(cmd_.type, pending_start_ns_, pending_ram_hits_);
+      CountCommand(cmd_.type, pending_start_ns_, pending_ram_hits_, pending_ssd_hits_);
+      pending_ssd_hits_ = UINT64_MAX;
       continue;
     }
     if (reading_data_) {
@@ -343,6 +357,9 @@ void Connection::ProcessInput() {
         close_after_flush_ = true;
         break;
       case Outcome::kWaitIo:
+        pending_start_ns_ = batch_.start_ns();
+        pending_ram_hits_ = ram_hits;
+        pending_ssd_hits_ = stats_.Get(Counter::kSsdHits);
         WaitForIo();
         break;
     }

@@ -79,7 +79,10 @@ class Connection final : public IoWaiter {
   // count when it began (a get-family command that moved it hit in RAM).
   void BeginBatch();
   void EndBatch();
-  void CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_hits_before);
+  // `ssd_hits_before`: the worker's SSD-hit count when the command started,
+  // for commands that waited for the SSD tier (UINT64_MAX otherwise).
+  void CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_hits_before,
+                    uint64_t ssd_hits_before = UINT64_MAX);
   uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&handle_); }
 
   Worker& worker_;
@@ -122,6 +125,7 @@ class Connection final : public IoWaiter {
   metrics::LatencyBatch batch_;
   uint64_t pending_start_ns_ = 0;  // a store or paused get that spans batches
   uint64_t pending_ram_hits_ = 0;
+  uint64_t pending_ssd_hits_ = UINT64_MAX;
 };
 
 }  // namespace strata::proxy

@@ -337,8 +337,9 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
   const uint32_t* new_exptime = touch ? &exptime : nullptr;
   std::string_view key;
 
-  auto count = [&](bool hit) {
-    stats_.Add(hit ? Counter::kRamHits : Counter::kRamMisses);
+  auto count = [&](bool hit, bool asked_ssd = false, bool from_ssd = false) {
+    stats_.Add(hit && !from_ssd ? Counter::kRamHits : Counter::kRamMisses);
+    if (asked_ssd) stats_.Add(from_ssd ? Counter::kSsdHits : Counter::kSsdMisses);
     if (touch) {
       stats_.Add(Counter::kCmdTouch);
       stats_.Add(hit ? Counter::kTouchHits : Counter::kTouchMisses);
@@ -368,8 +369,9 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
         async->waiting = AsyncState::Waiting::kNothing;
         for (size_t n = 0; n < kGetBatch && NextKey(&cmd.keys, &key); ++n) {
           size_t index = async->slots.size();
-          async->slots.push_back({key, tier.Get(key, new_exptime), false});
+          async->slots.push_back({key, tier.Get(key, new_exptime), false, false});
           if (!async->slots[index].item && tier.NeedsPromotion(key)) {
+            async->slots[index].asked_ssd = true;
             ++async->pending;
             tier.Promote(key, *async->io, new SlotRead(async, index));
           }
@@ -384,7 +386,7 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
         tiers::ItemRef item = std::move(slot.item);
         // A promoted item is touched now that it is back in RAM (gat).
         if (item && slot.from_ssd && touch) item = tier.Get(slot.key, new_exptime);
-        count(static_cast<bool>(item));
+        count(static_cast<bool>(item), slot.asked_ssd, slot.from_ssd && item);
         if (item) AppendValue(out, slot.key, item, with_cas);
       }
       async->slots.clear();

@@ -68,7 +68,8 @@ struct AsyncState {
   struct Slot {
     std::string_view key;        // a view into the connection's read buffer
     tiers::ItemRef item;
-    bool from_ssd = false;
+    bool from_ssd = false;   // the item was read from the SSD tier
+    bool asked_ssd = false;  // RAM missed and the SSD tier was asked
   };
   std::vector<Slot> slots;       // the current get batch, in request order
   bool batch_ready = false;      // every slot of the batch is resolved

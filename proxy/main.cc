@@ -121,6 +121,33 @@ int main(int argc, char** argv) {
 
   const strata::common::Clock& clock = strata::common::SystemClock::Instance();
 
+  // The metrics server starts first, so that a taken metrics port stops
+  // strata before it serves anything, and /readyz answers 503 while the SSD
+  // index loads. Until the server exists a scrape sees no figures; until
+  // the workers listen, only the process figures.
+  std::atomic<bool> serving{false};
+  std::atomic<const strata::proxy::ServerContext*> ctx_for_metrics{nullptr};
+  std::unique_ptr<strata::metrics::MetricsServer> metrics;
+  if (metrics_enabled) {
+    auto started = strata::metrics::MetricsServer::Start(
+        metrics_options, [&ctx_for_metrics, &serving](strata::metrics::Snapshot* snapshot) {
+          const strata::proxy::ServerContext* ctx =
+              ctx_for_metrics.load(std::memory_order_acquire);
+          if (ctx == nullptr) return;
+          if (serving.load(std::memory_order_acquire)) {
+            strata::proxy::FillSnapshot(*ctx, snapshot);
+          } else {
+            strata::proxy::FillProcessSnapshot(*ctx, snapshot);
+          }
+        });
+    if (!started.ok()) {
+      Log(LogLevel::kError, "cannot start: %s (metrics.listen, --metrics-listen)",
+          started.status().message().c_str());
+      return 1;
+    }
+    metrics = std::move(started).value();
+  }
+
   // The SSD tier: open (and preallocate) the device, rebuild the index from
   // what is on it, before serving anything.
   const strata::config::SsdConfig& ssd_cfg = cfg.tiers.ssd;
@@ -182,27 +209,8 @@ int main(int argc, char** argv) {
   uv_signal_start(&m.sigint, OnSignal, SIGINT);
   server.context().request_shutdown = [&m] { uv_async_send(&m.shutdown); };
 
-  // The metrics server starts first, so that a taken metrics port stops
-  // strata before it serves anything. Until the workers exist, a scrape sees
-  // only the process figures; /readyz says 503 until the server listens.
-  std::atomic<bool> serving{false};
-  std::unique_ptr<strata::metrics::MetricsServer> metrics;
-  if (metrics_enabled) {
-    const strata::proxy::ServerContext& ctx = server.context();
-    auto started = strata::metrics::MetricsServer::Start(
-        metrics_options, [&ctx, &serving](strata::metrics::Snapshot* snapshot) {
-          if (serving.load(std::memory_order_acquire)) {
-            strata::proxy::FillSnapshot(ctx, snapshot);
-          } else {
-            strata::proxy::FillProcessSnapshot(ctx, snapshot);
-          }
-        });
-    if (!started.ok()) {
-      Log(LogLevel::kError, "cannot start: %s (metrics.listen, --metrics-listen)",
-          started.status().message().c_str());
-      return 1;
-    }
-    metrics = std::move(started).value();
+  if (metrics != nullptr) {
+    ctx_for_metrics.store(&server.context(), std::memory_order_release);
     m.metrics = metrics.get();
   }
 

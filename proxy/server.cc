@@ -80,6 +80,42 @@ common::Result<int> BindTcp(const std::string& address, uint16_t port) {
   return fd;
 }
 
+// SO_REUSEPORT would let this process share a port another process already
+// listens on (the kernel would then split connections between the two).
+// A plain bind tells whether the port is free.
+common::Status CheckPortFree(const std::string& address, uint16_t port) {
+  if (port == 0) return common::Status::Ok();
+  std::string host = address == "localhost" ? "127.0.0.1" : address;
+  struct sockaddr_storage ss;
+  std::memset(&ss, 0, sizeof(ss));
+  socklen_t len = 0;
+  auto* sin = reinterpret_cast<struct sockaddr_in*>(&ss);
+  auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) == 1) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    len = sizeof(*sin);
+  } else if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) == 1) {
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    len = sizeof(*sin6);
+  } else {
+    return common::Status::InvalidArgument("not an IP address: " + address);
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return common::Status::IoError(Errno("socket"));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));  // TIME_WAIT is fine
+  int rc = bind(fd, reinterpret_cast<struct sockaddr*>(&ss), len);
+  int err = errno;
+  close(fd);
+  if (rc != 0) {
+    errno = err;
+    return common::Status::IoError(Errno("bind " + address + ":" + std::to_string(port)));
+  }
+  return common::Status::Ok();
+}
+
 uint16_t LocalPort(int fd) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
@@ -153,6 +189,8 @@ common::Status Server::Start() {
   uint32_t n = ctx_.options.workers == 0 ? UsableCpus() : ctx_.options.workers;
   ctx_.options.workers = n;
   uint16_t port = ctx_.options.port;
+  common::Status free = CheckPortFree(ctx_.options.listen, port);
+  if (!free.ok()) return free;
   std::vector<int> tcp_fds;
   auto close_all = [&] {
     for (int fd : tcp_fds) close(fd);

@@ -1,5 +1,7 @@
 #include "proxy/server_metrics.h"
 
+#include <algorithm>
+
 #include <sys/resource.h>
 
 #include <string>
@@ -79,6 +81,41 @@ void FillSnapshot(const ServerContext& ctx, metrics::Snapshot* out) {
   t.expired_unfetched = ram.expired_unfetched;
   out->tiers.push_back(std::move(t));
   out->ram.eviction_policy = std::string(tiers::EvictionKindName(ctx.tier->eviction()));
+
+  if (ctx.cache != nullptr && ctx.cache->ssd() != nullptr) {
+    const tiers::SsdLog& log = *ctx.cache->ssd();
+    const tiers::SsdLogStats d = log.Stats();
+    const tiers::TieredCache::Counters c = ctx.cache->counters();
+    metrics::TierFigures ssd;
+    ssd.name = "ssd";
+    ssd.hits = sum(Counter::kSsdHits);
+    ssd.misses = sum(Counter::kSsdMisses);
+    ssd.items = d.index_entries;
+    ssd.bytes = std::min<uint64_t>(d.record_bytes, log.capacity_bytes());
+    ssd.limit_bytes = log.capacity_bytes();
+    ssd.evictions = d.entries_reclaimed;
+    out->tiers.push_back(std::move(ssd));
+    metrics::SsdFigures& f = out->ssd;
+    f.present = true;
+    f.io_mode = std::string(log.device_mode());
+    f.promotions = c.promotions;
+    f.demotions = d.demoted_items;
+    f.rejected_cold = c.rejected_cold;
+    f.rejected_budget = c.rejected_budget;
+    f.dropped = d.dropped_backlog + d.dropped_too_large;
+    f.device_bytes_written = d.device_bytes_written;
+    f.raw_bytes = d.demoted_value_bytes;
+    f.stored_bytes = d.stored_value_bytes;
+    f.write_budget = ctx.cache->write_budget();
+    f.regions_reclaimed = d.regions_reclaimed;
+    f.index_entries = d.index_entries;
+    f.index_bytes = d.index_bytes;
+    f.read_errors = d.read_errors;
+    f.write_errors = d.write_errors;
+    f.corrupt_records = d.corrupt_records;
+    f.stale_reads = d.stale_reads;
+    f.tombstones = d.tombstones;
+  }
 
   for (const WorkerStats* w : ctx.worker_stats) w->latency().AddTo(&out->latency);
 }

@@ -47,6 +47,8 @@ enum class Counter : uint8_t {
   kConnYields,
   kRamHits,    // get/gets/gat/gats keys found in the RAM tier
   kRamMisses,  // ... and not found there
+  kSsdHits,    // get-family keys RAM missed and the SSD tier served
+  kSsdMisses,  // ... that the SSD tier was asked for and did not have
   kCount,
 };
 

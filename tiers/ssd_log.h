@@ -127,6 +127,8 @@ class SsdLog {
 
   SsdLogStats Stats() const;
   uint32_t region_count() const { return region_count_; }
+  // Bytes of the device the log uses.
+  uint64_t capacity_bytes() const { return uint64_t{region_count_} * options_.region_size; }
   std::string_view device_mode() const { return device_.mode(); }
 
  private:

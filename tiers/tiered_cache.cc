@@ -16,6 +16,7 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
     size_t keys = static_cast<size_t>(std::clamp<uint64_t>(ram_options.size_bytes / 256, 1 << 16, 1 << 24));
     sketch_ = std::make_unique<FrequencySketch>(keys);
     admission_ = std::make_unique<AdmissionPolicy>(admission, *sketch_, clock);
+    write_budget_ = admission.write_budget;
     ram_.EnsureCasAbove(ssd_->max_recovered_cas());
     ram_.SetFlushHook([this] { ssd_->Flush(); });
   }

@@ -73,6 +73,8 @@ class TieredCache final : public EvictionSink {
     uint64_t rejected_budget = 0;      // evictions over the write budget
   };
   Counters counters() const;
+  // The flash write budget in bytes per second (0 = none).
+  uint64_t write_budget() const { return write_budget_; }
 
  private:
   void Invalidate(std::string_view key);
@@ -82,6 +84,7 @@ class TieredCache final : public EvictionSink {
   SsdLog* ssd_;
   std::unique_ptr<FrequencySketch> sketch_;    // with an SSD tier: fed by stores and gets
   std::unique_ptr<AdmissionPolicy> admission_;
+  uint64_t write_budget_ = 0;
   std::atomic<uint64_t> promotions_{0};
   std::atomic<uint64_t> admitted_{0};
   std::atomic<uint64_t> rejected_cold_{0};
