@@ -30,5 +30,5 @@ if [ -x tests/fuzz/run.sh ]; then
 fi
 
 echo "== yamllint"
-yamllint -s config/strata.yaml
+yamllint -s config/strata.yaml helm/strata/alerts/strata-rules.yaml tests/metrics/alerts_test.yaml
 echo "All tests passed."
