@@ -418,6 +418,11 @@ def test_not_ready_while_draining(strata_bin, tmp_path):
     metrics_port = free_port()
     srv = start_strata(strata_bin, metrics_port, ["-C", str(config), "-I", "2m"])
     try:
+        # Ready follows listening by a moment: poll, as a probe would.
+        deadline = time.monotonic() + 5
+        while (http_get(srv.metrics_url + "/readyz")[0] != 200
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
         assert http_get(srv.metrics_url + "/readyz")[0] == 200
         client = Client(srv.address, timeout=5, connect_timeout=5)
         client.set("big", b"v" * (1 << 20), noreply=False)
