@@ -229,6 +229,9 @@ void AddSsd(const SsdFigures& d, Families& f) {
           d.dropped);
   counter("strata_ssd_written_bytes_total", "Bytes written to the SSD device.",
           d.device_bytes_written);
+  counter("strata_ssd_read_bytes_total", "Bytes read from the SSD device.", d.device_bytes_read);
+  gauge("strata_ssd_reads_in_flight", "SSD device reads issued and not yet completed.",
+        d.reads_in_flight);
   counter("strata_ssd_raw_bytes_total", "Value bytes demoted, before compression.", d.raw_bytes);
   counter("strata_ssd_stored_bytes_total",
           "Value bytes demoted, as stored (compression ratio = raw / stored).", d.stored_bytes);

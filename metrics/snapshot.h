@@ -98,6 +98,8 @@ struct SsdFigures {
   uint64_t rejected_budget = 0;      // evictions over the write budget
   uint64_t dropped = 0;              // demotions dropped (writer behind, too large)
   uint64_t device_bytes_written = 0;
+  uint64_t device_bytes_read = 0;
+  uint64_t reads_in_flight = 0;
   uint64_t raw_bytes = 0;            // value bytes demoted, before compression
   uint64_t stored_bytes = 0;         // value bytes as written
   uint64_t write_budget = 0;         // bytes per second, 0 = none

@@ -594,6 +594,7 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
     Stat(out, "recache_from_extstore", c.promotions);
     Stat(out, "extstore_objects_written", d.demoted_items);
     Stat(out, "extstore_bytes_written", d.device_bytes_written);
+    Stat(out, "extstore_bytes_read", d.device_bytes_read);
     // ...and strata's own.
     Stat(out, "ssd_io_mode", ssd->device_mode());
     Stat(out, "ssd_regions", d.regions);
@@ -611,6 +612,8 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_stored_bytes", d.stored_value_bytes);
     Stat(out, "ssd_record_bytes", d.record_bytes);
     Stat(out, "ssd_device_bytes_written", d.device_bytes_written);
+    Stat(out, "ssd_device_bytes_read", d.device_bytes_read);
+    Stat(out, "ssd_reads_in_flight", d.reads_in_flight);
     char ratio[32];
     std::snprintf(ratio, sizeof(ratio), "%.3f",
                   d.stored_value_bytes == 0 ? 1.0

@@ -104,6 +104,8 @@ void FillSnapshot(const ServerContext& ctx, metrics::Snapshot* out) {
     f.rejected_budget = c.rejected_budget;
     f.dropped = d.dropped_backlog + d.dropped_too_large;
     f.device_bytes_written = d.device_bytes_written;
+    f.device_bytes_read = d.device_bytes_read;
+    f.reads_in_flight = d.reads_in_flight;
     f.raw_bytes = d.demoted_value_bytes;
     f.stored_bytes = d.stored_value_bytes;
     f.write_budget = ctx.cache->write_budget();

@@ -35,7 +35,8 @@ struct SsdLog::Counters {
   std::atomic<uint64_t> demoted_items{0}, demoted_value_bytes{0}, stored_value_bytes{0},
       record_bytes{0}, device_bytes_written{0}, tombstones{0}, dropped_too_large{0},
       dropped_backlog{0}, write_errors{0}, read_errors{0}, corrupt_records{0}, stale_reads{0},
-      reads{0}, hits{0}, regions_reclaimed{0}, entries_reclaimed{0};
+      reads{0}, hits{0}, regions_reclaimed{0}, entries_reclaimed{0}, device_bytes_read{0},
+      reads_in_flight{0};
 };
 
 struct SsdLog::Buffer {
@@ -59,9 +60,17 @@ class SsdLog::ReadOp final : public IoCompletion {
     dev_offset_ = start + begin_;
     buf_ = AllocateAligned(len_);
   }
-  void Issue(IoQueue& queue) { queue.Read(dev_offset_, buf_.get(), len_, this); }
+  void Issue(IoQueue& queue) {
+    log_->c_->reads_in_flight.fetch_add(1, std::memory_order_relaxed);
+    queue.Read(dev_offset_, buf_.get(), len_, this);
+  }
 
   void OnIoComplete(int64_t result) override {
+    log_->c_->reads_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    if (result > 0) {
+      log_->c_->device_bytes_read.fetch_add(static_cast<uint64_t>(result),
+                                            std::memory_order_relaxed);
+    }
     ItemRef item;
     if (result < static_cast<int64_t>(loc_.offset + loc_.size - begin_)) {
       log_->c_->read_errors.fetch_add(1, std::memory_order_relaxed);
@@ -398,6 +407,8 @@ SsdLogStats SsdLog::Stats() const {
   s.hits = get(c_->hits);
   s.regions_reclaimed = get(c_->regions_reclaimed);
   s.entries_reclaimed = get(c_->entries_reclaimed);
+  s.device_bytes_read = get(c_->device_bytes_read);
+  s.reads_in_flight = get(c_->reads_in_flight);
   return s;
 }
 

@@ -79,6 +79,8 @@ struct SsdLogStats {
   uint64_t stale_reads = 0;           // the entry changed while the read was in flight
   uint64_t reads = 0;
   uint64_t hits = 0;
+  uint64_t device_bytes_read = 0;     // bytes read from the device (block aligned)
+  uint64_t reads_in_flight = 0;       // device reads issued, not yet completed
   uint64_t regions_reclaimed = 0;
   uint64_t entries_reclaimed = 0;
 };
