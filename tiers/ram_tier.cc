@@ -195,6 +195,7 @@ StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
   ItemRef doomed;     // dropped after the lock is released
   ItemRef combined;   // append/prepend result
   StoreResult result = StoreResult::kStored;
+  const Item* published = nullptr;  // only compared, never dereferenced after unlock
   {
     std::lock_guard lock(shard.mu);
     Item** link = shard.Find(key, hash);
@@ -283,13 +284,14 @@ StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
       // that access counted, so the eviction this insert may trigger does
       // not pick it first.
       if (mode == StoreMode::kRestore) shard.policy->OnHit(publish);
+      published = publish;
       shard.bytes += charge;
       used_bytes_.fetch_add(charge, std::memory_order_relaxed);
     }
   }
   if (result == StoreResult::kStored &&
       used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit())) {
-    EnforceLimit(shard_shift_ == 64 ? 0 : hash >> shard_shift_);
+    EnforceLimit(shard_shift_ == 64 ? 0 : hash >> shard_shift_, published);
   }
   return result;
 }
@@ -478,7 +480,7 @@ void RamTier::FlushNow() {
   }
 }
 
-void RamTier::EnforceLimit(size_t first_shard) {
+void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
   std::vector<ItemRef> evicted;
   std::vector<ItemRef> expired;  // freed after the loop, never under a lock
   const size_t n = shards_.size();
@@ -500,6 +502,13 @@ void RamTier::EnforceLimit(size_t first_shard) {
       continue;
     }
     Item* victim = shard.policy->Evict();
+    if (victim == keep && victim != nullptr) {
+      // The item just stored is this shard's only candidate: put it back
+      // and evict elsewhere.
+      shard.policy->OnInsert(victim, common::HashKey(victim->Key()));
+      shard.policy->OnHit(victim);
+      victim = nullptr;
+    }
     if (victim == nullptr) {
       ++empty_in_a_row;
       idx = (idx + 1) % n;

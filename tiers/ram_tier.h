@@ -110,6 +110,11 @@ class RamTier {
   // True if a live item with `key` is resident (no policy hit recorded).
   bool Contains(std::string_view key);
 
+  // True if a flush_all has taken effect since `item` was stored.
+  bool IsFlushed(const Item& item) const {
+    return item.cas < flushed_below_cas_.load(std::memory_order_acquire);
+  }
+
   // Makes every CAS unique issued from now on larger than `cas` (after
   // items with persisted uniques were recovered).
   void EnsureCasAbove(uint64_t cas);
@@ -182,8 +187,9 @@ class RamTier {
   void FlushNow();
   // Takes `bytes` off the usage and counts them as released.
   void ReleaseBytes(int64_t bytes);
-  // Evicts until usage is within the limit, starting with `first_shard`.
-  void EnforceLimit(size_t first_shard);
+  // Evicts until usage is within the limit, starting with `first_shard`;
+  // never evicts `keep` (the item just stored).
+  void EnforceLimit(size_t first_shard, const Item* keep = nullptr);
   uint64_t NextCas() { return next_cas_.fetch_add(1, std::memory_order_relaxed); }
 
   RamTierOptions options_;

@@ -1,6 +1,7 @@
 #include "tiers/ssd_log.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "common/hash.h"
@@ -282,6 +283,7 @@ void SsdLog::Flush() {
   std::lock_guard lock(mu_);
   index_.Clear();
   AppendLocked(0, {RecordType::kFlush, Codec::kNone, 0, 0, 0, 0}, "", "");
+  if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);  // durable at once
 }
 
 void SsdLog::Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDone* done) {
@@ -352,7 +354,16 @@ void SsdLog::WriterLoop() {
     WriteJob job;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+      // After 100 ms without a full chunk, the open region's tail is
+      // written anyway: tombstones and flush markers must not wait for
+      // more records to become durable.
+      if (!cv_.wait_for(lock, std::chrono::milliseconds(100),
+                        [this] { return stop_ || !jobs_.empty(); })) {
+        if (active_ != nullptr && active_->fill > active_->enqueued) {
+          EnqueueLocked(active_, /*tail=*/true);
+        }
+        if (jobs_.empty()) continue;
+      }
       if (jobs_.empty()) return;
       job = jobs_.front();
       jobs_.pop_front();

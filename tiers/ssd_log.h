@@ -3,7 +3,9 @@
 // The device is cut into regions (ssd_format.h) used as a circular log.
 // Demoted items are appended, LZ4-compressed when that saves space, to the
 // open region's buffer in RAM; the buffer is written to the device in large
-// aligned chunks by a background writer thread with its own I/O queue, and
+// aligned chunks by a background writer thread with its own I/O queue (and
+// the unwritten tail after 100 ms without a full chunk, so tombstones and
+// flush markers are durable within that time), and
 // records stay readable from the buffer until their write has landed. A
 // compact SsdIndex maps each key's hash to its newest record. When the log
 // wraps, the oldest region is reclaimed: its index entries are dropped and

@@ -125,7 +125,11 @@ void TieredCache::OnEvicted(std::vector<ItemRef>& items) {
         break;
     }
     std::string_view key = item->Key();
-    if (ssd_->Append(*item, hash, [&] { return !ram_.Contains(key); })) {
+    // Checked under the log's lock: a newer version in RAM, or a flush_all
+    // since the item was stored, makes this one stale.
+    const Item& evicted = *item;
+    if (ssd_->Append(evicted, hash,
+                     [&] { return !ram_.Contains(key) && !ram_.IsFlushed(evicted); })) {
       admitted_.fetch_add(1, std::memory_order_relaxed);
     }
   }

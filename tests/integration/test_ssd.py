@@ -3,9 +3,10 @@
 Every test runs twice, once with `tiers.ssd.io: io_uring` and once with
 `io: threadpool` (the pread/pwrite fallback), and checks `stats` reports the
 mode it asked for.  The cache file lives in a folder next to the binary
-(`ssd-test-tmp/`, on the build's file system: tmpfs has no O_DIRECT), made
-and removed by the `ssd` fixture; each server gets its own YAML config with
-a `tiers.ssd` section and `metrics: {enabled: false}`.
+(`ssd-test-tmp/`, on the build's file system: tmpfs has no O_DIRECT), or
+in $STRATA_SSD_TEST_DIR, made and removed by the `ssd` fixture; each server
+gets its own YAML config with a `tiers.ssd` section and
+`metrics: {enabled: false}`.
 
 Values verify themselves: "<tag>:<version>:<body>", where tag is a BLAKE2b
 digest of key, version and body.  A hit whose tag does not match, or that
@@ -29,6 +30,10 @@ has something to do and something to give up on.
 5. startup: the recovery time of a full (wrapped) 1 GiB tier, from the log
    line "N items recovered in X s", is printed (run with -s to see it).
 
+The test marked xfail pins an invariant strata still breaks (see its
+reason): the races of demotion with delete and flush_all (not strict: a race
+is caught only sometimes).
+
 The whole file takes about 2-4 minutes on 2 cores (both I/O modes).
 """
 
@@ -38,7 +43,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -335,7 +339,10 @@ class SsdEnv:
 
 @pytest.fixture(params=["io_uring", "threadpool"])
 def ssd(request, strata_bin):
-    root = os.path.join(os.path.dirname(strata_bin), "ssd-test-tmp")
+    # STRATA_SSD_TEST_DIR overrides where the cache files go (it must be on
+    # a file system with O_DIRECT: not tmpfs).
+    root = os.environ.get("STRATA_SSD_TEST_DIR") or \
+        os.path.join(os.path.dirname(strata_bin), "ssd-test-tmp")
     folder = os.path.join(root, f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
     os.makedirs(folder)
     env = SsdEnv(strata_bin, folder, request.param)
@@ -489,7 +496,11 @@ def test_capacity_512mib_mixed_sizes_and_ttls(ssd):
           f"ssd_index_bytes {st_written['ssd_index_bytes']} "
           f"ssd_dropped_backlog {st['ssd_dropped_backlog']} "
           f"ssd_admissions_rejected {st['ssd_admissions_rejected']}")
-    assert share >= 0.95, f"only {share:.3f} of live keys hit"
+    # The writer thread falling a region behind drops demotions
+    # (ssd_dropped_backlog): the issue asks for >= 95 % kept however fast
+    # items arrive, so a slow or busy disk shows up here.
+    assert share >= 0.95, f"only {share:.3f} of live keys hit " \
+        f"(ssd_dropped_backlog {st['ssd_dropped_backlog']})"
     assert int(st["ssd_hits"]) > 0
     assert ratio > 1.0
     assert_no_errors(st)
@@ -539,7 +550,6 @@ def test_newest_write_wins_on_ssd_resident_keys(ssd):
                 expect[k] = v
         assert all(r == b"STORED" for r in c.set_many(items))
     push_to_ssd(srv, b"a")
-    before = ssd_stats(srv)
 
     with Client(srv) as c:
         cas_seen = {}
@@ -550,6 +560,7 @@ def test_newest_write_wins_on_ssd_resident_keys(ssd):
     # The keys read just now are back in RAM, unchanged: push them out again
     # (their SSD records stay valid) and use the uniques read before.
     push_to_ssd(srv, b"b")
+    before = ssd_stats(srv)
 
     short_deadline = None
     with Client(srv) as c:
@@ -612,9 +623,12 @@ def test_newest_write_wins_on_ssd_resident_keys(ssd):
             expect[k] = b"93"
     after = ssd_stats(srv)
     promoted = int(after["ssd_promotions"]) - int(before["ssd_promotions"])
-    # Every key but the `set`, `delete` and `plain` ones was read from SSD
-    # first (one promotion each, the cas_after_demotion ones twice).
-    assert promoted >= n * (len(groups) - 3), \
+    # Each command but set, delete and the ones on deleted keys read its key
+    # from SSD first: one promotion per key in 12 groups.
+    promoting = {"touch", "touch_short", "gat", "add", "replace", "append",
+                 "prepend", "cas", "cas_after_demotion", "cas_bad", "incr",
+                 "decr"}
+    assert promoted >= n * len(promoting), \
         f"only {promoted} promotions: the keys were not on SSD"
 
     def verify(when):
@@ -850,12 +864,6 @@ def test_kill9_under_write_load(ssd):
         assert_no_errors(c.stats())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "strata bug: a tombstone stays in the open region's RAM buffer until "
-    "1 MiB more records pile up (SsdLog::EnqueueLocked is only called by "
-    "AppendLocked past write_chunk, Sync and rotation), so after kill -9 the "
-    "old record comes back; remove this mark once the tail is written "
-    "within a bounded time"))
 def test_kill9_after_quiet_spell_keeps_deletes_and_overwrites(ssd):
     """A delete or overwrite of an SSD-resident key, then nothing for 2 s,
     then kill -9: the old value must not come back (its tombstone must
@@ -926,6 +934,28 @@ def test_recovery_time_of_a_full_tier(ssd):
     assert items > 0 and items == int(st2["ssd_index_entries"])
     assert len(found) >= 0.95 * len(newest)
     assert secs < 60
+
+
+# --------------------------------------------------------------------------
+# large values when RAM is full
+
+
+def test_large_values_survive_a_full_ram_tier(ssd):
+    srv = ssd.start()
+    write_fill(srv, b"big-fill", 2 * RAM_MB * MiB, size=4096)   # RAM is full
+    lost = []
+    with Client(srv) as c:
+        t0 = int(c.stats()["ssd_tombstones"])
+        for i, size in enumerate([100_000, 300_000, 600_000, 900_000] * 3):
+            k = b"big:%02d" % i
+            v = make_value(k, 1, size, compressible=i % 2 == 0)
+            assert c.store(b"set", k, v) == b"STORED"
+            got = c.get(k)
+            if got is None or got[1] != v:
+                lost.append((k, size))
+        tombstones = int(c.stats()["ssd_tombstones"]) - t0
+    assert not lost, f"{len(lost)} values missed right after STORED: " \
+        f"{lost!r}; {tombstones} tombstones written, with no delete"
 
 
 # --------------------------------------------------------------------------
@@ -1007,7 +1037,6 @@ def test_delete_and_flush_racing_demotion(ssd):
         t.join()
     time.sleep(0.2)
     back = read_all(srv, list(deleted))   # before any flush_all
-    print({k: v for k, v in ssd_stats(srv).items() if k.startswith("ssd_") or k in ("evictions", "curr_items")})
 
     survivors = []
     with Client(srv) as c:
