@@ -44,25 +44,31 @@ double CgroupCpuLimit() {
   return 0;
 }
 
-// Creates a bound (not yet listening) TCP socket with SO_REUSEPORT.
-common::Result<int> BindTcp(const std::string& address, uint16_t port) {
-  struct sockaddr_storage ss;
-  std::memset(&ss, 0, sizeof(ss));
-  socklen_t len = 0;
+// Fills *ss with `address` (IPv4, IPv6 or "localhost") and `port`; returns
+// the address length, or 0 if it is not an IP address.
+socklen_t ResolveAddress(const std::string& address, uint16_t port, struct sockaddr_storage* ss) {
+  std::memset(ss, 0, sizeof(*ss));
   std::string host = address == "localhost" ? "127.0.0.1" : address;
-  auto* sin = reinterpret_cast<struct sockaddr_in*>(&ss);
-  auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
+  auto* sin = reinterpret_cast<struct sockaddr_in*>(ss);
+  auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(ss);
   if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) == 1) {
     sin->sin_family = AF_INET;
     sin->sin_port = htons(port);
-    len = sizeof(*sin);
-  } else if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) == 1) {
+    return sizeof(*sin);
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) == 1) {
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons(port);
-    len = sizeof(*sin6);
-  } else {
-    return common::Status::InvalidArgument("not an IP address: " + address);
+    return sizeof(*sin6);
   }
+  return 0;
+}
+
+// Creates a bound (not yet listening) TCP socket with SO_REUSEPORT.
+common::Result<int> BindTcp(const std::string& address, uint16_t port) {
+  struct sockaddr_storage ss;
+  socklen_t len = ResolveAddress(address, port, &ss);
+  if (len == 0) return common::Status::InvalidArgument("not an IP address: " + address);
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return common::Status::IoError(Errno("socket"));
   int one = 1;
@@ -85,23 +91,9 @@ common::Result<int> BindTcp(const std::string& address, uint16_t port) {
 // A plain bind tells whether the port is free.
 common::Status CheckPortFree(const std::string& address, uint16_t port) {
   if (port == 0) return common::Status::Ok();
-  std::string host = address == "localhost" ? "127.0.0.1" : address;
   struct sockaddr_storage ss;
-  std::memset(&ss, 0, sizeof(ss));
-  socklen_t len = 0;
-  auto* sin = reinterpret_cast<struct sockaddr_in*>(&ss);
-  auto* sin6 = reinterpret_cast<struct sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) == 1) {
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    len = sizeof(*sin);
-  } else if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) == 1) {
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(port);
-    len = sizeof(*sin6);
-  } else {
-    return common::Status::InvalidArgument("not an IP address: " + address);
-  }
+  socklen_t len = ResolveAddress(address, port, &ss);
+  if (len == 0) return common::Status::InvalidArgument("not an IP address: " + address);
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return common::Status::IoError(Errno("socket"));
   int one = 1;
