@@ -485,6 +485,7 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
   std::vector<ItemRef> expired;  // freed after the loop, never under a lock
   const size_t n = shards_.size();
   const int64_t fair_share = static_cast<int64_t>(limit() / n);
+  const uint64_t epoch = sink_ != nullptr ? sink_->EvictionEpoch() : 0;
   size_t idx = first_shard % n;
   size_t empty_in_a_row = 0;
   int64_t now = clock_.NowSeconds();
@@ -531,7 +532,7 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
     evicted.push_back(ItemRef::Adopt(victim));
     if (shard.bytes < fair_share) idx = evict_cursor_.fetch_add(1, std::memory_order_relaxed) % n;
   }
-  if (sink_ != nullptr && !evicted.empty()) sink_->OnEvicted(evicted);
+  if (sink_ != nullptr && !evicted.empty()) sink_->OnEvictedSince(evicted, epoch);
 }
 
 bool RamTier::SetLimit(uint64_t bytes) {

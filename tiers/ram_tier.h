@@ -51,6 +51,13 @@ class EvictionSink {
  public:
   virtual ~EvictionSink() = default;
   virtual void OnEvicted(std::vector<ItemRef>& items) = 0;
+  // A counter the sink advances on changes that must win over evictions
+  // already under way (deletes). The RAM tier reads it before it unlinks
+  // victims and hands it to OnEvictedSince().
+  virtual uint64_t EvictionEpoch() const { return 0; }
+  virtual void OnEvictedSince(std::vector<ItemRef>& items, uint64_t /*epoch*/) {
+    OnEvicted(items);
+  }
 };
 
 // kRestore puts back an item read from a lower tier: like kAdd, but the

@@ -16,6 +16,7 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
     size_t keys = static_cast<size_t>(std::clamp<uint64_t>(ram_options.size_bytes / 256, 1 << 16, 1 << 24));
     sketch_ = std::make_unique<FrequencySketch>(keys);
     admission_ = std::make_unique<AdmissionPolicy>(admission, *sketch_, clock);
+    recent_deletes_ = std::make_unique<RecentDelete[]>(kRecentDeletes);
     write_budget_ = admission.write_budget;
     ram_.EnsureCasAbove(ssd_->max_recovered_cas());
     ram_.SetFlushHook([this] { ssd_->Flush(); });
@@ -84,9 +85,23 @@ StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique
 }
 
 bool TieredCache::Delete(std::string_view key) {
+  if (ssd_ == nullptr) return ram_.Delete(key);
+  uint64_t hash = common::HashKey(key);
+  // Recorded first, so a demotion of this key already under way sees it
+  // (its append checks under the log's lock, which Remove() takes after).
+  uint64_t epoch = delete_epoch_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  RecentDelete& slot = recent_deletes_[hash & (kRecentDeletes - 1)];
+  slot.epoch.store(epoch, std::memory_order_relaxed);
+  slot.hash.store(hash, std::memory_order_release);
   bool in_ram = ram_.Delete(key);
-  bool on_ssd = ssd_ != nullptr && ssd_->Remove(key, common::HashKey(key));
+  bool on_ssd = ssd_->Remove(key, hash);
   return in_ram || on_ssd;
+}
+
+bool TieredCache::DeletedSince(uint64_t hash, uint64_t epoch) const {
+  const RecentDelete& slot = recent_deletes_[hash & (kRecentDeletes - 1)];
+  return slot.hash.load(std::memory_order_acquire) == hash &&
+         slot.epoch.load(std::memory_order_relaxed) > epoch;
 }
 
 DeltaResult TieredCache::Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result) {
@@ -108,7 +123,7 @@ ItemRef TieredCache::Get(std::string_view key, const uint32_t* new_exptime) {
   return item;
 }
 
-void TieredCache::OnEvicted(std::vector<ItemRef>& items) {
+void TieredCache::OnEvictedSince(std::vector<ItemRef>& items, uint64_t epoch) {
   if (ssd_ == nullptr) return;
   for (ItemRef& item : items) {
     uint64_t hash = common::HashKey(item->Key());
@@ -125,11 +140,13 @@ void TieredCache::OnEvicted(std::vector<ItemRef>& items) {
         break;
     }
     std::string_view key = item->Key();
-    // Checked under the log's lock: a newer version in RAM, or a flush_all
-    // since the item was stored, makes this one stale.
+    // Checked under the log's lock: a newer version in RAM, a flush_all
+    // since the item was stored, or a delete since the eviction began makes
+    // this one stale.
     const Item& evicted = *item;
-    if (ssd_->Append(evicted, hash,
-                     [&] { return !ram_.Contains(key) && !ram_.IsFlushed(evicted); })) {
+    if (ssd_->Append(evicted, hash, [&] {
+          return !ram_.Contains(key) && !ram_.IsFlushed(evicted) && !DeletedSince(hash, epoch);
+        })) {
       admitted_.fetch_add(1, std::memory_order_relaxed);
     }
   }

@@ -64,7 +64,13 @@ class TieredCache final : public EvictionSink {
   // waits for the device (graceful shutdown). Returns items written.
   size_t DemoteAll();
 
-  void OnEvicted(std::vector<ItemRef>& items) override;
+  void OnEvicted(std::vector<ItemRef>& items) override { OnEvictedSince(items, 0); }
+  uint64_t EvictionEpoch() const override {
+    return delete_epoch_.load(std::memory_order_acquire);
+  }
+  // Demotes `items`, except those whose key was deleted after `epoch` (the
+  // delete raced with the eviction and must win).
+  void OnEvictedSince(std::vector<ItemRef>& items, uint64_t epoch) override;
 
   struct Counters {
     uint64_t promotions = 0;           // SSD reads put back in RAM
@@ -85,6 +91,16 @@ class TieredCache final : public EvictionSink {
   std::unique_ptr<FrequencySketch> sketch_;    // with an SSD tier: fed by stores and gets
   std::unique_ptr<AdmissionPolicy> admission_;
   uint64_t write_budget_ = 0;
+  // Deletes recorded by key hash (a lossy table): a delete that lands
+  // between an item's eviction from RAM and its append to SSD must win.
+  bool DeletedSince(uint64_t hash, uint64_t epoch) const;
+  struct RecentDelete {
+    std::atomic<uint64_t> hash{0};
+    std::atomic<uint64_t> epoch{0};
+  };
+  static constexpr size_t kRecentDeletes = 1 << 14;
+  std::unique_ptr<RecentDelete[]> recent_deletes_;
+  std::atomic<uint64_t> delete_epoch_{0};
   std::atomic<uint64_t> promotions_{0};
   std::atomic<uint64_t> admitted_{0};
   std::atomic<uint64_t> rejected_cold_{0};
