@@ -185,8 +185,17 @@ void RamTier::MaybeRunDelayedFlush(int64_t now) {
   }
 }
 
+StoreResult RamTier::Restore(ItemRef item, const std::function<bool()>& still_valid) {
+  return StoreImpl(StoreMode::kRestore, std::move(item), 0, nullptr, &still_valid);
+}
+
 StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
                            uint64_t* stored_cas) {
+  return StoreImpl(mode, std::move(item), cas_unique, stored_cas, nullptr);
+}
+
+StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique,
+                               uint64_t* stored_cas, const std::function<bool()>* still_valid) {
   int64_t now = clock_.NowSeconds();
   MaybeRunDelayedFlush(now);
   std::string_view key = item->Key();
@@ -213,7 +222,9 @@ StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
       case StoreMode::kSet:
         break;
       case StoreMode::kRestore:
-        if (old != nullptr) result = StoreResult::kNotStored;
+        if (old != nullptr || IsFlushed(*item) || (still_valid != nullptr && !(*still_valid)())) {
+          result = StoreResult::kNotStored;
+        }
         break;
       case StoreMode::kAdd:
         if (old != nullptr) {
@@ -354,9 +365,9 @@ void RamTier::CollectShard(size_t index, std::vector<ItemRef>* out) {
   }
 }
 
-bool RamTier::Delete(std::string_view key) {
+bool RamTier::Delete(std::string_view key, bool run_due_flush) {
   int64_t now = clock_.NowSeconds();
-  MaybeRunDelayedFlush(now);
+  if (run_due_flush) MaybeRunDelayedFlush(now);
   uint64_t hash = common::HashKey(key);
   Shard& shard = ShardFor(hash);
   ItemRef doomed;

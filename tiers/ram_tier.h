@@ -106,6 +106,12 @@ class RamTier {
   StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0,
                     uint64_t* stored_cas = nullptr);
 
+  // kRestore with a condition: `item` (read back from the SSD tier, with
+  // its CAS unique) is published only if the key is absent, no flush_all
+  // has passed it, and still_valid() (asked under the shard's lock, so no
+  // delete of the key can come between) returns true.
+  StoreResult Restore(ItemRef item, const std::function<bool()>& still_valid);
+
   // Returns the live item for `key` and records a hit with the policy, or
   // an empty ref. If `new_exptime` is given the item's expiry is updated
   // first (gat/gats).
@@ -142,8 +148,13 @@ class RamTier {
   // delayed, so a lower tier can flush too.
   void SetFlushHook(std::function<void()> hook) { flush_hook_ = std::move(hook); }
 
-  // Removes a live item. Returns false if there is none.
-  bool Delete(std::string_view key);
+  // Removes a live item. Returns false if there is none. With
+  // `run_due_flush` false a delayed flush_all whose time has come is not
+  // started here (a caller holding the SSD log's lock must not run the
+  // flush hook; it calls RunDueFlush() first).
+  bool Delete(std::string_view key, bool run_due_flush = true);
+  // Starts a delayed flush_all whose time has come, if any.
+  void RunDueFlush() { MaybeRunDelayedFlush(clock_.NowSeconds()); }
 
   // incr/decr: the value must be a decimal uint64 (memcached's strtoull
   // rules); incr wraps at 2^64, decr stops at 0. When the result is no longer
@@ -181,6 +192,8 @@ class RamTier {
  private:
   struct Shard;
   void CollectShard(size_t index, std::vector<ItemRef>* out);
+  StoreResult StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique, uint64_t* stored_cas,
+                        const std::function<bool()>* still_valid);
 
   Shard& ShardFor(uint64_t hash);
   // Expired, or older than the last flush (items a flush is still clearing

@@ -90,8 +90,9 @@ class SsdLog::ReadOp final : public IoCompletion {
     }
     if (item) log_->c_->hits.fetch_add(1, std::memory_order_relaxed);
     SsdReadDone* done = done_;
+    SsdLocation at = loc_;
     delete this;
-    done->OnSsdRead(std::move(item));
+    done->OnSsdReadAt(std::move(item), at);
   }
 
  private:
@@ -269,8 +270,9 @@ bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>
   return true;
 }
 
-bool SsdLog::Remove(std::string_view key, uint64_t hash) {
+bool SsdLog::Remove(std::string_view key, uint64_t hash, const std::function<void()>& first) {
   std::lock_guard lock(mu_);
+  if (first) first();
   if (!index_.Remove(hash)) return false;
   // The tombstone keeps the old record from coming back after a restart.
   if (AppendLocked(hash, {RecordType::kTombstone, Codec::kNone, 0, 0, 0, 0}, key, "")) {
@@ -303,7 +305,7 @@ void SsdLog::Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDo
     ItemRef item = DecodeItem(b->seq, b->data.get() + loc->offset, loc->size, key, &corrupt);
     lock.unlock();
     if (item) c_->hits.fetch_add(1, std::memory_order_relaxed);
-    done->OnSsdRead(std::move(item));
+    done->OnSsdReadAt(std::move(item), *loc);
     return;
   }
   uint64_t seq = region_seq_[loc->region];

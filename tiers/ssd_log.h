@@ -91,6 +91,9 @@ struct SsdLogStats {
 class SsdReadDone {
  public:
   virtual void OnSsdRead(ItemRef item) = 0;
+  // The same, with the location the item was read from (a promotion checks
+  // that the index still points there when it puts the item in RAM).
+  virtual void OnSsdReadAt(ItemRef item, SsdLocation /*at*/) { OnSsdRead(std::move(item)); }
 
  protected:
   ~SsdReadDone() = default;
@@ -113,13 +116,17 @@ class SsdLog {
   bool Append(const Item& item, uint64_t hash,
               const std::function<bool()>& still_current = nullptr);
   // Forgets the key's SSD copy, if any, and persists a tombstone for it.
-  // Returns true if there was one.
-  bool Remove(std::string_view key, uint64_t hash);
+  // Returns true if there was one. `first`, if given, runs under the log's
+  // lock before that (a delete removes the RAM copy there, so no append
+  // can come between the two). It must not call back into the log.
+  bool Remove(std::string_view key, uint64_t hash, const std::function<void()>& first = nullptr);
   // The largest CAS unique Recover() found (0 if none).
   uint64_t max_recovered_cas() const { return max_recovered_cas_; }
   // Forgets every record and persists a flush marker.
   void Flush();
   bool Contains(uint64_t hash) const { return index_.Lookup(hash).has_value(); }
+  // True if the key's newest record is still the one at `at`.
+  bool StillAt(uint64_t hash, const SsdLocation& at) const { return index_.Lookup(hash) == at; }
 
   // Looks `key` up; calls done->OnSsdRead() now (miss, or a record still in
   // RAM) or from queue.Reap() once the device read completes. The caller

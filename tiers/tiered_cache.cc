@@ -16,7 +16,7 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
     size_t keys = static_cast<size_t>(std::clamp<uint64_t>(ram_options.size_bytes / 256, 1 << 16, 1 << 24));
     sketch_ = std::make_unique<FrequencySketch>(keys);
     admission_ = std::make_unique<AdmissionPolicy>(admission, *sketch_, clock);
-    recent_deletes_ = std::make_unique<RecentDelete[]>(kRecentDeletes);
+    recent_deletes_ = std::make_unique<std::atomic<uint64_t>[]>(kRecentDeletes);
     write_budget_ = admission.write_budget;
     ram_.EnsureCasAbove(ssd_->max_recovered_cas());
     ram_.SetFlushHook([this] { ssd_->Flush(); });
@@ -38,20 +38,24 @@ namespace {
 // Puts the item read from SSD into RAM, then answers the caller.
 class PromoteOp final : public SsdReadDone {
  public:
-  PromoteOp(RamTier& ram, std::atomic<uint64_t>& promotions, SsdReadDone* done)
-      : ram_(ram), promotions_(promotions), done_(done) {}
-  void OnSsdRead(ItemRef item) override {
+  PromoteOp(TieredCache& cache, uint64_t hash, uint64_t epoch, SsdReadDone* done)
+      : cache_(cache), hash_(hash), epoch_(epoch), done_(done) {}
+  void OnSsdRead(ItemRef item) override { Finish(std::move(item), nullptr); }
+  void OnSsdReadAt(ItemRef item, SsdLocation at) override { Finish(std::move(item), &at); }
+
+ private:
+  void Finish(ItemRef item, const SsdLocation* at) {
     ItemRef result;
-    if (item) {
+    if (item && at != nullptr) {
       std::string key(item->Key());
       item->ssd_copy = 1;  // unchanged since its record: no rewrite on eviction
-      if (ram_.Store(StoreMode::kRestore, item) == StoreResult::kStored) {
-        promotions_.fetch_add(1, std::memory_order_relaxed);
+      if (cache_.RestoreFromSsd(item, hash_, *at, epoch_)) {
         // The verified record is the answer, even if RAM evicts it again.
         result = std::move(item);
       } else {
-        // RAM got the key meanwhile: that newer version wins.
-        result = ram_.Get(key);
+        // RAM got the key meanwhile (that newer version wins), or the key
+        // was deleted, overwritten or flushed while the read was in flight.
+        result = cache_.ram().Get(key);
       }
     }
     SsdReadDone* done = done_;
@@ -59,9 +63,9 @@ class PromoteOp final : public SsdReadDone {
     done->OnSsdRead(std::move(result));
   }
 
- private:
-  RamTier& ram_;
-  std::atomic<uint64_t>& promotions_;
+  TieredCache& cache_;
+  uint64_t hash_;
+  uint64_t epoch_;
   SsdReadDone* done_;
 };
 
@@ -72,7 +76,24 @@ void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* don
     done->OnSsdRead({});
     return;
   }
-  ssd_->Read(key, common::HashKey(key), queue, new PromoteOp(ram_, promotions_, done));
+  uint64_t hash = common::HashKey(key);
+  // Read before the index lookup: a delete that the lookup does not see
+  // carries a later epoch.
+  uint64_t epoch = delete_epoch_.load(std::memory_order_acquire);
+  ssd_->Read(key, hash, queue, new PromoteOp(*this, hash, epoch, done));
+}
+
+bool TieredCache::RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation& at,
+                                 uint64_t epoch) {
+  // Asked under the RAM shard's lock: a delete removes the RAM copy under
+  // that lock after stamping its epoch, so it either sees the restored item
+  // or the restore sees its stamp.
+  StoreResult r = ram_.Restore(item, [&] {
+    return !DeletedSince(hash, epoch) && ssd_->StillAt(hash, at);
+  });
+  if (r != StoreResult::kStored) return false;
+  promotions_.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique) {
@@ -87,21 +108,35 @@ StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique
 bool TieredCache::Delete(std::string_view key) {
   if (ssd_ == nullptr) return ram_.Delete(key);
   uint64_t hash = common::HashKey(key);
-  // Recorded first, so a demotion of this key already under way sees it
-  // (its append checks under the log's lock, which Remove() takes after).
-  uint64_t epoch = delete_epoch_.fetch_add(1, std::memory_order_acq_rel) + 1;
-  RecentDelete& slot = recent_deletes_[hash & (kRecentDeletes - 1)];
-  slot.epoch.store(epoch, std::memory_order_relaxed);
-  slot.hash.store(hash, std::memory_order_release);
-  bool in_ram = ram_.Delete(key);
-  bool on_ssd = ssd_->Remove(key, hash);
+  ram_.RunDueFlush();  // not under the log's lock: it calls the flush hook
+  bool in_ram = false;
+  // Under the log's lock, so no demotion of the key is appended between the
+  // RAM delete and the index removal:
+  // - the first stamp comes before the RAM delete, so a promotion that
+  //   read the record earlier and restores after the delete sees it;
+  // - the second comes after it, so an eviction that took the item out of
+  //   RAM before the delete (its epoch is older) and appends after it sees
+  //   it too.
+  bool on_ssd = ssd_->Remove(key, hash, [&] {
+    StampDelete(hash);
+    in_ram = ram_.Delete(key, /*run_due_flush=*/false);
+    StampDelete(hash);
+  });
   return in_ram || on_ssd;
 }
 
+void TieredCache::StampDelete(uint64_t hash) {
+  uint64_t epoch = delete_epoch_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  std::atomic<uint64_t>& slot = recent_deletes_[hash & (kRecentDeletes - 1)];
+  uint64_t seen = slot.load(std::memory_order_relaxed);
+  while (seen < epoch && !slot.compare_exchange_weak(seen, epoch, std::memory_order_acq_rel)) {
+  }
+}
+
 bool TieredCache::DeletedSince(uint64_t hash, uint64_t epoch) const {
-  const RecentDelete& slot = recent_deletes_[hash & (kRecentDeletes - 1)];
-  return slot.hash.load(std::memory_order_acquire) == hash &&
-         slot.epoch.load(std::memory_order_relaxed) > epoch;
+  // The slot is shared by many keys: a delete of any of them since `epoch`
+  // counts (dropping a demotion or a promotion is only a miss).
+  return recent_deletes_[hash & (kRecentDeletes - 1)].load(std::memory_order_acquire) > epoch;
 }
 
 DeltaResult TieredCache::Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result) {

@@ -53,6 +53,10 @@ class TieredCache final : public EvictionSink {
   void Promote(std::string_view key, IoQueue& queue, SsdReadDone* done);
 
   StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0);
+  // Puts `item`, read from the SSD record at `at`, back in RAM unless the
+  // key is in RAM, was deleted since `epoch` (EvictionEpoch() before the
+  // read), or has a newer record. True if it was stored.
+  bool RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation& at, uint64_t epoch);
   bool Delete(std::string_view key);
   DeltaResult Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result);
   bool Touch(std::string_view key, uint32_t exptime);
@@ -91,15 +95,14 @@ class TieredCache final : public EvictionSink {
   std::unique_ptr<FrequencySketch> sketch_;    // with an SSD tier: fed by stores and gets
   std::unique_ptr<AdmissionPolicy> admission_;
   uint64_t write_budget_ = 0;
-  // Deletes recorded by key hash (a lossy table): a delete that lands
-  // between an item's eviction from RAM and its append to SSD must win.
+  // Deletes stamped by key hash in a lossy table of epochs (the newest
+  // delete of any key in the slot): a delete that lands between an item's
+  // eviction from RAM and its append to SSD, or during a promotion's read,
+  // must win.
   bool DeletedSince(uint64_t hash, uint64_t epoch) const;
-  struct RecentDelete {
-    std::atomic<uint64_t> hash{0};
-    std::atomic<uint64_t> epoch{0};
-  };
+  void StampDelete(uint64_t hash);
   static constexpr size_t kRecentDeletes = 1 << 14;
-  std::unique_ptr<RecentDelete[]> recent_deletes_;
+  std::unique_ptr<std::atomic<uint64_t>[]> recent_deletes_;
   std::atomic<uint64_t> delete_epoch_{0};
   std::atomic<uint64_t> promotions_{0};
   std::atomic<uint64_t> admitted_{0};

@@ -112,6 +112,89 @@ TEST_F(TieredCacheTest, PromotionKeepsCasAndTheSsdRecord) {
   EXPECT_EQ(Read("k5")->ValueView(), "swapped");
 }
 
+// A record read from SSD, with where it was read from.
+struct LocatedDone : SsdReadDone {
+  ItemRef item;
+  SsdLocation at;
+  void OnSsdRead(ItemRef i) override { item = std::move(i); }
+  void OnSsdReadAt(ItemRef i, SsdLocation where) override {
+    item = std::move(i);
+    at = where;
+  }
+};
+
+// The window a promotion leaves between its read completing and the item
+// landing in RAM: a delete, an overwrite or a flush_all in it must win.
+class PromotionRaceTest : public TieredCacheTest {
+ protected:
+  // Reads k5's SSD record as a promotion would, without restoring it.
+  void ReadRecord(LocatedDone* done, uint64_t* epoch) {
+    for (int i = 0; i < 2000; ++i) Put("k" + std::to_string(i), Value(i));
+    ASSERT_TRUE(cache_->NeedsPromotion("k5"));
+    *epoch = cache_->EvictionEpoch();
+    auto queue = device_.NewQueue(8);
+    log_->Read("k5", common::HashKey("k5"), *queue, done);
+    DrainQueue(*queue);
+    ASSERT_TRUE(done->item);
+  }
+};
+
+TEST_F(PromotionRaceTest, RestoreAfterADeleteIsRefused) {
+  LocatedDone done;
+  uint64_t epoch = 0;
+  ReadRecord(&done, &epoch);
+  EXPECT_TRUE(cache_->Delete("k5"));
+  EXPECT_FALSE(cache_->RestoreFromSsd(done.item, common::HashKey("k5"), done.at, epoch));
+  EXPECT_FALSE(Read("k5"));
+}
+
+TEST_F(PromotionRaceTest, RestoreAfterAFlushIsRefused) {
+  LocatedDone done;
+  uint64_t epoch = 0;
+  ReadRecord(&done, &epoch);
+  cache_->FlushAll(clock_.NowSeconds() - 1);
+  EXPECT_FALSE(cache_->RestoreFromSsd(done.item, common::HashKey("k5"), done.at, epoch));
+  EXPECT_FALSE(Read("k5"));
+}
+
+TEST_F(PromotionRaceTest, RestoreOfASupersededRecordIsRefused) {
+  LocatedDone done;
+  uint64_t epoch = 0;
+  ReadRecord(&done, &epoch);
+  // A newer version is written and demoted while the read is in flight.
+  ASSERT_EQ(Put("k5", "newer"), StoreResult::kStored);
+  ItemRef newer = cache_->Get("k5");
+  ASSERT_TRUE(cache_->ram().Delete("k5"));  // as an eviction unlinks it
+  std::vector<ItemRef> evicted{newer};
+  cache_->OnEvictedSince(evicted, cache_->EvictionEpoch());
+  EXPECT_FALSE(cache_->RestoreFromSsd(done.item, common::HashKey("k5"), done.at, epoch));
+  ItemRef now = Read("k5");
+  ASSERT_TRUE(now);
+  EXPECT_EQ(now->ValueView(), "newer");
+}
+
+TEST_F(PromotionRaceTest, UndisturbedRestoreSucceeds) {
+  LocatedDone done;
+  uint64_t epoch = 0;
+  ReadRecord(&done, &epoch);
+  EXPECT_TRUE(cache_->RestoreFromSsd(done.item, common::HashKey("k5"), done.at, epoch));
+  EXPECT_TRUE(cache_->ram().Contains("k5"));
+}
+
+// A delete that reaches a key while its eviction is on the way to SSD (the
+// item is out of RAM, not yet appended) wins over the append.
+TEST_F(TieredCacheTest, DeleteDuringADemotionWins) {
+  ASSERT_EQ(Put("victim", Value(1)), StoreResult::kStored);
+  ItemRef item = cache_->Get("victim");
+  uint64_t epoch = cache_->EvictionEpoch();
+  ASSERT_TRUE(cache_->ram().Delete("victim"));  // the eviction unlinks it
+  EXPECT_FALSE(cache_->Delete("victim"));       // the client's delete: nothing left
+  std::vector<ItemRef> evicted{item};
+  cache_->OnEvictedSince(evicted, epoch);
+  EXPECT_FALSE(log_->Contains(common::HashKey("victim")));
+  EXPECT_FALSE(Read("victim"));
+}
+
 TEST_F(TieredCacheTest, FlushReachesTheSsdAndSurvivesRestart) {
   for (int i = 0; i < 2000; ++i) Put("k" + std::to_string(i), Value(i));
   cache_->FlushAll(clock_.NowSeconds() - 1);
