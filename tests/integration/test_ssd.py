@@ -30,9 +30,8 @@ has something to do and something to give up on.
 5. startup: the recovery time of a full (wrapped) 1 GiB tier, from the log
    line "N items recovered in X s", is printed (run with -s to see it).
 
-The test marked xfail pins an invariant strata still breaks (see its
-reason): the races of demotion with delete and flush_all (not strict: a race
-is caught only sometimes).
+6. races: deletes and flush_all at the eviction frontier while RAM demotes
+   to SSD; nothing deleted or flushed may be read back.
 
 The whole file takes about 2-4 minutes on 2 cores (both I/O modes).
 """
@@ -962,13 +961,6 @@ def test_large_values_survive_a_full_ram_tier(ssd):
 # races between demotion and delete / flush_all
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "strata bug (a race, caught only sometimes): an item the RAM tier has "
-    "just evicted is in neither tier until TieredCache::OnEvictedSince "
-    "appends it to the SSD log. Flushes and deletes in that window now stop "
-    "the append (flush boundary, per-key delete epochs), which made the "
-    "failure rare (1 in 16 runs, from about 1 in 2) but did not remove it; "
-    "the remaining path is not identified yet"))
 def test_delete_and_flush_racing_demotion(ssd):
     """Writers keep RAM evicting to SSD while other connections delete keys
     at the eviction frontier, then flush_all repeatedly: no key deleted, and
