@@ -5,6 +5,7 @@
 #include <linux/fs.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -304,6 +305,16 @@ common::Result<std::unique_ptr<BlockDevice>> OpenFileDevice(const FileDeviceOpti
   if (fd < 0) {
     return common::Status::IoError(options.path + ": " + std::strerror(errno) +
                                    (errno == EINVAL ? " (does the file system support O_DIRECT?)" : ""));
+  }
+  // One process per cache file: a second strata on the same file (two pods
+  // sharing a hostPath, a restart overlapping the old process) would
+  // corrupt the log.
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    std::string msg = options.path + ": " +
+                      (errno == EWOULDBLOCK ? std::string("in use by another process (locked)")
+                                            : std::string("cannot lock: ") + std::strerror(errno));
+    close(fd);
+    return common::Status::IoError(msg);
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {

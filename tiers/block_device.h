@@ -86,7 +86,8 @@ struct FileDeviceOptions {
 
 // Opens (creating and preallocating if needed) a file or block device with
 // O_DIRECT. In kAuto mode a failed io_uring setup falls back to the thread
-// pool; *why_fallback (if given) receives the reason.
+// pool; *why_fallback (if given) receives the reason. The file is locked
+// (flock, exclusive) while the device is open: a second open fails.
 common::Result<std::unique_ptr<BlockDevice>> OpenFileDevice(const FileDeviceOptions& options,
                                                             std::string* why_fallback = nullptr);
 

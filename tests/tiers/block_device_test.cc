@@ -204,6 +204,17 @@ TEST_P(FileDeviceTest, SurvivesReopen) {
   EXPECT_EQ(std::memcmp(buf.get(), expect.get(), 4096), 0);
 }
 
+TEST_P(FileDeviceTest, ASecondOpenOfTheSameFileIsRefused) {
+  auto first = OpenFileDevice({path_, 1 << 20, GetParam(), 2});
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  auto second = OpenFileDevice({path_, 1 << 20, GetParam(), 2});
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("in use by another process"), std::string::npos)
+      << second.status().message();
+  first = common::Status::IoError("closed");  // closing the first releases the lock
+  EXPECT_TRUE(OpenFileDevice({path_, 1 << 20, GetParam(), 2}).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, FileDeviceTest,
                          ::testing::Values(IoMode::kIoUring, IoMode::kThreadPool),
                          [](const auto& info) {
