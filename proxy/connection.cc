@@ -12,6 +12,9 @@ namespace {
 
 constexpr size_t kInitialReadBuffer = 16 * 1024;
 constexpr size_t kMinReadSpace = 8 * 1024;
+// Keys a waiting connection may promote ahead of the commands that ask for
+// them (Connection::ReadAhead).
+constexpr size_t kReadAheadKeys = 64;
 // Data blocks at least this large are read by the socket straight into the
 // item instead of through the read buffer.
 constexpr uint64_t kDirectReadThreshold = 32 * 1024;
@@ -154,10 +157,61 @@ void Connection::OnClose(uv_handle_t* h) {
 }
 
 void Connection::WaitForIo() {
+  ReadAhead();
   waiting_io_ = true;
   if (reading_) {
     uv_read_stop(stream());
     reading_ = false;
+  }
+}
+
+void Connection::ReadAhead() {
+  tiers::IoQueue* io = async_.io;
+  if (io == nullptr || reading_data_) return;
+  size_t pos = std::max(rstart_, read_ahead_to_);
+  size_t keys = 0;
+  Command c;
+  while (pos < rend_ && keys < kReadAheadKeys) {
+    ParseResult r = ParseCommand(std::string_view(rbuf_.data() + pos, rend_ - pos), &c);
+    if (r.status != ParseStatus::kCommand) return;
+    size_t next = pos + r.consumed;
+    switch (c.type) {
+      case CommandType::kGet:
+      case CommandType::kGets:
+      case CommandType::kGat:
+      case CommandType::kGats: {
+        if (c.bad_key_index >= 0) return;
+        std::string_view key;
+        std::string_view rest = c.keys;
+        while (NextKey(&rest, &key) && keys < kReadAheadKeys) {
+          if (dispatcher_.ReadAhead(key, *io, worker_.BeginReadAhead())) {
+            ++keys;
+          } else {
+            worker_.CancelReadAhead();
+          }
+        }
+        if (NextKey(&rest, &key)) return;  // over the limit: the command runs its own batches
+        break;
+      }
+      case CommandType::kSet:
+      case CommandType::kAdd:
+      case CommandType::kReplace:
+      case CommandType::kAppend:
+      case CommandType::kPrepend:
+      case CommandType::kCas:
+        next += uint64_t{c.value_len} + 2;
+        if (next > rend_) return;
+        break;
+      case CommandType::kDelete:
+      case CommandType::kIncr:
+      case CommandType::kDecr:
+      case CommandType::kTouch:
+        break;
+      default:
+        return;
+    }
+    pos = next;
+    read_ahead_to_ = pos;
   }
 }
 
@@ -220,11 +274,12 @@ void Connection::PrepareReadBuffer(uv_buf_t* buf) {
     direct_read_ = true;
     return;
   }
-  if (rstart_ == rend_) rstart_ = rend_ = 0;
+  if (rstart_ == rend_) rstart_ = rend_ = read_ahead_to_ = 0;
   if (rbuf_.size() - rend_ < kMinReadSpace) {
     if (rstart_ > 0) {
       std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
       rend_ -= rstart_;
+      read_ahead_to_ = read_ahead_to_ > rstart_ ? read_ahead_to_ - rstart_ : 0;
       rstart_ = 0;
     }
     if (rbuf_.size() - rend_ < kMinReadSpace) rbuf_.resize(rbuf_.size() * 2);
@@ -338,9 +393,11 @@ void Connection::ProcessInput() {
     rstart_ += r.consumed;
     info_.last_cmd_unix.store(ctx_.clock->NowSeconds(), std::memory_order_relaxed);
     const uint64_t ram_hits = measure_latency_ ? stats_.Get(Counter::kRamHits) : 0;
+    // A get whose keys a read-ahead promoted counts SSD hits without waiting.
+    const uint64_t ssd_hits = measure_latency_ ? stats_.Get(Counter::kSsdHits) : UINT64_MAX;
     switch (dispatcher_.Execute(cmd_, out_, &store_, &async_)) {
       case Outcome::kDone:
-        CountCommand(cmd_.type, batch_.start_ns(), ram_hits);
+        CountCommand(cmd_.type, batch_.start_ns(), ram_hits, ssd_hits);
         break;
       case Outcome::kReadData:
         reading_data_ = true;

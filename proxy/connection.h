@@ -72,8 +72,16 @@ class Connection final : public IoWaiter {
   void Flush();
   void Pause();
   void MaybeResume();
-  // Stops reading and running commands until OnIoDone().
+  // Stops reading and running commands until OnIoDone(), after ReadAhead().
   void WaitForIo();
+  // While a command waits for the SSD tier, the get-family commands already
+  // buffered behind it start the promotions of their SSD-only keys, so their
+  // device reads overlap with this one's (a pipeline of gets keeps many
+  // reads in flight, not one). Scans at most kReadAheadKeys keys of complete
+  // commands, never the same bytes twice; stops at any command other than
+  // get-family, storage (its data block is skipped), delete, incr, decr and
+  // touch.
+  void ReadAhead();
   // Latency: opens/closes a batch (they nest), and counts a finished command
   // that began at `start_ns`; `ram_hits_before` is the worker's RAM-hit
   // count when it began (a get-family command that moved it hit in RAM).
@@ -102,6 +110,7 @@ class Connection final : public IoWaiter {
   std::vector<char> rbuf_;
   size_t rstart_ = 0;
   size_t rend_ = 0;
+  size_t read_ahead_to_ = 0;  // rbuf_ offset up to which ReadAhead() has looked
   bool direct_read_ = false;   // the pending read lands in store_.item
 
   OutputQueue out_;

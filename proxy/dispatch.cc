@@ -109,6 +109,13 @@ bool Dispatcher::PromoteFirst(AsyncState* async, std::string_view key,
   return true;
 }
 
+bool Dispatcher::ReadAhead(std::string_view key, tiers::IoQueue& io, tiers::SsdReadDone* done) {
+  if (!cache_.NeedsPromotion(key)) return false;
+  stats_.Add(Counter::kSsdReadAheads);
+  cache_.Promote(key, io, done, /*read_ahead=*/true);
+  return true;
+}
+
 Outcome Dispatcher::Resume(Command& cmd, OutputQueue& out, PendingStore* store,
                            AsyncState* async) {
   AsyncState::Waiting why = async->waiting;
@@ -369,8 +376,12 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
         async->waiting = AsyncState::Waiting::kNothing;
         for (size_t n = 0; n < kGetBatch && NextKey(&cmd.keys, &key); ++n) {
           size_t index = async->slots.size();
-          async->slots.push_back({key, tier.Get(key, new_exptime), false, false});
-          if (!async->slots[index].item && tier.NeedsPromotion(key)) {
+          bool read_ahead = false;
+          async->slots.push_back({key, tier.Get(key, new_exptime, &read_ahead), false, false});
+          if (read_ahead) {
+            // A read-ahead brought it from SSD for this get.
+            async->slots[index].asked_ssd = async->slots[index].from_ssd = true;
+          } else if (!async->slots[index].item && tier.NeedsPromotion(key)) {
             async->slots[index].asked_ssd = true;
             ++async->pending;
             tier.Promote(key, *async->io, new SlotRead(async, index));
@@ -603,6 +614,7 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_reads", d.reads);
     Stat(out, "ssd_hits", d.hits);
     Stat(out, "ssd_promotions", c.promotions);
+    Stat(out, "ssd_read_aheads", ctx_.Sum(Counter::kSsdReadAheads));
     Stat(out, "ssd_admitted", c.admitted);
     Stat(out, "ssd_admissions_rejected", c.rejected_cold + c.rejected_budget);
     Stat(out, "ssd_admissions_rejected_cold", c.rejected_cold);

@@ -94,6 +94,11 @@ class Dispatcher {
   Outcome CompleteStore(PendingStore& store, bool terminated, OutputQueue& out,
                         AsyncState* async = nullptr);
 
+  // Read-ahead for a get that will run later on this connection: if only
+  // the SSD tier has `key`, starts its promotion (completing on `done`) and
+  // returns true. Invisible to clients: a promotion never changes a value.
+  bool ReadAhead(std::string_view key, tiers::IoQueue& io, tiers::SsdReadDone* done);
+
   // Continues the command that returned kWaitIo, once its reads are done.
   Outcome Resume(Command& cmd, OutputQueue& out, PendingStore* store, AsyncState* async);
 

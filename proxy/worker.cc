@@ -17,6 +17,7 @@ constexpr unsigned kIoQueueDepth = 256;
 Worker::Worker(ServerContext& ctx, int index)
     : ctx_(ctx), index_(index), dispatcher_(ctx, stats_) {
   uv_loop_init(&loop_);
+  read_ahead_done_.worker = this;
 }
 
 Worker::~Worker() {

@@ -55,6 +55,15 @@ class Worker {
   // A closed connection waits for its SSD reads before it is deleted.
   void AddZombie() { ++zombies_; }
   void ZombieGone();
+  // A read-ahead promotion (Connection::ReadAhead) about to be issued: the
+  // returned completion belongs to the worker, which waits for it before
+  // closing its I/O queue.
+  tiers::SsdReadDone* BeginReadAhead() {
+    ++zombies_;
+    return &read_ahead_done_;
+  }
+  // The read-ahead begun was not needed (the key was not SSD-only).
+  void CancelReadAhead() { --zombies_; }
 
  private:
   static void OnTcpConnection(uv_stream_t* server, int status);
@@ -85,7 +94,12 @@ class Worker {
   uv_poll_t io_poll_;
   uv_check_t io_check_;
   bool io_handles_open_ = false;
-  int zombies_ = 0;
+  int zombies_ = 0;  // closed connections and read-aheads with reads in flight
+  struct ReadAheadDone final : tiers::SsdReadDone {
+    Worker* worker = nullptr;
+    void OnSsdRead(tiers::ItemRef) override { worker->ZombieGone(); }
+  };
+  ReadAheadDone read_ahead_done_;
   bool stopping_ = false;
   Connection* conns_ = nullptr;  // intrusive list head
   std::thread thread_;

@@ -49,6 +49,7 @@ enum class Counter : uint8_t {
   kRamMisses,  // ... and not found there
   kSsdHits,    // get-family keys RAM missed and the SSD tier served
   kSsdMisses,  // ... that the SSD tier was asked for and did not have
+  kSsdReadAheads,  // promotions started for gets buffered behind a waiting command
   kCount,
 };
 

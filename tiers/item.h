@@ -40,6 +40,7 @@ struct Item {
   uint8_t linked;        // 1 while reachable from a tier's table
   uint8_t fetched : 1;   // a get returned it (for stats)
   uint8_t ssd_copy : 1;  // this exact version also has a valid SSD record
+  uint8_t read_ahead : 1;  // promoted ahead of its get; that get counts an SSD hit
   Item* hnext;         // hash-chain link, owned by the table
   // Followed in memory by: key bytes, value bytes, "\r\n".
 

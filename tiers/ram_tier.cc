@@ -307,7 +307,7 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
   return result;
 }
 
-ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime) {
+ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime, bool* read_ahead) {
   int64_t now = clock_.NowSeconds();
   MaybeRunDelayedFlush(now);
   uint64_t hash = common::HashKey(key);
@@ -331,6 +331,10 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime) {
     it->ssd_copy = 0;  // the SSD record has the old expiry
   }
   it->fetched = 1;
+  if (it->read_ahead) {
+    it->read_ahead = 0;
+    if (read_ahead != nullptr) *read_ahead = true;
+  }
   shard.policy->OnHit(it);
   return ItemRef::Share(it);
 }

@@ -115,7 +115,10 @@ class RamTier {
   // Returns the live item for `key` and records a hit with the policy, or
   // an empty ref. If `new_exptime` is given the item's expiry is updated
   // first (gat/gats).
-  ItemRef Get(std::string_view key, const uint32_t* new_exptime = nullptr);
+  // *read_ahead (if given) is set when the item was promoted ahead of this
+  // get (Item::read_ahead, which the get clears).
+  ItemRef Get(std::string_view key, const uint32_t* new_exptime = nullptr,
+              bool* read_ahead = nullptr);
 
   // Updates the expiry of a live item. Returns false if there is none.
   bool Touch(std::string_view key, uint32_t exptime);

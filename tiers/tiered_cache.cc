@@ -38,8 +38,9 @@ namespace {
 // Puts the item read from SSD into RAM, then answers the caller.
 class PromoteOp final : public SsdReadDone {
  public:
-  PromoteOp(TieredCache& cache, uint64_t hash, uint64_t epoch, SsdReadDone* done)
-      : cache_(cache), hash_(hash), epoch_(epoch), done_(done) {}
+  PromoteOp(TieredCache& cache, uint64_t hash, uint64_t epoch, bool read_ahead,
+            SsdReadDone* done)
+      : cache_(cache), hash_(hash), epoch_(epoch), read_ahead_(read_ahead), done_(done) {}
   void OnSsdRead(ItemRef item) override { Finish(std::move(item), nullptr); }
   void OnSsdReadAt(ItemRef item, SsdLocation at) override { Finish(std::move(item), &at); }
 
@@ -49,6 +50,7 @@ class PromoteOp final : public SsdReadDone {
     if (item && at != nullptr) {
       std::string key(item->Key());
       item->ssd_copy = 1;  // unchanged since its record: no rewrite on eviction
+      item->read_ahead = read_ahead_ ? 1 : 0;
       if (cache_.RestoreFromSsd(item, hash_, *at, epoch_)) {
         // The verified record is the answer, even if RAM evicts it again.
         result = std::move(item);
@@ -66,12 +68,14 @@ class PromoteOp final : public SsdReadDone {
   TieredCache& cache_;
   uint64_t hash_;
   uint64_t epoch_;
+  bool read_ahead_;
   SsdReadDone* done_;
 };
 
 }  // namespace
 
-void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* done) {
+void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* done,
+                          bool read_ahead) {
   if (ssd_ == nullptr) {
     done->OnSsdRead({});
     return;
@@ -80,7 +84,7 @@ void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* don
   // Read before the index lookup: a delete that the lookup does not see
   // carries a later epoch.
   uint64_t epoch = delete_epoch_.load(std::memory_order_acquire);
-  ssd_->Read(key, hash, queue, new PromoteOp(*this, hash, epoch, done));
+  ssd_->Read(key, hash, queue, new PromoteOp(*this, hash, epoch, read_ahead, done));
 }
 
 bool TieredCache::RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation& at,
@@ -151,9 +155,9 @@ bool TieredCache::Touch(std::string_view key, uint32_t exptime) {
   return ok;
 }
 
-ItemRef TieredCache::Get(std::string_view key, const uint32_t* new_exptime) {
+ItemRef TieredCache::Get(std::string_view key, const uint32_t* new_exptime, bool* read_ahead) {
   if (sketch_ != nullptr) sketch_->Record(common::HashKey(key));
-  ItemRef item = ram_.Get(key, new_exptime);
+  ItemRef item = ram_.Get(key, new_exptime, read_ahead);
   if (item && new_exptime != nullptr) Invalidate(key);
   return item;
 }

@@ -50,7 +50,9 @@ class TieredCache final : public EvictionSink {
   // Reads the key from SSD and puts it back in RAM with its CAS unique
   // (unless RAM got the key meanwhile, which then wins). done->OnSsdRead()
   // receives the RAM-resident item or an empty ref.
-  void Promote(std::string_view key, IoQueue& queue, SsdReadDone* done);
+  // `read_ahead`: for a get that has not run yet; the item is marked so
+  // that get counts as an SSD hit (Get's *read_ahead).
+  void Promote(std::string_view key, IoQueue& queue, SsdReadDone* done, bool read_ahead = false);
 
   StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0);
   // Puts `item`, read from the SSD record at `at`, back in RAM unless the
@@ -61,7 +63,9 @@ class TieredCache final : public EvictionSink {
   DeltaResult Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result);
   bool Touch(std::string_view key, uint32_t exptime);
   // RAM lookup; with `new_exptime` (gat) the SSD record is invalidated.
-  ItemRef Get(std::string_view key, const uint32_t* new_exptime = nullptr);
+  // *read_ahead is set if a read-ahead promoted the item for this get.
+  ItemRef Get(std::string_view key, const uint32_t* new_exptime = nullptr,
+              bool* read_ahead = nullptr);
   void FlushAll(int64_t at_unix) { ram_.FlushAll(at_unix); }
 
   // Writes every RAM item that has no valid SSD record to the SSD log and

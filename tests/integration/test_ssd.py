@@ -28,7 +28,8 @@ has something to do and something to give up on.
    deletes made before the load stay in force.  And an overwrite or delete
    followed by a quiet spell, then kill -9: the old value must not return.
 5. startup: the recovery time of a full (wrapped) 1 GiB tier, from the log
-   line "N items recovered in X s", is printed (run with -s to see it).
+   line "N items recovered in X s", is printed (run with -s to see it), and
+   /readyz answers 503 (/healthz 200) until the index is loaded, then 200.
 
 6. races: deletes and flush_all at the eviction frontier while RAM demotes
    to SSD; nothing deleted or flushed may be read back.
@@ -44,12 +45,14 @@ import shutil
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 import zlib
 
 import pytest
 
-from conftest import Server
+from conftest import Server, free_port
 
 pytestmark = pytest.mark.strata_only
 
@@ -265,6 +268,17 @@ def split(seq, n):
 # servers with an SSD tier
 
 
+def http_status(url):
+    """The HTTP status of a GET, or 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return 0
+
+
 class SsdEnv:
     """Starts strata servers that share one cache file in a private folder."""
 
@@ -276,7 +290,7 @@ class SsdEnv:
         self.servers = []
 
     def start(self, ram_mb=RAM_MB, ssd_size=SSD_SIZE, admission="all",
-              compression="lz4", extra_yaml=""):
+              compression="lz4", extra_yaml="", metrics_port=None):
         n = len(self.servers)
         config = os.path.join(self.folder, f"strata-{n}.yaml")
         with open(config, "w") as f:
@@ -289,11 +303,15 @@ class SsdEnv:
                 f"    admission: {admission}\n"
                 f"    compression: {compression}\n"
                 f"{extra_yaml}"
-                "metrics:\n"
-                "  enabled: false\n")
+                "metrics:\n" +
+                ("  enabled: false\n" if metrics_port is None else
+                 f"  listen: 127.0.0.1:{metrics_port}\n"))
         log = os.path.join(self.folder, f"strata-{n}.log")
+        extra = ["--config", config]
+        if metrics_port is not None:
+            extra += ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
         srv = Server(self.binary, memory_mb=ram_mb, threads=2,
-                     extra_args=["--config", config], log_path=log,
+                     extra_args=extra, log_path=log,
                      start_timeout=START_TIMEOUT_S)
         srv.log_file = log
         self.servers.append(srv)
@@ -527,6 +545,58 @@ def push_to_ssd(srv, tag, mb=64, size=16 * 1024):
 
     run_parallel(write, split(keys, 2))
     return keys
+
+
+def test_pipelined_gets_read_ahead_in_request_order(ssd):
+    """A pipeline of gets for SSD-resident keys has its reads promoted ahead
+    (ssd_read_aheads), yet every reply follows request order: a delete or a
+    set earlier in the pipeline wins over a read-ahead of the same key."""
+    srv = ssd.start()
+    keys = [b"ra:%04d" % i for i in range(240)]
+    with Client(srv) as c:
+        assert all(r == b"STORED" for r in c.set_many(
+            (k, make_value(k, 1, 4096), 0) for k in keys))
+    push_to_ssd(srv, b"ra")
+    before = ssd_stats(srv)
+    on_ssd = int(before["ssd_index_entries"])
+    assert on_ssd > 0
+
+    # Groups of three keys: get a; delete b, get b; set c (version 2), get c.
+    parts, expect = [], []
+    for i in range(0, len(keys), 3):
+        a, b, k = keys[i:i + 3]
+        parts.append(b"get %s\r\n" % a)
+        expect.append(("value", a, 1))
+        parts.append(b"delete %s\r\n" % b)
+        expect.append(("line", b"DELETED"))
+        parts.append(b"get %s\r\n" % b)
+        expect.append(("miss", b))
+        v2 = make_value(k, 2, 3000)
+        parts.append(b"set %s %d 0 %d\r\n%s\r\n" % (k, flags_for(k), len(v2), v2))
+        expect.append(("line", b"STORED"))
+        parts.append(b"get %s\r\n" % k)
+        expect.append(("value", k, 2))
+    with Client(srv) as c:
+        c.sock.sendall(b"".join(parts))
+        for n, e in enumerate(expect):
+            if e[0] == "line":
+                assert c.readline().rstrip(b"\r\n") == e[1], n
+                continue
+            head = c.readline().rstrip(b"\r\n")
+            if e[0] == "miss":
+                assert head == b"END", f"reply {n}: deleted key {e[1]!r} came back"
+                continue
+            fields = head.split()
+            assert fields[:2] == [b"VALUE", e[1]], (n, head)
+            value = c.read_exact(int(fields[3]) + 2)[:-2]
+            assert c.readline() == b"END\r\n"
+            assert value == make_value(e[1], e[2], 4096 if e[2] == 1 else 3000), \
+                f"reply {n}: wrong value for {e[1]!r}"
+    after = ssd_stats(srv)
+    read_aheads = int(after["ssd_read_aheads"]) - int(before["ssd_read_aheads"])
+    print(f"\n[ssd {ssd.io_mode}] pipeline of {len(parts)} commands over "
+          f"{on_ssd} SSD entries: {read_aheads} read-aheads")
+    assert read_aheads > 0, "no get was read ahead"
 
 
 def test_newest_write_wins_on_ssd_resident_keys(ssd):
@@ -916,9 +986,40 @@ def test_recovery_time_of_a_full_tier(ssd):
     st = ssd_stats(srv)
     assert int(st["ssd_regions_reclaimed"]) > 0, "the log did not wrap"
     ssd.stop(srv)
-    srv2 = ssd.start()
+    # The restart is watched as a Kubernetes probe would: /readyz must say
+    # 503 while the index loads (/healthz 200: alive), then 200.
+    metrics_port = free_port()
+    probes = []          # (readyz status, healthz status) while starting
+    starting = threading.Event()
+    starting.set()
+
+    def probe():
+        url = f"http://127.0.0.1:{metrics_port}"
+        deadline = time.monotonic() + START_TIMEOUT_S + 10
+        while ((starting.is_set() or not probes or probes[-1][0] != 200)
+               and time.monotonic() < deadline):
+            ready = http_status(url + "/readyz")
+            if ready:
+                probes.append((ready, http_status(url + "/healthz")))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=probe)
+    watcher.start()
+    try:
+        srv2 = ssd.start(metrics_port=metrics_port)
+    finally:
+        starting.clear()
+        watcher.join(30)
     items, secs = ssd.recovery(srv2)
     st2 = ssd_stats(srv2)
+    loading = [p for p in probes if p[0] == 503]
+    print(f"\n[ssd {ssd.io_mode}] restart probes: {len(loading)} x /readyz 503 "
+          f"while loading, then {probes[-1] if probes else None}")
+    assert loading, f"/readyz never said 503 during a {secs} s index load: {probes[:5]}"
+    assert all(h == 200 for _, h in loading), "/healthz failed while loading"
+    first_ready = next(i for i, p in enumerate(probes) if p[0] == 200)
+    assert all(p[0] == 503 for p in probes[:first_ready])
+    assert all(p[0] == 200 for p in probes[first_ready:]), "ready went back to 503"
     # The newest keys are on SSD (or went there at shutdown).
     newest = keys[-3000:]
     found = read_all(srv2, newest)
