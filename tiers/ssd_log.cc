@@ -194,7 +194,16 @@ common::Status SsdLog::Recover() {
 }
 
 void SsdLog::OpenRegionLocked(Buffer* b, uint32_t region) {
-  size_t dropped = index_.RemoveRegion(region);
+  // The writer thread usually dropped this region's index entries already,
+  // off the lock (ReclaimAhead); else it is done here.
+  while (reclaiming_.load(std::memory_order_acquire) == region) std::this_thread::yield();
+  size_t dropped = 0;
+  if (reclaimed_ == region && reclaimed_seq_ == region_seq_[region]) {
+    dropped = reclaimed_entries_;
+  } else {
+    dropped = index_.RemoveRegion(region);
+  }
+  reclaimed_ = UINT32_MAX;
   if (region_seq_[region] != 0) {
     c_->regions_reclaimed.fetch_add(1, std::memory_order_relaxed);
     c_->entries_reclaimed.fetch_add(dropped, std::memory_order_relaxed);
@@ -202,12 +211,38 @@ void SsdLog::OpenRegionLocked(Buffer* b, uint32_t region) {
   region_seq_[region] = next_seq_++;
   b->region = region;
   b->seq = region_seq_[region];
-  std::memset(b->data.get(), 0, options_.region_size);
+  // Only the header is cleared: the padding after the last record is zeroed
+  // when a tail is written (EnqueueLocked).
+  std::memset(b->data.get(), 0, kRegionHeaderSize);
   EncodeRegionHeader({b->seq, options_.region_size, static_cast<uint64_t>(clock_.NowSeconds())},
                      b->data.get());
   b->fill = kRegionHeaderSize;
   b->enqueued = 0;
   b->failed = false;
+  // The next region to open is the oldest: its entries go ahead of time.
+  reclaim_next_ = (region + 1) % region_count_;
+  cv_.notify_all();
+}
+
+bool SsdLog::ReclaimAheadLocked(std::unique_lock<std::mutex>& lock) {
+  uint32_t region = reclaim_next_;
+  reclaim_next_ = UINT32_MAX;
+  if (region == UINT32_MAX || active_ == nullptr || active_->region == region) return false;
+  uint64_t seq = region_seq_[region];
+  reclaiming_.store(region, std::memory_order_release);
+  lock.unlock();
+  // Only AppendLocked() adds entries, and only to the open region: none can
+  // appear here meanwhile. Reads of this region's records become misses a
+  // region early.
+  size_t dropped = index_.RemoveRegion(region);
+  reclaiming_.store(UINT32_MAX, std::memory_order_release);
+  lock.lock();
+  if (region_seq_[region] == seq) {  // not opened meanwhile
+    reclaimed_ = region;
+    reclaimed_seq_ = seq;
+    reclaimed_entries_ = dropped;
+  }
+  return true;
 }
 
 bool SsdLog::RotateLocked() {
@@ -223,6 +258,8 @@ bool SsdLog::RotateLocked() {
 void SsdLog::EnqueueLocked(Buffer* b, bool tail) {
   size_t end = tail ? AlignUp(b->fill) : AlignDown(b->fill);
   if (end <= b->enqueued) return;
+  // Zero padding after the last record: a scan stops there.
+  if (tail) std::memset(b->data.get() + b->fill, 0, end - b->fill);
   jobs_.push_back({b, b->enqueued, end});
   ++b->pending;
   // A partial last block is written again once more records fill it.
@@ -359,14 +396,20 @@ void SsdLog::WriterLoop() {
       // After 100 ms without a full chunk, the open region's tail is
       // written anyway: tombstones and flush markers must not wait for
       // more records to become durable.
-      if (!cv_.wait_for(lock, std::chrono::milliseconds(100),
-                        [this] { return stop_ || !jobs_.empty(); })) {
+      if (!cv_.wait_for(lock, std::chrono::milliseconds(100), [this] {
+            return stop_ || !jobs_.empty() || reclaim_next_ != UINT32_MAX;
+          })) {
         if (active_ != nullptr && active_->fill > active_->enqueued) {
           EnqueueLocked(active_, /*tail=*/true);
         }
         if (jobs_.empty()) continue;
       }
-      if (jobs_.empty()) return;
+      // Before any write: the region must be clear before the log reaches it.
+      if (reclaim_next_ != UINT32_MAX && !stop_ && ReclaimAheadLocked(lock)) continue;
+      if (jobs_.empty()) {
+        if (stop_) return;
+        continue;
+      }
       job = jobs_.front();
       jobs_.pop_front();
     }

@@ -158,6 +158,9 @@ class SsdLog {
   // buffer is still being written.
   bool RotateLocked();
   void OpenRegionLocked(Buffer* b, uint32_t region);
+  // Writer thread: drops the index entries of the region to open next,
+  // releasing the lock for the scan. False if there was nothing to do.
+  bool ReclaimAheadLocked(std::unique_lock<std::mutex>& lock);
   // Queues writes of the active buffer's complete blocks (all blocks if
   // `tail`).
   void EnqueueLocked(Buffer* b, bool tail);
@@ -179,6 +182,11 @@ class SsdLog {
   uint64_t next_seq_ = 1;
   uint64_t max_recovered_cas_ = 0;
   std::deque<WriteJob> jobs_;
+  uint32_t reclaim_next_ = UINT32_MAX;          // region for ReclaimAheadLocked()
+  std::atomic<uint32_t> reclaiming_{UINT32_MAX};  // its scan is running
+  uint32_t reclaimed_ = UINT32_MAX;             // entries already dropped...
+  uint64_t reclaimed_seq_ = 0;                  // ...while it had this sequence number
+  size_t reclaimed_entries_ = 0;
   bool stop_ = false;
   std::thread writer_;
 

@@ -1016,7 +1016,8 @@ def test_recovery_time_of_a_full_tier(ssd):
     print(f"\n[ssd {ssd.io_mode}] restart probes: {len(loading)} x /readyz 503 "
           f"while loading, then {probes[-1] if probes else None}")
     assert loading, f"/readyz never said 503 during a {secs} s index load: {probes[:5]}"
-    assert all(h == 200 for _, h in loading), "/healthz failed while loading"
+    assert all(h == 200 for _, h in loading), \
+        f"/healthz failed while loading: {sorted(set(loading))}"
     first_ready = next(i for i, p in enumerate(probes) if p[0] == 200)
     assert all(p[0] == 503 for p in probes[:first_ready])
     assert all(p[0] == 200 for p in probes[first_ready:]), "ready went back to 503"
@@ -1031,7 +1032,10 @@ def test_recovery_time_of_a_full_tier(ssd):
           f"{items} items recovered in {secs} s (ssd_index_bytes "
           f"{index_bytes}, {index_bytes / max(1, items):.1f} B/item); "
           f"{len(found)}/{len(newest)} newest keys hit")
-    assert items > 0 and items == int(st2["ssd_index_entries"])
+    # The writer drops the next region's entries ahead of time (up to one
+    # region of 4 KiB records) once the log is open again.
+    entries = int(st2["ssd_index_entries"])
+    assert items > 0 and items - 16 * MiB // size <= entries <= items, (items, entries)
     assert len(found) >= 0.95 * len(newest)
     assert secs < 60
 

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
+#include <chrono>
 
 #include "common/clock.h"
 #include "common/hash.h"
@@ -133,6 +135,32 @@ TEST_F(SsdLogTest, WrapReclaimsOldestRegionsNewestStayReadable) {
   }
   EXPECT_EQ(static_cast<uint64_t>(hits), s.index_entries);
   EXPECT_TRUE(Read(*log, keys.back()));  // the newest are kept
+}
+
+// The writer thread drops the index entries of the region the log opens
+// next ahead of time, off the log's lock (no stall at rotation): once the
+// log has wrapped, at most region_count - 1 regions hold indexed records.
+TEST_F(SsdLogTest, TheNextRegionIsReclaimedAhead) {
+  auto log = Open(/*compress=*/false);
+  for (int i = 0; i < 4000; ++i) {
+    std::string key = "k" + std::to_string(10000 + i);  // one record size for all
+    ASSERT_TRUE(Put(*log, key, ValueFor(key, 4000, false)));
+    if (i % 200 == 0) log->Sync();
+  }
+  log->Sync();
+  const uint64_t per_region = (kRegion - kRegionHeaderSize) / RecordSize(6, 4000);
+  const uint64_t regions = log->region_count();
+  // Full regions besides the open one, and the open one's records: fewer
+  // than region_count - 1 regions' worth.
+  uint64_t entries = 0;
+  for (int wait = 0; wait < 200; ++wait) {
+    entries = log->Stats().index_entries;
+    if (entries < (regions - 1) * per_region) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_LT(entries, (regions - 1) * per_region);
+  EXPECT_GE(entries, (regions - 2) * per_region);
+  EXPECT_TRUE(Read(*log, "k13999"));
 }
 
 TEST_F(SsdLogTest, RecoveryAppliesTombstonesFlushAndExpiry) {
