@@ -22,6 +22,7 @@
 #include "tiers/ram_tier.h"
 #include "tiers/ssd_log.h"
 #include "tiers/tiered_cache.h"
+#include "tiers/warm_restart.h"
 
 namespace {
 
@@ -237,15 +238,43 @@ int main(int argc, char** argv) {
       std::string(strata::tiers::EvictionKindName(ram.eviction)).c_str(),
       strata::common::FormatSize(ram.max_item_size).c_str());
 
+  // A warm restart: the keys RAM held at the last SIGTERM come back from
+  // SSD in the background while strata serves.
+  std::unique_ptr<strata::tiers::WarmUp> warm_up;
+  if (ssd_log != nullptr) {
+    std::string why;
+    std::vector<std::string> hot =
+        strata::tiers::LoadHotKeys(strata::tiers::HotKeysPath(*ssd_cfg.path), &why);
+    if (!why.empty()) {
+      Log(LogLevel::kWarn, "%s: %s; no warm restart",
+          strata::tiers::HotKeysPath(*ssd_cfg.path).c_str(), why.c_str());
+    }
+    if (!hot.empty()) {
+      Log(LogLevel::kInfo, "warm restart: promoting up to %zu keys from the SSD tier", hot.size());
+      warm_up = std::make_unique<strata::tiers::WarmUp>(cache, *device, std::move(hot));
+    }
+  }
+
   uv_run(m.loop, UV_RUN_DEFAULT);
   server.Wait();
   uv_loop_close(m.loop);
+  if (warm_up != nullptr) {
+    warm_up.reset();  // stops it if it is still running
+  }
   if (ssd_log != nullptr && ssd_cfg.demote_on_shutdown.value_or(true)) {
     // A warm restart: what RAM holds goes to SSD (items whose SSD record is
-    // still valid are not written again).
+    // still valid are not written again), and its keys, hottest first, to
+    // the list the next start promotes back.
     int64_t t0 = clock.MonotonicNanos();
     size_t demoted = cache.DemoteAll();
-    Log(LogLevel::kInfo, "demoted %zu RAM items to the SSD tier in %.2f s", demoted,
+    std::vector<std::string> hot = cache.HotKeys();
+    strata::common::Status saved =
+        strata::tiers::SaveHotKeys(hot, strata::tiers::HotKeysPath(*ssd_cfg.path));
+    if (!saved.ok()) {
+      Log(LogLevel::kWarn, "cannot save the hot-key list: %s", saved.message().c_str());
+    }
+    Log(LogLevel::kInfo, "demoted %zu RAM items to the SSD tier and saved %zu hot keys in %.2f s",
+        demoted, saved.ok() ? hot.size() : size_t{0},
         static_cast<double>(clock.MonotonicNanos() - t0) / 1e9);
   }
   Log(LogLevel::kInfo, "stopped");

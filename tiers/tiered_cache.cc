@@ -191,6 +191,21 @@ void TieredCache::OnEvictedSince(std::vector<ItemRef>& items, uint64_t epoch) {
   }
 }
 
+std::vector<std::string> TieredCache::HotKeys() {
+  std::vector<std::pair<uint32_t, std::string>> hot;
+  ram_.ForEachItem([&](ItemRef& item) {
+    std::string_view key = item->Key();
+    uint32_t f = sketch_ != nullptr ? sketch_->Estimate(common::HashKey(key)) : 0;
+    hot.emplace_back(f, std::string(key));
+  });
+  std::stable_sort(hot.begin(), hot.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> keys;
+  keys.reserve(hot.size());
+  for (auto& [f, k] : hot) keys.push_back(std::move(k));
+  return keys;
+}
+
 TieredCache::Counters TieredCache::counters() const {
   Counters c;
   c.promotions = promotions_.load(std::memory_order_relaxed);

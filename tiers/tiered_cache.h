@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -79,6 +80,10 @@ class TieredCache final : public EvictionSink {
   // Demotes `items`, except those whose key was deleted after `epoch` (the
   // delete raced with the eviction and must win).
   void OnEvictedSince(std::vector<ItemRef>& items, uint64_t epoch) override;
+
+  // The keys of the live RAM items, hottest first by the frequency sketch
+  // (for a warm restart: warm_restart.h).
+  std::vector<std::string> HotKeys();
 
   struct Counters {
     uint64_t promotions = 0;           // SSD reads put back in RAM

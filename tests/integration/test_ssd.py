@@ -881,6 +881,42 @@ class LoadWriter(threading.Thread):
             self.error = e
 
 
+def test_warm_restart_promotes_the_hot_keys_back(ssd):
+    """SIGTERM saves the keys RAM holds beside the SSD file; the next start
+    promotes them back in the background, so the first reads after the
+    restart hit RAM, not SSD."""
+    srv = ssd.start()
+    keys = [b"warm:%05d" % i for i in range(1500)]   # ~6 MiB: fits the RAM tier
+    with Client(srv) as c:
+        assert all(r == b"STORED" for r in c.set_many(
+            (k, make_value(k, 1, 4096), 0) for k in keys))
+    check_hits(read_all(srv, keys), 1)
+    ssd.stop(srv)
+    assert b"saved 1500 hot keys" in ssd.log(srv), ssd.log(srv)[-1000:]
+    assert os.path.exists(ssd.device + ".hot")
+
+    srv2 = ssd.start()
+    deadline = time.monotonic() + 30
+    m = None
+    while time.monotonic() < deadline:
+        m = re.search(rb"warm restart: promoted (\d+) of (\d+) saved keys", ssd.log(srv2))
+        if m:
+            break
+        time.sleep(0.05)
+    assert m, ssd.log(srv2)[-2000:]
+    assert int(m.group(2)) == len(keys) and int(m.group(1)) == len(keys), m.group(0)
+    assert not os.path.exists(ssd.device + ".hot"), "the list is used once"
+    before = ssd_stats(srv2)
+    found = read_all(srv2, keys)
+    after = ssd_stats(srv2)
+    check_hits(found, 1)
+    assert len(found) == len(keys)
+    ssd_reads = int(after["ssd_reads"]) - int(before["ssd_reads"])
+    print(f"\n[ssd {ssd.io_mode}] warm restart: {m.group(0).decode()}; "
+          f"{len(found)} hits after it, {ssd_reads} of them read from SSD")
+    assert ssd_reads == 0, f"{ssd_reads} reads went to SSD after the warm-up"
+
+
 def test_kill9_under_write_load(ssd):
     srv = ssd.start()
     base = write_fill(srv, b"k:base", 32 * MiB)
