@@ -2174,8 +2174,10 @@ int Main(int argc, char** argv) {
     r.budget.base = bytes + r.ws.objects * opt.item_overhead;
     r.budget.ram_bytes =
         static_cast<uint64_t>(std::llround(opt.ram_share * static_cast<double>(r.budget.base)));
+    // Rounded down to whole 4 KiB blocks, as a device size must be.
     r.budget.ssd_bytes =
-        static_cast<uint64_t>(std::llround(opt.ssd_share * static_cast<double>(r.budget.base)));
+        static_cast<uint64_t>(std::llround(opt.ssd_share * static_cast<double>(r.budget.base))) /
+        4096 * 4096;
     r.budget.max_value = r.ws.max_value;
     r.ref = LookUpReference(path, trace.name, std::max(opt.ram_share, opt.ssd_share));
 

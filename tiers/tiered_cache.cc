@@ -103,7 +103,6 @@ bool TieredCache::RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation
 StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique) {
   if (ssd_ == nullptr) return ram_.Store(mode, std::move(item), cas_unique);
   std::string key(item->Key());
-  sketch_->Record(common::HashKey(key));
   StoreResult r = ram_.Store(mode, std::move(item), cas_unique);
   if (r == StoreResult::kStored) Invalidate(key);
   return r;

@@ -2,7 +2,8 @@
 //
 // RAM evictions are demoted to the SSD log (EvictionSink) when the
 // admission policy (hotness.h) lets them, judged by a frequency sketch fed
-// by every store and get; a promoted item
+// by every get, hit or miss (not by sets: a cache-aside client's get that
+// misses and the set that fills it are one access); a promoted item
 // that has not changed keeps its SSD record valid, so evicting it again
 // costs no write. Every write that lands in RAM (store, incr/decr, touch,
 // gat) invalidates the key's SSD record at once (the log appends a
@@ -101,7 +102,7 @@ class TieredCache final : public EvictionSink {
   std::unique_ptr<RamTier> owned_ram_;
   RamTier& ram_;
   SsdLog* ssd_;
-  std::unique_ptr<FrequencySketch> sketch_;    // with an SSD tier: fed by stores and gets
+  std::unique_ptr<FrequencySketch> sketch_;    // with an SSD tier: fed by gets
   std::unique_ptr<AdmissionPolicy> admission_;
   uint64_t write_budget_ = 0;
   // Deletes stamped by key hash in a lossy table of epochs (the newest

@@ -247,6 +247,34 @@ TEST_F(TieredCacheTest, SketchAdmissionDropsOneHitWonders) {
   EXPECT_GT(cache_->counters().rejected_cold, 0u);
 }
 
+// Cache-aside clients get, miss, then set: the set is not a second access.
+// Only gets feed the sketch, so a key fetched once and never again is a
+// one-hit wonder, and one read again while in RAM is admitted.
+TEST_F(TieredCacheTest, SketchAdmissionCountsGetsNotTheSetAfterAMiss) {
+  Start(AdmissionKind::kSketch);
+  for (int i = 0; i < 200; ++i) {
+    std::string key = "ca" + std::to_string(i);
+    ASSERT_FALSE(cache_->Get(key));  // the miss
+    Put(key, Value(i));              // the fill
+    if (i % 2 == 0) {
+      ASSERT_TRUE(cache_->Get(key));  // read again
+    }
+  }
+  for (int i = 0; i < 2000; ++i) Put("filler" + std::to_string(i), Value(i));
+  int again_kept = 0, once_on_ssd = 0;
+  for (int i = 0; i < 200; ++i) {
+    std::string key = "ca" + std::to_string(i);
+    if (i % 2 == 0) {
+      again_kept += Read(key) ? 1 : 0;  // in RAM or on SSD
+    } else {
+      once_on_ssd += log_->Contains(common::HashKey(key)) ? 1 : 0;
+    }
+  }
+  EXPECT_GT(again_kept, 90);
+  EXPECT_EQ(once_on_ssd, 0);
+  EXPECT_GT(cache_->counters().rejected_cold, 90u);
+}
+
 TEST_F(TieredCacheTest, CasUniquesStayUniqueAcrossRestart) {
   Put("a", "1");
   uint64_t cas_before = cache_->Get("a")->cas;
