@@ -239,6 +239,11 @@ void AddSsd(const SsdFigures& d, Families& f) {
         "The configured flash write budget; 0 means none.", d.write_budget);
   counter("strata_ssd_regions_reclaimed_total", "Log regions reclaimed when the log wrapped.",
           d.regions_reclaimed);
+  counter("strata_ssd_records_rewritten_total",
+          "Hot records rewritten to the log's head when their region was reclaimed.",
+          d.records_rewritten);
+  counter("strata_ssd_rewritten_bytes_total",
+          "Record bytes rewritten at reclaim (part of the device writes).", d.bytes_rewritten);
   gauge("strata_ssd_index_entries", "Entries in the SSD tier's in-RAM index.", d.index_entries);
   gauge("strata_ssd_index_bytes", "RAM used by the SSD tier's index.", d.index_bytes);
   auto& io_errors = f.Family("strata_ssd_io_errors_total", MetricType::Counter,

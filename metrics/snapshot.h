@@ -104,6 +104,8 @@ struct SsdFigures {
   uint64_t stored_bytes = 0;         // value bytes as written
   uint64_t write_budget = 0;         // bytes per second, 0 = none
   uint64_t regions_reclaimed = 0;
+  uint64_t records_rewritten = 0;    // hot records moved to the log's head at reclaim
+  uint64_t bytes_rewritten = 0;
   uint64_t index_entries = 0;
   uint64_t index_bytes = 0;
   uint64_t read_errors = 0;

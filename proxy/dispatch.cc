@@ -635,6 +635,8 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_tombstones", d.tombstones);
     Stat(out, "ssd_regions_reclaimed", d.regions_reclaimed);
     Stat(out, "ssd_entries_reclaimed", d.entries_reclaimed);
+    Stat(out, "ssd_records_rewritten", d.records_rewritten);
+    Stat(out, "ssd_bytes_rewritten", d.bytes_rewritten);
     Stat(out, "ssd_dropped_too_large", d.dropped_too_large);
     Stat(out, "ssd_dropped_backlog", d.dropped_backlog);
     Stat(out, "ssd_write_errors", d.write_errors);

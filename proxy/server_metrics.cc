@@ -110,6 +110,8 @@ void FillSnapshot(const ServerContext& ctx, metrics::Snapshot* out) {
     f.stored_bytes = d.stored_value_bytes;
     f.write_budget = ctx.cache->write_budget();
     f.regions_reclaimed = d.regions_reclaimed;
+    f.records_rewritten = d.records_rewritten;
+    f.bytes_rewritten = d.bytes_rewritten;
     f.index_entries = d.index_entries;
     f.index_bytes = d.index_bytes;
     f.read_errors = d.read_errors;

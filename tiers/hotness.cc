@@ -103,4 +103,11 @@ AdmissionVerdict AdmissionPolicy::Admit(const Item& item, uint64_t hash, uint64_
   return TakeBudget(bytes, frequency) ? AdmissionVerdict::kAdmit : AdmissionVerdict::kRejectBudget;
 }
 
+uint32_t AdmissionPolicy::RewriteScore(uint64_t hash, uint64_t bytes) {
+  if (options_.rewrite_threshold == 0) return 0;
+  uint32_t frequency = sketch_.Estimate(hash);
+  if (frequency < options_.rewrite_threshold || !TakeBudget(bytes, frequency)) return 0;
+  return frequency;
+}
+
 }  // namespace strata::tiers

@@ -61,6 +61,7 @@ struct AdmissionOptions {
   AdmissionKind kind = AdmissionKind::kSketch;
   uint32_t sketch_threshold = 2;   // estimated accesses needed (kSketch)
   uint64_t write_budget = 0;       // bytes per second to flash; 0 = no budget
+  uint32_t rewrite_threshold = 4;  // estimated accesses for a rewrite at reclaim (0 = never)
 };
 
 enum class AdmissionVerdict { kAdmit, kRejectCold, kRejectBudget };
@@ -71,6 +72,11 @@ class AdmissionPolicy {
                   const common::Clock& clock);
   // Decides for an item RAM evicted; `bytes` is what writing it would cost.
   AdmissionVerdict Admit(const Item& item, uint64_t hash, uint64_t bytes);
+  // Scores a live record of a region being reclaimed: 0 = drop it, else its
+  // sketch estimate, when the sketch calls the key hot (at least
+  // `rewrite_threshold`) and the write budget has room, whatever the
+  // admission kind.
+  uint32_t RewriteScore(uint64_t hash, uint64_t bytes);
 
  private:
   bool TakeBudget(uint64_t bytes, uint32_t frequency);

@@ -37,7 +37,7 @@ struct SsdLog::Counters {
       record_bytes{0}, device_bytes_written{0}, tombstones{0}, dropped_too_large{0},
       dropped_backlog{0}, write_errors{0}, read_errors{0}, corrupt_records{0}, stale_reads{0},
       reads{0}, hits{0}, regions_reclaimed{0}, entries_reclaimed{0}, device_bytes_read{0},
-      reads_in_flight{0};
+      reads_in_flight{0}, records_rewritten{0}, bytes_rewritten{0};
 };
 
 struct SsdLog::Buffer {
@@ -229,6 +229,11 @@ bool SsdLog::ReclaimAheadLocked(std::unique_lock<std::mutex>& lock) {
   reclaim_next_ = UINT32_MAX;
   if (region == UINT32_MAX || active_ == nullptr || active_->region == region) return false;
   uint64_t seq = region_seq_[region];
+  if (rewrite_filter_ && seq != 0) {
+    RewriteHotLocked(lock, region, seq);
+    // The region may have been opened while the lock was released.
+    if (region_seq_[region] != seq || active_->region == region) return true;
+  }
   reclaiming_.store(region, std::memory_order_release);
   lock.unlock();
   // Only AppendLocked() adds entries, and only to the open region: none can
@@ -253,6 +258,71 @@ bool SsdLog::RotateLocked() {
   active_ = other;
   cv_.notify_all();
   return true;
+}
+
+void SsdLog::SetRewriteFilter(std::function<uint32_t(uint64_t hash, uint64_t bytes)> score) {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return !rewrite_busy_; });
+  rewrite_filter_ = std::move(score);
+}
+
+void SsdLog::RewriteHotLocked(std::unique_lock<std::mutex>& lock, uint32_t region, uint64_t seq) {
+  if (!rewrite_filter_) return;
+  rewrite_busy_ = true;
+  const auto& filter = rewrite_filter_;  // not replaced while busy
+  lock.unlock();
+  struct Candidate {
+    uint64_t hash;
+    SsdLocation at;
+    DecodedRecord rec;
+    uint32_t score;
+  };
+  std::vector<Candidate> keep;
+  auto data = AllocateAligned(options_.region_size);
+  int64_t n = -1;
+  if (data) {
+    auto queue = device_.NewQueue(1);
+    n = BlockingIo(*queue, false, uint64_t{region} * options_.region_size, data.get(),
+                   options_.region_size);
+  }
+  int64_t now = clock_.NowSeconds();
+  size_t off = kRegionHeaderSize;
+  DecodedRecord rec;
+  while (n > 0 && off < static_cast<size_t>(n) &&
+         DecodeRecord(seq, data.get() + off, static_cast<size_t>(n) - off, &rec)) {
+    SsdLocation at{region, static_cast<uint32_t>(off), static_cast<uint32_t>(rec.size)};
+    off += rec.size;
+    if (rec.meta.type != RecordType::kItem) continue;
+    if (rec.meta.exptime != 0 && static_cast<int64_t>(rec.meta.exptime) <= now) continue;
+    uint64_t hash = common::HashKey(rec.key);
+    if (index_.Lookup(hash) != at) continue;  // superseded or deleted
+    uint32_t score = filter(hash, rec.size);
+    if (score == 0) continue;
+    keep.push_back({hash, at, rec, score});
+  }
+  // Hottest first, within the share of a region.
+  std::stable_sort(keep.begin(), keep.end(),
+                   [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
+  size_t room = static_cast<size_t>(options_.rewrite_share * options_.region_size);
+  size_t taken = 0, bytes = 0;
+  while (taken < keep.size() && bytes + keep[taken].rec.size <= room) bytes += keep[taken++].rec.size;
+  keep.resize(taken);
+  lock.lock();
+  rewrite_busy_ = false;
+  cv_.notify_all();
+  if (region_seq_[region] != seq) return;  // reopened meanwhile: its records are gone
+  for (const Candidate& c : keep) {
+    if (active_ == nullptr || active_->failed ||
+        active_->fill + c.rec.size > options_.region_size) {
+      break;  // no room without rotating (into this very region)
+    }
+    if (index_.Lookup(c.hash) != c.at) continue;  // changed while unlocked
+    auto loc = AppendLocked(c.hash, c.rec.meta, c.rec.key, c.rec.stored);
+    if (!loc) break;
+    index_.Insert(c.hash, *loc);
+    c_->records_rewritten.fetch_add(1, std::memory_order_relaxed);
+    c_->bytes_rewritten.fetch_add(c.rec.size, std::memory_order_relaxed);
+  }
 }
 
 void SsdLog::EnqueueLocked(Buffer* b, bool tail) {
@@ -445,6 +515,8 @@ SsdLogStats SsdLog::Stats() const {
   SsdLogStats s;
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   s.regions = region_count_;
+  s.records_rewritten = get(c_->records_rewritten);
+  s.bytes_rewritten = get(c_->bytes_rewritten);
   s.index_entries = index_.size();
   s.index_bytes = index_.memory_bytes();
   s.demoted_items = get(c_->demoted_items);

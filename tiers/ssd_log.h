@@ -61,6 +61,7 @@ struct SsdLogOptions {
   uint32_t region_size = 16u << 20;  // 1 MiB .. 64 MiB, a multiple of 4096
   bool compress = true;              // LZ4 when it saves space
   uint32_t write_chunk = 1u << 20;   // the open region is written in chunks of this size
+  double rewrite_share = 0.25;       // most of a region rewritten per region reclaimed
 };
 
 struct SsdLogStats {
@@ -84,7 +85,9 @@ struct SsdLogStats {
   uint64_t device_bytes_read = 0;     // bytes read from the device (block aligned)
   uint64_t reads_in_flight = 0;       // device reads issued, not yet completed
   uint64_t regions_reclaimed = 0;
-  uint64_t entries_reclaimed = 0;
+  uint64_t entries_reclaimed = 0;     // index entries dropped by reclaim
+  uint64_t records_rewritten = 0;     // live hot records moved to the head at reclaim
+  uint64_t bytes_rewritten = 0;
 };
 
 // Receives a Read()'s outcome: the item, or an empty ref for a miss.
@@ -120,6 +123,14 @@ class SsdLog {
   // lock before that (a delete removes the RAM copy there, so no append
   // can come between the two). It must not call back into the log.
   bool Remove(std::string_view key, uint64_t hash, const std::function<void()>& first = nullptr);
+  // Decides, at reclaim, which live records are rewritten to the log's head
+  // instead of dropped: called with the key's hash and the record's size,
+  // from the writer thread, without the log's lock; returns 0 to drop the
+  // record, else a score. The highest scores are rewritten first, at most
+  // SsdLogOptions::rewrite_share of a region per region reclaimed (which
+  // bounds the write amplification). Setting it (or clearing it with
+  // nullptr) waits for a reclaim that is using the previous one.
+  void SetRewriteFilter(std::function<uint32_t(uint64_t hash, uint64_t bytes)> score);
   // The largest CAS unique Recover() found (0 if none).
   uint64_t max_recovered_cas() const { return max_recovered_cas_; }
   // Forgets every record and persists a flush marker.
@@ -161,6 +172,11 @@ class SsdLog {
   // Writer thread: drops the index entries of the region to open next,
   // releasing the lock for the scan. False if there was nothing to do.
   bool ReclaimAheadLocked(std::unique_lock<std::mutex>& lock);
+  // Part of it: reads the region from the device (lock released) and
+  // rewrites its live records that the filter keeps into the open region,
+  // as far as that region has room (never rotating into the region being
+  // reclaimed).
+  void RewriteHotLocked(std::unique_lock<std::mutex>& lock, uint32_t region, uint64_t seq);
   // Queues writes of the active buffer's complete blocks (all blocks if
   // `tail`).
   void EnqueueLocked(Buffer* b, bool tail);
@@ -182,6 +198,8 @@ class SsdLog {
   uint64_t next_seq_ = 1;
   uint64_t max_recovered_cas_ = 0;
   std::deque<WriteJob> jobs_;
+  std::function<uint32_t(uint64_t, uint64_t)> rewrite_filter_;
+  bool rewrite_busy_ = false;  // the writer is calling rewrite_filter_
   uint32_t reclaim_next_ = UINT32_MAX;          // region for ReclaimAheadLocked()
   std::atomic<uint32_t> reclaiming_{UINT32_MAX};  // its scan is running
   uint32_t reclaimed_ = UINT32_MAX;             // entries already dropped...

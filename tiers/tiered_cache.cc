@@ -20,7 +20,14 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
     write_budget_ = admission.write_budget;
     ram_.EnsureCasAbove(ssd_->max_recovered_cas());
     ram_.SetFlushHook([this] { ssd_->Flush(); });
+    // Reclaim moves the records the sketch still calls hot to the log's head.
+    ssd_->SetRewriteFilter(
+        [this](uint64_t hash, uint64_t bytes) { return admission_->RewriteScore(hash, bytes); });
   }
+}
+
+TieredCache::~TieredCache() {
+  if (ssd_ != nullptr) ssd_->SetRewriteFilter(nullptr);
 }
 
 TieredCache::TieredCache(RamTier& ram) : ram_(ram), ssd_(nullptr) {}

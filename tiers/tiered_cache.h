@@ -41,6 +41,9 @@ class TieredCache final : public EvictionSink {
               const AdmissionOptions& admission = {});
   // A RAM-only view over an existing RAM tier, which must outlive it.
   explicit TieredCache(RamTier& ram);
+  ~TieredCache() override;
+  TieredCache(const TieredCache&) = delete;
+  TieredCache& operator=(const TieredCache&) = delete;
 
   RamTier& ram() { return ram_; }
   SsdLog* ssd() { return ssd_; }
