@@ -1,0 +1,218 @@
+{{/*
+Helpers shared by the chart's own templates and by the sidecar templates in
+_sidecar.tpl. Every helper here reads only .Values and .Release (plus .Chart
+and .Capabilities when they are there), so they work the same when an
+application's chart includes them with
+  (dict "Values" .Values.strata "Release" .Release "Capabilities" .Capabilities)
+*/}}
+
+{{/* The base name of everything this release creates for strata: 63 characters at most. */}}
+{{- define "strata.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := .Values.nameOverride | default "strata" -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A name derived from the fullname: (list . "suffix"). */}}
+{{- define "strata.childName" -}}
+{{- $ctx := index . 0 -}}
+{{- $suffix := index . 1 -}}
+{{- printf "%s-%s" (include "strata.fullname" $ctx | trunc (int (sub 62 (len $suffix)))) $suffix | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The strata config ConfigMap's name. */}}
+{{- define "strata.configMapName" -}}
+{{- include "strata.childName" (list . "config") -}}
+{{- end -}}
+
+{{/* The version shown in labels: the image tag (image.tag defaults to the chart's appVersion). */}}
+{{- define "strata.version" -}}
+{{- .Values.image.tag | toString | trunc 63 | trimSuffix "-" | replace "+" "_" -}}
+{{- end -}}
+
+{{/* The image reference: repository:tag, or repository@digest. */}}
+{{- define "strata.image" -}}
+{{- $img := .Values.image -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository (required "image.tag or image.digest is required" $img.tag | toString) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The labels that identify this release's strata objects. */}}
+{{- define "strata.selectorLabels" -}}
+app.kubernetes.io/name: strata
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+{{- end -}}
+
+{{/* Labels common to every object the chart creates. */}}
+{{- define "strata.labels" -}}
+{{ include "strata.selectorLabels" . }}
+{{- with include "strata.version" . }}
+app.kubernetes.io/version: {{ . | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service | default "Helm" | quote }}
+app.kubernetes.io/part-of: strata
+{{- if .Chart }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" | quote }}
+{{- end }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Sizes and durations. strata reads sizes as a whole number with an optional
+binary unit (B, KiB, MiB, GiB, TiB; k, m, g, t and K, M, G, T, KB, MB, GB, TB
+are binary too) and durations as a whole number with ms, s, m, h or d (bare:
+seconds), the rules of common/units.h.
+*/}}
+
+{{/* strata.bytes (dict "value" V "what" "config.tiers.ram.size"): the size in bytes, as text. */}}
+{{- define "strata.bytes" -}}
+{{- $s := .value -}}
+{{- if or (kindIs "float64" $s) (kindIs "int" $s) (kindIs "int64" $s) }}{{ $s = int64 $s }}{{ end -}}
+{{- $s = trim (toString $s) -}}
+{{- $num := regexFind "^[0-9]+" $s -}}
+{{- $unit := trim (trimPrefix $num $s) -}}
+{{- $KiB := 1024 -}}
+{{- $MiB := mul 1024 1024 -}}
+{{- $GiB := mul $MiB 1024 -}}
+{{- $TiB := mul $GiB 1024 -}}
+{{- $units := dict "" 1 "B" 1 "k" $KiB "K" $KiB "KB" $KiB "KiB" $KiB "m" $MiB "M" $MiB "MB" $MiB "MiB" $MiB "g" $GiB "G" $GiB "GB" $GiB "GiB" $GiB "t" $TiB "T" $TiB "TB" $TiB "TiB" $TiB -}}
+{{- if or (not $num) (not (hasKey $units $unit)) -}}
+{{- fail (printf "%s: expected a size like 256MiB, got %q" .what $s) -}}
+{{- end -}}
+{{- mul (int64 $num) (get $units $unit) -}}
+{{- end -}}
+
+{{/* strata.seconds (dict "value" V "what" "config.server.drain_timeout"): the duration in whole seconds, rounded up. */}}
+{{- define "strata.seconds" -}}
+{{- $s := .value -}}
+{{- if or (kindIs "float64" $s) (kindIs "int" $s) (kindIs "int64" $s) }}{{ $s = int64 $s }}{{ end -}}
+{{- $s = trim (toString $s) -}}
+{{- $num := regexFind "^[0-9]+" $s -}}
+{{- $unit := trim (trimPrefix $num $s) -}}
+{{- $ms := dict "ms" 1 "" 1000 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 -}}
+{{- if or (not $num) (not (hasKey $ms $unit)) -}}
+{{- fail (printf "%s: expected a duration like 10s or 1500ms, got %q" .what $s) -}}
+{{- end -}}
+{{- div (add (mul (int64 $num) (get $ms $unit)) 999) 1000 -}}
+{{- end -}}
+
+{{/*
+strata.quantityBytes (dict "value" V "what" "resources.limits.memory"): a
+Kubernetes quantity (512Mi, 1Gi, 1G, 1.5Gi, 1073741824) in bytes, rounded up.
+*/}}
+{{- define "strata.quantityBytes" -}}
+{{- $s := .value -}}
+{{- if or (kindIs "float64" $s) (kindIs "int" $s) (kindIs "int64" $s) }}{{ $s = int64 $s }}{{ end -}}
+{{- $s = trim (toString $s) -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $s -}}
+{{- $unit := trimPrefix $num $s -}}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "P" 1000000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 -}}
+{{- if or (not $num) (not (hasKey $units $unit)) -}}
+{{- fail (printf "%s: expected a Kubernetes quantity like 512Mi or 2Gi, got %q" .what $s) -}}
+{{- end -}}
+{{- if contains "." $num -}}
+{{- ceil (mulf (float64 $num) (float64 (get $units $unit))) | int64 -}}
+{{- else -}}
+{{- mul (int64 $num) (get $units $unit) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* strata.mib: bytes (text or number) rounded up to whole MiB, as a quantity "123Mi". */}}
+{{- define "strata.mib" -}}
+{{- $b := int64 . -}}
+{{- printf "%dMi" (div (add $b 1048575) 1048576) -}}
+{{- end -}}
+
+{{/* Whether the SSD tier is on: "true" or "". */}}
+{{- define "strata.ssdEnabled" -}}
+{{- if ne .Values.cacheVolume.kind "none" }}true{{ end -}}
+{{- end -}}
+
+{{/* The RAM tier's size in bytes (strata's default, 256MiB, when unset). */}}
+{{- define "strata.ramBytes" -}}
+{{- $ram := dig "tiers" "ram" "size" "256MiB" (.Values.config | default dict) -}}
+{{- include "strata.bytes" (dict "value" $ram "what" "config.tiers.ram.size") -}}
+{{- end -}}
+
+{{/* The SSD tier's size in bytes; 0 without one. */}}
+{{- define "strata.ssdBytes" -}}
+{{- if include "strata.ssdEnabled" . -}}
+{{- $ssd := dig "tiers" "ssd" "size" "" (.Values.config | default dict) -}}
+{{- if not $ssd -}}
+{{- fail (printf "config.tiers.ssd.size is required with cacheVolume.kind %q (or set cacheVolume.kind to none for a RAM-only cache)" .Values.cacheVolume.kind) -}}
+{{- end -}}
+{{- include "strata.bytes" (dict "value" $ssd "what" "config.tiers.ssd.size") -}}
+{{- else -}}
+0
+{{- end -}}
+{{- end -}}
+
+{{/*
+The memory the strata container needs, in bytes:
+  RAM tier x 1.25 + 64 MiB + SSD index (14 bytes per SSD item, items of
+  sizing.ssdAvgItemSize on average).
+strata trims its RAM tier when its RSS passes ram x 1.125 + 8 MiB; the rest
+is per-item allocator slack, connection buffers, io_uring rings and thread
+stacks.
+*/}}
+{{- define "strata.memoryBytes" -}}
+{{- $ram := include "strata.ramBytes" . | int64 -}}
+{{- $ssd := include "strata.ssdBytes" . | int64 -}}
+{{- $avg := include "strata.bytes" (dict "value" .Values.sizing.ssdAvgItemSize "what" "sizing.ssdAvgItemSize") | int64 -}}
+{{- if le $avg 0 }}{{ fail "sizing.ssdAvgItemSize must be at least 1 byte" }}{{ end -}}
+{{- $index := mul (div $ssd $avg) 14 -}}
+{{- add (div (mul $ram 5) 4) (mul 64 1048576) $index -}}
+{{- end -}}
+
+{{/*
+The cache volume's size as a Kubernetes quantity: cacheVolume.size, or the SSD
+tier's size + 64 MiB. Fails when cacheVolume.size is smaller than the tier.
+*/}}
+{{- define "strata.cacheVolumeSize" -}}
+{{- $ssd := include "strata.ssdBytes" . | int64 -}}
+{{- if .Values.cacheVolume.size -}}
+{{- $vol := include "strata.quantityBytes" (dict "value" .Values.cacheVolume.size "what" "cacheVolume.size") | int64 -}}
+{{- if lt $vol $ssd -}}
+{{- fail (printf "cacheVolume.size (%v) is smaller than config.tiers.ssd.size (%v, %d bytes): strata preallocates the whole tier" .Values.cacheVolume.size .Values.config.tiers.ssd.size $ssd) -}}
+{{- end -}}
+{{- .Values.cacheVolume.size -}}
+{{- else -}}
+{{- include "strata.mib" (add $ssd (mul 64 1048576)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+terminationGracePeriodSeconds: the value, or with "auto"
+  max(60, drain_timeout + 5 s per GiB of RAM tier (written to SSD on
+  SIGTERM) + 30 s for the application's own shutdown and margin).
+*/}}
+{{- define "strata.recommendedGracePeriod" -}}
+{{- $drain := include "strata.seconds" (dict "value" (dig "server" "drain_timeout" "10s" (.Values.config | default dict)) "what" "config.server.drain_timeout") | int64 -}}
+{{- $flush := 0 -}}
+{{- if and (include "strata.ssdEnabled" .) (ne (toString (dig "tiers" "ssd" "demote_on_shutdown" true (.Values.config | default dict))) "false") -}}
+{{- $GiB := 1073741824 -}}
+{{- $flush = mul 5 (div (add (include "strata.ramBytes" . | int64) (sub $GiB 1)) $GiB) -}}
+{{- end -}}
+{{- add $drain $flush 30 -}}
+{{- end -}}
+
+{{- define "strata.terminationGracePeriodSeconds" -}}
+{{- $t := .Values.terminationGracePeriodSeconds -}}
+{{- if eq (toString $t) "auto" -}}
+{{- max 60 (include "strata.recommendedGracePeriod" . | int64) -}}
+{{- else -}}
+{{- int64 $t -}}
+{{- end -}}
+{{- end -}}
