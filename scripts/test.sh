@@ -6,6 +6,9 @@
 #      unit tests again;
 #   3. each libFuzzer fuzzer for FUZZ_SECONDS (default 20);
 #   4. yamllint on the YAML files.
+# Between 1 and 2 it renders and validates the Helm chart (tests/helm/test.sh);
+# last it builds the container image with podman and checks it from the host
+# (scripts/image-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
@@ -16,6 +19,9 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRATA_WERROR=ON >/dev
 cmake --build build -j "$jobs"
 echo "== tests: unit, fuzz corpus, integration"
 (cd build && ctest --output-on-failure -j "$jobs" --timeout 900)
+
+echo "== Helm chart: render, Kubernetes schemas, yamllint, values schema, invariants"
+tests/helm/test.sh
 
 echo "== ASan+UBSan debug build: unit tests"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSTRATA_WERROR=ON \
@@ -30,5 +36,9 @@ if [ -x tests/fuzz/run.sh ]; then
 fi
 
 echo "== yamllint"
-yamllint -s config/strata.yaml helm/strata/alerts/strata-rules.yaml tests/metrics/alerts_test.yaml
+yamllint -s config/strata.yaml config/strata-container.yaml helm/strata/alerts/strata-rules.yaml \
+  tests/metrics/alerts_test.yaml
+
+echo "== container image: podman build on a local Debian base, run, check from the host"
+scripts/image-test.sh
 echo "All tests passed."
