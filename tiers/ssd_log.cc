@@ -75,13 +75,13 @@ class SsdLog::ReadOp final : public IoCompletion {
     ItemRef item;
     if (result < static_cast<int64_t>(loc_.offset + loc_.size - begin_)) {
       log_->c_->read_errors.fetch_add(1, std::memory_order_relaxed);
-      log_->index_.RemoveIf(hash_, loc_);
+      log_->DropEntry(key_, hash_, loc_);
     } else {
       bool corrupt = false;
       item = log_->DecodeItem(seq_, buf_.get() + (loc_.offset - begin_), loc_.size, key_, &corrupt);
       if (corrupt) {
         log_->c_->corrupt_records.fetch_add(1, std::memory_order_relaxed);
-        log_->index_.RemoveIf(hash_, loc_);
+        log_->DropEntry(key_, hash_, loc_);
       } else if (item && log_->index_.Lookup(hash_) != loc_) {
         // Overwritten, deleted or reclaimed while the read was in flight.
         log_->c_->stale_reads.fetch_add(1, std::memory_order_relaxed);
@@ -153,6 +153,7 @@ common::Status SsdLog::Recover() {
   int64_t now = clock_.NowSeconds();
   auto region = AllocateAligned(options_.region_size);
   uint32_t last_region = region_count_ - 1;
+  size_t last_end = 0;  // where the newest region's valid records end (0: unusable)
   for (auto [seq, r] : found) {
     int64_t n = BlockingIo(*queue, false, uint64_t{r} * options_.region_size, region.get(),
                            options_.region_size);
@@ -163,6 +164,7 @@ common::Status SsdLog::Recover() {
     region_seq_[r] = seq;
     next_seq_ = seq + 1;
     last_region = r;
+    last_end = 0;
     size_t off = kRegionHeaderSize;
     DecodedRecord rec;
     while (off < static_cast<size_t>(n) &&
@@ -186,10 +188,35 @@ common::Status SsdLog::Recover() {
       }
       off += rec.size;
     }
+    if (n == static_cast<int64_t>(options_.region_size)) last_end = off;
   }
   std::lock_guard lock(mu_);
-  OpenRegionLocked(buffers_[0].get(), (last_region + 1) % region_count_);
-  active_ = buffers_[0].get();
+  Buffer* b = buffers_[0].get();
+  if (last_end > 0 && last_end + kBlock < options_.region_size && !found.empty()) {
+    // The newest region goes on where its records end, so a restart does
+    // not leave the rest of it unused. Its tail is zeroed on the device
+    // first: nothing the scan stopped at (a torn write) can come back
+    // after the records appended from now on.
+    std::memcpy(b->data.get(), region.get(), last_end);
+    std::memset(b->data.get() + last_end, 0, options_.region_size - last_end);
+    size_t from = AlignDown(last_end);
+    int64_t w = BlockingIo(*queue, true, uint64_t{last_region} * options_.region_size + from,
+                           b->data.get() + from, options_.region_size - from);
+    if (w == static_cast<int64_t>(options_.region_size - from)) {
+      b->region = last_region;
+      b->seq = region_seq_[last_region];
+      b->fill = last_end;
+      b->enqueued = from;
+      b->failed = false;
+      active_ = b;
+      reclaim_next_ = (last_region + 1) % region_count_;
+      cv_.notify_all();
+      return common::Status::Ok();
+    }
+    c_->write_errors.fetch_add(1, std::memory_order_relaxed);
+  }
+  OpenRegionLocked(b, (last_region + 1) % region_count_);
+  active_ = b;
   return common::Status::Ok();
 }
 
@@ -232,6 +259,26 @@ bool SsdLog::ReclaimAheadLocked(std::unique_lock<std::mutex>& lock) {
   if (rewrite_filter_ && seq != 0) {
     RewriteHotLocked(lock, region, seq);
     // The region may have been opened while the lock was released.
+    if (region_seq_[region] != seq || active_->region == region) return true;
+  }
+  if (seq != 0) {
+    // The region's header is erased on the device before its entries go:
+    // a restart must not bring back records whose entries were dropped
+    // (a key written since, whose new version never reached the SSD, would
+    // read its old value). If the erase fails, the rotation reclaims it.
+    lock.unlock();
+    auto zero = AllocateAligned(kBlock);
+    int64_t w = -1;
+    if (zero) {
+      std::memset(zero.get(), 0, kBlock);
+      auto queue = device_.NewQueue(1);
+      w = BlockingIo(*queue, true, uint64_t{region} * options_.region_size, zero.get(), kBlock);
+    }
+    lock.lock();
+    if (w != static_cast<int64_t>(kBlock)) {
+      c_->write_errors.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
     if (region_seq_[region] != seq || active_->region == region) return true;
   }
   reclaiming_.store(region, std::memory_order_release);
@@ -375,6 +422,16 @@ bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>
   c_->demoted_value_bytes.fetch_add(item.value_len, std::memory_order_relaxed);
   c_->stored_value_bytes.fetch_add(stored.size(), std::memory_order_relaxed);
   return true;
+}
+
+void SsdLog::DropEntry(std::string_view key, uint64_t hash, const SsdLocation& at) {
+  std::lock_guard lock(mu_);
+  if (!index_.RemoveIf(hash, at)) return;
+  // The record may read fine after a restart (a transient error): the
+  // tombstone keeps it from coming back over a newer version.
+  if (AppendLocked(hash, {RecordType::kTombstone, Codec::kNone, 0, 0, 0, 0}, key, "")) {
+    c_->tombstones.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 bool SsdLog::Remove(std::string_view key, uint64_t hash, const std::function<void()>& first) {

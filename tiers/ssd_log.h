@@ -162,6 +162,9 @@ class SsdLog {
   };
   class ReadOp;
 
+  // A read of the record at `at` failed or did not verify: its entry goes,
+  // and a tombstone is appended.
+  void DropEntry(std::string_view key, uint64_t hash, const SsdLocation& at);
   // Appends one record under mu_; returns its location or nullopt.
   std::optional<SsdLocation> AppendLocked(uint64_t hash, const RecordMeta& meta,
                                           std::string_view key, std::string_view stored);

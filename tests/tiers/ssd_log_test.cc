@@ -70,6 +70,17 @@ class SsdLogTest : public ::testing::Test {
     return log.Append(*MakeItem(key, value, exptime), common::HashKey(key));
   }
 
+  // After a restart the newest region is the open one again and its records
+  // are read from RAM: filler moves the log on, so they are read from the
+  // device (for the tests of device faults).
+  void PushOutOfBuffer(SsdLog& log) {
+    for (int i = 0; i < 3; ++i) {
+      std::string key = "filler" + std::to_string(i);
+      ASSERT_TRUE(Put(log, key, ValueFor(key, 400 * 1024, false)));
+    }
+    log.Sync();
+  }
+
   common::FakeClock clock_;
   MemoryDevice device_;
 };
@@ -199,6 +210,71 @@ TEST_F(SsdLogTest, ReclaimRewritesTheRecordsTheFilterKeeps) {
   for (int i = 0; i < 300; i += 10) EXPECT_TRUE(Read(*again, keys[i])) << keys[i];
 }
 
+// A record whose entry reclaim dropped ahead of time must not come back at
+// a restart (its key may have a newer version that never reached the SSD):
+// the region's header is erased on the device before its entries go.
+TEST_F(SsdLogTest, RecordsReclaimedAheadStayGoneAfterARestart) {
+  auto log = Open(/*compress=*/false);
+  ASSERT_TRUE(Put(*log, "victim", ValueFor("victim", 4000, false)));
+  uint64_t victim = common::HashKey("victim");
+  // Fill until the log is about to wrap onto the victim's region.
+  for (int i = 0; i < 4000 && log->Contains(victim); ++i) {
+    std::string key = "f" + std::to_string(i);
+    ASSERT_TRUE(Put(*log, key, ValueFor(key, 4000, false)));
+    if (i % 50 == 0) {
+      log->Sync();
+      for (int wait = 0; wait < 10 && log->Contains(victim); ++wait) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    }
+  }
+  ASSERT_FALSE(log->Contains(victim)) << "the victim's region was never reclaimed";
+  log.reset();
+  log = Open(false);
+  EXPECT_FALSE(log->Contains(victim));
+  EXPECT_FALSE(Read(*log, "victim"));
+}
+
+// A restart goes on appending to the newest region where its records end,
+// instead of leaving the rest of that region unused.
+TEST_F(SsdLogTest, ARestartResumesTheNewestRegion) {
+  struct At : SsdReadDone {
+    SsdLocation at;
+    void OnSsdRead(ItemRef) override {}
+    void OnSsdReadAt(ItemRef, SsdLocation where) override { at = where; }
+  };
+  auto where = [&](SsdLog& log, const std::string& key) {
+    auto queue = device_.NewQueue(4);
+    At done;
+    log.Read(key, common::HashKey(key), *queue, &done);
+    DrainQueue(*queue);
+    return done.at;
+  };
+  auto log = Open();
+  ASSERT_TRUE(Put(*log, "before", "v1"));
+  log->Sync();
+  SsdLocation first = where(*log, "before");
+  log.reset();
+  for (int restart = 0; restart < 3; ++restart) {
+    log = Open();
+    std::string key = "after" + std::to_string(restart);
+    ASSERT_TRUE(Put(*log, key, "v2"));
+    log->Sync();
+    SsdLocation next = where(*log, key);
+    EXPECT_EQ(next.region, first.region) << "restart " << restart;
+    EXPECT_GT(next.offset, first.offset);
+    log.reset();
+  }
+  log = Open();
+  ASSERT_TRUE(Read(*log, "before"));
+  for (int restart = 0; restart < 3; ++restart) {
+    ItemRef it = Read(*log, "after" + std::to_string(restart));
+    ASSERT_TRUE(it);
+    EXPECT_EQ(it->ValueView(), "v2");
+  }
+  EXPECT_EQ(log->Stats().regions_reclaimed, 0u);
+}
+
 TEST_F(SsdLogTest, RecoveryAppliesTombstonesFlushAndExpiry) {
   {
     auto log = Open();
@@ -291,6 +367,7 @@ TEST_F(SsdLogTest, FlippedBitOnReadIsAMissNeverAWrongValue) {
   log->Sync();
   log.reset();
   log = Open(false);
+  PushOutOfBuffer(*log);
   device_.AddFault({Fault::Kind::kFlipBitOnRead, kRegion + 4096 + 100, kRegion + 4096 + 101, 0, -1});
   device_.AddFault({Fault::Kind::kFlipBitOnRead, 4096 + 100, 4096 + 101, 0, -1});
   EXPECT_FALSE(Read(*log, "key"));
@@ -305,6 +382,7 @@ TEST_F(SsdLogTest, ReadErrorIsAMiss) {
   log->Sync();
   log.reset();
   log = Open(false);
+  PushOutOfBuffer(*log);
   device_.AddFault({Fault::Kind::kFailRead, 0, UINT64_MAX, 5, -1});
   EXPECT_FALSE(Read(*log, "key"));
   EXPECT_EQ(log->Stats().read_errors, 1u);
@@ -334,6 +412,7 @@ TEST_F(SsdLogTest, StaleReadIsDiscarded) {
   log->Sync();
   log.reset();
   log = Open(false);
+  PushOutOfBuffer(*log);
   auto queue = device_.NewQueue(4);
   Done done;
   log->Read("key", common::HashKey("key"), *queue, &done);  // queued, not yet done
