@@ -243,6 +243,14 @@ int main(int argc, char** argv) {
   std::unique_ptr<strata::tiers::WarmUp> warm_up;
   if (ssd_log != nullptr) {
     std::string why;
+    const std::string sketch_path = strata::tiers::SketchPath(*ssd_cfg.path);
+    if (strata::tiers::LoadSketch(cache.sketch(), sketch_path, &why)) {
+      Log(LogLevel::kInfo, "warm restart: frequency sketch loaded from %s", sketch_path.c_str());
+    } else if (!why.empty()) {
+      Log(LogLevel::kWarn, "%s: %s; the frequency sketch starts empty", sketch_path.c_str(),
+          why.c_str());
+    }
+    why.clear();
     std::vector<std::string> hot =
         strata::tiers::LoadHotKeys(strata::tiers::HotKeysPath(*ssd_cfg.path), &why);
     if (!why.empty()) {
@@ -272,6 +280,12 @@ int main(int argc, char** argv) {
         strata::tiers::SaveHotKeys(hot, strata::tiers::HotKeysPath(*ssd_cfg.path));
     if (!saved.ok()) {
       Log(LogLevel::kWarn, "cannot save the hot-key list: %s", saved.message().c_str());
+    }
+    strata::common::Status sketch_saved = strata::tiers::SaveSketch(
+        *cache.sketch(), strata::tiers::SketchPath(*ssd_cfg.path));
+    if (!sketch_saved.ok()) {
+      Log(LogLevel::kWarn, "cannot save the frequency sketch: %s",
+          sketch_saved.message().c_str());
     }
     Log(LogLevel::kInfo, "demoted %zu RAM items to the SSD tier and saved %zu hot keys in %.2f s",
         demoted, saved.ok() ? hot.size() : size_t{0},

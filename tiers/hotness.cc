@@ -48,6 +48,31 @@ uint32_t FrequencySketch::Estimate(uint64_t hash) const {
   return best;
 }
 
+std::string FrequencySketch::Serialize() const {
+  std::string out;
+  out.reserve(8 * (words_.size() + 2));
+  auto put = [&out](uint64_t v) {
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  put(words_.size());
+  put(records_.load(std::memory_order_relaxed));
+  for (const auto& w : words_) put(w.load(std::memory_order_relaxed));
+  return out;
+}
+
+bool FrequencySketch::Restore(std::string_view bytes) {
+  if (bytes.size() != 8 * (words_.size() + 2)) return false;
+  auto get = [&bytes](size_t i) {
+    uint64_t v = 0;
+    for (int b = 0; b < 8; ++b) v |= uint64_t{static_cast<uint8_t>(bytes[8 * i + b])} << (8 * b);
+    return v;
+  };
+  if (get(0) != words_.size()) return false;
+  records_.store(std::min(get(1), sample_ - 1), std::memory_order_relaxed);
+  for (size_t i = 0; i < words_.size(); ++i) words_[i].store(get(i + 2), std::memory_order_relaxed);
+  return true;
+}
+
 void FrequencySketch::Age() {
   for (auto& w : words_) {
     uint64_t v = w.load(std::memory_order_relaxed);

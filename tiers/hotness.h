@@ -27,6 +27,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -46,6 +47,11 @@ class FrequencySketch {
   // Halves every counter (done automatically every `sample` records).
   void Age();
   uint64_t sample() const { return sample_; }
+
+  // The counters as bytes (a warm restart saves them, warm_restart.h), and
+  // back. Restore() refuses bytes from a sketch of another size.
+  std::string Serialize() const;
+  bool Restore(std::string_view bytes);
 
  private:
   size_t Index(uint64_t hash, int row) const;

@@ -47,6 +47,8 @@ class TieredCache final : public EvictionSink {
 
   RamTier& ram() { return ram_; }
   SsdLog* ssd() { return ssd_; }
+  // The frequency sketch (null without an SSD tier).
+  FrequencySketch* sketch() { return sketch_.get(); }
 
   // True when the key is not in RAM but the SSD index has it: Promote()
   // before anything but a set or delete.

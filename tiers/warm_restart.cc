@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <optional>
 
 #include "common/crc32c.h"
 #include "common/log.h"
@@ -32,9 +33,56 @@ struct BatchDone final : SsdReadDone {
   }
 };
 
+constexpr std::string_view kSketchMagic = "strata-sketch 1\n";
+
+// Writes `data` to `path` under a temporary name, fsynced, then renamed.
+common::Status WriteAtomically(const std::string& data, const std::string& path);
+
+// Reads and removes `path`; checks the magic line and the trailing crc32c.
+// Returns the bytes between them, or nullopt (*why set for a file that
+// exists).
+std::optional<std::string> ReadOnce(const std::string& path, std::string_view magic,
+                                    const char* what, std::string* why) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  unlink(path.c_str());  // used once: a later crash must not replay it
+  auto fail = [&](const std::string& reason) -> std::optional<std::string> {
+    if (why != nullptr) *why = reason;
+    return std::nullopt;
+  };
+  if (data.size() < magic.size() + 4 || data.compare(0, magic.size(), magic) != 0) {
+    return fail(std::string("not a ") + what);
+  }
+  size_t body = data.size() - 4;
+  uint32_t crc = 0;
+  for (int i = 0; i < 4; ++i) crc |= uint32_t{static_cast<uint8_t>(data[body + i])} << (8 * i);
+  if (common::Crc32c(data.data(), body) != crc) return fail("checksum mismatch");
+  return data.substr(magic.size(), body - magic.size());
+}
+
 }  // namespace
 
 std::string HotKeysPath(const std::string& ssd_path) { return ssd_path + ".hot"; }
+std::string SketchPath(const std::string& ssd_path) { return ssd_path + ".sketch"; }
+
+common::Status SaveSketch(const FrequencySketch& sketch, const std::string& path) {
+  std::string data(kSketchMagic);
+  data += sketch.Serialize();
+  PutCrc(&data);
+  return WriteAtomically(data, path);
+}
+
+bool LoadSketch(FrequencySketch* sketch, const std::string& path, std::string* why) {
+  auto body = ReadOnce(path, kSketchMagic, "saved sketch", why);
+  if (!body) return false;
+  if (!sketch->Restore(*body)) {
+    if (why != nullptr) *why = "saved for another RAM tier size";
+    return false;
+  }
+  return true;
+}
 
 common::Status SaveHotKeys(const std::vector<std::string>& keys, const std::string& path) {
   std::string data(kMagic);
@@ -44,6 +92,12 @@ common::Status SaveHotKeys(const std::vector<std::string>& keys, const std::stri
     data.append(k);
   }
   PutCrc(&data);
+  return WriteAtomically(data, path);
+}
+
+namespace {
+
+common::Status WriteAtomically(const std::string& data, const std::string& path) {
   std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return common::Status::IoError(tmp + ": " + std::strerror(errno));
@@ -72,30 +126,19 @@ common::Status SaveHotKeys(const std::vector<std::string>& keys, const std::stri
   return common::Status::Ok();
 }
 
+}  // namespace
+
 std::vector<std::string> LoadHotKeys(const std::string& path, std::string* why) {
   std::vector<std::string> keys;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return keys;
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  in.close();
-  // Used once: a later crash must not replay an old list.
-  unlink(path.c_str());
-  auto fail = [&](const char* reason) {
-    if (why != nullptr) *why = reason;
-    keys.clear();
-    return keys;
-  };
-  if (data.size() < kMagic.size() + 4 || data.compare(0, kMagic.size(), kMagic) != 0) {
-    return fail("not a hot-key list");
-  }
-  size_t body = data.size() - 4;
-  uint32_t crc = 0;
-  for (int i = 0; i < 4; ++i) crc |= uint32_t{static_cast<uint8_t>(data[body + i])} << (8 * i);
-  if (common::Crc32c(data.data(), body) != crc) return fail("checksum mismatch");
-  for (size_t pos = kMagic.size(); pos < body;) {
-    size_t len = static_cast<uint8_t>(data[pos]);
-    if (len == 0 || pos + 1 + len > body) return fail("truncated entry");
-    keys.emplace_back(data, pos + 1, len);
+  auto body = ReadOnce(path, kMagic, "hot-key list", why);
+  if (!body) return keys;
+  for (size_t pos = 0; pos < body->size();) {
+    size_t len = static_cast<uint8_t>((*body)[pos]);
+    if (len == 0 || pos + 1 + len > body->size()) {
+      if (why != nullptr) *why = "truncated entry";
+      return {};
+    }
+    keys.emplace_back(*body, pos + 1, len);
     pos += 1 + len;
   }
   return keys;

@@ -1,7 +1,8 @@
 // Warm restart: the keys the RAM tier held at shutdown are saved beside the
 // SSD file, and after a restart they are promoted back from SSD in the
 // background, hottest first, so RAM's hit ratio recovers without waiting for
-// traffic to find them again.
+// traffic to find them again. The frequency sketch is saved too, so
+// admission and the hot rewrite at reclaim do not start from nothing.
 //
 // The list is only useful with TieredCache::DemoteAll() (SIGTERM with
 // tiers.ssd.demote_on_shutdown), which gives every RAM item a valid SSD
@@ -34,6 +35,15 @@ namespace strata::tiers {
 
 // The path of the hot-key list that belongs to an SSD file.
 std::string HotKeysPath(const std::string& ssd_path);
+// The path of the saved frequency sketch (same rules as the hot-key list:
+// "strata-sketch 1\n", FrequencySketch::Serialize(), crc32c; read once).
+std::string SketchPath(const std::string& ssd_path);
+
+// Saves `sketch` to `path` atomically.
+common::Status SaveSketch(const FrequencySketch& sketch, const std::string& path);
+// Loads and removes the sketch at `path` into `sketch`. False when there is
+// none or it does not fit (*why says why, for a file that exists).
+bool LoadSketch(FrequencySketch* sketch, const std::string& path, std::string* why = nullptr);
 
 // Writes `keys` (hottest first) to `path` atomically.
 common::Status SaveHotKeys(const std::vector<std::string>& keys, const std::string& path);

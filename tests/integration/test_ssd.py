@@ -894,6 +894,7 @@ def test_warm_restart_promotes_the_hot_keys_back(ssd):
     ssd.stop(srv)
     assert b"saved 1500 hot keys" in ssd.log(srv), ssd.log(srv)[-1000:]
     assert os.path.exists(ssd.device + ".hot")
+    assert os.path.exists(ssd.device + ".sketch")
 
     srv2 = ssd.start()
     deadline = time.monotonic() + 30
@@ -906,6 +907,7 @@ def test_warm_restart_promotes_the_hot_keys_back(ssd):
     assert m, ssd.log(srv2)[-2000:]
     assert int(m.group(2)) == len(keys) and int(m.group(1)) == len(keys), m.group(0)
     assert not os.path.exists(ssd.device + ".hot"), "the list is used once"
+    assert b"frequency sketch loaded" in ssd.log(srv2)
     before = ssd_stats(srv2)
     found = read_all(srv2, keys)
     after = ssd_stats(srv2)

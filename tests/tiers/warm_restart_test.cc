@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/hash.h"
 #include "tiers/memory_device.h"
 
 namespace strata::tiers {
@@ -51,6 +52,29 @@ TEST(HotKeysFileTest, DamagedFileIsIgnored) {
   why.clear();
   EXPECT_TRUE(LoadHotKeys(path, &why).empty());
   EXPECT_EQ(why, "not a hot-key list");
+}
+
+TEST(SketchFileTest, RoundTripKeepsTheEstimatesAndRefusesAnotherSize) {
+  std::string path = TempPath("sketch");
+  FrequencySketch saved(1 << 16);
+  for (int i = 0; i < 1000; ++i) {
+    for (int n = 0; n < i % 7; ++n) saved.Record(common::HashKey("k" + std::to_string(i)));
+  }
+  ASSERT_TRUE(SaveSketch(saved, path).ok());
+  FrequencySketch loaded(1 << 16);
+  std::string why;
+  ASSERT_TRUE(LoadSketch(&loaded, path, &why)) << why;
+  for (int i = 0; i < 1000; ++i) {
+    uint64_t h = common::HashKey("k" + std::to_string(i));
+    EXPECT_EQ(loaded.Estimate(h), saved.Estimate(h)) << i;
+  }
+  EXPECT_FALSE(LoadSketch(&loaded, path, &why));  // used once
+  ASSERT_TRUE(SaveSketch(saved, path).ok());
+  FrequencySketch other(1 << 18);  // another RAM tier size
+  why.clear();
+  EXPECT_FALSE(LoadSketch(&other, path, &why));
+  EXPECT_EQ(why, "saved for another RAM tier size");
+  EXPECT_EQ(other.Estimate(common::HashKey("k6")), 0u);
 }
 
 class WarmUpTest : public ::testing::Test {
