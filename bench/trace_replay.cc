@@ -61,6 +61,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -243,6 +244,8 @@ struct Options {
   double timeout_s = 10;
   double time_limit_s = 300;
   std::string expect;
+  double restart_at = -1;             // share of the trace; < 0: no restart
+  std::string restart_mode = "warm";  // warm | cold | none
 };
 
 void PrintUsage(FILE* out) {
@@ -287,6 +290,14 @@ void PrintUsage(FILE* out) {
                "report:\n"
                "  --window F               hit ratio per window of this share of the trace (0.05)\n"
                "  --recovery-tolerance F   recovered: within F of the hit ratio before (0.02)\n"
+               "  --restart-at F           at this share of the trace, drain, SIGTERM the server\n"
+               "                           (--server-bin), start it again on the same files and\n"
+               "                           report the miss ratio over the next 10%%\n"
+               "  --restart warm|cold|none warm: as is (strata reloads its sketch and promotes\n"
+               "                           its saved hot keys); cold: those files ({dir}/*.hot,\n"
+               "                           *.sketch) are removed first; none: no restart, the\n"
+               "                           same window reported\n"
+               "                           (the baseline)  [warm]\n"
                "  --ssd-hits-stat NAME     server stat counting SSD hits; RAM hits = hits - it\n"
                "                           (ssd_hits)\n"
                "  --expect K=V[,K=V...]    exit 3 unless these JSON fields have these values\n"
@@ -463,6 +474,14 @@ void ParseArgs(const std::vector<std::string>& args, Options* opt,
       opt->ssd_hits_stat = next();
     } else if (arg == "--expect") {
       opt->expect = next();
+    } else if (arg == "--restart-at") {
+      opt->restart_at = ParsePlainDouble(arg, next(), 0, 1);
+    } else if (arg == "--restart") {
+      opt->restart_mode = next();
+      if (opt->restart_mode != "warm" && opt->restart_mode != "cold" &&
+          opt->restart_mode != "none") {
+        fail("--restart: warm, cold or none, got \"" + opt->restart_mode + "\"");
+      }
     } else if (arg == "--config" || arg == "--configs") {
       if (configs == nullptr) fail(arg + " is not allowed inside a configuration");
       std::vector<std::string> lines;
@@ -1014,6 +1033,7 @@ class ServerProcess {
       for (size_t i = 1; i < argv_strings.size(); ++i) command_ += " " + argv_strings[i];
       if (Spawn(argv_strings, error) && WaitReady(std::to_string(port), opt, error)) {
         port_ = port;
+        argv_ = argv_strings;
         return true;
       }
       StopProcess();
@@ -1032,6 +1052,23 @@ class ServerProcess {
       if (ec) std::fprintf(stderr, "could not remove %s: %s\n", dir_.c_str(), ec.message().c_str());
     }
     dir_.clear();
+  }
+
+  // SIGTERM, wait, and the same command again on the same port and files. `cold`
+  // removes what strata saves for a warm restart ({dir}/*.hot, {dir}/*.sketch) in
+  // between.
+  bool Restart(const Options& opt, bool cold, std::string* error) {
+    StopProcess();
+    if (cold) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
+        auto ext = e.path().extension();
+        if (ext == ".hot" || ext == ".sketch") std::filesystem::remove(e.path(), ec);
+      }
+    }
+    if (Spawn(argv_, error) && WaitReady(std::to_string(port_), opt, error)) return true;
+    StopProcess();
+    return false;
   }
 
   int port() const { return port_; }
@@ -1074,7 +1111,7 @@ class ServerProcess {
       // The server dies with the replayer, even if the replayer is SIGKILLed.
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(127);
-      int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
       if (log >= 0) {
         dup2(log, STDOUT_FILENO);
         dup2(log, STDERR_FILENO);
@@ -1116,6 +1153,7 @@ class ServerProcess {
 
   pid_t pid_ = -1;
   int port_ = -1;
+  std::vector<std::string> argv_;
   std::string dir_;
   bool keep_dir_ = false;
   std::string log_path_;
@@ -1254,13 +1292,16 @@ struct RunResult {
   Reference ref;
   std::vector<std::pair<std::string, uint64_t>> markers;
   std::map<std::string, double> fields;  // the numeric JSON fields, for --expect
+  int64_t restart_index = -1;  // --restart-at: the request index (restarted or not)
+  bool restarted = false;
 };
 
 class Replayer {
  public:
+  // `restart` (may be empty) restarts the server for --restart-at.
   Replayer(const Options& opt, const Trace& trace, uint64_t n, const ValuePool& pool,
-           RunResult* result)
-      : opt_(opt), trace_(trace), n_(n), pool_(pool), r_(*result) {}
+           RunResult* result, std::function<bool(std::string*)> restart = nullptr)
+      : opt_(opt), trace_(trace), n_(n), pool_(pool), r_(*result), restart_(std::move(restart)) {}
   ~Replayer() { Close(); }
   Replayer(const Replayer&) = delete;
   Replayer& operator=(const Replayer&) = delete;
@@ -1276,15 +1317,7 @@ class Replayer {
     lookahead_ = opt_.lookahead > 0 ? static_cast<uint64_t>(opt_.lookahead)
                                     : 4 * static_cast<uint64_t>(opt_.depth);
     std::string error;
-    control_fd_ = Connect(host, port, false, opt_.timeout_s, &error);
-    if (control_fd_ < 0) return Fail(error);
-    for (int i = 0; i < opt_.connections; ++i) {
-      auto c = std::make_unique<Conn>();
-      c->fd = Connect(host, port, true, opt_.timeout_s, &error);
-      if (c->fd < 0) return Fail(error);
-      c->rbuf = std::make_unique<char[]>(kReadBuffer);
-      conns_.push_back(std::move(c));
-    }
+    if (!Open(host, port, &error)) return Fail(error);
     if (opt_.flush) {
       std::vector<std::string> lines;
       if (!Exchange(control_fd_, "flush_all\r\n", &lines) || lines.empty() ||
@@ -1300,13 +1333,31 @@ class Replayer {
     r_.boundary_stats.push_back(s);
 
     start_ns_ = last_progress_ns_ = NowNs();
+    std::map<std::string, int64_t> offset;  // counters of the server before a restart
     for (size_t b = 1; b < r_.boundaries.size(); ++b) {
       limit_ = r_.boundaries[b];
       if (!RunUntilDrained()) return false;
       if (r_.have_stats) {
         if (!ReadStats(control_fd_, &s)) return Fail("stats failed");
+        s = Continued(s, offset);
       }
       r_.boundary_stats.push_back(s);
+      if (static_cast<int64_t>(limit_) == r_.restart_index && restart_) {
+        // Every request before it is answered: stop, start again, reconnect.
+        Close();
+        if (!restart_(&error)) return Fail("restart: " + error);
+        if (!Open(host, port, &error)) return Fail("after the restart: " + error);
+        r_.restarted = true;
+        Stats fresh;
+        if (r_.have_stats && ReadStats(control_fd_, &fresh)) {
+          // Counters go on from where the old process left them.
+          for (const auto& [name, value] : s) {
+            auto before = StatInt(s, name);
+            auto now = StatInt(fresh, name);
+            if (before && now && !IsGauge(name)) offset[name] = *before - *now;
+          }
+        }
+      }
     }
     r_.seconds = static_cast<double>(NowNs() - start_ns_) / 1e9;
     r_.stats_after = s;
@@ -1338,14 +1389,57 @@ class Replayer {
       if (c->fd >= 0) close(c->fd);
       c->fd = -1;
     }
+    conns_.clear();
     if (control_fd_ >= 0) close(control_fd_);
     control_fd_ = -1;
+  }
+
+  // The control connection and the request connections.
+  bool Open(const std::string& host, const std::string& port, std::string* error) {
+    control_fd_ = Connect(host, port, false, opt_.timeout_s, error);
+    if (control_fd_ < 0) return false;
+    for (int i = 0; i < opt_.connections; ++i) {
+      auto c = std::make_unique<Conn>();
+      c->fd = Connect(host, port, true, opt_.timeout_s, error);
+      if (c->fd < 0) return false;
+      c->rbuf = std::make_unique<char[]>(kReadBuffer);
+      conns_.push_back(std::move(c));
+    }
+    return true;
+  }
+
+  // Stats whose value is a level, not a count (not carried over a restart).
+  static bool IsGauge(const std::string& name) {
+    static const char* const kGauges[] = {"pid", "uptime", "time", "curr_items", "bytes",
+                                          "limit_maxbytes", "curr_connections", "threads",
+                                          "pointer_size", "ssd_index_entries",
+                                          "ssd_index_bytes", "ssd_reads_in_flight",
+                                          "ssd_regions", "hash_bytes", "total_malloced"};
+    for (const char* g : kGauges) {
+      if (name == g) return true;
+    }
+    return name.starts_with("rusage_");
+  }
+
+  // `s` with the counters of the processes before a restart added.
+  static Stats Continued(const Stats& s, const std::map<std::string, int64_t>& offset) {
+    if (offset.empty()) return s;
+    Stats out = s;
+    for (const auto& [name, add] : offset) {
+      auto v = StatInt(s, name);
+      if (v) out[name] = std::to_string(*v + add);
+    }
+    return out;
   }
 
   // Where stats are read: every 1% of the trace, every window edge, every marker, and
   // one window before and after each marker.
   std::vector<uint64_t> Boundaries() const {
     std::vector<uint64_t> b = {0, n_};
+    if (r_.restart_index > 0) {
+      b.push_back(static_cast<uint64_t>(r_.restart_index));
+      b.push_back(std::min<uint64_t>(n_, static_cast<uint64_t>(r_.restart_index) + n_ / 10));
+    }
     for (int i = 1; i < kGridSteps; ++i) b.push_back(n_ * static_cast<uint64_t>(i) / kGridSteps);
     uint64_t w = WindowLen();
     for (uint64_t e = w; e < n_; e += w) b.push_back(e);
@@ -1789,6 +1883,7 @@ class Replayer {
   const uint64_t n_;
   const ValuePool& pool_;
   RunResult& r_;
+  std::function<bool(std::string*)> restart_;
 
   std::vector<std::unique_ptr<Conn>> conns_;
   int control_fd_ = -1;
@@ -1947,6 +2042,18 @@ void Report(RunResult& r) {
   std::printf("  hit ratio per %.3g%% window:%s\n", 100 * r.opt.window, all.c_str());
   if (have_ram) std::printf("  RAM hit ratio per window:%s\n", ram.c_str());
 
+  // --restart-at: the window of 10% of the trace that follows the restart point.
+  if (r.restart_index > 0 && !r.prefix_lookups.empty()) {
+    uint64_t a = static_cast<uint64_t>(r.restart_index);
+    uint64_t b = std::min<uint64_t>(r.prefix_lookups.size() - 1, a + (r.prefix_lookups.size() - 1) / 10);
+    RangeRatio x = RatioOver(r, a, b);
+    std::printf("  %s at request %" PRIu64 ": miss ratio %.4f over the next 10%% of the trace "
+                "(RAM hit ratio %.4f)\n",
+                r.restarted ? (r.opt.restart_mode == "cold" ? "cold restart (sketch and hot keys removed)"
+                                                            : "warm restart")
+                            : "no restart (baseline)",
+                a, 1 - HitRatio(x, false), x.ram_hits >= 0 ? HitRatio(x, true) : -1.0);
+  }
   // Scan and shift markers (strata_trace_gen).
   auto scan_start = Marker(r, "scan_start");
   auto scan_end = Marker(r, "scan_end");
@@ -2017,6 +2124,14 @@ void FillFields(RunResult& r) {
   f["deletes"] = static_cast<double>(c.deletes);
   f["get_miss_ratio"] = ratio(c.get_misses, c.gets);
   f["request_miss_ratio"] = ratio(c.get_misses + c.set_misses, c.gets + c.sets);
+  if (r.restart_index > 0 && !r.prefix_lookups.empty()) {
+    uint64_t a = static_cast<uint64_t>(r.restart_index);
+    uint64_t b = std::min<uint64_t>(r.prefix_lookups.size() - 1, a + (r.prefix_lookups.size() - 1) / 10);
+    RangeRatio x = RatioOver(r, a, b);
+    f["restart_index"] = static_cast<double>(a);
+    f["restarted"] = r.restarted ? 1 : 0;
+    f["restart_window_miss_ratio"] = 1 - HitRatio(x, false);
+  }
   f["wire_gets"] = static_cast<double>(c.wire_gets);
   f["wire_sets"] = static_cast<double>(c.wire_sets);
   f["wire_adds"] = static_cast<double>(c.wire_adds);
@@ -2169,6 +2284,9 @@ int Main(int argc, char** argv) {
     r.trace_name = trace.name;
     r.opt = opt;
     r.markers = trace.markers;
+    if (opt.restart_at > 0) {
+      r.restart_index = static_cast<int64_t>(std::llround(opt.restart_at * static_cast<double>(n)));
+    }
     r.ws = MeasureWorkingSet(trace, n, opt.value_scale);
     uint64_t bytes = opt.wss == WssMode::kFirst ? r.ws.first_bytes : r.ws.max_bytes;
     r.budget.base = bytes + r.ws.objects * opt.item_overhead;
@@ -2201,7 +2319,17 @@ int Main(int argc, char** argv) {
       r.notes = server.notes();
     }
     if (started) {
-      Replayer replayer(opt, trace, n, pool, &r);
+      std::function<bool(std::string*)> restart;
+      if (r.restart_index > 0 && opt.restart_mode != "none") {
+        if (opt.server_bin.empty()) {
+          r.notes += "--restart-at needs --server-bin: no restart; ";
+        } else {
+          restart = [&server, &opt](std::string* error) {
+            return server.Restart(opt, opt.restart_mode == "cold", error);
+          };
+        }
+      }
+      Replayer replayer(opt, trace, n, pool, &r, std::move(restart));
       replayer.Run(host, port);
     }
     server.Stop();
