@@ -23,21 +23,22 @@ Example (both sides memcached, to check the tooling):
 
 import argparse
 import atexit
-import glob
 import json
 import os
-import re
 import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (REPO, RunError, find_binary, fmt, free_port, log, median,  # noqa: E402
+                      parse_seconds, pinned, read_cpu_s, read_rss_kb, stop_all, stop_proc,
+                      track)
+
 
 # Load profiles. memory_mb is what both servers get with -m; key counts are chosen so
 # every key fits with room to spare (no evictions), which compare.py checks via `stats`
@@ -71,46 +72,6 @@ FIGURES = [
     ("loadgen_cpu_pct", "lg cpu %", "{:.0f}"),
 ]
 
-_live_servers = []  # Popen objects of servers not yet reaped
-
-
-class RunError(Exception):
-    """A single run failed; the comparison goes on with the next run."""
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def parse_seconds(text):
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"bad duration: {text!r}")
-    value = float(m.group(1))
-    return value * {"ms": 0.001, "s": 1, "m": 60, None: 1}[m.group(2)]
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def read_cpu_s(pid):
-    """utime + stime of the whole process (all threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[0] is the state (field 3 of proc(5)); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def read_rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RunError(f"no VmRSS for pid {pid}")
-
 
 def server_stats(port, timeout=2.0):
     """Returns the server's `stats` as a dict, or {} when it does not answer them."""
@@ -143,9 +104,6 @@ def stat_int(stats, name):
         return None
 
 
-def pinned(cpu, argv):
-    return ["taskset", "-c", str(cpu)] + argv if cpu is not None else argv
-
 
 def start_server(side, binary, profile, args, port, log_file):
     argv = [binary, "-p", str(port), "-l", "127.0.0.1", "-m", str(profile["memory_mb"]),
@@ -159,11 +117,11 @@ def start_server(side, binary, profile, args, port, log_file):
     cmd = pinned(args.server_cpu, argv)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file,
                             stderr=subprocess.STDOUT)
-    _live_servers.append(proc)
+    track(proc)
     deadline = time.monotonic() + args.start_timeout
     while True:
         if proc.poll() is not None:
-            stop_server(proc)
+            stop_proc(proc)
             raise RunError(f"{side} exited with status {proc.returncode} at start: "
                            f"{' '.join(cmd)}")
         try:
@@ -172,30 +130,11 @@ def start_server(side, binary, profile, args, port, log_file):
         except OSError:
             pass
         if time.monotonic() > deadline:
-            stop_server(proc)
+            stop_proc(proc)
             raise RunError(f"{side} did not accept connections within "
                            f"{args.start_timeout:.0f} s: {' '.join(cmd)}")
         time.sleep(0.05)
 
-
-def stop_server(proc, timeout=5.0):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc in _live_servers:
-        _live_servers.remove(proc)
-
-
-def stop_all_servers():
-    for proc in list(_live_servers):
-        try:
-            stop_server(proc)
-        except Exception as e:  # keep stopping the others
-            log(f"compare: could not stop pid {proc.pid}: {e}")
 
 
 def run_loadgen(args, port, profile, extra, timeout):
@@ -306,17 +245,9 @@ def one_run(side, binary, name, profile, args, pair):
             log(f"  run failed: {e}" + (f"\n  server output:\n{tail}" if tail else ""))
         finally:
             if proc is not None:
-                stop_server(proc)
+                stop_proc(proc)
     return record
 
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def fmt(spec, value):
-    return "-" if value is None else spec.format(value)
 
 
 def summarize(name, runs):
@@ -376,14 +307,6 @@ def print_profile(name, profile, args, runs, summary):
     sys.stdout.flush()
 
 
-def find_loadgen():
-    candidates = [os.path.join(REPO, "build", "bench", "strata_loadgen")]
-    candidates += sorted(glob.glob(os.path.join(REPO, "build*", "bench", "strata_loadgen")))
-    for c in candidates:
-        if os.access(c, os.X_OK):
-            return c
-    return candidates[0]
-
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -417,7 +340,7 @@ def parse_args(argv):
     p.add_argument("--json-out", default=None, help="write all runs and summaries here")
     args = p.parse_args(argv)
 
-    args.loadgen_bin = args.loadgen_bin or find_loadgen()
+    args.loadgen_bin = args.loadgen_bin or find_binary("bench", "strata_loadgen")
     args.profiles = [s.strip() for s in args.profiles.split(",") if s.strip()]
     unknown = [s for s in args.profiles if s not in PROFILES]
     if unknown:
@@ -439,7 +362,7 @@ def main(argv):
     args = parse_args(argv)
     # SIGTERM (e.g. from a CI timeout) unwinds like Ctrl-C so servers are stopped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    atexit.register(stop_all_servers)
+    atexit.register(stop_all)
 
     binaries = {"strata": args.strata_bin, "memcached": args.memcached_bin}
     runs_total = len(args.profiles) * args.pairs * 2
@@ -473,7 +396,7 @@ def main(argv):
             print_profile(name, profile, args, runs, summary)
             out["profiles"][name] = {"params": profile, "runs": runs, **summary}
     finally:
-        stop_all_servers()
+        stop_all()
         if args.json_out:
             with open(args.json_out, "w") as f:
                 json.dump(out, f, indent=2)
@@ -486,5 +409,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
     except KeyboardInterrupt:
-        stop_all_servers()
+        stop_all()
         sys.exit(130)

@@ -42,7 +42,6 @@ Example:
 import argparse
 import atexit
 import ctypes
-import glob
 import json
 import os
 import re
@@ -50,13 +49,16 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (REPO, RunError, find_binary, fmt, free_port, log, median,  # noqa: E402
+                      parse_seconds, pinned, read_cpu_s, read_rss_kb, stop_all, stop_proc,
+                      track)
+
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 O_DIRECT = 0o40000  # x86-64 / arm64 value, as shown in /proc/PID/fdinfo "flags:" (octal)
 
@@ -70,19 +72,10 @@ MC_EXT_STATS = ("curr_items", "evictions", "get_extstore", "miss_from_extstore",
                 "extstore_page_evictions", "extstore_objects_evicted", "slab_global_page_pool",
                 "slabs_moved", "slab_reassign_evictions_nomem")
 
-_live = []  # Popen objects (servers, fio) not yet reaped
-
-
-class RunError(Exception):
-    """One run failed; the benchmark goes on with the next one."""
-
 
 class StrataRejected(RunError):
     """strata exited at start: most likely it does not know the SSD flags yet."""
 
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def out(msg=""):
@@ -91,12 +84,6 @@ def out(msg=""):
 
 # ---------------------------------------------------------------------------------------
 # Parsing helpers
-
-def parse_seconds(text):
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"bad duration: {text!r}")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[m.group(2)]
 
 
 def parse_size(text):
@@ -122,14 +109,6 @@ def mc_size(n):
     return str(n)
 
 
-def fmt(spec, value):
-    return "-" if value is None else spec.format(value)
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
 
 def ratio(a, b):
     return a / b if a is not None and b else None
@@ -137,30 +116,6 @@ def ratio(a, b):
 
 # ---------------------------------------------------------------------------------------
 # Processes, /proc and the memcached protocol
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pinned(cpu, argv):
-    return ["taskset", "-c", str(cpu)] + argv if cpu is not None else argv
-
-
-def read_cpu_s(pid):
-    """utime + stime of the whole process (all threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def read_rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RunError(f"no VmRSS for pid {pid}")
 
 
 def open_flags(pid, path):
@@ -229,7 +184,7 @@ class Server:
         self.log_file = open(self.log_path, "w+")
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=subprocess.STDOUT)
-        _live.append(self.proc)
+        track(self.proc)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -270,25 +225,6 @@ class Server:
             self.log_file.close()
             self.log_file = None
 
-
-def stop_proc(proc, timeout=5.0):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc in _live:
-        _live.remove(proc)
-
-
-def stop_all():
-    for proc in list(_live):
-        try:
-            stop_proc(proc)
-        except Exception as e:  # keep stopping the others
-            log(f"ssd_bench: could not stop pid {proc.pid}: {e}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -599,7 +535,8 @@ def one_run(side, kind, args, pair, workdir):
     """kind: 'fast' (unthrottled load + probe) or 'paced' (paced load + measured gets)."""
     rec = {"server": side, "kind": kind, "pair": pair, "ok": False}
     ssd_file = os.path.join(workdir, f"{side}.ssd")
-    for p in (ssd_file,):
+    # strata's warm-restart files (hot keys, sketch) go too: every run starts cold.
+    for p in (ssd_file, ssd_file + ".hot", ssd_file + ".sketch"):
         if os.path.exists(p):
             os.remove(p)
     server = None
@@ -891,25 +828,6 @@ def fs_type(path):
     return kind, best
 
 
-def find_loadgen():
-    candidates = [os.path.join(REPO, "build", "bench", "strata_loadgen")]
-    candidates += sorted(glob.glob(os.path.join(REPO, "build*", "bench", "strata_loadgen")))
-    candidates += ["/tmp/build-ssdbench/bench/strata_loadgen"]
-    for c in candidates:
-        if os.access(c, os.X_OK):
-            return c
-    return candidates[0]
-
-
-def find_strata():
-    candidates = [os.path.join(REPO, "build", "proxy", "strata")]
-    candidates += sorted(glob.glob(os.path.join(REPO, "build*", "proxy", "strata")))
-    candidates += ["/tmp/build-ssdbench/proxy/strata"]
-    for c in candidates:
-        if os.access(c, os.X_OK):
-            return c
-    return candidates[0]
-
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -977,8 +895,8 @@ def parse_args(argv):
     p.add_argument("--json-out", default=None, help="write every figure here")
     args = p.parse_args(argv)
 
-    args.loadgen_bin = args.loadgen_bin or find_loadgen()
-    args.strata_bin = args.strata_bin or find_strata()
+    args.loadgen_bin = args.loadgen_bin or find_binary("bench", "strata_loadgen")
+    args.strata_bin = args.strata_bin or find_binary("proxy", "strata")
     args.fio_qds = sorted({int(q) for q in args.fio_qds.split(",") if q.strip()} | {args.qd})
     if args.pairs < 1:
         p.error("--pairs must be at least 1")
@@ -1092,7 +1010,8 @@ def main(argv):
         stop_all()
         if not args.keep:
             for f in [fio_file, os.path.join(workdir, "strata-ssd.yaml")] + \
-                    [os.path.join(workdir, f"{s}.ssd") for s in SIDES]:
+                    [os.path.join(workdir, f"{s}.ssd{ext}") for s in SIDES
+                     for ext in ("", ".hot", ".sketch")]:
                 if os.path.exists(f):
                     os.remove(f)
 
@@ -1128,7 +1047,7 @@ def main(argv):
     summary = summarize(runs, fio_main)
     result["summary"] = summary
     out()
-    out(f"== targets (issue 3), medians over pairs; ratios are medians of per-pair ratios")
+    out("== targets (issue 3), medians over pairs; ratios are medians of per-pair ratios")
     print_targets(summary, args)
     failed = [r for r in runs if not r["ok"]]
     if failed:
