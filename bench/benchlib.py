@@ -7,8 +7,10 @@ signal handlers.
 
 import argparse
 import glob
+import json
 import os
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -106,3 +108,28 @@ def stop_all():
             stop_proc(proc)
         except Exception as e:  # keep stopping the others
             log(f"could not stop pid {proc.pid}: {e}")
+
+
+def run_loadgen(cmd, timeout, indent="  "):
+    """Runs a strata_loadgen command line; returns (its JSON dict, its CPU seconds).
+    Raises RunError on a timeout, a failure or lost connections (exit status 2)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RunError(f"loadgen timed out after {timeout:.0f} s: {' '.join(cmd)}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result = None
+    for line in res.stdout.splitlines():
+        if line.startswith("JSON "):
+            result = json.loads(line[5:])
+    if result is None or res.returncode not in (0, 2):
+        raise RunError(f"loadgen failed (status {res.returncode}): {' '.join(cmd)}\n"
+                       f"{res.stdout}{res.stderr}")
+    if res.returncode == 2:
+        raise RunError(f"loadgen lost connections: {res.stderr.strip()}")
+    if res.stderr.strip():
+        log(f"{indent}loadgen: " + res.stderr.strip().replace("\n", f"\n{indent}loadgen: "))
+    return result, cpu

@@ -25,7 +25,6 @@ import argparse
 import atexit
 import json
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -38,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (REPO, RunError, find_binary, fmt, free_port, log, median,  # noqa: E402
                       parse_seconds, pinned, read_cpu_s, read_rss_kb, stop_all, stop_proc,
                       track)
+from benchlib import run_loadgen as run_loadgen_cmd  # noqa: E402
 
 
 # Load profiles. memory_mb is what both servers get with -m; key counts are chosen so
@@ -144,27 +144,7 @@ def run_loadgen(args, port, profile, extra, timeout):
             "--pipeline", str(profile["pipeline"]), "--keys", str(profile["keys"]),
             "--value-size", str(profile["value_size"]),
             "--get-ratio", str(profile["get_ratio"]), "--key-prefix", args.key_prefix] + extra
-    cmd = pinned(args.loadgen_cpu, argv)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    try:
-        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                             timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RunError(f"loadgen timed out after {timeout:.0f} s: {' '.join(cmd)}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result = None
-    for line in res.stdout.splitlines():
-        if line.startswith("JSON "):
-            result = json.loads(line[5:])
-    if result is None or res.returncode not in (0, 2):
-        raise RunError(f"loadgen failed (status {res.returncode}): {' '.join(cmd)}\n"
-                       f"{res.stdout}{res.stderr}")
-    if res.returncode == 2:
-        raise RunError(f"loadgen lost connections: {res.stderr.strip()}")
-    if res.stderr.strip():
-        log("  loadgen: " + res.stderr.strip().replace("\n", "\n  loadgen: "))
-    return result, cpu
+    return run_loadgen_cmd(pinned(args.loadgen_cpu, argv), timeout, indent="  ")
 
 
 def one_run(side, binary, name, profile, args, pair):

@@ -45,7 +45,6 @@ import ctypes
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -58,6 +57,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (REPO, RunError, find_binary, fmt, free_port, log, median,  # noqa: E402
                       parse_seconds, pinned, read_cpu_s, read_rss_kb, stop_all, stop_proc,
                       track)
+from benchlib import run_loadgen as run_loadgen_cmd  # noqa: E402
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 O_DIRECT = 0o40000  # x86-64 / arm64 value, as shown in /proc/PID/fdinfo "flags:" (octal)
@@ -310,25 +310,7 @@ def run_loadgen(args, port, extra, timeout):
             "--key-prefix", args.key_prefix] + extra
     if not args.compressible_values:
         argv.append("--random-values")
-    cmd = pinned(args.loadgen_cpu, argv)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    try:
-        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                             timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RunError(f"loadgen timed out after {timeout:.0f} s: {' '.join(cmd)}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result = None
-    for line in res.stdout.splitlines():
-        if line.startswith("JSON "):
-            result = json.loads(line[5:])
-    if result is None or res.returncode != 0:
-        raise RunError(f"loadgen failed (status {res.returncode}): {' '.join(cmd)}\n"
-                       f"{res.stdout}{res.stderr}")
-    if res.stderr.strip():
-        log("    loadgen: " + res.stderr.strip().replace("\n", "\n    loadgen: "))
-    return result, cpu
+    return run_loadgen_cmd(pinned(args.loadgen_cpu, argv), timeout, indent="    ")
 
 
 def probe(args, port):
