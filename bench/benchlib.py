@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -133,3 +134,27 @@ def run_loadgen(cmd, timeout, indent="  "):
     if res.stderr.strip():
         log(f"{indent}loadgen: " + res.stderr.strip().replace("\n", f"\n{indent}loadgen: "))
     return result, cpu
+
+
+def server_stats(port, command="stats", timeout=5.0):
+    """Returns the reply to `command` as {name: value} (strings), {} if none."""
+    data = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(command.encode() + b"\r\n")
+            deadline = time.monotonic() + timeout
+            while not data.endswith(b"END\r\n") and time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                if data.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
+                    return {}
+    except OSError:
+        return {}
+    stats = {}
+    for line in data.decode(errors="replace").splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] == "STAT":
+            stats[parts[1]] = parts[2]
+    return stats

@@ -38,6 +38,7 @@ from benchlib import (REPO, RunError, find_binary, fmt, free_port, log, median, 
                       parse_seconds, pinned, read_cpu_s, read_rss_kb, stop_all, stop_proc,
                       track)
 from benchlib import run_loadgen as run_loadgen_cmd  # noqa: E402
+from benchlib import server_stats  # noqa: E402
 
 
 # Load profiles. memory_mb is what both servers get with -m; key counts are chosen so
@@ -71,30 +72,6 @@ FIGURES = [
     ("rss_per_item_b", "RSS/item B", "{:.0f}"),
     ("loadgen_cpu_pct", "lg cpu %", "{:.0f}"),
 ]
-
-
-def server_stats(port, timeout=2.0):
-    """Returns the server's `stats` as a dict, or {} when it does not answer them."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(b"stats\r\n")
-            data = b""
-            deadline = time.monotonic() + timeout
-            while not data.endswith(b"END\r\n") and time.monotonic() < deadline:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-                if data.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
-                    return {}
-    except OSError:
-        return {}
-    stats = {}
-    for line in data.decode(errors="replace").splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "STAT":
-            stats[parts[1]] = parts[2]
-    return stats
 
 
 def stat_int(stats, name):
@@ -172,7 +149,7 @@ def one_run(side, binary, name, profile, args, pair):
                 log(f"  warning: {warm['warmup_errors']} errors while preloading")
             time.sleep(args.settle)
             rss_warm = read_rss_kb(pid)
-            stats_warm = server_stats(port)
+            stats_warm = server_stats(port, timeout=2.0)
             cpu0 = read_cpu_s(pid)
 
             seed = args.seed + pair
@@ -182,7 +159,7 @@ def one_run(side, binary, name, profile, args, pair):
 
             cpu1 = read_cpu_s(pid)
             rss_end = read_rss_kb(pid)
-            stats_end = server_stats(port)
+            stats_end = server_stats(port, timeout=2.0)
             if proc.poll() is not None:
                 raise RunError(f"{side} exited during the run (status {proc.returncode})")
 

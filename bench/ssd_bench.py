@@ -58,6 +58,7 @@ from benchlib import (REPO, RunError, find_binary, fmt, free_port, log, median, 
                       parse_seconds, pinned, read_cpu_s, read_rss_kb, stop_all, stop_proc,
                       track)
 from benchlib import run_loadgen as run_loadgen_cmd  # noqa: E402
+from benchlib import server_stats  # noqa: E402
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 O_DIRECT = 0o40000  # x86-64 / arm64 value, as shown in /proc/PID/fdinfo "flags:" (octal)
@@ -136,30 +137,6 @@ def open_flags(pid, path):
         except OSError:
             continue
     return None
-
-
-def server_stats(port, command="stats", timeout=5.0):
-    """Returns the reply to `command` as {name: value} (strings), {} if none."""
-    data = b""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.sendall(command.encode() + b"\r\n")
-            deadline = time.monotonic() + timeout
-            while not data.endswith(b"END\r\n") and time.monotonic() < deadline:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-                if data.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
-                    return {}
-    except OSError:
-        return {}
-    stats = {}
-    for line in data.decode(errors="replace").splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[0] == "STAT":
-            stats[parts[1]] = parts[2]
-    return stats
 
 
 def stat_num(stats, name):
