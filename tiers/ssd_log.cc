@@ -303,6 +303,9 @@ bool SsdLog::RotateLocked() {
   EnqueueLocked(active_, /*tail=*/true);
   OpenRegionLocked(other, (active_->region + 1) % region_count_);
   active_ = other;
+  // The new header goes to the device at once: the region's old records
+  // (their entries are gone) must not come back at a restart.
+  EnqueueLocked(active_, /*tail=*/true);
   cv_.notify_all();
   return true;
 }
@@ -531,8 +534,12 @@ void SsdLog::WriterLoop() {
         }
         if (jobs_.empty()) continue;
       }
-      // Before any write: the region must be clear before the log reaches it.
-      if (reclaim_next_ != UINT32_MAX && !stop_ && ReclaimAheadLocked(lock)) continue;
+      // Reclaim ahead (with its hot rewrite, which reads the region back)
+      // only when no write is queued: demotions never wait for it. If the
+      // log reaches the region first, the rotation reclaims it.
+      if (jobs_.empty() && reclaim_next_ != UINT32_MAX && !stop_ && ReclaimAheadLocked(lock)) {
+        continue;
+      }
       if (jobs_.empty()) {
         if (stop_) return;
         continue;
