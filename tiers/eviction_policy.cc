@@ -1,5 +1,6 @@
 #include "tiers/eviction_policy.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "common/hash.h"
@@ -15,37 +16,75 @@ namespace {
 
 // ---------------------------------------------------------------- S3-FIFO
 
-// The ghost queue: fingerprints of keys recently evicted from the small
-// queue, in a 4-way set-associative table of 32-bit fingerprints (4 bytes
-// per remembered key). Insertion replaces slots round-robin within a set,
-// which approximates FIFO order at a fraction of a real queue's memory.
+// The ghost queue: keys recently evicted from the small queue, remembered
+// while the bytes evicted after them stay within a window of 0.9 x the
+// shard's size (libCacheSim's S3-FIFO keeps 90% of the cache's size). A key
+// is a 4-byte entry in a 4-way set-associative table: a 24-bit fingerprint
+// and the 8-bit epoch of its insertion, where an epoch is 1/48 of the
+// window in evicted bytes. Lookups ignore entries older than the window,
+// and an insert replaces the oldest entry of its set, so the table behaves
+// like a FIFO of the window's length. A ghost that remembers too long sends
+// keys that come back after a long absence straight to the main queue: a
+// fixed 1024-entry ghost per shard made cloudphysics miss 0.787 instead of
+// 0.729 at 10% of its working set.
 class GhostSet {
  public:
+  // Sizes the table for `entries` keys (1.5x to 3x, a power of two, so set
+  // conflicts rarely drop a key inside the window). Forgets everything.
   void Resize(size_t entries) {
+    size_t want = entries + entries / 2;
     size_t sets = 1;
-    while (sets * kWays < entries) sets <<= 1;
+    while (sets * kWays < want) sets <<= 1;
     if (sets * kWays == slots_.size()) return;
     slots_.assign(sets * kWays, 0);
     set_mask_ = sets - 1;
+    bytes_in_ = 0;
   }
   size_t capacity() const { return slots_.size(); }
 
-  void Insert(uint64_t hash) {
-    if (slots_.empty()) return;
-    uint32_t* set = &slots_[(hash & set_mask_) * kWays];
-    uint32_t fp = Fingerprint(hash);
-    set[cursor_++ % kWays] = fp;
+  // Sets the window in bytes. Epochs keep the length they were cut for
+  // until the window leaves [1/2, 2] x that; then the ghost starts over.
+  void SetWindow(uint64_t window_bytes) {
+    window_ = window_bytes;
+    if (window_bytes > epoch_bytes_ * 2 * kEpochsPerWindow ||
+        window_bytes < epoch_bytes_ * kEpochsPerWindow / 2) {
+      epoch_bytes_ = std::max<uint64_t>(1, window_bytes / kEpochsPerWindow);
+      std::fill(slots_.begin(), slots_.end(), 0);
+      bytes_in_ = 0;
+    }
   }
 
-  // Returns true and forgets the key if it is remembered.
+  // Remembers a key whose item of `bytes` was evicted.
+  void Insert(uint64_t hash, uint64_t bytes) {
+    if (slots_.empty()) return;
+    bytes_in_ += bytes;  // its age counts what is evicted after it
+    uint32_t* set = &slots_[(hash & set_mask_) * kWays];
+    uint32_t epoch = Epoch();
+    uint32_t* victim = &set[0];
+    uint32_t oldest = 0;
+    for (size_t i = 0; i < kWays; ++i) {
+      if (set[i] == 0) {
+        victim = &set[i];
+        break;
+      }
+      uint32_t age = (epoch - set[i]) & 0xff;
+      if (age >= oldest) oldest = age, victim = &set[i];
+    }
+    *victim = Fingerprint(hash) | epoch;
+  }
+
+  // Returns true and forgets the key if it is remembered within the window
+  // (to within an epoch).
   bool TakeIfPresent(uint64_t hash) {
     if (slots_.empty()) return false;
     uint32_t* set = &slots_[(hash & set_mask_) * kWays];
     uint32_t fp = Fingerprint(hash);
+    uint32_t epoch = Epoch();
     for (size_t i = 0; i < kWays; ++i) {
-      if (set[i] == fp) {
+      if (set[i] != 0 && (set[i] & ~0xffu) == fp) {
+        uint64_t age = (epoch - set[i]) & 0xff;
         set[i] = 0;
-        return true;
+        return age * epoch_bytes_ <= window_;
       }
     }
     return false;
@@ -53,10 +92,16 @@ class GhostSet {
 
  private:
   static constexpr size_t kWays = 4;
-  static uint32_t Fingerprint(uint64_t hash) { return static_cast<uint32_t>(hash >> 32) | 1u; }
+  static constexpr uint64_t kEpochsPerWindow = 48;  // at most 96 + 1 < 256 in use
+  static uint32_t Fingerprint(uint64_t hash) {
+    return (static_cast<uint32_t>(hash >> 32) | 0x100u) & ~0xffu;
+  }
+  uint32_t Epoch() const { return static_cast<uint32_t>(bytes_in_ / epoch_bytes_) & 0xff; }
   std::vector<uint32_t> slots_;
   uint64_t set_mask_ = 0;
-  uint32_t cursor_ = 0;
+  uint64_t window_ = 0;
+  uint64_t epoch_bytes_ = 0;
+  uint64_t bytes_in_ = 0;
 };
 
 // policy byte layout: bits 0-1 frequency, bits 2-3 queue.
@@ -66,7 +111,7 @@ constexpr uint8_t kInMain = 0x8;
 
 class S3FifoPolicy final : public EvictionPolicy {
  public:
-  explicit S3FifoPolicy(const S3FifoOptions& options) : options_(options) { ghost_.Resize(1024); }
+  explicit S3FifoPolicy(const S3FifoOptions& options) : options_(options) { ghost_.Resize(16); }
 
   void OnInsert(Item* item, uint64_t hash) override {
     size_t charge = ItemCharge(item);
@@ -79,10 +124,15 @@ class S3FifoPolicy final : public EvictionPolicy {
       small_.Push(item);
       small_bytes_ += charge;
     }
-    // The ghost remembers about as many keys as the shard holds (the paper
-    // sizes it like the main queue): 4 bytes per resident item.
+    // The ghost's window is 0.9 x the most bytes the shard has held (its
+    // size, as far as it is known); its table grows with the resident
+    // count (4-12 bytes per resident item).
     size_t resident = small_.size() + main_.size();
     if (resident > ghost_.capacity()) ghost_.Resize(resident);
+    if (small_bytes_ + main_bytes_ > peak_bytes_) {
+      peak_bytes_ = small_bytes_ + main_bytes_;
+      ghost_.SetWindow(peak_bytes_ - peak_bytes_ / 10);
+    }
   }
 
   void OnHit(Item* item) override {
@@ -119,7 +169,7 @@ class S3FifoPolicy final : public EvictionPolicy {
           main_bytes_ += charge;
           continue;
         }
-        ghost_.Insert(common::HashKey(item->Key()));
+        ghost_.Insert(common::HashKey(item->Key()), charge);
         item->policy = 0;
         return item;
       }
@@ -141,6 +191,7 @@ class S3FifoPolicy final : public EvictionPolicy {
     small_.Clear();
     main_.Clear();
     small_bytes_ = main_bytes_ = 0;
+    peak_bytes_ = 0;
   }
 
  private:
@@ -150,6 +201,7 @@ class S3FifoPolicy final : public EvictionPolicy {
   GhostSet ghost_;
   size_t small_bytes_ = 0;
   size_t main_bytes_ = 0;
+  size_t peak_bytes_ = 0;  // what the window is cut from
 };
 
 // -------------------------------------------------------------------- LRU

@@ -48,11 +48,30 @@ bool ParseStoredNumber(const char* p, const char* end, uint64_t* out) {
 
 }  // namespace
 
+// A shard's charged bytes: changed only under the shard's lock, read without
+// it when EnforceLimit() picks the shard to evict from.
+class ShardBytes {
+ public:
+  operator int64_t() const { return v_.load(std::memory_order_relaxed); }
+  ShardBytes& operator+=(int64_t d) {
+    v_.store(v_.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+    return *this;
+  }
+  ShardBytes& operator-=(int64_t d) { return *this += -d; }
+  ShardBytes& operator=(int64_t v) {
+    v_.store(v, std::memory_order_relaxed);
+    return *this;
+  }
+
+ private:
+  std::atomic<int64_t> v_{0};
+};
+
 struct RamTier::Shard {
   std::mutex mu;
   std::vector<Item*> buckets = std::vector<Item*>(kInitialBuckets, nullptr);
   size_t count = 0;
-  int64_t bytes = 0;
+  ShardBytes bytes;
   std::unique_ptr<EvictionPolicy> policy;
   uint64_t total_items = 0;
   uint64_t evictions = 0;
@@ -131,6 +150,10 @@ struct RamTier::Shard {
 RamTier::RamTier(const RamTierOptions& options, const common::Clock& clock, EvictionSink* sink)
     : options_(options), clock_(clock), sink_(sink), limit_(options.size_bytes) {
   size_t n = std::bit_ceil(std::max<uint32_t>(1, options_.shards));
+  if (options_.shards == 0) {
+    uint64_t by_size = std::max<uint64_t>(1, options_.size_bytes / kShardBytes);
+    n = std::bit_floor(std::min<uint64_t>(by_size, kMaxAutoShards));
+  }
   shard_shift_ = 64 - static_cast<size_t>(std::countr_zero(n));
   shards_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
@@ -501,22 +524,29 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
   const size_t n = shards_.size();
   const int64_t fair_share = static_cast<int64_t>(limit() / n);
   const uint64_t epoch = sink_ != nullptr ? sink_->EvictionEpoch() : 0;
-  size_t idx = first_shard % n;
   size_t empty_in_a_row = 0;
   int64_t now = clock_.NowSeconds();
+  // Evict from the writing shard while it holds at least its share of the
+  // budget, otherwise from the shard furthest above its share (read without
+  // locks; a stale pick only evicts from a slightly smaller shard). Each
+  // shard's policy then sees the same pressure as a cache of its own size;
+  // evicting from shards in turn regardless of their size made cloudphysics
+  // miss 0.787 instead of 0.738 with one shard.
+  auto fullest = [&]() {
+    size_t best = 0;
+    int64_t best_bytes = INT64_MIN;
+    for (size_t i = 0; i < n; ++i) {
+      int64_t b = shards_[i]->bytes;
+      if (b > best_bytes) best_bytes = b, best = i;
+    }
+    return best;
+  };
+  size_t idx = first_shard % n;
+  if (shards_[idx]->bytes < fair_share) idx = fullest();
   while (used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit()) &&
          empty_in_a_row < n) {
     Shard& shard = *shards_[idx];
     std::unique_lock lock(shard.mu);
-    // Evict from the writing shard while it holds at least its share of the
-    // budget; otherwise from the other shards in turn, so a shard that
-    // happens to be small is not emptied for the others.
-    if (shard.bytes < fair_share && empty_in_a_row == 0 && idx == first_shard % n) {
-      lock.unlock();
-      idx = evict_cursor_.fetch_add(1, std::memory_order_relaxed) % n;
-      if (idx == first_shard % n) idx = (idx + 1) % n;
-      continue;
-    }
     Item* victim = shard.policy->Evict();
     if (victim == keep && victim != nullptr) {
       // The item just stored is this shard's only candidate: put it back
@@ -545,7 +575,7 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
     ++shard.evictions;
     if (!victim->fetched) ++shard.evicted_unfetched;
     evicted.push_back(ItemRef::Adopt(victim));
-    if (shard.bytes < fair_share) idx = evict_cursor_.fetch_add(1, std::memory_order_relaxed) % n;
+    if (shard.bytes < fair_share) idx = fullest();
   }
   if (sink_ != nullptr && !evicted.empty()) sink_->OnEvictedSince(evicted, epoch);
 }

@@ -37,11 +37,19 @@
 
 namespace strata::tiers {
 
+// Automatic sharding. Each shard runs its own eviction policy, which needs
+// a few hundred items to behave like one cache: at 10% of the twitter
+// trace (17.7 MB) 64 shards missed 0.574, 4 shards 0.561 (one: 0.561).
+inline constexpr uint64_t kShardBytes = 4ull << 20;
+inline constexpr uint32_t kMaxAutoShards = 64;
+
 struct RamTierOptions {
   uint64_t size_bytes = 256ull << 20;    // the byte budget
   uint64_t max_item_size = 1ull << 20;   // largest item, memcached's accounting
   EvictionKind eviction = EvictionKind::kS3Fifo;
-  uint32_t shards = 64;                  // rounded up to a power of two
+  // Rounded up to a power of two. 0: kShardBytes of the initial budget per
+  // shard, 1 to kMaxAutoShards shards.
+  uint32_t shards = 0;
 };
 
 // Receives items the RAM tier evicts (not those deleted, replaced, expired

@@ -165,6 +165,24 @@ TEST(S3FifoTest, GhostHitGoesStraightToMain) {
   EXPECT_EQ(order.back(), Key('g', 0));
 }
 
+TEST(S3FifoTest, GhostRemembersAboutNinetyPercentOfTheCache) {
+  Items items;
+  auto policy = MakeS3FifoPolicy({});
+  // 20 items of one size: the ghost remembers keys while fewer than 18
+  // items' bytes have been evicted after them. g1 has 19 evicted after it,
+  // g2 has 9.
+  Insert(*policy, items.New(Key('g', 1)));
+  for (int i = 0; i < 9; ++i) Insert(*policy, items.New(Key('f', i)));
+  Insert(*policy, items.New(Key('g', 2)));
+  for (int i = 9; i < 18; ++i) Insert(*policy, items.New(Key('f', i)));
+  ASSERT_EQ(EvictAll(*policy).size(), 20u);
+  // g1 is forgotten (small queue, leaves first); g2 goes to main.
+  Insert(*policy, items.New(Key('g', 1)));
+  Insert(*policy, items.New(Key('g', 2)));
+  Insert(*policy, items.New(Key('n', 0)));
+  EXPECT_EQ(EvictAll(*policy), (std::vector<std::string>{Key('g', 1), Key('n', 0), Key('g', 2)}));
+}
+
 TEST(S3FifoTest, GhostIsConsumedByItsHit) {
   Items items;
   auto policy = MakeS3FifoPolicy({});
@@ -182,9 +200,11 @@ TEST(S3FifoTest, MainQueueReinsertsWithFrequencyDecrement) {
   Items items;
   auto policy = MakeS3FifoPolicy({});
   // Make a, b, c ghosts, then bring them back so they sit in main in that
-  // order with frequency 0.
+  // order with frequency 0. (The fill makes the cache big enough for its
+  // ghost, 0.9 x its peak size, to remember all three.)
+  for (int i = 0; i < 10; ++i) Insert(*policy, items.New(Key('f', i)));
   for (char k : {'a', 'b', 'c'}) Insert(*policy, items.New(Key(k, 0)));
-  ASSERT_EQ(EvictAll(*policy), (std::vector<std::string>{Key('a', 0), Key('b', 0), Key('c', 0)}));
+  ASSERT_EQ(EvictAll(*policy).size(), 13u);
   Item* a = items.New(Key('a', 0));
   Item* b = items.New(Key('b', 0));
   Item* c = items.New(Key('c', 0));
