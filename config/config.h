@@ -42,7 +42,7 @@
 //       region_size: 16MiB       # 1MiB..64MiB, a multiple of 4KiB
 //       compression: lz4         # lz4 | none
 //       io: auto                 # auto | io_uring | threadpool (--ssd-io)
-//       admission: sketch        # all | reaccessed | sketch
+//       admission: reaccessed    # reaccessed | sketch | all
 //       write_budget: 0          # bytes/s written to flash, 0 = unlimited
 //       demote_on_shutdown: true # SIGTERM writes RAM items to SSD (warm restart)
 //   metrics:

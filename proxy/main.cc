@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
         std::string(device->mode()).c_str(), ssd_log->region_count(),
         static_cast<unsigned long long>(ssd_log->Stats().index_entries),
         static_cast<double>(clock.MonotonicNanos() - t0) / 1e9);
-    std::string adm = ssd_cfg.admission.value_or("sketch");
+    std::string adm = ssd_cfg.admission.value_or("reaccessed");
     admission.kind = adm == "all"          ? strata::tiers::AdmissionKind::kAll
                      : adm == "reaccessed" ? strata::tiers::AdmissionKind::kReaccessed
                                            : strata::tiers::AdmissionKind::kSketch;

@@ -64,6 +64,7 @@ struct S3FifoOptions {
 
 std::unique_ptr<EvictionPolicy> MakeS3FifoPolicy(const S3FifoOptions& options);
 std::unique_ptr<EvictionPolicy> MakeLruPolicy();
-std::unique_ptr<EvictionPolicy> MakePolicy(EvictionKind kind);
+// `small_ratio` is S3FifoOptions::small_ratio (ignored for LRU).
+std::unique_ptr<EvictionPolicy> MakePolicy(EvictionKind kind, double small_ratio = 0.10);
 
 }  // namespace strata::tiers

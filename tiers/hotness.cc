@@ -88,7 +88,27 @@ AdmissionPolicy::AdmissionPolicy(const AdmissionOptions& options, const Frequenc
       sketch_(sketch),
       clock_(clock),
       tokens_(static_cast<int64_t>(options.write_budget)),
-      last_refill_ns_(clock.MonotonicNanos()) {}
+      last_refill_ns_(clock.MonotonicNanos()) {
+  if (options_.kind == AdmissionKind::kReaccessed) {
+    ghost_.Resize(1024);
+    ghost_.SetWindow(std::max<uint64_t>(1, options_.ghost_window_bytes));
+  }
+}
+
+bool AdmissionPolicy::CameBack(uint64_t hash, uint64_t bytes) {
+  std::lock_guard lock(ghost_mu_);
+  if (ghost_.TakeIfPresent(hash)) return true;
+  // The table grows (starting over) when the window holds more keys of
+  // the mean rejected size than it has entries.
+  ++ghost_inserts_;
+  ghost_bytes_ += bytes;
+  uint64_t mean = std::max<uint64_t>(1, ghost_bytes_ / ghost_inserts_);
+  uint64_t want = options_.ghost_window_bytes / mean;
+  if (options_.ghost_max_keys != 0) want = std::min(want, options_.ghost_max_keys);
+  if (want > ghost_.capacity()) ghost_.Resize(static_cast<size_t>(want));
+  ghost_.Insert(hash, bytes);
+  return false;
+}
 
 bool AdmissionPolicy::TakeBudget(uint64_t bytes, uint32_t frequency) {
   if (options_.write_budget == 0) return true;
@@ -117,9 +137,7 @@ AdmissionVerdict AdmissionPolicy::Admit(const Item& item, uint64_t hash, uint64_
     case AdmissionKind::kAll:
       break;
     case AdmissionKind::kReaccessed:
-      if (!item.fetched && frequency < options_.sketch_threshold) {
-        return AdmissionVerdict::kRejectCold;
-      }
+      if (!item.fetched && !CameBack(hash, bytes)) return AdmissionVerdict::kRejectCold;
       break;
     case AdmissionKind::kSketch:
       if (frequency < options_.sketch_threshold) return AdmissionVerdict::kRejectCold;
@@ -128,11 +146,12 @@ AdmissionVerdict AdmissionPolicy::Admit(const Item& item, uint64_t hash, uint64_
   return TakeBudget(bytes, frequency) ? AdmissionVerdict::kAdmit : AdmissionVerdict::kRejectBudget;
 }
 
-uint32_t AdmissionPolicy::RewriteScore(uint64_t hash, uint64_t bytes) {
+uint32_t AdmissionPolicy::RewriteScore(uint64_t hash, uint64_t bytes, bool accessed) {
   if (options_.rewrite_threshold == 0) return 0;
   uint32_t frequency = sketch_.Estimate(hash);
-  if (frequency < options_.rewrite_threshold || !TakeBudget(bytes, frequency)) return 0;
-  return frequency;
+  if (!accessed || frequency < options_.rewrite_threshold) return 0;
+  if (!TakeBudget(bytes, frequency)) return 0;
+  return 1 + frequency;
 }
 
 }  // namespace strata::tiers

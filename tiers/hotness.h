@@ -12,8 +12,11 @@
 //
 // AdmissionPolicy decides for each evicted item whether it goes to flash:
 //   all         every evicted item (the baseline)
-//   reaccessed  only items read at least once while in RAM, or whose key
-//               the sketch calls warm (drop one-hit wonders)
+//   reaccessed  (default) only items read at least once while in RAM, or
+//               whose key RAM evicted and this policy rejected recently
+//               (within 2x the SSD's size of rejected bytes) and that came
+//               back: S3-FIFO's rule, with RAM as the small queue and the
+//               SSD log as the main one, and a GhostSet as its ghost
 //   sketch      items whose key's estimated frequency reaches a threshold
 // and on top of each, a write budget (bytes per second, a token bucket
 // with one second of burst): over it, candidates are rejected, colder ones
@@ -21,17 +24,19 @@
 //
 // Thread safety: FrequencySketch is lock-free and safe from any thread;
 // AdmissionPolicy::Admit may be called from any thread (the bucket is a
-// mutex-free atomic).
+// mutex-free atomic; the ghost has its own mutex).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/clock.h"
+#include "tiers/ghost_set.h"
 #include "tiers/item.h"
 
 namespace strata::tiers {
@@ -64,10 +69,16 @@ class FrequencySketch {
 enum class AdmissionKind { kAll, kReaccessed, kSketch };
 
 struct AdmissionOptions {
-  AdmissionKind kind = AdmissionKind::kSketch;
+  AdmissionKind kind = AdmissionKind::kReaccessed;
   uint32_t sketch_threshold = 2;   // estimated accesses needed (kSketch)
   uint64_t write_budget = 0;       // bytes per second to flash; 0 = no budget
-  uint32_t rewrite_threshold = 4;  // estimated accesses for a rewrite at reclaim (0 = never)
+  // A record read since it was written is rewritten at reclaim if the
+  // sketch still gives its key at least this estimate (0 = never rewrite).
+  uint32_t rewrite_threshold = 1;
+  // kReaccessed: bytes of rejected items whose keys are remembered (2x the
+  // SSD's size), and at most this many keys (4 bytes each; 0 = no limit).
+  uint64_t ghost_window_bytes = 0;
+  uint64_t ghost_max_keys = 0;
 };
 
 enum class AdmissionVerdict { kAdmit, kRejectCold, kRejectBudget };
@@ -78,20 +89,28 @@ class AdmissionPolicy {
                   const common::Clock& clock);
   // Decides for an item RAM evicted; `bytes` is what writing it would cost.
   AdmissionVerdict Admit(const Item& item, uint64_t hash, uint64_t bytes);
-  // Scores a live record of a region being reclaimed: 0 = drop it, else its
-  // sketch estimate, when the sketch calls the key hot (at least
-  // `rewrite_threshold`) and the write budget has room, whatever the
-  // admission kind.
-  uint32_t RewriteScore(uint64_t hash, uint64_t bytes);
+  // Scores a live record of a region being reclaimed: 0 = drop it, else
+  // 1 + its sketch estimate, when it was read since it was written (S3-FIFO
+  // reinserts an item hit in its main queue), the sketch still calls the
+  // key warm (at least `rewrite_threshold`) and the write budget has room,
+  // whatever the admission kind.
+  uint32_t RewriteScore(uint64_t hash, uint64_t bytes, bool accessed);
 
  private:
   bool TakeBudget(uint64_t bytes, uint32_t frequency);
+  // kReaccessed: true (and forgets it) if the key was rejected within the
+  // window; otherwise remembers it and returns false.
+  bool CameBack(uint64_t hash, uint64_t bytes);
 
   AdmissionOptions options_;
   const FrequencySketch& sketch_;
   const common::Clock& clock_;
   std::atomic<int64_t> tokens_;           // bytes that may still be written
   std::atomic<int64_t> last_refill_ns_;
+  std::mutex ghost_mu_;
+  GhostSet ghost_;              // keys rejected lately (kReaccessed)
+  uint64_t ghost_inserts_ = 0;  // for the mean size of a rejected item
+  uint64_t ghost_bytes_ = 0;
 };
 
 }  // namespace strata::tiers

@@ -155,10 +155,12 @@ RamTier::RamTier(const RamTierOptions& options, const common::Clock& clock, Evic
     n = std::bit_floor(std::min<uint64_t>(by_size, kMaxAutoShards));
   }
   shard_shift_ = 64 - static_cast<size_t>(std::countr_zero(n));
+  const double small_share =
+      options_.small_share > 0 ? options_.small_share : sink_ != nullptr ? 0.90 : 0.10;
   shards_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     auto shard = std::make_unique<Shard>();
-    shard->policy = MakePolicy(options_.eviction);
+    shard->policy = MakePolicy(options_.eviction, small_share);
     shards_.push_back(std::move(shard));
   }
 }

@@ -8,9 +8,13 @@ namespace {
 
 constexpr size_t kInitialSlots = 256;
 
+// A slot's 32 bits: the key's 31-bit tag and, on top, whether the record
+// was read since it was written (kAccessed).
+constexpr uint32_t kAccessed = 0x80000000u;
+
 uint32_t TagOf(uint64_t hash) {
   // Independent of the shard bits (the top of the hash): remix first.
-  uint32_t t = static_cast<uint32_t>((hash * 0x9E3779B97F4A7C15ull) >> 32);
+  uint32_t t = static_cast<uint32_t>((hash * 0x9E3779B97F4A7C15ull) >> 33);
   return t == 0 ? 1 : t;  // 0 marks an empty slot
 }
 
@@ -36,7 +40,10 @@ struct SsdIndex::Shard {
   size_t count = 0;
 
   // Any capacity (not only powers of two), so the table can grow by half.
-  size_t Home(uint32_t tag) const { return static_cast<size_t>((uint64_t{tag} * tags.size()) >> 32); }
+  // `tag` may carry kAccessed; the home slot ignores it.
+  size_t Home(uint32_t tag) const {
+    return static_cast<size_t>((uint64_t{tag & ~kAccessed} * tags.size()) >> 31);
+  }
   size_t Next(size_t slot) const { return slot + 1 == tags.size() ? 0 : slot + 1; }
   size_t Distance(size_t slot) const {
     size_t home = Home(tags[slot]);
@@ -48,7 +55,7 @@ struct SsdIndex::Shard {
     size_t slot = Home(tag);
     for (size_t dist = 0;; ++dist, slot = Next(slot)) {
       if (tags[slot] == 0 || Distance(slot) < dist) return SIZE_MAX;
-      if (tags[slot] == tag) return slot;
+      if ((tags[slot] & ~kAccessed) == tag) return slot;
     }
   }
 
@@ -115,6 +122,7 @@ std::optional<SsdLocation> SsdIndex::Insert(uint64_t hash, SsdLocation loc) {
   if (slot != SIZE_MAX) {
     SsdLocation old = Unpack(s.locs[slot]);
     s.locs[slot] = Pack(loc);
+    s.tags[slot] = tag;  // a new record: not read yet
     return old;
   }
   // Grow by an eighth at 90% full: the table stays 80%..90% full, 13 to 15
@@ -127,12 +135,22 @@ std::optional<SsdLocation> SsdIndex::Insert(uint64_t hash, SsdLocation loc) {
   return std::nullopt;
 }
 
-std::optional<SsdLocation> SsdIndex::Lookup(uint64_t hash) const {
+std::optional<SsdLocation> SsdIndex::Lookup(uint64_t hash, bool* accessed) const {
   Shard& s = ShardFor(hash);
   std::lock_guard lock(s.mu);
   size_t slot = s.Find(TagOf(hash));
   if (slot == SIZE_MAX) return std::nullopt;
+  if (accessed != nullptr) *accessed = (s.tags[slot] & kAccessed) != 0;
   return Unpack(s.locs[slot]);
+}
+
+bool SsdIndex::MarkAccessed(uint64_t hash, SsdLocation loc) {
+  Shard& s = ShardFor(hash);
+  std::lock_guard lock(s.mu);
+  size_t slot = s.Find(TagOf(hash));
+  if (slot == SIZE_MAX || s.locs[slot] != Pack(loc)) return false;
+  s.tags[slot] |= kAccessed;
+  return true;
 }
 
 std::optional<SsdLocation> SsdIndex::Remove(uint64_t hash) {

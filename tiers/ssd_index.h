@@ -1,13 +1,14 @@
 // SsdIndex: the compact in-RAM index of the SSD tier, from a key's hash to
 // where its newest record lies on the device.
 //
-// Each entry is 12 bytes: a 32-bit tag derived from the key's hash, and a
+// Each entry is 12 bytes: a 31-bit tag derived from the key's hash, an
+// "accessed" bit (the record was read since it was written), and a
 // packed location (region 18 bits, offset 23 bits and size 23 bits, both in
 // 8-byte units, so regions and records are at most 64 MiB). Entries live in
 // sharded Robin Hood hash tables (linear probing, backward-shift deletion)
 // kept between 80% and 90% full: 13 to 15 bytes of RAM per item. The full
 // key is not kept: it is on disk, and readers compare it. Two keys whose
-// 32-bit tags collide within a shard share one entry; the later insert wins
+// 31-bit tags collide within a shard share one entry; the later insert wins
 // and the earlier key becomes a miss, never a wrong value.
 //
 // Thread safety: every method may be called from any thread; each shard
@@ -39,9 +40,15 @@ class SsdIndex {
   explicit SsdIndex(unsigned shards = 64);
   ~SsdIndex();
 
-  // Points `hash` at `loc`; returns the location it replaced, if any.
+  // Points `hash` at `loc`, not accessed yet; returns the location it
+  // replaced, if any.
   std::optional<SsdLocation> Insert(uint64_t hash, SsdLocation loc);
-  std::optional<SsdLocation> Lookup(uint64_t hash) const;
+  // Where the key's record is; *accessed (if given) says whether it was
+  // read since it was written.
+  std::optional<SsdLocation> Lookup(uint64_t hash, bool* accessed = nullptr) const;
+  // Marks the record read (reclaim may then rewrite it), if the entry still
+  // points at `loc`. Returns whether it did.
+  bool MarkAccessed(uint64_t hash, SsdLocation loc);
   // Removes the entry; returns what it pointed at, if there was one.
   std::optional<SsdLocation> Remove(uint64_t hash);
   // Removes the entry only if it still points at `loc` (a reader or the

@@ -82,8 +82,9 @@ class SsdLog::ReadOp final : public IoCompletion {
       if (corrupt) {
         log_->c_->corrupt_records.fetch_add(1, std::memory_order_relaxed);
         log_->DropEntry(key_, hash_, loc_);
-      } else if (item && log_->index_.Lookup(hash_) != loc_) {
+      } else if (item && !log_->index_.MarkAccessed(hash_, loc_)) {
         // Overwritten, deleted or reclaimed while the read was in flight.
+        // (Otherwise the record is now marked read: reclaim keeps it.)
         log_->c_->stale_reads.fetch_add(1, std::memory_order_relaxed);
         item.Reset();
       }
@@ -310,7 +311,8 @@ bool SsdLog::RotateLocked() {
   return true;
 }
 
-void SsdLog::SetRewriteFilter(std::function<uint32_t(uint64_t hash, uint64_t bytes)> score) {
+void SsdLog::SetRewriteFilter(
+    std::function<uint32_t(uint64_t hash, uint64_t bytes, bool accessed)> score) {
   std::unique_lock lock(mu_);
   cv_.wait(lock, [this] { return !rewrite_busy_; });
   rewrite_filter_ = std::move(score);
@@ -345,8 +347,9 @@ void SsdLog::RewriteHotLocked(std::unique_lock<std::mutex>& lock, uint32_t regio
     if (rec.meta.type != RecordType::kItem) continue;
     if (rec.meta.exptime != 0 && static_cast<int64_t>(rec.meta.exptime) <= now) continue;
     uint64_t hash = common::HashKey(rec.key);
-    if (index_.Lookup(hash) != at) continue;  // superseded or deleted
-    uint32_t score = filter(hash, rec.size);
+    bool accessed = false;
+    if (index_.Lookup(hash, &accessed) != at) continue;  // superseded or deleted
+    uint32_t score = filter(hash, rec.size, accessed);
     if (score == 0) continue;
     keep.push_back({hash, at, rec, score});
   }
@@ -470,6 +473,7 @@ void SsdLog::Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDo
     if (!in_ram) continue;
     bool corrupt = false;
     ItemRef item = DecodeItem(b->seq, b->data.get() + loc->offset, loc->size, key, &corrupt);
+    if (item) index_.MarkAccessed(hash, *loc);
     lock.unlock();
     if (item) c_->hits.fetch_add(1, std::memory_order_relaxed);
     done->OnSsdReadAt(std::move(item), *loc);

@@ -61,7 +61,7 @@ struct SsdLogOptions {
   uint32_t region_size = 16u << 20;  // 1 MiB .. 64 MiB, a multiple of 4096
   bool compress = true;              // LZ4 when it saves space
   uint32_t write_chunk = 1u << 20;   // the open region is written in chunks of this size
-  double rewrite_share = 0.25;       // most of a region rewritten per region reclaimed
+  double rewrite_share = 1.0;        // most of a region rewritten per region reclaimed
 };
 
 struct SsdLogStats {
@@ -124,13 +124,15 @@ class SsdLog {
   // can come between the two). It must not call back into the log.
   bool Remove(std::string_view key, uint64_t hash, const std::function<void()>& first = nullptr);
   // Decides, at reclaim, which live records are rewritten to the log's head
-  // instead of dropped: called with the key's hash and the record's size,
+  // instead of dropped: called with the key's hash, the record's size and
+  // whether it was read since it was written (a verified read marks it),
   // from the writer thread, without the log's lock; returns 0 to drop the
   // record, else a score. The highest scores are rewritten first, at most
   // SsdLogOptions::rewrite_share of a region per region reclaimed (which
   // bounds the write amplification). Setting it (or clearing it with
   // nullptr) waits for a reclaim that is using the previous one.
-  void SetRewriteFilter(std::function<uint32_t(uint64_t hash, uint64_t bytes)> score);
+  void SetRewriteFilter(
+      std::function<uint32_t(uint64_t hash, uint64_t bytes, bool accessed)> score);
   // The largest CAS unique Recover() found (0 if none).
   uint64_t max_recovered_cas() const { return max_recovered_cas_; }
   // Forgets every record and persists a flush marker.
@@ -201,7 +203,7 @@ class SsdLog {
   uint64_t next_seq_ = 1;
   uint64_t max_recovered_cas_ = 0;
   std::deque<WriteJob> jobs_;
-  std::function<uint32_t(uint64_t, uint64_t)> rewrite_filter_;
+  std::function<uint32_t(uint64_t, uint64_t, bool)> rewrite_filter_;
   bool rewrite_busy_ = false;  // the writer is calling rewrite_filter_
   uint32_t reclaim_next_ = UINT32_MAX;          // region for ReclaimAheadLocked()
   std::atomic<uint32_t> reclaiming_{UINT32_MAX};  // its scan is running

@@ -56,15 +56,39 @@ TEST_F(AdmissionTest, AllAdmitsEverything) {
   EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kAdmit);
 }
 
-TEST_F(AdmissionTest, ReaccessedDropsOneHitWondersUnlessWarm) {
-  AdmissionPolicy p({AdmissionKind::kReaccessed, 2, 0}, sketch_, clock_);
+TEST_F(AdmissionTest, ReaccessedAdmitsReadItemsAndKeysThatComeBack) {
+  AdmissionOptions o{AdmissionKind::kReaccessed, 2, 0};
+  o.ghost_window_bytes = 1000;
+  AdmissionPolicy p(o, sketch_, clock_);
+  // Never read in RAM: rejected, and remembered.
   EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kRejectCold);
+  // Read in RAM: admitted.
   item_->fetched = 1;
   EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kAdmit);
+  // Evicted unread again soon after its rejection: it came back, admitted
+  // (once: the ghost forgets it).
   item_->fetched = 0;
-  sketch_.Record(H("key"));
-  sketch_.Record(H("key"));
   EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kAdmit);
+  EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kRejectCold);
+  // The sketch alone does not admit.
+  for (int i = 0; i < 5; ++i) sketch_.Record(H("warm"));
+  EXPECT_EQ(p.Admit(*item_, H("warm"), 100), AdmissionVerdict::kRejectCold);
+}
+
+TEST_F(AdmissionTest, ReaccessedRemembersAWindowOfRejectedBytes) {
+  AdmissionOptions o{AdmissionKind::kReaccessed, 2, 0};
+  o.ghost_window_bytes = 1000;
+  AdmissionPolicy p(o, sketch_, clock_);
+  // "near" has 900 bytes rejected after it, "far" 1100: only near is
+  // still remembered when it comes back.
+  EXPECT_EQ(p.Admit(*item_, H("far"), 100), AdmissionVerdict::kRejectCold);
+  EXPECT_EQ(p.Admit(*item_, H("x0"), 100), AdmissionVerdict::kRejectCold);
+  EXPECT_EQ(p.Admit(*item_, H("near"), 100), AdmissionVerdict::kRejectCold);
+  for (int i = 1; i < 10; ++i) {
+    EXPECT_EQ(p.Admit(*item_, H("x" + std::to_string(i)), 100), AdmissionVerdict::kRejectCold);
+  }
+  EXPECT_EQ(p.Admit(*item_, H("near"), 100), AdmissionVerdict::kAdmit);
+  EXPECT_EQ(p.Admit(*item_, H("far"), 100), AdmissionVerdict::kRejectCold);
 }
 
 TEST_F(AdmissionTest, SketchNeedsTheThreshold) {

@@ -35,9 +35,33 @@ TEST(SsdIndexTest, ExtremeLocationsPack) {
   EXPECT_EQ(index.Lookup(5), far);
 }
 
+TEST(SsdIndexTest, AccessedBitFollowsTheRecord) {
+  SsdIndex index(4);
+  uint64_t h = common::HashKey("a");
+  bool accessed = true;
+  EXPECT_FALSE(index.MarkAccessed(h, Loc(1, 0, 64)));  // no entry
+  index.Insert(h, Loc(1, 4096, 64));
+  EXPECT_EQ(index.Lookup(h, &accessed), Loc(1, 4096, 64));
+  EXPECT_FALSE(accessed);
+  EXPECT_FALSE(index.MarkAccessed(h, Loc(1, 8192, 64)));  // another record
+  EXPECT_TRUE(index.MarkAccessed(h, Loc(1, 4096, 64)));
+  EXPECT_EQ(index.Lookup(h, &accessed), Loc(1, 4096, 64));
+  EXPECT_TRUE(accessed);
+  index.Insert(h, Loc(2, 4096, 64));  // a new record is unread
+  EXPECT_EQ(index.Lookup(h, &accessed), Loc(2, 4096, 64));
+  EXPECT_FALSE(accessed);
+}
+
+// Inserts, removes, lookups and read marks against a map: the location and
+// the accessed bit stay with their key through Robin Hood moves, backward
+// shifts and growth.
 TEST(SsdIndexTest, RandomOperationsMatchAModel) {
   SsdIndex index(8);
-  std::unordered_map<uint64_t, SsdLocation> model;
+  struct Entry {
+    SsdLocation loc;
+    bool accessed;
+  };
+  std::unordered_map<uint64_t, Entry> model;
   std::mt19937_64 rng(1);
   for (int i = 0; i < 200000; ++i) {
     uint64_t key = common::HashKey(std::to_string(rng() % 20000));
@@ -48,21 +72,35 @@ TEST(SsdIndexTest, RandomOperationsMatchAModel) {
       auto old = index.Insert(key, loc);
       auto it = model.find(key);
       EXPECT_EQ(old.has_value(), it != model.end());
-      model[key] = loc;
+      model[key] = {loc, false};
     } else if (op < 8) {
       auto removed = index.Remove(key);
       EXPECT_EQ(removed.has_value(), model.erase(key) == 1);
-    } else {
-      auto got = index.Lookup(key);
+    } else if (op == 8) {
+      bool accessed = false;
+      auto got = index.Lookup(key, &accessed);
       auto it = model.find(key);
       ASSERT_EQ(got.has_value(), it != model.end());
       if (got) {
-        EXPECT_EQ(*got, it->second);
+        EXPECT_EQ(*got, it->second.loc);
+        EXPECT_EQ(accessed, it->second.accessed);
+      }
+    } else {
+      auto it = model.find(key);
+      if (it == model.end()) {
+        EXPECT_FALSE(index.MarkAccessed(key, Loc(1, 0, 8)));
+      } else {
+        EXPECT_TRUE(index.MarkAccessed(key, it->second.loc));
+        it->second.accessed = true;
       }
     }
   }
   EXPECT_EQ(index.size(), model.size());
-  for (const auto& [k, loc] : model) EXPECT_EQ(index.Lookup(k), loc);
+  for (const auto& [k, e] : model) {
+    bool accessed = false;
+    EXPECT_EQ(index.Lookup(k, &accessed), e.loc);
+    EXPECT_EQ(accessed, e.accessed);
+  }
 }
 
 TEST(SsdIndexTest, RemoveRegionDropsOnlyThatRegion) {
