@@ -24,7 +24,10 @@ constexpr uint8_t kInMain = 0x8;
 
 class S3FifoPolicy final : public EvictionPolicy {
  public:
-  explicit S3FifoPolicy(const S3FifoOptions& options) : options_(options) { ghost_.Resize(16); }
+  explicit S3FifoPolicy(const S3FifoOptions& options) : options_(options) {
+    options_.max_frequency = std::clamp<uint8_t>(options_.max_frequency, 1, kFreqMask);
+    ghost_.Resize(16);
+  }
 
   void OnInsert(Item* item, uint64_t hash) override {
     size_t charge = ItemCharge(item);
@@ -50,7 +53,7 @@ class S3FifoPolicy final : public EvictionPolicy {
 
   void OnHit(Item* item) override {
     uint8_t freq = item->policy & kFreqMask;
-    if (freq < 3) item->policy = static_cast<uint8_t>(item->policy + 1);
+    if (freq < options_.max_frequency) item->policy = static_cast<uint8_t>(item->policy + 1);
   }
 
   void OnRemove(Item* item) override {

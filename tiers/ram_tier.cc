@@ -156,7 +156,7 @@ RamTier::RamTier(const RamTierOptions& options, const common::Clock& clock, Evic
   }
   shard_shift_ = 64 - static_cast<size_t>(std::countr_zero(n));
   const double small_share =
-      options_.small_share > 0 ? options_.small_share : sink_ != nullptr ? 0.90 : 0.10;
+      options_.small_share > 0 ? options_.small_share : sink_ != nullptr ? 0.90 : 0.20;
   shards_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     auto shard = std::make_unique<Shard>();

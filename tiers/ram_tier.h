@@ -50,12 +50,13 @@ struct RamTierOptions {
   // Rounded up to a power of two. 0: kShardBytes of the initial budget per
   // shard, 1 to kMaxAutoShards shards.
   uint32_t shards = 0;
-  // S3-FIFO's small-queue share of each shard. 0: 10%, or 90% when an
+  // S3-FIFO's small-queue share of each shard. 0: 20%, or 90% when an
   // EvictionSink (the SSD tier) takes what RAM evicts. RAM is then the
   // small queue of one S3-FIFO cache over both tiers, and the SSD log its
   // main queue: at RAM 1% + SSD 10% of a working set, a 10% small queue
   // left items too little time in RAM to be read a second time (arc_oltp
-  // missed 0.347 instead of 0.332).
+  // missed 0.347 instead of 0.332). 20% rather than the paper's 10% alone:
+  // a shifted hot set takes over sooner, for under 0.004 of miss ratio.
   double small_share = 0;
 };
 

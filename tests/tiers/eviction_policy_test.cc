@@ -222,21 +222,28 @@ TEST(S3FifoTest, MainQueueReinsertsWithFrequencyDecrement) {
   EXPECT_EQ(policy->Evict(), nullptr);
 }
 
-TEST(S3FifoTest, FrequencySaturatesAtThree) {
-  Items items;
-  auto policy = MakeS3FifoPolicy({});
-  for (char k : {'a', 'b'}) Insert(*policy, items.New(Key(k, 0)));
-  ASSERT_EQ(EvictAll(*policy).size(), 2u);
-  // Both come back to main (ghost hits) in the order a, b.
-  Item* a = items.New(Key('a', 0));
-  Item* b = items.New(Key('b', 0));
-  Insert(*policy, a);
-  Insert(*policy, b);
-  for (int i = 0; i < 100; ++i) policy->OnHit(a);
-  for (int i = 0; i < 3; ++i) policy->OnHit(b);
-  // Both counters stop at 3, so both need three passes and a, older, leaves
-  // first. An unbounded (or overflowing) counter would evict b first.
-  EXPECT_EQ(EvictAll(*policy), (std::vector<std::string>{Key('a', 0), Key('b', 0)}));
+TEST(S3FifoTest, FrequencySaturatesAtMaxFrequency) {
+  for (uint8_t max : {2, 3}) {
+    Items items;
+    S3FifoOptions options;
+    options.max_frequency = max;
+    auto policy = MakeS3FifoPolicy(options);
+    for (char k : {'a', 'b'}) Insert(*policy, items.New(Key(k, 0)));
+    ASSERT_EQ(EvictAll(*policy).size(), 2u);
+    // Both come back to main (ghost hits) in the order a, b.
+    Item* a = items.New(Key('a', 0));
+    Item* b = items.New(Key('b', 0));
+    Insert(*policy, a);
+    Insert(*policy, b);
+    for (int i = 0; i < 100; ++i) policy->OnHit(a);
+    for (int i = 0; i < 2; ++i) policy->OnHit(b);
+    // At max 2 both counters stop at 2, so a, older, leaves first (an
+    // unbounded or overflowing counter would evict b first); at max 3, a
+    // has one more pass than b.
+    std::vector<std::string> want = max == 2 ? std::vector<std::string>{Key('a', 0), Key('b', 0)}
+                                             : std::vector<std::string>{Key('b', 0), Key('a', 0)};
+    EXPECT_EQ(EvictAll(*policy), want) << int{max};
+  }
 }
 
 TEST(S3FifoTest, RemovedItemsAreNeverEvicted) {
