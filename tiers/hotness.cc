@@ -137,7 +137,10 @@ AdmissionVerdict AdmissionPolicy::Admit(const Item& item, uint64_t hash, uint64_
     case AdmissionKind::kAll:
       break;
     case AdmissionKind::kReaccessed:
-      if (!item.fetched && !CameBack(hash, bytes)) return AdmissionVerdict::kRejectCold;
+      if (!item.fetched && frequency < options_.reaccessed_sketch_threshold &&
+          !CameBack(hash, bytes)) {
+        return AdmissionVerdict::kRejectCold;
+      }
       break;
     case AdmissionKind::kSketch:
       if (frequency < options_.sketch_threshold) return AdmissionVerdict::kRejectCold;

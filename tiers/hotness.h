@@ -16,7 +16,9 @@
 //               whose key RAM evicted and this policy rejected recently
 //               (within 2x the SSD's size of rejected bytes) and that came
 //               back: S3-FIFO's rule, with RAM as the small queue and the
-//               SSD log as the main one, and a GhostSet as its ghost
+//               SSD log as the main one, and a GhostSet as its ghost; or
+//               whose key the sketch calls hot (5 reads lately: the sketch
+//               survives a warm restart, the ghost does not)
 //   sketch      items whose key's estimated frequency reaches a threshold
 // and on top of each, a write budget (bytes per second, a token bucket
 // with one second of burst): over it, candidates are rejected, colder ones
@@ -72,13 +74,19 @@ struct AdmissionOptions {
   AdmissionKind kind = AdmissionKind::kReaccessed;
   uint32_t sketch_threshold = 2;   // estimated accesses needed (kSketch)
   uint64_t write_budget = 0;       // bytes per second to flash; 0 = no budget
-  // A record read since it was written is rewritten at reclaim if the
-  // sketch still gives its key at least this estimate (0 = never rewrite).
+  // At reclaim, a record read since it was written (or recovered at a
+  // restart) is rewritten if the sketch still gives its key at least this
+  // estimate (0 = never rewrite).
   uint32_t rewrite_threshold = 1;
   // kReaccessed: bytes of rejected items whose keys are remembered (2x the
   // SSD's size), and at most this many keys (4 bytes each; 0 = no limit).
   uint64_t ghost_window_bytes = 0;
   uint64_t ghost_max_keys = 0;
+  // kReaccessed: an estimate that admits without a read in RAM. At 4,
+  // cloudphysics (RAM 1% + SSD 10%) missed 0.754 instead of 0.722; without
+  // it, twitter's miss ratio after a warm restart was 0.024 worse than
+  // without a restart, against 0.008 at 5.
+  uint32_t reaccessed_sketch_threshold = 5;
 };
 
 enum class AdmissionVerdict { kAdmit, kRejectCold, kRejectBudget };

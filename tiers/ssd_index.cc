@@ -114,15 +114,15 @@ SsdIndex::Shard& SsdIndex::ShardFor(uint64_t hash) const {
   return *shards_[shard_shift_ == 64 ? 0 : hash >> shard_shift_];
 }
 
-std::optional<SsdLocation> SsdIndex::Insert(uint64_t hash, SsdLocation loc) {
+std::optional<SsdLocation> SsdIndex::Insert(uint64_t hash, SsdLocation loc, bool accessed) {
   Shard& s = ShardFor(hash);
-  uint32_t tag = TagOf(hash);
+  const uint32_t tag = TagOf(hash) | (accessed ? kAccessed : 0);
   std::lock_guard lock(s.mu);
-  size_t slot = s.Find(tag);
+  size_t slot = s.Find(tag & ~kAccessed);
   if (slot != SIZE_MAX) {
     SsdLocation old = Unpack(s.locs[slot]);
     s.locs[slot] = Pack(loc);
-    s.tags[slot] = tag;  // a new record: not read yet
+    s.tags[slot] = tag;  // the bit belongs to the new record
     return old;
   }
   // Grow by an eighth at 90% full: the table stays 80%..90% full, 13 to 15

@@ -40,9 +40,9 @@ class SsdIndex {
   explicit SsdIndex(unsigned shards = 64);
   ~SsdIndex();
 
-  // Points `hash` at `loc`, not accessed yet; returns the location it
-  // replaced, if any.
-  std::optional<SsdLocation> Insert(uint64_t hash, SsdLocation loc);
+  // Points `hash` at `loc`, with the accessed bit as given (a new record
+  // is unread); returns the location it replaced, if any.
+  std::optional<SsdLocation> Insert(uint64_t hash, SsdLocation loc, bool accessed = false);
   // Where the key's record is; *accessed (if given) says whether it was
   // read since it was written.
   std::optional<SsdLocation> Lookup(uint64_t hash, bool* accessed = nullptr) const;

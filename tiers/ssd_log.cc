@@ -177,7 +177,11 @@ common::Status SsdLog::Recover() {
           if (rec.meta.exptime != 0 && static_cast<int64_t>(rec.meta.exptime) <= now) {
             index_.Remove(hash);
           } else {
-            index_.Insert(hash, {r, static_cast<uint32_t>(off), static_cast<uint32_t>(rec.size)});
+            // Marked read: whether it was is not on the device, and a record
+            // the sketch (restored at a warm restart) still calls warm is
+            // worth one more pass through the log.
+            index_.Insert(hash, {r, static_cast<uint32_t>(off), static_cast<uint32_t>(rec.size)},
+                          /*accessed=*/true);
           }
           break;
         case RecordType::kTombstone:

@@ -70,9 +70,11 @@ TEST_F(AdmissionTest, ReaccessedAdmitsReadItemsAndKeysThatComeBack) {
   item_->fetched = 0;
   EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kAdmit);
   EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kRejectCold);
-  // The sketch alone does not admit.
-  for (int i = 0; i < 5; ++i) sketch_.Record(H("warm"));
+  // The sketch admits a key it calls hot (5 reads), not one merely warm.
+  for (int i = 0; i < 4; ++i) sketch_.Record(H("warm"));
   EXPECT_EQ(p.Admit(*item_, H("warm"), 100), AdmissionVerdict::kRejectCold);
+  for (int i = 0; i < 5; ++i) sketch_.Record(H("hot"));
+  EXPECT_EQ(p.Admit(*item_, H("hot"), 100), AdmissionVerdict::kAdmit);
 }
 
 TEST_F(AdmissionTest, ReaccessedRemembersAWindowOfRejectedBytes) {
