@@ -96,7 +96,7 @@ class GhostSet {
   std::vector<uint32_t> slots_;
   uint64_t set_mask_ = 0;
   uint64_t window_ = 0;
-  uint64_t epoch_bytes_ = 0;
+  uint64_t epoch_bytes_ = 1;  // set by SetWindow(); never 0
   uint64_t bytes_in_ = 0;
 };
 

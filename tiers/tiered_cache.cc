@@ -28,10 +28,9 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
     ram_.SetFlushHook([this] { ssd_->Flush(); });
     // Reclaim moves the records read since they were written, which the
     // sketch still calls warm, to the log's head.
-    ssd_->SetRewriteFilter(
-        [this](uint64_t hash, uint64_t bytes, bool accessed) {
-          return admission_->RewriteScore(hash, bytes, accessed);
-        });
+    ssd_->SetRewriteFilter([this](uint64_t hash, uint64_t bytes, bool accessed) {
+      return admission_->RewriteScore(hash, bytes, accessed);
+    });
   }
 }
 

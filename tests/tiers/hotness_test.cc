@@ -46,6 +46,11 @@ class AdmissionTest : public ::testing::Test {
   AdmissionTest() : sketch_(1 << 16) {
     item_ = ItemRef::Adopt(Item::Create("key", 0, 0, 100));
   }
+  static AdmissionOptions ReaccessedWithAWindowOf1000() {
+    AdmissionOptions o{AdmissionKind::kReaccessed, 2, 0};
+    o.ghost_window_bytes = 1000;
+    return o;
+  }
   FrequencySketch sketch_;
   common::FakeClock clock_;
   ItemRef item_;
@@ -57,9 +62,7 @@ TEST_F(AdmissionTest, AllAdmitsEverything) {
 }
 
 TEST_F(AdmissionTest, ReaccessedAdmitsReadItemsAndKeysThatComeBack) {
-  AdmissionOptions o{AdmissionKind::kReaccessed, 2, 0};
-  o.ghost_window_bytes = 1000;
-  AdmissionPolicy p(o, sketch_, clock_);
+  AdmissionPolicy p(ReaccessedWithAWindowOf1000(), sketch_, clock_);
   // Never read in RAM: rejected, and remembered.
   EXPECT_EQ(p.Admit(*item_, H("key"), 100), AdmissionVerdict::kRejectCold);
   // Read in RAM: admitted.
@@ -78,9 +81,7 @@ TEST_F(AdmissionTest, ReaccessedAdmitsReadItemsAndKeysThatComeBack) {
 }
 
 TEST_F(AdmissionTest, ReaccessedRemembersAWindowOfRejectedBytes) {
-  AdmissionOptions o{AdmissionKind::kReaccessed, 2, 0};
-  o.ghost_window_bytes = 1000;
-  AdmissionPolicy p(o, sketch_, clock_);
+  AdmissionPolicy p(ReaccessedWithAWindowOf1000(), sketch_, clock_);
   // "near" has 900 bytes rejected after it, "far" 1100: only near is
   // still remembered when it comes back.
   EXPECT_EQ(p.Admit(*item_, H("far"), 100), AdmissionVerdict::kRejectCold);

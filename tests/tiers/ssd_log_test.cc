@@ -68,6 +68,21 @@ class SsdLogTest : public ::testing::Test {
     return done.item;
   }
 
+  // Of keys[0..300), every tenth (the hot ones) reads back intact, and no
+  // other does.
+  void ExpectOnlyEveryTenthOfTheFirst300(SsdLog& log, const std::vector<std::string>& keys) {
+    int hot_hits = 0, cold_hits = 0;
+    for (int i = 0; i < 300; ++i) {
+      ItemRef it = Read(log, keys[i]);
+      if (it) {
+        EXPECT_EQ(it->ValueView(), ValueFor(keys[i], 4000, false));
+      }
+      (i % 10 == 0 ? hot_hits : cold_hits) += it ? 1 : 0;
+    }
+    EXPECT_EQ(hot_hits, 30);
+    EXPECT_EQ(cold_hits, 0);
+  }
+
   bool Put(SsdLog& log, const std::string& key, const std::string& value, uint32_t exptime = 0) {
     return log.Append(*MakeItem(key, value, exptime), common::HashKey(key));
   }
@@ -196,16 +211,7 @@ TEST_F(SsdLogTest, ReclaimRewritesTheRecordsTheFilterKeeps) {
   log->Sync();
   SsdLogStats s = log->Stats();
   EXPECT_GE(s.records_rewritten, hot.size());
-  int hot_hits = 0, cold_hits = 0;
-  for (int i = 0; i < 300; ++i) {
-    ItemRef it = Read(*log, keys[i]);
-    if (it) {
-      EXPECT_EQ(it->ValueView(), ValueFor(keys[i], 4000, false));
-    }
-    (i % 10 == 0 ? hot_hits : cold_hits) += it ? 1 : 0;
-  }
-  EXPECT_EQ(hot_hits, 30);
-  EXPECT_EQ(cold_hits, 0);
+  ExpectOnlyEveryTenthOfTheFirst300(*log, keys);
   log->SetRewriteFilter(nullptr);
   log.reset();
   auto again = Open(false);
@@ -235,16 +241,7 @@ TEST_F(SsdLogTest, ReclaimSeesWhichRecordsWereRead) {
   log->Sync();
   EXPECT_GT(asked_read.load(), 0);
   EXPECT_GT(asked_unread.load(), 0);
-  int hot_hits = 0, cold_hits = 0;
-  for (int i = 0; i < 300; ++i) {
-    ItemRef it = Read(*log, keys[i]);
-    if (it) {
-      EXPECT_EQ(it->ValueView(), ValueFor(keys[i], 4000, false));
-    }
-    (i % 10 == 0 ? hot_hits : cold_hits) += it ? 1 : 0;
-  }
-  EXPECT_EQ(hot_hits, 30);
-  EXPECT_EQ(cold_hits, 0);
+  ExpectOnlyEveryTenthOfTheFirst300(*log, keys);
   log->SetRewriteFilter(nullptr);
 }
 
