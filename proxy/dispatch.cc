@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/hash.h"
 #include "common/units.h"
 
 namespace strata::proxy {
@@ -110,7 +111,12 @@ bool Dispatcher::PromoteFirst(AsyncState* async, std::string_view key,
 }
 
 bool Dispatcher::ReadAhead(std::string_view key, tiers::IoQueue& io, tiers::SsdReadDone* done) {
-  if (!cache_.NeedsPromotion(key)) return false;
+  // Only keys the get will promote (its own read is not counted yet); a
+  // cold key's get reads it when it runs.
+  if (!cache_.NeedsPromotion(key) ||
+      !cache_.WorthPromoting(common::HashKey(key), /*reads_not_counted=*/1)) {
+    return false;
+  }
   stats_.Add(Counter::kSsdReadAheads);
   cache_.Promote(key, io, done, /*read_ahead=*/true);
   return true;
@@ -384,7 +390,9 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
           } else if (!async->slots[index].item && tier.NeedsPromotion(key)) {
             async->slots[index].asked_ssd = true;
             ++async->pending;
-            tier.Promote(key, *async->io, new SlotRead(async, index));
+            // A plain get leaves a cold key's item on SSD (gat needs it in RAM).
+            tier.Promote(key, *async->io, new SlotRead(async, index), /*read_ahead=*/false,
+                         /*only_if_hot=*/!touch);
           }
         }
         if (--async->pending > 0) {

@@ -332,6 +332,19 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
   return result;
 }
 
+bool RamTier::StillCurrentAbsent(const Item& item, const std::function<bool()>& still_valid) {
+  int64_t now = clock_.NowSeconds();
+  MaybeRunDelayedFlush(now);
+  std::string_view key = item.Key();
+  uint64_t hash = common::HashKey(key);
+  Shard& shard = ShardFor(hash);
+  std::lock_guard lock(shard.mu);
+  Item* it = *shard.Find(key, hash);
+  if (it != nullptr && !Expired(it, now)) return false;
+  return !IsFlushed(item) && now > flush_horizon_.load(std::memory_order_relaxed) &&
+         still_valid();
+}
+
 ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime, bool* read_ahead) {
   int64_t now = clock_.NowSeconds();
   MaybeRunDelayedFlush(now);

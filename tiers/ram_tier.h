@@ -128,6 +128,12 @@ class RamTier {
   // delete of the key can come between) returns true.
   StoreResult Restore(ItemRef item, const std::function<bool()>& still_valid);
 
+  // For an item read from a lower tier and served without being stored:
+  // true if, under the key's shard lock, RAM has no live item for the key,
+  // no flush_all has passed `item`, and still_valid() returns true (the
+  // same checks as Restore(), which then would have stored it).
+  bool StillCurrentAbsent(const Item& item, const std::function<bool()>& still_valid);
+
   // Returns the live item for `key` and records a hit with the policy, or
   // an empty ref. If `new_exptime` is given the item's expiry is updated
   // first (gat/gats).

@@ -24,6 +24,7 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
     admission_ = std::make_unique<AdmissionPolicy>(adm, *sketch_, clock);
     recent_deletes_ = std::make_unique<std::atomic<uint64_t>[]>(kRecentDeletes);
     write_budget_ = admission.write_budget;
+    promote_threshold_ = admission.promote_threshold;
     ram_.EnsureCasAbove(ssd_->max_recovered_cas());
     ram_.SetFlushHook([this] { ssd_->Flush(); });
     // Reclaim moves the records read since they were written, which the
@@ -53,9 +54,14 @@ namespace {
 // Puts the item read from SSD into RAM, then answers the caller.
 class PromoteOp final : public SsdReadDone {
  public:
-  PromoteOp(TieredCache& cache, uint64_t hash, uint64_t epoch, bool read_ahead,
+  PromoteOp(TieredCache& cache, uint64_t hash, uint64_t epoch, bool read_ahead, bool only_if_hot,
             SsdReadDone* done)
-      : cache_(cache), hash_(hash), epoch_(epoch), read_ahead_(read_ahead), done_(done) {}
+      : cache_(cache),
+        hash_(hash),
+        epoch_(epoch),
+        read_ahead_(read_ahead),
+        only_if_hot_(only_if_hot),
+        done_(done) {}
   void OnSsdRead(ItemRef item) override { Finish(std::move(item), nullptr); }
   void OnSsdReadAt(ItemRef item, SsdLocation at) override { Finish(std::move(item), &at); }
 
@@ -66,7 +72,14 @@ class PromoteOp final : public SsdReadDone {
       std::string key(item->Key());
       item->ssd_copy = 1;  // unchanged since its record: no rewrite on eviction
       item->read_ahead = read_ahead_ ? 1 : 0;
-      if (cache_.RestoreFromSsd(item, hash_, *at, epoch_)) {
+      if (only_if_hot_ && !cache_.WorthPromoting(hash_)) {
+        // Served from the record; RAM keeps its room.
+        if (cache_.StillCurrent(*item, hash_, *at, epoch_)) {
+          result = std::move(item);
+        } else {
+          result = cache_.ram().Get(key);
+        }
+      } else if (cache_.RestoreFromSsd(item, hash_, *at, epoch_)) {
         // The verified record is the answer, even if RAM evicts it again.
         result = std::move(item);
       } else {
@@ -84,13 +97,14 @@ class PromoteOp final : public SsdReadDone {
   uint64_t hash_;
   uint64_t epoch_;
   bool read_ahead_;
+  bool only_if_hot_;
   SsdReadDone* done_;
 };
 
 }  // namespace
 
 void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* done,
-                          bool read_ahead) {
+                          bool read_ahead, bool only_if_hot) {
   if (ssd_ == nullptr) {
     done->OnSsdRead({});
     return;
@@ -99,7 +113,18 @@ void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* don
   // Read before the index lookup: a delete that the lookup does not see
   // carries a later epoch.
   uint64_t epoch = delete_epoch_.load(std::memory_order_acquire);
-  ssd_->Read(key, hash, queue, new PromoteOp(*this, hash, epoch, read_ahead, done));
+  ssd_->Read(key, hash, queue, new PromoteOp(*this, hash, epoch, read_ahead, only_if_hot, done));
+}
+
+bool TieredCache::WorthPromoting(uint64_t hash, uint32_t reads_not_counted) const {
+  return sketch_ == nullptr || sketch_->Estimate(hash) + reads_not_counted >= promote_threshold_;
+}
+
+bool TieredCache::StillCurrent(const Item& item, uint64_t hash, const SsdLocation& at,
+                               uint64_t epoch) {
+  return ram_.StillCurrentAbsent(item, [&] {
+    return !DeletedSince(hash, epoch) && ssd_->StillAt(hash, at);
+  });
 }
 
 bool TieredCache::RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation& at,

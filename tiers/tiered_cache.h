@@ -59,7 +59,19 @@ class TieredCache final : public EvictionSink {
   // receives the RAM-resident item or an empty ref.
   // `read_ahead`: for a get that has not run yet; the item is marked so
   // that get counts as an SSD hit (Get's *read_ahead).
-  void Promote(std::string_view key, IoQueue& queue, SsdReadDone* done, bool read_ahead = false);
+  // `only_if_hot` (plain gets): the item goes to RAM only if WorthPromoting()
+  // its key; otherwise the record read is the answer if it is still the
+  // key's newest version (checked as a promotion would be), and RAM is left
+  // to the items of its probation queue.
+  void Promote(std::string_view key, IoQueue& queue, SsdReadDone* done, bool read_ahead = false,
+               bool only_if_hot = false);
+  // True if an SSD hit on the key should put it in RAM: the sketch has seen
+  // it read at least AdmissionOptions::promote_threshold times lately,
+  // counting `reads_not_counted` more.
+  bool WorthPromoting(uint64_t hash, uint32_t reads_not_counted = 0) const;
+  // The checks RestoreFromSsd() makes, without storing: true if `item`, read
+  // from `at`, may be served as the key's value.
+  bool StillCurrent(const Item& item, uint64_t hash, const SsdLocation& at, uint64_t epoch);
 
   StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0);
   // Puts `item`, read from the SSD record at `at`, back in RAM unless the
@@ -110,6 +122,7 @@ class TieredCache final : public EvictionSink {
   std::unique_ptr<FrequencySketch> sketch_;    // with an SSD tier: fed by gets
   std::unique_ptr<AdmissionPolicy> admission_;
   uint64_t write_budget_ = 0;
+  uint32_t promote_threshold_ = 0;
   // Deletes stamped by key hash in a lossy table of epochs (the newest
   // delete of any key in the slot): a delete that lands between an item's
   // eviction from RAM and its append to SSD, or during a promotion's read,

@@ -181,6 +181,76 @@ TEST_F(PromotionRaceTest, UndisturbedRestoreSucceeds) {
   EXPECT_TRUE(cache_->ram().Contains("k5"));
 }
 
+// The same window for a record served without promotion (a plain get of a
+// cold key): StillCurrent() must refuse it where RestoreFromSsd() would.
+TEST_F(PromotionRaceTest, ServingARecordAfterADeleteIsRefused) {
+  LocatedDone done;
+  uint64_t epoch = 0;
+  ReadRecord(&done, &epoch);
+  EXPECT_TRUE(cache_->Delete("k5"));
+  EXPECT_FALSE(cache_->StillCurrent(*done.item, common::HashKey("k5"), done.at, epoch));
+}
+
+TEST_F(PromotionRaceTest, ServingARecordAfterAFlushIsRefused) {
+  LocatedDone done;
+  uint64_t epoch = 0;
+  ReadRecord(&done, &epoch);
+  cache_->FlushAll(clock_.NowSeconds() - 1);
+  EXPECT_FALSE(cache_->StillCurrent(*done.item, common::HashKey("k5"), done.at, epoch));
+}
+
+TEST_F(PromotionRaceTest, ServingASupersededRecordIsRefused) {
+  LocatedDone done;
+  uint64_t epoch = 0;
+  ReadRecord(&done, &epoch);
+  ASSERT_EQ(Put("k5", "newer"), StoreResult::kStored);  // in RAM now
+  EXPECT_FALSE(cache_->StillCurrent(*done.item, common::HashKey("k5"), done.at, epoch));
+  ItemRef newer = cache_->Get("k5");
+  ASSERT_TRUE(cache_->ram().Delete("k5"));  // as an eviction unlinks it
+  std::vector<ItemRef> evicted{newer};
+  cache_->OnEvictedSince(evicted, cache_->EvictionEpoch());  // and demoted
+  EXPECT_FALSE(cache_->StillCurrent(*done.item, common::HashKey("k5"), done.at, epoch));
+}
+
+TEST_F(PromotionRaceTest, UndisturbedRecordIsServedAndRamLeftAlone) {
+  LocatedDone done;
+  uint64_t epoch = 0;
+  ReadRecord(&done, &epoch);
+  EXPECT_TRUE(cache_->StillCurrent(*done.item, common::HashKey("k5"), done.at, epoch));
+  EXPECT_FALSE(cache_->ram().Contains("k5"));
+}
+
+// A plain get that finds its key only on SSD puts the item in RAM once the
+// sketch has seen the key read promote_threshold (3) times; before that it
+// is served from the record and RAM is left to its probation queue.
+TEST_F(TieredCacheTest, PlainGetsPromoteOnlyHotKeys) {
+  for (int i = 0; i < 2000; ++i) Put("k" + std::to_string(i), Value(i));
+  ASSERT_TRUE(cache_->NeedsPromotion("k5"));
+  auto get = [&](const std::string& key) {
+    EXPECT_FALSE(cache_->Get(key));  // the get's RAM lookup, counted by the sketch
+    auto queue = device_.NewQueue(8);
+    Done done;
+    cache_->Promote(key, *queue, &done, /*read_ahead=*/false, /*only_if_hot=*/true);
+    DrainQueue(*queue);
+    EXPECT_EQ(done.calls, 1);
+    return done.item;
+  };
+  uint64_t before = cache_->counters().promotions;
+  for (int read = 1; read <= 2; ++read) {
+    ItemRef it = get("k5");
+    ASSERT_TRUE(it) << read;
+    EXPECT_EQ(it->ValueView(), Value(5));
+    EXPECT_FALSE(cache_->ram().Contains("k5")) << read;
+    EXPECT_TRUE(cache_->NeedsPromotion("k5"));
+  }
+  EXPECT_EQ(cache_->counters().promotions, before);
+  ItemRef third = get("k5");
+  ASSERT_TRUE(third);
+  EXPECT_EQ(third->ValueView(), Value(5));
+  EXPECT_TRUE(cache_->ram().Contains("k5"));
+  EXPECT_EQ(cache_->counters().promotions, before + 1);
+}
+
 // A delete that reaches a key while its eviction is on the way to SSD (the
 // item is out of RAM, not yet appended) wins over the append.
 TEST_F(TieredCacheTest, DeleteDuringADemotionWins) {
