@@ -543,10 +543,8 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
   int64_t now = clock_.NowSeconds();
   // Evict from the writing shard while it holds at least its share of the
   // budget, otherwise from the shard furthest above its share (read without
-  // locks; a stale pick only evicts from a slightly smaller shard). Each
-  // shard's policy then sees the same pressure as a cache of its own size;
-  // evicting from shards in turn regardless of their size made cloudphysics
-  // miss 0.787 instead of 0.738 with one shard.
+  // locks; a stale pick only evicts from a slightly smaller shard), so no
+  // shard is drained below its share for the others.
   auto fullest = [&]() {
     size_t best = 0;
     int64_t best_bytes = INT64_MIN;

@@ -249,7 +249,6 @@ class RamTier {
   std::atomic<uint64_t> flushed_below_cas_{0};  // items with a lower CAS are flushed
   std::atomic<int64_t> pending_flush_at_{0};
   std::atomic<int64_t> flush_horizon_{0};  // items stored at or before it are invisible
-  std::atomic<size_t> evict_cursor_{0};
   std::function<void()> flush_hook_;
   std::mutex reap_mu_;
   size_t reap_shard_ = 0;
