@@ -90,8 +90,9 @@ struct AdmissionOptions {
   // A get that finds its key only on SSD puts the item in RAM if the sketch
   // has seen the key read at least this often lately (the get included);
   // otherwise it is served from the record read, so a pass over cold SSD
-  // data does not push RAM's items out. Commands that change the item, gat
-  // and the warm-up after a restart always promote. On the four traces
+  // data does not push RAM's items out. Commands that change the item, gat,
+  // read-ahead (pipelined gets) and the warm-up after a restart always
+  // promote. On the four traces
   // (RAM 1% + SSD 10%) most SSD hits are on keys read 3+ times and 3 left
   // the miss ratios as they were; 8 to 16 moved them by up to +0.024
   // (cloudphysics) and -0.005 (twitter, arc_oltp).

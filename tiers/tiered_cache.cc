@@ -116,8 +116,8 @@ void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* don
   ssd_->Read(key, hash, queue, new PromoteOp(*this, hash, epoch, read_ahead, only_if_hot, done));
 }
 
-bool TieredCache::WorthPromoting(uint64_t hash, uint32_t reads_not_counted) const {
-  return sketch_ == nullptr || sketch_->Estimate(hash) + reads_not_counted >= promote_threshold_;
+bool TieredCache::WorthPromoting(uint64_t hash) const {
+  return sketch_ == nullptr || sketch_->Estimate(hash) >= promote_threshold_;
 }
 
 bool TieredCache::StillCurrent(const Item& item, uint64_t hash, const SsdLocation& at,

@@ -66,9 +66,8 @@ class TieredCache final : public EvictionSink {
   void Promote(std::string_view key, IoQueue& queue, SsdReadDone* done, bool read_ahead = false,
                bool only_if_hot = false);
   // True if an SSD hit on the key should put it in RAM: the sketch has seen
-  // it read at least AdmissionOptions::promote_threshold times lately,
-  // counting `reads_not_counted` more.
-  bool WorthPromoting(uint64_t hash, uint32_t reads_not_counted = 0) const;
+  // it read at least AdmissionOptions::promote_threshold times lately.
+  bool WorthPromoting(uint64_t hash) const;
   // The checks RestoreFromSsd() makes, without storing: true if `item`, read
   // from `at`, may be served as the key's value.
   bool StillCurrent(const Item& item, uint64_t hash, const SsdLocation& at, uint64_t epoch);

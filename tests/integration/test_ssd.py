@@ -551,9 +551,9 @@ def test_pipelined_gets_read_ahead_in_request_order(ssd):
     """A pipeline of gets for SSD-resident keys has its reads promoted ahead
     (ssd_read_aheads), yet every reply follows request order: a delete or a
     set earlier in the pipeline wins over a read-ahead of the same key.
-    Plain gets of keys read less than 3 times lately are served from SSD
-    without a promotion, and only keys the get will promote are read ahead:
-    two rounds of gets first make the keys warm."""
+    Before it, two rounds of plain gets, one command at a time (no
+    read-ahead), are served from SSD without a promotion: the keys are read
+    less than 3 times lately."""
     srv = ssd.start()
     keys = [b"ra:%04d" % i for i in range(240)]
     with Client(srv) as c:
@@ -563,7 +563,7 @@ def test_pipelined_gets_read_ahead_in_request_order(ssd):
     cold = ssd_stats(srv)
     with Client(srv) as c:
         for _ in range(2):
-            got = c.get_many(keys)
+            got = c.get_many(keys, batch=len(keys))  # one command
             assert len(got) == len(keys)
             for k in keys:
                 assert got[k][1] == make_value(k, 1, 4096), k
