@@ -122,9 +122,7 @@ bool TieredCache::WorthPromoting(uint64_t hash) const {
 
 bool TieredCache::StillCurrent(const Item& item, uint64_t hash, const SsdLocation& at,
                                uint64_t epoch) {
-  return ram_.StillCurrentAbsent(item, [&] {
-    return !DeletedSince(hash, epoch) && ssd_->StillAt(hash, at);
-  });
+  return ram_.StillCurrentAbsent(item, [&] { return RecordStillNewest(hash, at, epoch); });
 }
 
 bool TieredCache::RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation& at,
@@ -132,9 +130,7 @@ bool TieredCache::RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation
   // Asked under the RAM shard's lock: a delete removes the RAM copy under
   // that lock after stamping its epoch, so it either sees the restored item
   // or the restore sees its stamp.
-  StoreResult r = ram_.Restore(item, [&] {
-    return !DeletedSince(hash, epoch) && ssd_->StillAt(hash, at);
-  });
+  StoreResult r = ram_.Restore(item, [&] { return RecordStillNewest(hash, at, epoch); });
   if (r != StoreResult::kStored) return false;
   promotions_.fetch_add(1, std::memory_order_relaxed);
   return true;
@@ -174,6 +170,10 @@ void TieredCache::StampDelete(uint64_t hash) {
   uint64_t seen = slot.load(std::memory_order_relaxed);
   while (seen < epoch && !slot.compare_exchange_weak(seen, epoch, std::memory_order_acq_rel)) {
   }
+}
+
+bool TieredCache::RecordStillNewest(uint64_t hash, const SsdLocation& at, uint64_t epoch) const {
+  return !DeletedSince(hash, epoch) && ssd_->StillAt(hash, at);
 }
 
 bool TieredCache::DeletedSince(uint64_t hash, uint64_t epoch) const {

@@ -127,6 +127,9 @@ class TieredCache final : public EvictionSink {
   // eviction from RAM and its append to SSD, or during a promotion's read,
   // must win.
   bool DeletedSince(uint64_t hash, uint64_t epoch) const;
+  // No delete since `epoch` and the index still points at `at`: asked under
+  // the RAM shard's lock by a promotion and by a read served without one.
+  bool RecordStillNewest(uint64_t hash, const SsdLocation& at, uint64_t epoch) const;
   void StampDelete(uint64_t hash);
   static constexpr size_t kRecentDeletes = 1 << 14;
   std::unique_ptr<std::atomic<uint64_t>[]> recent_deletes_;
