@@ -136,7 +136,7 @@ class Walker {
     SsdConfig& d = config_->tiers.ssd;
     return ForEachKey(map, path,
                       {"path", "size", "region_size", "compression", "io", "admission",
-                       "write_budget", "demote_on_shutdown"},
+                       "write_budget", "promote_threshold", "demote_on_shutdown"},
                       [&](const std::string& key, const std::string& p, const YAML::Node& k,
                           const YAML::Node& v) -> Status {
                         if (key == "path") return Read(p, k, v, internal::kSsdPath, &d.path);
@@ -154,6 +154,9 @@ class Walker {
                         if (key == "write_budget") {
                           return Read(p, k, v, internal::kWriteBudget, &d.write_budget);
                         }
+                        if (key == "promote_threshold") {
+                          return Read(p, k, v, internal::kPromoteThreshold, &d.promote_threshold);
+                        }
                         return Read(p, k, v, internal::kBool, &d.demote_on_shutdown);
                       });
   }
@@ -162,7 +165,7 @@ class Walker {
   Status CheckSsd() {
     const SsdConfig& d = config_->tiers.ssd;
     bool any = d.size || d.region_size || d.compression || d.io || d.admission || d.write_budget ||
-               d.demote_on_shutdown;
+               d.promote_threshold || d.demote_on_shutdown;
     if (!d.path && any) return Error("tiers.ssd.path", ssd_mark_, "required when tiers.ssd is set");
     if (!d.path) return Status::Ok();
     if (!d.size) return Error("tiers.ssd.size", ssd_mark_, "required when tiers.ssd.path is set");

@@ -44,6 +44,9 @@
 //       io: auto                 # auto | io_uring | threadpool (--ssd-io)
 //       admission: reaccessed    # reaccessed | sketch | all
 //       write_budget: 0          # bytes/s written to flash, 0 = unlimited
+//       promote_threshold: 3     # 0..15: recent reads (sketch) a get needs to
+//                                # move an SSD item to RAM, and more than the
+//                                # item RAM would evict for it; 0 = always
 //       demote_on_shutdown: true # SIGTERM writes RAM items to SSD (warm restart)
 //   metrics:
 //     enabled: true              # serve /metrics, /healthz, /readyz over HTTP
@@ -95,6 +98,7 @@ struct SsdConfig {
   std::optional<std::string> io;           // "auto", "io_uring" or "threadpool"
   std::optional<std::string> admission;    // "all", "reaccessed" or "sketch"
   std::optional<uint64_t> write_budget;    // bytes per second to flash, 0 = none
+  std::optional<uint32_t> promote_threshold;  // reads a get needs to promote, 0..15
   std::optional<bool> demote_on_shutdown;  // write RAM items to SSD on SIGTERM
   bool disabled = false;                   // --no-ssd
 };

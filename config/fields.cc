@@ -248,6 +248,11 @@ Result<uint64_t> ParseWriteBudget(std::string_view text) {
   return *bytes;
 }
 
+Result<uint32_t> ParsePromoteThreshold(std::string_view text) {
+  // The sketch's counters saturate at 15.
+  return ParseBounded<uint32_t>(text, 0, 15, kPromoteThreshold.expected);
+}
+
 Result<std::string> ParseLogLevel(std::string_view text) {
   return ParseOneOf(text, {"error", "warn", "info", "debug"}, kLogLevel.expected);
 }

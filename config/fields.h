@@ -61,6 +61,7 @@ common::Result<std::string> ParseCompression(std::string_view text);
 common::Result<std::string> ParseIoMode(std::string_view text);
 common::Result<std::string> ParseAdmission(std::string_view text);
 common::Result<uint64_t> ParseWriteBudget(std::string_view text);
+common::Result<uint32_t> ParsePromoteThreshold(std::string_view text);
 // metrics.listen: "ADDR:PORT", ADDR an IPv4 literal or localhost (the
 // metrics HTTP server has no IPv6), PORT 0..65535.
 common::Result<std::string> ParseMetricsListen(std::string_view text);
@@ -91,6 +92,7 @@ inline constexpr Rule<std::string> kIoMode{"one of auto, io_uring, threadpool", 
 inline constexpr Rule<std::string> kAdmission{"one of all, reaccessed, sketch", &ParseAdmission};
 inline constexpr Rule<uint64_t> kWriteBudget{"bytes per second like 50MiB, or 0",
                                              &ParseWriteBudget};
+inline constexpr Rule<uint32_t> kPromoteThreshold{"an integer 0..15", &ParsePromoteThreshold};
 inline constexpr Rule<std::string> kMetricsListen{"an IPv4 address and port like 127.0.0.1:9150",
                                                   &ParseMetricsListen};
 inline constexpr Rule<uint64_t> kMegabytes{"megabytes (an integer >= 1)", &ParseMegabytes};

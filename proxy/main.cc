@@ -195,6 +195,7 @@ int main(int argc, char** argv) {
                      : adm == "reaccessed" ? strata::tiers::AdmissionKind::kReaccessed
                                            : strata::tiers::AdmissionKind::kSketch;
     admission.write_budget = ssd_cfg.write_budget.value_or(0);
+    if (ssd_cfg.promote_threshold) admission.promote_threshold = *ssd_cfg.promote_threshold;
   }
   strata::tiers::TieredCache cache(ram, clock, ssd_log.get(), admission);
   strata::proxy::Server server(server_options, cache, device.get(), clock);

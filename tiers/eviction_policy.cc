@@ -70,12 +70,7 @@ class S3FifoPolicy final : public EvictionPolicy {
 
   Item* Evict() override {
     while (!small_.empty() || !main_.empty()) {
-      bool from_small =
-          !small_.empty() &&
-          (main_.empty() ||
-           static_cast<double>(small_bytes_) >=
-               options_.small_ratio * static_cast<double>(small_bytes_ + main_bytes_));
-      if (from_small) {
+      if (FromSmall()) {
         Item* item = small_.Pop();
         size_t charge = ItemCharge(item);
         small_bytes_ -= charge;
@@ -103,6 +98,17 @@ class S3FifoPolicy final : public EvictionPolicy {
     return nullptr;
   }
 
+  Item* Candidate() const override {
+    if (small_.empty() && main_.empty()) return nullptr;
+    if (FromSmall()) {
+      return small_.Oldest(kCandidateLookahead, [this](const Item* item) {
+        return (item->policy & kFreqMask) >= options_.move_to_main_threshold;
+      });
+    }
+    return main_.Oldest(kCandidateLookahead,
+                        [](const Item* item) { return (item->policy & kFreqMask) > 0; });
+  }
+
   void Clear() override {
     small_.Clear();
     main_.Clear();
@@ -111,6 +117,14 @@ class S3FifoPolicy final : public EvictionPolicy {
   }
 
  private:
+  // Evict() takes from the small queue while it holds its share or more.
+  bool FromSmall() const {
+    return !small_.empty() &&
+           (main_.empty() ||
+            static_cast<double>(small_bytes_) >=
+                options_.small_ratio * static_cast<double>(small_bytes_ + main_bytes_));
+  }
+
   S3FifoOptions options_;
   ItemRing small_;
   ItemRing main_;
@@ -131,6 +145,9 @@ class LruPolicy final : public EvictionPolicy {
   }
   void OnRemove(Item* item) override { ring_.Erase(item); }
   Item* Evict() override { return ring_.Pop(); }
+  Item* Candidate() const override {
+    return ring_.Oldest(kCandidateLookahead, [](const Item*) { return false; });
+  }
   void Clear() override { ring_.Clear(); }
 
  private:

@@ -28,6 +28,9 @@ namespace strata::tiers {
 // table and of the policy's queues.
 inline constexpr size_t kPerItemIndexOverhead = 16;
 
+// Items EvictionPolicy::Candidate() looks at, at most.
+inline constexpr size_t kCandidateLookahead = 8;
+
 // What a stored item costs the RAM tier's byte budget.
 inline size_t ItemCharge(const Item* item) {
   return item->AllocatedBytes() + kPerItemIndexOverhead;
@@ -51,6 +54,12 @@ class EvictionPolicy {
   // Picks the next victim, removes it from the policy and returns it, or
   // returns nullptr if the policy holds no item.
   virtual Item* Evict() = 0;
+  // The item Evict() would most likely return next, without changing
+  // anything (the "victim" a TinyLFU-style promotion is compared with), or
+  // nullptr if none is known. S3-FIFO looks past at most
+  // kCandidateLookahead items that Evict() would move or reinsert rather
+  // than evict; if all of them would be, the last one stands in.
+  virtual Item* Candidate() const = 0;
   // Forgets every item (after a flush); ghost history may be kept.
   virtual void Clear() = 0;
 };

@@ -47,6 +47,24 @@ class ItemRing {
     --live_;
   }
 
+  // The oldest live item for which `passed_over(item)` is false, looking at
+  // no more than `max_live` live items (and 4x as many slots, holes
+  // included); if every item looked at is passed over, the last of them.
+  // nullptr if none was looked at. Changes nothing.
+  template <class PassedOver>
+  Item* Oldest(size_t max_live, PassedOver&& passed_over) const {
+    Item* last = nullptr;
+    size_t slots = 4 * max_live;
+    for (uint64_t i = head_; i != tail_ && max_live > 0 && slots > 0; ++i, --slots) {
+      Item* item = slots_[i & (slots_.size() - 1)];
+      if (item == nullptr) continue;
+      last = item;
+      --max_live;
+      if (!passed_over(item)) return item;
+    }
+    return last;
+  }
+
   size_t size() const { return live_; }
   bool empty() const { return live_ == 0; }
 

@@ -345,6 +345,19 @@ bool RamTier::StillCurrentAbsent(const Item& item, const std::function<bool()>& 
          still_valid();
 }
 
+bool RamTier::EvictionCandidate(uint64_t hash, size_t charge, uint64_t* victim_hash) {
+  if (used_bytes_.load(std::memory_order_relaxed) + static_cast<int64_t>(charge) <=
+      static_cast<int64_t>(limit())) {
+    return false;
+  }
+  Shard& shard = ShardFor(hash);
+  std::lock_guard lock(shard.mu);
+  const Item* victim = shard.policy->Candidate();
+  if (victim == nullptr) return false;
+  *victim_hash = common::HashKey(victim->Key());
+  return true;
+}
+
 ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime, bool* read_ahead) {
   int64_t now = clock_.NowSeconds();
   MaybeRunDelayedFlush(now);

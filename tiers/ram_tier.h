@@ -134,6 +134,12 @@ class RamTier {
   // same checks as Restore(), which then would have stored it).
   bool StillCurrentAbsent(const Item& item, const std::function<bool()>& still_valid);
 
+  // If storing `charge` more bytes would make the tier evict: sets
+  // *victim_hash to HashKey() of the item the policy of `hash`'s shard
+  // would evict next (EvictionPolicy::Candidate()) and returns true.
+  // Returns false when there is room, or no candidate is known.
+  bool EvictionCandidate(uint64_t hash, size_t charge, uint64_t* victim_hash);
+
   // Returns the live item for `key` and records a hit with the policy, or
   // an empty ref. If `new_exptime` is given the item's expiry is updated
   // first (gat/gats).

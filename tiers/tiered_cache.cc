@@ -72,7 +72,7 @@ class PromoteOp final : public SsdReadDone {
       std::string key(item->Key());
       item->ssd_copy = 1;  // unchanged since its record: no rewrite on eviction
       item->read_ahead = read_ahead_ ? 1 : 0;
-      if (only_if_hot_ && !cache_.WorthPromoting(hash_)) {
+      if (only_if_hot_ && !cache_.WorthPromoting(hash_, ItemCharge(item.get()))) {
         // Served from the record; RAM keeps its room.
         if (cache_.StillCurrent(*item, hash_, *at, epoch_)) {
           result = std::move(item);
@@ -116,8 +116,13 @@ void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* don
   ssd_->Read(key, hash, queue, new PromoteOp(*this, hash, epoch, read_ahead, only_if_hot, done));
 }
 
-bool TieredCache::WorthPromoting(uint64_t hash) const {
-  return sketch_ == nullptr || sketch_->Estimate(hash) >= promote_threshold_;
+bool TieredCache::WorthPromoting(uint64_t hash, size_t charge) {
+  if (sketch_ == nullptr || promote_threshold_ == 0) return true;
+  uint32_t estimate = sketch_->Estimate(hash);
+  if (estimate < promote_threshold_) return false;
+  uint64_t victim = 0;
+  if (!ram_.EvictionCandidate(hash, charge, &victim)) return true;
+  return estimate > sketch_->Estimate(victim);
 }
 
 bool TieredCache::StillCurrent(const Item& item, uint64_t hash, const SsdLocation& at,

@@ -65,9 +65,12 @@ class TieredCache final : public EvictionSink {
   // to the items of its probation queue.
   void Promote(std::string_view key, IoQueue& queue, SsdReadDone* done, bool read_ahead = false,
                bool only_if_hot = false);
-  // True if an SSD hit on the key should put it in RAM: the sketch has seen
-  // it read at least AdmissionOptions::promote_threshold times lately.
-  bool WorthPromoting(uint64_t hash) const;
+  // True if an SSD hit on the key, for an item that costs RAM `charge`
+  // bytes, should put it in RAM (TinyLFU's rule, with a floor): the sketch
+  // has seen the key read at least AdmissionOptions::promote_threshold
+  // times lately, and more often than the item RAM would evict to make
+  // room (RamTier::EvictionCandidate()), if RAM is full.
+  bool WorthPromoting(uint64_t hash, size_t charge);
   // The checks RestoreFromSsd() makes, without storing: true if `item`, read
   // from `at`, may be served as the key's value.
   bool StillCurrent(const Item& item, uint64_t hash, const SsdLocation& at, uint64_t epoch);

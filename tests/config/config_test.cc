@@ -1001,7 +1001,7 @@ TEST(SsdConfigTest, FullSectionParses) {
   auto c = ParseYaml(
       "tiers:\n  ssd:\n    path: /var/cache/strata.bin\n    size: 2GiB\n    region_size: 8MiB\n"
       "    compression: none\n    io: threadpool\n    admission: all\n    write_budget: 50MiB\n"
-      "    demote_on_shutdown: false\n",
+      "    promote_threshold: 0\n    demote_on_shutdown: false\n",
       "t.yaml");
   ASSERT_TRUE(c.ok()) << c.status().message();
   const SsdConfig& d = c->tiers.ssd;
@@ -1012,6 +1012,7 @@ TEST(SsdConfigTest, FullSectionParses) {
   EXPECT_EQ(*d.io, "threadpool");
   EXPECT_EQ(*d.admission, "all");
   EXPECT_EQ(*d.write_budget, 50ull << 20);
+  EXPECT_EQ(*d.promote_threshold, 0u);
   EXPECT_FALSE(*d.demote_on_shutdown);
 }
 
@@ -1035,6 +1036,9 @@ TEST(SsdConfigTest, RejectsIncompleteOrImpossibleSections) {
   EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1GiB, io: aio}}")
                 .rfind("tiers.ssd.io: expected one of auto, io_uring, threadpool", 0),
             0u);
+  EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1GiB, promote_threshold: 16}}"),
+            "tiers.ssd.promote_threshold: expected an integer 0..15, got \"16\" (t.yaml:1:37)");
+  EXPECT_EQ(err("tiers: {ssd: {promote_threshold: 2}}").rfind("tiers.ssd.path: required", 0), 0u);
   EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1000}}").rfind("tiers.ssd.size: must be a multiple of 4KiB", 0), 0u);
 }
 

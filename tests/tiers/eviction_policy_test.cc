@@ -75,7 +75,13 @@ TEST(EvictionPolicyTest, EmptyPoliciesEvictNothing) {
   for (EvictionKind kind : {EvictionKind::kS3Fifo, EvictionKind::kLru}) {
     auto policy = MakePolicy(kind);
     EXPECT_EQ(policy->Evict(), nullptr) << EvictionKindName(kind);
+    EXPECT_EQ(policy->Candidate(), nullptr) << EvictionKindName(kind);
   }
+}
+
+std::string CandidateKey(const EvictionPolicy& policy) {
+  Item* item = policy.Candidate();
+  return item == nullptr ? std::string("<none>") : std::string(item->Key());
 }
 
 // ---------------------------------------------------------------- S3-FIFO
@@ -128,6 +134,45 @@ TEST(S3FifoTest, ItemHitInSmallQueueMovesToMain) {
   // a leaves from the small queue; b, hit there, goes to main and c (never
   // hit, younger than b) leaves before it.
   EXPECT_EQ(EvictAll(*policy), (std::vector<std::string>{Key('a', 0), Key('c', 0), Key('b', 0)}));
+}
+
+// Candidate() names what Evict() takes next, passing over the items Evict()
+// would move to main or reinsert, and changes nothing.
+TEST(S3FifoTest, CandidateIsTheNextVictim) {
+  Items items;
+  auto policy = MakeS3FifoPolicy({});
+  Item* a = items.New(Key('a', 0));
+  Item* b = items.New(Key('b', 0));
+  Item* c = items.New(Key('c', 0));
+  Insert(*policy, a);
+  Insert(*policy, b);
+  Insert(*policy, c);
+  policy->OnHit(b);
+  EXPECT_EQ(CandidateKey(*policy), Key('a', 0));
+  EXPECT_EQ(CandidateKey(*policy), Key('a', 0));  // asking twice changes nothing
+  EXPECT_EQ(EvictKey(*policy), Key('a', 0));
+  EXPECT_EQ(CandidateKey(*policy), Key('c', 0));  // b, hit, would move to main
+  EXPECT_EQ(EvictKey(*policy), Key('c', 0));
+  EXPECT_EQ(CandidateKey(*policy), Key('b', 0));  // now in main, frequency 0
+  policy->OnRemove(b);
+  EXPECT_EQ(policy->Candidate(), nullptr);
+  EXPECT_EQ(policy->Evict(), nullptr);
+}
+
+// In the main queue, items with hits left are passed over.
+TEST(S3FifoTest, CandidateInMainPassesOverItemsWithHits) {
+  Items items;
+  auto policy = MakeS3FifoPolicy({});
+  for (int i = 0; i < 10; ++i) Insert(*policy, items.New(Key('f', i)));
+  for (char k : {'a', 'b', 'c'}) Insert(*policy, items.New(Key(k, 0)));
+  ASSERT_EQ(EvictAll(*policy).size(), 13u);
+  Item* a = items.New(Key('a', 0));
+  Item* b = items.New(Key('b', 0));
+  Insert(*policy, a);  // ghost hits: both go to main
+  Insert(*policy, b);
+  policy->OnHit(a);
+  EXPECT_EQ(CandidateKey(*policy), Key('b', 0));
+  EXPECT_EQ(EvictKey(*policy), Key('b', 0));
 }
 
 TEST(S3FifoTest, MoveToMainThresholdIsHonoured) {
@@ -290,6 +335,7 @@ TEST(LruTest, EvictsLeastRecentlyUsed) {
   policy->OnHit(a);
   policy->OnHit(b);
   policy->OnHit(a);
+  EXPECT_EQ(CandidateKey(*policy), Key('c', 0));
   EXPECT_EQ(EvictAll(*policy), (std::vector<std::string>{Key('c', 0), Key('b', 0), Key('a', 0)}));
 }
 

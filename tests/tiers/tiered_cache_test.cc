@@ -251,6 +251,38 @@ TEST_F(TieredCacheTest, PlainGetsPromoteOnlyHotKeys) {
   EXPECT_EQ(cache_->counters().promotions, before + 1);
 }
 
+// TinyLFU's rule: a get promotes an SSD-only key only if the sketch has
+// seen it read more often than the item RAM would evict to make room.
+TEST_F(TieredCacheTest, PromotionMustBeatRamsEvictionCandidate) {
+  for (int i = 0; i < 2000; ++i) Put("k" + std::to_string(i), Value(i));
+  // Every item in RAM is read 5 times: whichever RAM would evict is warm.
+  int resident = 0;
+  for (int i = 0; i < 2000; ++i) {
+    std::string key = "k" + std::to_string(i);
+    if (!cache_->ram().Contains(key)) continue;
+    ++resident;
+    for (int r = 0; r < 5; ++r) ASSERT_TRUE(cache_->Get(key));
+  }
+  ASSERT_GT(resident, 100);
+  ASSERT_TRUE(cache_->NeedsPromotion("k5"));
+  uint64_t before = cache_->counters().promotions;
+  int promoted_at = 0;
+  for (int read = 1; read <= 15 && promoted_at == 0; ++read) {
+    EXPECT_FALSE(cache_->Get("k5"));
+    auto queue = device_.NewQueue(8);
+    Done done;
+    cache_->Promote("k5", *queue, &done, /*read_ahead=*/false, /*only_if_hot=*/true);
+    DrainQueue(*queue);
+    ASSERT_TRUE(done.item) << read;
+    EXPECT_EQ(done.item->ValueView(), Value(5));
+    if (cache_->ram().Contains("k5")) promoted_at = read;
+  }
+  // Read 3 times (the threshold) is not enough against a victim read 5
+  // times; read 6 times is.
+  EXPECT_EQ(promoted_at, 6);
+  EXPECT_EQ(cache_->counters().promotions, before + 1);
+}
+
 // A delete that reaches a key while its eviction is on the way to SSD (the
 // item is out of RAM, not yet appended) wins over the append.
 TEST_F(TieredCacheTest, DeleteDuringADemotionWins) {
