@@ -40,15 +40,22 @@ class S3FifoPolicy final : public EvictionPolicy {
       small_.Push(item);
       small_bytes_ += charge;
     }
-    // The ghost's window is 0.9 x the most bytes the shard has held (its
-    // size, as far as it is known); its table grows with the resident
-    // count (4-12 bytes per resident item).
-    size_t resident = small_.size() + main_.size();
-    if (resident > ghost_.capacity()) ghost_.Resize(resident);
-    if (small_bytes_ + main_bytes_ > peak_bytes_) {
-      peak_bytes_ = small_bytes_ + main_bytes_;
-      ghost_.SetWindow(peak_bytes_ - peak_bytes_ / 10);
-    }
+    FitGhost();
+  }
+
+  // A promoted item was read in the SSD tier, the main queue of the two
+  // tiers taken as one S3-FIFO cache: it skips the small queue, so a
+  // promotion never pushes probationary items out of RAM. It enters with
+  // frequency 0; evicting it again costs no write while its SSD record is
+  // valid. At RAM 1% + SSD 10% this took the miss ratios from 0.5808 to
+  // 0.5732 (twitter), 0.3314 to 0.3245 (arc_oltp), 0.1407 to 0.1381
+  // (cache2k) and 0.7204 to 0.7211 (cloudphysics) against OnInsert() plus
+  // OnHit(); entering with frequency 1 did no better.
+  void OnPromote(Item* item, uint64_t) override {
+    item->policy = kInMain;
+    main_.Push(item);
+    main_bytes_ += ItemCharge(item);
+    FitGhost();
   }
 
   void OnHit(Item* item) override {
@@ -117,6 +124,18 @@ class S3FifoPolicy final : public EvictionPolicy {
   }
 
  private:
+  // The ghost's window is 0.9 x the most bytes the shard has held (its
+  // size, as far as it is known); its table grows with the resident count
+  // (4-12 bytes per resident item).
+  void FitGhost() {
+    size_t resident = small_.size() + main_.size();
+    if (resident > ghost_.capacity()) ghost_.Resize(resident);
+    if (small_bytes_ + main_bytes_ > peak_bytes_) {
+      peak_bytes_ = small_bytes_ + main_bytes_;
+      ghost_.SetWindow(peak_bytes_ - peak_bytes_ / 10);
+    }
+  }
+
   // Evict() takes from the small queue while it holds its share or more.
   bool FromSmall() const {
     return !small_.empty() &&

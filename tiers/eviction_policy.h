@@ -6,7 +6,8 @@
 //   - S3-FIFO (default): a small FIFO that filters one-hit wonders, a main
 //     FIFO with reinsertion (frequency capped at 2), and a ghost of recently
 //     evicted keys (Yang et al., "FIFO queues are all you need for cache
-//     eviction", SOSP 2023).
+//     eviction", SOSP 2023). Items promoted from the SSD tier go straight
+//     to the main queue.
 //   - LRU: the baseline, for comparisons.
 // Queue bytes are measured with ItemCharge(), the bytes the item costs the
 // tier's budget.
@@ -46,6 +47,12 @@ class EvictionPolicy {
   virtual ~EvictionPolicy() = default;
   // A new item became resident. `hash` is HashKey(item->Key()).
   virtual void OnInsert(Item* item, uint64_t hash) = 0;
+  // An item read back from a lower tier became resident because it is hot
+  // (a promotion). By default: OnInsert() and OnHit().
+  virtual void OnPromote(Item* item, uint64_t hash) {
+    OnInsert(item, hash);
+    OnHit(item);
+  }
   // A resident item was read.
   virtual void OnHit(Item* item) = 0;
   // A resident item left for another reason than Evict() (deleted, replaced,

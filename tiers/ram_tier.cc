@@ -97,13 +97,19 @@ struct RamTier::Shard {
   // which Find() returned for its key. The rest of the chain from `link` on
   // is kept: after an expired item was unlinked there, `link` points at that
   // item's successor rather than at null.
-  void LinkAt(Item** link, Item* item, uint64_t hash) {
+  // `promoted`: the item was read back from a lower tier because it is hot
+  // (EvictionPolicy::OnPromote()).
+  void LinkAt(Item** link, Item* item, uint64_t hash, bool promoted = false) {
     item->hnext = *link;
     *link = item;
     item->linked = 1;
     ++count;
     ++total_items;
-    policy->OnInsert(item, hash);
+    if (promoted) {
+      policy->OnPromote(item, hash);
+    } else {
+      policy->OnInsert(item, hash);
+    }
     if (count > buckets.size() + buckets.size() / 2) Grow();
   }
 
@@ -314,12 +320,8 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
         doomed = ItemRef::Adopt(shard.ReplaceAt(link, owner.Release(), hash));
         charge -= old_charge;
       } else {
-        shard.LinkAt(link, owner.Release(), hash);
+        shard.LinkAt(link, owner.Release(), hash, mode == StoreMode::kRestore);
       }
-      // A promotion happens because the item was just read: it enters with
-      // that access counted, so the eviction this insert may trigger does
-      // not pick it first.
-      if (mode == StoreMode::kRestore) shard.policy->OnHit(publish);
       published = publish;
       shard.bytes += charge;
       used_bytes_.fetch_add(charge, std::memory_order_relaxed);

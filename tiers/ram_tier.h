@@ -125,7 +125,8 @@ class RamTier {
   // kRestore with a condition: `item` (read back from the SSD tier, with
   // its CAS unique) is published only if the key is absent, no flush_all
   // has passed it, and still_valid() (asked under the shard's lock, so no
-  // delete of the key can come between) returns true.
+  // delete of the key can come between) returns true. The policy learns of
+  // it through EvictionPolicy::OnPromote().
   StoreResult Restore(ItemRef item, const std::function<bool()>& still_valid);
 
   // For an item read from a lower tier and served without being stored:

@@ -175,6 +175,22 @@ TEST(S3FifoTest, CandidateInMainPassesOverItemsWithHits) {
   EXPECT_EQ(EvictKey(*policy), Key('b', 0));
 }
 
+// A promoted item skips the small queue: with the small queue at 90% (as
+// in front of an SSD tier) it leaves before the probationary items that a
+// promotion into the small queue would push out.
+TEST(S3FifoTest, PromotedItemsGoToTheMainQueue) {
+  Items items;
+  S3FifoOptions options;
+  options.small_ratio = 0.9;
+  auto policy = MakeS3FifoPolicy(options);
+  Insert(*policy, items.New(Key('a', 0)));
+  Insert(*policy, items.New(Key('b', 0)));
+  Item* p = items.New(Key('p', 0));
+  policy->OnPromote(p, common::HashKey(p->Key()));
+  EXPECT_EQ(CandidateKey(*policy), Key('p', 0));
+  EXPECT_EQ(EvictAll(*policy), (std::vector<std::string>{Key('p', 0), Key('a', 0), Key('b', 0)}));
+}
+
 TEST(S3FifoTest, MoveToMainThresholdIsHonoured) {
   Items items;
   S3FifoOptions options;
