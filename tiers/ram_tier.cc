@@ -173,8 +173,25 @@ RamTier::RamTier(const RamTierOptions& options, const common::Clock& clock, Evic
 
 RamTier::~RamTier() { FlushNow(); }
 
-RamTier::Shard& RamTier::ShardFor(uint64_t hash) {
-  return *shards_[shard_shift_ == 64 ? 0 : hash >> shard_shift_];
+size_t RamTier::ShardIndex(uint64_t hash) const {
+  return shard_shift_ == 64 ? 0 : static_cast<size_t>(hash >> shard_shift_);
+}
+
+RamTier::Shard& RamTier::ShardFor(uint64_t hash) { return *shards_[ShardIndex(hash)]; }
+
+size_t RamTier::EvictionShard(size_t writing_shard) const {
+  const size_t n = shards_.size();
+  const size_t idx = writing_shard % n;
+  if (shards_[idx]->bytes >= static_cast<int64_t>(limit() / n)) return idx;
+  // Read without locks; a stale pick only evicts from a slightly smaller
+  // shard.
+  size_t best = 0;
+  int64_t best_bytes = INT64_MIN;
+  for (size_t i = 0; i < n; ++i) {
+    int64_t b = shards_[i]->bytes;
+    if (b > best_bytes) best_bytes = b, best = i;
+  }
+  return best;
 }
 
 bool RamTier::ItemSizeOk(size_t key_len, uint32_t flags, uint64_t value_len) const {
@@ -329,7 +346,7 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
   }
   if (result == StoreResult::kStored &&
       used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit())) {
-    EnforceLimit(shard_shift_ == 64 ? 0 : hash >> shard_shift_, published);
+    EnforceLimit(ShardIndex(hash), published);
   }
   return result;
 }
@@ -352,7 +369,7 @@ bool RamTier::EvictionCandidate(uint64_t hash, size_t charge, uint64_t* victim_h
       static_cast<int64_t>(limit())) {
     return false;
   }
-  Shard& shard = ShardFor(hash);
+  Shard& shard = *shards_[EvictionShard(ShardIndex(hash))];
   std::lock_guard lock(shard.mu);
   const Item* victim = shard.policy->Candidate();
   if (victim == nullptr) return false;
@@ -500,7 +517,7 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
     grew = charge > 0;
   }
   if (grew && used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit())) {
-    EnforceLimit(shard_shift_ == 64 ? 0 : hash >> shard_shift_);
+    EnforceLimit(ShardIndex(hash));
   }
   return DeltaResult::kOk;
 }
@@ -552,25 +569,10 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
   std::vector<ItemRef> evicted;
   std::vector<ItemRef> expired;  // freed after the loop, never under a lock
   const size_t n = shards_.size();
-  const int64_t fair_share = static_cast<int64_t>(limit() / n);
   const uint64_t epoch = sink_ != nullptr ? sink_->EvictionEpoch() : 0;
   size_t empty_in_a_row = 0;
   int64_t now = clock_.NowSeconds();
-  // Evict from the writing shard while it holds at least its share of the
-  // budget, otherwise from the shard furthest above its share (read without
-  // locks; a stale pick only evicts from a slightly smaller shard), so no
-  // shard is drained below its share for the others.
-  auto fullest = [&]() {
-    size_t best = 0;
-    int64_t best_bytes = INT64_MIN;
-    for (size_t i = 0; i < n; ++i) {
-      int64_t b = shards_[i]->bytes;
-      if (b > best_bytes) best_bytes = b, best = i;
-    }
-    return best;
-  };
-  size_t idx = first_shard % n;
-  if (shards_[idx]->bytes < fair_share) idx = fullest();
+  size_t idx = EvictionShard(first_shard);
   while (used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit()) &&
          empty_in_a_row < n) {
     Shard& shard = *shards_[idx];
@@ -603,7 +605,7 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
     ++shard.evictions;
     if (!victim->fetched) ++shard.evicted_unfetched;
     evicted.push_back(ItemRef::Adopt(victim));
-    if (shard.bytes < fair_share) idx = fullest();
+    idx = EvictionShard(idx);
   }
   if (sink_ != nullptr && !evicted.empty()) sink_->OnEvictedSince(evicted, epoch);
 }

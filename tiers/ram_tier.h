@@ -136,8 +136,9 @@ class RamTier {
   bool StillCurrentAbsent(const Item& item, const std::function<bool()>& still_valid);
 
   // If storing `charge` more bytes would make the tier evict: sets
-  // *victim_hash to HashKey() of the item the policy of `hash`'s shard
-  // would evict next (EvictionPolicy::Candidate()) and returns true.
+  // *victim_hash to HashKey() of the item the tier would evict next (the
+  // EvictionPolicy::Candidate() of the shard EnforceLimit() would start
+  // with for `hash`) and returns true.
   // Returns false when there is room, or no candidate is known.
   bool EvictionCandidate(uint64_t hash, size_t charge, uint64_t* victim_hash);
 
@@ -227,7 +228,13 @@ class RamTier {
   StoreResult StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique, uint64_t* stored_cas,
                         const std::function<bool()>* still_valid);
 
+  size_t ShardIndex(uint64_t hash) const;
   Shard& ShardFor(uint64_t hash);
+  // The shard eviction starts with when `writing_shard` stores: that shard
+  // while it holds at least its share of the budget, otherwise the shard
+  // holding the most bytes, so no shard is drained below its share for the
+  // others.
+  size_t EvictionShard(size_t writing_shard) const;
   // Expired, or older than the last flush (items a flush is still clearing
   // from other shards are already invisible).
   bool Expired(const Item* item, int64_t now) const {
