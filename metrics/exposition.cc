@@ -223,6 +223,10 @@ void AddSsd(const SsdFigures& d, Families& f) {
                             "RAM evictions not written to flash, by reason.");
   rejected.Sample(D(d.rejected_cold), {{"reason", "cold"}});
   rejected.Sample(D(d.rejected_budget), {{"reason", "budget"}});
+  f.Family("strata_ssd_admission_victim_estimate", MetricType::Gauge,
+           "Mean recent reads (sketch estimate, 0..15) of the records region reclaim dropped "
+           "lately; admission 'reaccessed' writes an evicted item only if it has 75% of that.")
+      .Sample(d.victim_estimate);
   counter("strata_ssd_demotions_dropped_total",
           "Demotions dropped because the writer was a region behind or the item did not fit "
           "a region.",

@@ -96,6 +96,7 @@ struct SsdFigures {
   uint64_t demotions = 0;            // RAM evictions written to the log
   uint64_t rejected_cold = 0;        // evictions the admission policy called cold
   uint64_t rejected_budget = 0;      // evictions over the write budget
+  double victim_estimate = 0;        // mean sketch estimate of the records reclaim dropped lately
   uint64_t dropped = 0;              // demotions dropped (writer behind, too large)
   uint64_t device_bytes_written = 0;
   uint64_t device_bytes_read = 0;

@@ -625,6 +625,9 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_admissions_rejected", c.rejected_cold + c.rejected_budget);
     Stat(out, "ssd_admissions_rejected_cold", c.rejected_cold);
     Stat(out, "ssd_admissions_rejected_budget", c.rejected_budget);
+    char victim[32];
+    std::snprintf(victim, sizeof(victim), "%.2f", c.victim_estimate);
+    Stat(out, "ssd_admission_victim_estimate", victim);
     Stat(out, "ssd_demoted_items", d.demoted_items);
     Stat(out, "ssd_demoted_bytes", d.demoted_value_bytes);
     Stat(out, "ssd_stored_bytes", d.stored_value_bytes);

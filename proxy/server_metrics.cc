@@ -102,6 +102,7 @@ void FillSnapshot(const ServerContext& ctx, metrics::Snapshot* out) {
     f.demotions = d.demoted_items;
     f.rejected_cold = c.rejected_cold;
     f.rejected_budget = c.rejected_budget;
+    f.victim_estimate = c.victim_estimate;
     f.dropped = d.dropped_backlog + d.dropped_too_large;
     f.device_bytes_written = d.device_bytes_written;
     f.device_bytes_read = d.device_bytes_read;

@@ -141,6 +141,10 @@ AdmissionVerdict AdmissionPolicy::Admit(const Item& item, uint64_t hash, uint64_
           !CameBack(hash, bytes)) {
         return AdmissionVerdict::kRejectCold;
       }
+      if (uint64_t{frequency} * 16 * 100 <
+          uint64_t{dropped_estimate_x16()} * options_.victim_percent) {
+        return AdmissionVerdict::kRejectCold;
+      }
       break;
     case AdmissionKind::kSketch:
       if (frequency < options_.sketch_threshold) return AdmissionVerdict::kRejectCold;
@@ -149,11 +153,20 @@ AdmissionVerdict AdmissionPolicy::Admit(const Item& item, uint64_t hash, uint64_
   return TakeBudget(bytes, frequency) ? AdmissionVerdict::kAdmit : AdmissionVerdict::kRejectBudget;
 }
 
+uint32_t AdmissionPolicy::NoteDropped(uint32_t frequency) {
+  uint32_t cur = dropped_x16_.load(std::memory_order_relaxed);
+  uint32_t next;
+  do {
+    next = cur - cur / 16 + frequency;  // cur + (16 * frequency - cur) / 16
+  } while (!dropped_x16_.compare_exchange_weak(cur, next, std::memory_order_relaxed));
+  return 0;
+}
+
 uint32_t AdmissionPolicy::RewriteScore(uint64_t hash, uint64_t bytes, bool accessed) {
-  if (options_.rewrite_threshold == 0) return 0;
   uint32_t frequency = sketch_.Estimate(hash);
-  if (!accessed || frequency < options_.rewrite_threshold) return 0;
-  if (!TakeBudget(bytes, frequency)) return 0;
+  if (options_.rewrite_threshold == 0) return NoteDropped(frequency);
+  if (!accessed || frequency < options_.rewrite_threshold) return NoteDropped(frequency);
+  if (!TakeBudget(bytes, frequency)) return NoteDropped(frequency);
   return 1 + frequency;
 }
 

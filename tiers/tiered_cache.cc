@@ -256,6 +256,7 @@ TieredCache::Counters TieredCache::counters() const {
   c.admitted = admitted_.load(std::memory_order_relaxed);
   c.rejected_cold = rejected_cold_.load(std::memory_order_relaxed);
   c.rejected_budget = rejected_budget_.load(std::memory_order_relaxed);
+  if (admission_) c.victim_estimate = admission_->dropped_estimate_x16() / 16.0;
   return c;
 }
 

@@ -110,6 +110,9 @@ class TieredCache final : public EvictionSink {
     uint64_t admitted = 0;             // evictions written to flash
     uint64_t rejected_cold = 0;        // evictions the admission policy called cold
     uint64_t rejected_budget = 0;      // evictions over the write budget
+    // The mean sketch estimate (0..15) of the records region reclaim dropped
+    // lately, which admission `reaccessed` compares evicted items with.
+    double victim_estimate = 0;
   };
   Counters counters() const;
   // The flash write budget in bytes per second (0 = none).

@@ -94,6 +94,38 @@ TEST_F(AdmissionTest, ReaccessedRemembersAWindowOfRejectedBytes) {
   EXPECT_EQ(p.Admit(*item_, H("far"), 100), AdmissionVerdict::kRejectCold);
 }
 
+TEST_F(AdmissionTest, ReaccessedComparesWithWhatReclaimDrops) {
+  AdmissionPolicy p(ReaccessedWithAWindowOf1000(), sketch_, clock_);
+  AdmissionOptions off = ReaccessedWithAWindowOf1000();
+  off.victim_percent = 0;
+  AdmissionPolicy no_victims(off, sketch_, clock_);
+  item_->fetched = 1;
+  for (int i = 0; i < 7; ++i) sketch_.Record(H("warm"));
+  for (int i = 0; i < 8; ++i) sketch_.Record(H("hot"));
+  for (int i = 0; i < 10; ++i) sketch_.Record(H("victim"));
+  // Before any reclaim, an item read in RAM is admitted however cold.
+  EXPECT_EQ(p.Admit(*item_, H("warm"), 100), AdmissionVerdict::kAdmit);
+  // A record that is rewritten is no victim: the mean stays at 0.
+  EXPECT_EQ(p.RewriteScore(H("victim"), 100, /*accessed=*/true), 11u);
+  EXPECT_EQ(p.dropped_estimate_x16(), 0u);
+  // Reclaim drops records of estimate 10: the mean (in 1/16ths) nears 160.
+  for (int i = 0; i < 64; ++i) {
+    EXPECT_EQ(p.RewriteScore(H("victim"), 100, /*accessed=*/false), 0u);
+    EXPECT_EQ(no_victims.RewriteScore(H("victim"), 100, false), 0u);
+  }
+  EXPECT_GE(p.dropped_estimate_x16(), 150u);
+  EXPECT_LE(p.dropped_estimate_x16(), 160u);
+  // An item read in RAM now needs 75% of that: 8 reads, not 7.
+  EXPECT_EQ(p.Admit(*item_, H("warm"), 100), AdmissionVerdict::kRejectCold);
+  EXPECT_EQ(p.Admit(*item_, H("hot"), 100), AdmissionVerdict::kAdmit);
+  // victim_percent 0 leaves the comparison out.
+  EXPECT_EQ(no_victims.Admit(*item_, H("warm"), 100), AdmissionVerdict::kAdmit);
+  // Other admission kinds do not compare.
+  AdmissionPolicy all({AdmissionKind::kAll, 2, 0}, sketch_, clock_);
+  for (int i = 0; i < 64; ++i) all.RewriteScore(H("victim"), 100, false);
+  EXPECT_EQ(all.Admit(*item_, H("warm"), 100), AdmissionVerdict::kAdmit);
+}
+
 TEST_F(AdmissionTest, SketchNeedsTheThreshold) {
   AdmissionPolicy p({AdmissionKind::kSketch, 3, 0}, sketch_, clock_);
   sketch_.Record(H("key"));

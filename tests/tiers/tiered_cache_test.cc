@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "common/clock.h"
 #include "common/hash.h"
@@ -348,6 +350,47 @@ TEST_F(TieredCacheTest, SketchAdmissionDropsOneHitWonders) {
   EXPECT_GT(kept, 90);
   EXPECT_EQ(on_ssd_once, 0);
   EXPECT_GT(cache_->counters().rejected_cold, 0u);
+}
+
+// Admission `reaccessed` compares an evicted item with what the log drops at
+// reclaim: once reclaim has dropped records read 10 times each, an item
+// read 3 times in RAM stays off the SSD and one read 10 times gets on.
+TEST_F(TieredCacheTest, ReaccessedAdmissionComparesWithWhatReclaimDrops) {
+  Start(AdmissionKind::kReaccessed);
+  auto incompressible = [](int i) {
+    std::string v(2000, '\0');
+    uint64_t x = 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(i + 1);
+    for (char& c : v) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      c = static_cast<char>(x);
+    }
+    return v;
+  };
+  auto read_often = [&](const std::string& key, int i, int reads) {
+    ASSERT_EQ(Put(key, incompressible(i)), StoreResult::kStored);
+    for (int r = 0; r < reads; ++r) ASSERT_TRUE(cache_->Get(key)) << key;
+  };
+  // 20 MB of items read 10 times each: the 16 MiB log wraps. Reclaim runs
+  // ahead of the writer when it has nothing queued (after Sync()), and
+  // drops their records (never read from the SSD).
+  for (int i = 0; i < 10000; ++i) read_often("hot" + std::to_string(i), i, 10);
+  log_->Sync();
+  for (int waited = 0; waited < 1000 && cache_->counters().victim_estimate <= 4.0; ++waited) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(log_->Stats().regions_reclaimed, 0u);
+  ASSERT_GT(cache_->counters().victim_estimate, 4.0);
+  read_often("warm", 1, 3);
+  read_often("hotter", 2, 10);
+  // Fillers read once push both out of RAM's main queue (and are rejected
+  // themselves: one read is far below the victims' 10).
+  uint64_t rejected = cache_->counters().rejected_cold;
+  for (int i = 0; i < 1000; ++i) read_often("filler" + std::to_string(i), i, 1);
+  EXPECT_GT(cache_->counters().rejected_cold, rejected + 400);
+  EXPECT_FALSE(cache_->ram().Contains("warm"));
+  EXPECT_FALSE(cache_->ram().Contains("hotter"));
+  EXPECT_FALSE(log_->Contains(common::HashKey("warm")));
+  EXPECT_TRUE(log_->Contains(common::HashKey("hotter")));
 }
 
 // Cache-aside clients get, miss, then set: the set is not a second access.
