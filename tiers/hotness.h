@@ -143,7 +143,8 @@ class AdmissionPolicy {
   // kReaccessed: true (and forgets it) if the key was rejected within the
   // window; otherwise remembers it and returns false.
   bool CameBack(uint64_t hash, uint64_t bytes);
-  // Moves the dropped records' mean 1/16 of the way to `frequency`.
+  // Moves the dropped records' mean 1/16 of the way to `frequency`;
+  // returns 0, the score of a dropped record.
   uint32_t NoteDropped(uint32_t frequency);
 
   AdmissionOptions options_;
