@@ -99,7 +99,8 @@ class Walker {
     ServerConfig& s = config_->server;
     return ForEachKey(map, path,
                       {"listen", "port", "unix_socket", "unix_socket_mode", "workers",
-                       "max_connections", "enable_shutdown", "drain_timeout", "max_output_buffer"},
+                       "max_connections", "enable_shutdown", "drain_timeout", "max_output_buffer",
+                       "network_io"},
                       [&](const std::string& key, const std::string& p, const YAML::Node& k,
                           const YAML::Node& v) -> Status {
                         if (key == "listen") return Read(p, k, v, internal::kListen, &s.listen);
@@ -117,6 +118,9 @@ class Walker {
                           return Read(p, k, v, internal::kBool, &s.enable_shutdown);
                         if (key == "drain_timeout") {
                           return Read(p, k, v, internal::kDrainTimeout, &s.drain_timeout_ms);
+                        }
+                        if (key == "network_io") {
+                          return Read(p, k, v, internal::kNetworkIo, &s.network_io);
                         }
                         return Read(p, k, v, internal::kMaxOutputBuffer, &s.max_output_buffer);
                       });

@@ -31,6 +31,7 @@
 //     enable_shutdown: false     # true/false (yes/on/1 are errors) (-A)
 //     drain_timeout: 10s         # SIGTERM: time allowed to finish replies
 //     max_output_buffer: 64MiB   # per-connection cap on queued reply bytes, >= 1KiB
+//     network_io: auto           # auto | io_uring | syscalls (--network-io)
 //   tiers:
 //     ram:
 //       size: 256MiB             # byte budget of the RAM tier, >= 1MiB (-m, in MiB)
@@ -82,6 +83,7 @@ struct ServerConfig {
   std::optional<bool> enable_shutdown;
   std::optional<uint64_t> drain_timeout_ms;
   std::optional<uint64_t> max_output_buffer;
+  std::optional<std::string> network_io;  // "auto", "io_uring" or "syscalls"
 };
 
 struct RamConfig {

@@ -238,6 +238,10 @@ Result<std::string> ParseIoMode(std::string_view text) {
   return ParseOneOf(text, {"auto", "io_uring", "threadpool"}, kIoMode.expected);
 }
 
+Result<std::string> ParseNetworkIo(std::string_view text) {
+  return ParseOneOf(text, {"auto", "io_uring", "syscalls"}, kNetworkIo.expected);
+}
+
 Result<std::string> ParseAdmission(std::string_view text) {
   return ParseOneOf(text, {"all", "reaccessed", "sketch"}, kAdmission.expected);
 }

@@ -59,6 +59,7 @@ common::Result<uint64_t> ParseSsdSize(std::string_view text);
 common::Result<uint64_t> ParseRegionSize(std::string_view text);
 common::Result<std::string> ParseCompression(std::string_view text);
 common::Result<std::string> ParseIoMode(std::string_view text);
+common::Result<std::string> ParseNetworkIo(std::string_view text);
 common::Result<std::string> ParseAdmission(std::string_view text);
 common::Result<uint64_t> ParseWriteBudget(std::string_view text);
 common::Result<uint32_t> ParsePromoteThreshold(std::string_view text);
@@ -89,6 +90,7 @@ inline constexpr Rule<uint64_t> kSsdSize{"a size like 1GiB", &ParseSsdSize};
 inline constexpr Rule<uint64_t> kRegionSize{"a size like 16MiB", &ParseRegionSize};
 inline constexpr Rule<std::string> kCompression{"one of lz4, none", &ParseCompression};
 inline constexpr Rule<std::string> kIoMode{"one of auto, io_uring, threadpool", &ParseIoMode};
+inline constexpr Rule<std::string> kNetworkIo{"one of auto, io_uring, syscalls", &ParseNetworkIo};
 inline constexpr Rule<std::string> kAdmission{"one of all, reaccessed, sketch", &ParseAdmission};
 inline constexpr Rule<uint64_t> kWriteBudget{"bytes per second like 50MiB, or 0",
                                              &ParseWriteBudget};

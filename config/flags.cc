@@ -33,6 +33,7 @@ enum class Flag {
   kSsdPath,
   kSsdSize,
   kSsdIo,
+  kNetworkIo,
   kNoSsd,
   kHelp,
   kVersion,
@@ -70,6 +71,8 @@ constexpr FlagSpec kFlags[] = {
     {Flag::kSsdPath, '\0', "ssd-path", "PATH", "SSD tier file or block device", "tiers.ssd.path"},
     {Flag::kSsdSize, '\0', "ssd-size", "SIZE", "SSD tier size, e.g. 2GiB", "tiers.ssd.size"},
     {Flag::kSsdIo, '\0', "ssd-io", "MODE", "auto, io_uring or threadpool", "tiers.ssd.io"},
+    {Flag::kNetworkIo, '\0', "network-io", "MODE", "auto, io_uring or syscalls",
+     "server.network_io"},
     {Flag::kNoSsd, '\0', "no-ssd", "", "run RAM only, whatever the file says", ""},
     {Flag::kHelp, 'h', "help", "", "print this help and exit", ""},
     {Flag::kVersion, 'V', "version", "", "print the version and exit", ""},
@@ -162,6 +165,9 @@ class Overrides {
       case Flag::kSsdIo:
         s = Set(written, value, internal::kIoMode, &config_.tiers.ssd.io);
         break;
+      case Flag::kNetworkIo:
+        s = Set(written, value, internal::kNetworkIo, &config_.server.network_io);
+        break;
       case Flag::kNoSsd:
         config_.tiers.ssd.disabled = true;
         break;
@@ -222,6 +228,7 @@ class Overrides {
     Over(&c->server.enable_shutdown, f.server.enable_shutdown);
     Over(&c->server.drain_timeout_ms, f.server.drain_timeout_ms);
     Over(&c->server.max_output_buffer, f.server.max_output_buffer);
+    Over(&c->server.network_io, f.server.network_io);
     Over(&c->tiers.ram.size, f.tiers.ram.size);
     Over(&c->tiers.ram.max_item_size, f.tiers.ram.max_item_size);
     Over(&c->tiers.ram.eviction, f.tiers.ram.eviction);

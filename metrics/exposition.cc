@@ -278,6 +278,12 @@ std::string RenderText(const Snapshot& snapshot) {
   f.Family("strata_ram_eviction_policy_info", MetricType::Gauge,
            "The RAM tier's eviction policy, as a label.")
       .Sample(1, {{"policy", snapshot.ram.eviction_policy}});
+  if (!snapshot.server.network_io_mode.empty()) {
+    f.Family("strata_network_io_mode_info", MetricType::Gauge,
+             "How sockets are read and written (io_uring batches, or one system call each "
+             "where io_uring is refused), as a label.")
+        .Sample(1, {{"mode", snapshot.server.network_io_mode}});
+  }
   AddSsd(snapshot.ssd, f);
   AddLatency(snapshot.latency, f);
   std::ostringstream out;

@@ -35,6 +35,7 @@ struct ServerFigures {
   uint64_t bytes_read = 0;
   uint64_t bytes_written = 0;
   uint64_t threads = 0;
+  std::string network_io_mode;  // "io_uring" | "syscalls"; strata's own
 
   uint64_t cmd_set = 0;  // every store, cas included (memcached's rule)
   uint64_t cmd_flush = 0;

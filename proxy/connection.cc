@@ -1,7 +1,13 @@
 #include "proxy/connection.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 
 #include "common/log.h"
@@ -18,7 +24,6 @@ constexpr size_t kReadAheadKeys = 64;
 // Data blocks at least this large are read by the socket straight into the
 // item instead of through the read buffer.
 constexpr uint64_t kDirectReadThreshold = 32 * 1024;
-constexpr size_t kMaxIov = 64;
 
 std::string SockAddrString(const struct sockaddr_storage& ss) {
   char host[64] = "";
@@ -71,31 +76,28 @@ constexpr std::array<LatencyKind, 256> kLatencyKinds = [] {
 
 }  // namespace
 
-Connection::Connection(Worker& worker, Kind kind)
+Connection::Connection(Worker& worker, Kind kind, int fd)
     : worker_(worker),
       ctx_(worker.ctx()),
       dispatcher_(worker.dispatcher()),
       stats_(worker.stats()),
       kind_(kind),
+      fd_(fd),
       measure_latency_(ctx_.options.measure_latency) {
-  if (kind_ == Kind::kTcp) {
-    uv_tcp_init(worker_.loop(), &handle_.tcp);
-  } else {
-    uv_pipe_init(worker_.loop(), &handle_.pipe, 0);
-  }
+  // Cannot fail for a socket on Linux (it only sets O_NONBLOCK, already set).
+  uv_poll_init(worker_.loop(), &poll_, fd_);
   handle()->data = this;
-  write_req_.data = this;
   async_.waiter = this;
   async_.io = worker_.io();
 }
 
 void Connection::Start(const std::string& listen_addr) {
-  uv_fileno(handle(), &fd_);
   if (kind_ == Kind::kTcp) {
-    uv_tcp_nodelay(&handle_.tcp, 1);
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct sockaddr_storage peer;
-    int len = sizeof(peer);
-    if (uv_tcp_getpeername(&handle_.tcp, reinterpret_cast<struct sockaddr*>(&peer), &len) == 0) {
+    socklen_t len = sizeof(peer);
+    if (getpeername(fd_, reinterpret_cast<struct sockaddr*>(&peer), &len) == 0) {
       info_.addr = SockAddrString(peer);
     }
   } else {
@@ -108,24 +110,21 @@ void Connection::Start(const std::string& listen_addr) {
   stats_.Add(Counter::kTotalConnections);
   rbuf_.resize(kInitialReadBuffer);
   reading_ = true;
-  uv_read_start(stream(), OnAlloc, OnRead);
+  UpdatePoll();
 }
 
 void Connection::Reject() {
   // memcached (maxconns_fast) tells the client and closes at once.
   static const char kMsg[] = "ERROR Too many open connections\r\n";
-  uv_buf_t buf = uv_buf_init(const_cast<char*>(kMsg), sizeof(kMsg) - 1);
-  uv_try_write(stream(), &buf, 1);
+  [[maybe_unused]] ssize_t n = ::send(fd_, kMsg, sizeof(kMsg) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
   stats_.Add(Counter::kRejectedConnections);
   Close();
 }
 
 void Connection::Drain() {
   draining_ = true;
-  if (reading_) {
-    uv_read_stop(stream());
-    reading_ = false;
-  }
+  reading_ = false;
+  UpdatePoll();
   close_after_flush_ = true;
   if (!write_in_flight_) Flush();
 }
@@ -133,17 +132,48 @@ void Connection::Drain() {
 void Connection::Close() {
   if (closing_) return;
   closing_ = true;
-  if (reading_) uv_read_stop(stream());
   reading_ = false;
-  uv_close(handle(), OnClose);
+  want_writable_ = false;
+  uv_close(handle(), OnClose);  // stops the poll
+}
+
+void Connection::UpdatePoll() {
+  if (closing_) return;
+  const int events = (reading_ ? UV_READABLE : 0) | (want_writable_ ? UV_WRITABLE : 0);
+  if (events == poll_events_) return;
+  poll_events_ = events;
+  if (events == 0) {
+    uv_poll_stop(&poll_);
+  } else {
+    uv_poll_start(&poll_, events, OnPoll);
+  }
+}
+
+void Connection::OnPoll(uv_poll_t* p, int status, int events) {
+  auto* self = static_cast<Connection*>(p->data);
+  if (self->closing_) return;
+  if (status < 0) {
+    self->Close();
+    return;
+  }
+  if ((events & UV_WRITABLE) && self->want_writable_) {
+    self->want_writable_ = false;
+    self->UpdatePoll();
+    self->Flush();
+  }
+  if ((events & UV_READABLE) && self->reading_) self->worker_.QueueRecv(self);
 }
 
 void Connection::OnClose(uv_handle_t* h) {
   auto* self = static_cast<Connection*>(h->data);
+  self->worker_.ForgetBatches(self);
   if (self->registered_) {
+    // Before close(): another worker may get the same fd number at once.
     self->ctx_.conns.Remove(self->fd_);
     self->ctx_.curr_connections.fetch_sub(1, std::memory_order_relaxed);
   }
+  ::close(self->fd_);
+  self->fd_ = -1;
   if (self->async_.pending > 0) {
     // SSD reads still point into this connection: it goes when they are
     // done (OnIoDone).
@@ -159,10 +189,8 @@ void Connection::OnClose(uv_handle_t* h) {
 void Connection::WaitForIo() {
   ReadAhead();
   waiting_io_ = true;
-  if (reading_) {
-    uv_read_stop(stream());
-    reading_ = false;
-  }
+  reading_ = false;
+  UpdatePoll();
 }
 
 void Connection::ReadAhead() {
@@ -256,21 +284,18 @@ void Connection::OnIoDone() {
   EndBatch();
   if (!waiting_io_ && !paused_ && !closing_ && !draining_ && !close_after_flush_ && !reading_) {
     reading_ = true;
-    uv_read_start(stream(), OnAlloc, OnRead);
+    UpdatePoll();
   }
 }
 
-void Connection::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  static_cast<Connection*>(h->data)->PrepareReadBuffer(buf);
-}
-
-void Connection::PrepareReadBuffer(uv_buf_t* buf) {
+void Connection::PrepareReadBuffer(char** buf, size_t* len) {
   direct_read_ = false;
   if (reading_data_ && store_.item && rstart_ == rend_ && store_.remaining >= kDirectReadThreshold) {
     tiers::Item* item = store_.item.get();
     uint64_t total = uint64_t{item->value_len} + 2;
     char* dst = item->MutableValue() + (total - store_.remaining);
-    *buf = uv_buf_init(dst, static_cast<unsigned int>(std::min<uint64_t>(store_.remaining, 1u << 30)));
+    *buf = dst;
+    *len = static_cast<size_t>(std::min<uint64_t>(store_.remaining, 1u << 30));
     direct_read_ = true;
     return;
   }
@@ -284,28 +309,52 @@ void Connection::PrepareReadBuffer(uv_buf_t* buf) {
     }
     if (rbuf_.size() - rend_ < kMinReadSpace) rbuf_.resize(rbuf_.size() * 2);
   }
-  *buf = uv_buf_init(rbuf_.data() + rend_, static_cast<unsigned int>(rbuf_.size() - rend_));
+  *buf = rbuf_.data() + rend_;
+  *len = rbuf_.size() - rend_;
 }
 
-void Connection::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
-  auto* self = static_cast<Connection*>(s->data);
-  if (nread < 0) {
-    // EOF or error: replies owed to a client that has gone cannot be sent.
-    self->Close();
+bool Connection::PrepareRecv(NetOp* op) {
+  if (closing_ || !reading_) return false;
+  char* buf = nullptr;
+  size_t len = 0;
+  PrepareReadBuffer(&buf, &len);
+  op->kind = NetOp::Kind::kRecv;
+  op->fd = fd_;
+  op->buf = buf;
+  op->len = len;
+  op->owner = this;
+  return true;
+}
+
+void Connection::OnRecv(const NetOp& op) {
+  const ssize_t nread = op.result;
+  if (closing_) {
+    direct_read_ = false;
     return;
   }
-  if (nread == 0) return;
-  self->stats_.Add(Counter::kBytesRead, static_cast<uint64_t>(nread));
-  self->BeginBatch();
-  if (self->direct_read_) {
-    self->direct_read_ = false;
-    self->store_.remaining -= static_cast<uint64_t>(nread);
-    if (self->store_.remaining == 0) self->FinishDataBlock();
-  } else {
-    self->rend_ += static_cast<size_t>(nread);
+  if (nread == -EAGAIN || nread == -EWOULDBLOCK || nread == -EINTR) {
+    direct_read_ = false;  // nothing arrived after all; the poll fires again
+    return;
   }
-  self->ProcessInput();
-  self->EndBatch();
+  if (nread <= 0) {
+    // EOF or error: replies owed to a client that has gone cannot be sent.
+    direct_read_ = false;
+    Close();
+    return;
+  }
+  stats_.Add(Counter::kBytesRead, static_cast<uint64_t>(nread));
+  BeginBatch();
+  if (direct_read_) {
+    direct_read_ = false;
+    store_.remaining -= static_cast<uint64_t>(nread);
+    if (store_.remaining == 0) FinishDataBlock();
+  } else {
+    rend_ += static_cast<size_t>(nread);
+  }
+  ProcessInput();
+  EndBatch();
+  // A full buffer: more may be waiting, so it is read again in this batch.
+  if (static_cast<size_t>(nread) == op.len && reading_) worker_.QueueRecv(this);
 }
 
 void Connection::BeginBatch() {
@@ -429,18 +478,16 @@ void Connection::ProcessInput() {
     return;
   }
   if (close_after_flush_ && reading_) {
-    uv_read_stop(stream());
     reading_ = false;
+    UpdatePoll();
   }
   Flush();
 }
 
 void Connection::Pause() {
   paused_ = true;
-  if (reading_) {
-    uv_read_stop(stream());
-    reading_ = false;
-  }
+  reading_ = false;
+  UpdatePoll();
 }
 
 void Connection::MaybeResume() {
@@ -451,70 +498,62 @@ void Connection::MaybeResume() {
   EndBatch();
   if (!paused_ && !closing_ && !draining_ && !close_after_flush_ && !reading_ && !waiting_io_) {
     reading_ = true;
-    uv_read_start(stream(), OnAlloc, OnRead);
+    UpdatePoll();
   }
 }
 
 void Connection::Flush() {
-  if (closing_ || write_in_flight_) return;
-  while (!out_.empty()) {
-    struct iovec iov[kMaxIov];
-    size_t total = 0;
-    size_t n = out_.Gather(iov, kMaxIov, &total);
-    uv_buf_t bufs[kMaxIov];
-    for (size_t i = 0; i < n; ++i) {
-      bufs[i] = uv_buf_init(static_cast<char*>(iov[i].iov_base),
-                            static_cast<unsigned int>(iov[i].iov_len));
-    }
-    int written = uv_try_write(stream(), bufs, static_cast<unsigned int>(n));
-    if (written == UV_EAGAIN) written = 0;
-    if (written < 0) {
-      Close();
-      return;
-    }
-    if (written > 0) {
-      stats_.Add(Counter::kBytesWritten, static_cast<uint64_t>(written));
-      out_.Consume(static_cast<size_t>(written));
-    }
-    if (static_cast<size_t>(written) < total) {
-      // The socket is full: hand the rest to an asynchronous write.
-      total = 0;
-      n = out_.Gather(iov, kMaxIov, &total);
-      for (size_t i = 0; i < n; ++i) {
-        bufs[i] = uv_buf_init(static_cast<char*>(iov[i].iov_base),
-                              static_cast<unsigned int>(iov[i].iov_len));
-      }
-      out_.Seal(n);
-      inflight_bytes_ = total;
-      write_in_flight_ = true;
-      int rc = uv_write(&write_req_, stream(), bufs, static_cast<unsigned int>(n), OnWrite);
-      if (rc != 0) {
-        write_in_flight_ = false;
-        Close();
-      }
-      return;
-    }
+  if (closing_ || write_in_flight_ || want_writable_) return;
+  if (!out_.empty()) {
+    worker_.QueueSend(this);  // OnSend() comes back here
+    return;
   }
   if (paused_) {
     MaybeResume();
     return;
   }
-  if (close_after_flush_ && out_.empty() && !get_in_progress_ && !waiting_io_) Close();
+  if (close_after_flush_ && !get_in_progress_ && !waiting_io_) Close();
 }
 
-void Connection::OnWrite(uv_write_t* req, int status) {
-  auto* self = static_cast<Connection*>(req->data);
-  self->write_in_flight_ = false;
-  if (self->closing_) return;
-  if (status < 0) {
-    self->Close();
+bool Connection::PrepareSend(NetOp* op, struct iovec* iov) {
+  if (closing_ || write_in_flight_ || want_writable_ || out_.empty()) return false;
+  size_t total = 0;
+  size_t n = out_.Gather(iov, kMaxIov, &total);
+  out_.Seal(n);
+  inflight_bytes_ = total;
+  write_in_flight_ = true;
+  op->kind = NetOp::Kind::kSend;
+  op->fd = fd_;
+  op->msg = {};
+  op->msg.msg_iov = iov;
+  op->msg.msg_iovlen = n;
+  op->owner = this;
+  return true;
+}
+
+void Connection::OnSend(const NetOp& op) {
+  write_in_flight_ = false;
+  const size_t total = std::exchange(inflight_bytes_, 0);
+  const ssize_t r = op.result;
+  if (r < 0 && r != -EAGAIN && r != -EWOULDBLOCK && r != -EINTR) {
+    out_.Unseal();
+    Close();  // the client has gone (EPIPE, ECONNRESET)
     return;
   }
-  self->stats_.Add(Counter::kBytesWritten, self->inflight_bytes_);
-  self->out_.Consume(self->inflight_bytes_);
-  self->out_.Unseal();
-  self->inflight_bytes_ = 0;
-  self->Flush();
+  const size_t written = r > 0 ? static_cast<size_t>(r) : 0;
+  if (written > 0) {
+    stats_.Add(Counter::kBytesWritten, written);
+    out_.Consume(written);
+  }
+  out_.Unseal();
+  if (closing_) return;
+  if (written < total && r != -EINTR) {
+    // The socket is full: the rest goes when the client has read.
+    want_writable_ = true;
+    UpdatePoll();
+    return;
+  }
+  Flush();
 }
 
 }  // namespace strata::proxy

@@ -1,19 +1,24 @@
 // Connection: one client socket (TCP or unix) on one worker's loop.
 //
 // It reads into a buffer, parses as many commands as the bytes hold, runs
-// them, and writes all their replies together, in request order, with
-// uv_try_write (falling back to one uv_write at a time). A storage command's
-// data block is read straight into the new item; large blocks are read by
-// the socket directly into the item's memory. Back-pressure: when queued
-// replies pass the high watermark the connection stops reading and stops
-// running commands (a multi-get pauses between keys) until the client has
-// read them; past the hard cap (max_output_buffer) it is closed.
+// them, and writes all their replies together, in request order. The socket
+// is watched with a uv_poll_t; the reads and writes themselves are made by
+// the worker in batches (Worker::RunNet, NetBatch): when the socket is
+// readable the worker receives into PrepareRecv()'s buffer and calls
+// OnRecv(); replies queued by Flush() leave in the worker's next send batch
+// (PrepareSend()/OnSend()). A write the socket could not take whole waits for
+// the socket to become writable. A storage command's data block is read
+// straight into the new item; large blocks are received by the socket
+// directly into the item's memory. Back-pressure: when queued replies pass
+// the high watermark the connection stops reading and stops running commands
+// (a multi-get pauses between keys) until the client has read them; past the
+// hard cap (max_output_buffer) it is closed.
 //
 // Request latency (when ServerOptions::measure_latency): each read batch is
-// timed once, from the read to the write of its replies, and every command
-// finished in it is counted in the worker's histograms with that duration
-// (metrics::LatencyBatch); get-family commands are labelled with the tier
-// that served them.
+// timed once, from the read to the queueing of its replies, and every
+// command finished in it is counted in the worker's histograms with that
+// duration (metrics::LatencyBatch); get-family commands are labelled with the
+// tier that served them.
 //
 // Thread safety: none; a connection lives and dies on its worker's thread.
 #pragma once
@@ -25,6 +30,7 @@
 
 #include "metrics/latency.h"
 #include "proxy/dispatch.h"
+#include "proxy/net_batch.h"
 #include "proxy/output_queue.h"
 #include "proxy/protocol.h"
 #include "proxy/server_context.h"
@@ -37,13 +43,15 @@ class Connection final : public IoWaiter {
  public:
   enum class Kind { kTcp, kUnix };
 
-  Connection(Worker& worker, Kind kind);
+  // Most iovecs one send takes.
+  static constexpr size_t kMaxIov = 64;
+
+  // Takes ownership of `fd`, an accepted non-blocking socket.
+  Connection(Worker& worker, Kind kind, int fd);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // The handle to pass to uv_accept().
-  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&handle_); }
-  // Starts serving an accepted socket.
+  // Starts serving the socket.
   void Start(const std::string& listen_addr);
   // Refuses an accepted socket: sends memcached's "too many connections"
   // error and closes.
@@ -56,17 +64,30 @@ class Connection final : public IoWaiter {
   // A command's SSD reads are done: resume it, then the pipeline.
   void OnIoDone() override;
 
+  // The worker's batches. PrepareRecv/PrepareSend fill `op` and return true
+  // if the connection has something to do (`iov` has room for kMaxIov
+  // entries and must live until OnSend); OnRecv/OnSend take the result.
+  bool PrepareRecv(NetOp* op);
+  void OnRecv(const NetOp& op);
+  bool PrepareSend(NetOp* op, struct iovec* iov);
+  void OnSend(const NetOp& op);
+
+  // Set while the connection is in one of the worker's batch lists.
+  bool recv_queued = false;
+  bool send_queued = false;
+
   // Intrusive list of the worker's connections.
   Connection* prev = nullptr;
   Connection* next = nullptr;
 
  private:
-  static void OnAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
-  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
-  static void OnWrite(uv_write_t* req, int status);
+  static void OnPoll(uv_poll_t* poll, int status, int events);
   static void OnClose(uv_handle_t* handle);
 
-  void PrepareReadBuffer(uv_buf_t* buf);
+  // Watches the socket for what the connection now waits for: readable
+  // while reading_, writable while want_writable_.
+  void UpdatePoll();
+  void PrepareReadBuffer(char** buf, size_t* len);
   void ProcessInput();
   void FinishDataBlock();
   void Flush();
@@ -91,18 +112,15 @@ class Connection final : public IoWaiter {
   // for commands that waited for the SSD tier (UINT64_MAX otherwise).
   void CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_hits_before,
                     uint64_t ssd_hits_before = UINT64_MAX);
-  uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&handle_); }
+  uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&poll_); }
 
   Worker& worker_;
   ServerContext& ctx_;
   Dispatcher& dispatcher_;
   WorkerStats& stats_;
   Kind kind_;
-  union {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } handle_;
-  uv_write_t write_req_;
+  uv_poll_t poll_;
+  int poll_events_ = 0;  // what poll_ watches now
   int fd_ = -1;
   bool registered_ = false;
   ConnInfo info_;
@@ -122,9 +140,10 @@ class Connection final : public IoWaiter {
   bool waiting_io_ = false;  // a command waits for SSD reads
   bool zombie_ = false;      // closed while reads were in flight
 
-  bool write_in_flight_ = false;
+  bool write_in_flight_ = false;  // between PrepareSend and OnSend
+  bool want_writable_ = false;    // the socket took part of a write
   size_t inflight_bytes_ = 0;
-  bool reading_ = false;
+  bool reading_ = false;  // wants readable events
   bool paused_ = false;
   bool draining_ = false;
   bool close_after_flush_ = false;

@@ -601,6 +601,7 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
   Stat(out, "lru_crawler_starts", 0);
   Stat(out, "lru_maintainer_juggles", 0);
   Stat(out, "ram_eviction_policy", tiers::EvictionKindName(ctx_.tier->eviction()));
+  Stat(out, "network_io_mode", ctx_.network_io_mode);
   if (tiers::SsdLog* ssd = cache_.ssd()) {
     const tiers::SsdLogStats d = ssd->Stats();
     const tiers::TieredCache::Counters c = cache_.counters();

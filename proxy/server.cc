@@ -218,6 +218,9 @@ common::Status Server::Start() {
       return st;
     }
   }
+  // Every worker makes the same choice (a fallback is the machine's, not
+  // the worker's); worker 0's is the one reported.
+  ctx_.network_io_mode = workers_[0]->net_uses_io_uring() ? "io_uring" : "syscalls";
   for (auto& w : workers_) w->Start();
   trimmer_ = std::thread([this] { TrimLoop(); });
   return common::Status::Ok();

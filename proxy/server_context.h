@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "proxy/net_batch.h"
 #include "proxy/worker_stats.h"
 #include "tiers/block_device.h"
 #include "tiers/ram_tier.h"
@@ -37,6 +38,9 @@ struct ServerOptions {
   uint64_t output_high_watermark = 4ull << 20;  // stop reading above this
   int backlog = 1024;
   bool measure_latency = true;  // fill WorkerStats::latency() (metrics on)
+  // How sockets are read and written (NetBatch): io_uring batches, falling
+  // back to plain system calls where io_uring cannot be had (kAuto).
+  NetBatch::Mode network_io = NetBatch::Mode::kAuto;
 };
 
 // One line of `stats conns`.
@@ -77,6 +81,9 @@ struct ServerContext {
   int64_t started_unix = 0;
   uint16_t bound_port = 0;
   std::vector<WorkerStats*> worker_stats;
+  // "io_uring" or "syscalls": how sockets are read and written. Set before
+  // the workers start, read-only after.
+  std::string network_io_mode;
   std::atomic<uint32_t> curr_connections{0};
   std::atomic<uint32_t> verbosity{0};
   ConnRegistry conns;

@@ -40,6 +40,7 @@ void FillSnapshot(const ServerContext& ctx, metrics::Snapshot* out) {
   s.bytes_read = sum(Counter::kBytesRead);
   s.bytes_written = sum(Counter::kBytesWritten);
   s.threads = ctx.worker_stats.size();
+  s.network_io_mode = ctx.network_io_mode;
   s.cmd_set = sum(Counter::kCmdSet);
   s.cmd_flush = sum(Counter::kCmdFlush);
   s.get_hits = sum(Counter::kGetHits);

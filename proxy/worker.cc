@@ -1,7 +1,13 @@
 #include "proxy/worker.h"
 
-
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
 
 #include "common/log.h"
 #include "proxy/connection.h"
@@ -11,6 +17,24 @@ namespace {
 constexpr uint64_t kMaintenanceIntervalMs = 100;
 constexpr size_t kReapItemsPerTick = 20'000;
 constexpr unsigned kIoQueueDepth = 256;
+// Connections accepted per readable event of a listener (fairness).
+constexpr int kAcceptPerWakeup = 64;
+// Out of descriptors: the listeners rest this long; connections wait in the
+// backlog meanwhile.
+constexpr uint64_t kAcceptRetryMs = 100;
+// Sockets per NetBatch::Run (also bounds the iovec scratch: 1 KiB per send).
+constexpr size_t kNetChunk = 256;
+// A socket that fills its read buffer is read again in the same RunNet, for
+// at most this many rounds; after that the poll reports it again.
+constexpr int kMaxRecvRounds = 16;
+
+common::Status Listen(int fd, int backlog, const char* what) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || ::listen(fd, backlog) != 0) {
+    return common::Status::IoError(std::string(what) + ": " + std::strerror(errno));
+  }
+  return common::Status::Ok();
+}
 
 }  // namespace
 
@@ -36,36 +60,51 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
     uv_timer_start(&maintenance_timer_, OnMaintenance, kMaintenanceIntervalMs,
                    kMaintenanceIntervalMs);
   }
+  std::string net_error;
+  net_ = NetBatch::Create(ctx_.options.network_io, &net_error);
+  if (net_ == nullptr) {
+    return common::Status::Unavailable("server.network_io is io_uring, but " + net_error);
+  }
+  if (!net_error.empty() && index_ == 0) {
+    common::Log(common::LogLevel::kWarn,
+                "socket I/O: io_uring is unavailable (%s); using one system call per read "
+                "and write",
+                net_error.c_str());
+  }
+  uv_check_init(&loop_, &loop_check_);
+  loop_check_.data = this;
+  uv_check_start(&loop_check_, OnLoopCheck);
+  uv_prepare_init(&loop_, &loop_prepare_);
+  loop_prepare_.data = this;
+  uv_prepare_start(&loop_prepare_, OnLoopPrepare);
+  io_handles_open_ = true;
   if (ctx_.ssd_device != nullptr) {
     io_ = ctx_.ssd_device->NewQueue(kIoQueueDepth);
     uv_poll_init(&loop_, &io_poll_, io_->event_fd());
     io_poll_.data = this;
     uv_poll_start(&io_poll_, UV_READABLE, OnIoReadable);
-    uv_check_init(&loop_, &io_check_);
-    io_check_.data = this;
-    uv_check_start(&io_check_, OnLoopCheck);
-    io_handles_open_ = true;
   }
+  uv_timer_init(&loop_, &accept_retry_timer_);
+  accept_retry_timer_.data = this;
   if (tcp_fd >= 0) {
-    uv_tcp_init(&loop_, &tcp_listener_);
-    tcp_listener_.data = this;
+    tcp_fd_ = tcp_fd;
     has_tcp_ = true;
-    int rc = uv_tcp_open(&tcp_listener_, tcp_fd);
-    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&tcp_listener_),
-                                ctx_.options.backlog, OnTcpConnection);
-    if (rc != 0) return common::Status::IoError(std::string("listen: ") + uv_strerror(rc));
+    if (auto st = Listen(tcp_fd_, ctx_.options.backlog, "listen"); !st.ok()) return st;
+    uv_poll_init(&loop_, &tcp_poll_, tcp_fd_);
+    tcp_poll_.data = this;
     tcp_listen_addr_ = "tcp:" + ctx_.options.listen + ":" + std::to_string(ctx_.bound_port);
   }
   if (unix_fd >= 0) {
-    uv_pipe_init(&loop_, &unix_listener_, 0);
-    unix_listener_.data = this;
+    unix_fd_ = dup(unix_fd);
+    if (unix_fd_ < 0) {
+      return common::Status::IoError(std::string("unix listen: ") + std::strerror(errno));
+    }
     has_unix_ = true;
-    int fd = dup(unix_fd);
-    int rc = fd < 0 ? UV_EBADF : uv_pipe_open(&unix_listener_, fd);
-    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&unix_listener_),
-                                ctx_.options.backlog, OnUnixConnection);
-    if (rc != 0) return common::Status::IoError(std::string("unix listen: ") + uv_strerror(rc));
+    if (auto st = Listen(unix_fd_, ctx_.options.backlog, "unix listen"); !st.ok()) return st;
+    uv_poll_init(&loop_, &unix_poll_, unix_fd_);
+    unix_poll_.data = this;
   }
+  StartListening(true);
   return common::Status::Ok();
 }
 
@@ -84,8 +123,17 @@ void Worker::OnStop(uv_async_t* async) { static_cast<Worker*>(async->data)->Begi
 void Worker::BeginStop() {
   if (stopping_) return;
   stopping_ = true;
-  if (has_tcp_) uv_close(reinterpret_cast<uv_handle_t*>(&tcp_listener_), nullptr);
-  if (has_unix_) uv_close(reinterpret_cast<uv_handle_t*>(&unix_listener_), nullptr);
+  // uv_close stops a poll at once, so the descriptors can go now.
+  if (has_tcp_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_poll_), nullptr);
+    ::close(tcp_fd_);
+  }
+  if (has_unix_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&unix_poll_), nullptr);
+    ::close(unix_fd_);
+  }
+  uv_timer_stop(&accept_retry_timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&accept_retry_timer_), nullptr);
   uv_timer_stop(&maintenance_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&maintenance_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
@@ -132,48 +180,151 @@ void Worker::OnIoReadable(uv_poll_t* poll, int, int) {
 }
 
 void Worker::OnLoopCheck(uv_check_t* check) {
-  // Everything this iteration queued goes to the kernel in one submission.
-  static_cast<Worker*>(check->data)->io_->Submit();
+  static_cast<Worker*>(check->data)->RunLoopWork();
+}
+
+void Worker::OnLoopPrepare(uv_prepare_t* prepare) {
+  // Work queued outside the poll phase (timers, closing handles) is done
+  // before the loop blocks.
+  static_cast<Worker*>(prepare->data)->RunLoopWork();
+}
+
+void Worker::RunLoopWork() {
+  RunNet();
+  // Everything this iteration queued for the SSD goes in one submission.
+  if (io_) io_->Submit();
+}
+
+void Worker::QueueRecv(Connection* conn) {
+  if (conn->recv_queued || net_round_ >= kMaxRecvRounds) return;
+  conn->recv_queued = true;
+  recv_ready_.push_back(conn);
+}
+
+void Worker::QueueSend(Connection* conn) {
+  if (conn->send_queued) return;
+  conn->send_queued = true;
+  send_ready_.push_back(conn);
+}
+
+void Worker::ForgetBatches(Connection* conn) {
+  if (conn->recv_queued) {
+    std::erase(recv_ready_, conn);
+    conn->recv_queued = false;
+  }
+  if (conn->send_queued) {
+    std::erase(send_ready_, conn);
+    conn->send_queued = false;
+  }
+}
+
+void Worker::RunNet() {
+  for (net_round_ = 0; !recv_ready_.empty() || !send_ready_.empty(); ++net_round_) {
+    if (!recv_ready_.empty()) {
+      batch_conns_.swap(recv_ready_);
+      for (size_t start = 0; start < batch_conns_.size(); start += kNetChunk) {
+        const size_t end = std::min(batch_conns_.size(), start + kNetChunk);
+        ops_.clear();
+        for (size_t i = start; i < end; ++i) {
+          Connection* conn = batch_conns_[i];
+          conn->recv_queued = false;
+          NetOp op;
+          if (conn->PrepareRecv(&op)) ops_.push_back(op);
+        }
+        net_->Run(ops_.data(), ops_.size());
+        for (const NetOp& op : ops_) static_cast<Connection*>(op.owner)->OnRecv(op);
+      }
+      batch_conns_.clear();
+    }
+    if (!send_ready_.empty()) {
+      batch_conns_.swap(send_ready_);
+      iovs_.resize(std::min(batch_conns_.size(), kNetChunk) * Connection::kMaxIov);
+      for (size_t start = 0; start < batch_conns_.size(); start += kNetChunk) {
+        const size_t end = std::min(batch_conns_.size(), start + kNetChunk);
+        ops_.clear();
+        for (size_t i = start; i < end; ++i) {
+          Connection* conn = batch_conns_[i];
+          conn->send_queued = false;
+          NetOp op;
+          if (conn->PrepareSend(&op, &iovs_[ops_.size() * Connection::kMaxIov])) {
+            ops_.push_back(op);
+          }
+        }
+        net_->Run(ops_.data(), ops_.size());
+        for (const NetOp& op : ops_) static_cast<Connection*>(op.owner)->OnSend(op);
+      }
+      batch_conns_.clear();
+    }
+  }
+  net_round_ = -1;
+  if (!net_->failure().empty() && !net_failure_logged_) {
+    net_failure_logged_ = true;
+    common::Log(common::LogLevel::kError, "socket I/O: %s; using plain system calls from now on",
+                net_->failure().c_str());
+  }
 }
 
 void Worker::CloseIoHandles() {
   if (!io_handles_open_) return;
   io_handles_open_ = false;
-  uv_poll_stop(&io_poll_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&io_poll_), nullptr);
-  uv_check_stop(&io_check_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&io_check_), nullptr);
+  if (io_) {
+    uv_poll_stop(&io_poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&io_poll_), nullptr);
+  }
+  uv_check_stop(&loop_check_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&loop_check_), nullptr);
+  uv_prepare_stop(&loop_prepare_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&loop_prepare_), nullptr);
 }
 
-void Worker::OnTcpConnection(uv_stream_t* server, int status) {
-  if (status < 0) return;
-  static_cast<Worker*>(server->data)->Accept(server, false);
+void Worker::OnListenerReadable(uv_poll_t* poll, int status, int) {
+  auto* self = static_cast<Worker*>(poll->data);
+  if (status < 0 || self->stopping_) return;
+  const bool is_unix = poll == &self->unix_poll_;
+  self->AcceptAll(is_unix ? self->unix_fd_ : self->tcp_fd_, is_unix);
 }
 
-void Worker::OnUnixConnection(uv_stream_t* server, int status) {
-  if (status < 0) return;
-  static_cast<Worker*>(server->data)->Accept(server, true);
+void Worker::OnAcceptRetry(uv_timer_t* timer) {
+  auto* self = static_cast<Worker*>(timer->data);
+  if (!self->stopping_) self->StartListening(true);
 }
 
-void Worker::Accept(uv_stream_t* server, bool is_unix) {
-  auto* conn = new Connection(*this, is_unix ? Connection::Kind::kUnix : Connection::Kind::kTcp);
-  conn->next = conns_;
-  if (conns_ != nullptr) conns_->prev = conn;
-  conns_ = conn;
-  if (uv_accept(server, conn->stream()) != 0) {
-    // Another worker took it (shared unix socket) or the peer left.
-    conn->Close();
-    return;
+void Worker::StartListening(bool on) {
+  for (auto [has, poll] : {std::pair{has_tcp_, &tcp_poll_}, std::pair{has_unix_, &unix_poll_}}) {
+    if (!has) continue;
+    if (on) {
+      uv_poll_start(poll, UV_READABLE, OnListenerReadable);
+    } else {
+      uv_poll_stop(poll);
+    }
   }
-  if (stopping_) {
-    conn->Close();
-    return;
+}
+
+void Worker::AcceptAll(int listen_fd, bool is_unix) {
+  for (int i = 0; i < kAcceptPerWakeup; ++i) {
+    int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      // Nothing waiting (or another worker took it from the shared unix socket).
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      common::Log(common::LogLevel::kWarn, "accept: %s; accepting again in %llu ms",
+                  std::strerror(err), static_cast<unsigned long long>(kAcceptRetryMs));
+      StartListening(false);
+      uv_timer_start(&accept_retry_timer_, OnAcceptRetry, kAcceptRetryMs, 0);
+      return;
+    }
+    auto* conn =
+        new Connection(*this, is_unix ? Connection::Kind::kUnix : Connection::Kind::kTcp, fd);
+    conn->next = conns_;
+    if (conns_ != nullptr) conns_->prev = conn;
+    conns_ = conn;
+    if (ctx_.curr_connections.load(std::memory_order_relaxed) >= ctx_.options.max_connections) {
+      conn->Reject();
+      continue;
+    }
+    conn->Start(is_unix ? "unix:" + ctx_.options.unix_socket : tcp_listen_addr_);
   }
-  if (ctx_.curr_connections.load(std::memory_order_relaxed) >= ctx_.options.max_connections) {
-    conn->Reject();
-    return;
-  }
-  conn->Start(is_unix ? "unix:" + ctx_.options.unix_socket : tcp_listen_addr_);
 }
 
 void Worker::Unlink(Connection* conn) {

@@ -412,7 +412,7 @@ TEST(ParseYamlErrorTest, UnknownKeys) {
   EXPECT_EQ(Error("server:\n  bogus: 1\n"),
             "server.bogus: unknown key; expected one of listen, port, unix_socket, "
             "unix_socket_mode, workers, max_connections, enable_shutdown, drain_timeout, "
-            "max_output_buffer (t.yaml:2:3)");
+            "max_output_buffer, network_io (t.yaml:2:3)");
   EXPECT_EQ(Error("bogus: 1\n"),
             "bogus: unknown key; expected one of server, tiers, metrics, log (t.yaml:1:1)");
   EXPECT_EQ(Error("tiers: {hdd: {size: 1GiB}}"),
@@ -425,7 +425,7 @@ TEST(ParseYamlErrorTest, UnknownKeys) {
   EXPECT_EQ(Error("server: {\"a b\": 1}"),
             "server.\"a b\": unknown key; expected one of listen, port, unix_socket, "
             "unix_socket_mode, workers, max_connections, enable_shutdown, drain_timeout, "
-            "max_output_buffer (t.yaml:1:10)");
+            "max_output_buffer, network_io (t.yaml:1:10)");
   // An unknown key is an error even after valid ones, and even if null.
   EXPECT_EQ(Error("server: {port: 1, extra: }").rfind("server.extra: unknown key", 0), 0u);
   // YAML merge keys are not supported.
@@ -545,6 +545,7 @@ TEST(LoadFileTest, DefaultConfigFileHasEveryDefault) {
   EXPECT_EQ(c.server.enable_shutdown, false);
   EXPECT_EQ(c.server.drain_timeout_ms, 10'000u);
   EXPECT_EQ(c.server.max_output_buffer, 64 * kMiB);
+  EXPECT_EQ(c.server.network_io, "auto");
   EXPECT_EQ(c.tiers.ram.size, 256 * kMiB);
   EXPECT_EQ(c.tiers.ram.max_item_size, kMiB);
   EXPECT_EQ(c.tiers.ram.eviction, "s3fifo");
@@ -1040,6 +1041,27 @@ TEST(SsdConfigTest, RejectsIncompleteOrImpossibleSections) {
             "tiers.ssd.promote_threshold: expected an integer 0..15, got \"16\" (t.yaml:1:37)");
   EXPECT_EQ(err("tiers: {ssd: {promote_threshold: 2}}").rfind("tiers.ssd.path: required", 0), 0u);
   EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1000}}").rfind("tiers.ssd.size: must be a multiple of 4KiB", 0), 0u);
+}
+
+TEST(ServerConfigTest, NetworkIoTakesAutoIoUringOrSyscalls) {
+  for (const char* mode : {"auto", "io_uring", "syscalls"}) {
+    auto c = ParseYaml(std::string("server: {network_io: ") + mode + "}", "t.yaml");
+    ASSERT_TRUE(c.ok()) << c.status().message();
+    EXPECT_EQ(*c->server.network_io, mode);
+  }
+  auto bad = ParseYaml("server:\n  network_io: epoll\n", "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "server.network_io: expected one of auto, io_uring, syscalls, got \"epoll\" (t.yaml:2:3)");
+  const char* argv[] = {"strata", "--network-io", "syscalls"};
+  auto line = ParseCommandLine(3, argv);
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(*line->config.server.network_io, "syscalls");
+  const char* bad_flag[] = {"strata", "--network-io", "fast"};
+  auto refused = ParseCommandLine(3, bad_flag);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("--network-io"), std::string::npos)
+      << refused.status().message();
 }
 
 TEST(SsdConfigTest, FlagsOverrideAndDisable) {

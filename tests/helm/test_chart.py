@@ -887,6 +887,8 @@ def test_seccomp_profile_runs_strata(rendered, tmp_path, with_io_uring):
         assert s.command(b"get key7\r\n") == b"VALUE key7 0 %d\r\n%s\r\nEND\r\n" % (len(value), value)
         mode = s.stats().get("ssd_io_mode")
         assert mode == ("io_uring" if with_io_uring else "threadpool"), (mode, s.output())
+        net = s.stats().get("network_io_mode")
+        assert net == ("io_uring" if with_io_uring else "syscalls"), (net, s.output())
     finally:
         rc = s.stop()
     assert rc == 0, s.final_output

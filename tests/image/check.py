@@ -13,7 +13,8 @@ python3-pymemcache) and urllib, against 127.0.0.1.
                                         and read them back
   check.py verify PORT TAG              the keys stored by "store" are there,
                                         byte for byte (in a new container)
-  check.py io-mode PORT MODE            stats ssd_io_mode is MODE
+  check.py io-mode PORT MODE            stats ssd_io_mode is MODE (and network_io_mode
+                                        io_uring with it, else syscalls)
   check.py seccomp IN OUT               IN (a containers seccomp.json) plus
                                         io_uring_setup/enter/register allowed
 """
@@ -162,6 +163,14 @@ def io_mode(port, mode):
     if got != mode:
         fail(f"stats ssd_io_mode: expected {mode}, got {got}")
     print(f"stats: ssd_io_mode {got}")
+    # The same seccomp profile decides for the client sockets.
+    want_net = "io_uring" if mode == "io_uring" else "syscalls"
+    net = stats.get("network_io_mode")
+    if isinstance(net, bytes):
+        net = net.decode()
+    if net != want_net:
+        fail(f"stats network_io_mode: expected {want_net}, got {net}")
+    print(f"stats: network_io_mode {net}")
 
 
 def seccomp(src, dst):

@@ -119,6 +119,10 @@ class Server:
             # running side by side each take a free port instead (a later
             # --metrics-listen in extra_args wins).
             argv += ["--metrics-listen", "127.0.0.1:0"]
+            # ctest runs some files twice: once as configured (io_uring),
+            # once with STRATA_NETWORK_IO=syscalls (the fallback path).
+            if os.environ.get("STRATA_NETWORK_IO"):
+                argv += ["--network-io", os.environ["STRATA_NETWORK_IO"]]
         argv += o["extra_args"]
         return argv
 

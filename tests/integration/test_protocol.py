@@ -229,6 +229,18 @@ def test_long_key_in_get_keeps_earlier_pipelined_replies(conn):
     version_line(conn)
 
 
+@pytest.mark.strata_only
+def test_stats_reports_the_network_io_mode(conn):
+    """`stats` says how sockets are read and written: the mode asked for with
+    --network-io, or what `auto` found (io_uring unless it is refused)."""
+    mode = dict(stats(conn)).get(b"network_io_mode")
+    asked = os.environ.get("STRATA_NETWORK_IO", "")
+    if asked in ("io_uring", "syscalls"):
+        assert mode == asked.encode()
+    else:
+        assert mode in (b"io_uring", b"syscalls")
+
+
 def test_keys_with_control_and_high_bytes(conn):
     # memcached 1.6.18 splits only on ' ' (and the line end); other bytes,
     # control bytes included, are part of the key.

@@ -69,6 +69,7 @@ Snapshot Sample() {
   ram.expired_unfetched = 3;
   s.tiers.push_back(ram);
   s.ram.eviction_policy = "s3fifo";
+  s.server.network_io_mode = "io_uring";
   s.latency.at(CommandLabel::kGet, TierLabel::kRam).buckets[0] = 5;
   s.latency.at(CommandLabel::kGet, TierLabel::kRam).buckets[3] = 2;
   s.latency.at(CommandLabel::kGet, TierLabel::kRam).sum_ns = 50'000;
@@ -182,6 +183,7 @@ TEST(ExpositionTest, StrataTierFigures) {
   EXPECT_EQ(p.samples["strata_tier_expired_reclaimed_total{tier=\"ram\"}"], 17);
   EXPECT_EQ(p.samples["strata_tier_expired_unfetched_total{tier=\"ram\"}"], 3);
   EXPECT_EQ(p.samples["strata_ram_eviction_policy_info{policy=\"s3fifo\"}"], 1);
+  EXPECT_EQ(p.samples["strata_network_io_mode_info{mode=\"io_uring\"}"], 1);
   // No SSD figures until the SSD tier exists.
   for (const auto& [key, value] : p.samples) EXPECT_EQ(key.find("ssd"), std::string::npos);
 }
