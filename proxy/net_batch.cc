@@ -33,8 +33,13 @@ void NetBatch::RunSyscalls(NetOp* ops, size_t n) {
     NetOp& op = ops[i];
     ssize_t r;
     do {
-      r = op.kind == NetOp::Kind::kRecv ? ::recv(op.fd, op.buf, op.len, kRecvFlags)
-                                        : ::sendmsg(op.fd, &op.msg, kSendFlags);
+      if (op.kind == NetOp::Kind::kRecv) {
+        r = ::recv(op.fd, op.buf, op.len, kRecvFlags);
+      } else if (op.msg.msg_iovlen == 1) {
+        r = ::send(op.fd, op.msg.msg_iov[0].iov_base, op.msg.msg_iov[0].iov_len, kSendFlags);
+      } else {
+        r = ::sendmsg(op.fd, &op.msg, kSendFlags);
+      }
     } while (r < 0 && errno == EINTR);
     op.result = r < 0 ? -errno : r;
   }
@@ -55,6 +60,11 @@ void NetBatch::Run(NetOp* ops, size_t n) {
       NetOp& op = ops[done + queued];
       if (op.kind == NetOp::Kind::kRecv) {
         io_uring_prep_recv(sqe, op.fd, op.buf, op.len, kRecvFlags);
+      } else if (op.msg.msg_iovlen == 1) {
+        // One piece (the usual batch of small replies): plain send is the
+        // cheaper operation.
+        io_uring_prep_send(sqe, op.fd, op.msg.msg_iov[0].iov_base, op.msg.msg_iov[0].iov_len,
+                           kSendFlags);
       } else {
         io_uring_prep_sendmsg(sqe, op.fd, &op.msg, kSendFlags);
       }

@@ -1,9 +1,9 @@
 // NetBatch: the socket receives and sends of one loop iteration, made in one
 // system call.
 //
-// Each worker gathers, per loop iteration, the connections whose sockets are
-// readable and those with replies to send, and hands them to Run() as one
-// batch of operations. With io_uring, the whole batch is one
+// Each worker gathers, per loop iteration, the connections with replies to
+// send and those whose sockets are readable, and hands them to Run() as one
+// batch of operations (Worker::RunNet). With io_uring, the whole batch is one
 // io_uring_enter(): the ring is used as a way to make many non-blocking
 // recv/sendmsg calls at the price of one system call (on the virtual
 // machines this runs on, a system call costs about 1 us, as much as the

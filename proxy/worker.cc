@@ -22,11 +22,8 @@ constexpr int kAcceptPerWakeup = 64;
 // Out of descriptors: the listeners rest this long; connections wait in the
 // backlog meanwhile.
 constexpr uint64_t kAcceptRetryMs = 100;
-// Sockets per NetBatch::Run (also bounds the iovec scratch: 1 KiB per send).
+// Sends per batch (bounds the iovec scratch: 1 KiB per send).
 constexpr size_t kNetChunk = 256;
-// A socket that fills its read buffer is read again in the same RunNet, for
-// at most this many rounds; after that the poll reports it again.
-constexpr int kMaxRecvRounds = 16;
 
 common::Status Listen(int fd, int backlog, const char* what) {
   int flags = fcntl(fd, F_GETFL);
@@ -77,6 +74,7 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
   uv_prepare_init(&loop_, &loop_prepare_);
   loop_prepare_.data = this;
   uv_prepare_start(&loop_prepare_, OnLoopPrepare);
+  uv_idle_init(&loop_, &net_idle_);
   io_handles_open_ = true;
   if (ctx_.ssd_device != nullptr) {
     io_ = ctx_.ssd_device->NewQueue(kIoQueueDepth);
@@ -180,23 +178,31 @@ void Worker::OnIoReadable(uv_poll_t* poll, int, int) {
 }
 
 void Worker::OnLoopCheck(uv_check_t* check) {
-  static_cast<Worker*>(check->data)->RunLoopWork();
+  auto* self = static_cast<Worker*>(check->data);
+  self->RunNet();
+  // Everything this iteration queued for the SSD goes in one submission.
+  if (self->io_) self->io_->Submit();
 }
 
 void Worker::OnLoopPrepare(uv_prepare_t* prepare) {
-  // Work queued outside the poll phase (timers, closing handles) is done
-  // before the loop blocks.
-  static_cast<Worker*>(prepare->data)->RunLoopWork();
-}
-
-void Worker::RunLoopWork() {
-  RunNet();
-  // Everything this iteration queued for the SSD goes in one submission.
-  if (io_) io_->Submit();
+  auto* self = static_cast<Worker*>(prepare->data);
+  // Replies (and receives) left for the next batch must not wait for a
+  // socket to become ready: with the idle handle active, the poll that
+  // follows does not block.
+  const bool pending = !self->recv_ready_.empty() || !self->send_ready_.empty();
+  if (pending != self->idle_active_) {
+    self->idle_active_ = pending;
+    if (pending) {
+      uv_idle_start(&self->net_idle_, [](uv_idle_t*) {});
+    } else {
+      uv_idle_stop(&self->net_idle_);
+    }
+  }
+  if (self->io_) self->io_->Submit();
 }
 
 void Worker::QueueRecv(Connection* conn) {
-  if (conn->recv_queued || net_round_ >= kMaxRecvRounds) return;
+  if (conn->recv_queued) return;
   conn->recv_queued = true;
   recv_ready_.push_back(conn);
 }
@@ -219,44 +225,34 @@ void Worker::ForgetBatches(Connection* conn) {
 }
 
 void Worker::RunNet() {
-  for (net_round_ = 0; !recv_ready_.empty() || !send_ready_.empty(); ++net_round_) {
-    if (!recv_ready_.empty()) {
-      batch_conns_.swap(recv_ready_);
-      for (size_t start = 0; start < batch_conns_.size(); start += kNetChunk) {
-        const size_t end = std::min(batch_conns_.size(), start + kNetChunk);
-        ops_.clear();
-        for (size_t i = start; i < end; ++i) {
-          Connection* conn = batch_conns_[i];
-          conn->recv_queued = false;
-          NetOp op;
-          if (conn->PrepareRecv(&op)) ops_.push_back(op);
-        }
-        net_->Run(ops_.data(), ops_.size());
-        for (const NetOp& op : ops_) static_cast<Connection*>(op.owner)->OnRecv(op);
-      }
-      batch_conns_.clear();
-    }
-    if (!send_ready_.empty()) {
-      batch_conns_.swap(send_ready_);
-      iovs_.resize(std::min(batch_conns_.size(), kNetChunk) * Connection::kMaxIov);
-      for (size_t start = 0; start < batch_conns_.size(); start += kNetChunk) {
-        const size_t end = std::min(batch_conns_.size(), start + kNetChunk);
-        ops_.clear();
-        for (size_t i = start; i < end; ++i) {
-          Connection* conn = batch_conns_[i];
-          conn->send_queued = false;
-          NetOp op;
-          if (conn->PrepareSend(&op, &iovs_[ops_.size() * Connection::kMaxIov])) {
-            ops_.push_back(op);
-          }
-        }
-        net_->Run(ops_.data(), ops_.size());
-        for (const NetOp& op : ops_) static_cast<Connection*>(op.owner)->OnSend(op);
-      }
-      batch_conns_.clear();
-    }
+  if (recv_ready_.empty() && send_ready_.empty()) return;
+  ops_.clear();
+  // The replies queued since the last batch (at most kNetChunk connections;
+  // the rest wait for the next), then the receives of the sockets the poll
+  // reported, in one NetBatch. A socket in both sends before it receives.
+  const size_t sends = std::min(send_ready_.size(), kNetChunk);
+  iovs_.resize(sends * Connection::kMaxIov);
+  for (size_t i = 0; i < sends; ++i) {
+    Connection* conn = send_ready_[i];
+    conn->send_queued = false;
+    NetOp op;
+    if (conn->PrepareSend(&op, &iovs_[ops_.size() * Connection::kMaxIov])) ops_.push_back(op);
   }
-  net_round_ = -1;
+  send_ready_.erase(send_ready_.begin(), send_ready_.begin() + static_cast<std::ptrdiff_t>(sends));
+  const size_t first_recv = ops_.size();
+  batch_conns_.swap(recv_ready_);
+  for (Connection* conn : batch_conns_) {
+    conn->recv_queued = false;
+    NetOp op;
+    if (conn->PrepareRecv(&op)) ops_.push_back(op);
+  }
+  batch_conns_.clear();
+  net_->Run(ops_.data(), ops_.size());
+  // Replies and receives queued while these run go to the next batch.
+  for (size_t i = 0; i < first_recv; ++i) static_cast<Connection*>(ops_[i].owner)->OnSend(ops_[i]);
+  for (size_t i = first_recv; i < ops_.size(); ++i) {
+    static_cast<Connection*>(ops_[i].owner)->OnRecv(ops_[i]);
+  }
   if (!net_->failure().empty() && !net_failure_logged_) {
     net_failure_logged_ = true;
     common::Log(common::LogLevel::kError, "socket I/O: %s; using plain system calls from now on",
@@ -275,6 +271,8 @@ void Worker::CloseIoHandles() {
   uv_close(reinterpret_cast<uv_handle_t*>(&loop_check_), nullptr);
   uv_prepare_stop(&loop_prepare_);
   uv_close(reinterpret_cast<uv_handle_t*>(&loop_prepare_), nullptr);
+  uv_idle_stop(&net_idle_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&net_idle_), nullptr);
 }
 
 void Worker::OnListenerReadable(uv_poll_t* poll, int status, int) {

@@ -6,13 +6,15 @@
 // between workers.
 //
 // Socket I/O is batched per loop iteration: the poll phase only notes which
-// connections are readable (QueueRecv) and which have replies (QueueSend);
-// the check phase (and, for anything queued outside the poll phase, the
-// prepare phase) runs RunNet(): all receives in one NetBatch, their commands,
-// then all sends in one NetBatch, repeated while a round leaves more to do;
-// then the SSD queue's submission. So a loop iteration that serves k
-// pipeline-1 clients makes 3 system calls (epoll_wait and two
-// io_uring_enter), not 2k + 1. Stop() (from any thread) makes the worker stop accepting,
+// connections are readable (QueueRecv); running commands notes which have
+// replies (QueueSend). The check phase runs RunNet(): one NetBatch that sends
+// the replies queued since the last batch and receives from the readable
+// sockets, then the commands those bytes hold, whose replies wait for the
+// next batch; then the SSD queue's submission. While replies wait, the
+// prepare phase keeps an idle handle active, so the next poll does not block
+// and the next batch comes at once. So a loop iteration that serves k
+// pipeline-1 clients makes 2 system calls (epoll_wait and io_uring_enter),
+// not 2k + 1. Stop() (from any thread) makes the worker stop accepting,
 // drain its connections' owed replies and exit its loop, closing what is
 // left after the drain timeout.
 //
@@ -94,8 +96,6 @@ class Worker {
   static void OnIoReadable(uv_poll_t* poll, int status, int events);
   static void OnLoopCheck(uv_check_t* check);
   static void OnLoopPrepare(uv_prepare_t* prepare);
-  // Socket batches, then the SSD submission.
-  void RunLoopWork();
   void RunNet();
   void CloseIoHandles();
   // Accepts what `listen_fd` has waiting (bounded per call).
@@ -123,6 +123,8 @@ class Worker {
   uv_poll_t io_poll_;
   uv_check_t loop_check_;
   uv_prepare_t loop_prepare_;
+  uv_idle_t net_idle_;  // active while a batch is pending: the poll must not block
+  bool idle_active_ = false;
   bool io_handles_open_ = false;
   std::unique_ptr<NetBatch> net_;
   std::vector<Connection*> recv_ready_;
@@ -130,7 +132,6 @@ class Worker {
   std::vector<Connection*> batch_conns_;  // scratch for RunNet
   std::vector<NetOp> ops_;
   std::vector<struct iovec> iovs_;
-  int net_round_ = -1;  // RunNet's round, -1 outside it
   bool net_failure_logged_ = false;
   int zombies_ = 0;  // closed connections and read-aheads with reads in flight
   struct ReadAheadDone final : tiers::SsdReadDone {
