@@ -16,7 +16,6 @@
 namespace strata::proxy {
 namespace {
 
-constexpr size_t kInitialReadBuffer = 16 * 1024;
 constexpr size_t kMinReadSpace = 8 * 1024;
 // Keys a waiting connection may promote ahead of the commands that ask for
 // them (Connection::ReadAhead).
@@ -87,6 +86,7 @@ Connection::Connection(Worker& worker, Kind kind, int fd)
   // Cannot fail for a socket on Linux (it only sets O_NONBLOCK, already set).
   uv_poll_init(worker_.loop(), &poll_, fd_);
   handle()->data = this;
+  out_.ShareSpareBlocks(worker_.text_blocks());
   async_.waiter = this;
   async_.io = worker_.io();
 }
@@ -108,7 +108,6 @@ void Connection::Start(const std::string& listen_addr) {
   registered_ = true;
   ctx_.curr_connections.fetch_add(1, std::memory_order_relaxed);
   stats_.Add(Counter::kTotalConnections);
-  rbuf_.resize(kInitialReadBuffer);
   reading_ = true;
   UpdatePoll();
 }
@@ -174,6 +173,9 @@ void Connection::OnClose(uv_handle_t* h) {
   }
   ::close(self->fd_);
   self->fd_ = -1;
+  if (self->rbuf_ && self->rbuf_size_ == Worker::kReadBufferSize) {
+    self->worker_.ReturnReadBuffer(std::move(self->rbuf_));
+  }
   if (self->async_.pending > 0) {
     // SSD reads still point into this connection: it goes when they are
     // done (OnIoDone).
@@ -200,7 +202,7 @@ void Connection::ReadAhead() {
   size_t keys = 0;
   Command c;
   while (pos < rend_ && keys < kReadAheadKeys) {
-    ParseResult r = ParseCommand(std::string_view(rbuf_.data() + pos, rend_ - pos), &c);
+    ParseResult r = ParseCommand(std::string_view(rbuf_.get() + pos, rend_ - pos), &c);
     if (r.status != ParseStatus::kCommand) return;
     size_t next = pos + r.consumed;
     switch (c.type) {
@@ -286,6 +288,7 @@ void Connection::OnIoDone() {
     reading_ = true;
     UpdatePoll();
   }
+  MaybeReleaseReadBuffer();
 }
 
 void Connection::PrepareReadBuffer(char** buf, size_t* len) {
@@ -300,17 +303,38 @@ void Connection::PrepareReadBuffer(char** buf, size_t* len) {
     return;
   }
   if (rstart_ == rend_) rstart_ = rend_ = read_ahead_to_ = 0;
-  if (rbuf_.size() - rend_ < kMinReadSpace) {
+  if (!rbuf_) {
+    rbuf_ = worker_.TakeReadBuffer();
+    rbuf_size_ = Worker::kReadBufferSize;
+  }
+  if (rbuf_size_ - rend_ < kMinReadSpace) {
     if (rstart_ > 0) {
-      std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);
+      std::memmove(rbuf_.get(), rbuf_.get() + rstart_, rend_ - rstart_);
       rend_ -= rstart_;
       read_ahead_to_ = read_ahead_to_ > rstart_ ? read_ahead_to_ - rstart_ : 0;
       rstart_ = 0;
     }
-    if (rbuf_.size() - rend_ < kMinReadSpace) rbuf_.resize(rbuf_.size() * 2);
+    if (rbuf_size_ - rend_ < kMinReadSpace) {
+      // A long line (a multi-get of many keys): double the buffer.
+      std::unique_ptr<char[]> bigger(new char[rbuf_size_ * 2]);
+      std::memcpy(bigger.get(), rbuf_.get(), rend_);
+      rbuf_ = std::move(bigger);
+      rbuf_size_ *= 2;
+    }
   }
-  *buf = rbuf_.data() + rend_;
-  *len = rbuf_.size() - rend_;
+  *buf = rbuf_.get() + rend_;
+  *len = rbuf_size_ - rend_;
+}
+
+void Connection::MaybeReleaseReadBuffer() {
+  // Nothing left to parse, and no command whose fields point into it.
+  if (!rbuf_ || rstart_ != rend_ || reading_data_ || get_in_progress_ || waiting_io_ || paused_) {
+    return;
+  }
+  if (rbuf_size_ == Worker::kReadBufferSize) worker_.ReturnReadBuffer(std::move(rbuf_));
+  rbuf_.reset();
+  rbuf_size_ = 0;
+  rstart_ = rend_ = read_ahead_to_ = 0;
 }
 
 bool Connection::PrepareRecv(NetOp* op) {
@@ -353,8 +377,9 @@ void Connection::OnRecv(const NetOp& op) {
   }
   ProcessInput();
   EndBatch();
-  // A full buffer: more may be waiting, so it is read again in this batch.
+  // A full buffer: more may be waiting, so it is read again in the next batch.
   if (static_cast<size_t>(nread) == op.len && reading_) worker_.QueueRecv(this);
+  MaybeReleaseReadBuffer();
 }
 
 void Connection::BeginBatch() {
@@ -424,7 +449,10 @@ void Connection::ProcessInput() {
       if (store_.item) {
         tiers::Item* item = store_.item.get();
         uint64_t total = uint64_t{item->value_len} + 2;
-        std::memcpy(item->MutableValue() + (total - store_.remaining), rbuf_.data() + rstart_, take);
+        if (take > 0) {
+          std::memcpy(item->MutableValue() + (total - store_.remaining), rbuf_.get() + rstart_,
+                      take);
+        }
       }
       rstart_ += take;
       store_.remaining -= take;
@@ -433,7 +461,7 @@ void Connection::ProcessInput() {
       continue;
     }
     if (rstart_ == rend_) break;
-    ParseResult r = ParseCommand(std::string_view(rbuf_.data() + rstart_, rend_ - rstart_), &cmd_);
+    ParseResult r = ParseCommand(std::string_view(rbuf_.get() + rstart_, rend_ - rstart_), &cmd_);
     if (r.status == ParseStatus::kNeedMore) break;
     if (r.status == ParseStatus::kClose) {
       close_after_flush_ = true;
@@ -500,6 +528,7 @@ void Connection::MaybeResume() {
     reading_ = true;
     UpdatePoll();
   }
+  MaybeReleaseReadBuffer();
 }
 
 void Connection::Flush() {

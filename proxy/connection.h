@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 #include "metrics/latency.h"
@@ -88,6 +89,7 @@ class Connection final : public IoWaiter {
   // while reading_, writable while want_writable_.
   void UpdatePoll();
   void PrepareReadBuffer(char** buf, size_t* len);
+  void MaybeReleaseReadBuffer();
   void ProcessInput();
   void FinishDataBlock();
   void Flush();
@@ -125,7 +127,11 @@ class Connection final : public IoWaiter {
   bool registered_ = false;
   ConnInfo info_;
 
-  std::vector<char> rbuf_;
+  // Read buffer: taken from the worker's pool (Worker::TakeReadBuffer) when
+  // a receive needs it, given back once every byte in it has been used and
+  // no command points into it, so an idle connection holds none.
+  std::unique_ptr<char[]> rbuf_;
+  size_t rbuf_size_ = 0;
   size_t rstart_ = 0;
   size_t rend_ = 0;
   size_t read_ahead_to_ = 0;  // rbuf_ offset up to which ReadAhead() has looked

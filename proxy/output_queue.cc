@@ -6,7 +6,6 @@
 namespace strata::proxy {
 namespace {
 constexpr size_t kTextBlock = 16 * 1024;
-constexpr size_t kMaxSpare = 4;
 }  // namespace
 
 OutputQueue::Segment& OutputQueue::TextTail(size_t need) {
@@ -15,9 +14,10 @@ OutputQueue::Segment& OutputQueue::TextTail(size_t need) {
     if (!tail.item && tail.text.capacity() - tail.text.size() >= need) return tail;
   }
   Segment seg;
-  if (!spare_.empty()) {
-    seg.text = std::move(spare_.back());
-    spare_.pop_back();
+  std::vector<std::string>& spare = shared_spare_ != nullptr ? *shared_spare_ : spare_;
+  if (!spare.empty()) {
+    seg.text = std::move(spare.back());
+    spare.pop_back();
   }
   seg.text.reserve(std::max(kTextBlock, need));
   segments_.push_back(std::move(seg));
@@ -25,9 +25,11 @@ OutputQueue::Segment& OutputQueue::TextTail(size_t need) {
 }
 
 void OutputQueue::Recycle(std::string&& text) {
-  if (spare_.size() < kMaxSpare && text.capacity() <= 4 * kTextBlock) {
+  std::vector<std::string>& spare = shared_spare_ != nullptr ? *shared_spare_ : spare_;
+  const size_t max = shared_spare_ != nullptr ? kMaxSharedSpare : kMaxSpare;
+  if (spare.size() < max && text.capacity() <= 4 * kTextBlock) {
     text.clear();
-    spare_.push_back(std::move(text));
+    spare.push_back(std::move(text));
   }
 }
 

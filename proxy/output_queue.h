@@ -27,6 +27,14 @@ class OutputQueue {
   // Values at most this long are copied into the text stream; longer ones
   // are referenced.
   static constexpr size_t kCopyValueLimit = 4096;
+  // Spare text blocks kept: by a queue of its own, or in a shared pool.
+  static constexpr size_t kMaxSpare = 4;
+  static constexpr size_t kMaxSharedSpare = 64;
+
+  // Text blocks written out go to `pool` (shared by the queues of one
+  // thread: a worker's connections), and new ones come from it, so an empty
+  // queue holds no block. Without it, a queue keeps up to kMaxSpare of its own.
+  void ShareSpareBlocks(std::vector<std::string>* pool) { shared_spare_ = pool; }
 
   void Append(std::string_view text);
   // Reserves `n` contiguous bytes at the end of the text stream; the caller
@@ -59,7 +67,8 @@ class OutputQueue {
   void Recycle(std::string&& text);
 
   std::deque<Segment> segments_;
-  std::vector<std::string> spare_;  // recycled text blocks
+  std::vector<std::string> spare_;  // recycled text blocks, when not shared
+  std::vector<std::string>* shared_spare_ = nullptr;
   size_t bytes_ = 0;
   size_t sealed_ = 0;
 };

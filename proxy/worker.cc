@@ -201,6 +201,20 @@ void Worker::OnLoopPrepare(uv_prepare_t* prepare) {
   if (self->io_) self->io_->Submit();
 }
 
+std::unique_ptr<char[]> Worker::TakeReadBuffer() {
+  if (read_buffers_.empty()) {
+    // Not value-initialized: only the pages a receive writes become resident.
+    return std::unique_ptr<char[]>(new char[kReadBufferSize]);
+  }
+  std::unique_ptr<char[]> buf = std::move(read_buffers_.back());
+  read_buffers_.pop_back();
+  return buf;
+}
+
+void Worker::ReturnReadBuffer(std::unique_ptr<char[]> buf) {
+  if (read_buffers_.size() < kSpareReadBuffers) read_buffers_.push_back(std::move(buf));
+}
+
 void Worker::QueueRecv(Connection* conn) {
   if (conn->recv_queued) return;
   conn->recv_queued = true;

@@ -65,6 +65,15 @@ class Worker {
   // during a loop iteration are submitted together at its end; completions
   // run on this thread.
   tiers::IoQueue* io() { return io_.get(); }
+  // Connections' read buffers: taken when a receive needs one, given back
+  // when every byte has been used, so idle connections hold none (the pool
+  // keeps at most kSpareReadBuffers).
+  static constexpr size_t kReadBufferSize = 16 * 1024;
+  static constexpr size_t kSpareReadBuffers = 64;
+  std::unique_ptr<char[]> TakeReadBuffer();
+  void ReturnReadBuffer(std::unique_ptr<char[]> buf);
+  // Connections' reply text blocks, shared the same way (OutputQueue).
+  std::vector<std::string>* text_blocks() { return &text_blocks_; }
   // Whether socket batches go through io_uring (else plain system calls).
   bool net_uses_io_uring() const { return net_ && net_->uses_io_uring(); }
   // A connection's socket is readable / it has replies to send: it joins
@@ -132,6 +141,8 @@ class Worker {
   std::vector<Connection*> batch_conns_;  // scratch for RunNet
   std::vector<NetOp> ops_;
   std::vector<struct iovec> iovs_;
+  std::vector<std::unique_ptr<char[]>> read_buffers_;
+  std::vector<std::string> text_blocks_;
   bool net_failure_logged_ = false;
   int zombies_ = 0;  // closed connections and read-aheads with reads in flight
   struct ReadAheadDone final : tiers::SsdReadDone {
