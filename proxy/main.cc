@@ -121,9 +121,10 @@ int main(int argc, char** argv) {
   if (s.drain_timeout_ms) server_options.drain_timeout_ms = *s.drain_timeout_ms;
   if (s.max_output_buffer) server_options.max_output_buffer = *s.max_output_buffer;
   if (s.network_io) {
-    server_options.network_io = *s.network_io == "io_uring"   ? strata::proxy::NetBatch::Mode::kIoUring
-                                : *s.network_io == "syscalls" ? strata::proxy::NetBatch::Mode::kSyscalls
-                                                              : strata::proxy::NetBatch::Mode::kAuto;
+    server_options.network_io =
+        *s.network_io == "io_uring"   ? strata::proxy::NetBatch::Mode::kIoUring
+        : *s.network_io == "syscalls" ? strata::proxy::NetBatch::Mode::kSyscalls
+                                      : strata::proxy::NetBatch::Mode::kAuto;
   }
   if (server_options.output_high_watermark > server_options.max_output_buffer / 2) {
     server_options.output_high_watermark = server_options.max_output_buffer / 2;

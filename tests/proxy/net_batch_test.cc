@@ -142,8 +142,7 @@ TEST_P(NetBatchTest, ABatchLargerThanTheRingIsSplitAndEveryOperationAnswered) {
 INSTANTIATE_TEST_SUITE_P(Modes, NetBatchTest,
                          ::testing::Values(NetBatch::Mode::kIoUring, NetBatch::Mode::kSyscalls),
                          [](const auto& info) {
-                           return info.param == NetBatch::Mode::kIoUring ? "io_uring"
-                                                                         : "syscalls";
+                           return info.param == NetBatch::Mode::kIoUring ? "io_uring" : "syscalls";
                          });
 
 TEST(NetBatchModeTest, AutoUsesIoUringWhereverIoUringModeWorks) {
