@@ -29,6 +29,7 @@ Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint3
   item->linked = 0;
   item->fetched = 0;
   item->ssd_copy = 0;
+  item->read_ahead = 0;
   item->hnext = nullptr;
   char* data = item->MutableData();
   std::memcpy(data, key.data(), key.size());
