@@ -15,7 +15,7 @@ size_t Item::AllocatedBytes() const {
 
 Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len) {
   size_t total = sizeof(Item) + key.size() + size_t{value_len} + 2;
-  void* mem = std::malloc(total);
+  void* mem = std::malloc(total);  // aligned for max_align_t: 16 bytes
   if (mem == nullptr) return nullptr;
   Item* item = new (mem) Item;
   item->refs.store(1, std::memory_order_relaxed);
@@ -30,7 +30,6 @@ Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint3
   item->fetched = 0;
   item->ssd_copy = 0;
   item->read_ahead = 0;
-  item->hnext = nullptr;
   char* data = item->MutableData();
   std::memcpy(data, key.data(), key.size());
   data[key.size() + value_len] = '\r';

@@ -8,11 +8,12 @@
 // reply send value and terminator from the item's memory in one piece.
 //
 // Invariant: key_len <= kMaxKeyLength; Data()[value_len, value_len+2) is
-// "\r\n". sizeof(Item) is 40 bytes.
+// "\r\n". sizeof(Item) is 32 bytes; Item::Create() returns 16-byte aligned
+// memory (ItemTable keeps 4 bits of hash in the low bits of its pointers).
 //
 // Thread safety: the reference count is atomic, so ItemRefs may be copied and
 // dropped on any thread. The metadata fields `exptime`, `queue_pos`, `policy`
-// and `hnext` belong to the tier holding the item and are only touched under
+// and `linked` belong to the tier holding the item and are only touched under
 // that tier's shard lock; everything else is immutable after Store().
 #pragma once
 
@@ -41,7 +42,6 @@ struct Item {
   uint8_t fetched : 1;   // a get returned it (for stats)
   uint8_t ssd_copy : 1;  // this exact version also has a valid SSD record
   uint8_t read_ahead : 1;  // promoted ahead of its get; that get counts an SSD hit
-  Item* hnext;         // hash-chain link, owned by the table
   // Followed in memory by: key bytes, value bytes, "\r\n".
 
   const char* Data() const { return reinterpret_cast<const char*>(this + 1); }
@@ -103,6 +103,6 @@ class ItemRef {
   Item* item_ = nullptr;
 };
 
-static_assert(sizeof(Item) == 40, "Item header grew");
+static_assert(sizeof(Item) == 32, "Item header grew");
 
 }  // namespace strata::tiers

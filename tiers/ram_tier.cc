@@ -7,12 +7,12 @@
 #include <cstring>
 
 #include "common/hash.h"
+#include "tiers/item_table.h"
 
 namespace strata::tiers {
 
 namespace {
 
-constexpr size_t kInitialBuckets = 64;
 constexpr uint64_t kMinLimit = 1ull << 20;
 
 // memcached's safe_strtoull() applied to an item's value, which always ends
@@ -69,8 +69,7 @@ class ShardBytes {
 
 struct RamTier::Shard {
   std::mutex mu;
-  std::vector<Item*> buckets = std::vector<Item*>(kInitialBuckets, nullptr);
-  size_t count = 0;
+  ItemTable table;
   ShardBytes bytes;
   std::unique_ptr<EvictionPolicy> policy;
   uint64_t total_items = 0;
@@ -81,43 +80,30 @@ struct RamTier::Shard {
   uint64_t crawler_reclaimed = 0;
   uint64_t crawler_items_checked = 0;
 
-  // Returns the link that points at the item with `key`, or at the null end
-  // of its chain.
-  Item** Find(std::string_view key, uint64_t hash) {
-    Item** link = &buckets[hash & (buckets.size() - 1)];
-    while (*link != nullptr) {
-      Item* it = *link;
-      if (it->key_len == key.size() && std::memcmp(it->Data(), key.data(), key.size()) == 0) break;
-      link = &it->hnext;
-    }
-    return link;
-  }
+  // The item at `pos`, or nullptr if Find() did not find the key.
+  Item* At(ItemTable::Pos pos) const { return pos.found ? table.At(pos.slot) : nullptr; }
+  // The item with `key`, expired or not, or nullptr.
+  Item* Lookup(std::string_view key, uint64_t hash) const { return At(table.Find(key, hash)); }
 
-  // Makes `item` (whose reference the table now owns) reachable at `link`,
-  // which Find() returned for its key. The rest of the chain from `link` on
-  // is kept: after an expired item was unlinked there, `link` points at that
-  // item's successor rather than at null.
+  // Makes `item` (whose reference the table now owns) reachable at `pos`,
+  // where Find() did not find its key.
   // `promoted`: the item was read back from a lower tier because it is hot
   // (EvictionPolicy::OnPromote()).
-  void LinkAt(Item** link, Item* item, uint64_t hash, bool promoted = false) {
-    item->hnext = *link;
-    *link = item;
+  void LinkAt(ItemTable::Pos pos, Item* item, uint64_t hash, bool promoted = false) {
+    table.InsertAt(pos, item, hash);
     item->linked = 1;
-    ++count;
     ++total_items;
     if (promoted) {
       policy->OnPromote(item, hash);
     } else {
       policy->OnInsert(item, hash);
     }
-    if (count > buckets.size() + buckets.size() / 2) Grow();
   }
 
-  // Replaces the item at `link` with `item`; returns the old one's reference.
-  Item* ReplaceAt(Item** link, Item* item, uint64_t hash) {
-    Item* old = *link;
-    item->hnext = old->hnext;
-    *link = item;
+  // Replaces the item at `pos` with `item`; returns the old one's reference.
+  Item* ReplaceAt(ItemTable::Pos pos, Item* item, uint64_t hash) {
+    Item* old = table.At(pos.slot);
+    table.ReplaceAt(pos.slot, item);
     item->linked = 1;
     old->linked = 0;
     policy->OnRemove(old);
@@ -126,30 +112,15 @@ struct RamTier::Shard {
     return old;
   }
 
-  // Unlinks the item at `link` (not through the policy's Evict) and returns
-  // its reference for the caller to drop outside the lock.
-  Item* UnlinkAt(Item** link, bool via_policy_evict) {
-    Item* old = *link;
-    *link = old->hnext;
-    old->hnext = nullptr;
+  // Unlinks the item at `pos` (not through the policy's Evict) and returns
+  // its reference for the caller to drop outside the lock. Other positions
+  // from Find() are stale afterwards.
+  Item* UnlinkAt(ItemTable::Pos pos, bool via_policy_evict) {
+    Item* old = table.At(pos.slot);
+    table.EraseAt(pos.slot);
     old->linked = 0;
-    --count;
     if (!via_policy_evict) policy->OnRemove(old);
     return old;
-  }
-
-  void Grow() {
-    std::vector<Item*> next(buckets.size() * 2, nullptr);
-    for (Item* head : buckets) {
-      while (head != nullptr) {
-        Item* it = head;
-        head = it->hnext;
-        Item** slot = &next[common::HashKey(it->Key()) & (next.size() - 1)];
-        it->hnext = *slot;
-        *slot = it;
-      }
-    }
-    buckets.swap(next);
   }
 };
 
@@ -255,15 +226,16 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
   const Item* published = nullptr;  // only compared, never dereferenced after unlock
   {
     std::lock_guard lock(shard.mu);
-    Item** link = shard.Find(key, hash);
-    Item* old = *link;
+    ItemTable::Pos pos = shard.table.Find(key, hash);
+    Item* old = shard.At(pos);
     if (old != nullptr && Expired(old, now)) {
       ++shard.reclaimed;
       if (!old->fetched) ++shard.expired_unfetched;
       shard.bytes -= static_cast<int64_t>(ItemCharge(old));
       ReleaseBytes(static_cast<int64_t>(ItemCharge(old)));
-      doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
+      doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
       old = nullptr;
+      pos = shard.table.Find(key, hash);  // the erase moved the run
     }
     Item* publish = item.get();
     switch (mode) {
@@ -325,7 +297,7 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
         int64_t old_charge = static_cast<int64_t>(ItemCharge(old));
         shard.bytes -= old_charge;
         ReleaseBytes(old_charge);
-        doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
+        doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
       }
     } else if (result == StoreResult::kStored) {
       if (mode != StoreMode::kRestore) publish->cas = NextCas();
@@ -334,10 +306,10 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
       ItemRef& owner = publish == item.get() ? item : combined;
       if (old != nullptr) {
         int64_t old_charge = static_cast<int64_t>(ItemCharge(old));
-        doomed = ItemRef::Adopt(shard.ReplaceAt(link, owner.Release(), hash));
+        doomed = ItemRef::Adopt(shard.ReplaceAt(pos, owner.Release(), hash));
         charge -= old_charge;
       } else {
-        shard.LinkAt(link, owner.Release(), hash, mode == StoreMode::kRestore);
+        shard.LinkAt(pos, owner.Release(), hash, mode == StoreMode::kRestore);
       }
       published = publish;
       shard.bytes += charge;
@@ -358,7 +330,7 @@ bool RamTier::StillCurrentAbsent(const Item& item, const std::function<bool()>& 
   uint64_t hash = common::HashKey(key);
   Shard& shard = ShardFor(hash);
   std::lock_guard lock(shard.mu);
-  Item* it = *shard.Find(key, hash);
+  Item* it = shard.Lookup(key, hash);
   if (it != nullptr && !Expired(it, now)) return false;
   return !IsFlushed(item) && now > flush_horizon_.load(std::memory_order_relaxed) &&
          still_valid();
@@ -384,8 +356,8 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime, bool* re
   Shard& shard = ShardFor(hash);
   ItemRef doomed;
   std::lock_guard lock(shard.mu);
-  Item** link = shard.Find(key, hash);
-  Item* it = *link;
+  ItemTable::Pos pos = shard.table.Find(key, hash);
+  Item* it = shard.At(pos);
   if (it == nullptr) return {};
   if (Expired(it, now)) {
     ++shard.reclaimed;
@@ -393,7 +365,7 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime, bool* re
     int64_t charge = static_cast<int64_t>(ItemCharge(it));
     shard.bytes -= charge;
     ReleaseBytes(charge);
-    doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
+    doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
     return {};
   }
   if (new_exptime != nullptr) {
@@ -418,7 +390,7 @@ bool RamTier::Contains(std::string_view key) {
   uint64_t hash = common::HashKey(key);
   Shard& shard = ShardFor(hash);
   std::lock_guard lock(shard.mu);
-  Item* it = *shard.Find(key, hash);
+  Item* it = shard.Lookup(key, hash);
   return it != nullptr && !Expired(it, now);
 }
 
@@ -432,10 +404,9 @@ void RamTier::CollectShard(size_t index, std::vector<ItemRef>* out) {
   int64_t now = clock_.NowSeconds();
   Shard& shard = *shards_[index];
   std::lock_guard lock(shard.mu);
-  for (Item* head : shard.buckets) {
-    for (Item* it = head; it != nullptr; it = it->hnext) {
-      if (!Expired(it, now)) out->push_back(ItemRef::Share(it));
-    }
+  for (size_t slot = 0; slot < shard.table.capacity(); ++slot) {
+    Item* it = shard.table.At(slot);
+    if (it != nullptr && !Expired(it, now)) out->push_back(ItemRef::Share(it));
   }
 }
 
@@ -446,8 +417,8 @@ bool RamTier::Delete(std::string_view key, bool run_due_flush) {
   Shard& shard = ShardFor(hash);
   ItemRef doomed;
   std::lock_guard lock(shard.mu);
-  Item** link = shard.Find(key, hash);
-  Item* it = *link;
+  ItemTable::Pos pos = shard.table.Find(key, hash);
+  Item* it = shard.At(pos);
   if (it == nullptr) return false;
   bool live = !Expired(it, now);
   if (!live) {
@@ -457,7 +428,7 @@ bool RamTier::Delete(std::string_view key, bool run_due_flush) {
   int64_t charge = static_cast<int64_t>(ItemCharge(it));
   shard.bytes -= charge;
   ReleaseBytes(charge);
-  doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
+  doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
   return live;
 }
 
@@ -470,8 +441,8 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
   bool grew = false;
   {
     std::lock_guard lock(shard.mu);
-    Item** link = shard.Find(key, hash);
-    Item* it = *link;
+    ItemTable::Pos pos = shard.table.Find(key, hash);
+    Item* it = shard.At(pos);
     if (it == nullptr) return DeltaResult::kNotFound;
     if (Expired(it, now)) {
       ++shard.reclaimed;
@@ -479,7 +450,7 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
       int64_t charge = static_cast<int64_t>(ItemCharge(it));
       shard.bytes -= charge;
       ReleaseBytes(charge);
-      doomed = ItemRef::Adopt(shard.UnlinkAt(link, false));
+      doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
       return DeltaResult::kNotFound;
     }
     uint64_t value = 0;
@@ -511,7 +482,7 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
     fresh->cas = NextCas();
     fresh->fetched = it->fetched;
     int64_t charge = static_cast<int64_t>(ItemCharge(fresh)) - static_cast<int64_t>(ItemCharge(it));
-    doomed = ItemRef::Adopt(shard.ReplaceAt(link, fresh, hash));
+    doomed = ItemRef::Adopt(shard.ReplaceAt(pos, fresh, hash));
     shard.bytes += charge;
     used_bytes_.fetch_add(charge, std::memory_order_relaxed);
     grew = charge > 0;
@@ -546,19 +517,16 @@ void RamTier::FlushNow() {
     Shard& shard = *shard_ptr;
     {
       std::lock_guard lock(shard.mu);
-      for (Item*& head : shard.buckets) {
-        while (head != nullptr) {
-          Item* it = head;
-          head = it->hnext;
-          it->hnext = nullptr;
-          it->linked = 0;
-          doomed.push_back(it);
-        }
+      for (size_t slot = 0; slot < shard.table.capacity(); ++slot) {
+        Item* it = shard.table.At(slot);
+        if (it == nullptr) continue;
+        it->linked = 0;
+        doomed.push_back(it);
       }
+      shard.table.Clear();
       shard.policy->Clear();
       ReleaseBytes(shard.bytes);
       shard.bytes = 0;
-      shard.count = 0;
     }
     for (Item* it : doomed) ItemRef::Adopt(it).Reset();
     doomed.clear();
@@ -591,8 +559,8 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
       continue;
     }
     empty_in_a_row = 0;
-    Item** link = shard.Find(victim->Key(), common::HashKey(victim->Key()));
-    shard.UnlinkAt(link, /*via_policy_evict=*/true);
+    shard.UnlinkAt(shard.table.Find(victim->Key(), common::HashKey(victim->Key())),
+                   /*via_policy_evict=*/true);
     int64_t charge = static_cast<int64_t>(ItemCharge(victim));
     shard.bytes -= charge;
     ReleaseBytes(charge);
@@ -629,31 +597,34 @@ size_t RamTier::ReapExpired(size_t max_items) {
     Shard& shard = *shards_[reap_shard_];
     {
       std::lock_guard lock(shard.mu);
-      // Visit a bounded run of buckets per lock hold.
-      size_t stop = std::min(shard.buckets.size(), reap_bucket_ + 256);
-      for (; reap_bucket_ < stop && scanned < max_items; ++reap_bucket_) {
-        Item** link = &shard.buckets[reap_bucket_];
-        ++scanned;  // an empty bucket costs a visit too
-        while (*link != nullptr) {
-          Item* it = *link;
-          ++scanned;
-          ++shard.crawler_items_checked;
-          if (Expired(it, now)) {
-            ++shard.reclaimed;
-            ++shard.crawler_reclaimed;
-            if (!it->fetched) ++shard.expired_unfetched;
-            int64_t charge = static_cast<int64_t>(ItemCharge(it));
-            shard.bytes -= charge;
-            ReleaseBytes(charge);
-            doomed.push_back(shard.UnlinkAt(link, false));
-            ++removed;
-          } else {
-            link = &it->hnext;
-          }
+      // Visit a bounded run of slots per lock hold.
+      size_t stop = std::min(shard.table.capacity(), reap_slot_ + 256);
+      while (reap_slot_ < stop && scanned < max_items) {
+        ++scanned;  // an empty slot costs a visit too
+        Item* it = shard.table.At(reap_slot_);
+        if (it == nullptr) {
+          ++reap_slot_;
+          continue;
         }
+        ++scanned;
+        ++shard.crawler_items_checked;
+        if (!Expired(it, now)) {
+          ++reap_slot_;
+          continue;
+        }
+        ++shard.reclaimed;
+        ++shard.crawler_reclaimed;
+        if (!it->fetched) ++shard.expired_unfetched;
+        int64_t charge = static_cast<int64_t>(ItemCharge(it));
+        shard.bytes -= charge;
+        ReleaseBytes(charge);
+        // The erase may move a later item of the run into this slot, so the
+        // slot is looked at again.
+        doomed.push_back(shard.UnlinkAt({reap_slot_, true}, false));
+        ++removed;
       }
-      if (reap_bucket_ >= shard.buckets.size()) {
-        reap_bucket_ = 0;
+      if (reap_slot_ >= shard.table.capacity()) {
+        reap_slot_ = 0;
         reap_shard_ = (reap_shard_ + 1) % shards_.size();
         ++shards_visited;
       }
@@ -669,7 +640,7 @@ RamTierStats RamTier::Stats() const {
   for (const auto& shard_ptr : shards_) {
     Shard& shard = *shard_ptr;
     std::lock_guard lock(shard.mu);
-    s.curr_items += shard.count;
+    s.curr_items += shard.table.size();
     s.total_items += shard.total_items;
     s.bytes += static_cast<uint64_t>(std::max<int64_t>(0, shard.bytes));
     s.evictions += shard.evictions;
@@ -678,7 +649,7 @@ RamTierStats RamTier::Stats() const {
     s.expired_unfetched += shard.expired_unfetched;
     s.crawler_reclaimed += shard.crawler_reclaimed;
     s.crawler_items_checked += shard.crawler_items_checked;
-    s.hash_buckets += shard.buckets.size();
+    s.hash_buckets += shard.table.capacity();
   }
   s.limit_bytes = limit();
   s.released_bytes = released_bytes_.load(std::memory_order_relaxed);

@@ -94,7 +94,7 @@ struct RamTierStats {
   uint64_t expired_unfetched = 0;
   uint64_t crawler_reclaimed = 0; // of which by ReapExpired()
   uint64_t crawler_items_checked = 0;
-  uint64_t hash_buckets = 0;
+  uint64_t hash_buckets = 0;      // slots of the shards' hash tables
   uint64_t released_bytes = 0;    // charged bytes ever given back (evicted, deleted, ...)
 };
 
@@ -215,9 +215,9 @@ class RamTier {
   uint64_t max_item_size() const { return options_.max_item_size; }
   EvictionKind eviction() const { return options_.eviction; }
 
-  // Scans about `max_items` items and buckets (continuing where the previous
-  // call stopped; a bucket's chain is finished once started) and removes the
-  // expired items. Returns items removed.
+  // Scans about `max_items` items and table slots (continuing where the
+  // previous call stopped) and removes the expired items. Returns items
+  // removed.
   size_t ReapExpired(size_t max_items);
 
   RamTierStats Stats() const;
@@ -266,7 +266,7 @@ class RamTier {
   std::function<void()> flush_hook_;
   std::mutex reap_mu_;
   size_t reap_shard_ = 0;
-  size_t reap_bucket_ = 0;
+  size_t reap_slot_ = 0;
 };
 
 }  // namespace strata::tiers

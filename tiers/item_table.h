@@ -1,0 +1,119 @@
+// ItemTable: a RAM-tier shard's index from key to Item, by open addressing
+// with linear probing.
+//
+// A slot holds an item pointer with 4 bits of the key's hash in its low bits,
+// which Item's 16-byte alignment leaves free. A lookup reads one run of
+// adjacent slots (usually one cache line) and dereferences only the items
+// whose 4 bits match, about 1 in 16 of the others, instead of every item of a
+// hash chain. Items carry no link field.
+//
+// Erasing shifts the rest of the run back into the hole (no tombstones), so a
+// run never holds an empty slot and probes stay short. The table doubles when
+// it is 80% full; it never shrinks (a flush keeps its size too).
+//
+// Positions returned by Find() are valid until the next InsertAt() or
+// EraseAt().
+//
+// Thread safety: none; used under the owning shard's lock.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+#include "tiers/item.h"
+
+namespace strata::tiers {
+
+class ItemTable {
+ public:
+  static constexpr size_t kInitialSlots = 64;
+
+  // Where Find() stopped: the slot holding the key, or the empty slot that
+  // ended the probe (where the key would go).
+  struct Pos {
+    size_t slot;
+    bool found;
+  };
+
+  ItemTable() : slots_(kInitialSlots, 0) {}
+
+  // The home slot of `hash` is hash & (capacity() - 1).
+  Pos Find(std::string_view key, uint64_t hash) const {
+    const size_t mask = slots_.size() - 1;
+    const uintptr_t tag = Tag(hash);
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+      const uintptr_t s = slots_[i];
+      if (s == 0) return {i, false};
+      if ((s & kTagMask) != tag) continue;
+      const Item* it = Ptr(s);
+      if (it->key_len == key.size() && std::memcmp(it->Data(), key.data(), key.size()) == 0) {
+        return {i, true};
+      }
+    }
+  }
+
+  Item* At(size_t slot) const { return Ptr(slots_[slot]); }
+
+  // Puts `item`, whose key hashes to `hash` and is not in the table, at
+  // `pos` from Find(). May grow the table.
+  void InsertAt(Pos pos, Item* item, uint64_t hash) {
+    slots_[pos.slot] = Slot(item, Tag(hash));
+    ++count_;
+    if (count_ * 5 > slots_.size() * 4) Grow();
+  }
+
+  // Replaces the item at `slot` with `item`, which has the same key.
+  void ReplaceAt(size_t slot, Item* item) { slots_[slot] = Slot(item, slots_[slot] & kTagMask); }
+
+  // Empties `slot`, moving later entries of its run back into the hole.
+  void EraseAt(size_t slot) {
+    const size_t mask = slots_.size() - 1;
+    size_t hole = slot;
+    for (size_t j = (hole + 1) & mask;; j = (j + 1) & mask) {
+      const uintptr_t s = slots_[j];
+      if (s == 0) break;
+      // An entry may fill the hole only if its home is not in (hole, j]:
+      // it would no longer be found from its home otherwise.
+      const size_t home = HomeOf(s) & mask;
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        slots_[hole] = s;
+        hole = j;
+      }
+    }
+    slots_[hole] = 0;
+    --count_;
+  }
+
+  // Empties the table, keeping its capacity, without touching the items.
+  void Clear() {
+    std::fill(slots_.begin(), slots_.end(), 0);
+    count_ = 0;
+  }
+
+  size_t size() const { return count_; }
+  size_t capacity() const { return slots_.size(); }
+
+ private:
+  static constexpr uintptr_t kTagMask = 15;
+  static_assert(alignof(Item) <= 16 && alignof(std::max_align_t) >= 16,
+                "items must be 16-byte aligned for the slot tag");
+
+  static uintptr_t Tag(uint64_t hash) { return static_cast<uintptr_t>(hash >> 48) & kTagMask; }
+  static uintptr_t Slot(Item* item, uintptr_t tag) {
+    return reinterpret_cast<uintptr_t>(item) | tag;
+  }
+  static Item* Ptr(uintptr_t s) { return reinterpret_cast<Item*>(s & ~kTagMask); }
+  // The hash an entry was placed by (its key is hashed again: rare paths only).
+  static uint64_t HomeOf(uintptr_t s);
+
+  void Grow();
+
+  std::vector<uintptr_t> slots_;  // size is a power of two; 0 = empty
+  size_t count_ = 0;
+};
+
+}  // namespace strata::tiers
