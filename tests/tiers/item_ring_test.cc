@@ -15,26 +15,11 @@
 #include <unordered_set>
 #include <vector>
 
+#include "tests/tiers/item_pool.h"
 #include "tiers/item.h"
 
 namespace strata::tiers {
 namespace {
-
-// Owns the items a test pushes; frees them at the end.
-class ItemPool {
- public:
-  ~ItemPool() {
-    for (Item* item : items_) Item::Destroy(item);
-  }
-  Item* New() {
-    Item* item = Item::Create("k" + std::to_string(items_.size()), 0, 0, 0);
-    items_.push_back(item);
-    return item;
-  }
-
- private:
-  std::vector<Item*> items_;
-};
 
 std::vector<Item*> Drain(ItemRing& ring) {
   std::vector<Item*> out;

@@ -15,26 +15,11 @@
 #include <vector>
 
 #include "common/hash.h"
+#include "tests/tiers/item_pool.h"
 #include "tiers/item.h"
 
 namespace strata::tiers {
 namespace {
-
-// Owns the items a test makes; frees them at the end.
-class ItemPool {
- public:
-  ~ItemPool() {
-    for (Item* item : items_) Item::Destroy(item);
-  }
-  Item* New(const std::string& key) {
-    Item* item = Item::Create(key, 0, 0, 0);
-    items_.push_back(item);
-    return item;
-  }
-
- private:
-  std::vector<Item*> items_;
-};
 
 uint64_t H(const std::string& key) { return common::HashKey(key); }
 
