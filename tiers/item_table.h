@@ -8,8 +8,11 @@
 // hash chain. Items carry no link field.
 //
 // Erasing shifts the rest of the run back into the hole (no tombstones), so a
-// run never holds an empty slot and probes stay short. The table doubles when
-// it is 80% full; it never shrinks (a flush keeps its size too).
+// run never holds an empty slot and probes stay short. A slot has no room for
+// its entry's home, so an erase hashes again the keys of the entries after it
+// in the run (SsdIndex, whose 31-bit tags give the home, does not need to;
+// that is why the two tables do not share code). The table doubles when it is
+// 80% full; it never shrinks (a flush keeps its size too).
 //
 // Positions returned by Find() are valid until the next InsertAt() or
 // EraseAt().
@@ -107,7 +110,7 @@ class ItemTable {
     return reinterpret_cast<uintptr_t>(item) | tag;
   }
   static Item* Ptr(uintptr_t s) { return reinterpret_cast<Item*>(s & ~kTagMask); }
-  // The hash an entry was placed by (its key is hashed again: rare paths only).
+  // The hash an entry was placed by: its key hashed again (erase and growth).
   static uint64_t HomeOf(uintptr_t s);
 
   void Grow();
