@@ -327,12 +327,12 @@ void Dispatcher::AppendValue(OutputQueue& out, std::string_view key, const tiers
   std::memcpy(p, key.data(), key.size());
   p += key.size();
   *p++ = ' ';
-  p = PutU64(p, item->flags);
+  p = PutU64(p, item->Flags());
   *p++ = ' ';
   p = PutU64(p, item->value_len);
   if (with_cas) {
     *p++ = ' ';
-    p = PutU64(p, item->cas);
+    p = PutU64(p, item->Cas());
   }
   *p++ = '\r';
   *p++ = '\n';

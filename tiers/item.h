@@ -1,5 +1,5 @@
 // Item: one cached key/value with its memcached metadata, in a single
-// allocation laid out as [header][key][value]["\r\n"].
+// allocation laid out as [header][flags, only if non-zero][key][value]["\r\n"].
 //
 // The value is immutable once the item is published to a tier (Store()); a
 // write makes a new item. Items are shared through ItemRef, an intrusive
@@ -7,14 +7,20 @@
 // alive after the key was deleted or replaced. The trailing "\r\n" lets a
 // reply send value and terminator from the item's memory in one piece.
 //
-// Invariant: key_len <= kMaxKeyLength; Data()[value_len, value_len+2) is
-// "\r\n". sizeof(Item) is 32 bytes; Item::Create() returns 16-byte aligned
-// memory (ItemTable keeps 4 bits of hash in the low bits of its pointers).
+// The header is 24 bytes. As in memcached, client flags take 4 bytes only
+// when they are non-zero, and the CAS unique is kept in 48 bits (kMaxCas:
+// 8.9 years of 1 million stores a second).
+//
+// Invariant: key_len <= kMaxKeyLength; value_len <= kMaxValueLength;
+// Data()[value_len, value_len+2) is "\r\n". Item::Create() returns 16-byte
+// aligned memory (ItemTable keeps 4 bits of hash in the low bits of its
+// pointers).
 //
 // Thread safety: the reference count is atomic, so ItemRefs may be copied and
-// dropped on any thread. The metadata fields `exptime`, `queue_pos`, `policy`
-// and `linked` belong to the tier holding the item and are only touched under
-// that tier's shard lock; everything else is immutable after Store().
+// dropped on any thread. The metadata fields `exptime`, `queue_pos`, `policy`,
+// `linked`, `fetched`, `ssd_copy` and `read_ahead` belong to the tier holding
+// the item and are only touched under that tier's shard lock (or before the
+// item is published); everything else is immutable after Store().
 #pragma once
 
 #include <atomic>
@@ -28,24 +34,41 @@ namespace strata::tiers {
 
 inline constexpr size_t kMaxKeyLength = 250;
 
+inline constexpr size_t kMaxValueLength = (size_t{1} << 31) - 1;
+inline constexpr uint64_t kMaxCas = (uint64_t{1} << 48) - 1;
 
 struct Item {
   std::atomic<uint32_t> refs;
-  uint32_t value_len;  // bytes of value, without the "\r\n"
-  uint64_t cas;        // unique per stored version; 0 until stored
-  uint32_t flags;      // client flags, returned untouched
-  uint32_t exptime;    // absolute unix seconds; 0 = never expires
-  uint32_t queue_pos;  // owned by the eviction policy
+  uint32_t value_len : 31;  // bytes of value, without the "\r\n"
+  uint32_t has_flags : 1;   // 4 bytes of client flags precede the key
+  uint32_t cas_lo;          // CAS unique, bits 0-31 (see Cas())
+  uint16_t cas_hi;          // CAS unique, bits 32-47
   uint8_t key_len;
-  uint8_t policy;      // owned by the eviction policy (queue id, frequency)
-  uint8_t linked;        // 1 while reachable from a tier's table
-  uint8_t fetched : 1;   // a get returned it (for stats)
-  uint8_t ssd_copy : 1;  // this exact version also has a valid SSD record
+  uint8_t policy : 4;      // owned by the eviction policy (queue id, frequency)
+  uint8_t linked : 1;      // 1 while reachable from a tier's table
+  uint8_t fetched : 1;     // a get returned it (for stats)
+  uint8_t ssd_copy : 1;    // this exact version also has a valid SSD record
   uint8_t read_ahead : 1;  // promoted ahead of its get; that get counts an SSD hit
-  // Followed in memory by: key bytes, value bytes, "\r\n".
+  uint32_t exptime;        // absolute unix seconds; 0 = never expires
+  uint32_t queue_pos;      // owned by the eviction policy
+  // Followed in memory by: flags (if has_flags), key bytes, value bytes, "\r\n".
 
-  const char* Data() const { return reinterpret_cast<const char*>(this + 1); }
-  char* MutableData() { return reinterpret_cast<char*>(this + 1); }
+  // Unique per stored version; 0 until stored.
+  uint64_t Cas() const { return uint64_t{cas_hi} << 32 | cas_lo; }
+  // `cas` must be <= kMaxCas.
+  void SetCas(uint64_t cas) {
+    cas_lo = static_cast<uint32_t>(cas);
+    cas_hi = static_cast<uint16_t>(cas >> 32);
+  }
+  // Client flags, returned untouched.
+  uint32_t Flags() const {
+    uint32_t flags = 0;
+    if (has_flags) std::memcpy(&flags, reinterpret_cast<const char*>(this + 1), sizeof(flags));
+    return flags;
+  }
+
+  const char* Data() const { return reinterpret_cast<const char*>(this + 1) + FlagsBytes(); }
+  char* MutableData() { return reinterpret_cast<char*>(this + 1) + FlagsBytes(); }
   std::string_view Key() const { return {Data(), key_len}; }
   const char* Value() const { return Data() + key_len; }
   char* MutableValue() { return MutableData() + key_len; }
@@ -62,6 +85,9 @@ struct Item {
   // Returns nullptr if memory cannot be had.
   static Item* Create(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len);
   static void Destroy(Item* item);
+
+ private:
+  size_t FlagsBytes() const { return has_flags ? sizeof(uint32_t) : 0; }
 };
 
 // Intrusive shared handle to an Item. Moving is free; copying costs one
@@ -103,6 +129,6 @@ class ItemRef {
   Item* item_ = nullptr;
 };
 
-static_assert(sizeof(Item) == 32, "Item header grew");
+static_assert(sizeof(Item) == 24, "Item header grew");
 
 }  // namespace strata::tiers

@@ -258,7 +258,7 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
       case StoreMode::kCas:
         if (old == nullptr) {
           result = StoreResult::kNotFound;
-        } else if (old->cas != cas_unique) {
+        } else if (old->Cas() != cas_unique) {
           result = StoreResult::kExists;
         }
         break;
@@ -269,11 +269,11 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
           break;
         }
         uint64_t total = uint64_t{old->value_len} + item->value_len;
-        if (!ItemSizeOk(key.size(), old->flags, total) || total > UINT32_MAX) {
+        if (!ItemSizeOk(key.size(), old->Flags(), total) || total > kMaxValueLength) {
           result = StoreResult::kNotStored;
           break;
         }
-        Item* c = Item::Create(key, old->flags, old->exptime, static_cast<uint32_t>(total));
+        Item* c = Item::Create(key, old->Flags(), old->exptime, static_cast<uint32_t>(total));
         if (c == nullptr) {
           result = StoreResult::kNotStored;
           break;
@@ -291,8 +291,8 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
         now <= flush_horizon_.load(std::memory_order_relaxed)) {
       // Stored during the second a flush_all covers: invisible at once, as
       // in memcached. The old value (if any) goes too.
-      publish->cas = NextCas();
-      if (stored_cas != nullptr) *stored_cas = publish->cas;
+      publish->SetCas(NextCas());
+      if (stored_cas != nullptr) *stored_cas = publish->Cas();
       if (old != nullptr) {
         int64_t old_charge = static_cast<int64_t>(ItemCharge(old));
         shard.bytes -= old_charge;
@@ -300,8 +300,8 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
         doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
       }
     } else if (result == StoreResult::kStored) {
-      if (mode != StoreMode::kRestore) publish->cas = NextCas();
-      if (stored_cas != nullptr) *stored_cas = publish->cas;
+      if (mode != StoreMode::kRestore) publish->SetCas(NextCas());
+      if (stored_cas != nullptr) *stored_cas = publish->Cas();
       int64_t charge = static_cast<int64_t>(ItemCharge(publish));
       ItemRef& owner = publish == item.get() ? item : combined;
       if (old != nullptr) {
@@ -395,6 +395,7 @@ bool RamTier::Contains(std::string_view key) {
 }
 
 void RamTier::EnsureCasAbove(uint64_t cas) {
+  cas = std::min(cas, kMaxCas - 1);
   uint64_t cur = next_cas_.load(std::memory_order_relaxed);
   while (cur <= cas && !next_cas_.compare_exchange_weak(cur, cas + 1)) {
   }
@@ -472,14 +473,14 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
       // Nobody else holds the item: update in place, as memcached does.
       std::memcpy(it->MutableValue(), buf, len);
       std::memset(it->MutableValue() + len, ' ', it->value_len - len);
-      it->cas = NextCas();
+      it->SetCas(NextCas());
       it->ssd_copy = 0;
       return DeltaResult::kOk;
     }
-    Item* fresh = Item::Create(key, it->flags, it->exptime, static_cast<uint32_t>(len));
+    Item* fresh = Item::Create(key, it->Flags(), it->exptime, static_cast<uint32_t>(len));
     if (fresh == nullptr) return DeltaResult::kNoMemory;
     std::memcpy(fresh->MutableValue(), buf, len);
-    fresh->cas = NextCas();
+    fresh->SetCas(NextCas());
     fresh->fetched = it->fetched;
     int64_t charge = static_cast<int64_t>(ItemCharge(fresh)) - static_cast<int64_t>(ItemCharge(it));
     doomed = ItemRef::Adopt(shard.ReplaceAt(pos, fresh, hash));
@@ -511,7 +512,8 @@ void RamTier::FlushAll(int64_t at_unix) {
 void RamTier::FlushNow() {
   // Everything stored so far becomes invisible at once; the shards are then
   // cleared one by one.
-  flushed_below_cas_.store(next_cas_.load(std::memory_order_relaxed), std::memory_order_release);
+  flushed_below_cas_.store(next_cas_.load(std::memory_order_relaxed) & kMaxCas,
+                           std::memory_order_release);
   std::vector<Item*> doomed;
   for (auto& shard_ptr : shards_) {
     Shard& shard = *shard_ptr;

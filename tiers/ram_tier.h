@@ -158,11 +158,12 @@ class RamTier {
 
   // True if a flush_all has taken effect since `item` was stored.
   bool IsFlushed(const Item& item) const {
-    return item.cas < flushed_below_cas_.load(std::memory_order_acquire);
+    return item.Cas() < flushed_below_cas_.load(std::memory_order_acquire);
   }
 
   // Makes every CAS unique issued from now on larger than `cas` (after
-  // items with persisted uniques were recovered).
+  // items with persisted uniques were recovered); `cas` is capped at
+  // kMaxCas - 1.
   void EnsureCasAbove(uint64_t cas);
 
   // Calls fn(item) for every live item, a shard at a time, outside the
@@ -239,7 +240,7 @@ class RamTier {
   // from other shards are already invisible).
   bool Expired(const Item* item, int64_t now) const {
     return (item->exptime != 0 && static_cast<int64_t>(item->exptime) <= now) ||
-           item->cas < flushed_below_cas_.load(std::memory_order_acquire);
+           item->Cas() < flushed_below_cas_.load(std::memory_order_acquire);
   }
   // The pending delayed flush, run by whichever call first sees it due.
   void MaybeRunDelayedFlush(int64_t now);
@@ -249,7 +250,16 @@ class RamTier {
   // Evicts until usage is within the limit, starting with `first_shard`;
   // never evicts `keep` (the item just stored).
   void EnforceLimit(size_t first_shard, const Item* keep = nullptr);
-  uint64_t NextCas() { return next_cas_.fetch_add(1, std::memory_order_relaxed); }
+  // Items keep 48 bits of CAS (kMaxCas). After 2^48 stores the counter
+  // wraps to 1 (0 means "not stored"); the flush threshold, which earlier
+  // uniques no longer compare with, starts over at 0 (a flush clears the
+  // shards at once, so it only guards stores racing with that flush).
+  uint64_t NextCas() {
+    uint64_t cas = next_cas_.fetch_add(1, std::memory_order_relaxed) & kMaxCas;
+    if (cas != 0) return cas;
+    flushed_below_cas_.store(0, std::memory_order_release);
+    return next_cas_.fetch_add(1, std::memory_order_relaxed) & kMaxCas;
+  }
 
   RamTierOptions options_;
   const common::Clock& clock_;

@@ -421,8 +421,8 @@ bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>
     c_->dropped_too_large.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  RecordMeta meta{RecordType::kItem, lz4 ? Codec::kLz4 : Codec::kNone, item.flags, item.exptime,
-                  item.cas, item.value_len};
+  Codec codec = lz4 ? Codec::kLz4 : Codec::kNone;
+  RecordMeta meta{RecordType::kItem, codec, item.Flags(), item.exptime, item.Cas(), item.value_len};
   std::lock_guard lock(mu_);
   if (still_current && !still_current()) return false;
   auto loc = AppendLocked(hash, meta, item.Key(), stored);
@@ -502,6 +502,7 @@ ItemRef SsdLog::DecodeItem(uint64_t seq, const char* rec, size_t avail, std::str
   if (d.meta.exptime != 0 && static_cast<int64_t>(d.meta.exptime) <= clock_.NowSeconds()) {
     return {};
   }
+  if (d.meta.cas > kMaxCas) return {};  // not a unique this version issues
   Item* item = Item::Create(key, d.meta.flags, d.meta.exptime, d.meta.value_len);
   if (item == nullptr) return {};
   ItemRef ref = ItemRef::Adopt(item);
@@ -513,7 +514,7 @@ ItemRef SsdLog::DecodeItem(uint64_t seq, const char* rec, size_t avail, std::str
   } else {
     std::memcpy(item->MutableValue(), d.stored.data(), d.stored.size());
   }
-  item->cas = d.meta.cas;
+  item->SetCas(d.meta.cas);
   return ref;
 }
 

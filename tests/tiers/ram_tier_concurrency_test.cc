@@ -119,7 +119,7 @@ void Worker(int id, RamTier& tier, common::FakeClock& clock, std::atomic<int>& e
       put(StoreMode::kPrepend, key);
     } else if (dice < 71) {
       ItemRef item = tier.Get(key);
-      uint64_t cas = item ? item->cas : 1;
+      uint64_t cas = item ? item->Cas() : 1;
       item.Reset();
       put(StoreMode::kCas, key, cas);
     } else if (dice < 80) {

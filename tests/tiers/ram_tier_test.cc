@@ -71,7 +71,7 @@ class RamTierTest : public ::testing::Test {
 
   uint64_t CasOf(std::string_view key) {
     ItemRef item = tier_->Get(key);
-    return item ? item->cas : 0;
+    return item ? item->Cas() : 0;
   }
 
   // Sum of ItemCharge over the given keys that are resident (through Get).
@@ -102,8 +102,8 @@ TEST_F(RamTierTest, SetThenGet) {
   EXPECT_EQ(item->Key(), "k");
   EXPECT_EQ(item->ValueView(), "hello");
   EXPECT_EQ(item->ValueWithCrlf(), "hello\r\n");
-  EXPECT_EQ(item->flags, 123u);
-  EXPECT_NE(item->cas, 0u);
+  EXPECT_EQ(item->Flags(), 123u);
+  EXPECT_NE(item->Cas(), 0u);
   EXPECT_EQ(item->linked, 1);
   // Set overwrites.
   ASSERT_EQ(Put("k", "world!", StoreMode::kSet, 7), StoreResult::kStored);
@@ -134,7 +134,7 @@ TEST_F(RamTierTest, ReplaceOnlyWhenPresent) {
   ASSERT_EQ(Put("k", "v1"), StoreResult::kStored);
   EXPECT_EQ(Put("k", "v2", StoreMode::kReplace, 5), StoreResult::kStored);
   EXPECT_EQ(Value("k"), "v2");
-  EXPECT_EQ(tier_->Get("k")->flags, 5u);
+  EXPECT_EQ(tier_->Get("k")->Flags(), 5u);
 }
 
 TEST_F(RamTierTest, AppendAndPrepend) {
@@ -160,7 +160,7 @@ TEST_F(RamTierTest, AppendPrependKeepOldFlagsAndExptime) {
   ItemRef item = tier_->Get("k");
   ASSERT_TRUE(item);
   EXPECT_EQ(item->ValueView(), "cab");
-  EXPECT_EQ(item->flags, 42u);
+  EXPECT_EQ(item->Flags(), 42u);
   EXPECT_EQ(item->exptime, exptime);
   EXPECT_GT(cas_after, cas_before);
   item.Reset();
@@ -193,7 +193,7 @@ TEST_F(RamTierTest, CasSemantics) {
   EXPECT_EQ(Put("k", "v2", StoreMode::kCas, 3, 0, cas1, &cas2), StoreResult::kStored);
   EXPECT_GT(cas2, cas1);
   EXPECT_EQ(Value("k"), "v2");
-  EXPECT_EQ(tier_->Get("k")->flags, 3u);
+  EXPECT_EQ(tier_->Get("k")->Flags(), 3u);
   // The old unique is stale now.
   EXPECT_EQ(Put("k", "v3", StoreMode::kCas, 0, 0, cas1), StoreResult::kExists);
   EXPECT_EQ(Value("k"), "v2");
@@ -220,6 +220,36 @@ TEST_F(RamTierTest, FailedStoresReturnNoCasAndChangeNothing) {
   EXPECT_EQ(after.bytes, before.bytes);
   EXPECT_EQ(after.curr_items, before.curr_items);
   EXPECT_EQ(after.total_items, before.total_items);
+}
+
+// Items keep 48 bits of CAS: a recovered unique beyond that is clamped, and
+// the counter wraps to 1, never to 0 (which means "not stored").
+TEST_F(RamTierTest, CasCounterWrapsAtFortyEightBitsSkippingZero) {
+  tier_->EnsureCasAbove(~uint64_t{0});
+  uint64_t cas = 0;
+  ASSERT_EQ(Put("a", "1", StoreMode::kSet, 0, 0, 0, &cas), StoreResult::kStored);
+  EXPECT_EQ(cas, kMaxCas);
+  EXPECT_EQ(CasOf("a"), kMaxCas);
+  ASSERT_EQ(Put("b", "2", StoreMode::kSet, 0, 0, 0, &cas), StoreResult::kStored);
+  EXPECT_EQ(cas, 1u);
+  EXPECT_EQ(CasOf("b"), 1u);
+  EXPECT_EQ(Put("a", "3", StoreMode::kCas, 0, 0, kMaxCas), StoreResult::kStored);
+  EXPECT_EQ(Value("a"), "3");
+
+  // A flush just before the wrap does not hide the items stored after it.
+  Reset(DefaultOptions());
+  tier_->EnsureCasAbove(kMaxCas - 2);
+  ASSERT_EQ(Put("c", "4", StoreMode::kSet, 0, 0, 0, &cas), StoreResult::kStored);
+  EXPECT_EQ(cas, kMaxCas - 1);
+  tier_->FlushAll(clock_.NowSeconds() - 1);
+  clock_.Advance(1);  // a flush also hides items stored in its own second
+  EXPECT_FALSE(Value("c"));
+  ASSERT_EQ(Put("d", "5", StoreMode::kSet, 0, 0, 0, &cas), StoreResult::kStored);
+  EXPECT_EQ(cas, kMaxCas);
+  ASSERT_EQ(Put("e", "6", StoreMode::kSet, 0, 0, 0, &cas), StoreResult::kStored);
+  EXPECT_EQ(cas, 1u);
+  EXPECT_EQ(Value("d"), "5");
+  EXPECT_EQ(Value("e"), "6");
 }
 
 TEST_F(RamTierTest, CasUniquesIncreaseAcrossKeysAndShards) {
@@ -473,7 +503,7 @@ TEST_F(RamTierTest, DeltaAcceptsWhatStrtoullAccepts) {
 TEST_F(RamTierTest, DeltaInPlacePadsWithSpaces) {
   ASSERT_EQ(Put("n", "100", StoreMode::kSet, /*flags=*/3, Now() + 100), StoreResult::kStored);
   Item* before = tier_->Get("n").get();  // the table keeps it alive
-  uint64_t cas_before = before->cas;
+  uint64_t cas_before = before->Cas();
   uint64_t result = 0;
   ASSERT_EQ(tier_->Delta("n", false, 95, &result), DeltaResult::kOk);
   EXPECT_EQ(result, 5u);
@@ -481,8 +511,8 @@ TEST_F(RamTierTest, DeltaInPlacePadsWithSpaces) {
   EXPECT_EQ(after.get(), before);  // same item, updated in place
   EXPECT_EQ(after->ValueView(), "5  ");
   EXPECT_EQ(after->ValueWithCrlf(), "5  \r\n");
-  EXPECT_GT(after->cas, cas_before);
-  EXPECT_EQ(after->flags, 3u);
+  EXPECT_GT(after->Cas(), cas_before);
+  EXPECT_EQ(after->Flags(), 3u);
   EXPECT_EQ(after->exptime, Now() + 100);
   after.Reset();
   // A padded value is still a number.
@@ -511,9 +541,9 @@ TEST_F(RamTierTest, DeltaWithHeldRefMakesNewExactItem) {
   EXPECT_NE(now.get(), held.get());
   EXPECT_EQ(now->ValueView(), "5");
   EXPECT_EQ(now->ValueWithCrlf(), "5\r\n");
-  EXPECT_EQ(now->flags, 8u);
+  EXPECT_EQ(now->Flags(), 8u);
   EXPECT_EQ(now->exptime, Now() + 100);
-  EXPECT_GT(now->cas, held->cas);
+  EXPECT_GT(now->Cas(), held->Cas());
   EXPECT_EQ(held->linked, 0);
   RamTierStats stats = tier_->Stats();
   EXPECT_EQ(stats.curr_items, 1u);
@@ -893,7 +923,7 @@ TEST_F(RamTierTest, ItemSizeOkBoundary) {
   EXPECT_EQ(why, AllocResult::kOk);
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->Key(), key);
-  EXPECT_EQ(ok->cas, 0u);
+  EXPECT_EQ(ok->Cas(), 0u);
   EXPECT_EQ(ok->ValueWithCrlf().substr(ok->value_len), "\r\n");
   ItemRef big = tier_->Allocate(key, 0, 0, 1000 - 56 - 11 - 2 + 1, &why);
   EXPECT_FALSE(big);

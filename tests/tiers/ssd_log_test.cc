@@ -35,7 +35,7 @@ ItemRef MakeItem(const std::string& key, const std::string& value, uint32_t expt
                  uint32_t flags = 7, uint64_t cas = 1) {
   Item* it = Item::Create(key, flags, exptime, static_cast<uint32_t>(value.size()));
   std::memcpy(it->MutableValue(), value.data(), value.size());
-  it->cas = cas;
+  it->SetCas(cas);
   return ItemRef::Adopt(it);
 }
 
@@ -117,7 +117,7 @@ TEST_F(SsdLogTest, RoundTripFromBufferAndFromDevice) {
   ItemRef a = Read(*log, "a");  // still in the open region's buffer
   ASSERT_TRUE(a);
   EXPECT_EQ(a->ValueView(), v1);
-  EXPECT_EQ(a->flags, 7u);
+  EXPECT_EQ(a->Flags(), 7u);
   log->Sync();
   // Reopen: now it comes from the device.
   log.reset();

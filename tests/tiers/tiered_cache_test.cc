@@ -106,7 +106,7 @@ TEST_F(TieredCacheTest, PromotionKeepsCasAndTheSsdRecord) {
   cache_->Promote("k5", *queue, &done);
   DrainQueue(*queue);
   ASSERT_TRUE(done.item);
-  uint64_t cas = done.item->cas;
+  uint64_t cas = done.item->Cas();
   // A cas with the unique read from SSD succeeds after promotion.
   EXPECT_EQ(Put("k5", "swapped", StoreMode::kCas, cas), StoreResult::kStored);
   EXPECT_EQ(Read("k5")->ValueView(), "swapped");
@@ -421,11 +421,11 @@ TEST_F(TieredCacheTest, SketchAdmissionCountsGetsNotTheSetAfterAMiss) {
 
 TEST_F(TieredCacheTest, CasUniquesStayUniqueAcrossRestart) {
   Put("a", "1");
-  uint64_t cas_before = cache_->Get("a")->cas;
+  uint64_t cas_before = cache_->Get("a")->Cas();
   cache_->DemoteAll();
   Start();
   Put("b", "2");
-  EXPECT_GT(cache_->Get("b")->cas, cas_before);
+  EXPECT_GT(cache_->Get("b")->Cas(), cas_before);
 }
 
 }  // namespace
