@@ -176,7 +176,8 @@ ItemRef RamTier::Allocate(std::string_view key, uint32_t flags, uint32_t exptime
     *why = AllocResult::kTooLarge;
     return {};
   }
-  if (sizeof(Item) + key.size() + value_len + 2 + kPerItemIndexOverhead > limit()) {
+  const size_t flags_bytes = flags != 0 ? sizeof(flags) : 0;
+  if (sizeof(Item) + flags_bytes + key.size() + value_len + 2 + kPerItemIndexOverhead > limit()) {
     *why = AllocResult::kNoMemory;
     return {};
   }
