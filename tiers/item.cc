@@ -15,14 +15,13 @@ size_t Item::AllocatedBytes() const {
 
 Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len) {
   if (key.size() > kMaxKeyLength || value_len > kMaxValueLength) return nullptr;
-  size_t flags_bytes = flags != 0 ? sizeof(flags) : 0;
-  size_t total = sizeof(Item) + flags_bytes + key.size() + size_t{value_len} + 2;
-  void* mem = std::malloc(total);  // aligned for max_align_t: 16 bytes
+  // malloc aligns for max_align_t: 16 bytes.
+  void* mem = std::malloc(SizeFor(key.size(), flags, value_len));
   if (mem == nullptr) return nullptr;
   Item* item = new (mem) Item;
   item->refs.store(1, std::memory_order_relaxed);
   item->value_len = value_len;
-  item->has_flags = flags_bytes != 0 ? 1 : 0;
+  item->has_flags = flags != 0 ? 1 : 0;
   item->SetCas(0);
   item->key_len = static_cast<uint8_t>(key.size());
   item->policy = 0;
@@ -32,7 +31,7 @@ Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint3
   item->read_ahead = 0;
   item->exptime = exptime;
   item->queue_pos = 0;
-  if (flags_bytes != 0) std::memcpy(reinterpret_cast<char*>(item + 1), &flags, sizeof(flags));
+  if (flags != 0) std::memcpy(reinterpret_cast<char*>(item + 1), &flags, sizeof(flags));
   char* data = item->MutableData();
   std::memcpy(data, key.data(), key.size());
   data[key.size() + value_len] = '\r';

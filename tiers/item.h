@@ -84,6 +84,10 @@ struct Item {
   // the trailing "\r\n"; the value bytes are left for the caller to fill.
   // Returns nullptr if memory cannot be had.
   static Item* Create(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len);
+  // Bytes Create() asks malloc for.
+  static size_t SizeFor(size_t key_len, uint32_t flags, size_t value_len) {
+    return sizeof(Item) + (flags != 0 ? sizeof(flags) : 0) + key_len + value_len + 2;
+  }
   static void Destroy(Item* item);
 
  private:

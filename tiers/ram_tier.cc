@@ -176,8 +176,7 @@ ItemRef RamTier::Allocate(std::string_view key, uint32_t flags, uint32_t exptime
     *why = AllocResult::kTooLarge;
     return {};
   }
-  const size_t flags_bytes = flags != 0 ? sizeof(flags) : 0;
-  if (sizeof(Item) + flags_bytes + key.size() + value_len + 2 + kPerItemIndexOverhead > limit()) {
+  if (Item::SizeFor(key.size(), flags, value_len) + kPerItemIndexOverhead > limit()) {
     *why = AllocResult::kNoMemory;
     return {};
   }
