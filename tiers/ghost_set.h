@@ -27,16 +27,23 @@ class GhostSet {
  public:
   // Sizes the table for `entries` keys (1.5x to 3x, a power of two, so set
   // conflicts rarely drop a key inside the window). Forgets everything.
+  // The memory is taken by the first Insert(): a cache that has evicted
+  // nothing yet pays nothing for its ghost.
   void Resize(size_t entries) {
     size_t want = entries + entries / 2;
     size_t sets = 1;
     while (sets * kWays < want) sets <<= 1;
-    if (sets * kWays == slots_.size()) return;
-    slots_.assign(sets * kWays, 0);
+    if (sets * kWays == capacity_) return;
+    capacity_ = sets * kWays;
+    slots_.clear();
+    slots_.shrink_to_fit();
     set_mask_ = sets - 1;
     bytes_in_ = 0;
   }
-  size_t capacity() const { return slots_.size(); }
+  // Entries the table holds once it is in use.
+  size_t capacity() const { return capacity_; }
+  // Bytes of memory the table uses now.
+  size_t memory_bytes() const { return slots_.capacity() * sizeof(uint32_t); }
 
   // Sets the window in bytes. Epochs keep the length they were cut for
   // until the window leaves [1/2, 2] x that; then the ghost starts over.
@@ -52,7 +59,8 @@ class GhostSet {
 
   // Remembers a key whose item of `bytes` was evicted.
   void Insert(uint64_t hash, uint64_t bytes) {
-    if (slots_.empty()) return;
+    if (capacity_ == 0) return;
+    if (slots_.empty()) slots_.assign(capacity_, 0);
     bytes_in_ += bytes;  // its age counts what is evicted after it
     uint32_t* set = &slots_[(hash & set_mask_) * kWays];
     uint32_t epoch = Epoch();
@@ -93,7 +101,8 @@ class GhostSet {
     return (static_cast<uint32_t>(hash >> 32) | 0x100u) & ~0xffu;
   }
   uint32_t Epoch() const { return static_cast<uint32_t>(bytes_in_ / epoch_bytes_) & 0xff; }
-  std::vector<uint32_t> slots_;
+  std::vector<uint32_t> slots_;  // empty, or capacity_ entries
+  size_t capacity_ = 0;
   uint64_t set_mask_ = 0;
   uint64_t window_ = 0;
   uint64_t epoch_bytes_ = 1;  // set by SetWindow(); never 0

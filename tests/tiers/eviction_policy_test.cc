@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/hash.h"
+#include "tiers/ghost_set.h"
 #include "tiers/item.h"
 
 namespace strata::tiers {
@@ -306,6 +307,33 @@ TEST(S3FifoTest, ClearForgetsResidentItems) {
   EXPECT_EQ(policy->Evict(), nullptr);
   Insert(*policy, items.New(Key('b', 0)));
   EXPECT_EQ(EvictAll(*policy), (std::vector<std::string>{Key('b', 0)}));
+}
+
+// A cache that has not evicted anything has no ghost to pay for: the table
+// is taken by the first Insert(), sized as Resize() said, and works from then.
+TEST(GhostSetTest, TakesMemoryOnlyOnFirstInsert) {
+  GhostSet ghost;
+  ghost.Resize(1000);
+  ghost.SetWindow(1 << 20);
+  EXPECT_EQ(ghost.capacity(), 2048u);
+  EXPECT_EQ(ghost.memory_bytes(), 0u);
+  EXPECT_FALSE(ghost.TakeIfPresent(common::HashKey("k1")));
+  EXPECT_EQ(ghost.memory_bytes(), 0u);
+
+  ghost.Insert(common::HashKey("k1"), 100);
+  EXPECT_EQ(ghost.memory_bytes(), 2048u * sizeof(uint32_t));
+  EXPECT_TRUE(ghost.TakeIfPresent(common::HashKey("k1")));
+  EXPECT_FALSE(ghost.TakeIfPresent(common::HashKey("k1")));
+
+  // Resizing forgets, gives the memory back, and the next Insert takes the
+  // new size.
+  ghost.Insert(common::HashKey("k2"), 100);
+  ghost.Resize(3000);
+  EXPECT_EQ(ghost.memory_bytes(), 0u);
+  EXPECT_FALSE(ghost.TakeIfPresent(common::HashKey("k2")));
+  ghost.Insert(common::HashKey("k3"), 100);
+  EXPECT_EQ(ghost.memory_bytes(), ghost.capacity() * sizeof(uint32_t));
+  EXPECT_TRUE(ghost.TakeIfPresent(common::HashKey("k3")));
 }
 
 // -------------------------------------------------------------------- LRU
