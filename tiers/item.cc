@@ -18,6 +18,10 @@ Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint3
   // malloc aligns for max_align_t: 16 bytes.
   void* mem = std::malloc(SizeFor(key.size(), flags, value_len));
   if (mem == nullptr) return nullptr;
+  if (reinterpret_cast<uintptr_t>(mem) >= kItemAddressLimit) {
+    std::free(mem);
+    return nullptr;
+  }
   Item* item = new (mem) Item;
   item->refs.store(1, std::memory_order_relaxed);
   item->value_len = value_len;

@@ -13,8 +13,8 @@
 //
 // Invariant: key_len <= kMaxKeyLength; value_len <= kMaxValueLength;
 // Data()[value_len, value_len+2) is "\r\n". Item::Create() returns 16-byte
-// aligned memory (ItemTable keeps 4 bits of hash in the low bits of its
-// pointers).
+// aligned memory below kItemAddressLimit (PackedItemPtrs stores 44 bits of
+// an item's address).
 //
 // Thread safety: the reference count is atomic, so ItemRefs may be copied and
 // dropped on any thread. The metadata fields `exptime`, `queue_pos`, `policy`,
@@ -36,6 +36,9 @@ inline constexpr size_t kMaxKeyLength = 250;
 
 inline constexpr size_t kMaxValueLength = (size_t{1} << 31) - 1;
 inline constexpr uint64_t kMaxCas = (uint64_t{1} << 48) - 1;
+// Item::Create never returns memory at or above this address
+// (PackedItemPtrs keeps 48-bit addresses).
+inline constexpr uint64_t kItemAddressLimit = uint64_t{1} << 48;
 
 struct Item {
   std::atomic<uint32_t> refs;
@@ -82,7 +85,9 @@ struct Item {
 
   // Allocates an unpublished item with refs = 1, copying `key` and writing
   // the trailing "\r\n"; the value bytes are left for the caller to fill.
-  // Returns nullptr if memory cannot be had.
+  // Returns nullptr if memory cannot be had (or only at or above
+  // kItemAddressLimit, which user space on x86-64 and arm64 never gets
+  // unless it asks mmap for it).
   static Item* Create(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len);
   // Bytes Create() asks malloc for.
   static size_t SizeFor(size_t key_len, uint32_t flags, size_t value_len) {

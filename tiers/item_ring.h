@@ -1,27 +1,29 @@
-// ItemRing: a FIFO of Item pointers on a growable ring buffer, with O(1)
-// removal from the middle (the slot is cleared and skipped later). The
-// item's `queue_pos` records its slot. Holes are compacted away when they
-// outnumber live entries, so memory stays proportional to the live count.
+// ItemRing: a FIFO of Item pointers on a growable ring buffer of 6-byte
+// PackedItemPtrs entries, with O(1) removal from the middle (the slot is
+// cleared and skipped later). The item's `queue_pos` records its slot.
+// Holes are compacted away when they outnumber live entries, so memory stays
+// proportional to the live count.
 //
 // Thread safety: none; used under the owning shard's lock.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+#include <utility>
 
 #include "tiers/item.h"
+#include "tiers/packed_item_ptrs.h"
 
 namespace strata::tiers {
 
 class ItemRing {
  public:
-  ItemRing() : slots_(16, nullptr) {}
+  ItemRing() : slots_(kInitialSlots) {}
 
   // Appends at the tail (newest end).
   void Push(Item* item) {
     if (tail_ - head_ == slots_.size()) Grow();
-    slots_[tail_ & (slots_.size() - 1)] = item;
+    slots_.Set(tail_ & (slots_.size() - 1), PackedItemPtrs::Encode(item));
     item->queue_pos = static_cast<uint32_t>(tail_);
     ++tail_;
     ++live_;
@@ -30,8 +32,8 @@ class ItemRing {
   // Removes and returns the oldest item, or nullptr if empty.
   Item* Pop() {
     while (head_ != tail_) {
-      Item* item = slots_[head_ & (slots_.size() - 1)];
-      slots_[head_ & (slots_.size() - 1)] = nullptr;
+      Item* item = At(head_);
+      slots_.Set(head_ & (slots_.size() - 1), 0);
       ++head_;
       if (item != nullptr) {
         --live_;
@@ -43,7 +45,7 @@ class ItemRing {
 
   // Removes `item`, which must be in this ring.
   void Erase(Item* item) {
-    slots_[item->queue_pos & (slots_.size() - 1)] = nullptr;
+    slots_.Set(item->queue_pos & (slots_.size() - 1), 0);
     --live_;
   }
 
@@ -56,7 +58,7 @@ class ItemRing {
     Item* last = nullptr;
     size_t slots = 4 * max_live;
     for (uint64_t i = head_; i != tail_ && max_live > 0 && slots > 0; ++i, --slots) {
-      Item* item = slots_[i & (slots_.size() - 1)];
+      Item* item = At(i);
       if (item == nullptr) continue;
       last = item;
       --max_live;
@@ -69,32 +71,39 @@ class ItemRing {
   bool empty() const { return live_ == 0; }
 
   void Clear() {
-    slots_.assign(16, nullptr);
+    slots_ = PackedItemPtrs(kInitialSlots);
     head_ = tail_ = 0;
     live_ = 0;
   }
 
  private:
+  static constexpr size_t kInitialSlots = 16;
+
+  // The item in the slot of position `pos`, or nullptr for a hole.
+  Item* At(uint64_t pos) const {
+    return PackedItemPtrs::ItemOf(slots_.Get(pos & (slots_.size() - 1)));
+  }
+
   // Called when the ring is full: compacts in place if at least half the
   // slots are holes, otherwise doubles.
   void Grow() {
     size_t capacity = slots_.size();
     if (live_ * 2 > capacity) capacity *= 2;
-    std::vector<Item*> next(capacity, nullptr);
+    PackedItemPtrs next(capacity);
     uint64_t pos = 0;
     for (uint64_t i = head_; i != tail_; ++i) {
-      Item* item = slots_[i & (slots_.size() - 1)];
+      Item* item = At(i);
       if (item == nullptr) continue;
-      next[pos] = item;
+      next.Set(pos, PackedItemPtrs::Encode(item));
       item->queue_pos = static_cast<uint32_t>(pos);
       ++pos;
     }
-    slots_.swap(next);
+    slots_ = std::move(next);
     head_ = 0;
     tail_ = pos;
   }
 
-  std::vector<Item*> slots_;  // size is a power of two
+  PackedItemPtrs slots_;      // size is a power of two
   uint64_t head_ = 0;         // oldest
   uint64_t tail_ = 0;         // one past newest
   size_t live_ = 0;

@@ -1,21 +1,24 @@
 #include "tiers/item_table.h"
 
+#include <utility>
+
 #include "common/hash.h"
 
 namespace strata::tiers {
 
-uint64_t ItemTable::HomeOf(uintptr_t s) { return common::HashKey(Ptr(s)->Key()); }
+uint64_t ItemTable::HomeOf(Entry s) { return common::HashKey(PackedItemPtrs::ItemOf(s)->Key()); }
 
 void ItemTable::Grow() {
-  std::vector<uintptr_t> next(slots_.size() * 2, 0);
+  PackedItemPtrs next(slots_.size() * 2);
   const size_t mask = next.size() - 1;
-  for (uintptr_t s : slots_) {
+  for (size_t j = 0; j < slots_.size(); ++j) {
+    const Entry s = slots_.Get(j);
     if (s == 0) continue;
     size_t i = HomeOf(s) & mask;
-    while (next[i] != 0) i = (i + 1) & mask;
-    next[i] = s;
+    while (next.Get(i) != 0) i = (i + 1) & mask;
+    next.Set(i, s);
   }
-  slots_.swap(next);
+  slots_ = std::move(next);
 }
 
 }  // namespace strata::tiers

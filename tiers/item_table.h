@@ -1,11 +1,11 @@
 // ItemTable: a RAM-tier shard's index from key to Item, by open addressing
 // with linear probing.
 //
-// A slot holds an item pointer with 4 bits of the key's hash in its low bits,
-// which Item's 16-byte alignment leaves free. A lookup reads one run of
-// adjacent slots (usually one cache line) and dereferences only the items
-// whose 4 bits match, about 1 in 16 of the others, instead of every item of a
-// hash chain. Items carry no link field.
+// A slot is a 6-byte PackedItemPtrs entry: the item's address and 4 bits of
+// the key's hash. A lookup reads one run of adjacent slots (usually one
+// cache line) and dereferences only the items whose 4 bits match, about 1 in
+// 16 of the others, instead of every item of a hash chain. Items carry no
+// link field.
 //
 // Erasing shifts the rest of the run back into the hole (no tombstones), so a
 // run never holds an empty slot and probes stay short. A slot has no room for
@@ -20,14 +20,13 @@
 // Thread safety: none; used under the owning shard's lock.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
-#include <vector>
 
 #include "tiers/item.h"
+#include "tiers/packed_item_ptrs.h"
 
 namespace strata::tiers {
 
@@ -42,58 +41,60 @@ class ItemTable {
     bool found;
   };
 
-  ItemTable() : slots_(kInitialSlots, 0) {}
+  ItemTable() : slots_(kInitialSlots) {}
 
   // The home slot of `hash` is hash & (capacity() - 1).
   Pos Find(std::string_view key, uint64_t hash) const {
     const size_t mask = slots_.size() - 1;
-    const uintptr_t tag = Tag(hash);
+    const uint64_t tag = Tag(hash);
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
-      const uintptr_t s = slots_[i];
+      const Entry s = slots_.Get(i);
       if (s == 0) return {i, false};
-      if ((s & kTagMask) != tag) continue;
-      const Item* it = Ptr(s);
+      if (PackedItemPtrs::BitsOf(s) != tag) continue;
+      const Item* it = PackedItemPtrs::ItemOf(s);
       if (it->key_len == key.size() && std::memcmp(it->Data(), key.data(), key.size()) == 0) {
         return {i, true};
       }
     }
   }
 
-  Item* At(size_t slot) const { return Ptr(slots_[slot]); }
+  Item* At(size_t slot) const { return PackedItemPtrs::ItemOf(slots_.Get(slot)); }
 
   // Puts `item`, whose key hashes to `hash` and is not in the table, at
   // `pos` from Find(). May grow the table.
   void InsertAt(Pos pos, Item* item, uint64_t hash) {
-    slots_[pos.slot] = Slot(item, Tag(hash));
+    slots_.Set(pos.slot, PackedItemPtrs::Encode(item, Tag(hash)));
     ++count_;
     if (count_ * 5 > slots_.size() * 4) Grow();
   }
 
   // Replaces the item at `slot` with `item`, which has the same key.
-  void ReplaceAt(size_t slot, Item* item) { slots_[slot] = Slot(item, slots_[slot] & kTagMask); }
+  void ReplaceAt(size_t slot, Item* item) {
+    slots_.Set(slot, PackedItemPtrs::Encode(item, PackedItemPtrs::BitsOf(slots_.Get(slot))));
+  }
 
   // Empties `slot`, moving later entries of its run back into the hole.
   void EraseAt(size_t slot) {
     const size_t mask = slots_.size() - 1;
     size_t hole = slot;
     for (size_t j = (hole + 1) & mask;; j = (j + 1) & mask) {
-      const uintptr_t s = slots_[j];
+      const Entry s = slots_.Get(j);
       if (s == 0) break;
       // An entry may fill the hole only if its home is not in (hole, j]:
       // it would no longer be found from its home otherwise.
       const size_t home = HomeOf(s) & mask;
       if (((j - home) & mask) >= ((j - hole) & mask)) {
-        slots_[hole] = s;
+        slots_.Set(hole, s);
         hole = j;
       }
     }
-    slots_[hole] = 0;
+    slots_.Set(hole, 0);
     --count_;
   }
 
   // Empties the table, keeping its capacity, without touching the items.
   void Clear() {
-    std::fill(slots_.begin(), slots_.end(), 0);
+    slots_.Clear();
     count_ = 0;
   }
 
@@ -101,21 +102,17 @@ class ItemTable {
   size_t capacity() const { return slots_.size(); }
 
  private:
-  static constexpr uintptr_t kTagMask = 15;
-  static_assert(alignof(Item) <= 16 && alignof(std::max_align_t) >= 16,
-                "items must be 16-byte aligned for the slot tag");
+  using Entry = PackedItemPtrs::Entry;
 
-  static uintptr_t Tag(uint64_t hash) { return static_cast<uintptr_t>(hash >> 48) & kTagMask; }
-  static uintptr_t Slot(Item* item, uintptr_t tag) {
-    return reinterpret_cast<uintptr_t>(item) | tag;
+  static uint64_t Tag(uint64_t hash) {
+    return (hash >> 48) & ((1u << PackedItemPtrs::kSpareBits) - 1);
   }
-  static Item* Ptr(uintptr_t s) { return reinterpret_cast<Item*>(s & ~kTagMask); }
   // The hash an entry was placed by: its key hashed again (erase and growth).
-  static uint64_t HomeOf(uintptr_t s);
+  static uint64_t HomeOf(Entry s);
 
   void Grow();
 
-  std::vector<uintptr_t> slots_;  // size is a power of two; 0 = empty
+  PackedItemPtrs slots_;  // size is a power of two; 0 = empty
   size_t count_ = 0;
 };
 
