@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include "tiers/item.h"
 
@@ -35,8 +36,14 @@ class PackedItemPtrs {
   // `n` empty entries.
   explicit PackedItemPtrs(size_t n) : bytes_(new uint8_t[n * kBytes + kPad]()), size_(n) {}
 
-  PackedItemPtrs(PackedItemPtrs&&) noexcept = default;
-  PackedItemPtrs& operator=(PackedItemPtrs&&) noexcept = default;
+  // A moved-from array is empty (size 0).
+  PackedItemPtrs(PackedItemPtrs&& o) noexcept
+      : bytes_(std::move(o.bytes_)), size_(std::exchange(o.size_, 0)) {}
+  PackedItemPtrs& operator=(PackedItemPtrs&& o) noexcept {
+    bytes_ = std::move(o.bytes_);
+    size_ = std::exchange(o.size_, 0);
+    return *this;
+  }
 
   size_t size() const { return size_; }
 

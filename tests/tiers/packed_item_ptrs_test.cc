@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "tiers/item.h"
@@ -54,6 +55,13 @@ TEST(PackedItemPtrsTest, SetChangesOnlyItsEntry) {
 
   a.Clear();
   for (size_t i = 0; i < kN; ++i) EXPECT_EQ(a.Get(i), 0u) << i;
+
+  // Moving hands the entries over and leaves an empty array behind.
+  a.Set(3, model[3]);
+  PackedItemPtrs b = std::move(a);
+  EXPECT_EQ(a.size(), 0u);  // NOLINT(bugprone-use-after-move)
+  ASSERT_EQ(b.size(), kN);
+  EXPECT_EQ(b.Get(3), model[3]);
 }
 
 TEST(PackedItemPtrsTest, RealItemsRoundTrip) {
