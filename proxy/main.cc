@@ -69,7 +69,8 @@ LogLevel ParseLevel(const std::string& level) {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
-  // Items live in malloc's heap. Large items (up to tens of MiB) must not get
+  // Items above 1 KiB live in malloc's heap (smaller ones in ItemSlabs,
+  // tiers/item_slabs.h). Large items (up to tens of MiB) must not get
   // a fresh mmap each (every new page faults while the value is read into
   // it, and munmap follows on eviction): keep them in the heap, and keep
   // freed memory for the next item instead of trimming it; the RAM tier's

@@ -10,7 +10,8 @@
 // returns when all have.
 //
 // A background thread keeps RSS near the RAM budget: items of mixed sizes
-// leave holes in malloc's heap as they are evicted or deleted, and when the
+// above ItemSlabs::kMaxBytes leave holes in malloc's heap as they are
+// evicted or deleted, and when the
 // process holds more than the budget plus a sixteenth plus 8 MiB, with a
 // sixteenth of the budget released since the last time, it returns whole
 // free pages to the OS (malloc_trim), off the workers' loops.

@@ -5,9 +5,21 @@
 #include <cstdlib>
 #include <new>
 
+#include "tiers/item_slabs.h"
+
 namespace strata::tiers {
 
+namespace {
+
+// Small items live in ItemSlabs, the rest in malloc's heap; the size, which
+// never changes after Create, says which.
+bool InSlabs(size_t bytes) { return bytes <= ItemSlabs::kMaxBytes; }
+
+}  // namespace
+
 size_t Item::AllocatedBytes() const {
+  const size_t bytes = SizeFor(key_len, has_flags, value_len);
+  if (InSlabs(bytes)) return ItemSlabs::ClassBytes(bytes);
   // malloc_usable_size reports the chunk's usable bytes; glibc adds an
   // 8-byte header in front of every chunk.
   return malloc_usable_size(const_cast<Item*>(this)) + sizeof(size_t);
@@ -15,12 +27,19 @@ size_t Item::AllocatedBytes() const {
 
 Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len) {
   if (key.size() > kMaxKeyLength || value_len > kMaxValueLength) return nullptr;
-  // malloc aligns for max_align_t: 16 bytes.
-  void* mem = std::malloc(SizeFor(key.size(), flags, value_len));
-  if (mem == nullptr) return nullptr;
-  if (reinterpret_cast<uintptr_t>(mem) >= kItemAddressLimit) {
-    std::free(mem);
-    return nullptr;
+  const size_t bytes = SizeFor(key.size(), flags, value_len);
+  void* mem;
+  if (InSlabs(bytes)) {
+    mem = ItemSlabs::Global().Allocate(bytes);  // 8-byte aligned, below the limit
+    if (mem == nullptr) return nullptr;
+  } else {
+    // malloc aligns for max_align_t: 16 bytes.
+    mem = std::malloc(bytes);
+    if (mem == nullptr) return nullptr;
+    if (reinterpret_cast<uintptr_t>(mem) >= kItemAddressLimit) {
+      std::free(mem);
+      return nullptr;
+    }
   }
   Item* item = new (mem) Item;
   item->refs.store(1, std::memory_order_relaxed);
@@ -44,8 +63,13 @@ Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint3
 }
 
 void Item::Destroy(Item* item) {
+  const size_t bytes = SizeFor(item->key_len, item->has_flags, item->value_len);
   item->~Item();
-  std::free(item);
+  if (InSlabs(bytes)) {
+    ItemSlabs::Global().Free(item);
+  } else {
+    std::free(item);
+  }
 }
 
 }  // namespace strata::tiers

@@ -12,8 +12,8 @@
 // 8.9 years of 1 million stores a second).
 //
 // Invariant: key_len <= kMaxKeyLength; value_len <= kMaxValueLength;
-// Data()[value_len, value_len+2) is "\r\n". Item::Create() returns 16-byte
-// aligned memory below kItemAddressLimit (PackedItemPtrs stores 44 bits of
+// Data()[value_len, value_len+2) is "\r\n". Item::Create() returns 8-byte
+// aligned memory below kItemAddressLimit (PackedItemPtrs stores 45 bits of
 // an item's address).
 //
 // Thread safety: the reference count is atomic, so ItemRefs may be copied and
@@ -79,17 +79,20 @@ struct Item {
   // The value followed by "\r\n", ready to send.
   std::string_view ValueWithCrlf() const { return {Value(), size_t{value_len} + 2}; }
 
-  // Bytes this item occupies in memory, as the allocator sees it, plus the
-  // allocator's own header; the RAM tier adds its per-item index overhead.
+  // Bytes this item occupies in memory: its ItemSlabs size class for items
+  // of up to ItemSlabs::kMaxBytes, else malloc's chunk with its header. The
+  // RAM tier adds its per-item index overhead.
   size_t AllocatedBytes() const;
 
   // Allocates an unpublished item with refs = 1, copying `key` and writing
   // the trailing "\r\n"; the value bytes are left for the caller to fill.
+  // SizeFor() bytes come from ItemSlabs up to ItemSlabs::kMaxBytes, from
+  // malloc above.
   // Returns nullptr if memory cannot be had (or only at or above
   // kItemAddressLimit, which user space on x86-64 and arm64 never gets
   // unless it asks mmap for it).
   static Item* Create(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len);
-  // Bytes Create() asks malloc for.
+  // Bytes Create() asks the allocator for.
   static size_t SizeFor(size_t key_len, uint32_t flags, size_t value_len) {
     return sizeof(Item) + (flags != 0 ? sizeof(flags) : 0) + key_len + value_len + 2;
   }

@@ -1,10 +1,10 @@
 // ItemTable: a RAM-tier shard's index from key to Item, by open addressing
 // with linear probing.
 //
-// A slot is a 6-byte PackedItemPtrs entry: the item's address and 4 bits of
+// A slot is a 6-byte PackedItemPtrs entry: the item's address and 3 bits of
 // the key's hash. A lookup reads one run of adjacent slots (usually one
-// cache line) and dereferences only the items whose 4 bits match, about 1 in
-// 16 of the others, instead of every item of a hash chain. Items carry no
+// cache line) and dereferences only the items whose 3 bits match, about 1 in
+// 8 of the others, instead of every item of a hash chain. Items carry no
 // link field.
 //
 // Erasing shifts the rest of the run back into the hole (no tombstones), so a

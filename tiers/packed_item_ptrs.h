@@ -1,11 +1,11 @@
 // PackedItemPtrs: a fixed-size array of Item pointers at 6 bytes each
 // instead of 8, for the per-item arrays of the RAM tier (ItemTable's slots,
-// ItemRing's queue). Each entry also has 4 spare bits for its owner.
+// ItemRing's queue). Each entry also has 3 spare bits for its owner.
 //
-// An item's address fits in 44 bits once its 4 low bits (Item::Create
-// returns 16-byte aligned memory) and its 16 high bits (Item::Create
+// An item's address fits in 45 bits once its 3 low bits (Item::Create
+// returns 8-byte aligned memory) and its 16 high bits (Item::Create
 // refuses an address at or above 2^48) are dropped, so an entry is that
-// 44-bit number, the owner's 4 bits above it, and 0 for "empty". Saving
+// 45-bit number, the owner's 3 bits above it, and 0 for "empty". Saving
 // 2 of 8 bytes per slot is 2.6 bytes per 100-byte item in each of the two
 // arrays at their usual load.
 //
@@ -23,6 +23,7 @@
 #include <utility>
 
 #include "tiers/item.h"
+#include "tiers/item_slabs.h"
 
 namespace strata::tiers {
 
@@ -30,7 +31,7 @@ class PackedItemPtrs {
  public:
   // An entry: 0 (empty) or Encode(item, bits).
   using Entry = uint64_t;
-  static constexpr unsigned kSpareBits = 4;
+  static constexpr unsigned kSpareBits = 3;
 
   PackedItemPtrs() = default;
   // `n` empty entries.
@@ -69,13 +70,13 @@ class PackedItemPtrs {
  private:
   static constexpr size_t kBytes = 6;
   static constexpr size_t kPad = sizeof(uint64_t) - kBytes;
-  static constexpr unsigned kAlignShift = 4;
+  static constexpr unsigned kAlignShift = 3;
   static constexpr unsigned kPtrBits = 48 - kAlignShift;
   static constexpr uint64_t kPtrMask = (uint64_t{1} << kPtrBits) - 1;
   static constexpr uint64_t kEntryMask = (uint64_t{1} << (kBytes * 8)) - 1;
   static_assert(kPtrBits + kSpareBits == kBytes * 8);
-  static_assert(alignof(std::max_align_t) >= 16,
-                "Item::Create relies on malloc's 16-byte alignment");
+  static_assert(alignof(std::max_align_t) >= 8 && ItemSlabs::kGranule % 8 == 0,
+                "Item::Create returns 8-byte aligned memory");
   static_assert(std::endian::native == std::endian::little, "Get() masks the low 6 bytes");
   static_assert(kItemAddressLimit == uint64_t{1} << 48, "entries hold 48-bit addresses");
 

@@ -1,5 +1,6 @@
 // Tests for Item::Create and the item layout: every metadata field starts
-// cleared, even when malloc hands back memory that held other bytes; flags
+// cleared, even when the allocator hands back memory that held other bytes;
+// small items take their ItemSlabs class, large ones a malloc chunk; flags
 // take room only when non-zero; the CAS unique keeps 48 bits.
 
 #include "tiers/item.h"
@@ -10,33 +11,73 @@
 #include <cstring>
 #include <string>
 
+#include "tiers/item_slabs.h"
+
 namespace strata::tiers {
 namespace {
 
 TEST(ItemTest, CreateClearsEveryFlagInReusedMemory) {
-  const size_t total = sizeof(Item) + 4 + 3 + 10 + 2;  // flags 7 take 4 bytes
-  for (int i = 0; i < 4; ++i) {
-    // glibc gives a freed chunk back to the next request of its size.
-    void* junk = std::malloc(total);
-    ASSERT_NE(junk, nullptr);
-    std::memset(junk, 0xff, total);
-    std::free(junk);
-    Item* item = Item::Create("key", 7, 9, 10);
-    ASSERT_NE(item, nullptr);
-    EXPECT_EQ(item->refs.load(), 1u);
-    EXPECT_EQ(item->Cas(), 0u);
-    EXPECT_EQ(item->Flags(), 7u);
-    EXPECT_EQ(item->exptime, 9u);
-    EXPECT_EQ(item->queue_pos, 0u);
-    EXPECT_EQ(item->policy, 0);
-    EXPECT_EQ(item->linked, 0);
-    EXPECT_EQ(item->fetched, 0);
-    EXPECT_EQ(item->ssd_copy, 0);
-    EXPECT_EQ(item->read_ahead, 0);
-    EXPECT_EQ(item->Key(), "key");
-    EXPECT_EQ(std::string_view(item->Value() + 10, 2), "\r\n");
-    Item::Destroy(item);
+  // A small item (ItemSlabs) and a large one (malloc): each is created in
+  // memory that a freed item of its size left full of ones.
+  for (uint32_t value_len : {10u, 3000u}) {
+    SCOPED_TRACE(value_len);
+    const size_t total = Item::SizeFor(3, 7, value_len);  // flags 7 take 4 bytes
+    for (int i = 0; i < 4; ++i) {
+      Item* junk = Item::Create("key", 7, 9, value_len);
+      ASSERT_NE(junk, nullptr);
+      std::memset(static_cast<void*>(junk), 0xff, total);
+      junk->value_len = value_len;  // Destroy reads the size back
+      junk->key_len = 3;
+      junk->has_flags = 1;
+      const void* where = junk;
+      Item::Destroy(junk);
+      Item* item = Item::Create("key", 7, 9, value_len);
+      ASSERT_NE(item, nullptr);
+      // Slabs hand back the slot just freed on this thread.
+      if (total <= ItemSlabs::kMaxBytes) {
+        EXPECT_EQ(static_cast<const void*>(item), where);
+      }
+      EXPECT_EQ(item->refs.load(), 1u);
+      EXPECT_EQ(item->Cas(), 0u);
+      EXPECT_EQ(item->Flags(), 7u);
+      EXPECT_EQ(item->exptime, 9u);
+      EXPECT_EQ(item->queue_pos, 0u);
+      EXPECT_EQ(item->policy, 0);
+      EXPECT_EQ(item->linked, 0);
+      EXPECT_EQ(item->fetched, 0);
+      EXPECT_EQ(item->ssd_copy, 0);
+      EXPECT_EQ(item->read_ahead, 0);
+      EXPECT_EQ(item->Key(), "key");
+      EXPECT_EQ(std::string_view(item->Value() + value_len, 2), "\r\n");
+      Item::Destroy(item);
+    }
   }
+}
+
+TEST(ItemTest, SmallItemsTakeTheirSlabClassLargeOnesAMallocChunk) {
+  const std::string key(9, 'k');
+  for (uint32_t value_len : {0u, 100u, 101u, 990u, 991u, 5000u, 100000u}) {
+    SCOPED_TRACE(value_len);
+    const size_t bytes = Item::SizeFor(key.size(), 0, value_len);
+    const ItemSlabs::Stats before = ItemSlabs::Global().stats();
+    Item* item = Item::Create(key, 0, 0, value_len);
+    ASSERT_NE(item, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(item) % 8, 0u);
+    const ItemSlabs::Stats during = ItemSlabs::Global().stats();
+    if (bytes <= ItemSlabs::kMaxBytes) {
+      EXPECT_EQ(item->AllocatedBytes(), ItemSlabs::ClassBytes(bytes));
+      EXPECT_EQ(during.bytes_in_use - before.bytes_in_use, ItemSlabs::ClassBytes(bytes));
+    } else {
+      // glibc: the usable size rounded up to 16 with its 8-byte header.
+      EXPECT_GE(item->AllocatedBytes(), bytes + 8);
+      EXPECT_LT(item->AllocatedBytes(), bytes + 8 + 16);
+      EXPECT_EQ(during.bytes_in_use, before.bytes_in_use);
+    }
+    Item::Destroy(item);
+    EXPECT_EQ(ItemSlabs::Global().stats().bytes_in_use, before.bytes_in_use);
+  }
+  // The benchmark's item: 24-byte header, 9-byte key, 100-byte value, "\r\n".
+  EXPECT_EQ(ItemSlabs::ClassBytes(Item::SizeFor(9, 0, 100)), 136u);
 }
 
 TEST(ItemTest, FlagsTakeFourBytesOnlyWhenNonZero) {

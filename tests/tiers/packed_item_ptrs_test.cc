@@ -1,4 +1,4 @@
-// Tests for PackedItemPtrs: entries round-trip an item's address and its 4
+// Tests for PackedItemPtrs: entries round-trip an item's address and its 3
 // spare bits, including the highest address Item::Create may return, and
 // writing one entry never changes its neighbours.
 
@@ -21,7 +21,7 @@ Item* FakeItem(uint64_t address) {
 }
 
 TEST(PackedItemPtrsTest, EntriesRoundTripAddressAndBits) {
-  const uint64_t addresses[] = {16, 0x7f12'3456'7890, 0x5555'5555'5550, kItemAddressLimit - 16};
+  const uint64_t addresses[] = {8, 0x7f12'3456'7898, 0x5555'5555'5550, kItemAddressLimit - 8};
   for (uint64_t a : addresses) {
     for (uint64_t bits = 0; bits < (1u << PackedItemPtrs::kSpareBits); ++bits) {
       PackedItemPtrs::Entry e = PackedItemPtrs::Encode(FakeItem(a), bits);
@@ -41,11 +41,11 @@ TEST(PackedItemPtrsTest, SetChangesOnlyItsEntry) {
 
   // Every entry all ones, then each one rewritten in turn: its neighbours
   // keep their value.
-  const PackedItemPtrs::Entry ones = PackedItemPtrs::Encode(FakeItem(kItemAddressLimit - 16), 15);
+  const PackedItemPtrs::Entry ones = PackedItemPtrs::Encode(FakeItem(kItemAddressLimit - 8), 7);
   for (size_t i = 0; i < kN; ++i) a.Set(i, ones);
   std::vector<PackedItemPtrs::Entry> model(kN, ones);
   for (size_t i = 0; i < kN; ++i) {
-    model[i] = PackedItemPtrs::Encode(FakeItem(16 * (i + 1)), i % 16);
+    model[i] = PackedItemPtrs::Encode(FakeItem(8 * (i + 1)), i % 8);
     a.Set(i, model[i]);
     for (size_t j = 0; j < kN; ++j) ASSERT_EQ(a.Get(j), model[j]) << "set " << i << " read " << j;
   }
