@@ -16,12 +16,13 @@
 // kernel (madvise MADV_DONTNEED), so RSS follows what is in use.
 //
 // Slabs come from mmap regions of kRegionBytes (virtual until touched, never
-// unmapped while the allocator lives), so every address is below 2^48 and
-// 8-byte aligned.
+// unmapped while the allocator lives); every address handed out is 8-byte
+// aligned and below 2^48 (a region mapped higher is refused).
 //
 // Invariant: a slot is either handed out or on its slab's free list or past
 // its slab's bump offset; a slab with free slots and at least one in use is
-// on its stripe's list for its class; a slab with none in use is in the pool.
+// on its stripe's list for its class; a slab with none in use is in the pool
+// (or, between ReturnSlab and Cool, having its pages given back).
 //
 // Thread safety: Allocate() and Free() may be called from any thread; a
 // slot may be freed on another thread than the one that allocated it.
