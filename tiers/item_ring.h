@@ -1,15 +1,25 @@
-// ItemRing: a FIFO of Item pointers on a growable ring buffer of 6-byte
+// ItemRing: a FIFO of Item pointers in blocks of kBlockEntries 6-byte
 // PackedItemPtrs entries, with O(1) removal from the middle (the slot is
-// cleared and skipped later). The item's `queue_pos` records its slot.
-// Holes are compacted away when they outnumber live entries, so memory stays
-// proportional to the live count.
+// cleared and skipped later). The item's `queue_pos` records its position.
+//
+// Positions count up from 0 for the life of the ring; the block holding a
+// position is found through a small power-of-two map of block pointers. A
+// block is allocated when the tail enters it and freed when the head leaves
+// it (one is kept back, so a steady FIFO allocates nothing), so memory
+// follows the span from head to tail within one block at each end: about 6
+// bytes per entry, where a doubling array would average 8 and leave its old
+// arrays behind in the heap as it grows. Holes are compacted away, in place,
+// when they outnumber live entries (and fill at least a block), so the span
+// stays within twice the live count plus a block.
+//
+// Invariant: tail - head < 2^32, so a 32-bit queue_pos names a position.
 //
 // Thread safety: none; used under the owning shard's lock.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <utility>
+#include <vector>
 
 #include "tiers/item.h"
 #include "tiers/packed_item_ptrs.h"
@@ -18,12 +28,19 @@ namespace strata::tiers {
 
 class ItemRing {
  public:
-  ItemRing() : slots_(kInitialSlots) {}
+  static constexpr size_t kBlockEntries = 128;
+
+  ItemRing() = default;
+  // Positions start at `first` rounded down to a block boundary instead of
+  // at 0 (tests: queue_pos wrapping).
+  explicit ItemRing(uint64_t first) : head_(first - first % kBlockEntries), tail_(head_) {}
+  ItemRing(const ItemRing&) = delete;
+  ItemRing& operator=(const ItemRing&) = delete;
 
   // Appends at the tail (newest end).
   void Push(Item* item) {
-    if (tail_ - head_ == slots_.size()) Grow();
-    slots_.Set(tail_ & (slots_.size() - 1), PackedItemPtrs::Encode(item));
+    if (tail_ % kBlockEntries == 0) AddTailBlock();
+    Block(tail_).Set(tail_ % kBlockEntries, PackedItemPtrs::Encode(item));
     item->queue_pos = static_cast<uint32_t>(tail_);
     ++tail_;
     ++live_;
@@ -33,10 +50,10 @@ class ItemRing {
   Item* Pop() {
     while (head_ != tail_) {
       Item* item = At(head_);
-      slots_.Set(head_ & (slots_.size() - 1), 0);
-      ++head_;
+      AdvanceHead();
       if (item != nullptr) {
         --live_;
+        MaybeCompact();
         return item;
       }
     }
@@ -45,8 +62,11 @@ class ItemRing {
 
   // Removes `item`, which must be in this ring.
   void Erase(Item* item) {
-    slots_.Set(item->queue_pos & (slots_.size() - 1), 0);
+    const uint64_t pos =
+        head_ + static_cast<uint32_t>(item->queue_pos - static_cast<uint32_t>(head_));
+    Block(pos).Set(pos % kBlockEntries, 0);
     --live_;
+    MaybeCompact();
   }
 
   // The oldest live item for which `passed_over(item)` is false, looking at
@@ -69,43 +89,42 @@ class ItemRing {
 
   size_t size() const { return live_; }
   bool empty() const { return live_ == 0; }
+  // Blocks allocated, the spare included (for tests).
+  size_t blocks() const;
 
   void Clear() {
-    slots_ = PackedItemPtrs(kInitialSlots);
+    map_.clear();
+    spare_ = PackedItemPtrs();
     head_ = tail_ = 0;
     live_ = 0;
   }
 
  private:
-  static constexpr size_t kInitialSlots = 16;
-
-  // The item in the slot of position `pos`, or nullptr for a hole.
+  PackedItemPtrs& Block(uint64_t pos) { return map_[(pos / kBlockEntries) & (map_.size() - 1)]; }
+  const PackedItemPtrs& Block(uint64_t pos) const {
+    return map_[(pos / kBlockEntries) & (map_.size() - 1)];
+  }
+  // The item at position `pos` (head <= pos < tail), or nullptr for a hole.
   Item* At(uint64_t pos) const {
-    return PackedItemPtrs::ItemOf(slots_.Get(pos & (slots_.size() - 1)));
+    return PackedItemPtrs::ItemOf(Block(pos).Get(pos % kBlockEntries));
   }
 
-  // Called when the ring is full: compacts in place if at least half the
-  // slots are holes, otherwise doubles.
-  void Grow() {
-    size_t capacity = slots_.size();
-    if (live_ * 2 > capacity) capacity *= 2;
-    PackedItemPtrs next(capacity);
-    uint64_t pos = 0;
-    for (uint64_t i = head_; i != tail_; ++i) {
-      Item* item = At(i);
-      if (item == nullptr) continue;
-      next.Set(pos, PackedItemPtrs::Encode(item));
-      item->queue_pos = static_cast<uint32_t>(pos);
-      ++pos;
-    }
-    slots_ = std::move(next);
-    head_ = 0;
-    tail_ = pos;
+  void MaybeCompact() {
+    const uint64_t holes = tail_ - head_ - live_;
+    if (holes > live_ && holes >= kBlockEntries) Compact();
   }
+  // Moves the head one position on, freeing the block it leaves.
+  void AdvanceHead();
+  // The tail is at the start of a block that has no storage yet.
+  void AddTailBlock();
+  // Moves the live entries back over the holes, keeping their order, and
+  // frees the blocks past the new tail.
+  void Compact();
 
-  PackedItemPtrs slots_;      // size is a power of two
-  uint64_t head_ = 0;         // oldest
-  uint64_t tail_ = 0;         // one past newest
+  std::vector<PackedItemPtrs> map_;  // by block number mod size; size is 0 or a power of two
+  PackedItemPtrs spare_;             // a freed block kept for the next one the tail needs
+  uint64_t head_ = 0;                // position of the oldest slot
+  uint64_t tail_ = 0;                // one past the newest
   size_t live_ = 0;
 };
 

@@ -1,6 +1,7 @@
-// Tests for ItemRing: FIFO order, O(1) erase from the middle, and that growth
+// Tests for ItemRing: FIFO order, O(1) erase from the middle, that growth
 // and compaction keep both the order and every item's queue_pos right
-// (checked by erasing through queue_pos afterwards, against a std::deque).
+// (checked by erasing through queue_pos afterwards, against a std::deque),
+// and that its blocks follow the live span.
 
 #include "tiers/item_ring.h"
 
@@ -84,8 +85,8 @@ TEST(ItemRingTest, GrowthKeepsOrderAndPositions) {
   ItemPool pool;
   ItemRing ring;
   std::deque<Item*> model;
-  // Far past the initial 16 slots, with the head moved off slot 0 first so
-  // the ring wraps before it grows.
+  // Far past one block, with the head moved off position 0 first, so the
+  // block map grows while the head is inside a block.
   for (int i = 0; i < 5; ++i) {
     model.push_back(pool.New());
     ring.Push(model.back());
@@ -158,11 +159,12 @@ TEST(ItemRingTest, RandomizedAgainstDequeModel) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     std::mt19937_64 rng(seed);
     ItemPool pool;
-    ItemRing ring;
+    // One run with positions that pass 2^32 on the way.
+    ItemRing ring(seed == 42 ? (uint64_t{1} << 32) - 3000 : 0);
     std::deque<Item*> model;
     for (int step = 0; step < 20000; ++step) {
       // Phases bias the ring towards growing, then shrinking, so both
-      // doubling and in-place compaction happen repeatedly.
+      // new blocks and in-place compaction happen repeatedly.
       bool growing = (step / 2500) % 2 == 0;
       uint64_t dice = rng() % 100;
       if (dice < (growing ? 60u : 30u)) {
@@ -184,6 +186,10 @@ TEST(ItemRingTest, RandomizedAgainstDequeModel) {
       }
       ASSERT_EQ(ring.size(), model.size());
       ASSERT_EQ(ring.empty(), model.empty());
+      // The span is at most twice the live count plus a block; add a block
+      // at each end and the spare.
+      constexpr size_t kB = ItemRing::kBlockEntries;
+      ASSERT_LE(ring.blocks(), (2 * model.size() + kB) / kB + 3);
       if (step % 997 == 0) {
         std::unordered_set<uint32_t> positions;
         for (Item* item : model) {
@@ -194,6 +200,100 @@ TEST(ItemRingTest, RandomizedAgainstDequeModel) {
     }
     EXPECT_EQ(Drain(ring), std::vector<Item*>(model.begin(), model.end()));
   }
+}
+
+TEST(ItemRingTest, BlocksFollowHeadAndTail) {
+  ItemPool pool;
+  ItemRing ring;
+  EXPECT_EQ(ring.blocks(), 0u);
+  constexpr size_t kB = ItemRing::kBlockEntries;
+  std::deque<Item*> model;
+  for (size_t i = 0; i < 10 * kB; ++i) {
+    model.push_back(pool.New());
+    ring.Push(model.back());
+  }
+  EXPECT_EQ(ring.blocks(), 10u);
+  for (size_t i = 0; i < 5 * kB; ++i) {
+    ASSERT_EQ(ring.Pop(), model.front());
+    model.pop_front();
+  }
+  // Five blocks left behind: one kept as the spare, four freed.
+  EXPECT_EQ(ring.blocks(), 6u);
+  // The next block the tail needs is the spare.
+  for (size_t i = 0; i < kB; ++i) {
+    model.push_back(pool.New());
+    ring.Push(model.back());
+  }
+  EXPECT_EQ(ring.blocks(), 6u);
+  EXPECT_EQ(Drain(ring), std::vector<Item*>(model.begin(), model.end()));
+  EXPECT_EQ(ring.blocks(), 1u);  // only the spare
+  ring.Clear();
+  EXPECT_EQ(ring.blocks(), 0u);
+}
+
+TEST(ItemRingTest, SteadyFifoKeepsItsBlocks) {
+  ItemPool pool;
+  ItemRing ring;
+  std::deque<Item*> model;
+  for (int i = 0; i < 300; ++i) {
+    model.push_back(pool.New());
+    ring.Push(model.back());
+  }
+  for (int i = 0; i < 20000; ++i) {
+    ASSERT_EQ(ring.Pop(), model.front());
+    model.pop_front();
+    model.push_back(pool.New());
+    ring.Push(model.back());
+    // 300 entries span at most 4 blocks, plus the spare.
+    ASSERT_LE(ring.blocks(), 5u);
+  }
+  EXPECT_EQ(Drain(ring), std::vector<Item*>(model.begin(), model.end()));
+}
+
+TEST(ItemRingTest, ErasingMostItemsGivesBlocksBack) {
+  ItemPool pool;
+  ItemRing ring;
+  constexpr size_t kB = ItemRing::kBlockEntries;
+  std::vector<Item*> items;
+  for (size_t i = 0; i < 20 * kB; ++i) {
+    items.push_back(pool.New());
+    ring.Push(items.back());
+  }
+  std::vector<Item*> kept;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i % 16 == 5) {
+      kept.push_back(items[i]);
+    } else {
+      ring.Erase(items[i]);
+    }
+  }
+  ASSERT_EQ(ring.size(), kept.size());
+  // 160 live entries after compaction: two blocks, a spare, and at most
+  // one more block of holes erased since the last compaction.
+  EXPECT_LE(ring.blocks(), 4u);
+  // Positions were rewritten by compaction: erase through them.
+  ring.Erase(kept[7]);
+  kept.erase(kept.begin() + 7);
+  EXPECT_EQ(Drain(ring), kept);
+}
+
+// queue_pos keeps the low 32 bits of a position: erasing must still find
+// the right slot when positions pass 2^32.
+TEST(ItemRingTest, PositionsPastTwoToThe32) {
+  ItemPool pool;
+  ItemRing ring((uint64_t{1} << 32) - 200);
+  std::deque<Item*> model;
+  for (int i = 0; i < 600; ++i) {
+    model.push_back(pool.New());
+    ring.Push(model.back());
+  }
+  EXPECT_GT(model.front()->queue_pos, model.back()->queue_pos);  // wrapped
+  for (size_t i = 0; i < model.size(); i += 3) ring.Erase(model[i]);
+  std::vector<Item*> kept;
+  for (size_t i = 0; i < model.size(); ++i) {
+    if (i % 3 != 0) kept.push_back(model[i]);
+  }
+  EXPECT_EQ(Drain(ring), kept);
 }
 
 }  // namespace

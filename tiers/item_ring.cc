@@ -1,0 +1,71 @@
+#include "tiers/item_ring.h"
+
+#include <utility>
+
+namespace strata::tiers {
+
+namespace {
+
+// Blocks [first, last) hold positions [head, tail): a block exists from
+// the moment the tail enters it until the head leaves it.
+uint64_t FirstBlock(uint64_t head) { return head / ItemRing::kBlockEntries; }
+uint64_t EndBlock(uint64_t tail) {
+  return (tail + ItemRing::kBlockEntries - 1) / ItemRing::kBlockEntries;
+}
+
+}  // namespace
+
+size_t ItemRing::blocks() const {
+  size_t n = spare_.size() > 0 ? 1 : 0;
+  for (const PackedItemPtrs& b : map_) n += b.size() > 0 ? 1 : 0;
+  return n;
+}
+
+void ItemRing::AdvanceHead() {
+  ++head_;
+  if (head_ % kBlockEntries != 0) return;
+  PackedItemPtrs& left = map_[(head_ / kBlockEntries - 1) & (map_.size() - 1)];
+  if (spare_.size() == 0) {
+    spare_ = std::move(left);
+  } else {
+    left = PackedItemPtrs();
+  }
+}
+
+void ItemRing::AddTailBlock() {
+  const uint64_t block = tail_ / kBlockEntries;
+  const uint64_t needed = block - FirstBlock(head_) + 1;
+  if (needed > map_.size()) {
+    size_t size = map_.empty() ? 2 : map_.size();
+    while (size < needed) size *= 2;
+    std::vector<PackedItemPtrs> next(size);
+    for (uint64_t b = FirstBlock(head_); b < block; ++b) {
+      next[b & (size - 1)] = std::move(map_[b & (map_.size() - 1)]);
+    }
+    map_ = std::move(next);
+  }
+  PackedItemPtrs& slot = map_[block & (map_.size() - 1)];
+  slot = spare_.size() > 0 ? std::move(spare_) : PackedItemPtrs(kBlockEntries);
+}
+
+void ItemRing::Compact() {
+  uint64_t w = head_;
+  for (uint64_t r = head_; r != tail_; ++r) {
+    Item* item = At(r);
+    if (item == nullptr) continue;
+    if (w != r) Block(w).Set(w % kBlockEntries, PackedItemPtrs::Encode(item));
+    item->queue_pos = static_cast<uint32_t>(w);
+    ++w;
+  }
+  for (uint64_t b = EndBlock(w); b < EndBlock(tail_); ++b) {
+    PackedItemPtrs& freed = map_[b & (map_.size() - 1)];
+    if (spare_.size() == 0) {
+      spare_ = std::move(freed);
+    } else {
+      freed = PackedItemPtrs();
+    }
+  }
+  tail_ = w;
+}
+
+}  // namespace strata::tiers
