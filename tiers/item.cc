@@ -11,35 +11,39 @@ namespace strata::tiers {
 
 namespace {
 
-// Small items live in ItemSlabs, the rest in malloc's heap; the size, which
-// never changes after Create, says which.
-bool InSlabs(size_t bytes) { return bytes <= ItemSlabs::kMaxBytes; }
+// An item outside the arena starts kCellPrefix bytes into its malloc block.
+char* BlockOf(const Item* item, size_t prefix) {
+  return const_cast<char*>(reinterpret_cast<const char*>(item)) - prefix;
+}
 
 }  // namespace
 
 size_t Item::AllocatedBytes() const {
-  const size_t bytes = SizeFor(key_len, has_flags, value_len);
-  if (InSlabs(bytes)) return ItemSlabs::ClassBytes(bytes);
+  if (ItemSlabs::Global().InSlabs(this)) {
+    return ItemSlabs::ClassBytes(SizeFor(key_len, has_flags, value_len));
+  }
   // malloc_usable_size reports the chunk's usable bytes; glibc adds an
-  // 8-byte header in front of every chunk.
-  return malloc_usable_size(const_cast<Item*>(this)) + sizeof(size_t);
+  // 8-byte header in front of every chunk. The cell is 8 more.
+  return malloc_usable_size(BlockOf(this, kCellPrefix)) + sizeof(size_t) + ItemSlabs::kGranule;
 }
 
 Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len) {
   if (key.size() > kMaxKeyLength || value_len > kMaxValueLength) return nullptr;
   const size_t bytes = SizeFor(key.size(), flags, value_len);
-  void* mem;
-  if (InSlabs(bytes)) {
-    mem = ItemSlabs::Global().Allocate(bytes);  // 8-byte aligned, below the limit
-    if (mem == nullptr) return nullptr;
-  } else {
-    // malloc aligns for max_align_t: 16 bytes.
-    mem = std::malloc(bytes);
-    if (mem == nullptr) return nullptr;
-    if (reinterpret_cast<uintptr_t>(mem) >= kItemAddressLimit) {
-      std::free(mem);
+  ItemSlabs& slabs = ItemSlabs::Global();
+  void* mem = bytes <= ItemSlabs::kMaxBytes ? slabs.Allocate(bytes) : nullptr;
+  if (mem == nullptr) {
+    // malloc aligns for max_align_t (16 bytes): the item, kCellPrefix in,
+    // is 8-byte aligned.
+    char* block = static_cast<char*>(std::malloc(kCellPrefix + bytes));
+    if (block == nullptr) return nullptr;
+    const uint32_t cell = slabs.NewCell(block + kCellPrefix);
+    if (cell == 0) {
+      std::free(block);
       return nullptr;
     }
+    std::memcpy(block, &cell, sizeof(cell));
+    mem = block + kCellPrefix;
   }
   Item* item = new (mem) Item;
   item->refs.store(1, std::memory_order_relaxed);
@@ -63,13 +67,16 @@ Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint3
 }
 
 void Item::Destroy(Item* item) {
-  const size_t bytes = SizeFor(item->key_len, item->has_flags, item->value_len);
-  item->~Item();
-  if (InSlabs(bytes)) {
-    ItemSlabs::Global().Free(item);
-  } else {
-    std::free(item);
+  ItemSlabs& slabs = ItemSlabs::Global();
+  if (slabs.InSlabs(item)) {
+    item->~Item();
+    slabs.Free(item);
+    return;
   }
+  const uint32_t cell = item->Handle();
+  item->~Item();
+  slabs.FreeCell(cell);
+  std::free(BlockOf(item, kCellPrefix));
 }
 
 }  // namespace strata::tiers

@@ -11,10 +11,15 @@
 // when they are non-zero, and the CAS unique is kept in 48 bits (kMaxCas:
 // 8.9 years of 1 million stores a second).
 //
+// Every item has a 32-bit Handle() (PackedItemPtrs keeps handles): an item
+// of up to ItemSlabs::kMaxBytes lives in the ItemSlabs arena, and its handle
+// is its offset there / 8; a larger one (or a small one once the slab part
+// of the arena is used up) comes from malloc with 8 bytes in front of it
+// that name an arena cell holding its address, and its handle is the
+// cell's.
+//
 // Invariant: key_len <= kMaxKeyLength; value_len <= kMaxValueLength;
-// Data()[value_len, value_len+2) is "\r\n". Item::Create() returns 8-byte
-// aligned memory below kItemAddressLimit (PackedItemPtrs stores 45 bits of
-// an item's address).
+// Data()[value_len, value_len+2) is "\r\n"; FromHandle(Handle()) == this.
 //
 // Thread safety: the reference count is atomic, so ItemRefs may be copied and
 // dropped on any thread. The metadata fields `exptime`, `queue_pos`, `policy`,
@@ -30,15 +35,14 @@
 #include <string_view>
 #include <utility>
 
+#include "tiers/item_slabs.h"
+
 namespace strata::tiers {
 
 inline constexpr size_t kMaxKeyLength = 250;
 
 inline constexpr size_t kMaxValueLength = (size_t{1} << 31) - 1;
 inline constexpr uint64_t kMaxCas = (uint64_t{1} << 48) - 1;
-// Item::Create never returns memory at or above this address
-// (PackedItemPtrs keeps 48-bit addresses).
-inline constexpr uint64_t kItemAddressLimit = uint64_t{1} << 48;
 
 struct Item {
   std::atomic<uint32_t> refs;
@@ -79,18 +83,34 @@ struct Item {
   // The value followed by "\r\n", ready to send.
   std::string_view ValueWithCrlf() const { return {Value(), size_t{value_len} + 2}; }
 
-  // Bytes this item occupies in memory: its ItemSlabs size class for items
-  // of up to ItemSlabs::kMaxBytes, else malloc's chunk with its header. The
-  // RAM tier adds its per-item index overhead.
+  // Bytes this item occupies in memory: its ItemSlabs size class in the
+  // arena, else malloc's chunk with its header plus the cell. The RAM tier
+  // adds its per-item index overhead.
   size_t AllocatedBytes() const;
+
+  // This item's handle: never 0.
+  uint32_t Handle() const {
+    const uint64_t off =
+        reinterpret_cast<uintptr_t>(this) - reinterpret_cast<uintptr_t>(ItemSlabs::GlobalBase());
+    if (off < ItemSlabs::kArenaBytes) return static_cast<uint32_t>(off / ItemSlabs::kGranule);
+    uint32_t cell;
+    std::memcpy(&cell, reinterpret_cast<const char*>(this) - kCellPrefix, sizeof(cell));
+    return cell;
+  }
+  // The item with handle `h` (from Handle(), the item still alive).
+  static Item* FromHandle(uint32_t h) {
+    char* p = ItemSlabs::GlobalBase() + uint64_t{h} * ItemSlabs::kGranule;
+    if (h >= ItemSlabs::kCellHandles) return reinterpret_cast<Item*>(p);
+    Item* item;
+    std::memcpy(&item, p, sizeof(item));
+    return item;
+  }
 
   // Allocates an unpublished item with refs = 1, copying `key` and writing
   // the trailing "\r\n"; the value bytes are left for the caller to fill.
-  // SizeFor() bytes come from ItemSlabs up to ItemSlabs::kMaxBytes, from
-  // malloc above.
-  // Returns nullptr if memory cannot be had (or only at or above
-  // kItemAddressLimit, which user space on x86-64 and arm64 never gets
-  // unless it asks mmap for it).
+  // SizeFor() bytes come from ItemSlabs up to ItemSlabs::kMaxBytes (while
+  // its slab part lasts), else from malloc with a cell.
+  // Returns nullptr if memory (or a cell) cannot be had.
   static Item* Create(std::string_view key, uint32_t flags, uint32_t exptime, uint32_t value_len);
   // Bytes Create() asks the allocator for.
   static size_t SizeFor(size_t key_len, uint32_t flags, size_t value_len) {
@@ -99,6 +119,10 @@ struct Item {
   static void Destroy(Item* item);
 
  private:
+  // Bytes in front of an item outside the arena: its cell's handle, padded
+  // to keep the item 8-byte aligned.
+  static constexpr size_t kCellPrefix = 8;
+
   size_t FlagsBytes() const { return has_flags ? sizeof(uint32_t) : 0; }
 };
 

@@ -17,18 +17,18 @@ uint64_t EndBlock(uint64_t tail) {
 
 size_t ItemRing::blocks() const {
   size_t n = spare_.size() > 0 ? 1 : 0;
-  for (const PackedItemPtrs& b : map_) n += b.size() > 0 ? 1 : 0;
+  for (const Block& b : map_) n += b.size() > 0 ? 1 : 0;
   return n;
 }
 
 void ItemRing::AdvanceHead() {
   ++head_;
   if (head_ % kBlockEntries != 0) return;
-  PackedItemPtrs& left = map_[(head_ / kBlockEntries - 1) & (map_.size() - 1)];
+  Block& left = map_[(head_ / kBlockEntries - 1) & (map_.size() - 1)];
   if (spare_.size() == 0) {
     spare_ = std::move(left);
   } else {
-    left = PackedItemPtrs();
+    left = Block();
   }
 }
 
@@ -38,14 +38,14 @@ void ItemRing::AddTailBlock() {
   if (needed > map_.size()) {
     size_t size = map_.empty() ? 2 : map_.size();
     while (size < needed) size *= 2;
-    std::vector<PackedItemPtrs> next(size);
+    std::vector<Block> next(size);
     for (uint64_t b = FirstBlock(head_); b < block; ++b) {
       next[b & (size - 1)] = std::move(map_[b & (map_.size() - 1)]);
     }
     map_ = std::move(next);
   }
-  PackedItemPtrs& slot = map_[block & (map_.size() - 1)];
-  slot = spare_.size() > 0 ? std::move(spare_) : PackedItemPtrs(kBlockEntries);
+  Block& slot = map_[block & (map_.size() - 1)];
+  slot = spare_.size() > 0 ? std::move(spare_) : Block(kBlockEntries);
 }
 
 void ItemRing::Compact() {
@@ -53,16 +53,16 @@ void ItemRing::Compact() {
   for (uint64_t r = head_; r != tail_; ++r) {
     Item* item = At(r);
     if (item == nullptr) continue;
-    if (w != r) Block(w).Set(w % kBlockEntries, PackedItemPtrs::Encode(item));
+    if (w != r) BlockOf(w).Set(w % kBlockEntries, Block::Encode(item));
     item->queue_pos = static_cast<uint32_t>(w);
     ++w;
   }
   for (uint64_t b = EndBlock(w); b < EndBlock(tail_); ++b) {
-    PackedItemPtrs& freed = map_[b & (map_.size() - 1)];
+    Block& freed = map_[b & (map_.size() - 1)];
     if (spare_.size() == 0) {
       spare_ = std::move(freed);
     } else {
-      freed = PackedItemPtrs();
+      freed = Block();
     }
   }
   tail_ = w;

@@ -1,13 +1,14 @@
-// ItemRing: a FIFO of Item pointers in blocks of kBlockEntries 6-byte
-// PackedItemPtrs entries, with O(1) removal from the middle (the slot is
-// cleared and skipped later). The item's `queue_pos` records its position.
+// ItemRing: a FIFO of items in blocks of kBlockEntries 4-byte
+// PackedItemPtrs entries (item handles), with O(1) removal from the middle
+// (the slot is cleared and skipped later). The item's `queue_pos` records
+// its position.
 //
 // Positions count up from 0 for the life of the ring; the block holding a
 // position is found through a small power-of-two map of block pointers. A
 // block is allocated when the tail enters it and freed when the head leaves
 // it (one is kept back, so a steady FIFO allocates nothing), so memory
-// follows the span from head to tail within one block at each end: about 6
-// bytes per entry, where a doubling array would average 8 and leave its old
+// follows the span from head to tail within one block at each end: about 4
+// bytes per entry, where a doubling array would average 5.3 and leave its old
 // arrays behind in the heap as it grows. Holes are compacted away, in place,
 // when they outnumber live entries (and fill at least a block), so the span
 // stays within twice the live count plus a block.
@@ -28,6 +29,7 @@ namespace strata::tiers {
 
 class ItemRing {
  public:
+  using Block = PackedItemPtrs<4>;
   static constexpr size_t kBlockEntries = 128;
 
   ItemRing() = default;
@@ -40,7 +42,7 @@ class ItemRing {
   // Appends at the tail (newest end).
   void Push(Item* item) {
     if (tail_ % kBlockEntries == 0) AddTailBlock();
-    Block(tail_).Set(tail_ % kBlockEntries, PackedItemPtrs::Encode(item));
+    BlockOf(tail_).Set(tail_ % kBlockEntries, Block::Encode(item));
     item->queue_pos = static_cast<uint32_t>(tail_);
     ++tail_;
     ++live_;
@@ -64,7 +66,7 @@ class ItemRing {
   void Erase(Item* item) {
     const uint64_t pos =
         head_ + static_cast<uint32_t>(item->queue_pos - static_cast<uint32_t>(head_));
-    Block(pos).Set(pos % kBlockEntries, 0);
+    BlockOf(pos).Set(pos % kBlockEntries, 0);
     --live_;
     MaybeCompact();
   }
@@ -94,20 +96,18 @@ class ItemRing {
 
   void Clear() {
     map_.clear();
-    spare_ = PackedItemPtrs();
+    spare_ = Block();
     head_ = tail_ = 0;
     live_ = 0;
   }
 
  private:
-  PackedItemPtrs& Block(uint64_t pos) { return map_[(pos / kBlockEntries) & (map_.size() - 1)]; }
-  const PackedItemPtrs& Block(uint64_t pos) const {
+  Block& BlockOf(uint64_t pos) { return map_[(pos / kBlockEntries) & (map_.size() - 1)]; }
+  const Block& BlockOf(uint64_t pos) const {
     return map_[(pos / kBlockEntries) & (map_.size() - 1)];
   }
   // The item at position `pos` (head <= pos < tail), or nullptr for a hole.
-  Item* At(uint64_t pos) const {
-    return PackedItemPtrs::ItemOf(Block(pos).Get(pos % kBlockEntries));
-  }
+  Item* At(uint64_t pos) const { return Block::ItemOf(BlockOf(pos).Get(pos % kBlockEntries)); }
 
   void MaybeCompact() {
     const uint64_t holes = tail_ - head_ - live_;
@@ -121,10 +121,10 @@ class ItemRing {
   // frees the blocks past the new tail.
   void Compact();
 
-  std::vector<PackedItemPtrs> map_;  // by block number mod size; size is 0 or a power of two
-  PackedItemPtrs spare_;             // a freed block kept for the next one the tail needs
-  uint64_t head_ = 0;                // position of the oldest slot
-  uint64_t tail_ = 0;                // one past the newest
+  std::vector<Block> map_;  // by block number mod size; size is 0 or a power of two
+  Block spare_;             // a freed block kept for the next one the tail needs
+  uint64_t head_ = 0;       // position of the oldest slot
+  uint64_t tail_ = 0;       // one past the newest
   size_t live_ = 0;
 };
 

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <new>
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -16,8 +17,6 @@
 #ifdef STRATA_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
-
-#include "tiers/item.h"
 
 namespace strata::tiers {
 
@@ -72,17 +71,62 @@ void Unpoison([[maybe_unused]] char* slot, [[maybe_unused]] size_t slot_bytes) {
 ItemSlabs& ItemSlabs::Global() {
   // Never destroyed: items may be freed by static destructors and by threads
   // still running at exit.
-  static ItemSlabs* const global = new ItemSlabs;
+  static ItemSlabs* const global = [] {
+    auto* slabs = new ItemSlabs;
+    global_base_ = slabs->base_;
+    return slabs;
+  }();
   return *global;
 }
 
-ItemSlabs::ItemSlabs() = default;
+ItemSlabs::ItemSlabs() {
+  // Address space only: PROT_NONE is neither resident nor committed. Over-
+  // reserve by a slab to align the start, then drop the excess.
+  const size_t span = kArenaBytes + kSlabBytes;
+  void* raw = mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (start + kSlabBytes - 1) & ~(uintptr_t{kSlabBytes} - 1);
+  if (aligned > start) munmap(raw, aligned - start);
+  const uintptr_t tail = start + span - (aligned + kArenaBytes);
+  if (tail > 0) munmap(reinterpret_cast<void*>(aligned + kArenaBytes), tail);
+  base_ = reinterpret_cast<char*>(aligned);
+  regions_end_ = bump_ = bump_end_ = base_ + kCellAreaBytes;
+}
 
 ItemSlabs::~ItemSlabs() {
-  for (char* region : regions_) {
-    Unpoison(region, kRegionBytes);  // the addresses may be mapped again
-    munmap(region, kRegionBytes);
+  // The addresses may be mapped again: clear what was poisoned.
+  Unpoison(base_ + kCellAreaBytes, static_cast<size_t>(regions_end_ - (base_ + kCellAreaBytes)));
+  munmap(base_, kArenaBytes);
+}
+
+uint32_t ItemSlabs::NewCell(void* target) {
+  std::lock_guard lock(cells_mu_);
+  uint32_t h = free_cell_;
+  if (h != 0) {
+    std::memcpy(&free_cell_, base_ + uint64_t{h} * kGranule, sizeof(free_cell_));
+  } else {
+    if (cell_bump_ == kCellHandles) return 0;
+    if (cell_bump_ >= cell_writable_) {
+      // Cells are made writable a slab's worth at a time.
+      const uint64_t from = uint64_t{cell_writable_} * kGranule;
+      if (mprotect(base_ + from, kSlabBytes, PROT_READ | PROT_WRITE) != 0) return 0;
+      cell_writable_ = static_cast<uint32_t>((from + kSlabBytes) / kGranule);
+    }
+    h = cell_bump_++;
   }
+  std::memcpy(base_ + uint64_t{h} * kGranule, &target, sizeof(target));
+  ++cells_in_use_;
+  return h;
+}
+
+void ItemSlabs::FreeCell(uint32_t handle) {
+  std::lock_guard lock(cells_mu_);
+  char* cell = base_ + uint64_t{handle} * kGranule;
+  std::memset(cell, 0, kGranule);
+  std::memcpy(cell, &free_cell_, sizeof(free_cell_));
+  free_cell_ = handle;
+  --cells_in_use_;
 }
 
 void ItemSlabs::Link(Stripe& stripe, Slab* slab) {
@@ -116,23 +160,12 @@ ItemSlabs::Slab* ItemSlabs::TakeSlab() {
     cold_.pop_back();
   } else {
     if (bump_ == bump_end_) {
-      // Over-map by one slab to align the region, then drop the excess.
-      const size_t span = kRegionBytes + kSlabBytes;
-      void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      if (raw == MAP_FAILED) return nullptr;
-      const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
-      const uintptr_t aligned = (start + kSlabBytes - 1) & ~(uintptr_t{kSlabBytes} - 1);
-      if (aligned > start) munmap(raw, aligned - start);
-      const uintptr_t tail = start + span - (aligned + kRegionBytes);
-      if (tail > 0) munmap(reinterpret_cast<void*>(aligned + kRegionBytes), tail);
-      if (aligned + kRegionBytes > kItemAddressLimit) {
-        munmap(reinterpret_cast<void*>(aligned), kRegionBytes);
-        return nullptr;
-      }
-      regions_.push_back(reinterpret_cast<char*>(aligned));
-      bump_ = reinterpret_cast<char*>(aligned);
-      bump_end_ = bump_ + kRegionBytes;
+      // The next region of the arena becomes writable (not resident yet).
+      if (regions_end_ == base_ + kArenaBytes) return nullptr;
+      if (mprotect(regions_end_, kRegionBytes, PROT_READ | PROT_WRITE) != 0) return nullptr;
+      bump_ = regions_end_;
+      regions_end_ += kRegionBytes;
+      bump_end_ = regions_end_;
     }
     mem = bump_;
     bump_ += kSlabBytes;
@@ -227,6 +260,10 @@ ItemSlabs::Stats ItemSlabs::stats() const {
     std::lock_guard lock(stripe.mu);
     s.slots_in_use += stripe.slots_in_use;
     s.bytes_in_use += stripe.bytes_in_use;
+  }
+  {
+    std::lock_guard lock(cells_mu_);
+    s.cells_in_use = cells_in_use_;
   }
   std::lock_guard lock(pool_mu_);
   s.slabs_in_use = slabs_in_use_;

@@ -15,17 +15,25 @@
 // for any class; past kWarmSlabs pooled slabs its pages are given back to the
 // kernel (madvise MADV_DONTNEED), so RSS follows what is in use.
 //
-// Slabs come from mmap regions of kRegionBytes (virtual until touched, never
-// unmapped while the allocator lives); every address handed out is 8-byte
-// aligned and below 2^48 (a region mapped higher is refused).
+// The arena. All memory comes from one reservation of kArenaBytes (32 GiB
+// of address space, PROT_NONE until used), so that any address in it has a
+// 32-bit handle: its offset / 8. The RAM tier's table and queues keep these
+// handles instead of pointers. Slabs are carved from the part above
+// kCellAreaBytes in regions of kRegionBytes (made writable as they are
+// needed, resident only once touched, never given back to the reservation
+// while the allocator lives). The first kCellAreaBytes hold cells: 8-byte
+// slots, each the address of an item kept outside the arena (larger than
+// kMaxBytes, or small once the slab part is used up), which gives that item
+// a handle too (handles below kCellHandles).
 //
 // Invariant: a slot is either handed out or on its slab's free list or past
 // its slab's bump offset; a slab with free slots and at least one in use is
 // on its stripe's list for its class; a slab with none in use is in the pool
 // (or, between ReturnSlab and Cool, having its pages given back).
 //
-// Thread safety: Allocate() and Free() may be called from any thread; a
-// slot may be freed on another thread than the one that allocated it.
+// Thread safety: Allocate(), Free(), NewCell() and FreeCell() may be called
+// from any thread; a slot or cell may be freed on another thread than the
+// one that allocated it.
 #pragma once
 
 #include <array>
@@ -46,6 +54,9 @@ class ItemSlabs {
   // Empty slabs kept resident for reuse before pages go back to the kernel.
   static constexpr size_t kWarmSlabs = 16;
   static constexpr size_t kRegionBytes = 64 * 1024 * 1024;
+  static constexpr uint64_t kArenaBytes = uint64_t{kGranule} << 32;  // every 32-bit handle
+  static constexpr uint64_t kCellAreaBytes = uint64_t{1} << 30;
+  static constexpr uint32_t kCellHandles = kCellAreaBytes / kGranule;
 
   // Bytes a request of `bytes` (1..kMaxBytes) takes: its size class.
   static constexpr size_t ClassBytes(size_t bytes) {
@@ -54,17 +65,33 @@ class ItemSlabs {
 
   // The allocator Item::Create uses.
   static ItemSlabs& Global();
+  // Global()'s arena; null until Global() is first called.
+  static char* GlobalBase() { return global_base_; }
 
+  // Reserves the arena; throws std::bad_alloc if the address space cannot
+  // be had.
   ItemSlabs();
-  ~ItemSlabs();  // unmaps every region: no slot may be in use
+  ~ItemSlabs();  // unmaps the arena: no slot or cell may be in use
   ItemSlabs(const ItemSlabs&) = delete;
   ItemSlabs& operator=(const ItemSlabs&) = delete;
 
-  // ClassBytes(bytes) bytes, 8-byte aligned and below 2^48, or nullptr if
-  // no memory can be mapped. `bytes` must be in 1..kMaxBytes.
+  // ClassBytes(bytes) bytes, 8-byte aligned, in the slab part of the arena;
+  // nullptr once that is used up (or cannot be made writable). `bytes` must
+  // be in 1..kMaxBytes.
   void* Allocate(size_t bytes);
   // `p` came from Allocate() of this allocator and is not in use any more.
   void Free(void* p);
+  // Whether `p` is in the slab part of this allocator's arena.
+  bool InSlabs(const void* p) const {
+    const uint64_t off = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(base_);
+    return off >= kCellAreaBytes && off < kArenaBytes;
+  }
+
+  // A cell holding `target`; returns its handle (0 < handle < kCellHandles),
+  // or 0 if the cell part is used up.
+  uint32_t NewCell(void* target);
+  // `handle` came from NewCell() and is not in use any more.
+  void FreeCell(uint32_t handle);
 
   struct Stats {
     size_t slabs_in_use = 0;  // hold at least one slot in use
@@ -72,6 +99,7 @@ class ItemSlabs {
     size_t slabs_cold = 0;    // empty, pages given back
     size_t slots_in_use = 0;
     size_t bytes_in_use = 0;  // sum of ClassBytes of the slots in use
+    size_t cells_in_use = 0;
   };
   Stats stats() const;
 
@@ -90,11 +118,20 @@ class ItemSlabs {
   static void Unlink(Stripe& stripe, Slab* slab);
   static void Link(Stripe& stripe, Slab* slab);
 
+  static inline char* global_base_ = nullptr;
+
+  char* base_ = nullptr;  // the arena, kSlabBytes-aligned
   std::array<Stripe, kStripes> stripes_;
 
-  mutable std::mutex pool_mu_;  // guards everything below
-  std::vector<char*> regions_;
-  char* bump_ = nullptr;  // next never-used slab in the newest region
+  mutable std::mutex cells_mu_;  // guards the cell fields
+  uint32_t free_cell_ = 0;       // a freed cell, holding the next one's handle; 0: none
+  uint32_t cell_bump_ = 1;       // next never-used cell (handle 0 means "none")
+  uint32_t cell_writable_ = 0;   // cells below this handle are writable
+  size_t cells_in_use_ = 0;
+
+  mutable std::mutex pool_mu_;   // guards everything below
+  char* regions_end_ = nullptr;  // end of the writable slab regions
+  char* bump_ = nullptr;         // next never-used slab in the newest region
   char* bump_end_ = nullptr;
   std::vector<Slab*> warm_;
   std::vector<Slab*> cold_;

@@ -6,10 +6,10 @@
 
 namespace strata::tiers {
 
-uint64_t ItemTable::HomeOf(Entry s) { return common::HashKey(PackedItemPtrs::ItemOf(s)->Key()); }
+uint64_t ItemTable::HomeOf(Entry s) { return common::HashKey(Slots::ItemOf(s)->Key()); }
 
 void ItemTable::Grow() {
-  PackedItemPtrs next(slots_.size() * 2);
+  Slots next(slots_.size() * 2);
   const size_t mask = next.size() - 1;
   for (size_t j = 0; j < slots_.size(); ++j) {
     const Entry s = slots_.Get(j);

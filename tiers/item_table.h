@@ -1,10 +1,10 @@
 // ItemTable: a RAM-tier shard's index from key to Item, by open addressing
 // with linear probing.
 //
-// A slot is a 6-byte PackedItemPtrs entry: the item's address and 3 bits of
+// A slot is a 5-byte PackedItemPtrs entry: the item's handle and 8 bits of
 // the key's hash. A lookup reads one run of adjacent slots (usually one
-// cache line) and dereferences only the items whose 3 bits match, about 1 in
-// 8 of the others, instead of every item of a hash chain. Items carry no
+// cache line) and dereferences only the items whose 8 bits match, about 1 in
+// 256 of the others, instead of every item of a hash chain. Items carry no
 // link field.
 //
 // Erasing shifts the rest of the run back into the hole (no tombstones), so a
@@ -32,6 +32,7 @@ namespace strata::tiers {
 
 class ItemTable {
  public:
+  using Slots = PackedItemPtrs<5>;
   static constexpr size_t kInitialSlots = 64;
 
   // Where Find() stopped: the slot holding the key, or the empty slot that
@@ -50,27 +51,27 @@ class ItemTable {
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
       const Entry s = slots_.Get(i);
       if (s == 0) return {i, false};
-      if (PackedItemPtrs::BitsOf(s) != tag) continue;
-      const Item* it = PackedItemPtrs::ItemOf(s);
+      if (Slots::BitsOf(s) != tag) continue;
+      const Item* it = Slots::ItemOf(s);
       if (it->key_len == key.size() && std::memcmp(it->Data(), key.data(), key.size()) == 0) {
         return {i, true};
       }
     }
   }
 
-  Item* At(size_t slot) const { return PackedItemPtrs::ItemOf(slots_.Get(slot)); }
+  Item* At(size_t slot) const { return Slots::ItemOf(slots_.Get(slot)); }
 
   // Puts `item`, whose key hashes to `hash` and is not in the table, at
   // `pos` from Find(). May grow the table.
   void InsertAt(Pos pos, Item* item, uint64_t hash) {
-    slots_.Set(pos.slot, PackedItemPtrs::Encode(item, Tag(hash)));
+    slots_.Set(pos.slot, Slots::Encode(item, Tag(hash)));
     ++count_;
     if (count_ * 5 > slots_.size() * 4) Grow();
   }
 
   // Replaces the item at `slot` with `item`, which has the same key.
   void ReplaceAt(size_t slot, Item* item) {
-    slots_.Set(slot, PackedItemPtrs::Encode(item, PackedItemPtrs::BitsOf(slots_.Get(slot))));
+    slots_.Set(slot, Slots::Encode(item, Slots::BitsOf(slots_.Get(slot))));
   }
 
   // Empties `slot`, moving later entries of its run back into the hole.
@@ -102,17 +103,15 @@ class ItemTable {
   size_t capacity() const { return slots_.size(); }
 
  private:
-  using Entry = PackedItemPtrs::Entry;
+  using Entry = Slots::Entry;
 
-  static uint64_t Tag(uint64_t hash) {
-    return (hash >> 48) & ((1u << PackedItemPtrs::kSpareBits) - 1);
-  }
+  static uint64_t Tag(uint64_t hash) { return (hash >> 48) & ((1u << Slots::kSpareBits) - 1); }
   // The hash an entry was placed by: its key hashed again (erase and growth).
   static uint64_t HomeOf(Entry s);
 
   void Grow();
 
-  PackedItemPtrs slots_;  // size is a power of two; 0 = empty
+  Slots slots_;  // size is a power of two; 0 = empty
   size_t count_ = 0;
 };
 

@@ -1,16 +1,16 @@
-// PackedItemPtrs: a fixed-size array of Item pointers at 6 bytes each
-// instead of 8, for the per-item arrays of the RAM tier (ItemTable's slots,
-// ItemRing's queue). Each entry also has 3 spare bits for its owner.
+// PackedItemPtrs<kBytes>: a fixed-size array of item references at kBytes
+// (4 or 5) bytes each instead of an 8-byte pointer, for the per-item arrays
+// of the RAM tier: ItemRing's queue blocks take 4 bytes an entry, and
+// ItemTable's slots 5 (with 8 bits of the key's hash).
 //
-// An item's address fits in 45 bits once its 3 low bits (Item::Create
-// returns 8-byte aligned memory) and its 16 high bits (Item::Create
-// refuses an address at or above 2^48) are dropped, so an entry is that
-// 45-bit number, the owner's 3 bits above it, and 0 for "empty". Saving
-// 2 of 8 bytes per slot is 2.6 bytes per 100-byte item in each of the two
-// arrays at their usual load.
+// An entry is the item's 32-bit Item::Handle() (never 0), with the owner's
+// kSpareBits = 8 * (kBytes - 4) bits above it, and 0 for "empty". Against
+// 8-byte pointers that saves 4 bytes per ring entry and 3 per table slot,
+// about 5.3 and 3.9 bytes per 100-byte item at the benchmark's load.
 //
-// Entries are read with one unaligned 8-byte load (the array keeps 2 bytes
-// of padding after the last entry) and written with a 6-byte store.
+// Entries are read with one unaligned 8-byte load (the array keeps 8 -
+// kBytes bytes of padding after the last entry) and written with a kBytes
+// store.
 //
 // Thread safety: none; the owner serializes access.
 #pragma once
@@ -23,15 +23,17 @@
 #include <utility>
 
 #include "tiers/item.h"
-#include "tiers/item_slabs.h"
 
 namespace strata::tiers {
 
+template <size_t kBytes>
 class PackedItemPtrs {
+  static_assert(kBytes == 4 || kBytes == 5);
+
  public:
   // An entry: 0 (empty) or Encode(item, bits).
   using Entry = uint64_t;
-  static constexpr unsigned kSpareBits = 3;
+  static constexpr unsigned kSpareBits = 8 * (kBytes - 4);
 
   PackedItemPtrs() = default;
   // `n` empty entries.
@@ -58,27 +60,21 @@ class PackedItemPtrs {
   // Every entry empty.
   void Clear() { std::memset(bytes_.get(), 0, size_ * kBytes + kPad); }
 
-  // `item` must come from Item::Create; `bits` < 2^kSpareBits.
+  // `item` must come from Item::Create and be alive; `bits` < 2^kSpareBits.
   static Entry Encode(const Item* item, uint64_t bits = 0) {
-    return reinterpret_cast<uintptr_t>(item) >> kAlignShift | bits << kPtrBits;
+    return uint64_t{item->Handle()} | bits << 32;
   }
+  // The item of a non-empty entry, or nullptr for 0.
   static Item* ItemOf(Entry e) {
-    return reinterpret_cast<Item*>(static_cast<uintptr_t>(e & kPtrMask) << kAlignShift);
+    const auto h = static_cast<uint32_t>(e);
+    return h == 0 ? nullptr : Item::FromHandle(h);
   }
-  static uint64_t BitsOf(Entry e) { return e >> kPtrBits; }
+  static uint64_t BitsOf(Entry e) { return e >> 32; }
 
  private:
-  static constexpr size_t kBytes = 6;
   static constexpr size_t kPad = sizeof(uint64_t) - kBytes;
-  static constexpr unsigned kAlignShift = 3;
-  static constexpr unsigned kPtrBits = 48 - kAlignShift;
-  static constexpr uint64_t kPtrMask = (uint64_t{1} << kPtrBits) - 1;
   static constexpr uint64_t kEntryMask = (uint64_t{1} << (kBytes * 8)) - 1;
-  static_assert(kPtrBits + kSpareBits == kBytes * 8);
-  static_assert(alignof(std::max_align_t) >= 8 && ItemSlabs::kGranule % 8 == 0,
-                "Item::Create returns 8-byte aligned memory");
-  static_assert(std::endian::native == std::endian::little, "Get() masks the low 6 bytes");
-  static_assert(kItemAddressLimit == uint64_t{1} << 48, "entries hold 48-bit addresses");
+  static_assert(std::endian::native == std::endian::little, "Get() masks the low kBytes bytes");
 
   std::unique_ptr<uint8_t[]> bytes_;
   size_t size_ = 0;

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -61,7 +62,7 @@ TEST(ItemSlabsTest, EverySizeGetsAlignedSlotsThatNeverOverlap) {
       char* p = static_cast<char*>(slabs.Allocate(bytes));
       ASSERT_NE(p, nullptr);
       EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 8, 0u) << bytes;
-      EXPECT_LT(reinterpret_cast<uintptr_t>(p) + bytes, uint64_t{1} << 48);
+      EXPECT_TRUE(slabs.InSlabs(p) && slabs.InSlabs(p + bytes - 1)) << bytes;
       slots.push_back({p, ItemSlabs::ClassBytes(bytes), static_cast<uint8_t>(slots.size())});
       Fill(slots.back());
       bytes_total += ItemSlabs::ClassBytes(bytes);
@@ -265,6 +266,47 @@ TEST(ItemSlabsDeathTest, UseOfAFreedSlotIsReportedUnderAsan) {
   slabs.Free(p);
 }
 #endif
+
+// Cells: never handle 0, below kCellHandles, each holding what it was
+// given; freed ones are reused; past the first writable slab's worth too.
+TEST(ItemSlabsTest, CellsHoldTheirTargetsAndAreReused) {
+  ItemSlabs slabs;
+  constexpr size_t kN = 3 * ItemSlabs::kSlabBytes / ItemSlabs::kGranule;  // three slabs' worth
+  std::vector<uint32_t> cells;
+  std::vector<char> targets(kN);
+  for (size_t i = 0; i < kN; ++i) {
+    const uint32_t h = slabs.NewCell(&targets[i]);
+    ASSERT_NE(h, 0u);
+    ASSERT_LT(h, ItemSlabs::kCellHandles);
+    cells.push_back(h);
+  }
+  EXPECT_EQ(slabs.stats().cells_in_use, kN);
+  std::vector<uint32_t> sorted = cells;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end());
+  // A freed cell is handed out again before any new one.
+  slabs.FreeCell(cells[100]);
+  slabs.FreeCell(cells[7]);
+  EXPECT_EQ(slabs.stats().cells_in_use, kN - 2);
+  const uint32_t again = slabs.NewCell(&targets[0]);
+  EXPECT_EQ(again, cells[7]);
+  EXPECT_EQ(slabs.NewCell(&targets[1]), cells[100]);
+  for (uint32_t h : cells) slabs.FreeCell(h);
+  EXPECT_EQ(slabs.stats().cells_in_use, 0u);
+}
+
+// Slab memory is never a cell: InSlabs() tells them apart.
+TEST(ItemSlabsTest, SlotsAreInSlabsNothingElseIs) {
+  ItemSlabs slabs;
+  void* p = slabs.Allocate(100);
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(slabs.InSlabs(p));
+  int on_stack = 0;
+  EXPECT_FALSE(slabs.InSlabs(&on_stack));
+  std::vector<char> heap(64);
+  EXPECT_FALSE(slabs.InSlabs(heap.data()));
+  slabs.Free(p);
+}
 
 }  // namespace
 }  // namespace strata::tiers

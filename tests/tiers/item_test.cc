@@ -67,14 +67,21 @@ TEST(ItemTest, SmallItemsTakeTheirSlabClassLargeOnesAMallocChunk) {
     if (bytes <= ItemSlabs::kMaxBytes) {
       EXPECT_EQ(item->AllocatedBytes(), ItemSlabs::ClassBytes(bytes));
       EXPECT_EQ(during.bytes_in_use - before.bytes_in_use, ItemSlabs::ClassBytes(bytes));
+      EXPECT_EQ(during.cells_in_use, before.cells_in_use);
+      EXPECT_TRUE(ItemSlabs::Global().InSlabs(item));
     } else {
-      // glibc: the usable size rounded up to 16 with its 8-byte header.
-      EXPECT_GE(item->AllocatedBytes(), bytes + 8);
-      EXPECT_LT(item->AllocatedBytes(), bytes + 8 + 16);
+      // glibc: the usable size (the 8-byte cell prefix included) rounded up
+      // to 16 with its 8-byte header, and the 8-byte cell.
+      EXPECT_GE(item->AllocatedBytes(), bytes + 8 + 8 + 8);
+      EXPECT_LT(item->AllocatedBytes(), bytes + 8 + 8 + 8 + 16);
       EXPECT_EQ(during.bytes_in_use, before.bytes_in_use);
+      EXPECT_EQ(during.cells_in_use, before.cells_in_use + 1);
+      EXPECT_FALSE(ItemSlabs::Global().InSlabs(item));
     }
+    EXPECT_EQ(Item::FromHandle(item->Handle()), item);
     Item::Destroy(item);
     EXPECT_EQ(ItemSlabs::Global().stats().bytes_in_use, before.bytes_in_use);
+    EXPECT_EQ(ItemSlabs::Global().stats().cells_in_use, before.cells_in_use);
   }
   // The benchmark's item: 24-byte header, 9-byte key, 100-byte value, "\r\n".
   EXPECT_EQ(ItemSlabs::ClassBytes(Item::SizeFor(9, 0, 100)), 136u);
