@@ -16,13 +16,16 @@
 namespace strata::proxy {
 namespace {
 
-constexpr size_t kMinReadSpace = 8 * 1024;
+// A receive gets at least this much room: the unread bytes move to the
+// buffer's front, and if that is not enough the buffer doubles.
+constexpr size_t kMinReadSpace = 1024;
 // Keys a waiting connection may promote ahead of the commands that ask for
 // them (Connection::ReadAhead).
 constexpr size_t kReadAheadKeys = 64;
-// Data blocks at least this large are read by the socket straight into the
-// item instead of through the read buffer.
-constexpr uint64_t kDirectReadThreshold = 32 * 1024;
+// Once this much of a data block is still to come and the read buffer is
+// drained, the socket reads it straight into the item instead of through
+// the buffer (about the buffer's size: fewer receives, no second copy).
+constexpr uint64_t kDirectReadThreshold = 4 * 1024;
 
 std::string SockAddrString(const struct sockaddr_storage& ss) {
   char host[64] = "";

@@ -67,8 +67,10 @@ class Worker {
   tiers::IoQueue* io() { return io_.get(); }
   // Connections' read buffers: taken when a receive needs one, given back
   // when every byte has been used, so idle connections hold none (the pool
-  // keeps at most kSpareReadBuffers).
-  static constexpr size_t kReadBufferSize = 16 * 1024;
+  // keeps at most kSpareReadBuffers). 2 KiB is a pipeline of 16 small
+  // commands, and a busy connection's buffer then shares its page with
+  // others; a connection that needs more doubles its own (Connection).
+  static constexpr size_t kReadBufferSize = 2 * 1024;
   static constexpr size_t kSpareReadBuffers = 64;
   std::unique_ptr<char[]> TakeReadBuffer();
   void ReturnReadBuffer(std::unique_ptr<char[]> buf);
