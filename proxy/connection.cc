@@ -18,7 +18,7 @@ namespace {
 
 // A receive gets at least this much room: the unread bytes move to the
 // buffer's front, and if that is not enough the buffer doubles.
-constexpr size_t kMinReadSpace = 1024;
+constexpr size_t kMinReadSpace = 512;
 // Keys a waiting connection may promote ahead of the commands that ask for
 // them (Connection::ReadAhead).
 constexpr size_t kReadAheadKeys = 64;

@@ -5,13 +5,22 @@
 
 namespace strata::proxy {
 namespace {
-constexpr size_t kTextBlock = 16 * 1024;
+// Segment slots an empty queue keeps (and the written front a busy one
+// carries before compacting).
+constexpr size_t kKeptSegments = 16;
 }  // namespace
 
 OutputQueue::Segment& OutputQueue::TextTail(size_t need) {
-  if (!segments_.empty() && segments_.size() > sealed_) {
+  if (count() > sealed_) {
     Segment& tail = segments_.back();
-    if (!tail.item && tail.text.capacity() - tail.text.size() >= need) return tail;
+    if (!tail.item) {
+      const size_t want = tail.text.size() + need;
+      if (want <= tail.text.capacity()) return tail;
+      if (want <= kMaxTextBlock) {
+        tail.text.reserve(std::min(kMaxTextBlock, std::max(want, 2 * tail.text.capacity())));
+        return tail;
+      }
+    }
   }
   Segment seg;
   std::vector<std::string>& spare = shared_spare_ != nullptr ? *shared_spare_ : spare_;
@@ -19,15 +28,34 @@ OutputQueue::Segment& OutputQueue::TextTail(size_t need) {
     seg.text = std::move(spare.back());
     spare.pop_back();
   }
-  seg.text.reserve(std::max(kTextBlock, need));
+  seg.text.reserve(std::max(kFirstTextBlock, need));
   segments_.push_back(std::move(seg));
   return segments_.back();
+}
+
+void OutputQueue::PopFront() {
+  Segment& front = segments_[head_];
+  if (!front.item) Recycle(std::move(front.text));
+  front = Segment();  // frees a block Recycle() did not keep, drops the item
+  ++head_;
+  if (sealed_ > 0) --sealed_;
+  if (head_ == segments_.size()) {
+    // Empty: keep a small vector's storage, give back a big one's.
+    segments_.clear();
+    if (segments_.capacity() > kKeptSegments) std::vector<Segment>().swap(segments_);
+    head_ = 0;
+  } else if (head_ >= kKeptSegments && head_ * 2 >= segments_.size()) {
+    // A long stream (a multi-get held back by a slow client): drop the
+    // written front so the vector does not grow without bound.
+    segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
 }
 
 void OutputQueue::Recycle(std::string&& text) {
   std::vector<std::string>& spare = shared_spare_ != nullptr ? *shared_spare_ : spare_;
   const size_t max = shared_spare_ != nullptr ? kMaxSharedSpare : kMaxSpare;
-  if (spare.size() < max && text.capacity() <= 4 * kTextBlock) {
+  if (spare.size() < max && text.capacity() == kFirstTextBlock) {
     text.clear();
     spare.push_back(std::move(text));
   }
@@ -61,7 +89,8 @@ void OutputQueue::AppendValue(const tiers::ItemRef& item) {
 
 size_t OutputQueue::Gather(struct iovec* iov, size_t max, size_t* total) const {
   size_t count = 0;
-  for (const Segment& seg : segments_) {
+  for (size_t i = head_; i < segments_.size(); ++i) {
+    const Segment& seg = segments_[i];
     if (count == max) break;
     size_t len = seg.size() - seg.offset;
     if (len == 0) continue;
@@ -75,25 +104,18 @@ size_t OutputQueue::Gather(struct iovec* iov, size_t max, size_t* total) const {
 
 void OutputQueue::Consume(size_t n) {
   bytes_ -= n;
-  while (n > 0 && !segments_.empty()) {
-    Segment& front = segments_.front();
+  while (n > 0 && count() > 0) {
+    Segment& front = segments_[head_];
     size_t left = front.size() - front.offset;
     if (n < left) {
       front.offset += n;
       return;
     }
     n -= left;
-    if (!front.item) Recycle(std::move(front.text));
-    segments_.pop_front();
-    if (sealed_ > 0) --sealed_;
+    PopFront();
   }
   // Drop fully written segments (e.g. empty text tails).
-  while (!segments_.empty() && segments_.front().size() == segments_.front().offset &&
-         segments_.size() > 1) {
-    if (!segments_.front().item) Recycle(std::move(segments_.front().text));
-    segments_.pop_front();
-    if (sealed_ > 0) --sealed_;
-  }
+  while (count() > 1 && segments_[head_].size() == segments_[head_].offset) PopFront();
 }
 
 }  // namespace strata::proxy

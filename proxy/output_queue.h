@@ -1,7 +1,8 @@
 // OutputQueue: a connection's pending reply bytes, in request order.
 //
-// Replies are appended as text (copied into pooled text blocks, so a batch
-// of small replies leaves in one contiguous piece) or as an item's value
+// Replies are appended as text (copied into pooled text blocks that start at
+// 1 KiB and grow up to 16 KiB, so a batch of small replies leaves in one
+// contiguous piece while a short reply holds little) or as an item's value
 // (sent from the item's own memory; the ItemRef keeps it alive until the
 // bytes are written). Gather() exposes the front as iovecs for writev;
 // Consume() drops what the socket took. Blocks handed to an asynchronous
@@ -13,7 +14,6 @@
 #include <sys/uio.h>
 
 #include <cstddef>
-#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,8 +65,27 @@ class OutputQueue {
   };
   Segment& TextTail(size_t need);
   void Recycle(std::string&& text);
+  size_t count() const { return segments_.size() - head_; }
+  void PopFront();
 
-  std::deque<Segment> segments_;
+  // A text block starts at kFirstTextBlock bytes, so the many connections
+  // of a batch that each owe a short reply hold little, and grows (copied
+  // to a bigger block, while it is not sealed) up to kMaxTextBlock, so a
+  // batch's replies of up to that size still leave as one piece. Only blocks
+  // still at their first size are recycled; grown ones go back to malloc.
+  static constexpr size_t kFirstTextBlock = 1024;
+  static constexpr size_t kMaxTextBlock = 16 * 1024;
+  // Never held inline in the std::string (see segments_).
+  static_assert(kFirstTextBlock > std::string().capacity());
+
+  // The queued segments are segments_[head_, end). A vector, not a deque:
+  // an empty queue allocates nothing, and a busy one holds a few 48-byte
+  // segments rather than a 512-byte deque node. Moving a Segment (when the
+  // vector grows or PopFront() compacts it) never moves its bytes: a text
+  // block is reserved at kFirstTextBlock or more, so never held inline, and a
+  // value stays in its item. That is what keeps sealed segments in place.
+  std::vector<Segment> segments_;
+  size_t head_ = 0;
   std::vector<std::string> spare_;  // recycled text blocks, when not shared
   std::vector<std::string>* shared_spare_ = nullptr;
   size_t bytes_ = 0;

@@ -22,7 +22,7 @@ constexpr int kAcceptPerWakeup = 64;
 // Out of descriptors: the listeners rest this long; connections wait in the
 // backlog meanwhile.
 constexpr uint64_t kAcceptRetryMs = 100;
-// Sends per batch (bounds the iovec scratch: 1 KiB per send).
+// Sends per batch (bounds the iovec scratch: 1 KiB per send, 256 KiB).
 constexpr size_t kNetChunk = 256;
 
 common::Status Listen(int fd, int backlog, const char* what) {
@@ -36,7 +36,10 @@ common::Status Listen(int fd, int backlog, const char* what) {
 }  // namespace
 
 Worker::Worker(ServerContext& ctx, int index)
-    : ctx_(ctx), index_(index), dispatcher_(ctx, stats_) {
+    : ctx_(ctx),
+      index_(index),
+      dispatcher_(ctx, stats_),
+      iovs_(new struct iovec[kNetChunk * Connection::kMaxIov]) {
   uv_loop_init(&loop_);
   read_ahead_done_.worker = this;
 }
@@ -245,12 +248,17 @@ void Worker::RunNet() {
   // the rest wait for the next), then the receives of the sockets the poll
   // reported, in one NetBatch. A socket in both sends before it receives.
   const size_t sends = std::min(send_ready_.size(), kNetChunk);
-  iovs_.resize(sends * Connection::kMaxIov);
+  // Each send takes at most kMaxIov iovecs, so `used` stays below
+  // sends * kMaxIov.
+  size_t used = 0;
   for (size_t i = 0; i < sends; ++i) {
     Connection* conn = send_ready_[i];
     conn->send_queued = false;
     NetOp op;
-    if (conn->PrepareSend(&op, &iovs_[ops_.size() * Connection::kMaxIov])) ops_.push_back(op);
+    if (conn->PrepareSend(&op, &iovs_[used])) {
+      used += op.msg.msg_iovlen;
+      ops_.push_back(op);
+    }
   }
   send_ready_.erase(send_ready_.begin(), send_ready_.begin() + static_cast<std::ptrdiff_t>(sends));
   const size_t first_recv = ops_.size();

@@ -67,10 +67,10 @@ class Worker {
   tiers::IoQueue* io() { return io_.get(); }
   // Connections' read buffers: taken when a receive needs one, given back
   // when every byte has been used, so idle connections hold none (the pool
-  // keeps at most kSpareReadBuffers). 2 KiB is a pipeline of 16 small
-  // commands, and a busy connection's buffer then shares its page with
-  // others; a connection that needs more doubles its own (Connection).
-  static constexpr size_t kReadBufferSize = 2 * 1024;
+  // keeps at most kSpareReadBuffers). 1 KiB holds a pipeline of 16 small
+  // gets, and four busy connections' buffers share a page; a connection
+  // that needs more doubles its own (Connection).
+  static constexpr size_t kReadBufferSize = 1024;
   static constexpr size_t kSpareReadBuffers = 64;
   std::unique_ptr<char[]> TakeReadBuffer();
   void ReturnReadBuffer(std::unique_ptr<char[]> buf);
@@ -142,7 +142,10 @@ class Worker {
   std::vector<Connection*> send_ready_;
   std::vector<Connection*> batch_conns_;  // scratch for RunNet
   std::vector<NetOp> ops_;
-  std::vector<struct iovec> iovs_;
+  // The sends' iovecs, packed one after another (kNetChunk * kMaxIov
+  // entries, allocated once and never cleared, so only the pages a batch
+  // has used are resident).
+  std::unique_ptr<struct iovec[]> iovs_;
   std::vector<std::unique_ptr<char[]>> read_buffers_;
   std::vector<std::string> text_blocks_;
   bool net_failure_logged_ = false;
