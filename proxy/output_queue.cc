@@ -17,7 +17,10 @@ OutputQueue::Segment& OutputQueue::TextTail(size_t need) {
       const size_t want = tail.text.size() + need;
       if (want <= tail.text.capacity()) return tail;
       if (want <= kMaxTextBlock) {
-        tail.text.reserve(std::min(kMaxTextBlock, std::max(want, 2 * tail.text.capacity())));
+        // Doubling, and with room for a short reply after this one (the
+        // "END" after a value).
+        tail.text.reserve(
+            std::min(kMaxTextBlock, std::max(want + kFirstTextBlock, 2 * tail.text.capacity())));
         return tail;
       }
     }

@@ -1,7 +1,7 @@
 // OutputQueue: a connection's pending reply bytes, in request order.
 //
 // Replies are appended as text (copied into pooled text blocks that start at
-// 1 KiB and grow up to 16 KiB, so a batch of small replies leaves in one
+// 256 bytes and grow up to 16 KiB, so a batch of small replies leaves in one
 // contiguous piece while a short reply holds little) or as an item's value
 // (sent from the item's own memory; the ItemRef keeps it alive until the
 // bytes are written). Gather() exposes the front as iovecs for writev;
@@ -73,7 +73,7 @@ class OutputQueue {
   // to a bigger block, while it is not sealed) up to kMaxTextBlock, so a
   // batch's replies of up to that size still leave as one piece. Only blocks
   // still at their first size are recycled; grown ones go back to malloc.
-  static constexpr size_t kFirstTextBlock = 1024;
+  static constexpr size_t kFirstTextBlock = 256;
   static constexpr size_t kMaxTextBlock = 16 * 1024;
   // Never held inline in the std::string (see segments_).
   static_assert(kFirstTextBlock > std::string().capacity());

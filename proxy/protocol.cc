@@ -91,6 +91,15 @@ ParseResult Error(Command* cmd, std::string_view reply, bool noreply, size_t con
 
 bool IsNoreply(const Tokens& tk) { return tk.n > 0 && tk.t[tk.n - 1] == "noreply"; }
 
+// Counts the `n` - 1 arguments after the command name; keeps the first
+// Command::kKeptArgs.
+void KeepArgs(const Tokens& tk, size_t n, Command* cmd) {
+  for (size_t i = 1; i < n; ++i) {
+    if (cmd->nargs < Command::kKeptArgs) cmd->args[cmd->nargs] = tk.t[i];
+    ++cmd->nargs;
+  }
+}
+
 // The keys of a get-family command: everything after token `first_key`.
 std::string_view KeysFrom(std::string_view line, std::string_view first_key) {
   return line.substr(static_cast<size_t>(first_key.data() - line.data()));
@@ -286,7 +295,7 @@ ParseResult ParseCommand(std::string_view input, Command* cmd) {
   }
   if (name == "stats") {
     cmd->type = CommandType::kStats;
-    for (size_t i = 1; i < n; ++i) cmd->args[cmd->nargs++] = tk.t[i];
+    KeepArgs(tk, n, cmd);
     return {ParseStatus::kCommand, consumed};
   }
   if (name == "flush_all") {
@@ -326,7 +335,7 @@ ParseResult ParseCommand(std::string_view input, Command* cmd) {
   }
   if (name == "shutdown") {
     cmd->type = CommandType::kShutdown;
-    for (size_t i = 1; i < n; ++i) cmd->args[cmd->nargs++] = tk.t[i];
+    KeepArgs(tk, n, cmd);
     return {ParseStatus::kCommand, consumed};
   }
   // memcached dispatches on the first letter; for the letters it knows, an

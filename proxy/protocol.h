@@ -71,8 +71,11 @@ struct Command {
   uint64_t cas_unique = 0;     // cas
   uint64_t delta = 0;          // incr/decr
   uint32_t number = 0;         // verbosity level, cache_memlimit megabytes
-  // stats: the arguments after "stats" (empty for plain stats) as tokens.
-  std::string_view args[kMaxTokens];
+  // stats, shutdown: the count of arguments after the name (0 for plain
+  // stats), and the first kKeptArgs of them (all that either looks at; a
+  // Command lives in every connection, so it stays small).
+  static constexpr size_t kKeptArgs = 2;
+  std::string_view args[kKeptArgs];
   size_t nargs = 0;
 };
 

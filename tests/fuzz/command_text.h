@@ -85,7 +85,7 @@ inline bool SameCommand(const Command& a, const Command& b) {
       a.nargs != b.nargs) {
     return false;
   }
-  for (size_t i = 0; i < a.nargs && i < kMaxTokens; ++i) {
+  for (size_t i = 0; i < a.nargs && i < Command::kKeptArgs; ++i) {
     if (a.args[i] != b.args[i]) return false;
   }
   return true;
@@ -123,7 +123,7 @@ inline std::string DescribeCommand(const Command& cmd) {
   s += " delta=" + std::to_string(cmd.delta);
   s += " number=" + std::to_string(cmd.number);
   s += " args=[";
-  for (size_t i = 0; i < cmd.nargs && i < kMaxTokens; ++i) {
+  for (size_t i = 0; i < cmd.nargs && i < Command::kKeptArgs; ++i) {
     if (i > 0) s += ",";
     s += quote(cmd.args[i]);
   }

@@ -117,7 +117,9 @@ void CheckCommand(const Command& cmd, std::string_view raw_line, std::string_vie
   CHECK_CMD(Within(cmd.key, line));
   CHECK_CMD(Within(cmd.keys, line));
   CHECK_CMD(cmd.nargs <= kMaxTokens - 2);
-  for (size_t i = 0; i < cmd.nargs; ++i) CHECK_CMD(Within(cmd.args[i], line));
+  for (size_t i = 0; i < cmd.nargs && i < Command::kKeptArgs; ++i) {
+    CHECK_CMD(Within(cmd.args[i], line));
+  }
   if (cmd.noreply) CHECK_CMD(last_is_noreply);
 
   if (cmd.type == CommandType::kError) {
@@ -252,7 +254,9 @@ void CheckCommand(const Command& cmd, std::string_view raw_line, std::string_vie
     case CommandType::kShutdown: {
       CHECK_CMD(name == CommandTypeName(cmd.type));
       CHECK_CMD(cmd.nargs == tk.n - 1);
-      for (size_t i = 0; i < cmd.nargs; ++i) CHECK_CMD(cmd.args[i] == tk.t[i + 1]);
+      for (size_t i = 0; i < cmd.nargs && i < Command::kKeptArgs; ++i) {
+        CHECK_CMD(cmd.args[i] == tk.t[i + 1]);
+      }
       break;
     }
     case CommandType::kVersion:
