@@ -51,10 +51,11 @@ void ItemRing::AddTailBlock() {
 void ItemRing::Compact() {
   uint64_t w = head_;
   for (uint64_t r = head_; r != tail_; ++r) {
-    Item* item = At(r);
-    if (item == nullptr) continue;
-    if (w != r) BlockOf(w).Set(w % kBlockEntries, Block::Encode(item));
-    item->queue_pos = static_cast<uint32_t>(w);
+    // The entry moves as it is: no handle to compute again.
+    const Block::Entry entry = BlockOf(r).Get(r % kBlockEntries);
+    if (entry == 0) continue;
+    if (w != r) BlockOf(w).Set(w % kBlockEntries, entry);
+    Block::ItemOf(entry)->queue_pos = static_cast<uint32_t>(w);
     ++w;
   }
   for (uint64_t b = EndBlock(w); b < EndBlock(tail_); ++b) {
