@@ -45,6 +45,9 @@ namespace {
 
 // Keys looked up per get batch when an SSD tier may have to be read.
 constexpr size_t kGetBatch = 64;
+// Promotions a command makes of its key before it runs against RAM anyway
+// (each one lost its item to another worker's eviction before it could run).
+constexpr uint32_t kMaxPromoteAttempts = 8;
 
 // Completes one slot of a get batch.
 class SlotRead final : public tiers::SsdReadDone {
@@ -70,7 +73,10 @@ class SlotRead final : public tiers::SsdReadDone {
 class PromoteWait final : public tiers::SsdReadDone {
  public:
   explicit PromoteWait(AsyncState* async) : async_(async) {}
-  void OnSsdRead(tiers::ItemRef) override {
+  void OnSsdRead(tiers::ItemRef item) override {
+    // Let go of the item before the command runs: incr/decr rewrite a
+    // value in place only when nobody else holds the item (memcached's rule).
+    item.Reset();
     AsyncState* async = async_;
     delete this;
     if (--async->pending == 0 && async->waiting != AsyncState::Waiting::kNothing) {
@@ -92,21 +98,24 @@ Dispatcher::Dispatcher(ServerContext& ctx, WorkerStats& stats)
 
 bool Dispatcher::PromoteFirst(AsyncState* async, std::string_view key,
                               AsyncState::Waiting why) {
-  if (async == nullptr || async->io == nullptr || async->promoted ||
-      !cache_.NeedsPromotion(key)) {
-    return false;
+  if (async == nullptr || async->io == nullptr) return false;
+  // Until RAM has the key: a promotion that completes puts it there, but
+  // another worker may evict it again before this command runs (then it
+  // is on SSD again and is promoted again, a bounded number of times).
+  while (cache_.NeedsPromotion(key) && async->promote_attempts < kMaxPromoteAttempts) {
+    ++async->promote_attempts;
+    // The count starts at two so a read that completes at once (the
+    // record was still in RAM) cannot signal before we decide to wait.
+    async->pending = 2;
+    async->waiting = AsyncState::Waiting::kNothing;
+    cache_.Promote(key, *async->io, new PromoteWait(async));
+    if (--async->pending > 0) {
+      async->waiting = why;
+      return true;
+    }
   }
-  // The count starts at one so a read that completes at once (the record
-  // was still in RAM) cannot signal before we decide whether to wait.
-  async->pending = 2;
-  async->waiting = AsyncState::Waiting::kNothing;
-  cache_.Promote(key, *async->io, new PromoteWait(async));
-  if (--async->pending == 0) {
-    async->promoted = true;
-    return false;
-  }
-  async->waiting = why;
-  return true;
+  async->promote_attempts = 0;  // the command runs now
+  return false;
 }
 
 bool Dispatcher::ReadAhead(std::string_view key, tiers::IoQueue& io, tiers::SsdReadDone* done) {
@@ -116,7 +125,7 @@ bool Dispatcher::ReadAhead(std::string_view key, tiers::IoQueue& io, tiers::SsdR
   // ahead and reads in flight fell).
   if (!cache_.NeedsPromotion(key)) return false;
   stats_.Add(Counter::kSsdReadAheads);
-  cache_.Promote(key, io, done, /*read_ahead=*/true);
+  cache_.Promote(key, io, done, {.read_ahead = true});
   return true;
 }
 
@@ -129,14 +138,9 @@ Outcome Dispatcher::Resume(Command& cmd, OutputQueue& out, PendingStore* store,
       async->batch_ready = true;
       return ContinueGet(cmd, out, async);
     case AsyncState::Waiting::kStore:
-      async->promoted = true;
       return CompleteStore(*store, true, out, async);
-    case AsyncState::Waiting::kCommand: {
-      async->promoted = true;
-      Outcome o = Execute(cmd, out, store, async);
-      async->promoted = false;
-      return o;
-    }
+    case AsyncState::Waiting::kCommand:
+      return Execute(cmd, out, store, async);
     case AsyncState::Waiting::kNothing:
       break;
   }
@@ -376,6 +380,7 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
     for (;;) {
       if (!async->batch_ready) {
         async->slots.clear();
+        async->gat_exptime = exptime;  // outlives this call, for the reads
         async->pending = 1;  // held until every read is issued
         async->waiting = AsyncState::Waiting::kNothing;
         for (size_t n = 0; n < kGetBatch && NextKey(&cmd.keys, &key); ++n) {
@@ -388,9 +393,11 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
           } else if (!async->slots[index].item && tier.NeedsPromotion(key)) {
             async->slots[index].asked_ssd = true;
             ++async->pending;
-            // A plain get leaves a cold key's item on SSD (gat needs it in RAM).
-            tier.Promote(key, *async->io, new SlotRead(async, index), /*read_ahead=*/false,
-                         /*only_if_hot=*/!touch);
+            // A plain get leaves a cold key's item on SSD; gat puts it in RAM
+            // with its new expiry.
+            tier.Promote(key, *async->io, new SlotRead(async, index),
+                         {.only_if_hot = !touch,
+                          .new_exptime = touch ? &async->gat_exptime : nullptr});
           }
         }
         if (--async->pending > 0) {
@@ -401,8 +408,6 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
       }
       for (AsyncState::Slot& slot : async->slots) {
         tiers::ItemRef item = std::move(slot.item);
-        // A promoted item is touched now that it is back in RAM (gat).
-        if (item && slot.from_ssd && touch) item = tier.Get(slot.key, new_exptime);
         count(static_cast<bool>(item), slot.asked_ssd, slot.from_ssd && item);
         if (item) AppendValue(out, slot.key, item, with_cas);
       }
@@ -444,7 +449,6 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     // add/replace/append/prepend/cas need to know what the SSD holds.
     return Outcome::kWaitIo;
   }
-  if (async != nullptr) async->promoted = false;
   stats_.Add(Counter::kCmdSet);
   if (!terminated) {
     store.item.Reset();

@@ -73,7 +73,8 @@ struct AsyncState {
   };
   std::vector<Slot> slots;       // the current get batch, in request order
   bool batch_ready = false;      // every slot of the batch is resolved
-  bool promoted = false;         // the current command's key was promoted
+  uint32_t promote_attempts = 0;  // promotions of the current command's key
+  uint32_t gat_exptime = 0;      // gat/gats: the new expiry, for its SSD reads
 };
 
 class Dispatcher {

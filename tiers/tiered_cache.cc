@@ -49,44 +49,39 @@ bool TieredCache::NeedsPromotion(std::string_view key) {
   return ssd_ != nullptr && ssd_->Contains(common::HashKey(key)) && !ram_.Contains(key);
 }
 
-namespace {
-
-// Puts the item read from SSD into RAM, then answers the caller.
-class PromoteOp final : public SsdReadDone {
+// Puts the item read from SSD into RAM, then answers the caller. If the
+// key's record moved while the read was in flight (RAM evicted the item
+// again and the log has a newer copy), the newer record is read instead.
+class TieredCache::PromoteOp final : public SsdReadDone {
  public:
-  PromoteOp(TieredCache& cache, uint64_t hash, uint64_t epoch, bool read_ahead, bool only_if_hot,
-            SsdReadDone* done)
-      : cache_(cache),
-        hash_(hash),
-        epoch_(epoch),
-        read_ahead_(read_ahead),
-        only_if_hot_(only_if_hot),
-        done_(done) {}
+  PromoteOp(TieredCache& cache, std::string_view key, uint64_t hash, IoQueue& queue,
+            const PromoteOptions& options, SsdReadDone* done)
+      : cache_(cache), key_(key), hash_(hash), queue_(queue), options_(options), done_(done) {}
+  void Start() {
+    // Read before the index lookup: a delete that the lookup does not see
+    // carries a later epoch.
+    epoch_ = cache_.delete_epoch_.load(std::memory_order_acquire);
+    cache_.ssd_->Read(key_, hash_, queue_, this);
+  }
   void OnSsdRead(ItemRef item) override { Finish(std::move(item), nullptr); }
   void OnSsdReadAt(ItemRef item, SsdLocation at) override { Finish(std::move(item), &at); }
 
  private:
+  static constexpr int kMaxReads = 4;
   void Finish(ItemRef item, const SsdLocation* at) {
     ItemRef result;
     if (item && at != nullptr) {
-      std::string key(item->Key());
-      item->ssd_copy = 1;  // unchanged since its record: no rewrite on eviction
-      item->read_ahead = read_ahead_ ? 1 : 0;
-      if (only_if_hot_ && !cache_.WorthPromoting(hash_, ItemCharge(item.get()))) {
-        // Served from the record; RAM keeps its room.
-        if (cache_.StillCurrent(*item, hash_, *at, epoch_)) {
-          result = std::move(item);
-        } else {
-          result = cache_.ram().Get(key);
-        }
-      } else if (cache_.RestoreFromSsd(item, hash_, *at, epoch_)) {
-        // The verified record is the answer, even if RAM evicts it again.
-        result = std::move(item);
-      } else {
-        // RAM got the key meanwhile (that newer version wins), or the key
-        // was deleted, overwritten or flushed while the read was in flight.
-        result = cache_.ram().Get(key);
+      result = cache_.FinishPromotion(std::move(item), hash_, *at, epoch_, options_);
+    }
+    if (!result) {
+      if (++reads_ < kMaxReads && cache_.NeedsPromotion(key_)) {
+        Start();
+        return;
       }
+      // The key left the log while it was looked up or read (superseded,
+      // or promoted by another command): RAM's version, if any, is the
+      // answer.
+      result = cache_.ram_.Get(key_, options_.new_exptime);
     }
     SsdReadDone* done = done_;
     delete this;
@@ -94,26 +89,51 @@ class PromoteOp final : public SsdReadDone {
   }
 
   TieredCache& cache_;
+  std::string key_;
   uint64_t hash_;
-  uint64_t epoch_;
-  bool read_ahead_;
-  bool only_if_hot_;
+  IoQueue& queue_;
+  uint64_t epoch_ = 0;
+  int reads_ = 0;
+  PromoteOptions options_;
   SsdReadDone* done_;
 };
 
-}  // namespace
+ItemRef TieredCache::FinishPromotion(ItemRef item, uint64_t hash, const SsdLocation& at,
+                                     uint64_t epoch, const PromoteOptions& options) {
+  std::string key(item->Key());
+  item->read_ahead = options.read_ahead ? 1 : 0;
+  if (options.new_exptime != nullptr) {
+    // gat: the item goes back to RAM with its new expiry, and its record
+    // (which has the old one) is invalidated once it is there.
+    item->exptime = *options.new_exptime;
+    item->ssd_copy = 0;
+    if (RestoreFromSsd(item, hash, at, epoch)) {
+      Invalidate(key);
+      return item;
+    }
+    // RAM got the key meanwhile: that version is the one to touch.
+    return ram_.Get(key, options.new_exptime);
+  }
+  item->ssd_copy = 1;  // unchanged since its record: no rewrite on eviction
+  if (options.only_if_hot && !WorthPromoting(hash, ItemCharge(item.get()))) {
+    // Served from the record; RAM keeps its room.
+    if (StillCurrent(*item, hash, at, epoch)) return item;
+    return ram_.Get(key);
+  }
+  // The verified record is the answer, even if RAM evicts it again.
+  if (RestoreFromSsd(item, hash, at, epoch)) return item;
+  // RAM got the key meanwhile (that newer version wins), or the key was
+  // deleted, overwritten or flushed while the read was in flight.
+  return ram_.Get(key);
+}
 
 void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* done,
-                          bool read_ahead, bool only_if_hot) {
+                          const PromoteOptions& options) {
   if (ssd_ == nullptr) {
     done->OnSsdRead({});
     return;
   }
-  uint64_t hash = common::HashKey(key);
-  // Read before the index lookup: a delete that the lookup does not see
-  // carries a later epoch.
-  uint64_t epoch = delete_epoch_.load(std::memory_order_acquire);
-  ssd_->Read(key, hash, queue, new PromoteOp(*this, hash, epoch, read_ahead, only_if_hot, done));
+  (new PromoteOp(*this, key, common::HashKey(key), queue, options, done))->Start();
 }
 
 bool TieredCache::WorthPromoting(uint64_t hash, size_t charge) {

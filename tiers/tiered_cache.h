@@ -33,6 +33,22 @@
 
 namespace strata::tiers {
 
+// How TieredCache::Promote() treats what it read.
+struct PromoteOptions {
+  // For a get that has not run yet; the item is marked so that get
+  // counts as an SSD hit (Get's *read_ahead).
+  bool read_ahead = false;
+  // Plain gets: the item goes to RAM only if WorthPromoting() its key;
+  // otherwise the record read is the answer if it is still the key's
+  // newest version (checked as a promotion would be), and RAM is left to
+  // the items of its probation queue.
+  bool only_if_hot = false;
+  // gat/gats: the item enters RAM with this expiry (its SSD record is
+  // invalidated), or RAM's newer version of the key is touched instead.
+  // Must stay valid until `done` is called.
+  const uint32_t* new_exptime = nullptr;
+};
+
 class TieredCache final : public EvictionSink {
  public:
   // Owns its RAM tier. `ssd` may be null (RAM only); it must outlive the
@@ -56,15 +72,10 @@ class TieredCache final : public EvictionSink {
 
   // Reads the key from SSD and puts it back in RAM with its CAS unique
   // (unless RAM got the key meanwhile, which then wins). done->OnSsdRead()
-  // receives the RAM-resident item or an empty ref.
-  // `read_ahead`: for a get that has not run yet; the item is marked so
-  // that get counts as an SSD hit (Get's *read_ahead).
-  // `only_if_hot` (plain gets): the item goes to RAM only if WorthPromoting()
-  // its key; otherwise the record read is the answer if it is still the
-  // key's newest version (checked as a promotion would be), and RAM is left
-  // to the items of its probation queue.
-  void Promote(std::string_view key, IoQueue& queue, SsdReadDone* done, bool read_ahead = false,
-               bool only_if_hot = false);
+  // receives the item to answer with (RAM-resident, or served from its
+  // record; see PromoteOptions) or an empty ref.
+  void Promote(std::string_view key, IoQueue& queue, SsdReadDone* done,
+               const PromoteOptions& options = {});
   // True if an SSD hit on the key, for an item that costs RAM `charge`
   // bytes, should put it in RAM (TinyLFU's rule, with a floor): the sketch
   // has seen the key read at least AdmissionOptions::promote_threshold
@@ -119,7 +130,12 @@ class TieredCache final : public EvictionSink {
   uint64_t write_budget() const { return write_budget_; }
 
  private:
+  class PromoteOp;
   void Invalidate(std::string_view key);
+  // A promotion's read completed with `item` from `at`: puts it in RAM (or
+  // not) as `options` say and returns the item to answer with.
+  ItemRef FinishPromotion(ItemRef item, uint64_t hash, const SsdLocation& at, uint64_t epoch,
+                          const PromoteOptions& options);
 
   std::unique_ptr<RamTier> owned_ram_;
   RamTier& ram_;

@@ -230,7 +230,7 @@ TEST_F(TieredCacheTest, PlainGetsPromoteOnlyHotKeys) {
     EXPECT_FALSE(cache_->Get(key));  // the get's RAM lookup, counted by the sketch
     auto queue = device_.NewQueue(8);
     Done done;
-    cache_->Promote(key, *queue, &done, /*read_ahead=*/false, /*only_if_hot=*/true);
+    cache_->Promote(key, *queue, &done, {.only_if_hot = true});
     DrainQueue(*queue);
     EXPECT_EQ(done.calls, 1);
     return done.item;
@@ -271,7 +271,7 @@ TEST_F(TieredCacheTest, PromotionMustBeatRamsEvictionCandidate) {
     EXPECT_FALSE(cache_->Get("k5"));
     auto queue = device_.NewQueue(8);
     Done done;
-    cache_->Promote("k5", *queue, &done, /*read_ahead=*/false, /*only_if_hot=*/true);
+    cache_->Promote("k5", *queue, &done, {.only_if_hot = true});
     DrainQueue(*queue);
     ASSERT_TRUE(done.item) << read;
     EXPECT_EQ(done.item->ValueView(), Value(5));
