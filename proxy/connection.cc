@@ -294,6 +294,11 @@ void Connection::OnIoDone() {
   MaybeReleaseReadBuffer();
 }
 
+void Connection::OnDurable() {
+  if (closing_) return;
+  Flush();
+}
+
 void Connection::PrepareReadBuffer(char** buf, size_t* len) {
   direct_read_ = false;
   if (reading_data_ && store_.item && rstart_ == rend_ && store_.remaining >= kDirectReadThreshold) {
@@ -537,6 +542,15 @@ void Connection::MaybeResume() {
 void Connection::Flush() {
   if (closing_ || write_in_flight_ || want_writable_) return;
   if (!out_.empty()) {
+    if (async_.ack_ticket != 0) {
+      // An acknowledged write must not be undone by a crash: its
+      // invalidation reaches the device first.
+      if (!worker_.Durable(async_.ack_ticket)) {
+        worker_.WaitDurable(this, async_.ack_ticket);
+        return;
+      }
+      async_.ack_ticket = 0;
+    }
     worker_.QueueSend(this);  // OnSend() comes back here
     return;
   }

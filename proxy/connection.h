@@ -14,6 +14,10 @@
 // (a multi-get pauses between keys) until the client has read them; past the
 // hard cap (max_output_buffer) it is closed.
 //
+// Durability: replies of writes whose invalidation is not yet on the SSD
+// (AsyncState::ack_ticket) are held, with everything queued after them,
+// until the worker's group commit makes it durable (Worker::WaitDurable).
+//
 // Request latency (when ServerOptions::measure_latency): each read batch is
 // timed once, from the read to the queueing of its replies, and every
 // command finished in it is counted in the worker's histograms with that
@@ -64,6 +68,8 @@ class Connection final : public IoWaiter {
 
   // A command's SSD reads are done: resume it, then the pipeline.
   void OnIoDone() override;
+  // The SSD log position the queued replies wait for is durable.
+  void OnDurable();
 
   // The worker's batches. PrepareRecv/PrepareSend fill `op` and return true
   // if the connection has something to do (`iov` has room for kMaxIov
@@ -76,6 +82,7 @@ class Connection final : public IoWaiter {
   // Set while the connection is in one of the worker's batch lists.
   bool recv_queued = false;
   bool send_queued = false;
+  bool durable_waiting = false;
 
   // Intrusive list of the worker's connections.
   Connection* prev = nullptr;

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -118,6 +119,10 @@ bool Dispatcher::PromoteFirst(AsyncState* async, std::string_view key,
   return false;
 }
 
+uint64_t* Dispatcher::Ticket(AsyncState* async) {
+  return async != nullptr && async->io != nullptr ? &async->ack_ticket : nullptr;
+}
+
 bool Dispatcher::ReadAhead(std::string_view key, tiers::IoQueue& io, tiers::SsdReadDone* done) {
   // Read-ahead promotes whatever the sketch says: the item must wait in RAM
   // for its get. Gating it as plain gets are cut SSD hits/s by a third in
@@ -199,13 +204,13 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
           stats_.Add(Counter::kStoreNoMemory);
         }
         // A failed set must not leave the old value readable.
-        if (cmd.type == CommandType::kSet) cache_.Delete(cmd.key);
+        if (cmd.type == CommandType::kSet) cache_.Delete(cmd.key, Ticket(async));
       }
       return Outcome::kReadData;
     }
 
     case CommandType::kDelete:
-      if (cache_.Delete(cmd.key)) {
+      if (cache_.Delete(cmd.key, Ticket(async))) {
         stats_.Add(Counter::kDeleteHits);
         Reply(out, cmd.noreply, "DELETED");
       } else {
@@ -219,7 +224,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
       if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
       bool incr = cmd.type == CommandType::kIncr;
       uint64_t value = 0;
-      switch (cache_.Delta(cmd.key, incr, cmd.delta, &value)) {
+      switch (cache_.Delta(cmd.key, incr, cmd.delta, &value, Ticket(async))) {
         case tiers::DeltaResult::kOk: {
           stats_.Add(incr ? Counter::kIncrHits : Counter::kDecrHits);
           char buf[24];
@@ -243,7 +248,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
     case CommandType::kTouch:
       if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
       stats_.Add(Counter::kCmdTouch);
-      if (cache_.Touch(cmd.key, AbsoluteExptime(cmd.exptime))) {
+      if (cache_.Touch(cmd.key, AbsoluteExptime(cmd.exptime), Ticket(async))) {
         stats_.Add(Counter::kTouchHits);
         Reply(out, cmd.noreply, "TOUCHED");
       } else {
@@ -270,7 +275,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
           at = e - 1;
         }
       }
-      cache_.FlushAll(at);
+      cache_.FlushAll(at, Ticket(async));
       Reply(out, cmd.noreply, "OK");
       return Outcome::kDone;
     }
@@ -368,7 +373,7 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
     // memcached looks up the keys before the bad one, then discards the
     // reply and sends only the error.
     for (int64_t i = 0; i < cmd.bad_key_index && NextKey(&cmd.keys, &key); ++i) {
-      count(static_cast<bool>(tier.Get(key, new_exptime)));
+      count(static_cast<bool>(tier.Get(key, new_exptime, nullptr, Ticket(async))));
     }
     Reply(out, false, "CLIENT_ERROR bad command line format");
     return Outcome::kDone;
@@ -386,7 +391,8 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
         for (size_t n = 0; n < kGetBatch && NextKey(&cmd.keys, &key); ++n) {
           size_t index = async->slots.size();
           bool read_ahead = false;
-          async->slots.push_back({key, tier.Get(key, new_exptime, &read_ahead), false, false});
+          async->slots.push_back(
+              {key, tier.Get(key, new_exptime, &read_ahead, Ticket(async)), false, false});
           if (read_ahead) {
             // A read-ahead brought it from SSD for this get.
             async->slots[index].asked_ssd = async->slots[index].from_ssd = true;
@@ -408,6 +414,10 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
       }
       for (AsyncState::Slot& slot : async->slots) {
         tiers::ItemRef item = std::move(slot.item);
+        // A gat that brought its key back from SSD invalidated the record.
+        if (touch && slot.from_ssd) {
+          async->ack_ticket = std::max(async->ack_ticket, tier.AckTicket(slot.key));
+        }
         count(static_cast<bool>(item), slot.asked_ssd, slot.from_ssd && item);
         if (item) AppendValue(out, slot.key, item, with_cas);
       }
@@ -464,7 +474,8 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     case CommandType::kCas: mode = tiers::StoreMode::kCas; break;
     default: break;
   }
-  tiers::StoreResult result = cache_.Store(mode, std::move(store.item), store.cas_unique);
+  tiers::StoreResult result =
+      cache_.Store(mode, std::move(store.item), store.cas_unique, Ticket(async));
   bool is_cas = store.type == CommandType::kCas;
   switch (result) {
     case tiers::StoreResult::kStored:
@@ -622,6 +633,8 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_regions", d.regions);
     Stat(out, "ssd_index_entries", d.index_entries);
     Stat(out, "ssd_index_bytes", d.index_bytes);
+    Stat(out, "ssd_live_bytes", d.live_bytes);
+    Stat(out, "ssd_live_capacity", d.capacity_bytes);
     Stat(out, "ssd_reads", d.reads);
     Stat(out, "ssd_hits", d.hits);
     Stat(out, "ssd_promotions", c.promotions);
@@ -637,6 +650,7 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_demoted_bytes", d.demoted_value_bytes);
     Stat(out, "ssd_stored_bytes", d.stored_value_bytes);
     Stat(out, "ssd_record_bytes", d.record_bytes);
+    Stat(out, "ssd_demoted_record_bytes", d.demoted_record_bytes);
     Stat(out, "ssd_device_bytes_written", d.device_bytes_written);
     Stat(out, "ssd_device_bytes_read", d.device_bytes_read);
     Stat(out, "ssd_reads_in_flight", d.reads_in_flight);
@@ -657,6 +671,7 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_read_errors", d.read_errors);
     Stat(out, "ssd_corrupt_records", d.corrupt_records);
     Stat(out, "ssd_stale_reads", d.stale_reads);
+    Stat(out, "ssd_commits", d.commits);
   }
 }
 

@@ -8,6 +8,12 @@
 // resumes later where it stopped, so a multi-get of thousands of keys never
 // builds one giant buffer.
 //
+// With an SSD tier, every write (store, delete, incr/decr, touch, gat,
+// flush_all) records in AsyncState::ack_ticket the SSD log position its
+// reply must wait for (TieredCache's tickets): the connection holds its
+// replies until that position is durable, so an acknowledged write is
+// never undone by a crash.
+//
 // With an SSD tier, commands may wait for it (Outcome::kWaitIo): a get
 // looks up a batch of keys in RAM, reads the ones only the SSD has (all at
 // once, on the worker's I/O queue) and replies for the batch in order once
@@ -75,6 +81,10 @@ struct AsyncState {
   bool batch_ready = false;      // every slot of the batch is resolved
   uint32_t promote_attempts = 0;  // promotions of the current command's key
   uint32_t gat_exptime = 0;      // gat/gats: the new expiry, for its SSD reads
+  // The SSD log position the replies queued so far must wait for (their
+  // commands' invalidations are durable once it is; 0 = none). The
+  // connection clears it when it sends.
+  uint64_t ack_ticket = 0;
 };
 
 class Dispatcher {
@@ -119,6 +129,9 @@ class Dispatcher {
   // Starts promoting `key` if only the SSD has it; true when the command
   // must wait (kWaitIo) for it.
   bool PromoteFirst(AsyncState* async, std::string_view key, AsyncState::Waiting why);
+  // Where a write's durability ticket goes: the connection's (null when
+  // there is no SSD tier, or no connection).
+  static uint64_t* Ticket(AsyncState* async);
   // Appends "VALUE <key> <flags> <bytes>[ <cas>]\r\n" and the value.
   void AppendValue(OutputQueue& out, std::string_view key, const tiers::ItemRef& item,
                    bool with_cas);

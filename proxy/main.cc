@@ -194,17 +194,25 @@ int main(int argc, char** argv) {
     if (ssd_cfg.region_size) log_options.region_size = static_cast<uint32_t>(*ssd_cfg.region_size);
     log_options.compress = ssd_cfg.compression.value_or("lz4") == "lz4";
     ssd_log = std::make_unique<strata::tiers::SsdLog>(log_options, *device, clock);
-    int64_t t0 = clock.MonotonicNanos();
     strata::common::Status recovered = ssd_log->Recover();
     if (!recovered.ok()) {
       Log(LogLevel::kError, "cannot start: tiers.ssd: %s", recovered.message().c_str());
       return 1;
     }
-    Log(LogLevel::kInfo, "SSD tier %s (%s, %s, %u regions): %llu items recovered in %.2f s",
+    const strata::tiers::SsdRecoveryStats& rs = ssd_log->recovery();
+    Log(LogLevel::kInfo,
+        "SSD tier %s (%s, %s, %u regions): %llu items recovered in %.2f s; damage: %llu "
+        "records, %llu region headers, %llu regions lost, %llu invalidations taken from "
+        "mirrors, %llu refusals of older records; %llu torn records at the log's end",
         ssd_cfg.path->c_str(), strata::common::FormatSize(*ssd_cfg.size).c_str(),
         std::string(device->mode()).c_str(), ssd_log->region_count(),
-        static_cast<unsigned long long>(ssd_log->Stats().index_entries),
-        static_cast<double>(clock.MonotonicNanos() - t0) / 1e9);
+        static_cast<unsigned long long>(rs.items), rs.seconds,
+        static_cast<unsigned long long>(rs.damaged_records),
+        static_cast<unsigned long long>(rs.damaged_headers),
+        static_cast<unsigned long long>(rs.lost_regions),
+        static_cast<unsigned long long>(rs.mirrored_invalidations),
+        static_cast<unsigned long long>(rs.refusals),
+        static_cast<unsigned long long>(rs.torn_records));
     std::string adm = ssd_cfg.admission.value_or("reaccessed");
     admission.kind = adm == "all"          ? strata::tiers::AdmissionKind::kAll
                      : adm == "reaccessed" ? strata::tiers::AdmissionKind::kReaccessed

@@ -85,6 +85,12 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
     io_poll_.data = this;
     uv_poll_start(&io_poll_, UV_READABLE, OnIoReadable);
   }
+  if (ctx_.cache != nullptr && ctx_.cache->ssd() != nullptr) {
+    ssd_log_ = ctx_.cache->ssd();
+    uv_async_init(&loop_, &durable_async_, OnDurable);
+    durable_async_.data = this;
+    commit_listener_ = ssd_log_->AddCommitListener([this] { uv_async_send(&durable_async_); });
+  }
   uv_timer_init(&loop_, &accept_retry_timer_);
   accept_retry_timer_.data = this;
   if (tcp_fd >= 0) {
@@ -183,6 +189,11 @@ void Worker::OnIoReadable(uv_poll_t* poll, int, int) {
 void Worker::OnLoopCheck(uv_check_t* check) {
   auto* self = static_cast<Worker*>(check->data);
   self->RunNet();
+  // One group commit for every reply this iteration holds back.
+  if (self->durable_wanted_ > self->durable_requested_) {
+    self->durable_requested_ = self->durable_wanted_;
+    self->ssd_log_->RequestCommit(self->durable_wanted_, self->commit_listener_);
+  }
   // Everything this iteration queued for the SSD goes in one submission.
   if (self->io_) self->io_->Submit();
 }
@@ -202,6 +213,27 @@ void Worker::OnLoopPrepare(uv_prepare_t* prepare) {
     }
   }
   if (self->io_) self->io_->Submit();
+}
+
+bool Worker::Durable(uint64_t ticket) const {
+  return ssd_log_ == nullptr || ssd_log_->Durable(ticket);
+}
+
+void Worker::WaitDurable(Connection* conn, uint64_t ticket) {
+  if (!conn->durable_waiting) {
+    conn->durable_waiting = true;
+    durable_waiters_.push_back(conn);
+  }
+  durable_wanted_ = std::max(durable_wanted_, ticket);
+}
+
+void Worker::OnDurable(uv_async_t* async) {
+  auto* self = static_cast<Worker*>(async->data);
+  std::vector<Connection*> ready;
+  ready.swap(self->durable_waiters_);
+  for (Connection* conn : ready) conn->durable_waiting = false;
+  // Each sends, or waits again for a later ticket.
+  for (Connection* conn : ready) conn->OnDurable();
 }
 
 std::unique_ptr<char[]> Worker::TakeReadBuffer() {
@@ -238,6 +270,10 @@ void Worker::ForgetBatches(Connection* conn) {
   if (conn->send_queued) {
     std::erase(send_ready_, conn);
     conn->send_queued = false;
+  }
+  if (conn->durable_waiting) {
+    std::erase(durable_waiters_, conn);
+    conn->durable_waiting = false;
   }
 }
 
@@ -295,6 +331,10 @@ void Worker::CloseIoHandles() {
   uv_close(reinterpret_cast<uv_handle_t*>(&loop_prepare_), nullptr);
   uv_idle_stop(&net_idle_);
   uv_close(reinterpret_cast<uv_handle_t*>(&net_idle_), nullptr);
+  if (ssd_log_ != nullptr) {
+    ssd_log_->RemoveCommitListener(commit_listener_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&durable_async_), nullptr);
+  }
 }
 
 void Worker::OnListenerReadable(uv_poll_t* poll, int status, int) {

@@ -97,6 +97,12 @@ class Worker {
   }
   // The read-ahead begun was not needed (the key was not SSD-only).
   void CancelReadAhead() { --zombies_; }
+  // Durability of acknowledged writes (SsdLog::AckTicket): true if `ticket`
+  // is on the device; else WaitDurable() parks the connection until it is.
+  // The tickets a loop iteration collects are committed together, in one
+  // device write (RequestCommit at the iteration's end).
+  bool Durable(uint64_t ticket) const;
+  void WaitDurable(Connection* conn, uint64_t ticket);
 
  private:
   static void OnListenerReadable(uv_poll_t* poll, int status, int events);
@@ -107,6 +113,7 @@ class Worker {
   static void OnIoReadable(uv_poll_t* poll, int status, int events);
   static void OnLoopCheck(uv_check_t* check);
   static void OnLoopPrepare(uv_prepare_t* prepare);
+  static void OnDurable(uv_async_t* async);
   void RunNet();
   void CloseIoHandles();
   // Accepts what `listen_fd` has waiting (bounded per call).
@@ -156,6 +163,12 @@ class Worker {
   };
   ReadAheadDone read_ahead_done_;
   bool stopping_ = false;
+  tiers::SsdLog* ssd_log_ = nullptr;  // null without an SSD tier
+  uv_async_t durable_async_;          // the log's writer: a commit is done
+  int commit_listener_ = -1;
+  std::vector<Connection*> durable_waiters_;
+  uint64_t durable_wanted_ = 0;     // the largest ticket a connection waits for
+  uint64_t durable_requested_ = 0;  // the largest one asked of the log
   Connection* conns_ = nullptr;  // intrusive list head
   std::thread thread_;
 };

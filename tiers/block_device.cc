@@ -256,8 +256,8 @@ void IoThreadPool::Run() {
 
 class FileDevice final : public BlockDevice {
  public:
-  FileDevice(int fd, uint64_t size, bool use_uring, unsigned pool_threads)
-      : fd_(fd), size_(size), use_uring_(use_uring) {
+  FileDevice(int fd, uint64_t size, uint64_t preexisting, bool use_uring, unsigned pool_threads)
+      : fd_(fd), size_(size), preexisting_(preexisting), use_uring_(use_uring) {
     if (!use_uring_) pool_ = std::make_unique<IoThreadPool>(fd_, pool_threads);
   }
   ~FileDevice() override {
@@ -265,6 +265,7 @@ class FileDevice final : public BlockDevice {
     close(fd_);
   }
   uint64_t size() const override { return size_; }
+  uint64_t preexisting_bytes() const override { return preexisting_; }
   size_t block_size() const override { return kBlockSize; }
   std::string_view mode() const override { return use_uring_ ? "io_uring" : "threadpool"; }
   std::unique_ptr<IoQueue> NewQueue(unsigned depth) override {
@@ -281,6 +282,7 @@ class FileDevice final : public BlockDevice {
  private:
   int fd_;
   uint64_t size_;
+  uint64_t preexisting_;
   bool use_uring_;
   std::unique_ptr<IoThreadPool> pool_;
 };
@@ -322,6 +324,7 @@ common::Result<std::unique_ptr<BlockDevice>> OpenFileDevice(const FileDeviceOpti
     close(fd);
     return common::Status::IoError(msg);
   }
+  uint64_t preexisting = options.size;
   if (S_ISBLK(st.st_mode)) {
     uint64_t bytes = 0;
     if (ioctl(fd, BLKGETSIZE64, &bytes) != 0 || bytes < options.size) {
@@ -330,6 +333,7 @@ common::Result<std::unique_ptr<BlockDevice>> OpenFileDevice(const FileDeviceOpti
                                              std::to_string(options.size) + " bytes");
     }
   } else if (S_ISREG(st.st_mode)) {
+    preexisting = std::min<uint64_t>(static_cast<uint64_t>(st.st_size), options.size);
     if (static_cast<uint64_t>(st.st_size) < options.size) {
       int rc = posix_fallocate(fd, 0, static_cast<off_t>(options.size));
       if (rc != 0) {
@@ -358,7 +362,7 @@ common::Result<std::unique_ptr<BlockDevice>> OpenFileDevice(const FileDeviceOpti
     }
   }
   return std::unique_ptr<BlockDevice>(
-      new FileDevice(fd, options.size, use_uring, options.pool_threads));
+      new FileDevice(fd, options.size, preexisting, use_uring, options.pool_threads));
 }
 
 void DrainQueue(IoQueue& queue) {

@@ -69,6 +69,9 @@ class BlockDevice {
  public:
   virtual ~BlockDevice() = default;
   virtual uint64_t size() const = 0;
+  // Bytes the device held before it was opened: less than size() when a
+  // file shorter than the log was extended (new, or truncated).
+  virtual uint64_t preexisting_bytes() const { return size(); }
   virtual size_t block_size() const = 0;
   // "io_uring", "threadpool" or "memory".
   virtual std::string_view mode() const = 0;

@@ -131,9 +131,10 @@ bool AdmissionPolicy::TakeBudget(uint64_t bytes, uint32_t frequency) {
   return true;
 }
 
-AdmissionVerdict AdmissionPolicy::Admit(const Item& item, uint64_t hash, uint64_t bytes) {
+AdmissionVerdict AdmissionPolicy::Admit(const Item& item, uint64_t hash, uint64_t bytes,
+                                        bool room) {
   uint32_t frequency = sketch_.Estimate(hash);
-  switch (options_.kind) {
+  switch (room ? AdmissionKind::kAll : options_.kind) {
     case AdmissionKind::kAll:
       break;
     case AdmissionKind::kReaccessed:
@@ -153,21 +154,22 @@ AdmissionVerdict AdmissionPolicy::Admit(const Item& item, uint64_t hash, uint64_
   return TakeBudget(bytes, frequency) ? AdmissionVerdict::kAdmit : AdmissionVerdict::kRejectBudget;
 }
 
-uint32_t AdmissionPolicy::NoteDropped(uint32_t frequency) {
+void AdmissionPolicy::NoteDropped(uint32_t frequency) {
   uint32_t cur = dropped_x16_.load(std::memory_order_relaxed);
   uint32_t next;
   do {
     next = cur - cur / 16 + frequency;  // cur + (16 * frequency - cur) / 16
   } while (!dropped_x16_.compare_exchange_weak(cur, next, std::memory_order_relaxed));
-  return 0;
 }
 
-uint32_t AdmissionPolicy::RewriteScore(uint64_t hash, uint64_t bytes, bool accessed) {
+uint32_t AdmissionPolicy::ReclaimScore(uint64_t hash, bool accessed) const {
+  if (options_.rewrite_threshold == 0 || !accessed) return 0;
   uint32_t frequency = sketch_.Estimate(hash);
-  if (options_.rewrite_threshold == 0) return NoteDropped(frequency);
-  if (!accessed || frequency < options_.rewrite_threshold) return NoteDropped(frequency);
-  if (!TakeBudget(bytes, frequency)) return NoteDropped(frequency);
-  return 1 + frequency;
+  return frequency < options_.rewrite_threshold ? 0 : 1 + frequency;
+}
+
+bool AdmissionPolicy::SpendOnReclaim(uint64_t bytes, uint32_t score) {
+  return TakeBudget(bytes, score > 0 ? score - 1 : 0);
 }
 
 }  // namespace strata::tiers

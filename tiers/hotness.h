@@ -10,7 +10,10 @@
 // feed it without a lock; a lost update under a race only makes an
 // estimate slightly low.
 //
-// AdmissionPolicy decides for each evicted item whether it goes to flash:
+// AdmissionPolicy decides for each evicted item whether it goes to flash.
+// While the SSD has room that no live record needs (SsdLog::HasRoom), every
+// evicted item goes (within the write budget); beyond that, the kind
+// decides:
 //   all         every evicted item (the baseline)
 //   reaccessed  (default) only items read at least once while in RAM, or
 //               whose key RAM evicted and this policy rejected recently
@@ -125,14 +128,22 @@ class AdmissionPolicy {
   AdmissionPolicy(const AdmissionOptions& options, const FrequencySketch& sketch,
                   const common::Clock& clock);
   // Decides for an item RAM evicted; `bytes` is what writing it would cost.
-  AdmissionVerdict Admit(const Item& item, uint64_t hash, uint64_t bytes);
-  // Scores a live record of a region being reclaimed: 0 = drop it, else
-  // 1 + its sketch estimate, when it was read since it was written (S3-FIFO
-  // reinserts an item hit in its main queue), the sketch still calls the
-  // key warm (at least `rewrite_threshold`) and the write budget has room,
-  // whatever the admission kind. A record scored 0 is dropped: its estimate
-  // enters the mean that kReaccessed compares candidates with.
-  uint32_t RewriteScore(uint64_t hash, uint64_t bytes, bool accessed);
+  // `room`: the SSD has room for it that no live record needs; then only
+  // the write budget can turn it away (the filter decides only when
+  // admitting it means dropping a live record).
+  AdmissionVerdict Admit(const Item& item, uint64_t hash, uint64_t bytes, bool room);
+  // Scores a live record of a region being reclaimed (SsdLog's
+  // ReclaimHooks): 1 + its sketch estimate when it was read since it was
+  // written (S3-FIFO reinserts an item hit in its main queue) and the
+  // sketch still calls the key warm (at least `rewrite_threshold`), else 0
+  // (cold: kept only while the log has room).
+  uint32_t ReclaimScore(uint64_t hash, bool accessed) const;
+  // True if `bytes` may be written to keep a record of that score (the
+  // write budget; a cold record needs a fuller bucket).
+  bool SpendOnReclaim(uint64_t bytes, uint32_t score);
+  // A live record reclaim dropped: its estimate enters the mean that
+  // kReaccessed compares candidates with.
+  void NoteReclaimDropped(uint64_t hash) { NoteDropped(sketch_.Estimate(hash)); }
   // The mean estimate of the records reclaim dropped lately, in 1/16ths.
   uint32_t dropped_estimate_x16() const {
     return dropped_x16_.load(std::memory_order_relaxed);
@@ -143,9 +154,8 @@ class AdmissionPolicy {
   // kReaccessed: true (and forgets it) if the key was rejected within the
   // window; otherwise remembers it and returns false.
   bool CameBack(uint64_t hash, uint64_t bytes);
-  // Moves the dropped records' mean 1/16 of the way to `frequency`;
-  // returns 0, the score of a dropped record.
-  uint32_t NoteDropped(uint32_t frequency);
+  // Moves the dropped records' mean 1/16 of the way to `frequency`.
+  void NoteDropped(uint32_t frequency);
 
   AdmissionOptions options_;
   const FrequencySketch& sketch_;

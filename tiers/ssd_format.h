@@ -1,29 +1,40 @@
-// The SSD tier's on-disk format: regions and records.
+// The SSD tier's on-device format (version 2): regions, records and the
+// invalidation mirror.
 //
 // The device is cut into regions of `region_size` bytes used as a circular
-// log. Each region starts with a 4096-byte header block; records follow,
-// each 8-byte aligned:
+// log. A region holds, from its start:
 //
-//   RegionHeader (in block 0 of the region)
-//     magic "STRATA\0\1", format version, region size, the region's log
-//     sequence number (monotonic across the device; 0 = never written), and
-//     a crc32c over the header.
-//   Record
-//     crc32c   over the region's sequence number and everything after this
-//              field (header, key, value): a record left over from an
-//              earlier use of the region fails it, so a reused region never
-//              resurrects old data past its new records
-//     type     item | tombstone | flush
+//   RegionHeader (block 0)
+//     magic "STRATA\0\1" (shared by every format version), format version,
+//     a crc32c, the region's log sequence number (monotonic across the
+//     device; region p only ever has seq = p + 1 modulo the region count),
+//     region size and count, state (live, or dead: reclaimed, its records
+//     gone) and creation time.
+//   Records, from byte 4096 up, each 8-byte aligned:
+//     hcrc     crc32c over the region's sequence number, the rest of the
+//              header (vcrc included) and the key: a record whose header
+//              verifies says truthfully what it is (type, key, lengths),
+//              even if its value is damaged
+//     vcrc     crc32c over the stored value
+//     type     item | tombstone | flush | delayed flush | seal (the
+//              region's last record: nothing was lost after it)
 //     codec    none | lz4 (items only)
-//     key_len, flags, exptime (absolute unix s, 0 = never), cas,
-//     stored_len (bytes on disk), value_len (bytes after decompression),
-//     then the key and the stored value.
+//     key_len, flags, exptime (absolute unix s, 0 = never; for a delayed
+//     flush the time it takes effect, 0 = cancel), stored_len, value_len,
+//     mirror_count (invalidation records of this region up to and
+//     including this one), cas; then the key and the stored value.
+//   The invalidation mirror, from the region's end down: blocks of 4096
+//     bytes (block k at region_size - 4096 * (k + 1)), each with its own
+//     crc (bound to the sequence number), holding a copy of every
+//     tombstone, flush and delayed flush of the region in order: its
+//     offset, type and key hash (and time). A damaged stretch of records
+//     can therefore be checked for invalidations it held: their copies are
+//     elsewhere on the device. The block after the mirror's last one is
+//     kept blank (zeroed when the region opens or the mirror grows), so the
+//     mirror's end is never in doubt.
 //
-// A record whose crc does not match, whose lengths run past the region, or
-// whose type is unknown ends the scan of that region: everything after it
-// in the region is ignored (a torn or never-written tail). Readers of a
-// single record verify the crc and compare the full key, so a damaged or
-// recycled record is a miss, never a wrong value.
+// Binding every crc to the region's sequence number means a reused region
+// can never bring back records or mirror entries of its earlier use.
 //
 // Thread safety: pure functions over caller-owned buffers.
 #pragma once
@@ -36,25 +47,48 @@
 namespace strata::tiers {
 
 inline constexpr uint64_t kRegionMagic = 0x0100415441525453ull;  // "STRATA\0\1"
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr size_t kBlockSize = 4096;
 inline constexpr size_t kRegionHeaderSize = 4096;
 inline constexpr size_t kRecordHeaderSize = 40;
 inline constexpr size_t kRecordAlign = 8;
 
-enum class RecordType : uint8_t { kItem = 1, kTombstone = 2, kFlush = 3 };
+// kSeal ends a region: the last record written before the log moves on.
+enum class RecordType : uint8_t {
+  kItem = 1,
+  kTombstone = 2,
+  kFlush = 3,
+  kDelayedFlush = 4,
+  kSeal = 5,
+};
 enum class Codec : uint8_t { kNone = 0, kLz4 = 1 };
+enum class RegionState : uint32_t { kLive = 1, kDead = 2 };
+
+// True for the records the mirror copies: they hide older records.
+inline bool IsInvalidation(RecordType t) {
+  return t == RecordType::kTombstone || t == RecordType::kFlush || t == RecordType::kDelayedFlush;
+}
 
 struct RegionHeader {
-  uint64_t seq = 0;          // log sequence number; 0 = never written
+  uint64_t seq = 0;  // log sequence number (> 0)
   uint32_t region_size = 0;
+  uint32_t region_count = 0;  // regions of the log that wrote it
+  RegionState state = RegionState::kLive;
   uint64_t created_unix = 0;
 };
 
-// Writes the header into the first kRegionHeaderSize bytes of `block`
-// (the rest of the block is zeroed).
+// What block 0 of a region holds.
+enum class HeaderKind {
+  kValid,      // a header of this format version (*h filled)
+  kOtherFormat,  // strata's magic with another format version
+  kBlank,      // all zeros: never written (or zeroed by damage)
+  kDamaged,    // anything else
+};
+
+// Writes the header into the first kRegionHeaderSize bytes of `block`.
 void EncodeRegionHeader(const RegionHeader& h, char* block);
-// Returns true and fills *h if `block` holds a valid header.
-bool DecodeRegionHeader(const char* block, RegionHeader* h);
+// Classifies block 0; fills *h for kValid and *version for kOtherFormat.
+HeaderKind DecodeRegionHeader(const char* block, RegionHeader* h, uint32_t* version = nullptr);
 
 struct RecordMeta {
   RecordType type = RecordType::kItem;
@@ -62,7 +96,8 @@ struct RecordMeta {
   uint32_t flags = 0;
   uint32_t exptime = 0;
   uint64_t cas = 0;
-  uint32_t value_len = 0;   // uncompressed
+  uint32_t value_len = 0;     // uncompressed
+  uint32_t mirror_count = 0;  // invalidations of the region so far, this one included
 };
 
 // Bytes a record with this key and stored value occupies, padding included.
@@ -84,11 +119,43 @@ struct DecodedRecord {
   size_t size = 0;          // bytes the record occupies, padding included
 };
 
+enum class RecordCheck {
+  kValid,          // header, key and value verify
+  kDamagedValue,   // header and key verify (*out is filled), the value does not
+  kInvalid,        // no record of this region here (damage, padding, old data)
+};
+
 // Parses and verifies the record at the start of `src` (at most `avail`
-// bytes) of a region whose sequence number is `region_seq`. Returns false
-// if there is none: bad crc (or another region's record), bad lengths,
-// unknown type, or not enough bytes.
-bool DecodeRecord(uint64_t region_seq, const char* src, size_t avail, DecodedRecord* out);
+// bytes) of a region whose sequence number is `region_seq`.
+RecordCheck DecodeRecord(uint64_t region_seq, const char* src, size_t avail, DecodedRecord* out);
+
+// The invalidation mirror.
+inline constexpr size_t kMirrorHeaderSize = 32;
+inline constexpr size_t kMirrorEntrySize = 24;
+inline constexpr size_t kMirrorEntriesPerBlock =
+    (kBlockSize - kMirrorHeaderSize) / kMirrorEntrySize;  // 169
+
+struct MirrorEntry {
+  uint32_t offset = 0;  // of the record in its region
+  RecordType type = RecordType::kTombstone;
+  uint32_t exptime = 0;  // a delayed flush's time
+  uint64_t hash = 0;     // the key's HashKey() (tombstones)
+};
+
+// Mirror blocks needed for `count` entries.
+inline size_t MirrorBlocks(size_t count) {
+  return (count + kMirrorEntriesPerBlock - 1) / kMirrorEntriesPerBlock;
+}
+
+// Writes mirror block `index` (entries index * kMirrorEntriesPerBlock on;
+// `count` of them, at most kMirrorEntriesPerBlock) into `block`.
+void EncodeMirrorBlock(uint64_t region_seq, uint32_t index, const MirrorEntry* entries,
+                       size_t count, char* block);
+// Verifies mirror block `index` of a region with `region_seq`; returns the
+// entry count (0..kMirrorEntriesPerBlock) and fills `entries`, or -1 if the
+// block does not verify (damaged, or never written: see *blank).
+int DecodeMirrorBlock(uint64_t region_seq, uint32_t index, const char* block,
+                      MirrorEntry* entries, bool* blank);
 
 // LZ4 on demotion: returns the compressed form in *out and true only when it
 // is smaller than the input (so the record keeps the codec that saves

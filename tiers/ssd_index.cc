@@ -102,13 +102,20 @@ struct SsdIndex::Shard {
   }
 };
 
-SsdIndex::SsdIndex(unsigned shards) {
+SsdIndex::SsdIndex(uint32_t regions, unsigned shards)
+    : regions_(regions), region_bytes_(std::make_unique<std::atomic<uint64_t>[]>(regions)) {
   size_t n = std::bit_ceil(std::max(1u, shards));
   shard_shift_ = 64 - static_cast<unsigned>(std::countr_zero(n));
   for (size_t i = 0; i < n; ++i) shards_.push_back(std::make_unique<Shard>());
 }
 
 SsdIndex::~SsdIndex() = default;
+
+void SsdIndex::Count(const SsdLocation& loc, int64_t sign) {
+  uint64_t delta = static_cast<uint64_t>(sign) * loc.size;  // wraps for -1
+  live_bytes_.fetch_add(delta, std::memory_order_relaxed);
+  if (loc.region < regions_) region_bytes_[loc.region].fetch_add(delta, std::memory_order_relaxed);
+}
 
 SsdIndex::Shard& SsdIndex::ShardFor(uint64_t hash) const {
   return *shards_[shard_shift_ == 64 ? 0 : hash >> shard_shift_];
@@ -123,6 +130,8 @@ std::optional<SsdLocation> SsdIndex::Insert(uint64_t hash, SsdLocation loc, bool
     SsdLocation old = Unpack(s.locs[slot]);
     s.locs[slot] = Pack(loc);
     s.tags[slot] = tag;  // the bit belongs to the new record
+    Count(old, -1);
+    Count(loc, 1);
     return old;
   }
   // Grow by an eighth at 90% full: the table stays 80%..90% full, 13 to 15
@@ -132,6 +141,7 @@ std::optional<SsdLocation> SsdIndex::Insert(uint64_t hash, SsdLocation loc, bool
   }
   s.Place(tag, Pack(loc));
   ++s.count;
+  Count(loc, 1);
   return std::nullopt;
 }
 
@@ -160,6 +170,7 @@ std::optional<SsdLocation> SsdIndex::Remove(uint64_t hash) {
   if (slot == SIZE_MAX) return std::nullopt;
   SsdLocation old = Unpack(s.locs[slot]);
   s.EraseAt(slot);
+  Count(old, -1);
   return old;
 }
 
@@ -169,6 +180,7 @@ bool SsdIndex::RemoveIf(uint64_t hash, SsdLocation loc) {
   size_t slot = s.Find(TagOf(hash));
   if (slot == SIZE_MAX || s.locs[slot] != Pack(loc)) return false;
   s.EraseAt(slot);
+  Count(loc, -1);
   return true;
 }
 
@@ -184,6 +196,7 @@ size_t SsdIndex::RemoveRange(uint32_t region, uint32_t begin, uint32_t end) {
       if (s.tags[i] != 0 && loc.region == region && loc.offset < end &&
           uint64_t{loc.offset} + loc.size > begin) {
         s.EraseAt(i);  // the next entry may have shifted into slot i
+        Count(loc, -1);
         ++removed;
       } else {
         ++i;
@@ -196,6 +209,9 @@ size_t SsdIndex::RemoveRange(uint32_t region, uint32_t begin, uint32_t end) {
 void SsdIndex::Clear() {
   for (auto& sp : shards_) {
     std::lock_guard lock(sp->mu);
+    for (size_t i = 0; i < sp->tags.size(); ++i) {
+      if (sp->tags[i] != 0) Count(Unpack(sp->locs[i]), -1);
+    }
     sp->tags.assign(kInitialSlots, 0);
     sp->locs.assign(kInitialSlots, 0);
     sp->count = 0;

@@ -11,10 +11,14 @@
 // 31-bit tags collide within a shard share one entry; the later insert wins
 // and the earlier key becomes a miss, never a wrong value.
 //
+// It also keeps the bytes of the records its entries point at (live bytes),
+// in all and per region, which admission and reclaim decide by.
+//
 // Thread safety: every method may be called from any thread; each shard
 // has its own mutex.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -37,7 +41,8 @@ inline constexpr uint32_t kMaxIndexedRegionSize = 64u << 20;
 
 class SsdIndex {
  public:
-  explicit SsdIndex(unsigned shards = 64);
+  // `regions`: the log's region count (live bytes are kept per region).
+  explicit SsdIndex(uint32_t regions, unsigned shards = 64);
   ~SsdIndex();
 
   // Points `hash` at `loc`, with the accessed bit as given (a new record
@@ -63,10 +68,19 @@ class SsdIndex {
   size_t size() const;
   // Bytes of RAM the tables use.
   size_t memory_bytes() const;
+  // Bytes of the records the entries point at: in all, and in `region`.
+  uint64_t live_bytes() const { return live_bytes_.load(std::memory_order_relaxed); }
+  uint64_t region_bytes(uint32_t region) const {
+    return region < regions_ ? region_bytes_[region].load(std::memory_order_relaxed) : 0;
+  }
 
  private:
   struct Shard;
   Shard& ShardFor(uint64_t hash) const;
+  void Count(const SsdLocation& loc, int64_t sign);
+  uint32_t regions_;
+  std::unique_ptr<std::atomic<uint64_t>[]> region_bytes_;
+  std::atomic<uint64_t> live_bytes_{0};
   std::vector<std::unique_ptr<Shard>> shards_;
   unsigned shard_shift_;
 };

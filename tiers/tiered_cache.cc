@@ -10,7 +10,8 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
                          SsdLog* ssd, const AdmissionOptions& admission)
     : owned_ram_(std::make_unique<RamTier>(ram_options, clock, ssd != nullptr ? this : nullptr)),
       ram_(*owned_ram_),
-      ssd_(ssd) {
+      ssd_(ssd),
+      clock_(&clock) {
   if (ssd_ != nullptr) {
     // About one key per 256 bytes of RAM tier: 4 bytes of sketch per key.
     size_t keys = static_cast<size_t>(std::clamp<uint64_t>(ram_options.size_bytes / 256, 1 << 16, 1 << 24));
@@ -27,22 +28,35 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
     promote_threshold_ = admission.promote_threshold;
     ram_.EnsureCasAbove(ssd_->max_recovered_cas());
     ram_.SetFlushHook([this] { ssd_->Flush(); });
-    // Reclaim moves the records read since they were written, which the
-    // sketch still calls warm, to the log's head.
-    ssd_->SetRewriteFilter([this](uint64_t hash, uint64_t bytes, bool accessed) {
-      return admission_->RewriteScore(hash, bytes, accessed);
-    });
+    // Reclaim keeps live records while the log has room, and beyond that
+    // moves the records read since they were written, which the sketch
+    // still calls warm, to the log's head.
+    ssd_->SetReclaimHooks(
+        {[this](uint64_t hash, bool accessed) { return admission_->ReclaimScore(hash, accessed); },
+         [this](uint64_t bytes, uint32_t score) { return admission_->SpendOnReclaim(bytes, score); },
+         [this](uint64_t hash) { admission_->NoteReclaimDropped(hash); }});
+    // A flush_all that was to take effect after a restart still does.
+    if (int64_t at = ssd_->recovered_delayed_flush(); at != 0) ram_.FlushAll(at);
   }
 }
 
 TieredCache::~TieredCache() {
-  if (ssd_ != nullptr) ssd_->SetRewriteFilter(nullptr);
+  if (ssd_ != nullptr) ssd_->SetReclaimHooks({});
 }
 
 TieredCache::TieredCache(RamTier& ram) : ram_(ram), ssd_(nullptr) {}
 
-void TieredCache::Invalidate(std::string_view key) {
-  if (ssd_ != nullptr) ssd_->Remove(key, common::HashKey(key));
+void TieredCache::Invalidate(std::string_view key, uint64_t* ticket) {
+  if (ssd_ == nullptr) return;
+  uint64_t hash = common::HashKey(key);
+  ssd_->Remove(key, hash);
+  RaiseTicket(hash, ticket);
+}
+
+void TieredCache::RaiseTicket(uint64_t hash, uint64_t* ticket) const {
+  if (ticket == nullptr || ssd_ == nullptr) return;
+  uint64_t t = ssd_->AckTicket(hash);
+  if (t > *ticket) *ticket = t;
 }
 
 bool TieredCache::NeedsPromotion(std::string_view key) {
@@ -108,7 +122,7 @@ ItemRef TieredCache::FinishPromotion(ItemRef item, uint64_t hash, const SsdLocat
     item->exptime = *options.new_exptime;
     item->ssd_copy = 0;
     if (RestoreFromSsd(item, hash, at, epoch)) {
-      Invalidate(key);
+      Invalidate(key, nullptr);  // the gat's own reply waits (its command asks)
       return item;
     }
     // RAM got the key meanwhile: that version is the one to touch.
@@ -161,15 +175,24 @@ bool TieredCache::RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation
   return true;
 }
 
-StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique) {
+StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
+                               uint64_t* ticket) {
   if (ssd_ == nullptr) return ram_.Store(mode, std::move(item), cas_unique);
   std::string key(item->Key());
   StoreResult r = ram_.Store(mode, std::move(item), cas_unique);
-  if (r == StoreResult::kStored) Invalidate(key);
+  if (r == StoreResult::kStored) Invalidate(key, ticket);
   return r;
 }
 
-bool TieredCache::Delete(std::string_view key) {
+void TieredCache::FlushAll(int64_t at_unix, uint64_t* ticket) {
+  // A delayed flush (or the cancel of one) is recorded on SSD first, so a
+  // restart before it takes effect still has it.
+  if (ssd_ != nullptr && (at_unix == 0 || at_unix > clock_->NowSeconds())) ssd_->FlushAt(at_unix);
+  ram_.FlushAll(at_unix);
+  RaiseTicket(0, ticket);  // a flush marker holds back every key
+}
+
+bool TieredCache::Delete(std::string_view key, uint64_t* ticket) {
   if (ssd_ == nullptr) return ram_.Delete(key);
   uint64_t hash = common::HashKey(key);
   ram_.RunDueFlush();  // not under the log's lock: it calls the flush hook
@@ -186,6 +209,7 @@ bool TieredCache::Delete(std::string_view key) {
     in_ram = ram_.Delete(key, /*run_due_flush=*/false);
     StampDelete(hash);
   });
+  RaiseTicket(hash, ticket);
   return in_ram || on_ssd;
 }
 
@@ -207,23 +231,37 @@ bool TieredCache::DeletedSince(uint64_t hash, uint64_t epoch) const {
   return recent_deletes_[hash & (kRecentDeletes - 1)].load(std::memory_order_acquire) > epoch;
 }
 
-DeltaResult TieredCache::Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result) {
+DeltaResult TieredCache::Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result,
+                               uint64_t* ticket) {
   DeltaResult r = ram_.Delta(key, incr, delta, result);
-  if (r == DeltaResult::kOk) Invalidate(key);
+  if (r == DeltaResult::kOk) Invalidate(key, ticket);
   return r;
 }
 
-bool TieredCache::Touch(std::string_view key, uint32_t exptime) {
+bool TieredCache::Touch(std::string_view key, uint32_t exptime, uint64_t* ticket) {
   bool ok = ram_.Touch(key, exptime);
-  if (ok) Invalidate(key);
+  if (ok) Invalidate(key, ticket);
   return ok;
 }
 
-ItemRef TieredCache::Get(std::string_view key, const uint32_t* new_exptime, bool* read_ahead) {
+ItemRef TieredCache::Get(std::string_view key, const uint32_t* new_exptime, bool* read_ahead,
+                         uint64_t* ticket) {
   if (sketch_ != nullptr) sketch_->Record(common::HashKey(key));
   ItemRef item = ram_.Get(key, new_exptime, read_ahead);
-  if (item && new_exptime != nullptr) Invalidate(key);
+  if (new_exptime != nullptr && ssd_ != nullptr) {
+    if (item) {
+      Invalidate(key, ticket);
+    } else {
+      RaiseTicket(common::HashKey(key), ticket);
+    }
+  }
   return item;
+}
+
+uint64_t TieredCache::AckTicket(std::string_view key) const {
+  uint64_t t = 0;
+  RaiseTicket(common::HashKey(key), &t);
+  return t;
 }
 
 void TieredCache::OnEvictedSince(std::vector<ItemRef>& items, uint64_t epoch) {
@@ -232,7 +270,7 @@ void TieredCache::OnEvictedSince(std::vector<ItemRef>& items, uint64_t epoch) {
     uint64_t hash = common::HashKey(item->Key());
     if (item->ssd_copy && ssd_->Contains(hash)) continue;  // its record is still valid
     uint64_t bytes = uint64_t{item->key_len} + item->value_len + 40;
-    switch (admission_->Admit(*item, hash, bytes)) {
+    switch (admission_->Admit(*item, hash, bytes, ssd_->HasRoom(bytes))) {
       case AdmissionVerdict::kRejectCold:
         rejected_cold_.fetch_add(1, std::memory_order_relaxed);
         continue;

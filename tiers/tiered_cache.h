@@ -86,19 +86,29 @@ class TieredCache final : public EvictionSink {
   // from `at`, may be served as the key's value.
   bool StillCurrent(const Item& item, uint64_t hash, const SsdLocation& at, uint64_t epoch);
 
-  StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0);
+  // The writes below take an optional `ticket`: with an SSD tier it is
+  // raised to the log position that must be durable before the write is
+  // acknowledged (SsdLog::AckTicket: the key's invalidation, or one that
+  // still covers it), and left alone when nothing is pending.
+  StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0,
+                    uint64_t* ticket = nullptr);
   // Puts `item`, read from the SSD record at `at`, back in RAM unless the
   // key is in RAM, was deleted since `epoch` (EvictionEpoch() before the
   // read), or has a newer record. True if it was stored.
   bool RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation& at, uint64_t epoch);
-  bool Delete(std::string_view key);
-  DeltaResult Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result);
-  bool Touch(std::string_view key, uint32_t exptime);
+  bool Delete(std::string_view key, uint64_t* ticket = nullptr);
+  DeltaResult Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result,
+                    uint64_t* ticket = nullptr);
+  bool Touch(std::string_view key, uint32_t exptime, uint64_t* ticket = nullptr);
   // RAM lookup; with `new_exptime` (gat) the SSD record is invalidated.
   // *read_ahead is set if a read-ahead promoted the item for this get.
   ItemRef Get(std::string_view key, const uint32_t* new_exptime = nullptr,
-              bool* read_ahead = nullptr);
-  void FlushAll(int64_t at_unix) { ram_.FlushAll(at_unix); }
+              bool* read_ahead = nullptr, uint64_t* ticket = nullptr);
+  // The ticket a write of `key` would wait for now (0: none).
+  uint64_t AckTicket(std::string_view key) const;
+  // RamTier::FlushAll's rules; with an SSD tier the flush reaches it too
+  // (a delayed one is recorded there at once).
+  void FlushAll(int64_t at_unix, uint64_t* ticket = nullptr);
 
   // Writes every RAM item that has no valid SSD record to the SSD log and
   // waits for the device (graceful shutdown). Returns items written.
@@ -131,7 +141,9 @@ class TieredCache final : public EvictionSink {
 
  private:
   class PromoteOp;
-  void Invalidate(std::string_view key);
+  // Removes the key's SSD record (a tombstone) and raises *ticket.
+  void Invalidate(std::string_view key, uint64_t* ticket);
+  void RaiseTicket(uint64_t hash, uint64_t* ticket) const;
   // A promotion's read completed with `item` from `at`: puts it in RAM (or
   // not) as `options` say and returns the item to answer with.
   ItemRef FinishPromotion(ItemRef item, uint64_t hash, const SsdLocation& at, uint64_t epoch,
@@ -140,6 +152,7 @@ class TieredCache final : public EvictionSink {
   std::unique_ptr<RamTier> owned_ram_;
   RamTier& ram_;
   SsdLog* ssd_;
+  const common::Clock* clock_ = nullptr;  // with an SSD tier
   std::unique_ptr<FrequencySketch> sketch_;    // with an SSD tier: fed by gets
   std::unique_ptr<AdmissionPolicy> admission_;
   uint64_t write_budget_ = 0;

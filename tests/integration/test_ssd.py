@@ -703,7 +703,9 @@ def test_newest_write_wins_on_ssd_resident_keys(ssd):
             expect[k] = b"105"
         for k in keys["decr"]:
             assert c.call(b"decr %s 7" % k) == b"93"
-            expect[k] = b"93"
+            # memcached rewrites a shorter number in place, padded with a
+            # space, when nobody else holds the item (as after a promotion).
+            expect[k] = b"93 "
     after = ssd_stats(srv)
     promoted = int(after["ssd_promotions"]) - int(before["ssd_promotions"])
     # Each command but set, delete and the ones on deleted keys read its key

@@ -14,7 +14,7 @@ namespace {
 SsdLocation Loc(uint32_t r, uint32_t off, uint32_t size) { return {r, off, size}; }
 
 TEST(SsdIndexTest, InsertLookupReplaceRemove) {
-  SsdIndex index(4);
+  SsdIndex index(16, 4);
   uint64_t h = common::HashKey("a");
   EXPECT_FALSE(index.Lookup(h));
   EXPECT_FALSE(index.Insert(h, Loc(1, 4096, 64)));
@@ -29,14 +29,14 @@ TEST(SsdIndexTest, InsertLookupReplaceRemove) {
 }
 
 TEST(SsdIndexTest, ExtremeLocationsPack) {
-  SsdIndex index(1);
+  SsdIndex index(16, 1);
   SsdLocation far = Loc(kMaxIndexedRegions - 1, kMaxIndexedRegionSize - 8, kMaxIndexedRegionSize - 8);
   index.Insert(5, far);
   EXPECT_EQ(index.Lookup(5), far);
 }
 
 TEST(SsdIndexTest, AccessedBitFollowsTheRecord) {
-  SsdIndex index(4);
+  SsdIndex index(16, 4);
   uint64_t h = common::HashKey("a");
   bool accessed = true;
   EXPECT_FALSE(index.MarkAccessed(h, Loc(1, 0, 64)));  // no entry
@@ -56,7 +56,7 @@ TEST(SsdIndexTest, AccessedBitFollowsTheRecord) {
 // the accessed bit stay with their key through Robin Hood moves, backward
 // shifts and growth.
 TEST(SsdIndexTest, RandomOperationsMatchAModel) {
-  SsdIndex index(8);
+  SsdIndex index(16, 8);
   struct Entry {
     SsdLocation loc;
     bool accessed;
@@ -104,7 +104,7 @@ TEST(SsdIndexTest, RandomOperationsMatchAModel) {
 }
 
 TEST(SsdIndexTest, RemoveRegionDropsOnlyThatRegion) {
-  SsdIndex index(4);
+  SsdIndex index(16, 4);
   for (uint64_t i = 0; i < 10000; ++i) {
     index.Insert(common::HashKey(std::to_string(i)), Loc(static_cast<uint32_t>(i % 10), 8, 8));
   }
@@ -115,7 +115,7 @@ TEST(SsdIndexTest, RemoveRegionDropsOnlyThatRegion) {
 }
 
 TEST(SsdIndexTest, AboutSixteenBytesPerEntry) {
-  SsdIndex index(64);
+  SsdIndex index(16, 64);
   constexpr size_t kItems = 1'000'000;
   for (size_t i = 0; i < kItems; ++i) index.Insert(common::HashKey(std::to_string(i)), Loc(1, 8, 8));
   // 1M distinct keys may share a few 32-bit tags within a shard.

@@ -202,8 +202,8 @@ TEST_F(SsdLogTest, ReclaimRewritesTheRecordsTheFilterKeeps) {
     keys.push_back("k" + std::to_string(10000 + i));
     if (i < 300 && i % 10 == 0) hot.insert(common::HashKey(keys.back()));
   }
-  log->SetRewriteFilter(
-      [&hot](uint64_t hash, uint64_t, bool) { return hot.count(hash) > 0 ? 1u : 0u; });
+  log->SetReclaimHooks(
+      {[&hot](uint64_t hash, bool) { return hot.count(hash) > 0 ? 1u : 0u; }, nullptr, nullptr});
   for (int i = 0; i < 4000; ++i) {
     ASSERT_TRUE(Put(*log, keys[i], ValueFor(keys[i], 4000, false)));
     if (i % 100 == 0) log->Sync();  // let the writer keep up
@@ -212,7 +212,7 @@ TEST_F(SsdLogTest, ReclaimRewritesTheRecordsTheFilterKeeps) {
   SsdLogStats s = log->Stats();
   EXPECT_GE(s.records_rewritten, hot.size());
   ExpectOnlyEveryTenthOfTheFirst300(*log, keys);
-  log->SetRewriteFilter(nullptr);
+  log->SetReclaimHooks({});
   log.reset();
   auto again = Open(false);
   for (int i = 0; i < 300; i += 10) EXPECT_TRUE(Read(*again, keys[i])) << keys[i];
@@ -227,10 +227,11 @@ TEST_F(SsdLogTest, ReclaimSeesWhichRecordsWereRead) {
   std::vector<std::string> keys;
   for (int i = 0; i < 4000; ++i) keys.push_back("k" + std::to_string(10000 + i));
   std::atomic<int> asked_read{0}, asked_unread{0};
-  log->SetRewriteFilter([&](uint64_t, uint64_t, bool accessed) {
-    ++(accessed ? asked_read : asked_unread);
-    return accessed ? 1u : 0u;
-  });
+  log->SetReclaimHooks({[&](uint64_t, bool accessed) {
+                          ++(accessed ? asked_read : asked_unread);
+                          return accessed ? 1u : 0u;
+                        },
+                        nullptr, nullptr});
   for (int i = 0; i < 4000; ++i) {
     ASSERT_TRUE(Put(*log, keys[i], ValueFor(keys[i], 4000, false)));
     if (i % 100 == 99) {
@@ -242,7 +243,7 @@ TEST_F(SsdLogTest, ReclaimSeesWhichRecordsWereRead) {
   EXPECT_GT(asked_read.load(), 0);
   EXPECT_GT(asked_unread.load(), 0);
   ExpectOnlyEveryTenthOfTheFirst300(*log, keys);
-  log->SetRewriteFilter(nullptr);
+  log->SetReclaimHooks({});
 }
 
 // Whether a record was read is not on the device: records recovered at a
@@ -259,10 +260,11 @@ TEST_F(SsdLogTest, RecoveredRecordsCountAsRead) {
   }
   auto log = Open(/*compress=*/false);
   std::atomic<int> asked_read{0};
-  log->SetRewriteFilter([&](uint64_t, uint64_t, bool accessed) {
-    asked_read += accessed ? 1 : 0;
-    return 0u;
-  });
+  log->SetReclaimHooks({[&](uint64_t, bool accessed) {
+                          asked_read += accessed ? 1 : 0;
+                          return 0u;
+                        },
+                        nullptr, nullptr});
   for (int i = 0; i < 2500; ++i) {
     std::string key = "new" + std::to_string(i);
     ASSERT_TRUE(Put(*log, key, ValueFor(key, 4000, false)));
@@ -270,7 +272,7 @@ TEST_F(SsdLogTest, RecoveredRecordsCountAsRead) {
   }
   log->Sync();
   EXPECT_GT(asked_read.load(), 0);
-  log->SetRewriteFilter(nullptr);
+  log->SetReclaimHooks({});
 }
 
 // A record whose entry reclaim dropped ahead of time must not come back at

@@ -27,10 +27,13 @@ class TieredCacheTest : public ::testing::Test {
  protected:
   TieredCacheTest() : device_(16u << 20) { Start(); }
 
-  void Start(AdmissionKind admission = AdmissionKind::kAll) {
+  // `live_share` 0: the SSD never has room to spare (the filter decides).
+  void Start(AdmissionKind admission = AdmissionKind::kAll, double live_share = 0.8) {
     cache_.reset();
     log_.reset();
-    log_ = std::make_unique<SsdLog>(SsdLogOptions{1u << 20, true, 64 * 1024}, device_, clock_);
+    SsdLogOptions options{1u << 20, true, 64 * 1024};
+    options.live_share = live_share;
+    log_ = std::make_unique<SsdLog>(options, device_, clock_);
     ASSERT_TRUE(log_->Recover().ok());
     RamTierOptions ram;
     ram.size_bytes = 1u << 20;  // small: evicts quickly
@@ -323,7 +326,7 @@ TEST_F(TieredCacheTest, DemoteAllMakesARestartWarm) {
 }
 
 TEST_F(TieredCacheTest, SketchAdmissionDropsOneHitWonders) {
-  Start(AdmissionKind::kSketch);
+  Start(AdmissionKind::kSketch, /*live_share=*/0);
   // Half the keys are read twice after their store (an estimate of 2),
   // half are never read; then enough new keys push all of them out of RAM.
   for (int i = 0; i < 200; ++i) {
@@ -395,7 +398,7 @@ TEST_F(TieredCacheTest, ReaccessedAdmissionComparesWithWhatReclaimDrops) {
 // Only gets feed the sketch, so a key fetched once and never again is a
 // one-hit wonder, and one read again while in RAM is admitted.
 TEST_F(TieredCacheTest, SketchAdmissionCountsGetsNotTheSetAfterAMiss) {
-  Start(AdmissionKind::kSketch);
+  Start(AdmissionKind::kSketch, /*live_share=*/0);
   for (int i = 0; i < 200; ++i) {
     std::string key = "ca" + std::to_string(i);
     ASSERT_FALSE(cache_->Get(key));  // the miss
@@ -417,6 +420,27 @@ TEST_F(TieredCacheTest, SketchAdmissionCountsGetsNotTheSetAfterAMiss) {
   EXPECT_GT(again_kept, 90);
   EXPECT_EQ(once_on_ssd, 0);
   EXPECT_GT(cache_->counters().rejected_cold, 90u);
+}
+
+// While the SSD has room no live record needs, what RAM evicts goes there
+// whatever the admission kind: a key written once and read later still hits.
+TEST_F(TieredCacheTest, TheSsdKeepsWhatItHasRoomFor) {
+  for (AdmissionKind kind : {AdmissionKind::kReaccessed, AdmissionKind::kSketch}) {
+    Start(kind);
+    for (int i = 0; i < 200; ++i) Put("once" + std::to_string(i), Value(i));
+    for (int i = 0; i < 1500; ++i) Put("filler" + std::to_string(i), Value(i));
+    log_->Sync();
+    int hits = 0;
+    for (int i = 0; i < 200; ++i) {
+      ItemRef it = Read("once" + std::to_string(i));
+      if (it) {
+        ++hits;
+        EXPECT_EQ(it->ValueView(), Value(i));
+      }
+    }
+    EXPECT_EQ(hits, 200) << static_cast<int>(kind);
+    EXPECT_EQ(cache_->counters().rejected_cold, 0u);
+  }
 }
 
 TEST_F(TieredCacheTest, CasUniquesStayUniqueAcrossRestart) {
