@@ -11,6 +11,7 @@
 // belongs to one thread, as for every BlockDevice.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <vector>
@@ -33,6 +34,9 @@ class MemoryDevice final : public BlockDevice {
   explicit MemoryDevice(uint64_t size, size_t block_size = 4096);
 
   uint64_t size() const override { return bytes_.size(); }
+  uint64_t preexisting_bytes() const override { return std::min<uint64_t>(preexisting_, size()); }
+  // As if the file had been this long when opened (a truncated file).
+  void SetPreexistingBytes(uint64_t bytes) { preexisting_ = bytes; }
   size_t block_size() const override { return block_size_; }
   std::string_view mode() const override { return "memory"; }
   std::unique_ptr<IoQueue> NewQueue(unsigned depth) override;
@@ -58,6 +62,7 @@ class MemoryDevice final : public BlockDevice {
   std::vector<Fault> faults_;
   Fault matched_{};
   uint64_t bytes_written_ = 0;
+  uint64_t preexisting_ = UINT64_MAX;
 };
 
 }  // namespace strata::tiers

@@ -210,26 +210,36 @@ size_t SsdLog::ScanRegion(uint32_t region, uint64_t seq, const char* data, size_
   const size_t r = options_.region_size;
   uint64_t& damaged = newest ? recovery_.torn_records : recovery_.damaged_records;
   // The mirror: blocks from the region's end down, up to the blank spare
-  // block after the last one (a damaged block leaves its entries unknown).
+  // block after the last one. A block that does not verify is a damaged
+  // mirror block if the next one does (its entries are unknown); otherwise
+  // it ends the mirror (a damaged last block or spare: its entries, if it
+  // had any, are unknown too).
   std::vector<MirrorEntry> mirror;
   std::vector<bool> known;
   MirrorEntry block_entries[kMirrorEntriesPerBlock];
-  size_t mirror_blocks = 0;
+  size_t front_end = std::min(len, r - kBlock);  // the spare block at least
+  auto block_at = [&](uint32_t k) { return data + r - kBlock * (k + 1); };
   for (uint32_t k = 0; (k + 2) * kBlock + kRegionHeaderSize <= r && r <= len; ++k) {
     bool blank = false;
-    int n = DecodeMirrorBlock(seq, k, data + r - kBlock * (k + 1), block_entries, &blank);
-    if (n < 0 && blank) break;
-    mirror_blocks = k + 1;
-    if (n < 0) {
-      scan->mirror_damaged = true;
-      ++damaged;
-      mirror.resize(mirror.size() + kMirrorEntriesPerBlock);
-      known.resize(known.size() + kMirrorEntriesPerBlock, false);
+    int n = DecodeMirrorBlock(seq, k, block_at(k), block_entries, &blank);
+    if (n >= 0) {
+      mirror.insert(mirror.end(), block_entries, block_entries + n);
+      known.resize(known.size() + static_cast<size_t>(n), true);
+      front_end = std::min(len, r - kBlock * (k + 2));
+      if (static_cast<size_t>(n) < kMirrorEntriesPerBlock) break;
       continue;
     }
-    mirror.insert(mirror.end(), block_entries, block_entries + n);
-    known.resize(known.size() + static_cast<size_t>(n), true);
-    if (static_cast<size_t>(n) < kMirrorEntriesPerBlock) break;
+    if (blank) break;
+    scan->mirror_damaged = true;
+    ++damaged;
+    mirror.resize(mirror.size() + kMirrorEntriesPerBlock);
+    known.resize(known.size() + kMirrorEntriesPerBlock, false);
+    front_end = std::min(len, r - kBlock * (k + 1));
+    bool next_blank = false;
+    if ((k + 3) * kBlock + kRegionHeaderSize > r ||
+        DecodeMirrorBlock(seq, k + 1, block_at(k + 1), block_entries, &next_blank) < 0) {
+      break;
+    }
   }
   // Applies mirror entries [from, to): invalidations whose records were
   // lost. False if one of them is unknown (the caller refuses older data).
@@ -265,7 +275,6 @@ size_t SsdLog::ScanRegion(uint32_t region, uint64_t seq, const char* data, size_
     ++recovery_.refusals;
   };
 
-  const size_t front_end = std::min(len, r - kBlock * mirror_blocks);
   size_t off = kRegionHeaderSize;
   size_t valid_end = off;
   size_t inv_seen = 0;  // mirror_count of the last record that verified
@@ -328,14 +337,18 @@ size_t SsdLog::ScanRegion(uint32_t region, uint64_t seq, const char* data, size_
     valid_end = off;
   }
   // Invalidations the mirror lists past the last record that verified were
-  // in a lost (or torn) tail.
+  // in a lost (or torn) tail: those it knows are applied. (An unsealed
+  // region's tail is where a crash tears writes; whether a damaged last
+  // mirror block held more cannot be told, and is not held against the
+  // older records: only damage to both a tombstone and its copy there
+  // would hide one.)
   if (!sealed && mirror.size() > inv_seen) {
-    ++damaged;
-    if (!apply_mirror(inv_seen, mirror.size())) refuse();
-  } else if (!sealed && scan->mirror_damaged && !mirror.empty() && !known.back()) {
-    // The last mirror block is damaged: whether the tail held more
-    // invalidations cannot be told.
-    refuse();
+    size_t lost = 0;
+    for (size_t i = inv_seen; i < mirror.size(); ++i) lost += known[i] ? 1 : 0;
+    if (lost > 0) {
+      ++damaged;
+      apply_mirror(inv_seen, mirror.size());
+    }
   }
   scan->mirror.assign(mirror.begin(), mirror.begin() + std::min(mirror.size(), inv_seen));
   return valid_end;

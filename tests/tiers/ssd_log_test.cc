@@ -49,6 +49,53 @@ std::string ValueFor(const std::string& key, size_t len, bool compressible) {
   return v;
 }
 
+
+// A record found on the device by walking every live region.
+struct Found {
+  uint32_t region;
+  uint32_t offset;
+  uint32_t size;
+  uint64_t seq;
+  RecordType type;
+  std::string key;
+};
+
+std::vector<Found> WalkDevice(const MemoryDevice& dev, uint32_t region_size) {
+  std::vector<Found> out;
+  std::vector<char> region(region_size);
+  for (uint32_t r = 0; r < dev.size() / region_size; ++r) {
+    dev.Peek(uint64_t{r} * region_size, region.data(), region_size);
+    RegionHeader h;
+    if (DecodeRegionHeader(region.data(), &h) != HeaderKind::kValid ||
+        h.state != RegionState::kLive) {
+      continue;
+    }
+    size_t off = kRegionHeaderSize;
+    DecodedRecord rec;
+    while (off + kRecordHeaderSize <= region_size &&
+           DecodeRecord(h.seq, region.data() + off, region_size - off, &rec) == RecordCheck::kValid) {
+      out.push_back({r, static_cast<uint32_t>(off), static_cast<uint32_t>(rec.size), h.seq,
+                     rec.meta.type, std::string(rec.key)});
+      off += rec.size;
+    }
+  }
+  return out;
+}
+
+const Found* FindRecord(const std::vector<Found>& all, RecordType type, const std::string& key) {
+  for (const Found& f : all) {
+    if (f.type == type && f.key == key) return &f;
+  }
+  return nullptr;
+}
+
+void FlipByte(MemoryDevice& dev, uint64_t offset) {
+  char c;
+  dev.Peek(offset, &c, 1);
+  c ^= 0x10;
+  dev.Poke(offset, &c, 1);
+}
+
 class SsdLogTest : public ::testing::Test {
  protected:
   SsdLogTest() : device_(8 * kRegion) {}
@@ -492,6 +539,309 @@ TEST_F(SsdLogTest, TooLargeIsDropped) {
   auto log = Open(false);
   EXPECT_FALSE(Put(*log, "big", ValueFor("big", kRegion, false)));
   EXPECT_EQ(log->Stats().dropped_too_large, 1u);
+}
+
+
+// ------------------------------------------------- damage and recovery
+
+class SsdRecoveryTest : public SsdLogTest {
+ protected:
+  std::vector<std::string> Fill(SsdLog& log, const std::string& prefix, int count) {
+    std::vector<std::string> keys;
+    for (int i = 0; i < count; ++i) {
+      keys.push_back(prefix + std::to_string(i));
+      EXPECT_TRUE(Put(log, keys.back(), ValueFor(keys.back(), 4000, false)));
+      if (i % 100 == 99) log.Sync();
+    }
+    log.Sync();
+    return keys;
+  }
+  // Keys that read back intact; fails on a wrong value.
+  int CountIntact(SsdLog& log, const std::vector<std::string>& keys) {
+    int n = 0;
+    for (const std::string& k : keys) {
+      ItemRef it = Read(log, k);
+      if (!it) continue;
+      EXPECT_EQ(it->ValueView(), ValueFor(k, 4000, false)) << k;
+      ++n;
+    }
+    return n;
+  }
+};
+
+// A record whose header no longer verifies costs that record: the scan
+// finds the next one.
+TEST_F(SsdRecoveryTest, ADamagedRecordCostsOnlyItself) {
+  std::vector<std::string> keys;
+  {
+    auto log = Open(false);
+    keys = Fill(*log, "k", 600);  // about 2.4 regions: region 0 is not the newest
+  }
+  auto all = WalkDevice(device_, kRegion);
+  const Found* victim = FindRecord(all, RecordType::kItem, "k100");
+  ASSERT_NE(victim, nullptr);
+  ASSERT_EQ(victim->region, 0u);
+  FlipByte(device_, uint64_t{victim->region} * kRegion + victim->offset + 12);  // its flags
+  const Found* value_hit = FindRecord(all, RecordType::kItem, "k200");
+  FlipByte(device_, uint64_t{value_hit->region} * kRegion + value_hit->offset + 500);
+  auto log = Open(false);
+  EXPECT_EQ(CountIntact(*log, keys), 598);
+  EXPECT_FALSE(Read(*log, "k100"));
+  EXPECT_FALSE(Read(*log, "k200"));
+  EXPECT_EQ(log->recovery().damaged_records, 2u);
+  EXPECT_EQ(log->recovery().refusals, 0u);
+  EXPECT_EQ(log->Stats().corrupt_records, 2u);
+}
+
+// A record whose value is damaged but whose header verifies hides the
+// older versions of its key: they must not come back in its place.
+TEST_F(SsdRecoveryTest, ADamagedValueHidesOlderVersionsOfItsKey) {
+  {
+    auto log = Open(false);
+    ASSERT_TRUE(Put(*log, "twice", ValueFor("v1", 4000, false)));
+    Fill(*log, "a", 300);
+    ASSERT_TRUE(Put(*log, "twice", ValueFor("v2", 4000, false)));
+    Fill(*log, "b", 300);
+  }
+  auto all = WalkDevice(device_, kRegion);
+  const Found* newer = nullptr;
+  for (const Found& f : all) {
+    if (f.key == "twice") newer = &f;  // the later one
+  }
+  ASSERT_NE(newer, nullptr);
+  FlipByte(device_, uint64_t{newer->region} * kRegion + newer->offset + 1000);
+  auto log = Open(false);
+  EXPECT_FALSE(Read(*log, "twice"));
+}
+
+// A damaged tombstone: the region's mirror still has it, so the value it
+// hid stays hidden; nothing older is given up.
+TEST_F(SsdRecoveryTest, ADamagedTombstoneIsTakenFromTheMirror) {
+  std::vector<std::string> keys;
+  {
+    auto log = Open(false);
+    keys = Fill(*log, "k", 300);
+    ASSERT_TRUE(log->Remove("k7", common::HashKey("k7")));
+    keys.erase(keys.begin() + 7);
+    auto more = Fill(*log, "m", 400);  // the tombstone's region is then not the newest
+    keys.insert(keys.end(), more.begin(), more.end());
+  }
+  auto all = WalkDevice(device_, kRegion);
+  const Found* tomb = FindRecord(all, RecordType::kTombstone, "k7");
+  ASSERT_NE(tomb, nullptr);
+  FlipByte(device_, uint64_t{tomb->region} * kRegion + tomb->offset + 10);  // its key length
+  auto log = Open(false);
+  EXPECT_FALSE(Read(*log, "k7"));
+  EXPECT_EQ(CountIntact(*log, keys), static_cast<int>(keys.size()));
+  EXPECT_GE(log->recovery().mirrored_invalidations, 1u);
+  EXPECT_EQ(log->recovery().refusals, 0u);
+}
+
+// Both the tombstone and its mirror copy are damaged: recovery cannot rule
+// out that it hid something, so every older record is refused (misses, never
+// the deleted value); newer records are kept.
+TEST_F(SsdRecoveryTest, ATombstoneAndItsMirrorCopyDamagedRefusesOlderRecords) {
+  std::vector<std::string> older, newer;
+  {
+    auto log = Open(false);
+    older = Fill(*log, "k", 300);
+    ASSERT_TRUE(log->Remove("k7", common::HashKey("k7")));
+    newer = Fill(*log, "m", 400);
+  }
+  auto all = WalkDevice(device_, kRegion);
+  const Found* tomb = FindRecord(all, RecordType::kTombstone, "k7");
+  ASSERT_NE(tomb, nullptr);
+  FlipByte(device_, uint64_t{tomb->region} * kRegion + tomb->offset + 10);
+  // Mirror block 0 of that region.
+  FlipByte(device_, uint64_t{tomb->region} * kRegion + kRegion - kBlockSize + 100);
+  auto log = Open(false);
+  EXPECT_FALSE(Read(*log, "k7"));
+  EXPECT_EQ(CountIntact(*log, older), 0);
+  EXPECT_GE(log->recovery().refusals, 1u);
+  // The records after the damaged one in its region and later regions stay.
+  EXPECT_GT(CountIntact(*log, newer), 300);
+}
+
+// A damaged region header: the region is read with the sequence number its
+// neighbours imply; nothing is lost.
+TEST_F(SsdRecoveryTest, ADamagedRegionHeaderIsReadWithTheSequenceItsNeighboursImply) {
+  std::vector<std::string> keys;
+  {
+    auto log = Open(false);
+    keys = Fill(*log, "k", 1000);  // regions 0..3
+  }
+  FlipByte(device_, uint64_t{1} * kRegion + 20);  // region 1's sequence number
+  std::vector<char> zero(kBlockSize, 0);
+  device_.Poke(uint64_t{2} * kRegion, zero.data(), zero.size());  // region 2's header zeroed
+  auto log = Open(false);
+  EXPECT_EQ(CountIntact(*log, keys), 1000);
+  EXPECT_EQ(log->recovery().damaged_headers, 1u);
+  EXPECT_EQ(log->recovery().lost_regions, 0u);
+}
+
+// The region after the newest is the oldest, and may have been reclaimed:
+// with its header damaged its records are given up (they are the oldest,
+// so nothing they hid matters), never read.
+TEST_F(SsdRecoveryTest, TheOldestRegionWithADamagedHeaderIsGivenUp) {
+  {
+    auto log = Open(false);
+    // 7 regions and a bit: the log has wrapped onto region 0.
+    Fill(*log, "k", 1900);
+  }
+  auto all = WalkDevice(device_, kRegion);
+  uint32_t newest = 0;
+  uint64_t newest_seq = 0;
+  for (const Found& f : all) {
+    if (f.seq > newest_seq) newest_seq = f.seq, newest = f.region;
+  }
+  uint32_t oldest = (newest + 1) % 8;
+  FlipByte(device_, uint64_t{oldest} * kRegion + 20);
+  auto log = Open(false);
+  EXPECT_EQ(log->recovery().lost_regions, 1u);
+  for (const Found& f : all) {
+    if (f.region == oldest && f.type == RecordType::kItem) {
+      EXPECT_FALSE(Read(*log, f.key)) << f.key;
+    }
+  }
+}
+
+// A file in another on-device format is discarded (a cold start), once.
+TEST_F(SsdRecoveryTest, AFileInAnotherFormatIsDiscarded) {
+  {
+    auto log = Open(false);
+    Fill(*log, "k", 300);
+  }
+  uint32_t v1 = 1;
+  device_.Poke(8, &v1, sizeof(v1));  // region 0's header says format 1
+  auto log = Open(false);
+  EXPECT_EQ(log->recovery().discarded_format, 1u);
+  EXPECT_EQ(log->Stats().index_entries, 0u);
+  EXPECT_FALSE(Read(*log, "k5"));
+  ASSERT_TRUE(Put(*log, "fresh", "v"));
+  log->Sync();
+  log.reset();
+  log = Open(false);
+  EXPECT_EQ(log->recovery().discarded_format, 0u);
+  EXPECT_TRUE(Read(*log, "fresh"));
+}
+
+// A file cut short right after its newest region: the regions after it may
+// have held newer records (tombstones included), so nothing is trusted.
+TEST_F(SsdRecoveryTest, AFileTruncatedAfterItsNewestRegionIsNotTrusted) {
+  {
+    auto log = Open(false);
+    Fill(*log, "k", 1000);  // regions 0..3, the newest is 3
+    log->Remove("k1", common::HashKey("k1"));
+    log->Sync();
+  }
+  device_.SetPreexistingBytes(4 * kRegion);
+  auto log = Open(false);
+  EXPECT_EQ(log->Stats().index_entries, 0u);
+  device_.SetPreexistingBytes(UINT64_MAX);
+}
+
+TEST_F(SsdRecoveryTest, ADelayedFlushSurvivesARestartAndItsTimeIsKept) {
+  const int64_t now = clock_.NowSeconds();
+  {
+    auto log = Open(false);
+    Fill(*log, "k", 10);
+    log->FlushAt(now + 100);
+    log->Sync();
+  }
+  {
+    auto log = Open(false);
+    EXPECT_EQ(log->recovered_delayed_flush(), now + 100);
+    EXPECT_TRUE(Read(*log, "k3"));  // not yet
+    log->FlushAt(0);                // cancelled
+    log->Sync();
+  }
+  {
+    auto log = Open(false);
+    EXPECT_EQ(log->recovered_delayed_flush(), 0);
+    EXPECT_TRUE(Read(*log, "k3"));
+    log->FlushAt(now + 10);
+    log->Sync();
+  }
+  clock_.Advance(20);  // its time came while strata was down
+  auto log = Open(false);
+  EXPECT_EQ(log->recovered_delayed_flush(), 0);
+  EXPECT_FALSE(Read(*log, "k3"));
+}
+
+// Each region ends with a seal, and its mirror lists its invalidations.
+TEST_F(SsdRecoveryTest, RegionsAreSealedAndTheirMirrorHoldsTheirInvalidations) {
+  {
+    auto log = Open(false);
+    Fill(*log, "k", 100);
+    for (int i = 0; i < 200; ++i) log->Remove("k" + std::to_string(i % 100), common::HashKey("k" + std::to_string(i % 100)));
+    Fill(*log, "m", 400);
+  }
+  auto all = WalkDevice(device_, kRegion);
+  int seals = 0;
+  for (const Found& f : all) seals += f.type == RecordType::kSeal ? 1 : 0;
+  EXPECT_GE(seals, 1);
+  std::vector<char> block(kBlockSize);
+  device_.Peek(kRegion - kBlockSize, block.data(), block.size());
+  MirrorEntry entries[kMirrorEntriesPerBlock];
+  bool blank = false;
+  RegionHeader h;
+  std::vector<char> header(kBlockSize);
+  device_.Peek(0, header.data(), header.size());
+  ASSERT_EQ(DecodeRegionHeader(header.data(), &h), HeaderKind::kValid);
+  EXPECT_EQ(DecodeMirrorBlock(h.seq, 0, block.data(), entries, &blank), 100);  // k0..k99 once
+}
+
+// ----------------------------------------------------------- durability
+
+TEST_F(SsdLogTest, AnInvalidationIsAcknowledgedOnlyOnceOnTheDevice) {
+  auto log = Open(false);
+  std::atomic<int> notified{0};
+  int listener = log->AddCommitListener([&] { ++notified; });
+  const uint64_t h = common::HashKey("key");
+  ASSERT_TRUE(Put(*log, "key", "v"));
+  EXPECT_EQ(log->AckTicket(h), 0u);  // a demotion needs no wait
+  ASSERT_TRUE(log->Remove("key", h));
+  uint64_t ticket = log->AckTicket(h);
+  ASSERT_NE(ticket, 0u);
+  EXPECT_EQ(log->AckTicket(common::HashKey("other")) != 0,
+            (h & ((1 << 14) - 1)) == (common::HashKey("other") & ((1 << 14) - 1)));
+  // The 100 ms tail write has not run yet: only a commit makes it durable.
+  EXPECT_FALSE(log->Durable(ticket));
+  log->RequestCommit(ticket, listener);
+  for (int i = 0; i < 200 && notified.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(notified.load(), 1);
+  EXPECT_TRUE(log->Durable(ticket));
+  EXPECT_EQ(log->AckTicket(h), 0u);
+  log->RemoveCommitListener(listener);
+}
+
+// While live records fit under live_share, reclaim keeps them all (the log
+// compacts); beyond it only the hot ones.
+TEST_F(SsdLogTest, ReclaimKeepsLiveRecordsWhileTheyFit) {
+  auto log = Open(false);
+  std::vector<std::string> keep;
+  for (int i = 0; i < 200; ++i) {
+    keep.push_back("keep" + std::to_string(i));
+    ASSERT_TRUE(Put(*log, keep.back(), ValueFor(keep.back(), 4000, false)));
+  }
+  // Overwrites of a few keys: dead records pile up, the live set stays small.
+  for (int i = 0; i < 3000; ++i) {
+    std::string key = "hot" + std::to_string(i % 50);
+    ASSERT_TRUE(Put(*log, key, ValueFor(key, 4000, false)));
+    if (i % 100 == 99) log->Sync();
+  }
+  log->Sync();
+  SsdLogStats s = log->Stats();
+  EXPECT_GT(s.regions_reclaimed, 4u);  // the log wrapped
+  EXPECT_GT(s.records_rewritten, 0u);
+  for (const std::string& k : keep) {
+    ItemRef it = Read(*log, k);
+    ASSERT_TRUE(it) << k;
+    EXPECT_EQ(it->ValueView(), ValueFor(k, 4000, false));
+  }
+  EXPECT_TRUE(log->HasRoom(4096));
 }
 
 }  // namespace
