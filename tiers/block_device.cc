@@ -311,7 +311,16 @@ common::Result<std::unique_ptr<BlockDevice>> OpenFileDevice(const FileDeviceOpti
   // One process per cache file: a second strata on the same file (two pods
   // sharing a hostPath, a restart overlapping the old process) would
   // corrupt the log.
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  // A process that just died (kill -9) may hold the lock a moment longer:
+  // the kernel tears its io_uring rings down asynchronously, and they keep
+  // the file open until then. Wait for it a little.
+  int locked = flock(fd, LOCK_EX | LOCK_NB);
+  for (int waited_ms = 0; locked != 0 && errno == EWOULDBLOCK && waited_ms < options.lock_wait_ms;
+       waited_ms += 20) {
+    usleep(20'000);
+    locked = flock(fd, LOCK_EX | LOCK_NB);
+  }
+  if (locked != 0) {
     std::string msg = options.path + ": " +
                       (errno == EWOULDBLOCK ? std::string("in use by another process (locked)")
                                             : std::string("cannot lock: ") + std::strerror(errno));

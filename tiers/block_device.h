@@ -85,12 +85,16 @@ struct FileDeviceOptions {
   uint64_t size = 0;           // bytes; a regular file is preallocated to it
   IoMode mode = IoMode::kAuto;  // kAuto: io_uring, else the thread pool
   unsigned pool_threads = 4;   // thread-pool mode
+  // How long to wait for the file's lock held by another process (one that
+  // is exiting releases it within moments) before failing.
+  int lock_wait_ms = 5000;
 };
 
 // Opens (creating and preallocating if needed) a file or block device with
 // O_DIRECT. In kAuto mode a failed io_uring setup falls back to the thread
 // pool; *why_fallback (if given) receives the reason. The file is locked
-// (flock, exclusive) while the device is open: a second open fails.
+// (flock, exclusive) while the device is open: a second open fails (after
+// FileDeviceOptions::lock_wait_ms).
 common::Result<std::unique_ptr<BlockDevice>> OpenFileDevice(const FileDeviceOptions& options,
                                                             std::string* why_fallback = nullptr);
 

@@ -111,6 +111,24 @@ size_t EncodeRecord(uint64_t region_seq, const RecordMeta& meta, std::string_vie
   return size;
 }
 
+void EncodeSkipRecord(uint64_t region_seq, size_t len, size_t key_len, uint32_t mirror_count,
+                      char* dst) {
+  size_t stored = len - kRecordHeaderSize - key_len;
+  Put<uint32_t>(dst + 4, common::Crc32c(dst + kRecordHeaderSize + key_len, stored));
+  Put<uint8_t>(dst + 8, static_cast<uint8_t>(RecordType::kSkip));
+  Put<uint8_t>(dst + 9, 0);
+  Put<uint8_t>(dst + 10, static_cast<uint8_t>(key_len));
+  Put<uint8_t>(dst + 11, 0);
+  Put<uint32_t>(dst + 12, 0);
+  Put<uint32_t>(dst + 16, 0);
+  Put<uint32_t>(dst + 20, static_cast<uint32_t>(stored));
+  Put<uint32_t>(dst + 24, static_cast<uint32_t>(stored));
+  Put<uint32_t>(dst + 28, mirror_count);
+  Put<uint64_t>(dst + 32, 0);
+  Put<uint32_t>(dst, common::Crc32cExtend(SeqCrc(region_seq), dst + 4,
+                                          kRecordHeaderSize - 4 + key_len));
+}
+
 RecordCheck DecodeRecord(uint64_t region_seq, const char* src, size_t avail,
                          DecodedRecord* out) {
   if (avail < kRecordHeaderSize) return RecordCheck::kInvalid;
@@ -120,7 +138,7 @@ RecordCheck DecodeRecord(uint64_t region_seq, const char* src, size_t avail,
   uint32_t stored_len = Get<uint32_t>(src + 20);
   uint32_t value_len = Get<uint32_t>(src + 24);
   // Cheap checks first: a scan for the next record tries every 8 bytes.
-  if (type < 1 || type > 5 || codec > 1 || Get<uint8_t>(src + 11) != 0) {
+  if (type < 1 || type > 7 || codec > 1 || Get<uint8_t>(src + 11) != 0) {
     return RecordCheck::kInvalid;
   }
   if (codec == 0 && stored_len != value_len) return RecordCheck::kInvalid;

@@ -17,7 +17,9 @@
 //              even if its value is damaged
 //     vcrc     crc32c over the stored value
 //     type     item | tombstone | flush | delayed flush | seal (the
-//              region's last record: nothing was lost after it)
+//              region's last record: nothing was lost after it) | skip
+//              (a stretch a crash tore, marked by recovery) | clean (a
+//              clean stop: what precedes it was not torn by a crash)
 //     codec    none | lz4 (items only)
 //     key_len, flags, exptime (absolute unix s, 0 = never; for a delayed
 //     flush the time it takes effect, 0 = cancel), stored_len, value_len,
@@ -54,12 +56,16 @@ inline constexpr size_t kRecordHeaderSize = 40;
 inline constexpr size_t kRecordAlign = 8;
 
 // kSeal ends a region: the last record written before the log moves on.
+// kSkip covers a stretch that a crash tore (recovery marks it so, so that
+// later scans do not count it as damage); its "value" is whatever is there.
 enum class RecordType : uint8_t {
   kItem = 1,
   kTombstone = 2,
   kFlush = 3,
   kDelayedFlush = 4,
   kSeal = 5,
+  kSkip = 6,
+  kClean = 7,  // the process stopped cleanly here (damage before it is not a torn write)
 };
 enum class Codec : uint8_t { kNone = 0, kLz4 = 1 };
 enum class RegionState : uint32_t { kLive = 1, kDead = 2 };
@@ -111,6 +117,13 @@ inline size_t RecordSize(size_t key_len, size_t stored_len) {
 // `region_seq` is the sequence number of the region it is written into.
 size_t EncodeRecord(uint64_t region_seq, const RecordMeta& meta, std::string_view key,
                     std::string_view stored, char* dst);
+
+// Turns the `len` bytes at `dst` (len >= kRecordHeaderSize + key_len, a
+// multiple of kRecordAlign) into a kSkip record over what they hold; the
+// `key_len` bytes after the header are its key (the key of a record whose
+// value was torn: a skip with a key hides older versions of it).
+void EncodeSkipRecord(uint64_t region_seq, size_t len, size_t key_len, uint32_t mirror_count,
+                      char* dst);
 
 struct DecodedRecord {
   RecordMeta meta;

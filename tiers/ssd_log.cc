@@ -169,6 +169,15 @@ SsdLog::SsdLog(const SsdLogOptions& options, BlockDevice& device, const common::
 }
 
 SsdLog::~SsdLog() {
+  {
+    // A clean stop: recovery then counts damage in this region as damage,
+    // not as a write a crash tore.
+    std::lock_guard lock(mu_);
+    if (active_ != nullptr && !active_->failed && !active_->sealed &&
+        RoomLocked(active_, 0) >= RecordSize(0, 0)) {
+      AppendLocked(0, {RecordType::kClean}, "", "");
+    }
+  }
   Sync();
   {
     std::lock_guard lock(mu_);
@@ -184,9 +193,21 @@ SsdLog::~SsdLog() {
 struct SsdLog::Scan {
   int64_t now = 0;
   int64_t delayed_flush = 0;  // newest delayed flush seen (0: none or cancelled)
-  // The newest region's state, to go on appending to it.
+  // The region just scanned, to go on appending to it (the newest).
   std::vector<MirrorEntry> mirror;
   bool mirror_damaged = false;
+  bool sealed = false;
+  uint32_t accounted = 0;  // invalidations of the region applied
+  // Stretches that did not verify (a torn write, in the newest region):
+  // [begin, end), the key of a record whose header verified, and the
+  // invalidations accounted for before it.
+  struct Torn {
+    size_t begin;
+    size_t end;
+    std::string key;
+    uint32_t accounted;
+  };
+  std::vector<Torn> torn;
 };
 
 bool SsdLog::RegionVerifies(uint64_t seq, const char* data, size_t len) const {
@@ -208,7 +229,10 @@ bool SsdLog::RegionVerifies(uint64_t seq, const char* data, size_t len) const {
 size_t SsdLog::ScanRegion(uint32_t region, uint64_t seq, const char* data, size_t len,
                           bool newest, Scan* scan) {
   const size_t r = options_.region_size;
-  uint64_t& damaged = newest ? recovery_.torn_records : recovery_.damaged_records;
+  // Damage in the newest region is a write a crash tore, unless the process
+  // stopped cleanly (its last record is then a clean mark).
+  uint64_t damaged = 0;
+  bool clean = false;
   // The mirror: blocks from the region's end down, up to the blank spare
   // block after the last one. A block that does not verify is a damaged
   // mirror block if the next one does (its entries are unknown); otherwise
@@ -275,9 +299,18 @@ size_t SsdLog::ScanRegion(uint32_t region, uint64_t seq, const char* data, size_
     ++recovery_.refusals;
   };
 
+  // Every record says how many invalidations its region held up to it: those
+  // the front of the region does not show (their records lost, or carried
+  // only by the mirror, as after a torn tail) are taken from the mirror, in
+  // order, when a record or the region's end shows they existed.
   size_t off = kRegionHeaderSize;
   size_t valid_end = off;
-  size_t inv_seen = 0;  // mirror_count of the last record that verified
+  size_t accounted = 0;  // invalidations of the region applied so far
+  auto account_to = [&](size_t count) {
+    if (count <= accounted) return;
+    if (!apply_mirror(accounted, count)) refuse();
+    accounted = count;
+  };
   bool sealed = false;
   DecodedRecord rec;
   while (off + kRecordHeaderSize <= front_end && !sealed) {
@@ -291,17 +324,18 @@ size_t SsdLog::ScanRegion(uint32_t region, uint64_t seq, const char* data, size_
       }
       if (next + kRecordHeaderSize > front_end) break;  // the tail: handled below
       ++damaged;
-      size_t lost_to = rec.meta.mirror_count - (IsInvalidation(rec.meta.type) ? 1 : 0);
-      if (lost_to > inv_seen && !apply_mirror(inv_seen, lost_to)) refuse();
-      inv_seen = std::max(inv_seen, lost_to);
+      scan->torn.push_back({off, next, {}, static_cast<uint32_t>(accounted)});
       off = next;
       continue;  // decoded again above, now as a record
     }
+    account_to(rec.meta.mirror_count - (IsInvalidation(rec.meta.type) ? 1 : 0));
     uint64_t hash = common::HashKey(rec.key);
     if (check == RecordCheck::kDamagedValue) {
       // The header says truthfully which key it was: older versions of the
       // key must not come back.
       ++damaged;
+      scan->torn.push_back({off, off + rec.size, std::string(rec.key),
+                            static_cast<uint32_t>(accounted)});
       index_.Remove(hash);
     } else {
       switch (rec.meta.type) {
@@ -330,27 +364,41 @@ size_t SsdLog::ScanRegion(uint32_t region, uint64_t seq, const char* data, size_
         case RecordType::kSeal:
           sealed = true;
           break;
+        case RecordType::kSkip:
+          // A stretch a crash tore, marked by an earlier recovery; with a key,
+          // a record of it whose value was torn.
+          if (!rec.key.empty()) index_.Remove(hash);
+          break;
+        case RecordType::kClean:
+          break;
       }
     }
-    inv_seen = std::max<size_t>(inv_seen, rec.meta.mirror_count);
+    clean = rec.meta.type == RecordType::kClean;
+    accounted = std::max<size_t>(accounted, rec.meta.mirror_count);
     off += rec.size;
     valid_end = off;
   }
-  // Invalidations the mirror lists past the last record that verified were
-  // in a lost (or torn) tail: those it knows are applied. (An unsealed
-  // region's tail is where a crash tears writes; whether a damaged last
-  // mirror block held more cannot be told, and is not held against the
-  // older records: only damage to both a tombstone and its copy there
-  // would hide one.)
-  if (!sealed && mirror.size() > inv_seen) {
-    size_t lost = 0;
-    for (size_t i = inv_seen; i < mirror.size(); ++i) lost += known[i] ? 1 : 0;
-    if (lost > 0) {
-      ++damaged;
-      apply_mirror(inv_seen, mirror.size());
-    }
+  // Past the last record that verifies (an unsealed region's tail, where a
+  // crash tears writes), the invalidations the mirror knows, up to its first
+  // unknown entry, are applied. Whether a damaged mirror block held more
+  // cannot be told, and is not held against the older records: only damage
+  // to both a tombstone and its copy there would hide one.
+  size_t known_prefix = 0;
+  while (known_prefix < mirror.size() && known[known_prefix]) ++known_prefix;
+  if (!sealed && known_prefix > accounted) {
+    ++damaged;
+    account_to(known_prefix);
   }
-  scan->mirror.assign(mirror.begin(), mirror.begin() + std::min(mirror.size(), inv_seen));
+  scan->mirror.assign(mirror.begin(), mirror.begin() + std::max(accounted, known_prefix));
+  if (known_prefix < scan->mirror.size()) scan->mirror_damaged = true;
+  scan->sealed = sealed;
+  scan->accounted = static_cast<uint32_t>(std::max(accounted, known_prefix));
+  if (newest && !clean) {
+    recovery_.torn_records += damaged;
+  } else {
+    recovery_.damaged_records += damaged;
+    scan->torn.clear();  // damage, not a torn write: it stays as it is
+  }
   return valid_end;
 }
 
@@ -468,7 +516,7 @@ common::Status SsdLog::Recover() {
     bool truncated = p >= intact_regions;
     uint64_t want = expected(p);
     if (kind[p] == Kind::kBlank && want == 0 && !truncated) continue;  // never written
-    if (kind[p] == Kind::kDamaged) ++recovery_.damaged_headers;
+    if (!truncated) ++recovery_.damaged_headers;
     // Read with the sequence numbers it can have had.
     int64_t n = truncated ? -1
                           : BlockingIo(*queue, false, uint64_t{p} * r, region.get(), r);
@@ -528,6 +576,7 @@ common::Status SsdLog::Recover() {
       continue;
     }
     scan.mirror_damaged = false;
+    scan.torn.clear();
     size_t end = ScanRegion(p, s, region.get(), static_cast<size_t>(n), p == head, &scan);
     ++recovery_.regions;
     if (n == static_cast<int64_t>(r) && !scan.mirror_damaged) last_end = end;
@@ -543,17 +592,59 @@ common::Status SsdLog::Recover() {
   recovery_.items = index_.size();
 
   // 5. Go on where the log ends.
+  {
   std::lock_guard lock(mu_);
   Buffer* b = buffers_[0].get();
   const size_t mirror_room = kBlock * (MirrorBlocks(scan.mirror.size()) + 1);
   bool resumed = false;
-  if (last_end > 0 && last_end + kBlock + mirror_room < r && !order.empty() &&
-      last_region == head && region_seq_[last_region] >= refuse_below) {
+  const bool newest_scanned = last_end > 0 && !order.empty() && last_region == head &&
+                              region_seq_[last_region] >= refuse_below;
+  if (newest_scanned && (!scan.torn.empty() || scan.sealed || scan.mirror_damaged)) {
+    // The newest region is not appended to again: a crash tore its tail
+    // (the torn stretches become skip records, so later scans do not count
+    // them as damage) or it was sealed already. A seal after its records
+    // says nothing was lost after them.
+    char* image = region.get();
+    size_t from = last_end, to = last_end;
+    for (const Scan::Torn& t : scan.torn) {
+      if (t.end - t.begin < kRecordHeaderSize + t.key.size() || t.end > last_end) continue;
+      EncodeSkipRecord(region_seq_[last_region], t.end - t.begin, t.key.size(), t.accounted,
+                       image + t.begin);
+      from = std::min(from, t.begin);
+    }
+    if (!scan.sealed && last_end + RecordSize(0, 0) + mirror_room <= r) {
+      RecordMeta seal{RecordType::kSeal};
+      seal.mirror_count = scan.accounted;
+      EncodeRecord(region_seq_[last_region], seal, "", "", image + last_end);
+      to = last_end + RecordSize(0, 0);
+    }
+    if (!scan.sealed) {
+      // The mirror as recovery took it (a torn block rewritten), the rest
+      // of the region blank.
+      const size_t blocks = MirrorBlocks(scan.mirror.size());
+      std::memset(image + to, 0, r - kBlock * blocks - to);
+      for (size_t k = 0; k < blocks; ++k) {
+        size_t first = k * kMirrorEntriesPerBlock;
+        EncodeMirrorBlock(region_seq_[last_region], static_cast<uint32_t>(k),
+                          &scan.mirror[first],
+                          std::min(kMirrorEntriesPerBlock, scan.mirror.size() - first),
+                          image + r - kBlock * (k + 1));
+      }
+      to = r;
+    }
+    from = AlignDown(from);
+    to = AlignUp(to);
+    if (to > from &&
+        BlockingIo(*queue, true, uint64_t{last_region} * r + from, image + from, to - from) !=
+            static_cast<int64_t>(to - from)) {
+      c_->write_errors.fetch_add(1, std::memory_order_relaxed);
+    }
+  } else if (newest_scanned && last_end + kBlock + mirror_room < r) {
     // The newest region goes on where its records end, so a restart does
     // not leave the rest of it unused. Everything after its records (up to
     // its mirror blocks, the blank spare included) is zeroed on the device
-    // first: nothing the scan stopped at (a torn write) can come back after
-    // the records appended from now on.
+    // first: nothing the scan stopped at can come back after the records
+    // appended from now on.
     std::memcpy(b->data.get(), region.get(), last_end);
     std::memset(b->data.get() + last_end, 0, r - last_end);
     size_t from = AlignDown(last_end);
@@ -587,7 +678,15 @@ common::Status SsdLog::Recover() {
   durable_pos_.store(Position(active_->seq, resumed ? active_->fill : 0),
                      std::memory_order_release);
   reclaim_next_ = (active_->region + 1) % region_count_;
+  if (recovery_.refusals > 0) {
+    // What was refused stays refused: a later recovery, which may no longer
+    // see the damage that decided it (the log moves on), sees this marker.
+    AppendLocked(0, {RecordType::kFlush}, "", "");
+    EnqueueLocked(active_, /*tail=*/true);
+  }
   cv_.notify_all();
+  }
+  Sync();
   recovery_.seconds = static_cast<double>(clock_.MonotonicNanos() - t0) / 1e9;
   return common::Status::Ok();
 }

@@ -137,7 +137,7 @@ struct SsdLogStats {
 struct SsdRecoveryStats {
   uint64_t items = 0;               // index entries after recovery
   uint64_t regions = 0;             // regions with records
-  uint64_t damaged_records = 0;     // records (or stretches) that did not verify
+  uint64_t damaged_records = 0;     // records that did not verify (adjacent ones count once)
   uint64_t torn_records = 0;        // the same in the newest region: a crash mid-write
   uint64_t damaged_headers = 0;     // region headers that did not verify
   uint64_t lost_regions = 0;        // regions given up for their damage

@@ -3,6 +3,10 @@
 #include "tiers/block_device.h"
 
 #include <gtest/gtest.h>
+
+#include <chrono>
+
+#include <thread>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -216,12 +220,27 @@ TEST_P(FileDeviceTest, SurvivesReopen) {
 TEST_P(FileDeviceTest, ASecondOpenOfTheSameFileIsRefused) {
   auto first = OpenFileDevice({path_, 1 << 20, GetParam(), 2});
   ASSERT_TRUE(first.ok()) << first.status().message();
-  auto second = OpenFileDevice({path_, 1 << 20, GetParam(), 2});
+  auto second = OpenFileDevice({path_, 1 << 20, GetParam(), 2, /*lock_wait_ms=*/100});
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find("in use by another process"), std::string::npos)
       << second.status().message();
   first = common::Status::IoError("closed");  // closing the first releases the lock
   EXPECT_TRUE(OpenFileDevice({path_, 1 << 20, GetParam(), 2}).ok());
+}
+
+// A process that is exiting releases the lock within moments (after a
+// kill -9 its io_uring rings keep the file open a little longer): an open
+// waits for it.
+TEST_P(FileDeviceTest, AnOpenWaitsForALockThatIsReleasedSoon) {
+  auto first = OpenFileDevice({path_, 1 << 20, GetParam(), 2});
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  std::thread release([&first] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    first = common::Status::IoError("closed");
+  });
+  auto second = OpenFileDevice({path_, 1 << 20, GetParam(), 2, /*lock_wait_ms=*/5000});
+  release.join();
+  EXPECT_TRUE(second.ok()) << second.status().message();
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, FileDeviceTest,
