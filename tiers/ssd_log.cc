@@ -72,7 +72,9 @@ struct SsdLog::Buffer {
   int pending = 0;       // write jobs not completed
   bool failed = false;   // a write failed: no more appends to this region
   bool sealed = false;   // its seal record is appended: no more records
-  bool spare_written = false;  // the blank block after the mirror was queued
+  // The blank block after the mirror's last one that was queued (its
+  // index), or SIZE_MAX.
+  size_t spare_block = SIZE_MAX;
   std::vector<MirrorEntry> mirror;  // the region's invalidations, in order
   size_t mirror_enqueued = 0;       // entries handed to the writer
 };
@@ -659,7 +661,7 @@ common::Status SsdLog::Recover() {
       b->tail_fill = last_end;
       b->failed = false;
       b->sealed = false;
-      b->spare_written = true;  // zeroed above
+      b->spare_block = MirrorBlocks(b->mirror.size());  // zeroed above
       b->mirror = std::move(scan.mirror);
       b->mirror_enqueued = b->mirror.size();
       active_ = b;
@@ -729,7 +731,7 @@ void SsdLog::OpenRegionLocked(Buffer* b, uint32_t region) {
   b->tail_fill = 0;
   b->failed = false;
   b->sealed = false;
-  b->spare_written = false;
+  b->spare_block = SIZE_MAX;
   b->mirror.clear();
   b->mirror_enqueued = 0;
   if (reused && !reclaimed) {
@@ -779,7 +781,8 @@ void SsdLog::EnqueueLocked(Buffer* b, bool tail) {
   const size_t r = options_.region_size;
   size_t end = tail ? AlignUp(b->fill) : AlignDown(b->fill);
   bool records = end > b->enqueued;
-  bool mirror = b->mirror.size() > b->mirror_enqueued || !b->spare_written;
+  const size_t used = MirrorBlocks(b->mirror.size());
+  bool mirror = b->mirror.size() > b->mirror_enqueued || b->spare_block != used;
   if (!records && !mirror && !(tail && b->fill > b->tail_fill)) return;
   WriteJob job;
   job.buffer = b;
@@ -799,26 +802,27 @@ void SsdLog::EnqueueLocked(Buffer* b, bool tail) {
     job.end = end;
   }
   if (mirror) {
-    // Blocks first..used-1 (block k lies at r - kBlock * (k + 1)), then the
-    // blank spare block below them; the job's buffer starts at the spare
-    // (the lowest address).
-    const size_t used = MirrorBlocks(b->mirror.size());
-    const size_t first = b->spare_written ? b->mirror_enqueued / kMirrorEntriesPerBlock : 0;
-    const size_t blocks = used - std::min(first, used) + 1;
+    // Blocks first..used-1 (block k lies at r - kBlock * (k + 1)), and when
+    // the mirror has grown into a new block, the blank spare block below
+    // them; the job's buffer starts at the lowest address.
+    const bool spare = b->spare_block != used;
+    const size_t first = std::min(b->mirror_enqueued / kMirrorEntriesPerBlock, used);
+    const size_t blocks = used - first + (spare ? 1 : 0);
+    const size_t low = used + (spare ? 1 : 0);  // blocks below the job's range
     job.mirror = AllocateAligned(blocks * kBlock);
     std::memset(job.mirror.get(), 0, blocks * kBlock);
     for (size_t k = first; k < used; ++k) {
       size_t from = k * kMirrorEntriesPerBlock;
       size_t count = std::min(kMirrorEntriesPerBlock, b->mirror.size() - from);
-      char* dst = job.mirror.get() + (used - k) * kBlock;
+      char* dst = job.mirror.get() + (low - 1 - k) * kBlock;
       EncodeMirrorBlock(b->seq, static_cast<uint32_t>(k), &b->mirror[from], count, dst);
       // The region's image too (a recovered region is resumed from it).
       std::memcpy(b->data.get() + r - kBlock * (k + 1), dst, kBlock);
     }
-    job.mirror_offset = r - kBlock * (used + 1);
+    job.mirror_offset = r - kBlock * low;
     job.mirror_len = blocks * kBlock;
     b->mirror_enqueued = b->mirror.size();
-    b->spare_written = true;
+    b->spare_block = used;
   }
   job.durable_to = Position(b->seq, tail ? b->fill : AlignDown(b->fill));
   ++b->pending;
