@@ -179,12 +179,17 @@ int main(int argc, char** argv) {
                        : io == "threadpool" ? strata::tiers::IoMode::kThreadPool
                                             : strata::tiers::IoMode::kAuto;
     std::string fallback;
-    auto opened = strata::tiers::OpenFileDevice(dev_options, &fallback);
+    uint64_t reserved = 0;
+    auto opened = strata::tiers::OpenFileDevice(dev_options, &fallback, &reserved);
     if (!opened.ok()) {
       Log(LogLevel::kError, "cannot start: tiers.ssd.path: %s", opened.status().message().c_str());
       return 1;
     }
     device = std::move(opened).value();
+    if (reserved > 0) {
+      Log(LogLevel::kInfo, "%s: allocated %.1f MiB the file did not have (it was short or sparse)",
+          dev_options.path.c_str(), static_cast<double>(reserved) / (1 << 20));
+    }
     if (!fallback.empty()) {
       Log(LogLevel::kWarn,
           "io_uring cannot be used (%s): the SSD tier does its I/O on a thread pool instead",
