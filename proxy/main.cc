@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
   if (s.enable_shutdown) server_options.enable_shutdown = *s.enable_shutdown;
   if (s.drain_timeout_ms) server_options.drain_timeout_ms = *s.drain_timeout_ms;
   if (s.max_output_buffer) server_options.max_output_buffer = *s.max_output_buffer;
+  if (s.max_connection_memory) server_options.max_connection_memory = *s.max_connection_memory;
   if (s.network_io) {
     server_options.network_io =
         *s.network_io == "io_uring"   ? strata::proxy::NetBatch::Mode::kIoUring
