@@ -6,11 +6,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <utility>
 
 #include "common/log.h"
-#include "common/units.h"
 #include "proxy/connection.h"
 
 namespace strata::proxy {
@@ -32,6 +33,17 @@ constexpr uint64_t kMemoryTickMs = 50;
 constexpr uint32_t kStallTicks = 10;
 // At most one "at its cap" line per worker this often.
 constexpr uint64_t kMemoryLogEveryMs = 10'000;
+
+// "2.3 MiB" (or "512 KiB" below a MiB), for log lines.
+std::string Approx(uint64_t bytes) {
+  char buf[32];
+  if (bytes < (1 << 20)) {
+    std::snprintf(buf, sizeof(buf), "%llu KiB", static_cast<unsigned long long>(bytes >> 10));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  }
+  return buf;
+}
 
 common::Status Listen(int fd, int backlog, const char* what) {
   int flags = fcntl(fd, F_GETFL);
@@ -441,8 +453,7 @@ void Worker::StartMemoryTick() {
     common::Log(common::LogLevel::kWarn,
                 "connection memory is at its cap (%s of %s, server.max_connection_memory): "
                 "connections that need more stop reading until there is room",
-                common::FormatSize(pool.charged()).c_str(),
-                common::FormatSize(pool.limit()).c_str());
+                Approx(pool.charged()).c_str(), Approx(pool.limit()).c_str());
   }
 }
 
@@ -497,12 +508,11 @@ size_t Worker::CloseMemoryHogs() {
   if (closed > 0) {
     common::Log(common::LogLevel::kWarn,
                 "connection memory over its cap (server.max_connection_memory %s): closed %zu "
-                "connections holding %s, each more than its share (%s) and idle for %llu ms; "
-                "the largest %s held %s",
-                common::FormatSize(pool.limit()).c_str(), closed, common::FormatSize(freed).c_str(),
-                common::FormatSize(share).c_str(),
+                "connection(s) holding %s, each more than its share (%s) and without a byte "
+                "read or sent for %llu ms; the largest, %s, held %s",
+                Approx(pool.limit()).c_str(), closed, Approx(freed).c_str(), Approx(share).c_str(),
                 static_cast<unsigned long long>(kStallTicks * kMemoryTickMs),
-                largest.empty() ? "?" : largest.c_str(), common::FormatSize(largest_held).c_str());
+                largest.empty() ? "?" : largest.c_str(), Approx(largest_held).c_str());
   }
   return closed;
 }
