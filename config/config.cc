@@ -100,7 +100,7 @@ class Walker {
     return ForEachKey(map, path,
                       {"listen", "port", "unix_socket", "unix_socket_mode", "workers",
                        "max_connections", "enable_shutdown", "drain_timeout", "max_output_buffer",
-                       "network_io"},
+                       "max_connection_memory", "network_io"},
                       [&](const std::string& key, const std::string& p, const YAML::Node& k,
                           const YAML::Node& v) -> Status {
                         if (key == "listen") return Read(p, k, v, internal::kListen, &s.listen);
@@ -121,6 +121,10 @@ class Walker {
                         }
                         if (key == "network_io") {
                           return Read(p, k, v, internal::kNetworkIo, &s.network_io);
+                        }
+                        if (key == "max_connection_memory") {
+                          return Read(p, k, v, internal::kMaxConnectionMemory,
+                                      &s.max_connection_memory);
                         }
                         return Read(p, k, v, internal::kMaxOutputBuffer, &s.max_output_buffer);
                       });

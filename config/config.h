@@ -31,6 +31,10 @@
 //     enable_shutdown: false     # true/false (yes/on/1 are errors) (-A)
 //     drain_timeout: 10s         # SIGTERM: time allowed to finish replies
 //     max_output_buffer: 64MiB   # per-connection cap on queued reply bytes, >= 1KiB
+//     max_connection_memory: auto  # process-wide cap on what connections hold
+//                                # (read buffers, data blocks being received,
+//                                # queued replies), >= 1MiB; auto = RAM tier / 8,
+//                                # 32MiB..1GiB (--max-connection-memory)
 //     network_io: auto           # auto | io_uring | syscalls (--network-io)
 //   tiers:
 //     ram:
@@ -83,6 +87,7 @@ struct ServerConfig {
   std::optional<bool> enable_shutdown;
   std::optional<uint64_t> drain_timeout_ms;
   std::optional<uint64_t> max_output_buffer;
+  std::optional<uint64_t> max_connection_memory;  // 0 = auto
   std::optional<std::string> network_io;  // "auto", "io_uring" or "syscalls"
 };
 
@@ -155,7 +160,8 @@ common::Result<Config> LoadFile(const std::string& path);
 //   -h/--help  -V/--version
 // and long forms --port --listen --memory-limit --threads --conn-limit
 // --max-item-size --unix-socket --unix-mask --enable-shutdown --verbose;
-// --metrics-listen ADDR:PORT has only a long form.
+// --metrics-listen ADDR:PORT and --max-connection-memory SIZE (or auto)
+// have only a long form, as do the --ssd-* flags, --network-io and --no-ssd.
 // Long forms also take --flag=VALUE; short ones may be glued (-p11211) and
 // clustered as with getopt (-Av, -Ap 11211). -m is a whole number of MiB
 // (>= 1), as in memcached; -I takes memcached's "2m", "512k", "1048576".

@@ -183,6 +183,17 @@ Result<uint64_t> ParseMaxOutputBuffer(std::string_view text) {
   return *bytes;
 }
 
+Result<uint64_t> ParseMaxConnectionMemory(std::string_view text) {
+  if (text == "auto") return uint64_t{0};
+  std::optional<uint64_t> bytes = common::ParseSize(text);
+  if (!bytes) return Expected(kMaxConnectionMemory.expected, text);
+  if (*bytes < kMinMaxConnectionMemory) {
+    return Invalid("must be at least " + common::FormatSize(kMinMaxConnectionMemory) +
+                   " (or auto), got " + Quote(text));
+  }
+  return *bytes;
+}
+
 Result<uint64_t> ParseRamSize(std::string_view text) {
   std::optional<uint64_t> bytes = common::ParseSize(text);
   if (!bytes) return Expected(kRamSize.expected, text);

@@ -50,6 +50,8 @@ common::Result<uint32_t> ParseMaxConnections(std::string_view text);
 common::Result<bool> ParseBool(std::string_view text);
 common::Result<uint64_t> ParseDrainTimeoutMs(std::string_view text);
 common::Result<uint64_t> ParseMaxOutputBuffer(std::string_view text);
+// server.max_connection_memory: a size of at least 1MiB, or "auto" (0).
+common::Result<uint64_t> ParseMaxConnectionMemory(std::string_view text);
 common::Result<uint64_t> ParseRamSize(std::string_view text);
 common::Result<uint64_t> ParseMaxItemSize(std::string_view text);
 common::Result<std::string> ParseEviction(std::string_view text);
@@ -81,6 +83,8 @@ inline constexpr Rule<bool> kBool{"true or false", &ParseBool};
 inline constexpr Rule<uint64_t> kDrainTimeout{"a duration like 10s or 1500ms",
                                               &ParseDrainTimeoutMs};
 inline constexpr Rule<uint64_t> kMaxOutputBuffer{"a size like 64MiB", &ParseMaxOutputBuffer};
+inline constexpr Rule<uint64_t> kMaxConnectionMemory{"a size like 64MiB, or auto",
+                                                     &ParseMaxConnectionMemory};
 inline constexpr Rule<uint64_t> kRamSize{"a size like 256MiB", &ParseRamSize};
 inline constexpr Rule<uint64_t> kMaxItemSize{"a size like 1MiB", &ParseMaxItemSize};
 inline constexpr Rule<std::string> kEviction{"one of s3fifo, lru", &ParseEviction};
@@ -104,6 +108,7 @@ inline constexpr uint64_t kMinRamSize = uint64_t{1} << 20;          // 1MiB
 inline constexpr uint64_t kMinMaxItemSize = uint64_t{1} << 10;      // 1KiB
 inline constexpr uint64_t kMaxMaxItemSize = uint64_t{1} << 30;      // 1GiB
 inline constexpr uint64_t kMinMaxOutputBuffer = uint64_t{1} << 10;  // 1KiB
+inline constexpr uint64_t kMinMaxConnectionMemory = uint64_t{1} << 20;  // 1MiB
 inline constexpr uint32_t kMaxWorkers = 256;
 inline constexpr uint64_t kMinRegionSize = uint64_t{1} << 20;   // 1MiB
 inline constexpr uint64_t kMaxRegionSize = uint64_t{64} << 20;  // 64MiB

@@ -34,6 +34,7 @@ enum class Flag {
   kSsdSize,
   kSsdIo,
   kNetworkIo,
+  kMaxConnectionMemory,
   kNoSsd,
   kHelp,
   kVersion,
@@ -73,6 +74,8 @@ constexpr FlagSpec kFlags[] = {
     {Flag::kSsdIo, '\0', "ssd-io", "MODE", "auto, io_uring or threadpool", "tiers.ssd.io"},
     {Flag::kNetworkIo, '\0', "network-io", "MODE", "auto, io_uring or syscalls",
      "server.network_io"},
+    {Flag::kMaxConnectionMemory, '\0', "max-connection-memory", "SIZE", "cap, or auto",
+     "server.max_connection_memory"},
     {Flag::kNoSsd, '\0', "no-ssd", "", "run RAM only, whatever the file says", ""},
     {Flag::kHelp, 'h', "help", "", "print this help and exit", ""},
     {Flag::kVersion, 'V', "version", "", "print the version and exit", ""},
@@ -168,6 +171,10 @@ class Overrides {
       case Flag::kNetworkIo:
         s = Set(written, value, internal::kNetworkIo, &config_.server.network_io);
         break;
+      case Flag::kMaxConnectionMemory:
+        s = Set(written, value, internal::kMaxConnectionMemory,
+                &config_.server.max_connection_memory);
+        break;
       case Flag::kNoSsd:
         config_.tiers.ssd.disabled = true;
         break;
@@ -228,6 +235,7 @@ class Overrides {
     Over(&c->server.enable_shutdown, f.server.enable_shutdown);
     Over(&c->server.drain_timeout_ms, f.server.drain_timeout_ms);
     Over(&c->server.max_output_buffer, f.server.max_output_buffer);
+    Over(&c->server.max_connection_memory, f.server.max_connection_memory);
     Over(&c->server.network_io, f.server.network_io);
     Over(&c->tiers.ram.size, f.tiers.ram.size);
     Over(&c->tiers.ram.max_item_size, f.tiers.ram.max_item_size);

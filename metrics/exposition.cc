@@ -284,6 +284,22 @@ std::string RenderText(const Snapshot& snapshot) {
              "where io_uring is refused), as a label.")
         .Sample(1, {{"mode", snapshot.server.network_io_mode}});
   }
+  const ServerFigures& s = snapshot.server;
+  f.Family("strata_connection_memory_bytes", MetricType::Gauge,
+           "Bytes client connections hold (read buffers, data blocks being received, queued "
+           "replies and the values they reference, SSD reads they wait for), as reserved "
+           "against server.max_connection_memory.")
+      .Sample(D(s.connection_memory));
+  f.Family("strata_connection_memory_limit_bytes", MetricType::Gauge,
+           "server.max_connection_memory: the cap on what connections hold together.")
+      .Sample(D(s.connection_memory_limit));
+  f.Family("strata_connection_memory_stalls_total", MetricType::Counter,
+           "Times a connection stopped reading because connection memory was at its cap.")
+      .Sample(D(s.connection_memory_stalls));
+  f.Family("strata_connection_memory_closed_total", MetricType::Counter,
+           "Connections closed because connection memory was over its cap and they held the "
+           "most beyond their share without reading or sending for 500 ms.")
+      .Sample(D(s.connection_memory_closed));
   AddSsd(snapshot.ssd, f);
   AddLatency(snapshot.latency, f);
   std::ostringstream out;

@@ -48,6 +48,10 @@
 //   strata_tier_expired_reclaimed_total{tier}    counter
 //   strata_tier_expired_unfetched_total{tier}    counter
 //   strata_ram_eviction_policy_info{policy}      gauge    1
+//   strata_connection_memory_bytes               gauge    server.connection_memory
+//   strata_connection_memory_limit_bytes         gauge    server.connection_memory_limit
+//   strata_connection_memory_stalls_total        counter  server.connection_memory_stalls
+//   strata_connection_memory_closed_total        counter  server.connection_memory_closed
 //   strata_request_duration_seconds{command,tier} histogram (latency.h)
 // SSD-tier names come with issue 3 (see snapshot.h).
 //

@@ -36,6 +36,12 @@ struct ServerFigures {
   uint64_t bytes_written = 0;
   uint64_t threads = 0;
   std::string network_io_mode;  // "io_uring" | "syscalls"; strata's own
+  // The cap on what connections hold (strata's own): bytes reserved for
+  // them now, the cap, connections stopped at it, connections closed by it.
+  uint64_t connection_memory = 0;
+  uint64_t connection_memory_limit = 0;
+  uint64_t connection_memory_stalls = 0;
+  uint64_t connection_memory_closed = 0;
 
   uint64_t cmd_set = 0;  // every store, cas included (memcached's rule)
   uint64_t cmd_flush = 0;

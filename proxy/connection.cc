@@ -27,6 +27,24 @@ constexpr size_t kReadAheadKeys = 64;
 // the buffer (about the buffer's size: fewer receives, no second copy).
 constexpr uint64_t kDirectReadThreshold = 4 * 1024;
 
+// What a storage command will hold (its item) while its data block
+// arrives, for the connection memory gate; at most half the cap, so a
+// store larger than the cap still runs when the cap is half free.
+uint64_t StoreBytes(const Command& cmd, uint64_t limit) {
+  switch (cmd.type) {
+    case CommandType::kSet:
+    case CommandType::kAdd:
+    case CommandType::kReplace:
+    case CommandType::kAppend:
+    case CommandType::kPrepend:
+    case CommandType::kCas:
+      return std::min<uint64_t>(tiers::Item::SizeFor(cmd.key.size(), cmd.flags, cmd.value_len),
+                                limit / 2);
+    default:
+      return 0;
+  }
+}
+
 std::string SockAddrString(const struct sockaddr_storage& ss) {
   char host[64] = "";
   int port = 0;
@@ -136,6 +154,10 @@ void Connection::Close() {
   closing_ = true;
   reading_ = false;
   want_writable_ = false;
+  // What it holds is freed once the close completes, in this loop
+  // iteration (or when its SSD reads are done).
+  worker_.memory().Charge(-static_cast<int64_t>(held_));
+  held_ = 0;
   uv_close(handle(), OnClose);  // stops the poll
 }
 
@@ -193,6 +215,7 @@ void Connection::OnClose(uv_handle_t* h) {
 
 void Connection::WaitForIo() {
   ReadAhead();
+  worker_.AddIoWaiter(this);
   waiting_io_ = true;
   reading_ = false;
   UpdatePoll();
@@ -258,6 +281,7 @@ void Connection::OnIoDone() {
     return;
   }
   waiting_io_ = false;
+  worker_.RemoveIoWaiter(this);
   BeginBatch();
   bool was_store = async_.waiting == AsyncState::Waiting::kStore;
   Outcome o = dispatcher_.Resume(cmd_, out_, &store_, &async_);
@@ -287,11 +311,78 @@ void Connection::OnIoDone() {
   if (o != Outcome::kWaitIo && o != Outcome::kPaused) pending_ssd_hits_ = UINT64_MAX;
   ProcessInput();
   EndBatch();
-  if (!waiting_io_ && !paused_ && !closing_ && !draining_ && !close_after_flush_ && !reading_) {
+  if (!waiting_io_ && !paused_ && !closing_ && !draining_ && !close_after_flush_ && !reading_ &&
+      !memory_waiting) {
     reading_ = true;
     UpdatePoll();
   }
   MaybeReleaseReadBuffer();
+  UpdateHeld();
+}
+
+bool Connection::MemoryFull(const AsyncState&) {
+  UpdateHeld();
+  return worker_.memory().Over();
+}
+
+uint64_t Connection::HeldNow() const {
+  auto item_bytes = [](const tiers::Item& item) -> uint64_t {
+    return tiers::Item::SizeFor(item.key_len, item.Flags(), item.value_len);
+  };
+  uint64_t n = (rbuf_ ? rbuf_size_ : 0) + out_.held_bytes();
+  if (store_.item) n += item_bytes(*store_.item);
+  for (const AsyncState::Slot& slot : async_.slots) {
+    if (slot.item) n += item_bytes(*slot.item);
+  }
+  return n;
+}
+
+void Connection::UpdateHeld() {
+  if (closing_) return;
+  const uint64_t now = HeldNow();
+  if (now == held_) return;
+  worker_.memory().Charge(static_cast<int64_t>(now) - static_cast<int64_t>(held_));
+  held_ = now;
+}
+
+bool Connection::MemoryGate(uint64_t more) {
+  UpdateHeld();
+  if (!worker_.memory().WouldExceed(more)) return false;
+  if (!memory_waiting) {
+    stats_.Add(Counter::kConnMemoryStalls);
+    worker_.WaitForMemory(this);
+  }
+  if (reading_) {
+    reading_ = false;
+    UpdatePoll();
+  }
+  return true;
+}
+
+void Connection::ResumeAfterMemory() {
+  if (closing_) return;
+  BeginBatch();
+  ProcessInput();
+  EndBatch();
+  if (!memory_waiting && !waiting_io_ && !paused_ && !closing_ && !draining_ &&
+      !close_after_flush_ && !reading_) {
+    reading_ = true;
+    UpdatePoll();
+    worker_.QueueRecv(this);  // bytes may have arrived while it waited
+  }
+  MaybeReleaseReadBuffer();
+  UpdateHeld();
+}
+
+size_t Connection::ReadBufferGrowth() const {
+  // PrepareReadBuffer()'s choices, without making them.
+  if (reading_data_ && store_.item && rstart_ == rend_ &&
+      store_.remaining >= kDirectReadThreshold) {
+    return 0;
+  }
+  if (!rbuf_) return Worker::kReadBufferSize;
+  const size_t unread = rend_ - rstart_;
+  return rbuf_size_ - unread < kMinReadSpace ? rbuf_size_ : 0;
 }
 
 void Connection::OnDurable() {
@@ -347,6 +438,8 @@ void Connection::MaybeReleaseReadBuffer() {
 
 bool Connection::PrepareRecv(NetOp* op) {
   if (closing_ || !reading_) return false;
+  const size_t growth = ReadBufferGrowth();
+  if (growth > 0 && MemoryGate(growth)) return false;
   char* buf = nullptr;
   size_t len = 0;
   PrepareReadBuffer(&buf, &len);
@@ -375,6 +468,7 @@ void Connection::OnRecv(const NetOp& op) {
     return;
   }
   stats_.Add(Counter::kBytesRead, static_cast<uint64_t>(nread));
+  ++progress_;
   BeginBatch();
   if (direct_read_) {
     direct_read_ = false;
@@ -388,6 +482,7 @@ void Connection::OnRecv(const NetOp& op) {
   // A full buffer: more may be waiting, so it is read again in the next batch.
   if (static_cast<size_t>(nread) == op.len && reading_) worker_.QueueRecv(this);
   MaybeReleaseReadBuffer();
+  UpdateHeld();
 }
 
 void Connection::BeginBatch() {
@@ -436,6 +531,7 @@ void Connection::FinishDataBlock() {
 void Connection::ProcessInput() {
   while (!closing_ && !paused_ && !close_after_flush_ && !waiting_io_) {
     if (get_in_progress_) {
+      if (MemoryGate(0)) break;
       Outcome o = dispatcher_.ContinueGet(cmd_, out_, &async_);
       if (o == Outcome::kPaused) {
         Pause();
@@ -475,6 +571,8 @@ void Connection::ProcessInput() {
       close_after_flush_ = true;
       break;
     }
+    // Not consumed yet: a command held back is parsed again when it runs.
+    if (MemoryGate(StoreBytes(cmd_, worker_.memory().pool().limit()))) break;
     rstart_ += r.consumed;
     info_.last_cmd_unix.store(ctx_.clock->NowSeconds(), std::memory_order_relaxed);
     const uint64_t ram_hits = measure_latency_ ? stats_.Get(Counter::kRamHits) : 0;
@@ -532,7 +630,8 @@ void Connection::MaybeResume() {
   BeginBatch();
   ProcessInput();
   EndBatch();
-  if (!paused_ && !closing_ && !draining_ && !close_after_flush_ && !reading_ && !waiting_io_) {
+  if (!paused_ && !closing_ && !draining_ && !close_after_flush_ && !reading_ && !waiting_io_ &&
+      !memory_waiting) {
     reading_ = true;
     UpdatePoll();
   }
@@ -590,8 +689,10 @@ void Connection::OnSend(const NetOp& op) {
   if (written > 0) {
     stats_.Add(Counter::kBytesWritten, written);
     out_.Consume(written);
+    ++progress_;
   }
   out_.Unseal();
+  UpdateHeld();
   if (closing_) return;
   if (written < total && r != -EINTR) {
     // The socket is full: the rest goes when the client has read.

@@ -18,6 +18,16 @@
 // (AsyncState::ack_ticket) are held, with everything queued after them,
 // until the worker's group commit makes it durable (Worker::WaitDurable).
 //
+// Connection memory: what the connection holds (its read buffer, the item
+// of a store whose data block is arriving, its queued replies with the
+// values they reference, the values of an SSD batch waiting to be queued)
+// is charged to the worker's lease of the process-wide cap
+// (connection_memory.h) as it changes. Before a step that would hold more
+// (a receive into a new or bigger buffer, a command, the next key of a
+// get) past the cap, the connection stops reading and running commands
+// and waits on the worker's list until there is room again; the worker may
+// close it if it holds the most beyond its share without progress.
+//
 // Request latency (when ServerOptions::measure_latency): each read batch is
 // timed once, from the read to the queueing of its replies, and every
 // command finished in it is counted in the worker's histograms with that
@@ -30,7 +40,9 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "metrics/latency.h"
@@ -70,6 +82,28 @@ class Connection final : public IoWaiter {
   void OnIoDone() override;
   // The SSD log position the queued replies wait for is durable.
   void OnDurable();
+  // Charges what it holds now; true if that leaves the cap passed (a get
+  // then stops between keys).
+  bool MemoryFull(const AsyncState& state) override;
+
+  // Connection memory (the worker's side). held(): bytes charged now.
+  uint64_t held() const { return held_; }
+  // Re-charges what it holds (after SSD reads landed in its batch).
+  void UpdateHeld();
+  // The worker found room again: runs what was held back, reads again.
+  void ResumeAfterMemory();
+  // Progress for the worker's stall check: NoteTick() counts a tick in
+  // which no byte was received or sent; StartStallClock() forgets them.
+  void NoteTick() {
+    stalled_ticks_ = progress_ == progress_seen_ ? stalled_ticks_ + 1 : 0;
+    progress_seen_ = progress_;
+  }
+  void StartStallClock() {
+    stalled_ticks_ = 0;
+    progress_seen_ = progress_;
+  }
+  uint32_t stalled_ticks() const { return stalled_ticks_; }
+  const std::string& addr() const { return info_.addr; }
 
   // The worker's batches. PrepareRecv/PrepareSend fill `op` and return true
   // if the connection has something to do (`iov` has room for kMaxIov
@@ -83,6 +117,11 @@ class Connection final : public IoWaiter {
   bool recv_queued = false;
   bool send_queued = false;
   bool durable_waiting = false;
+  // Set while it is on the worker's list of connections waiting for
+  // connection memory / waiting for SSD reads (Worker::WaitForMemory,
+  // Worker::AddIoWaiter).
+  bool memory_waiting = false;
+  bool io_waiting = false;
 
   // Intrusive list of the worker's connections.
   Connection* prev = nullptr;
@@ -112,6 +151,14 @@ class Connection final : public IoWaiter {
   // get-family, storage (its data block is skipped), delete, incr, decr and
   // touch.
   void ReadAhead();
+  // Bytes it holds now (see the class comment).
+  uint64_t HeldNow() const;
+  // Read-buffer bytes the next receive must allocate (0 when it reads into
+  // room it has, or straight into a store's item).
+  size_t ReadBufferGrowth() const;
+  // Charges what it holds; if holding `more` beyond that would pass the
+  // cap, stops reading and waits on the worker's list (true).
+  bool MemoryGate(uint64_t more);
   // Latency: opens/closes a batch (they nest), and counts a finished command
   // that began at `start_ns`; `ram_hits_before` is the worker's RAM-hit
   // count when it began (a get-family command that moved it hit in RAM).
@@ -161,6 +208,11 @@ class Connection final : public IoWaiter {
   bool draining_ = false;
   bool close_after_flush_ = false;
   bool closing_ = false;
+
+  uint64_t held_ = 0;           // bytes charged to the worker's lease
+  uint32_t progress_ = 0;       // receives and sends that moved bytes
+  uint32_t progress_seen_ = 0;  // progress_ at the worker's last tick
+  uint32_t stalled_ticks_ = 0;  // ticks in a row without progress
 
   const bool measure_latency_;
   metrics::LatencyBatch batch_;

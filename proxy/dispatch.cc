@@ -50,6 +50,11 @@ constexpr size_t kGetBatch = 64;
 // (each one lost its item to another worker's eviction before it could run).
 constexpr uint32_t kMaxPromoteAttempts = 8;
 
+// The connection memory cap is reached (IoWaiter::MemoryFull).
+bool MemoryFull(const AsyncState* async) {
+  return async != nullptr && async->waiter != nullptr && async->waiter->MemoryFull(*async);
+}
+
 // Completes one slot of a get batch.
 class SlotRead final : public tiers::SsdReadDone {
  public:
@@ -388,7 +393,8 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
         async->gat_exptime = exptime;  // outlives this call, for the reads
         async->pending = 1;  // held until every read is issued
         async->waiting = AsyncState::Waiting::kNothing;
-        for (size_t n = 0; n < kGetBatch && NextKey(&cmd.keys, &key); ++n) {
+        for (size_t n = 0;
+             n < kGetBatch && (n == 0 || !MemoryFull(async)) && NextKey(&cmd.keys, &key); ++n) {
           size_t index = async->slots.size();
           bool read_ahead = false;
           async->slots.push_back(
@@ -426,7 +432,7 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
       std::string_view rest = cmd.keys;
       std::string_view next;
       if (!NextKey(&rest, &next)) break;
-      if (out.bytes() > ctx_.options.output_high_watermark) {
+      if (out.bytes() > ctx_.options.output_high_watermark || MemoryFull(async)) {
         stats_.Add(Counter::kConnYields);
         return Outcome::kPaused;
       }
@@ -439,7 +445,7 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
     tiers::ItemRef item = tier.Get(key, new_exptime);
     count(static_cast<bool>(item));
     if (item) AppendValue(out, key, item, with_cas);
-    if (out.bytes() > ctx_.options.output_high_watermark) {
+    if (out.bytes() > ctx_.options.output_high_watermark || MemoryFull(async)) {
       std::string_view rest = cmd.keys;
       std::string_view next;
       if (NextKey(&rest, &next)) {
@@ -617,6 +623,11 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
   Stat(out, "lru_maintainer_juggles", 0);
   Stat(out, "ram_eviction_policy", tiers::EvictionKindName(ctx_.tier->eviction()));
   Stat(out, "network_io_mode", ctx_.network_io_mode);
+  // The cap on what connections hold (server.max_connection_memory).
+  Stat(out, "connection_memory", ctx_.conn_memory ? ctx_.conn_memory->charged() : 0);
+  Stat(out, "connection_memory_limit", ctx_.conn_memory ? ctx_.conn_memory->limit() : 0);
+  Stat(out, "connection_memory_stalls", sum(Counter::kConnMemoryStalls));
+  Stat(out, "connection_memory_closed", sum(Counter::kConnMemoryClosed));
   if (tiers::SsdLog* ssd = cache_.ssd()) {
     const tiers::SsdLogStats d = ssd->Stats();
     const tiers::TieredCache::Counters c = cache_.counters();
@@ -710,6 +721,7 @@ void Dispatcher::StatsSettings(OutputQueue& out) {
   Stat(out, "idle_timeout", 0);
   Stat(out, "eviction_policy", tiers::EvictionKindName(ctx_.tier->eviction()));
   Stat(out, "max_output_buffer", o.max_output_buffer);
+  Stat(out, "max_connection_memory", o.max_connection_memory);
 }
 
 void Dispatcher::StatsItems(OutputQueue& out) {

@@ -54,11 +54,19 @@ enum class Outcome {
   kWaitIo,    // waiting for SSD reads; call Resume() when told they are done
 };
 
+struct AsyncState;
+
 // Told (on the worker thread) when all SSD reads of the waiting command
 // have completed.
 class IoWaiter {
  public:
   virtual void OnIoDone() = 0;
+  // Asked between the keys of a get: after each key queued, and before
+  // each key of an SSD batch but the first. True stops the get there, as
+  // the output watermark does (kPaused), or ends the batch. The connection
+  // answers for the process-wide connection memory cap
+  // (connection_memory.h).
+  virtual bool MemoryFull(const AsyncState& /*state*/) { return false; }
 
  protected:
   ~IoWaiter() = default;

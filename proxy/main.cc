@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
   if (s.enable_shutdown) server_options.enable_shutdown = *s.enable_shutdown;
   if (s.drain_timeout_ms) server_options.drain_timeout_ms = *s.drain_timeout_ms;
   if (s.max_output_buffer) server_options.max_output_buffer = *s.max_output_buffer;
+  if (s.max_connection_memory) server_options.max_connection_memory = *s.max_connection_memory;
   if (s.network_io) {
     server_options.network_io =
         *s.network_io == "io_uring"   ? strata::proxy::NetBatch::Mode::kIoUring
@@ -179,12 +180,17 @@ int main(int argc, char** argv) {
                        : io == "threadpool" ? strata::tiers::IoMode::kThreadPool
                                             : strata::tiers::IoMode::kAuto;
     std::string fallback;
-    auto opened = strata::tiers::OpenFileDevice(dev_options, &fallback);
+    uint64_t reserved = 0;
+    auto opened = strata::tiers::OpenFileDevice(dev_options, &fallback, &reserved);
     if (!opened.ok()) {
       Log(LogLevel::kError, "cannot start: tiers.ssd.path: %s", opened.status().message().c_str());
       return 1;
     }
     device = std::move(opened).value();
+    if (reserved > 0) {
+      Log(LogLevel::kInfo, "%s: allocated %.1f MiB the file did not have (it was short or sparse)",
+          dev_options.path.c_str(), static_cast<double>(reserved) / (1 << 20));
+    }
     if (!fallback.empty()) {
       Log(LogLevel::kWarn,
           "io_uring cannot be used (%s): the SSD tier does its I/O on a thread pool instead",

@@ -19,8 +19,10 @@ OutputQueue::Segment& OutputQueue::TextTail(size_t need) {
       if (want <= kMaxTextBlock) {
         // Doubling, and with room for a short reply after this one (the
         // "END" after a value).
+        const size_t before = tail.text.capacity();
         tail.text.reserve(
             std::min(kMaxTextBlock, std::max(want + kFirstTextBlock, 2 * tail.text.capacity())));
+        text_capacity_ += tail.text.capacity() - before;
         return tail;
       }
     }
@@ -32,13 +34,19 @@ OutputQueue::Segment& OutputQueue::TextTail(size_t need) {
     spare.pop_back();
   }
   seg.text.reserve(std::max(kFirstTextBlock, need));
+  text_capacity_ += seg.text.capacity();
   segments_.push_back(std::move(seg));
   return segments_.back();
 }
 
 void OutputQueue::PopFront() {
   Segment& front = segments_[head_];
-  if (!front.item) Recycle(std::move(front.text));
+  if (front.item) {
+    value_bytes_ -= front.size();
+  } else {
+    text_capacity_ -= front.text.capacity();
+    Recycle(std::move(front.text));
+  }
   front = Segment();  // frees a block Recycle() did not keep, drops the item
   ++head_;
   if (sealed_ > 0) --sealed_;
@@ -88,6 +96,7 @@ void OutputQueue::AppendValue(const tiers::ItemRef& item) {
   seg.item = item;
   segments_.push_back(std::move(seg));
   bytes_ += n;
+  value_bytes_ += n;
 }
 
 size_t OutputQueue::Gather(struct iovec* iov, size_t max, size_t* total) const {

@@ -45,6 +45,12 @@ class OutputQueue {
 
   size_t bytes() const { return bytes_; }
   bool empty() const { return bytes_ == 0; }
+  // Memory the queue holds: its text blocks (their capacity), the whole
+  // of every value it references (kept alive by the queue, even after the
+  // cache has let go of it) and its segment array.
+  size_t held_bytes() const {
+    return text_capacity_ + value_bytes_ + segments_.capacity() * sizeof(Segment);
+  }
 
   // Fills up to `max` iovecs from the front of the queue; returns the count
   // and adds their total length to *total.
@@ -90,6 +96,8 @@ class OutputQueue {
   std::vector<std::string>* shared_spare_ = nullptr;
   size_t bytes_ = 0;
   size_t sealed_ = 0;
+  size_t text_capacity_ = 0;  // capacity of the queued text blocks
+  size_t value_bytes_ = 0;    // value + "\r\n" of the queued value segments
 };
 
 }  // namespace strata::proxy

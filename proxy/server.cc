@@ -166,6 +166,10 @@ Server::Server(const ServerOptions& options, tiers::TieredCache& cache,
   ctx_.ssd_device = ssd_device;
   ctx_.clock = &clock;
   ctx_.started_unix = clock.NowSeconds();
+  if (ctx_.options.max_connection_memory == 0) {
+    ctx_.options.max_connection_memory = DefaultConnectionMemory(cache.ram().limit());
+  }
+  ctx_.conn_memory = std::make_unique<ConnectionMemory>(ctx_.options.max_connection_memory);
 }
 
 Server::~Server() {
@@ -211,6 +215,11 @@ common::Status Server::Start() {
     ctx_.worker_stats.push_back(&worker->stats());
     workers_.push_back(std::move(worker));
   }
+  // Past the cap, every worker looks at its connections (workers_ does not
+  // change from here on).
+  ctx_.conn_memory->set_on_over([this] {
+    for (auto& w : workers_) w->WakeForMemory();
+  });
   for (uint32_t i = 0; i < n; ++i) {
     common::Status st = workers_[i]->Init(tcp_fds[i], unix_fd_);
     if (!st.ok()) {

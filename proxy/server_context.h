@@ -1,6 +1,7 @@
 // ServerContext: what every worker shares: the options, the cache, the
 // clock, every worker's counters (for `stats`), the connection registry
-// (for `stats conns` and max_connections) and the shutdown hook.
+// (for `stats conns` and max_connections), the cap on connection memory
+// and the shutdown hook.
 //
 // Thread safety: options and pointers are set before workers start and then
 // only read; counters are atomics; the registry has its own mutex.
@@ -10,11 +11,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "common/clock.h"
+#include "proxy/connection_memory.h"
 #include "proxy/net_batch.h"
 #include "proxy/worker_stats.h"
 #include "tiers/block_device.h"
@@ -35,6 +38,9 @@ struct ServerOptions {
   bool enable_shutdown = false;
   uint64_t drain_timeout_ms = 10'000;
   uint64_t max_output_buffer = 64ull << 20;  // hard cap per connection
+  // Process-wide cap on what connections hold (ConnectionMemory); 0 =
+  // DefaultConnectionMemory() of the RAM tier's size.
+  uint64_t max_connection_memory = 0;
   uint64_t output_high_watermark = 4ull << 20;  // stop reading above this
   int backlog = 1024;
   bool measure_latency = true;  // fill WorkerStats::latency() (metrics on)
@@ -88,6 +94,9 @@ struct ServerContext {
   std::atomic<uint32_t> verbosity{0};
   ConnRegistry conns;
   std::function<void()> request_shutdown;
+  // The cap on connection memory, shared by the workers' leases; made by
+  // Server before the workers.
+  std::unique_ptr<ConnectionMemory> conn_memory;
 
   uint64_t Sum(Counter c) const {
     uint64_t total = 0;

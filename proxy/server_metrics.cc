@@ -41,6 +41,12 @@ void FillSnapshot(const ServerContext& ctx, metrics::Snapshot* out) {
   s.bytes_written = sum(Counter::kBytesWritten);
   s.threads = ctx.worker_stats.size();
   s.network_io_mode = ctx.network_io_mode;
+  if (ctx.conn_memory) {
+    s.connection_memory = ctx.conn_memory->charged();
+    s.connection_memory_limit = ctx.conn_memory->limit();
+  }
+  s.connection_memory_stalls = sum(Counter::kConnMemoryStalls);
+  s.connection_memory_closed = sum(Counter::kConnMemoryClosed);
   s.cmd_set = sum(Counter::kCmdSet);
   s.cmd_flush = sum(Counter::kCmdFlush);
   s.get_hits = sum(Counter::kGetHits);

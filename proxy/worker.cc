@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <utility>
 
 #include "common/log.h"
@@ -24,6 +26,24 @@ constexpr int kAcceptPerWakeup = 64;
 constexpr uint64_t kAcceptRetryMs = 100;
 // Sends per batch (bounds the iovec scratch: 1 KiB per send, 256 KiB).
 constexpr size_t kNetChunk = 256;
+// Connection memory: the tick, while connections wait or the pool is over
+// the cap, and how long a connection must have moved no byte before it may
+// be closed for holding too much (10 ticks: 500 ms).
+constexpr uint64_t kMemoryTickMs = 50;
+constexpr uint32_t kStallTicks = 10;
+// At most one "at its cap" line per worker this often.
+constexpr uint64_t kMemoryLogEveryMs = 10'000;
+
+// "2.3 MiB" (or "512 KiB" below a MiB), for log lines.
+std::string Approx(uint64_t bytes) {
+  char buf[32];
+  if (bytes < (1 << 20)) {
+    std::snprintf(buf, sizeof(buf), "%llu KiB", static_cast<unsigned long long>(bytes >> 10));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  }
+  return buf;
+}
 
 common::Status Listen(int fd, int backlog, const char* what) {
   int flags = fcntl(fd, F_GETFL);
@@ -38,6 +58,7 @@ common::Status Listen(int fd, int backlog, const char* what) {
 Worker::Worker(ServerContext& ctx, int index)
     : ctx_(ctx),
       index_(index),
+      lease_(*ctx.conn_memory),
       dispatcher_(ctx, stats_),
       iovs_(new struct iovec[kNetChunk * Connection::kMaxIov]) {
   uv_loop_init(&loop_);
@@ -56,6 +77,14 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
   drain_timer_.data = this;
   uv_timer_init(&loop_, &maintenance_timer_);
   maintenance_timer_.data = this;
+  uv_timer_init(&loop_, &memory_timer_);
+  memory_timer_.data = this;
+  {
+    std::lock_guard lock(memory_wake_mu_);
+    uv_async_init(&loop_, &memory_wake_, OnMemoryWake);
+    memory_wake_.data = this;
+    memory_handles_open_ = true;
+  }
   if (index_ == 0) {
     uv_timer_start(&maintenance_timer_, OnMaintenance, kMaintenanceIntervalMs,
                    kMaintenanceIntervalMs);
@@ -80,7 +109,7 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
   uv_idle_init(&loop_, &net_idle_);
   io_handles_open_ = true;
   if (ctx_.ssd_device != nullptr) {
-    io_ = ctx_.ssd_device->NewQueue(kIoQueueDepth);
+    io_ = std::make_unique<ChargedIoQueue>(ctx_.ssd_device->NewQueue(kIoQueueDepth), lease_);
     uv_poll_init(&loop_, &io_poll_, io_->event_fd());
     io_poll_.data = this;
     uv_poll_start(&io_poll_, UV_READABLE, OnIoReadable);
@@ -125,6 +154,11 @@ void Worker::Join() {
 
 void Worker::RequestStop() { uv_async_send(&stop_async_); }
 
+void Worker::WakeForMemory() {
+  std::lock_guard lock(memory_wake_mu_);
+  if (memory_handles_open_) uv_async_send(&memory_wake_);
+}
+
 void Worker::OnStop(uv_async_t* async) { static_cast<Worker*>(async->data)->BeginStop(); }
 
 void Worker::BeginStop() {
@@ -144,6 +178,15 @@ void Worker::BeginStop() {
   uv_timer_stop(&maintenance_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&maintenance_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
+  {
+    // Connections still draining let their waiters go from RunNet().
+    std::lock_guard lock(memory_wake_mu_);
+    memory_handles_open_ = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&memory_wake_), nullptr);
+  }
+  uv_timer_stop(&memory_timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&memory_timer_), nullptr);
+  memory_tick_on_ = false;
   // Finish owed replies; whatever is still open at the deadline is closed.
   for (Connection* c = conns_; c != nullptr;) {
     Connection* next = c->next;
@@ -184,6 +227,9 @@ void Worker::OnMaintenance(uv_timer_t* timer) {
 void Worker::OnIoReadable(uv_poll_t* poll, int, int) {
   auto* self = static_cast<Worker*>(poll->data);
   self->io_->Reap();
+  // Values that landed in waiting get batches count from now on (their
+  // read buffers stopped counting as the reads completed).
+  for (Connection* c : self->io_waiters_) c->UpdateHeld();
 }
 
 void Worker::OnLoopCheck(uv_check_t* check) {
@@ -263,6 +309,11 @@ void Worker::QueueSend(Connection* conn) {
 }
 
 void Worker::ForgetBatches(Connection* conn) {
+  if (conn->memory_waiting) {
+    std::erase(memory_waiters_, conn);
+    conn->memory_waiting = false;
+  }
+  if (conn->io_waiting) RemoveIoWaiter(conn);
   if (conn->recv_queued) {
     std::erase(recv_ready_, conn);
     conn->recv_queued = false;
@@ -311,6 +362,8 @@ void Worker::RunNet() {
   for (size_t i = first_recv; i < ops_.size(); ++i) {
     static_cast<Connection*>(ops_[i].owner)->OnRecv(ops_[i]);
   }
+  // Sends may have made room for the connections waiting for memory.
+  if (!memory_waiters_.empty() && !lease_.Over()) ResumeMemoryWaiters();
   if (!net_->failure().empty() && !net_failure_logged_) {
     net_failure_logged_ = true;
     common::Log(common::LogLevel::kError, "socket I/O: %s; using plain system calls from now on",
@@ -400,6 +453,108 @@ void Worker::Unlink(Connection* conn) {
     // Closed connections wait for their SSD reads before they go.
     if (zombies_ == 0) CloseIoHandles();
   }
+}
+
+void Worker::WaitForMemory(Connection* conn) {
+  if (conn->memory_waiting) return;
+  conn->memory_waiting = true;
+  memory_waiters_.push_back(conn);
+  StartMemoryTick();
+}
+
+void Worker::AddIoWaiter(Connection* conn) {
+  if (conn->io_waiting) return;
+  conn->io_waiting = true;
+  io_waiters_.push_back(conn);
+}
+
+void Worker::RemoveIoWaiter(Connection* conn) {
+  if (!conn->io_waiting) return;
+  conn->io_waiting = false;
+  std::erase(io_waiters_, conn);
+}
+
+void Worker::OnMemoryWake(uv_async_t* async) {
+  auto* self = static_cast<Worker*>(async->data);
+  if (self->lease_.Over()) self->StartMemoryTick();
+}
+
+void Worker::OnMemoryTick(uv_timer_t* timer) { static_cast<Worker*>(timer->data)->MemoryTick(); }
+
+void Worker::StartMemoryTick() {
+  if (!memory_handles_open_ || memory_tick_on_) return;
+  memory_tick_on_ = true;
+  for (Connection* c = conns_; c != nullptr; c = c->next) c->StartStallClock();
+  uv_timer_start(&memory_timer_, OnMemoryTick, kMemoryTickMs, kMemoryTickMs);
+  const ConnectionMemory& pool = lease_.pool();
+  const uint64_t now = uv_now(&loop_);
+  if (pool.over() && (memory_logged_ms_ == 0 || now - memory_logged_ms_ >= kMemoryLogEveryMs)) {
+    memory_logged_ms_ = now;
+    common::Log(common::LogLevel::kWarn,
+                "connection memory is at its cap (%s of %s, server.max_connection_memory): "
+                "connections that need more stop reading until there is room",
+                Approx(pool.charged()).c_str(), Approx(pool.limit()).c_str());
+  }
+}
+
+void Worker::MemoryTick() {
+  for (Connection* c = conns_; c != nullptr; c = c->next) c->NoteTick();
+  if (lease_.Over()) CloseMemoryHogs();
+  if (!lease_.Over()) ResumeMemoryWaiters();
+  if (memory_waiters_.empty() && !lease_.Over()) {
+    uv_timer_stop(&memory_timer_);
+    memory_tick_on_ = false;
+  }
+}
+
+void Worker::ResumeMemoryWaiters() {
+  std::vector<Connection*> waiting;
+  waiting.swap(memory_waiters_);
+  size_t i = 0;
+  for (; i < waiting.size() && !lease_.Over(); ++i) {
+    Connection* c = waiting[i];
+    c->memory_waiting = false;
+    c->ResumeAfterMemory();  // may wait again (at the back)
+  }
+  // The rest keep their place, ahead of those that waited again.
+  memory_waiters_.insert(memory_waiters_.begin(), waiting.begin() + static_cast<std::ptrdiff_t>(i),
+                         waiting.end());
+}
+
+size_t Worker::CloseMemoryHogs() {
+  const ConnectionMemory& pool = lease_.pool();
+  const uint64_t share = pool.ShareOf(ctx_.curr_connections.load(std::memory_order_relaxed));
+  std::vector<Connection*> hogs;
+  for (Connection* c = conns_; c != nullptr; c = c->next) {
+    if (c->held() > share && c->stalled_ticks() >= kStallTicks) hogs.push_back(c);
+  }
+  std::sort(hogs.begin(), hogs.end(),
+            [](const Connection* a, const Connection* b) { return a->held() > b->held(); });
+  size_t closed = 0;
+  uint64_t freed = 0;
+  std::string largest;
+  uint64_t largest_held = 0;
+  for (Connection* c : hogs) {
+    if (!lease_.Over()) break;
+    if (closed == 0) {
+      largest = c->addr();
+      largest_held = c->held();
+    }
+    freed += c->held();
+    c->Close();  // gives back its charge at once
+    stats_.Add(Counter::kConnMemoryClosed);
+    ++closed;
+  }
+  if (closed > 0) {
+    common::Log(common::LogLevel::kWarn,
+                "connection memory over its cap (server.max_connection_memory %s): closed %zu "
+                "connection(s) holding %s, each more than its share (%s) and without a byte "
+                "read or sent for %llu ms; the largest, %s, held %s",
+                Approx(pool.limit()).c_str(), closed, Approx(freed).c_str(), Approx(share).c_str(),
+                static_cast<unsigned long long>(kStallTicks * kMemoryTickMs),
+                largest.empty() ? "?" : largest.c_str(), Approx(largest_held).c_str());
+  }
+  return closed;
 }
 
 void Worker::ZombieGone() {

@@ -18,6 +18,18 @@
 // drain its connections' owed replies and exit its loop, closing what is
 // left after the drain timeout.
 //
+// Connection memory: the worker's connections charge its Lease of the
+// process-wide cap (connection_memory.h); SSD reads in flight on its queue
+// are charged too (ChargedIoQueue). A connection that would pass the cap
+// waits on the worker's list; the worker lets the waiting ones go on when
+// the cap has room again (after each socket batch, and on a 50 ms tick
+// that runs while any wait or the pool is over the cap). On that tick,
+// while the pool is over the cap, it closes its connections that hold
+// more than their share (limit / connections) and have moved no byte for
+// 500 ms, the most beyond their share first, until the pool is under the
+// cap, and logs one line; `stats` counts both (connection_memory_stalls,
+// connection_memory_closed).
+//
 // Thread safety: Start/Join from the owning Server's thread; RequestStop()
 // from any thread; everything else runs on the worker's own thread.
 #pragma once
@@ -25,11 +37,13 @@
 #include <uv.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/status.h"
+#include "proxy/connection_memory.h"
 #include "proxy/dispatch.h"
 #include "proxy/net_batch.h"
 #include "proxy/server_context.h"
@@ -56,6 +70,9 @@ class Worker {
   void Start();
   void RequestStop();
   void Join();
+  // The pool went over the cap: look at this worker's connections (from
+  // any thread).
+  void WakeForMemory();
 
   ServerContext& ctx() { return ctx_; }
   Dispatcher& dispatcher() { return dispatcher_; }
@@ -85,6 +102,13 @@ class Worker {
   // A closing connection leaves the batch lists.
   void ForgetBatches(Connection* conn);
   void Unlink(Connection* conn);
+  // This worker's share of the connection memory cap.
+  ConnectionMemory::Lease& memory() { return lease_; }
+  // `conn` holds back until the cap has room (ResumeAfterMemory()).
+  void WaitForMemory(Connection* conn);
+  // `conn` waits for SSD reads; its held bytes are re-counted as they land.
+  void AddIoWaiter(Connection* conn);
+  void RemoveIoWaiter(Connection* conn);
   // A closed connection waits for its SSD reads before it is deleted.
   void AddZombie() { ++zombies_; }
   void ZombieGone();
@@ -114,7 +138,17 @@ class Worker {
   static void OnLoopCheck(uv_check_t* check);
   static void OnLoopPrepare(uv_prepare_t* prepare);
   static void OnDurable(uv_async_t* async);
+  static void OnMemoryTick(uv_timer_t* timer);
+  static void OnMemoryWake(uv_async_t* async);
   void RunNet();
+  // Starts the memory tick if it is not running.
+  void StartMemoryTick();
+  void MemoryTick();
+  // Lets the waiting connections go on while the cap has room.
+  void ResumeMemoryWaiters();
+  // Closes stalled connections that hold the most beyond their share until
+  // the pool is under the cap; returns how many.
+  size_t CloseMemoryHogs();
   void CloseIoHandles();
   // Accepts what `listen_fd` has waiting (bounded per call).
   void AcceptAll(int listen_fd, bool is_unix);
@@ -124,6 +158,7 @@ class Worker {
   ServerContext& ctx_;
   int index_;
   WorkerStats stats_;
+  ConnectionMemory::Lease lease_;  // before io_, which charges it
   Dispatcher dispatcher_;
   uv_loop_t loop_;
   uv_poll_t tcp_poll_;
@@ -137,7 +172,7 @@ class Worker {
   uv_async_t stop_async_;
   uv_timer_t drain_timer_;
   uv_timer_t maintenance_timer_;
-  std::unique_ptr<tiers::IoQueue> io_;
+  std::unique_ptr<ChargedIoQueue> io_;
   uv_poll_t io_poll_;
   uv_check_t loop_check_;
   uv_prepare_t loop_prepare_;
@@ -170,6 +205,14 @@ class Worker {
   uint64_t durable_wanted_ = 0;     // the largest ticket a connection waits for
   uint64_t durable_requested_ = 0;  // the largest one asked of the log
   Connection* conns_ = nullptr;  // intrusive list head
+  std::vector<Connection*> memory_waiters_;  // in the order they began to wait
+  std::vector<Connection*> io_waiters_;
+  uv_timer_t memory_timer_;
+  uv_async_t memory_wake_;
+  std::mutex memory_wake_mu_;         // memory_wake_ is sent from other threads
+  bool memory_handles_open_ = false;  // guarded by memory_wake_mu_
+  bool memory_tick_on_ = false;
+  uint64_t memory_logged_ms_ = 0;  // uv_now() of the last "at its cap" line
   std::thread thread_;
 };
 

@@ -45,11 +45,13 @@ enum class Counter : uint8_t {
   kTotalConnections,
   kRejectedConnections,
   kConnYields,
-  kRamHits,    // get/gets/gat/gats keys found in the RAM tier
-  kRamMisses,  // ... and not found there
-  kSsdHits,    // get-family keys RAM missed and the SSD tier served
-  kSsdMisses,  // ... that the SSD tier was asked for and did not have
-  kSsdReadAheads,  // promotions started for gets buffered behind a waiting command
+  kRamHits,           // get/gets/gat/gats keys found in the RAM tier
+  kRamMisses,         // ... and not found there
+  kSsdHits,           // get-family keys RAM missed and the SSD tier served
+  kSsdMisses,         // ... that the SSD tier was asked for and did not have
+  kSsdReadAheads,     // promotions started for gets buffered behind a waiting command
+  kConnMemoryStalls,  // connections stopped because connection memory was at its cap
+  kConnMemoryClosed,  // connections closed for holding the most of it without progress
   kCount,
 };
 

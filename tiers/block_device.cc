@@ -7,11 +7,15 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -289,17 +293,130 @@ class FileDevice final : public BlockDevice {
 
 }  // namespace
 
-void AlignedFree::operator()(void* p) const { std::free(p); }
+void AlignedFree::operator()(void* p) const {
+  if (mapped != 0) {
+    munmap(p, mapped);
+  } else {
+    std::free(p);
+  }
+}
 
 std::unique_ptr<char, AlignedFree> AllocateAligned(size_t len, size_t alignment) {
-  void* p = nullptr;
   size_t rounded = (len + alignment - 1) / alignment * alignment;
-  if (posix_memalign(&p, alignment, rounded == 0 ? alignment : rounded) != 0) return nullptr;
+  if (rounded == 0) rounded = alignment;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (rounded >= kMappedBufferBytes && page % alignment == 0) {
+    rounded = (rounded + page - 1) / page * page;
+    void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    return std::unique_ptr<char, AlignedFree>(static_cast<char*>(p), AlignedFree{rounded});
+  }
+  void* p = nullptr;
+  if (posix_memalign(&p, alignment, rounded) != 0) return nullptr;
   return std::unique_ptr<char, AlignedFree>(static_cast<char*>(p));
 }
 
+namespace {
+
+std::string Mib(uint64_t bytes) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.1f MiB (%llu bytes)", static_cast<double>(bytes) / (1 << 20),
+                static_cast<unsigned long long>(bytes));
+  return buf;
+}
+
+// Bytes of the file's blocks (st_blocks counts 512-byte units).
+uint64_t AllocatedBytes(const struct stat& st) { return static_cast<uint64_t>(st.st_blocks) * 512; }
+
+// True if [0, size) of the file may have a hole: SEEK_HOLE finds one
+// before `size` (a file shorter than `size` has one at its end), or fewer
+// bytes are allocated than `size`.
+bool MayHaveHoles(int fd, const struct stat& st, uint64_t size) {
+  if (AllocatedBytes(st) < size) return true;
+  const off_t hole = lseek(fd, 0, SEEK_HOLE);
+  return hole < 0 || static_cast<uint64_t>(hole) < size;
+}
+
+// Writes zeros over the holes of [0, size), for file systems without
+// fallocate; returns 0 or an errno. `fd` may be O_DIRECT: writes are
+// aligned, from an aligned buffer.
+int ZeroHoles(int fd, uint64_t size) {
+  constexpr size_t kChunk = size_t{1} << 20;
+  auto zeros = AllocateAligned(kChunk);
+  if (!zeros) return ENOMEM;
+  std::memset(zeros.get(), 0, kChunk);
+  uint64_t pos = 0;
+  while (pos < size) {
+    off_t hole = lseek(fd, static_cast<off_t>(pos), SEEK_HOLE);
+    if (hole < 0) {
+      if (errno != ENXIO) return errno;
+      hole = static_cast<off_t>(pos);  // past the end of the file: all hole
+    }
+    // A hole starts on a block boundary, but the one at the end of a file
+    // whose length is not a multiple of the block starts after data.
+    uint64_t start = (static_cast<uint64_t>(hole) + kBlockSize - 1) / kBlockSize * kBlockSize;
+    if (start >= size) break;
+    off_t data = lseek(fd, static_cast<off_t>(start), SEEK_DATA);
+    uint64_t end = data < 0 ? size : std::min<uint64_t>(size, static_cast<uint64_t>(data));
+    if (data < 0 && errno != ENXIO) return errno;
+    end = end / kBlockSize * kBlockSize;
+    if (end <= start) end = std::min<uint64_t>(size, start + kBlockSize);
+    for (uint64_t off = start; off < end;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, end - off));
+      const ssize_t w = pwrite(fd, zeros.get(), n, static_cast<off_t>(off));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return errno;
+      }
+      if (w == 0) return EIO;
+      off += static_cast<uint64_t>(w);
+    }
+    pos = end;
+  }
+  return 0;
+}
+
+}  // namespace
+
+common::Result<uint64_t> ReserveFileBlocks(int fd, const std::string& path, uint64_t size,
+                                           bool use_fallocate) {
+  struct stat before;
+  if (fstat(fd, &before) != 0) return common::Status::IoError(path + ": " + std::strerror(errno));
+  if (!MayHaveHoles(fd, before, size)) return uint64_t{0};
+  // fallocate (mode 0) allocates what is not allocated in the range, keeps
+  // every byte already written, and extends a shorter file to `size`.
+  int err = 0;
+  if (use_fallocate) {
+    while (fallocate(fd, 0, 0, static_cast<off_t>(size)) != 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+  }
+  if (!use_fallocate || err == EOPNOTSUPP || err == ENOSYS) err = ZeroHoles(fd, size);
+  struct stat after;
+  if (fstat(fd, &after) != 0) after = before;
+  if (err == 0) {
+    return AllocatedBytes(after) > AllocatedBytes(before)
+               ? AllocatedBytes(after) - AllocatedBytes(before)
+               : uint64_t{0};
+  }
+  const uint64_t have = std::min<uint64_t>(size, AllocatedBytes(after));
+  struct statvfs fs;
+  std::string free_space = "an unknown amount";
+  if (fstatvfs(fd, &fs) == 0) {
+    free_space = Mib(static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize);
+  }
+  return common::Status::IoError(path + ": cannot reserve the SSD tier's " + Mib(size) + ": " +
+                                 Mib(size - have) +
+                                 " of it could not be allocated (the file system has " +
+                                 free_space + " free): " + std::strerror(err));
+}
+
 common::Result<std::unique_ptr<BlockDevice>> OpenFileDevice(const FileDeviceOptions& options,
-                                                            std::string* why_fallback) {
+                                                            std::string* why_fallback,
+                                                            uint64_t* reserved_bytes) {
+  if (reserved_bytes != nullptr) *reserved_bytes = 0;
   if (options.size == 0 || options.size % kBlockSize != 0) {
     return common::Status::InvalidArgument("device size must be a positive multiple of 4096");
   }
@@ -343,14 +460,15 @@ common::Result<std::unique_ptr<BlockDevice>> OpenFileDevice(const FileDeviceOpti
     }
   } else if (S_ISREG(st.st_mode)) {
     preexisting = std::min<uint64_t>(static_cast<uint64_t>(st.st_size), options.size);
-    if (static_cast<uint64_t>(st.st_size) < options.size) {
-      int rc = posix_fallocate(fd, 0, static_cast<off_t>(options.size));
-      if (rc != 0) {
-        close(fd);
-        return common::Status::IoError(options.path + ": cannot preallocate " +
-                                       std::to_string(options.size) + " bytes: " + std::strerror(rc));
-      }
+    // A short file is extended, and a sparse one (of full length, made with
+    // truncate) gets its holes allocated: otherwise region writes would
+    // fail with ENOSPC later, when the file system fills.
+    common::Result<uint64_t> reserved = ReserveFileBlocks(fd, options.path, options.size);
+    if (!reserved.ok()) {
+      close(fd);
+      return reserved.status();
     }
+    if (reserved_bytes != nullptr) *reserved_bytes = *reserved;
   } else {
     close(fd);
     return common::Status::InvalidArgument(options.path + ": not a regular file or block device");

@@ -18,6 +18,13 @@
 //     through an eventfd.
 //   - memory (memory_device.h): for tests, with injectable faults.
 //
+// A regular file is reserved when it is opened: it is extended to the
+// device's size and every hole in it is allocated (ReserveFileBlocks), so a
+// sparse file (made with `truncate`, or copied without its zeros) cannot
+// run out of space later, in the middle of region writes. When the file
+// system cannot give the blocks, the open fails and says how many bytes
+// are missing.
+//
 // Invariant: every request's completion runs exactly once, from Reap() on
 // the queue's thread, with the bytes transferred or -errno.
 //
@@ -82,7 +89,7 @@ class BlockDevice {
 
 struct FileDeviceOptions {
   std::string path;
-  uint64_t size = 0;           // bytes; a regular file is preallocated to it
+  uint64_t size = 0;            // bytes; a regular file is reserved to it (ReserveFileBlocks)
   IoMode mode = IoMode::kAuto;  // kAuto: io_uring, else the thread pool
   unsigned pool_threads = 4;   // thread-pool mode
   // How long to wait for the file's lock held by another process (one that
@@ -90,22 +97,44 @@ struct FileDeviceOptions {
   int lock_wait_ms = 5000;
 };
 
-// Opens (creating and preallocating if needed) a file or block device with
-// O_DIRECT. In kAuto mode a failed io_uring setup falls back to the thread
-// pool; *why_fallback (if given) receives the reason. The file is locked
-// (flock, exclusive) while the device is open: a second open fails (after
+// Opens (creating it if needed) a file or block device with O_DIRECT. A
+// regular file is reserved first (ReserveFileBlocks); *reserved_bytes (if
+// given) receives the bytes that took (0 for a file already whole). In
+// kAuto mode a failed io_uring setup falls back to the thread pool;
+// *why_fallback (if given) receives the reason. The file is locked (flock,
+// exclusive) while the device is open: a second open fails (after
 // FileDeviceOptions::lock_wait_ms).
 common::Result<std::unique_ptr<BlockDevice>> OpenFileDevice(const FileDeviceOptions& options,
-                                                            std::string* why_fallback = nullptr);
+                                                            std::string* why_fallback = nullptr,
+                                                            uint64_t* reserved_bytes = nullptr);
+
+// Makes every block of [0, size) of the regular file open as `fd` (named
+// `path` in messages) allocated: extends a shorter file to `size` and fills
+// the holes of a sparse one, keeping the data it has. Holes are found with
+// SEEK_HOLE, and a file with fewer allocated blocks than `size` counts as
+// holed too. They are allocated with fallocate(2); where the file system
+// has no fallocate (or `use_fallocate` is false, for tests), zeros are
+// written over them (`fd` may be O_DIRECT). Returns the bytes newly
+// allocated, or IoError "<path>: cannot reserve the SSD tier's <size>: <n>
+// of it could not be allocated (the file system has <free> free): <reason>"
+// with the sizes in MiB and bytes. Blocking; for startup.
+common::Result<uint64_t> ReserveFileBlocks(int fd, const std::string& path, uint64_t size,
+                                           bool use_fallocate = true);
 
 // Waits (blocking the calling thread) until `queue` has no request in
 // flight, reaping completions as they come. For startup and tests only.
 void DrainQueue(IoQueue& queue);
 
-// Allocates a buffer aligned for direct I/O, or nullptr.
+// Allocates a buffer aligned for direct I/O, or nullptr. Buffers of
+// kMappedBufferBytes or more (region buffers, a reclaim's read-back) are
+// mapped with mmap instead of taken from malloc's heap: they never leave
+// holes in the heap the items live in, only the pages written become
+// resident, and freeing one gives its pages back to the kernel at once.
 struct AlignedFree {
+  size_t mapped = 0;  // bytes mapped; 0 when the buffer came from posix_memalign
   void operator()(void* p) const;
 };
+inline constexpr size_t kMappedBufferBytes = size_t{1} << 20;
 std::unique_ptr<char, AlignedFree> AllocateAligned(size_t len, size_t alignment = 4096);
 
 }  // namespace strata::tiers

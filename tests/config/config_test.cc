@@ -107,6 +107,7 @@ void ExpectEmpty(const Config& c) {
   EXPECT_FALSE(c.server.enable_shutdown);
   EXPECT_FALSE(c.server.drain_timeout_ms);
   EXPECT_FALSE(c.server.max_output_buffer);
+  EXPECT_FALSE(c.server.max_connection_memory);
   EXPECT_FALSE(c.tiers.ram.size);
   EXPECT_FALSE(c.tiers.ram.max_item_size);
   EXPECT_FALSE(c.metrics.enabled);
@@ -412,7 +413,7 @@ TEST(ParseYamlErrorTest, UnknownKeys) {
   EXPECT_EQ(Error("server:\n  bogus: 1\n"),
             "server.bogus: unknown key; expected one of listen, port, unix_socket, "
             "unix_socket_mode, workers, max_connections, enable_shutdown, drain_timeout, "
-            "max_output_buffer, network_io (t.yaml:2:3)");
+            "max_output_buffer, max_connection_memory, network_io (t.yaml:2:3)");
   EXPECT_EQ(Error("bogus: 1\n"),
             "bogus: unknown key; expected one of server, tiers, metrics, log (t.yaml:1:1)");
   EXPECT_EQ(Error("tiers: {hdd: {size: 1GiB}}"),
@@ -425,7 +426,7 @@ TEST(ParseYamlErrorTest, UnknownKeys) {
   EXPECT_EQ(Error("server: {\"a b\": 1}"),
             "server.\"a b\": unknown key; expected one of listen, port, unix_socket, "
             "unix_socket_mode, workers, max_connections, enable_shutdown, drain_timeout, "
-            "max_output_buffer, network_io (t.yaml:1:10)");
+            "max_output_buffer, max_connection_memory, network_io (t.yaml:1:10)");
   // An unknown key is an error even after valid ones, and even if null.
   EXPECT_EQ(Error("server: {port: 1, extra: }").rfind("server.extra: unknown key", 0), 0u);
   // YAML merge keys are not supported.
@@ -545,6 +546,7 @@ TEST(LoadFileTest, DefaultConfigFileHasEveryDefault) {
   EXPECT_EQ(c.server.enable_shutdown, false);
   EXPECT_EQ(c.server.drain_timeout_ms, 10'000u);
   EXPECT_EQ(c.server.max_output_buffer, 64 * kMiB);
+  EXPECT_EQ(c.server.max_connection_memory, 0u);  // auto
   EXPECT_EQ(c.server.network_io, "auto");
   EXPECT_EQ(c.tiers.ram.size, 256 * kMiB);
   EXPECT_EQ(c.tiers.ram.max_item_size, kMiB);
@@ -1062,6 +1064,46 @@ TEST(ServerConfigTest, NetworkIoTakesAutoIoUringOrSyscalls) {
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("--network-io"), std::string::npos)
       << refused.status().message();
+}
+
+TEST(ServerConfigTest, MaxConnectionMemoryTakesASizeOrAuto) {
+  auto c = ParseYaml("server: {max_connection_memory: 96MiB}", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->server.max_connection_memory, 96 * kMiB);
+  c = ParseYaml("server: {max_connection_memory: auto}", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->server.max_connection_memory, 0u);
+  c = ParseYaml("server: {max_connection_memory: 1MiB}", "t.yaml");  // the least
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->server.max_connection_memory, kMiB);
+
+  EXPECT_EQ(Error("server:\n  max_connection_memory: 1048575\n"),
+            "server.max_connection_memory: must be at least 1MiB (or auto), got \"1048575\" "
+            "(t.yaml:2:3)");
+  EXPECT_EQ(Error("server: {max_connection_memory: 0}"),
+            "server.max_connection_memory: must be at least 1MiB (or auto), got \"0\" "
+            "(t.yaml:1:10)");
+  EXPECT_EQ(Error("server: {max_connection_memory: lots}"),
+            "server.max_connection_memory: expected a size like 64MiB, or auto, got \"lots\" "
+            "(t.yaml:1:10)");
+  EXPECT_EQ(Error("server: {max_connection_memory: [1]}"),
+            "server.max_connection_memory: expected a size like 64MiB, or auto, got a sequence "
+            "(t.yaml:1:10)");
+
+  EXPECT_EQ(CliOk({"--max-connection-memory", "2GiB"}).config.server.max_connection_memory,
+            2 * kGiB);
+  EXPECT_EQ(CliOk({"--max-connection-memory=auto"}).config.server.max_connection_memory, 0u);
+  EXPECT_EQ(CliError({"--max-connection-memory", "512k"}),
+            "--max-connection-memory: must be at least 1MiB (or auto), got \"512k\"");
+  // The flag overrides the file.
+  TempDir dir;
+  const std::string path = dir.Write("m.yaml", "server:\n  max_connection_memory: 64MiB\n");
+  EXPECT_EQ(CliOk({"--max-connection-memory", "128MiB", "--config", path})
+                .config.server.max_connection_memory,
+            128 * kMiB);
+  EXPECT_EQ(CliOk({"--config", path}).config.server.max_connection_memory, 64 * kMiB);
+  EXPECT_NE(Usage().find("--max-connection-memory SIZE"), std::string::npos);
+  EXPECT_NE(Usage().find("[server.max_connection_memory]"), std::string::npos);
 }
 
 TEST(SsdConfigTest, FlagsOverrideAndDisable) {

@@ -36,6 +36,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+import memory_formula  # noqa: E402  (the README's formula, shared with test_memory.py)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CHART = REPO / "helm" / "strata"
@@ -488,20 +491,54 @@ def test_rendered_config_keys_are_strata_keys(rendered):
 def test_memory_limit_is_computed_or_checked(tmp_path):
     def limits(docs):
         return strata_container(strata_pod(docs))["resources"]
-    # 256MiB x 1.25 + 64MiB + 1GiB / 4KiB x 14 B = 387.5MiB
+    # The README's formula (tests/integration/memory_formula.py, which
+    # test_memory.py holds real RSS to): 24MiB + 256MiB x 1.2 + 32MiB (auto
+    # connection memory) + 2 workers x 1MiB + 4096 x 2KiB + 3 x 16MiB
+    # regions + 1GiB / 4KiB x 14 B = 424.7MiB
     r = limits(render())
-    assert r["limits"]["memory"] == "388Mi" and r["requests"]["memory"] == "388Mi"
-    # RAM only: 1GiB x 1.25 + 64MiB
+    assert r["limits"]["memory"] == "425Mi" and r["requests"]["memory"] == "425Mi"
+    assert r["limits"]["memory"] == memory_formula.as_mi(
+        memory_formula.memory_limit(ram=256 << 20, ssd=1 << 30))
+    # RAM only: no region buffers or index; the connection memory is 1GiB / 8
     r = limits(render(sets=["cacheVolume.kind=none", "config.tiers.ram.size=1GiB"]))
-    assert r["limits"]["memory"] == "1344Mi"
+    assert r["limits"]["memory"] == "1391Mi"
+    assert r["limits"]["memory"] == memory_formula.as_mi(memory_formula.memory_limit(ram=1 << 30))
+    # every term follows its setting
+    for sets, kw in [
+        (["config.server.max_connection_memory=100MiB"],
+         dict(connection_memory=100 << 20)),
+        (["config.server.workers=8", "config.tiers.ram.max_item_size=4MiB"],
+         dict(workers=8, max_item=4 << 20)),
+        (["config.server.max_connections=100"], dict(max_connections=100)),
+        (["config.tiers.ssd.region_size=64MiB", "config.tiers.ssd.size=4GiB"],
+         dict(region=64 << 20, ssd=4 << 30)),
+        (["sizing.ssdAvgItemSize=512"], dict(avg_item=512)),
+        (["config.server.workers=0", "resources.limits.cpu=2500m"], dict(workers=3)),
+        (["config.server.workers=0", "resources.limits.cpu=4"], dict(workers=4)),
+    ]:
+        want = dict(ram=256 << 20, ssd=1 << 30)
+        want.update(kw)
+        r = limits(render(sets=sets))
+        assert r["limits"]["memory"] == memory_formula.as_mi(memory_formula.memory_limit(**want)), sets
+    # workers 0 without a CPU limit: the formula cannot count them
+    _, _, err, rc, _ = run_render(sets=["config.server.workers=0"], check=False)
+    assert rc != 0 and "resources.limits.cpu is unset" in err, err
+    # ...unless the limit is given and not checked
+    r = limits(render(sets=["config.server.workers=0", "resources.limits.memory=2Gi",
+                            "sizing.checkMemoryLimit=false"]))
+    assert r["limits"]["memory"] == "2Gi"
     # an explicit, large enough limit is kept; requests.memory follows it
     r = limits(render(sets=["resources.limits.memory=2Gi"]))
     assert r["limits"]["memory"] == "2Gi" and r["requests"]["memory"] == "2Gi"
     # too small: fails, unless the check is off
-    _, _, err, rc, _ = run_render(sets=["resources.limits.memory=300Mi"], check=False)
-    assert rc != 0 and "is below what strata needs" in err and "388Mi" in err
-    r = limits(render(sets=["resources.limits.memory=300Mi", "sizing.checkMemoryLimit=false"]))
-    assert r["limits"]["memory"] == "300Mi"
+    _, _, err, rc, _ = run_render(sets=["resources.limits.memory=400Mi"], check=False)
+    assert rc != 0 and "is below what strata needs" in err and "425Mi" in err
+    r = limits(render(sets=["resources.limits.memory=400Mi", "sizing.checkMemoryLimit=false"]))
+    assert r["limits"]["memory"] == "400Mi"
+    # the local-NVMe example: 8GiB RAM, 200GiB SSD, 4 workers, 512MiB connection memory
+    r = limits(render(values=[CHART / "examples" / "local-nvme.yaml"]))
+    assert r["limits"]["memory"] == "11127Mi" == memory_formula.as_mi(memory_formula.memory_limit(
+        ram=8 << 30, ssd=200 << 30, workers=4, connection_memory=512 << 20))
     # memory limit over the trim threshold strata uses (ram x 1.125 + 8MiB)
     for docs in (render(), render(values=[CHART / "examples" / "local-nvme.yaml"])):
         cfg, _ = strata_config(docs)
@@ -621,7 +658,9 @@ def test_parent_chart_uses_the_named_templates(rendered):
         for k, val in pm["spec"]["selector"]["matchLabels"].items():
             assert pod["metadata"]["labels"][k] == val
         # the sidecar keeps its computed sizing when included
-        assert strata_container(pod)["resources"]["limits"]["memory"] == "1414Mi"
+        assert strata_container(pod)["resources"]["limits"]["memory"] == "1509Mi"
+        assert memory_formula.as_mi(memory_formula.memory_limit(ram=1 << 30, ssd=20 << 30)) == \
+            "1509Mi"
         assert pod["spec"]["terminationGracePeriodSeconds"] == 60
 
 

@@ -1,20 +1,27 @@
 """Memory budget: with -m 64, 1 GiB of writes of mixed sizes (100 B to
 512 KiB, seeded, over a few pipelining connections) must leave the process
 RSS (VmRSS from /proc/PID/status) under the budget plus a stated overhead,
-at the end and at every sample taken during the run.
+at the end and at every sample taken during the run. Then: idle connections
+cost little, and with 1,000 connections (some that never read) peak RSS
+stays under the Helm chart's memory formula.
 
 Measured here against Debian's memcached 1.6.18 (-m 64 -t 2): see
 MEMCACHED_MEASURED below.  The overhead allowance covers the binary, thread
 stacks, connection buffers, the hash table and allocator slack.
 """
 
+import os
 import random
+import shutil
 import threading
 import time
+import uuid
 import zlib
 
 import pytest
 
+import memload
+import memory_formula
 from mcraw import Conn
 
 MEMORY_MB = 64
@@ -183,3 +190,107 @@ def test_idle_connections_cost_little_memory(server_factory, is_memcached):
     print(f"\n{'memcached' if is_memcached else 'server'}: {per_conn / 1024:.1f} KiB of RSS "
           f"per idle connection (bound {IDLE_CONNECTION_BOUND >> 10} KiB)")
     assert per_conn <= IDLE_CONNECTION_BOUND
+
+
+# ---------------------------------------------------------------------------
+# The ceiling the Helm chart sets (issue 21, part 4): peak RSS under the
+# chart's formula (memory_formula.py, the README's) with 1,000 connections of
+# mixed value sizes, some of which never read their replies, stop a data
+# block half way, or send a get line that never ends. The connection memory
+# cap (server.max_connection_memory, auto: 32 MiB here) stops the
+# connections that would pass it and closes the ones that hold the most
+# beyond their share without moving a byte; the well-behaved ones must all
+# finish, unclosed, with every value intact.
+
+CEILING_CONFIGS = {
+    # name: (RAM MiB, SSD MiB or 0)
+    "ram64": (64, 0),
+    "ram8-ssd256": (8, 256),   # issue 21: 72 MiB peak at dbf3a94 with few connections
+}
+CEILING_MAX_CONNS = 1100
+CEILING_WRITE_BYTES = 1 << 30
+
+
+def _stats(srv):
+    with Conn.to(srv, timeout=30) as c:
+        c.send(b"stats\r\n")
+        out = {}
+        while True:
+            line = c.readline()
+            if line == b"END\r\n":
+                return out
+            _, name, value = line.decode().split(" ", 2)
+            out[name] = value.strip()
+
+
+def _peak_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+@pytest.mark.rss_bound
+@pytest.mark.strata_only
+@pytest.mark.parametrize("config", sorted(CEILING_CONFIGS))
+def test_rss_stays_under_the_chart_formula_with_1000_connections(server_factory, strata_bin,
+                                                                 config):
+    ram_mb, ssd_mb = CEILING_CONFIGS[config]
+    extra = []
+    folder = None
+    if ssd_mb:
+        # O_DIRECT needs a disk, not tmpfs: next to the binary, as test_ssd.py.
+        folder = os.path.join(os.path.dirname(strata_bin), "ssd-test-tmp",
+                              f"mem-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.makedirs(folder)
+        extra = ["--ssd-path", os.path.join(folder, "cache.bin"), "--ssd-size", f"{ssd_mb}MiB"]
+    try:
+        srv = server_factory(memory_mb=ram_mb, threads=2, max_conns=CEILING_MAX_CONNS,
+                             extra_args=extra)
+        ceiling = memory_formula.memory_limit(
+            ram=ram_mb << 20, workers=2, max_item=1 << 20, max_connections=CEILING_MAX_CONNS,
+            ssd=ssd_mb << 20)
+        mix = memload.Mix(write_bytes=CEILING_WRITE_BYTES)
+        assert mix.connections == 1000
+        load = memload.Load(srv.address, mix)
+        try:
+            load.connect_all()
+            load.prefill_big()
+            result = load.run()
+            # The connections that never read hold far more than the cap:
+            # the server must close some of them (after 500 ms without
+            # progress), whatever the timing.
+            deadline = time.monotonic() + 30
+            st = _stats(srv)
+            while int(st["connection_memory_closed"]) == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                st = _stats(srv)
+            peak = _peak_rss(srv.pid)
+            # Still serving.
+            with Conn.to(srv) as c:
+                c.send(b"set after-load 0 0 2\r\nok\r\nget after-load\r\n")
+                c.expect(b"STORED\r\nVALUE after-load 0 2\r\nok\r\nEND\r\n")
+        finally:
+            load.close_all()
+        print(f"\n{config}: 1000 connections, {result.written_bytes >> 20} MiB written in "
+              f"{result.elapsed_s:.1f} s, {result.stored} STORED, {result.hits} hits; "
+              f"peak RSS {peak / 2**20:.1f} MiB, chart formula {ceiling / 2**20:.1f} MiB; "
+              f"connection memory {int(st['connection_memory']) >> 20} of "
+              f"{int(st['connection_memory_limit']) >> 20} MiB, "
+              f"{st['connection_memory_stalls']} stalls, "
+              f"{st['connection_memory_closed']} closed by the server "
+              f"({result.misbehaving_closed} misbehaving seen closed)")
+        assert not result.errors, result.errors
+        assert not result.bad_replies, result.bad_replies[:5]
+        assert result.healthy_closed == 0, "a well-behaved connection was closed"
+        assert result.written_bytes >= CEILING_WRITE_BYTES
+        assert result.hits > 0
+        assert int(st["connection_memory_limit"]) == 32 << 20  # auto for these RAM sizes
+        assert int(st["connection_memory_stalls"]) > 0
+        assert int(st["connection_memory_closed"]) > 0
+        assert peak <= ceiling, \
+            f"peak RSS {peak / 2**20:.1f} MiB over the chart's {ceiling / 2**20:.1f} MiB"
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -70,6 +70,10 @@ Snapshot Sample() {
   s.tiers.push_back(ram);
   s.ram.eviction_policy = "s3fifo";
   s.server.network_io_mode = "io_uring";
+  f.connection_memory = 3u << 20;
+  f.connection_memory_limit = 32u << 20;
+  f.connection_memory_stalls = 21;
+  f.connection_memory_closed = 2;
   s.latency.at(CommandLabel::kGet, TierLabel::kRam).buckets[0] = 5;
   s.latency.at(CommandLabel::kGet, TierLabel::kRam).buckets[3] = 2;
   s.latency.at(CommandLabel::kGet, TierLabel::kRam).sum_ns = 50'000;
@@ -206,6 +210,18 @@ TEST(ExpositionTest, LatencyHistogram) {
   for (const auto& [key, value] : p.samples) {
     EXPECT_EQ(key.find("tier=\"miss\""), std::string::npos) << key;
   }
+}
+
+TEST(ExpositionTest, ConnectionMemoryCap) {
+  Parsed p = Parse(RenderText(Sample()));
+  EXPECT_EQ(p.samples["strata_connection_memory_bytes"], 3u << 20);
+  EXPECT_EQ(p.types["strata_connection_memory_bytes"], "gauge");
+  EXPECT_EQ(p.samples["strata_connection_memory_limit_bytes"], 32u << 20);
+  EXPECT_EQ(p.types["strata_connection_memory_limit_bytes"], "gauge");
+  EXPECT_EQ(p.samples["strata_connection_memory_stalls_total"], 21);
+  EXPECT_EQ(p.types["strata_connection_memory_stalls_total"], "counter");
+  EXPECT_EQ(p.samples["strata_connection_memory_closed_total"], 2);
+  EXPECT_EQ(p.types["strata_connection_memory_closed_total"], "counter");
 }
 
 TEST(ExpositionTest, EveryFamilyHasHelpAndType) {

@@ -348,6 +348,53 @@ TEST_F(PausedGetTest, ExecuteReturnsPausedAndContinueGetFinishes) {
   EXPECT_GT(stats_.Get(Counter::kConnYields), 0u);
 }
 
+// The connection memory cap (IoWaiter::MemoryFull) pauses a multi-get
+// between keys as the watermark does, and the resumed get yields the same
+// bytes; the waiter is asked after each key queued.
+struct CapWaiter final : IoWaiter {
+  int calls = 0;
+  int full_every = 0;  // full on every n-th question (0: never)
+  void OnIoDone() override {}
+  bool MemoryFull(const AsyncState&) override {
+    ++calls;
+    return full_every > 0 && calls % full_every == 0;
+  }
+};
+
+TEST_F(PausedGetTest, TheMemoryCapPausesBetweenKeysAndResumesToTheSameBytes) {
+  std::string request = Populate();
+  ctx_.options.output_high_watermark = uint64_t{1} << 40;
+  const std::string unpaused = Run(request);
+  Command cmd;
+  ASSERT_EQ(ParseCommand(request, &cmd).status, ParseStatus::kCommand);
+  CapWaiter waiter;
+  waiter.full_every = 7;
+  AsyncState async;
+  async.waiter = &waiter;  // no SSD tier: async.io stays null
+  OutputQueue out;
+  PendingStore store;
+  const uint64_t yields = stats_.Get(Counter::kConnYields);
+  ASSERT_EQ(dispatcher_->Execute(cmd, out, &store, &async), Outcome::kPaused);
+  EXPECT_EQ(waiter.calls, 7);  // asked once per key, paused at the 7th
+  std::string bytes = TakeOutput(out);
+  int pauses = 1;
+  Outcome o;
+  while ((o = dispatcher_->ContinueGet(cmd, out, &async)) == Outcome::kPaused) {
+    bytes += TakeOutput(out);
+    ++pauses;
+  }
+  EXPECT_EQ(o, Outcome::kDone);
+  bytes += TakeOutput(out);
+  EXPECT_EQ(bytes, unpaused);
+  EXPECT_GE(pauses, 300 / 7);
+  EXPECT_EQ(stats_.Get(Counter::kConnYields) - yields, static_cast<uint64_t>(pauses));
+  // Never full: no pause at all.
+  waiter.full_every = 0;
+  ASSERT_EQ(ParseCommand(request, &cmd).status, ParseStatus::kCommand);
+  EXPECT_EQ(dispatcher_->Execute(cmd, out, &store, &async), Outcome::kDone);
+  EXPECT_EQ(TakeOutput(out), unpaused);
+}
+
 // ---------------------------------------------------------------- exptime
 
 TEST_F(DispatchTest, AbsoluteExptime) {

@@ -371,5 +371,45 @@ TEST(OutputQueueTest, ReusableAfterDraining) {
   }
 }
 
+// held_bytes() is what the connection memory cap charges: the text
+// blocks' capacity, every referenced value in full (the queue keeps it
+// alive), and the segment array; it never falls below bytes() and goes
+// back to (about) nothing when the queue drains.
+TEST(OutputQueueTest, HeldBytesCoverTextBlocksAndReferencedValues) {
+  OutputQueue q;
+  const size_t empty = q.held_bytes();
+  EXPECT_LT(empty, 1024u);
+  q.Append("STORED\r\n");
+  EXPECT_GE(q.held_bytes(), empty + 256);  // a first text block
+  const std::string big = Pattern(100 * 1024, 3);
+  tiers::ItemRef item = MakeItem("k", big);
+  q.Append("VALUE k 0 102400\r\n");
+  q.AppendValue(item);
+  q.Append("END\r\n");
+  EXPECT_GE(q.held_bytes(), q.bytes());
+  EXPECT_GE(q.held_bytes(), big.size() + 2 + 256);
+  // A partly written value is still held whole (the item stays alive).
+  q.Consume(q.bytes() - 10);
+  EXPECT_GE(q.held_bytes(), big.size() + 2);
+  q.Consume(10);
+  EXPECT_TRUE(q.empty());
+  EXPECT_LE(q.held_bytes(), 256 + 16 * 64u);  // the tail block and the kept slots
+  // Many copied values grow the text up to its largest block and more blocks.
+  std::mt19937 rng(5);
+  size_t appended = 0;
+  for (int i = 0; i < 200; ++i) {
+    const std::string v = Pattern(rng() % 4000 + 1, static_cast<uint32_t>(i));
+    tiers::ItemRef small = MakeItem("s", v);
+    q.AppendValue(small);
+    appended += v.size() + 2;
+    ASSERT_GE(q.held_bytes(), q.bytes());
+  }
+  EXPECT_EQ(q.bytes(), appended);
+  // Capacity is at most about twice what is queued, plus one block.
+  EXPECT_LE(q.held_bytes(), 2 * appended + 16 * 1024 + 64 * 1024);
+  EXPECT_EQ(Drain(q, 64, 5000).size(), appended);
+  EXPECT_LE(q.held_bytes(), 16 * 1024 + 16 * 64u);
+}
+
 }  // namespace
 }  // namespace strata::proxy

@@ -1,14 +1,19 @@
-// BlockDevice tests: the in-memory device and its faults, and real files
-// through io_uring and through the thread-pool fallback.
+// BlockDevice tests: the in-memory device and its faults, real files
+// through io_uring and through the thread-pool fallback, sparse and short
+// files reserved at open (with and without fallocate), and the buffers
+// for direct I/O.
 #include "tiers/block_device.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
-
 #include <thread>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -249,6 +254,173 @@ INSTANTIATE_TEST_SUITE_P(Modes, FileDeviceTest,
                            return info.param == IoMode::kIoUring ? std::string("io_uring")
                                                                  : std::string("threadpool");
                          });
+
+// A sparse file and the blocks it owns.
+class SparseFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir();
+    ASSERT_FALSE(dir_.empty());
+    path_ = dir_ + "/cache.bin";
+  }
+  void TearDown() override {
+    unlink(path_.c_str());
+    rmdir(dir_.c_str());
+  }
+  // Makes a file of `length` with no blocks, then writes `data` at `at`.
+  void MakeSparse(uint64_t length, uint64_t at = 0, const std::string& data = "") {
+    int fd = open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, static_cast<off_t>(length)), 0);
+    if (!data.empty()) {
+      ASSERT_EQ(pwrite(fd, data.data(), data.size(), static_cast<off_t>(at)),
+                static_cast<ssize_t>(data.size()));
+    }
+    ASSERT_EQ(fsync(fd), 0);
+    close(fd);
+    struct stat st;
+    ASSERT_EQ(stat(path_.c_str(), &st), 0);
+    if (static_cast<uint64_t>(st.st_blocks) * 512 >= length) {
+      GTEST_SKIP() << "this file system does not make sparse files";
+    }
+  }
+  uint64_t Allocated() const {
+    struct stat st;
+    EXPECT_EQ(stat(path_.c_str(), &st), 0);
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  uint64_t Length() const {
+    struct stat st;
+    EXPECT_EQ(stat(path_.c_str(), &st), 0);
+    return static_cast<uint64_t>(st.st_size);
+  }
+  std::string ReadAt(uint64_t at, size_t n) const {
+    int fd = open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    EXPECT_GE(fd, 0);
+    std::string out(n, '\0');
+    EXPECT_EQ(pread(fd, out.data(), n, static_cast<off_t>(at)), static_cast<ssize_t>(n));
+    close(fd);
+    return out;
+  }
+  std::string dir_;
+  std::string path_;
+};
+
+TEST_F(SparseFileTest, AFullLengthSparseFileGetsEveryBlockAtOpen) {
+  constexpr uint64_t kSize = 8 << 20;
+  const std::string mark = "data the cache wrote before the restart";
+  MakeSparse(kSize, 3 << 20, mark);
+  if (IsSkipped()) return;
+  ASSERT_LT(Allocated(), kSize / 2);
+  uint64_t reserved = 0;
+  auto dev = OpenFileDevice({path_, kSize, IoMode::kThreadPool, 2}, nullptr, &reserved);
+  ASSERT_TRUE(dev.ok()) << dev.status().message();
+  EXPECT_GE(Allocated(), kSize);
+  EXPECT_GE(reserved, kSize - (1 << 20));  // all but the block(s) the mark had
+  EXPECT_EQ(Length(), kSize);
+  EXPECT_EQ(ReadAt(3 << 20, mark.size()), mark);  // data kept
+  EXPECT_EQ(ReadAt(0, 16), std::string(16, '\0'));
+  // Opening it again finds nothing to do.
+  dev = common::Status::IoError("closed");
+  reserved = 1;
+  dev = OpenFileDevice({path_, kSize, IoMode::kThreadPool, 2}, nullptr, &reserved);
+  ASSERT_TRUE(dev.ok()) << dev.status().message();
+  EXPECT_EQ(reserved, 0u);
+}
+
+TEST_F(SparseFileTest, AShortSparseFileIsExtendedAndFilled) {
+  MakeSparse(1 << 20, 4096, "x");
+  if (IsSkipped()) return;
+  auto dev = OpenFileDevice({path_, 4 << 20, IoMode::kThreadPool, 2});
+  ASSERT_TRUE(dev.ok()) << dev.status().message();
+  EXPECT_EQ(Length(), 4u << 20);
+  EXPECT_GE(Allocated(), 4u << 20);
+  EXPECT_EQ(ReadAt(4096, 1), "x");
+}
+
+TEST_F(SparseFileTest, WithoutFallocateTheHolesAreWrittenWithZeros) {
+  constexpr uint64_t kSize = 6 << 20;
+  const std::string a(4096, 'a');
+  MakeSparse(kSize, 1 << 20, a);
+  if (IsSkipped()) return;
+  {  // a second block of data further on, so there are holes on both sides
+    int fd = open(path_.c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, "b", 1, (4 << 20) + 100), 1);
+    close(fd);
+  }
+  // O_DIRECT, as the device opens it: the zero writes must be aligned.
+  int fd = open(path_.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  auto reserved = ReserveFileBlocks(fd, path_, kSize, /*use_fallocate=*/false);
+  close(fd);
+  ASSERT_TRUE(reserved.ok()) << reserved.status().message();
+  EXPECT_GE(*reserved, kSize - (2 << 20));
+  EXPECT_GE(Allocated(), kSize);
+  EXPECT_EQ(ReadAt(1 << 20, a.size()), a);
+  EXPECT_EQ(ReadAt((4 << 20) + 100, 1), "b");
+  EXPECT_EQ(ReadAt(0, 64), std::string(64, '\0'));
+  EXPECT_EQ(ReadAt(kSize - 64, 64), std::string(64, '\0'));
+  // A short file the same way: extended.
+  MakeSparse(1 << 20);
+  if (IsSkipped()) return;
+  fd = open(path_.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  reserved = ReserveFileBlocks(fd, path_, 3 << 20, /*use_fallocate=*/false);
+  close(fd);
+  ASSERT_TRUE(reserved.ok()) << reserved.status().message();
+  EXPECT_EQ(Length(), 3u << 20);
+  EXPECT_GE(Allocated(), 3u << 20);
+}
+
+// Blocks that cannot be had stop the open, and the message names the path
+// and the bytes missing. A file size limit (RLIMIT_FSIZE) makes the
+// extension fail here (EFBIG); the full-file-system case (ENOSPC) runs in
+// tests/integration/test_sparse_file.py on a small file system it mounts.
+TEST_F(SparseFileTest, BlocksThatCannotBeHadStopTheOpenWithTheBytesMissing) {
+  MakeSparse(1 << 20);
+  if (IsSkipped()) return;
+  struct rlimit old_limit;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  struct rlimit small = old_limit;
+  small.rlim_cur = 2 << 20;
+  auto old_handler = signal(SIGXFSZ, SIG_IGN);
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  auto dev = OpenFileDevice({path_, 8 << 20, IoMode::kThreadPool, 2});
+  setrlimit(RLIMIT_FSIZE, &old_limit);
+  signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(dev.ok());
+  const std::string& msg = dev.status().message();
+  EXPECT_NE(msg.find(path_ + ": cannot reserve the SSD tier's 8.0 MiB (8388608 bytes): "),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("of it could not be allocated (the file system has "), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find(std::strerror(EFBIG)), std::string::npos) << msg;
+  // The bytes it could not get: at least the 7 MiB past the old end.
+  const size_t at = msg.find("bytes): ");
+  ASSERT_NE(at, std::string::npos);
+  const double missing_mib = std::strtod(msg.c_str() + at + 8, nullptr);
+  EXPECT_GE(missing_mib, 7.0) << msg;
+  EXPECT_LE(missing_mib, 8.0) << msg;
+}
+
+TEST(AllocateAlignedTest, LargeBuffersAreMappedAndSmallOnesAreNot) {
+  auto small = AllocateAligned(8192);
+  ASSERT_NE(small, nullptr);
+  EXPECT_EQ(small.get_deleter().mapped, 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(small.get()) % 4096, 0u);
+  auto big = AllocateAligned(kMappedBufferBytes + 1);
+  ASSERT_NE(big, nullptr);
+  EXPECT_GE(big.get_deleter().mapped, kMappedBufferBytes + 1);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(big.get()) % 4096, 0u);
+  std::memset(big.get(), 0x5a, kMappedBufferBytes + 1);  // all of it is usable
+  EXPECT_EQ(big.get()[kMappedBufferBytes], 0x5a);
+  // Moved buffers keep their deleter (and free the right way).
+  std::unique_ptr<char, AlignedFree> moved = std::move(big);
+  EXPECT_GE(moved.get_deleter().mapped, kMappedBufferBytes);
+  moved.reset();
+}
 
 TEST(FileDeviceOpenTest, RejectsBadSizesAndPaths) {
   EXPECT_FALSE(OpenFileDevice({"/nonexistent-dir/x", 1 << 20}).ok());

@@ -160,20 +160,63 @@ Kubernetes quantity (512Mi, 1Gi, 1G, 1.5Gi, 1073741824) in bytes, rounded up.
 {{- end -}}
 
 {{/*
-The memory the strata container needs, in bytes:
-  RAM tier x 1.25 + 64 MiB + SSD index (14 bytes per SSD item, items of
-  sizing.ssdAvgItemSize on average).
-strata trims its RAM tier when its RSS passes ram x 1.125 + 8 MiB; the rest
-is per-item allocator slack, connection buffers, io_uring rings and thread
-stacks.
+The worker threads strata runs: config.server.workers, or with 0 (one per
+usable CPU) the CPU limit rounded up. Fails when neither says.
+*/}}
+{{- define "strata.workers" -}}
+{{- $w := dig "server" "workers" 0 (.Values.config | default dict) | int64 -}}
+{{- if gt $w 0 -}}
+{{- $w -}}
+{{- else -}}
+{{- $cpu := dig "limits" "cpu" "" (.Values.resources | default dict) -}}
+{{- if not $cpu -}}
+{{- fail "config.server.workers is 0 (one worker per CPU) and resources.limits.cpu is unset: the memory limit counts the workers; set one of them" -}}
+{{- end -}}
+{{- $cpu = toString $cpu -}}
+{{- if hasSuffix "m" $cpu -}}
+{{- div (add (trimSuffix "m" $cpu | int64) 999) 1000 | max 1 -}}
+{{- else -}}
+{{- ceil (float64 $cpu) | int64 | max 1 -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The memory the strata container needs, in bytes (README "Memory"):
+    24 MiB                                  binary, threads, per-worker pools
+  + 1.2 x tiers.ram.size                    items, index share, allocator slack
+  + server.max_connection_memory            what connections hold (auto:
+                                            RAM tier / 8, 32 MiB..1 GiB)
+  + workers x tiers.ram.max_item_size       one step per worker past that cap
+  + 2 KiB x server.max_connections          each connection's own structures
+  + with an SSD tier:
+    3 x tiers.ssd.region_size               two region buffers and a reclaim's read-back
+  + tiers.ssd.size / sizing.ssdAvgItemSize x 14 B   the SSD index
+strata trims its heap when its RSS passes ram x 1.125 + 8 MiB. Measured
+peaks are in the README (issue 21).
 */}}
 {{- define "strata.memoryBytes" -}}
+{{- $cfg := .Values.config | default dict -}}
+{{- $MiB := 1048576 -}}
 {{- $ram := include "strata.ramBytes" . | int64 -}}
 {{- $ssd := include "strata.ssdBytes" . | int64 -}}
+{{- $conn := dig "server" "max_connection_memory" "auto" $cfg -}}
+{{- if eq (toString $conn) "auto" -}}
+{{- $conn = div $ram 8 | max (mul 32 $MiB) | min (mul 1024 $MiB) -}}
+{{- else -}}
+{{- $conn = include "strata.bytes" (dict "value" $conn "what" "config.server.max_connection_memory") | int64 -}}
+{{- end -}}
+{{- $item := include "strata.bytes" (dict "value" (dig "tiers" "ram" "max_item_size" "1MiB" $cfg) "what" "config.tiers.ram.max_item_size") | int64 -}}
+{{- $conns := dig "server" "max_connections" 4096 $cfg | int64 -}}
+{{- $workers := include "strata.workers" . | int64 -}}
+{{- $need := add (mul 24 $MiB) (div (mul $ram 6) 5) $conn (mul $workers $item) (mul $conns 2048) -}}
+{{- if gt $ssd 0 -}}
+{{- $region := include "strata.bytes" (dict "value" (dig "tiers" "ssd" "region_size" "16MiB" $cfg) "what" "config.tiers.ssd.region_size") | int64 -}}
 {{- $avg := include "strata.bytes" (dict "value" .Values.sizing.ssdAvgItemSize "what" "sizing.ssdAvgItemSize") | int64 -}}
 {{- if le $avg 0 }}{{ fail "sizing.ssdAvgItemSize must be at least 1 byte" }}{{ end -}}
-{{- $index := mul (div $ssd $avg) 14 -}}
-{{- add (div (mul $ram 5) 4) (mul 64 1048576) $index -}}
+{{- $need = add $need (mul 3 $region) (mul (div $ssd $avg) 14) -}}
+{{- end -}}
+{{- $need -}}
 {{- end -}}
 
 {{/*
