@@ -1,6 +1,8 @@
 // ServerContext: what every worker shares: the options, the cache, the
 // clock, every worker's counters (for `stats`), the connection registry
-// (for `stats conns` and max_connections) and the shutdown hook.
+// (for `stats conns` and max_connections), the settings that admin commands
+// change at run time (verbosity, `stats detail`, `stats sizes_enable`,
+// `lru_crawler enable|disable`) and the shutdown hook.
 //
 // Thread safety: options and pointers are set before workers start and then
 // only read; counters are atomics; the registry has its own mutex.
@@ -16,6 +18,7 @@
 
 #include "common/clock.h"
 #include "proxy/net_batch.h"
+#include "proxy/prefix_stats.h"
 #include "proxy/worker_stats.h"
 #include "tiers/block_device.h"
 #include "tiers/ram_tier.h"
@@ -86,6 +89,14 @@ struct ServerContext {
   std::string network_io_mode;
   std::atomic<uint32_t> curr_connections{0};
   std::atomic<uint32_t> verbosity{0};
+  // memcached's LRU crawler switch (`lru_crawler enable|disable`). strata's
+  // crawler is the RAM tier's expiry reaper, which runs while this is set.
+  std::atomic<bool> lru_crawler{true};
+  // `stats sizes_enable`: the histogram counts the RAM items whose CAS
+  // unique is above sizes_cas_min (those stored since), as memcached's does.
+  std::atomic<bool> sizes_enabled{false};
+  std::atomic<uint64_t> sizes_cas_min{0};
+  PrefixStats prefix_stats;  // `stats detail`
   ConnRegistry conns;
   std::function<void()> request_shutdown;
 

@@ -172,7 +172,12 @@ void Worker::OnDrainTimeout(uv_timer_t* timer) {
 void Worker::OnMaintenance(uv_timer_t* timer) {
   auto* self = static_cast<Worker*>(timer->data);
   tiers::RamTier& tier = *self->ctx_.tier;
-  tier.ReapExpired(kReapItemsPerTick);
+  // The reaper is memcached's LRU crawler here (`lru_crawler disable`).
+  if (self->ctx_.lru_crawler.load(std::memory_order_relaxed)) {
+    tier.ReapExpired(kReapItemsPerTick);
+  } else {
+    tier.RunDueFlush();
+  }
 }
 
 void Worker::OnIoReadable(uv_poll_t* poll, int, int) {
