@@ -327,6 +327,11 @@ void Connection::PrepareReadBuffer(char** buf, size_t* len) {
   }
   *buf = rbuf_.get() + rend_;
   *len = rbuf_size_ - rend_;
+  // memcached reads a command line into a 16 KiB buffer: take no more of a
+  // line than it would hold, so the 2048-byte rule judges the same bytes
+  // (only a get line grows past it).
+  const size_t pending = rend_ - rstart_;
+  if (!reading_data_ && pending < kReadBufferSize) *len = std::min(*len, kReadBufferSize - pending);
 }
 
 void Connection::MaybeReleaseReadBuffer() {
@@ -361,6 +366,15 @@ void Connection::OnRecv(const NetOp& op) {
   }
   if (nread == -EAGAIN || nread == -EWOULDBLOCK || nread == -EINTR) {
     direct_read_ = false;  // nothing arrived after all; the poll fires again
+    if (nread != -EINTR && read_incomplete_) {
+      // The bytes that came together are all in: a line still without its
+      // newline is judged by the 2048-byte rule now.
+      read_incomplete_ = false;
+      BeginBatch();
+      ProcessInput();
+      EndBatch();
+      MaybeReleaseReadBuffer();
+    }
     return;
   }
   if (nread <= 0) {
@@ -370,6 +384,9 @@ void Connection::OnRecv(const NetOp& op) {
     return;
   }
   stats_.Add(Counter::kBytesRead, static_cast<uint64_t>(nread));
+  // A receive that filled what it was given may have left more of the same
+  // bytes in the socket (memcached would have read them in one go).
+  read_incomplete_ = !direct_read_ && static_cast<size_t>(nread) == op.len;
   BeginBatch();
   if (direct_read_) {
     direct_read_ = false;
@@ -464,8 +481,15 @@ void Connection::ProcessInput() {
       continue;
     }
     if (rstart_ == rend_) break;
-    ParseResult r = ParseCommand(std::string_view(rbuf_.get() + rstart_, rend_ - rstart_), &cmd_);
-    if (r.status == ParseStatus::kNeedMore) break;
+    // memcached's 2048-byte rule applies once the bytes read together are
+    // all buffered; until then a line may be as long as its 16 KiB buffer.
+    ParseResult r = ParseCommand(std::string_view(rbuf_.get() + rstart_, rend_ - rstart_), &cmd_,
+                                 read_incomplete_ ? kReadBufferSize - 1 : kLineLimit);
+    if (r.status == ParseStatus::kNeedMore) {
+      // Make sure the rest is read (or found absent) so the line is judged.
+      if (read_incomplete_ && rend_ - rstart_ > kLineLimit) worker_.QueueRecv(this);
+      break;
+    }
     if (r.status == ParseStatus::kClose) {
       close_after_flush_ = true;
       break;

@@ -601,3 +601,77 @@ def test_differential_detects_differences(pair):
     finally:
         a.close()
         b.close()
+
+
+# ------------------------------------------------------------ long lines
+# memcached reads into a 16 KiB buffer and closes a connection whose buffer
+# holds more than 2048 bytes without a newline after a read, unless it is a
+# get/gets line. Each case goes to both servers on a fresh connection, as
+# the same pieces with the same pauses, then "version" shows whether the
+# connection lives on.
+
+KEYS_100K = b" ".join(b"key%06d" % i for i in range(10000))  # 100 KB of keys
+LONG_LINE_CASES = {
+    "5000 bytes whole": [b"x" * 5000 + b"\r\n"],
+    "15000 bytes whole": [b"x" * 15000 + b"\r\n"],
+    "16383 bytes and LF whole": [b"x" * 16383 + b"\n"],
+    "16384 bytes and LF whole": [b"x" * 16384 + b"\n"],
+    "20000 bytes whole": [b"x" * 20000 + b"\r\n"],
+    "5000 bytes, no newline": [b"y" * 5000],
+    "3000 bytes as 2500 + pause + 500": [b"x" * 2500, b"x" * 500 + b"\r\n"],
+    "3000 bytes as 1500 + pause + 1500": [b"x" * 1500, b"x" * 1500 + b"\r\n"],
+    "3000 bytes as 2048 + pause + 952": [b"x" * 2048, b"x" * 952 + b"\r\n"],
+    "3000 bytes as 2049 + pause + 951": [b"x" * 2049, b"x" * 951 + b"\r\n"],
+    "set with a 5000-byte key": [b"set " + b"k" * 5000 + b" 0 0 1\r\nx\r\n"],
+    "get of a 5000-byte key": [b"get " + b"k" * 5000 + b"\r\n"],
+    "5000 bytes after a command": [b"version\r\n" + b"x" * 5000 + b"\r\n"],
+    "get of 100 KB of keys whole": [b"get " + KEYS_100K + b"\r\n"],
+    "get of 100 KB of keys in 3 pieces": [
+        b"get " + KEYS_100K[:30000], KEYS_100K[30000:70000],
+        KEYS_100K[70000:] + b"\r\n"],
+    "gets of 100 KB of keys": [b"gets " + KEYS_100K + b"\r\n"],
+    "gat of 100 KB of keys, no newline": [b"gat 0 " + KEYS_100K],
+    "100 spaces then get": [b" " * 100 + b"get " + b"a" * 3000, b"\r\n"],
+    "101 spaces then get": [b" " * 101 + b"get " + b"a" * 3000],
+}
+
+
+def _exchange_pieces(server, pieces, pause=0.3, settle=0.3):
+    """Sends the pieces with pauses, then "version"; returns (replies with
+    the version string normalized, whether the connection stayed open)."""
+    c = Conn.to(server, timeout=5)
+    try:
+        for i, piece in enumerate(pieces):
+            try:
+                c.send(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if i + 1 < len(pieces):
+                time.sleep(pause)
+        time.sleep(settle)
+        try:
+            c.send(b"version\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        raw, status = c.read_until_version()
+        return raw.replace(b"-strata-0.1.0", b""), status
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("case", sorted(LONG_LINE_CASES))
+def test_long_lines(pair, case):
+    ref, dut = pair
+    pieces = LONG_LINE_CASES[case]
+    want = _exchange_pieces(ref, pieces)
+    got = _exchange_pieces(dut, pieces)
+    assert got == want, f"{case}: memcached {want!r:.300}, server {got!r:.300}"
+
+
+def test_long_line_cases_tell_the_rules_apart(pair):
+    """Self-check on memcached: some cases close, some answer ERROR."""
+    ref, _ = pair
+    closed = _exchange_pieces(ref, LONG_LINE_CASES["20000 bytes whole"])
+    parsed = _exchange_pieces(ref, LONG_LINE_CASES["15000 bytes whole"])
+    assert closed[1] == "closed" and parsed == (
+        b"ERROR\r\nVERSION 1.6.18\r\n", "ok"), (closed, parsed)
