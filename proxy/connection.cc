@@ -161,6 +161,7 @@ void Connection::OnPoll(uv_poll_t* p, int status, int events) {
   if ((events & UV_WRITABLE) && self->want_writable_) {
     self->want_writable_ = false;
     self->UpdatePoll();
+    self->PublishState();
     self->Flush();
   }
   if ((events & UV_READABLE) && self->reading_) self->worker_.QueueRecv(self);
@@ -496,6 +497,7 @@ void Connection::ProcessInput() {
     }
     rstart_ += r.consumed;
     info_.last_cmd_unix.store(ctx_.clock->NowSeconds(), std::memory_order_relaxed);
+    info_.state.store(ConnState::kParseCmd, std::memory_order_relaxed);
     const uint64_t ram_hits = measure_latency_ ? stats_.Get(Counter::kRamHits) : 0;
     // A get whose keys a read-ahead promoted counts SSD hits without waiting.
     const uint64_t ssd_hits = measure_latency_ ? stats_.Get(Counter::kSsdHits) : UINT64_MAX;
@@ -536,7 +538,20 @@ void Connection::ProcessInput() {
     reading_ = false;
     UpdatePoll();
   }
+  PublishState();
   Flush();
+}
+
+void Connection::PublishState() {
+  ConnState state = ConnState::kRead;
+  if (waiting_io_) {
+    state = ConnState::kIoQueue;
+  } else if (reading_data_) {
+    state = store_.item ? ConnState::kNread : ConnState::kSwallow;
+  } else if (paused_ || want_writable_) {
+    state = ConnState::kMwrite;
+  }
+  info_.state.store(state, std::memory_order_relaxed);
 }
 
 void Connection::Pause() {
@@ -607,6 +622,7 @@ void Connection::OnSend(const NetOp& op) {
     // The socket is full: the rest goes when the client has read.
     want_writable_ = true;
     UpdatePoll();
+    PublishState();
     return;
   }
   Flush();

@@ -102,6 +102,8 @@ class Connection final : public IoWaiter {
   void Flush();
   void Pause();
   void MaybeResume();
+  // Tells `stats conns` (ConnInfo::state) what the connection waits for.
+  void PublishState();
   // Stops reading and running commands until OnIoDone(), after ReadAhead().
   void WaitForIo();
   // While a command waits for the SSD tier, the get-family commands already

@@ -995,13 +995,34 @@ void Dispatcher::StatsSlabs(OutputQueue& out) {
   Stat(out, "total_malloced", ram.bytes);
 }
 
+const char* ConnStateName(ConnState state) {
+  switch (state) {
+    case ConnState::kListening:
+      return "conn_listening";
+    case ConnState::kRead:
+      return "conn_read";
+    case ConnState::kParseCmd:
+      return "conn_parse_cmd";
+    case ConnState::kNread:
+      return "conn_nread";
+    case ConnState::kSwallow:
+      return "conn_swallow";
+    case ConnState::kMwrite:
+      return "conn_mwrite";
+    case ConnState::kIoQueue:
+      return "conn_io_queue";
+  }
+  return "conn_read";
+}
+
 void Dispatcher::StatsConns(OutputQueue& out) {
   int64_t now = ctx_.clock->NowSeconds();
   ctx_.conns.ForEach([&](int fd, const ConnInfo& info) {
     std::string prefix = std::to_string(fd) + ":";
+    ConnState state = info.state.load(std::memory_order_relaxed);
     Stat(out, prefix + "addr", info.addr);
-    if (!info.listen_addr.empty()) Stat(out, prefix + "listen_addr", info.listen_addr);
-    Stat(out, prefix + "state", "conn_parse_cmd");
+    if (state != ConnState::kListening) Stat(out, prefix + "listen_addr", info.listen_addr);
+    Stat(out, prefix + "state", ConnStateName(state));
     int64_t last = info.last_cmd_unix.load(std::memory_order_relaxed);
     Stat(out, prefix + "secs_since_last_cmd", static_cast<uint64_t>(last ? now - last : 0));
   });

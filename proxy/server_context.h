@@ -46,11 +46,25 @@ struct ServerOptions {
   NetBatch::Mode network_io = NetBatch::Mode::kAuto;
 };
 
+// memcached's connection states that `stats conns` shows, as strata's
+// connections map onto them.
+enum class ConnState : uint8_t {
+  kListening,  // a listening socket
+  kRead,       // waiting for a command (or the rest of one)
+  kParseCmd,   // running a command
+  kNread,      // reading a storage command's data block
+  kSwallow,    // reading a rejected store's data block to drop it
+  kMwrite,     // replies wait for the client to read them
+  kIoQueue,    // a command waits for the SSD tier
+};
+const char* ConnStateName(ConnState state);
+
 // One line of `stats conns`.
 struct ConnInfo {
   std::string addr;         // "tcp:127.0.0.1:5555" or "unix:/path"
-  std::string listen_addr;
+  std::string listen_addr;  // empty for a listener
   std::atomic<int64_t> last_cmd_unix{0};
+  std::atomic<ConnState> state{ConnState::kRead};
 };
 
 class ConnRegistry {

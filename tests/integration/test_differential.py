@@ -929,3 +929,46 @@ def test_lru_crawler_metadump_lists_items(admin_servers):
             raw, _ = _ask(server, b"gets " + plain + b"\r\n")
             assert raw.split(b"\r\n")[0].split(b" ")[4] == fields[b"cas"]
     assert got[b"md-b"][b"fetch"] == b"yes" and got[b"md-a"][b"fetch"] == b"no"
+
+
+def _conns_states(server):
+    """`stats conns` with four other clients: idle, half a line, half a
+    data block, half a rejected (too large) one. Returns the states of the
+    clients' lines (the asking one included) and of the listeners'."""
+    others = [Conn.to(server) for _ in range(4)]
+    try:
+        others[0].send(b"version\r\n")
+        others[0].readline()
+        others[1].send(b"get abc")
+        others[2].send(b"set k 0 0 10\r\nab")
+        others[3].send(b"set big 0 0 2000000\r\nab")
+        time.sleep(0.3)
+        raw, _ = _ask(server, b"stats conns\r\n")
+    finally:
+        for c in others:
+            c.close()
+    fields = {}
+    for line in raw.split(b"\r\n"):
+        if line.startswith(b"STAT "):
+            name, value = line[5:].split(b" ", 1)
+            fd, field = name.split(b":", 1)
+            fields.setdefault(fd, {})[field] = value
+    clients = sorted(f[b"state"] for f in fields.values()
+                     if b"listen_addr" in f)
+    listeners = {f[b"state"] for f in fields.values()
+                 if b"listen_addr" not in f}
+    assert all(set(f) in ({b"addr", b"listen_addr", b"state",
+                           b"secs_since_last_cmd"},
+                          {b"addr", b"state", b"secs_since_last_cmd"})
+               for f in fields.values()), fields
+    return clients, listeners
+
+
+def test_stats_conns_states(admin_servers):
+    """memcached's state names for each kind of connection (strata lists
+    one listener per worker, memcached one)."""
+    ref, _, dut = admin_servers
+    want = _conns_states(ref)
+    assert want == ([b"conn_nread", b"conn_parse_cmd", b"conn_read",
+                     b"conn_read", b"conn_swallow"], {b"conn_listening"})
+    assert _conns_states(dut) == want
