@@ -416,11 +416,13 @@ bool RamTier::ListItems(uint64_t* cursor, size_t max_items, std::vector<ListedIt
   size_t index = static_cast<size_t>(*cursor >> 32);
   size_t slot = static_cast<size_t>(*cursor & 0xffffffffu);
   size_t taken = 0;
-  while (index < shards_.size() && taken < max_items) {
+  size_t visited = 0;  // slots, empty ones too: a sparse table is walked in steps
+  while (index < shards_.size() && taken < max_items && visited < 16 * max_items) {
     Shard& shard = *shards_[index];
     {
       std::lock_guard lock(shard.mu);
-      for (; slot < shard.table.capacity() && taken < max_items; ++slot) {
+      for (; slot < shard.table.capacity() && taken < max_items && visited < 16 * max_items;
+           ++slot, ++visited) {
         Item* it = shard.table.At(slot);
         if (it == nullptr || Expired(it, now)) continue;
         out->push_back({ItemRef::Share(it), it->exptime, it->fetched != 0});
