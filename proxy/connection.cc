@@ -183,6 +183,7 @@ void Connection::OnPoll(uv_poll_t* p, int status, int events) {
   if ((events & UV_WRITABLE) && self->want_writable_) {
     self->want_writable_ = false;
     self->UpdatePoll();
+    self->PublishState();
     self->Flush();
   }
   if ((events & UV_READABLE) && self->reading_) self->worker_.QueueRecv(self);
@@ -423,6 +424,11 @@ void Connection::PrepareReadBuffer(char** buf, size_t* len) {
   }
   *buf = rbuf_.get() + rend_;
   *len = rbuf_size_ - rend_;
+  // memcached reads a command line into a 16 KiB buffer: take no more of a
+  // line than it would hold, so the 2048-byte rule judges the same bytes
+  // (only a get line grows past it).
+  const size_t pending = rend_ - rstart_;
+  if (!reading_data_ && pending < kReadBufferSize) *len = std::min(*len, kReadBufferSize - pending);
 }
 
 void Connection::MaybeReleaseReadBuffer() {
@@ -459,6 +465,15 @@ void Connection::OnRecv(const NetOp& op) {
   }
   if (nread == -EAGAIN || nread == -EWOULDBLOCK || nread == -EINTR) {
     direct_read_ = false;  // nothing arrived after all; the poll fires again
+    if (nread != -EINTR && read_incomplete_) {
+      // The bytes that came together are all in: a line still without its
+      // newline is judged by the 2048-byte rule now.
+      read_incomplete_ = false;
+      BeginBatch();
+      ProcessInput();
+      EndBatch();
+      MaybeReleaseReadBuffer();
+    }
     return;
   }
   if (nread <= 0) {
@@ -469,6 +484,9 @@ void Connection::OnRecv(const NetOp& op) {
   }
   stats_.Add(Counter::kBytesRead, static_cast<uint64_t>(nread));
   ++progress_;
+  // A receive that filled what it was given may have left more of the same
+  // bytes in the socket (memcached would have read them in one go).
+  read_incomplete_ = !direct_read_ && static_cast<size_t>(nread) == op.len;
   BeginBatch();
   if (direct_read_) {
     direct_read_ = false;
@@ -565,8 +583,15 @@ void Connection::ProcessInput() {
       continue;
     }
     if (rstart_ == rend_) break;
-    ParseResult r = ParseCommand(std::string_view(rbuf_.get() + rstart_, rend_ - rstart_), &cmd_);
-    if (r.status == ParseStatus::kNeedMore) break;
+    // memcached's 2048-byte rule applies once the bytes read together are
+    // all buffered; until then a line may be as long as its 16 KiB buffer.
+    ParseResult r = ParseCommand(std::string_view(rbuf_.get() + rstart_, rend_ - rstart_), &cmd_,
+                                 read_incomplete_ ? kReadBufferSize - 1 : kLineLimit);
+    if (r.status == ParseStatus::kNeedMore) {
+      // Make sure the rest is read (or found absent) so the line is judged.
+      if (read_incomplete_ && rend_ - rstart_ > kLineLimit) worker_.QueueRecv(this);
+      break;
+    }
     if (r.status == ParseStatus::kClose) {
       close_after_flush_ = true;
       break;
@@ -575,6 +600,7 @@ void Connection::ProcessInput() {
     if (MemoryGate(StoreBytes(cmd_, worker_.memory().pool().limit()))) break;
     rstart_ += r.consumed;
     info_.last_cmd_unix.store(ctx_.clock->NowSeconds(), std::memory_order_relaxed);
+    info_.state.store(ConnState::kParseCmd, std::memory_order_relaxed);
     const uint64_t ram_hits = measure_latency_ ? stats_.Get(Counter::kRamHits) : 0;
     // A get whose keys a read-ahead promoted counts SSD hits without waiting.
     const uint64_t ssd_hits = measure_latency_ ? stats_.Get(Counter::kSsdHits) : UINT64_MAX;
@@ -615,7 +641,20 @@ void Connection::ProcessInput() {
     reading_ = false;
     UpdatePoll();
   }
+  PublishState();
   Flush();
+}
+
+void Connection::PublishState() {
+  ConnState state = ConnState::kRead;
+  if (waiting_io_) {
+    state = ConnState::kIoQueue;
+  } else if (reading_data_) {
+    state = store_.item ? ConnState::kNread : ConnState::kSwallow;
+  } else if (paused_ || want_writable_) {
+    state = ConnState::kMwrite;
+  }
+  info_.state.store(state, std::memory_order_relaxed);
 }
 
 void Connection::Pause() {
@@ -698,6 +737,7 @@ void Connection::OnSend(const NetOp& op) {
     // The socket is full: the rest goes when the client has read.
     want_writable_ = true;
     UpdatePoll();
+    PublishState();
     return;
   }
   Flush();

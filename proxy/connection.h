@@ -28,6 +28,13 @@
 // and waits on the worker's list until there is room again; the worker may
 // close it if it holds the most beyond its share without progress.
 //
+// Long lines: memcached reads into a 16 KiB buffer and closes a connection
+// whose buffer holds more than 2048 bytes without a newline after a read
+// (unless it is a get/gets line). A connection here reads a command line
+// 16 KiB at most at a time too, and applies the 2048-byte limit only once a
+// receive no longer fills its buffer (or finds nothing more), so a line that
+// arrives whole is parsed as memcached parses it.
+//
 // Request latency (when ServerOptions::measure_latency): each read batch is
 // timed once, from the read to the queueing of its replies, and every
 // command finished in it is counted in the worker's histograms with that
@@ -141,6 +148,8 @@ class Connection final : public IoWaiter {
   void Flush();
   void Pause();
   void MaybeResume();
+  // Tells `stats conns` (ConnInfo::state) what the connection waits for.
+  void PublishState();
   // Stops reading and running commands until OnIoDone(), after ReadAhead().
   void WaitForIo();
   // While a command waits for the SSD tier, the get-family commands already
@@ -190,6 +199,9 @@ class Connection final : public IoWaiter {
   size_t rend_ = 0;
   size_t read_ahead_to_ = 0;  // rbuf_ offset up to which ReadAhead() has looked
   bool direct_read_ = false;   // the pending read lands in store_.item
+  // The last receive filled its buffer: more of the bytes that arrived
+  // together may still be in the socket (see ProcessInput's line limit).
+  bool read_incomplete_ = false;
 
   OutputQueue out_;
   Command cmd_;

@@ -7,7 +7,9 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "common/units.h"
 
@@ -31,6 +33,63 @@ void Stat(OutputQueue& out, std::string_view name, std::string_view value) {
 void Stat(OutputQueue& out, std::string_view name, uint64_t value) {
   char buf[24];
   Stat(out, name, std::string_view(buf, static_cast<size_t>(PutU64(buf, value) - buf)));
+}
+
+// Items per RamTier::ListItems() call of a listing: one shard lock hold.
+constexpr size_t kListBatch = 256;
+// memcached's cap on a `stats cachedump` reply (items.c's item_cachedump).
+constexpr size_t kCachedumpMaxBytes = 2 * 1024 * 1024;
+
+// ITEM_ntotal() of memcached 1.6.18 on 64 bits for the same item: its
+// 48-byte header, the key and a NUL, the value with "\r\n", 4 bytes of
+// client flags when they are non-zero and 8 of CAS unique. metadump's
+// size= and the `stats sizes` histogram report it.
+uint64_t MemcachedItemSize(const tiers::Item& item) {
+  return 48 + uint64_t{item.key_len} + 1 + uint64_t{item.value_len} + 2 +
+         (item.Flags() != 0 ? 4 : 0) + 8;
+}
+
+// memcached's uriencode(): bytes other than letters, digits and "-._~" as
+// %XX.
+void AppendUriEncoded(std::string_view key, std::string* out) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (char c : key) {
+    auto u = static_cast<unsigned char>(c);
+    if ((u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
+      out->push_back(c);
+    } else {
+      out->push_back('%');
+      out->push_back(kHex[u >> 4]);
+      out->push_back(kHex[u & 15]);
+    }
+  }
+}
+
+// One line of `lru_crawler metadump` (crawler.c's crawler_metadump_eval).
+// strata keeps no last-access time: la= is the time of the dump.
+void AppendMetadumpLine(const tiers::RamTier::ListedItem& listed, int64_t now, std::string* out) {
+  const tiers::Item& item = *listed.item;
+  char buf[24];
+  auto num = [&](uint64_t v) {
+    out->append(buf, static_cast<size_t>(std::to_chars(buf, buf + sizeof(buf), v).ptr - buf));
+  };
+  out->append("key=");
+  AppendUriEncoded(item.Key(), out);
+  out->append(" exp=");
+  if (listed.exptime == 0) {
+    out->append("-1");
+  } else {
+    num(listed.exptime);
+  }
+  out->append(" la=");
+  num(static_cast<uint64_t>(now));
+  out->append(" cas=");
+  num(item.Cas());
+  out->append(listed.fetched ? " fetch=yes" : " fetch=no");
+  out->append(" cls=1 size=");
+  num(MemcachedItemSize(item));
+  out->append("\n");
 }
 
 std::string Rusage(const struct timeval& tv) {
@@ -193,6 +252,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
     case CommandType::kAppend:
     case CommandType::kPrepend:
     case CommandType::kCas: {
+      ctx_.prefix_stats.RecordSet(cmd.key);
       store->type = cmd.type;
       store->noreply = cmd.noreply;
       store->cas_unique = cmd.cas_unique;
@@ -215,6 +275,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
     }
 
     case CommandType::kDelete:
+      ctx_.prefix_stats.RecordDelete(cmd.key);
       if (cache_.Delete(cmd.key, Ticket(async))) {
         stats_.Add(Counter::kDeleteHits);
         Reply(out, cmd.noreply, "DELETED");
@@ -328,7 +389,78 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
     case CommandType::kStats:
       Stats(cmd, out);
       return Outcome::kDone;
+
+    case CommandType::kFixedReply:
+      Reply(out, cmd.noreply, cmd.reply);
+      return Outcome::kDone;
+
+    case CommandType::kLruCrawler:
+      return LruCrawler(cmd, out);
   }
+  return Outcome::kDone;
+}
+
+Outcome Dispatcher::LruCrawler(Command& cmd, OutputQueue& out) {
+  // proto_text.c's process_lru_crawler_command, in its order of checks.
+  switch (cmd.crawler) {
+    case CrawlerOp::kEnable:
+      // memcached refuses to start a crawler that runs.
+      Reply(out, false,
+            ctx_.lru_crawler.exchange(true) ? "ERROR failed to start lru crawler thread" : "OK");
+      return Outcome::kDone;
+    case CrawlerOp::kDisable:
+      ctx_.lru_crawler.store(false);
+      Reply(out, false, "OK");
+      return Outcome::kDone;
+    case CrawlerOp::kCrawl:
+    case CrawlerOp::kMetadump:
+      break;
+    case CrawlerOp::kNone:
+      Reply(out, false, "ERROR");
+      return Outcome::kDone;
+  }
+  if (!ctx_.lru_crawler.load()) {
+    Reply(out, false, "CLIENT_ERROR lru crawler disabled");
+    return Outcome::kDone;
+  }
+  if (cmd.crawler == CrawlerOp::kCrawl) {
+    // The reaper already walks the RAM tier for expired items all the time.
+    Reply(out, false, cmd.reply.empty() ? std::string_view("OK") : cmd.reply);
+    return Outcome::kDone;
+  }
+  if (!out.empty()) {
+    // memcached hands the connection to its crawler thread, which it cannot
+    // do with replies still queued.
+    Reply(out, false, "ERROR cannot pipeline other commands before metadump");
+    return Outcome::kDone;
+  }
+  if (!cmd.reply.empty()) {
+    Reply(out, false, cmd.reply);
+    return Outcome::kDone;
+  }
+  cmd.delta = 0;  // the walk's cursor
+  return ContinueMetadump(cmd, out);
+}
+
+Outcome Dispatcher::ContinueMetadump(Command& cmd, OutputQueue& out) {
+  tiers::RamTier& tier = cache_.ram();
+  const int64_t now = ctx_.clock->NowSeconds();
+  std::vector<tiers::RamTier::ListedItem> batch;
+  bool more = cmd.number == 1;  // the list selects strata's class 1
+  while (more) {
+    batch.clear();
+    more = tier.ListItems(&cmd.delta, kListBatch, &batch);
+    std::string text;
+    for (const tiers::RamTier::ListedItem& listed : batch) {
+      AppendMetadumpLine(listed, now, &text);
+    }
+    out.Append(text);
+    if (more && out.bytes() > ctx_.options.output_high_watermark) {
+      stats_.Add(Counter::kConnYields);
+      return Outcome::kPaused;
+    }
+  }
+  out.Append("END\r\n");
   return Outcome::kDone;
 }
 
@@ -355,6 +487,7 @@ void Dispatcher::AppendValue(OutputQueue& out, std::string_view key, const tiers
 }
 
 Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* async) {
+  if (cmd.type == CommandType::kLruCrawler) return ContinueMetadump(cmd, out);
   tiers::TieredCache& tier = cache_;
   const bool touch = cmd.type == CommandType::kGat || cmd.type == CommandType::kGats;
   const bool with_cas = cmd.type == CommandType::kGets || cmd.type == CommandType::kGats;
@@ -362,7 +495,8 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
   const uint32_t* new_exptime = touch ? &exptime : nullptr;
   std::string_view key;
 
-  auto count = [&](bool hit, bool asked_ssd = false, bool from_ssd = false) {
+  auto count = [&](std::string_view k, bool hit, bool asked_ssd = false, bool from_ssd = false) {
+    ctx_.prefix_stats.RecordGet(k, hit);
     stats_.Add(hit && !from_ssd ? Counter::kRamHits : Counter::kRamMisses);
     if (asked_ssd) stats_.Add(from_ssd ? Counter::kSsdHits : Counter::kSsdMisses);
     if (touch) {
@@ -378,7 +512,7 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
     // memcached looks up the keys before the bad one, then discards the
     // reply and sends only the error.
     for (int64_t i = 0; i < cmd.bad_key_index && NextKey(&cmd.keys, &key); ++i) {
-      count(static_cast<bool>(tier.Get(key, new_exptime, nullptr, Ticket(async))));
+      count(key, static_cast<bool>(tier.Get(key, new_exptime, nullptr, Ticket(async))));
     }
     Reply(out, false, "CLIENT_ERROR bad command line format");
     return Outcome::kDone;
@@ -424,7 +558,7 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
         if (touch && slot.from_ssd) {
           async->ack_ticket = std::max(async->ack_ticket, tier.AckTicket(slot.key));
         }
-        count(static_cast<bool>(item), slot.asked_ssd, slot.from_ssd && item);
+        count(slot.key, static_cast<bool>(item), slot.asked_ssd, slot.from_ssd && item);
         if (item) AppendValue(out, slot.key, item, with_cas);
       }
       async->slots.clear();
@@ -443,7 +577,7 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
 
   while (NextKey(&cmd.keys, &key)) {
     tiers::ItemRef item = tier.Get(key, new_exptime);
-    count(static_cast<bool>(item));
+    count(key, static_cast<bool>(item));
     if (item) AppendValue(out, key, item, with_cas);
     if (out.bytes() > ctx_.options.output_high_watermark || MemoryFull(async)) {
       std::string_view rest = cmd.keys;
@@ -516,18 +650,28 @@ void Dispatcher::Stats(const Command& cmd, OutputQueue& out) {
     std::string_view sub = cmd.args[0];
     if (sub == "reset") {
       for (WorkerStats* s : ctx_.worker_stats) s->Reset();
+      ctx_.prefix_stats.Clear();
       Reply(out, false, "RESET");
       return;
     }
     if (sub == "detail") {
-      // Per-prefix statistics are not collected; accept the switches.
       if (cmd.nargs >= 2 && (cmd.args[1] == "on" || cmd.args[1] == "off")) {
+        ctx_.prefix_stats.SetEnabled(cmd.args[1] == "on");
         Reply(out, false, "OK");
       } else if (cmd.nargs >= 2 && cmd.args[1] == "dump") {
-        Reply(out, false, "END");
+        out.Append(ctx_.prefix_stats.Dump());
       } else {
         Reply(out, false, "CLIENT_ERROR usage: stats detail on|off|dump");
       }
+      return;
+    }
+    if (sub == "cachedump") {
+      StatsCachedump(cmd, out);
+      return;
+    }
+    if (sub == "sizes_enable" || sub == "sizes_disable") {
+      // memcached answers these without an END line.
+      StatsSizesSwitch(sub == "sizes_enable", out);
       return;
     }
     if (sub == "settings") {
@@ -539,13 +683,103 @@ void Dispatcher::Stats(const Command& cmd, OutputQueue& out) {
     } else if (sub == "conns") {
       StatsConns(out);
     } else if (sub == "sizes") {
-      Stat(out, "sizes_status", "disabled");
+      StatsSizes(out);
+    } else if (sub == "extstore") {
+      // What memcached built with extstore answers when none is configured:
+      // its page and bucket figures have no counterpart in strata's log.
     } else {
       Reply(out, false, "ERROR");
       return;
     }
   }
   out.Append("END\r\n");
+}
+
+void Dispatcher::StatsCachedump(const Command& cmd, OutputQueue& out) {
+  // items.c's item_cachedump: up to `limit` items (0: all) of one slab
+  // class, at most 2 MB. strata's one class is 1.
+  std::string text;
+  if (cmd.number == 1) {
+    tiers::RamTier& tier = cache_.ram();
+    const uint64_t limit = cmd.delta;
+    uint64_t cursor = 0;
+    uint64_t shown = 0;
+    std::vector<tiers::RamTier::ListedItem> batch;
+    bool more = true;
+    while (more && (limit == 0 || shown < limit)) {
+      batch.clear();
+      more = tier.ListItems(&cursor, kListBatch, &batch);
+      for (const tiers::RamTier::ListedItem& listed : batch) {
+        if (limit != 0 && shown >= limit) break;
+        const tiers::Item& item = *listed.item;
+        char line[kMaxKeyLength + 64];
+        int len = std::snprintf(line, sizeof(line), "ITEM %.*s [%u b; %u s]\r\n",
+                                static_cast<int>(item.key_len), item.Key().data(),
+                                static_cast<unsigned>(item.value_len),
+                                static_cast<unsigned>(listed.exptime));
+        if (text.size() + static_cast<size_t>(len) + 6 > kCachedumpMaxBytes) {
+          more = false;
+          break;
+        }
+        text.append(line, static_cast<size_t>(len));
+        ++shown;
+      }
+    }
+  }
+  text.append("END\r\n");
+  out.Append(text);
+}
+
+void Dispatcher::StatsSizesSwitch(bool enable, OutputQueue& out) {
+  if (enable) {
+    if (!ctx_.sizes_enabled.load()) {
+      // Items stored from now on: memcached takes a fresh CAS unique as
+      // the threshold; the largest one in RAM serves the same purpose.
+      uint64_t max_cas = 0;
+      uint64_t cursor = 0;
+      std::vector<tiers::RamTier::ListedItem> batch;
+      bool more = true;
+      while (more) {
+        batch.clear();
+        more = cache_.ram().ListItems(&cursor, kListBatch, &batch);
+        for (const tiers::RamTier::ListedItem& listed : batch) {
+          max_cas = std::max(max_cas, listed.item->Cas());
+        }
+      }
+      ctx_.sizes_cas_min.store(max_cas);
+      ctx_.sizes_enabled.store(true);
+    }
+    Stat(out, "sizes_status", "enabled");
+  } else {
+    ctx_.sizes_enabled.store(false);
+    Stat(out, "sizes_status", "disabled");
+  }
+}
+
+void Dispatcher::StatsSizes(OutputQueue& out) {
+  if (!ctx_.sizes_enabled.load()) {
+    Stat(out, "sizes_status", "disabled");
+    return;
+  }
+  // items.c's histogram: items by their memcached size, in 32-byte steps
+  // rounded up, below item_size_max; here computed from the RAM items
+  // stored since sizes_enable.
+  const uint64_t cas_min = ctx_.sizes_cas_min.load();
+  const uint64_t buckets = cache_.ram().max_item_size() / 32 + 1;
+  std::map<uint64_t, uint64_t> histogram;
+  uint64_t cursor = 0;
+  std::vector<tiers::RamTier::ListedItem> batch;
+  bool more = true;
+  while (more) {
+    batch.clear();
+    more = cache_.ram().ListItems(&cursor, kListBatch, &batch);
+    for (const tiers::RamTier::ListedItem& listed : batch) {
+      if (listed.item->Cas() <= cas_min) continue;
+      const uint64_t bucket = (MemcachedItemSize(*listed.item) + 31) / 32;
+      if (bucket < buckets) ++histogram[bucket];
+    }
+  }
+  for (const auto& [bucket, count] : histogram) Stat(out, std::to_string(bucket * 32), count);
 }
 
 void Dispatcher::StatsGeneral(OutputQueue& out) {
@@ -703,7 +937,7 @@ void Dispatcher::StatsSettings(OutputQueue& out) {
   Stat(out, "shutdown_command", o.enable_shutdown ? "yes" : "no");
   Stat(out, "num_threads", ctx_.worker_stats.size());
   Stat(out, "stat_key_prefix", ":");
-  Stat(out, "detail_enabled", "no");
+  Stat(out, "detail_enabled", ctx_.prefix_stats.enabled() ? "yes" : "no");
   Stat(out, "cas_enabled", "yes");
   Stat(out, "tcp_backlog", static_cast<uint64_t>(o.backlog));
   Stat(out, "binding_protocol", "ascii");
@@ -713,11 +947,19 @@ void Dispatcher::StatsSettings(OutputQueue& out) {
   Stat(out, "maxconns_fast", "yes");
   Stat(out, "hashpower_init", 0);
   Stat(out, "flush_enabled", "yes");
-  Stat(out, "dump_enabled", "no");
-  // memcached's LRU crawler and maintainer do not exist here (expired items
-  // are reaped by the RAM tier's own scan), so their tunables are absent.
-  Stat(out, "lru_crawler", "no");
+  Stat(out, "dump_enabled", "yes");
+  // memcached's LRU crawler is the RAM tier's expiry reaper here; the
+  // crawler's and LRU's tunables are memcached's defaults (the commands that
+  // set them are accepted and change nothing). There is no LRU maintainer.
+  Stat(out, "lru_crawler", ctx_.lru_crawler.load() ? "yes" : "no");
+  Stat(out, "lru_crawler_sleep", 100);
+  Stat(out, "lru_crawler_tocrawl", 0);
   Stat(out, "lru_maintainer_thread", "no");
+  Stat(out, "hot_lru_pct", 20);
+  Stat(out, "warm_lru_pct", 40);
+  Stat(out, "hot_max_factor", "0.20");
+  Stat(out, "warm_max_factor", "2.00");
+  Stat(out, "track_sizes", ctx_.sizes_enabled.load() ? "yes" : "no");
   Stat(out, "idle_timeout", 0);
   Stat(out, "eviction_policy", tiers::EvictionKindName(ctx_.tier->eviction()));
   Stat(out, "max_output_buffer", o.max_output_buffer);
@@ -762,7 +1004,8 @@ void Dispatcher::StatsItems(OutputQueue& out) {
 void Dispatcher::StatsSlabs(OutputQueue& out) {
   const tiers::RamTierStats ram = ctx_.tier->Stats();
   if (ram.curr_items > 0) {
-    Stat(out, "1:chunk_size", ram.bytes / ram.curr_items);
+    // Class 1 holds every item, up to the largest one allowed.
+    Stat(out, "1:chunk_size", ctx_.tier->max_item_size());
     Stat(out, "1:chunks_per_page", 1);
     Stat(out, "1:total_pages", ram.curr_items);
     Stat(out, "1:total_chunks", ram.curr_items);
@@ -782,13 +1025,34 @@ void Dispatcher::StatsSlabs(OutputQueue& out) {
   Stat(out, "total_malloced", ram.bytes);
 }
 
+const char* ConnStateName(ConnState state) {
+  switch (state) {
+    case ConnState::kListening:
+      return "conn_listening";
+    case ConnState::kRead:
+      return "conn_read";
+    case ConnState::kParseCmd:
+      return "conn_parse_cmd";
+    case ConnState::kNread:
+      return "conn_nread";
+    case ConnState::kSwallow:
+      return "conn_swallow";
+    case ConnState::kMwrite:
+      return "conn_mwrite";
+    case ConnState::kIoQueue:
+      return "conn_io_queue";
+  }
+  return "conn_read";
+}
+
 void Dispatcher::StatsConns(OutputQueue& out) {
   int64_t now = ctx_.clock->NowSeconds();
   ctx_.conns.ForEach([&](int fd, const ConnInfo& info) {
     std::string prefix = std::to_string(fd) + ":";
+    ConnState state = info.state.load(std::memory_order_relaxed);
     Stat(out, prefix + "addr", info.addr);
-    if (!info.listen_addr.empty()) Stat(out, prefix + "listen_addr", info.listen_addr);
-    Stat(out, prefix + "state", "conn_parse_cmd");
+    if (state != ConnState::kListening) Stat(out, prefix + "listen_addr", info.listen_addr);
+    Stat(out, prefix + "state", ConnStateName(state));
     int64_t last = info.last_cmd_unix.load(std::memory_order_relaxed);
     Stat(out, prefix + "secs_since_last_cmd", static_cast<uint64_t>(last ? now - last : 0));
   });

@@ -6,7 +6,10 @@
 // CompleteStore() publishes it. Get-family commands stream: ContinueGet()
 // emits keys until the queue passes a watermark, then returns kPaused and
 // resumes later where it stopped, so a multi-get of thousands of keys never
-// builds one giant buffer.
+// builds one giant buffer. `lru_crawler metadump` streams the RAM items the
+// same way; `stats cachedump` lists them up to memcached's 2 MB. The tuning
+// commands of memcached's slab mover, LRU and crawler that strata has no use
+// for are answered as memcached answers them (kFixedReply).
 //
 // With an SSD tier, every write (store, delete, incr/decr, touch, gat,
 // flush_all) records in AsyncState::ack_ticket the SSD log position its
@@ -104,7 +107,9 @@ class Dispatcher {
   Outcome Execute(Command& cmd, OutputQueue& out, PendingStore* store,
                   AsyncState* async = nullptr);
 
-  // Continues a get-family command; cmd.keys holds the keys not yet done.
+  // Continues a get-family command (cmd.keys holds the keys not yet done)
+  // or an `lru_crawler metadump` (cmd.delta holds the RAM walk's cursor)
+  // that returned kPaused.
   Outcome ContinueGet(Command& cmd, OutputQueue& out, AsyncState* async = nullptr);
 
   // Finishes a store whose data block was read; `terminated` tells whether
@@ -133,6 +138,13 @@ class Dispatcher {
   void StatsItems(OutputQueue& out);
   void StatsSlabs(OutputQueue& out);
   void StatsConns(OutputQueue& out);
+  void StatsCachedump(const Command& cmd, OutputQueue& out);
+  void StatsSizesSwitch(bool enable, OutputQueue& out);
+  void StatsSizes(OutputQueue& out);
+  // lru_crawler crawl|metadump|enable|disable; a metadump lists the RAM
+  // items in batches and pauses (kPaused) at the output watermark.
+  Outcome LruCrawler(Command& cmd, OutputQueue& out);
+  Outcome ContinueMetadump(Command& cmd, OutputQueue& out);
 
   // Starts promoting `key` if only the SSD has it; true when the command
   // must wait (kWaitIo) for it.

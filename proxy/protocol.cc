@@ -1,7 +1,11 @@
 #include "proxy/protocol.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace strata::proxy {
 namespace {
@@ -12,6 +16,9 @@ constexpr std::string_view kBadDelta = "CLIENT_ERROR invalid numeric delta argum
 constexpr std::string_view kBadDelete =
     "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]";
 constexpr std::string_view kError = "ERROR";
+constexpr std::string_view kOk = "OK";
+constexpr std::string_view kBadLine = "CLIENT_ERROR bad command line";
+constexpr std::string_view kBadClass = "BADCLASS invalid class id";
 
 bool IsSpace(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
@@ -118,6 +125,178 @@ void FindBadKey(Command* cmd) {
   }
 }
 
+// `slabs reassign <src> <dst>` and `slabs automove <0|1|2|ratio N>`
+// (proto_text.c's process_slabs_command). strata has no slab classes to
+// move pages between: it reports one class, 1, and answers a reassignment
+// as memcached answers one whose source has no spare pages.
+ParseResult Slabs(const Tokens& tk, Command* cmd, size_t consumed) {
+  const size_t n = tk.n;
+  auto fixed = [&](std::string_view reply, bool noreply) {
+    cmd->type = CommandType::kFixedReply;
+    cmd->reply = reply;
+    cmd->noreply = noreply;
+    return ParseResult{ParseStatus::kCommand, consumed};
+  };
+  if (n == 4 && tk.t[1] == "reassign") {
+    int32_t src = 0;
+    int32_t dst = 0;
+    if (!SafeStrtol(tk.t[2], &src) || !SafeStrtol(tk.t[3], &dst)) {
+      return fixed(kBadFormat, false);
+    }
+    if (src == dst) return fixed("SAME src and dst class are identical", false);
+    // -1 asks memcached to pick any class with a spare page: none here.
+    // Class 0 is memcached's global page pool.
+    if (src < 0 || src > 1 || dst < 0 || dst > 1) {
+      return fixed("BADCLASS invalid src or dst class id", false);
+    }
+    return fixed("NOSPARE source class has no spare pages", false);
+  }
+  if (n >= 3 && tk.t[1] == "automove") {
+    const bool noreply = IsNoreply(tk);
+    if (tk.t[2] == "ratio") {
+      double ratio = 0;
+      if (n < 4 || !SafeStrtod(tk.t[3], &ratio)) return fixed(kError, noreply);
+      return fixed(kOk, noreply);
+    }
+    uint32_t level = 0;
+    if (!SafeStrtoul(tk.t[2], &level)) return fixed(kBadFormat, noreply);
+    return fixed(level <= 2 ? kOk : kError, noreply);
+  }
+  return fixed(kError, false);
+}
+
+// `lru tune|mode|temp_ttl ...` (process_lru_command), as memcached with its
+// default LRU maintainer answers them. strata's RAM tier has no segmented
+// LRU to tune.
+ParseResult Lru(const Tokens& tk, Command* cmd, size_t consumed) {
+  const size_t n = tk.n;
+  const bool noreply = IsNoreply(tk);
+  auto fixed = [&](std::string_view reply) {
+    cmd->type = CommandType::kFixedReply;
+    cmd->reply = reply;
+    cmd->noreply = noreply;
+    return ParseResult{ParseStatus::kCommand, consumed};
+  };
+  if (n < 2) return Error(cmd, kError, false, consumed);
+  if (tk.t[1] == "tune" && n >= 6) {
+    uint32_t pct_hot = 0;
+    uint32_t pct_warm = 0;
+    double hot_factor = 0;
+    double factor = 0;
+    if (!SafeStrtoul(tk.t[2], &pct_hot) || !SafeStrtoul(tk.t[3], &pct_warm) ||
+        !SafeStrtod(tk.t[4], &hot_factor) || !SafeStrtod(tk.t[5], &factor)) {
+      return fixed(kError);
+    }
+    if (pct_hot + pct_warm > 80) return fixed("ERROR hot and warm pcts must not exceed 80");
+    if (factor <= 0 || hot_factor <= 0) {
+      return fixed("ERROR hot/warm age factors must be greater than 0");
+    }
+    return fixed(kOk);
+  }
+  if (tk.t[1] == "mode" && n >= 3) {
+    return fixed(tk.t[2] == "flat" || tk.t[2] == "segmented" ? kOk : kError);
+  }
+  if (tk.t[1] == "temp_ttl" && n >= 3) {
+    int32_t ttl = 0;
+    return fixed(SafeStrtol(tk.t[2], &ttl) ? kOk : kError);
+  }
+  return fixed(kError);
+}
+
+// The class list of `lru_crawler crawl|metadump` (crawler.c's
+// lru_crawler_crawl): "all", "hash", or class ids separated by commas.
+// Sets cmd->reply when memcached refuses it, and cmd->number to 1 when it
+// selects class 1.
+void CrawlerClasses(std::string_view list, bool metadump, Command* cmd) {
+  if (list == "all") {
+    cmd->number = 1;
+    return;
+  }
+  if (list == "hash") {
+    // Walking the hash table is for metadump only.
+    if (metadump) {
+      cmd->number = 1;
+    } else {
+      cmd->reply = "ERROR an unknown error happened";
+    }
+    return;
+  }
+  bool any = false;
+  size_t i = 0;
+  while (i < list.size()) {
+    size_t j = list.find(',', i);
+    if (j == std::string_view::npos) j = list.size();
+    if (j > i) {  // strtok_r skips empty pieces
+      uint32_t id = 0;
+      if (!SafeStrtoul(list.substr(i, j - i), &id) || id < 1 || id >= kMaxSlabClasses) {
+        cmd->reply = kBadClass;
+        cmd->number = 0;
+        return;
+      }
+      any = true;
+      if (id == 1) cmd->number = 1;
+    }
+    i = j + 1;
+  }
+  if (!any) cmd->reply = "NOTSTARTED no items to crawl";
+}
+
+// `lru_crawler ...` (process_lru_crawler_command). Never noreply.
+ParseResult LruCrawler(const Tokens& tk, Command* cmd, size_t consumed) {
+  const size_t n = tk.n;
+  auto fixed = [&](std::string_view reply) {
+    cmd->type = CommandType::kFixedReply;
+    cmd->reply = reply;
+    return ParseResult{ParseStatus::kCommand, consumed};
+  };
+  auto op = [&](CrawlerOp which) {
+    cmd->type = CommandType::kLruCrawler;
+    cmd->crawler = which;
+    return ParseResult{ParseStatus::kCommand, consumed};
+  };
+  if (n == 3) {
+    const std::string_view sub = tk.t[1];
+    if (sub == "crawl" || sub == "metadump") {
+      const bool metadump = sub == "metadump";
+      CrawlerClasses(tk.t[2], metadump, cmd);
+      return op(metadump ? CrawlerOp::kMetadump : CrawlerOp::kCrawl);
+    }
+    if (sub == "tocrawl") {
+      uint32_t tocrawl = 0;
+      return fixed(SafeStrtoul(tk.t[2], &tocrawl) ? kOk : kBadFormat);
+    }
+    if (sub == "sleep") {
+      uint32_t sleep = 0;
+      if (!SafeStrtoul(tk.t[2], &sleep)) return fixed(kBadFormat);
+      return fixed(sleep > 1000000 ? "CLIENT_ERROR sleep must be one second or less" : kOk);
+    }
+  } else if (n == 2) {
+    if (tk.t[1] == "enable") return op(CrawlerOp::kEnable);
+    if (tk.t[1] == "disable") return op(CrawlerOp::kDisable);
+  }
+  return Error(cmd, kError, false, consumed);
+}
+
+// `stats ...`: the arguments are kept for the dispatcher; `stats cachedump
+// <class> <limit>` is checked here as process_stat checks it.
+ParseResult Stats(const Tokens& tk, Command* cmd, size_t consumed) {
+  const size_t n = tk.n;
+  if (n >= 2 && tk.t[1] == "cachedump") {
+    if (n < 4) return Error(cmd, kBadLine, false, consumed);
+    uint32_t id = 0;
+    uint32_t limit = 0;
+    if (!SafeStrtoul(tk.t[2], &id) || !SafeStrtoul(tk.t[3], &limit)) {
+      return Error(cmd, kBadFormat, false, consumed);
+    }
+    if (id >= kMaxSlabClasses) return Error(cmd, "CLIENT_ERROR Illegal slab id", false, consumed);
+    cmd->number = id;
+    cmd->delta = limit;
+  }
+  cmd->type = CommandType::kStats;
+  KeepArgs(tk, n, cmd);
+  return {ParseStatus::kCommand, consumed};
+}
+
 }  // namespace
 
 bool SafeStrtoull(std::string_view token, uint64_t* out) {
@@ -153,6 +332,31 @@ bool SafeStrtol(std::string_view token, int32_t* out) {
   return true;
 }
 
+bool SafeStrtod(std::string_view token, double* out) {
+  *out = 0;
+  // strtod needs a terminated string; a token is short except in abuse.
+  char small[64];
+  std::string large;
+  const char* str = small;
+  if (token.size() < sizeof(small)) {
+    std::memcpy(small, token.data(), token.size());
+    small[token.size()] = '\0';
+  } else {
+    large.assign(token);
+    str = large.c_str();
+  }
+  // memcached's strings end at the first NUL; so does strtod.
+  errno = 0;
+  char* end = nullptr;
+  double d = std::strtod(str, &end);
+  if (errno == ERANGE || end == str) return false;
+  if (IsSpace(*end) || *end == '\0') {
+    *out = d;
+    return true;
+  }
+  return false;
+}
+
 bool NextKey(std::string_view* keys, std::string_view* key) {
   size_t i = 0;
   while (i < keys->size() && (*keys)[i] == ' ') ++i;
@@ -167,10 +371,10 @@ bool NextKey(std::string_view* keys, std::string_view* key) {
   return true;
 }
 
-ParseResult ParseCommand(std::string_view input, Command* cmd) {
+ParseResult ParseCommand(std::string_view input, Command* cmd, size_t line_limit) {
   const void* nl = std::memchr(input.data(), '\n', input.size());
   if (nl == nullptr) {
-    if (input.size() > kLineLimit) {
+    if (input.size() > std::max(line_limit, kLineLimit)) {
       size_t spaces = 0;
       while (spaces < input.size() && input[spaces] == ' ') ++spaces;
       std::string_view start = input.substr(spaces);
@@ -293,10 +497,13 @@ ParseResult ParseCommand(std::string_view input, Command* cmd) {
     cmd->key = tk.t[1];
     return {ParseStatus::kCommand, consumed};
   }
-  if (name == "stats") {
-    cmd->type = CommandType::kStats;
-    KeepArgs(tk, n, cmd);
-    return {ParseStatus::kCommand, consumed};
+  if (name == "stats") return Stats(tk, cmd, consumed);
+  if (name == "slabs") return Slabs(tk, cmd, consumed);
+  if (name == "lru") return Lru(tk, cmd, consumed);
+  if (name == "lru_crawler") return LruCrawler(tk, cmd, consumed);
+  if (name == "watch") {
+    // As memcached -W: strata has no log stream to attach a watcher to.
+    return Error(cmd, "CLIENT_ERROR watch commands not allowed", IsNoreply(tk), consumed);
   }
   if (name == "flush_all") {
     if (n < 1 || n > 3) return Error(cmd, kError, false, consumed);

@@ -7,10 +7,21 @@
 // Framing: a command line ends at '\n' (a preceding '\r' is dropped); a NUL
 // byte ends the line early, as memcached's strlen() does. Tokens are split on
 // ' ' only; at most 23 tokens are separated, the rest of the line stays one
-// piece (memcached's MAX_TOKENS). A line that has no '\n' within 2048
-// buffered bytes closes the connection unless it is a "get "/"gets " line,
-// which may grow up to kMaxMultigetLine. Storage commands are returned with
+// piece (memcached's MAX_TOKENS). A line that has no '\n' within the caller's
+// `line_limit` of buffered bytes closes the connection unless it is a
+// "get "/"gets " line, which may grow up to kMaxMultigetLine. memcached
+// applies its 2048-byte limit (kLineLimit) to what its buffer holds after a
+// read of up to 16 KiB (kReadBufferSize): the caller passes kLineLimit once
+// the bytes that arrived together are all buffered, and a larger limit while
+// more of them may still be in the socket. Storage commands are returned with
 // the length of their data block; reading that block is the caller's job.
+//
+// Admin commands: `slabs`, `lru` and `lru_crawler tocrawl|sleep` tune
+// memcached's slab mover, segmented LRU and crawler, which strata does not
+// have; they come back as kFixedReply with memcached's reply to them (OK for
+// a valid request). `watch` is answered as memcached started with -W (no
+// watchers) answers it. `lru_crawler crawl|metadump|enable|disable` and
+// `stats cachedump` are validated here and run by the dispatcher.
 //
 // Thread safety: pure functions over caller-owned buffers; safe anywhere.
 #pragma once
@@ -24,7 +35,9 @@ namespace strata::proxy {
 inline constexpr size_t kMaxKeyLength = 250;
 inline constexpr size_t kMaxTokens = 24;            // memcached's MAX_TOKENS
 inline constexpr size_t kLineLimit = 2048;          // bytes without '\n' before closing
+inline constexpr size_t kReadBufferSize = 16384;    // memcached's READ_BUFFER_SIZE
 inline constexpr size_t kMaxMultigetLine = 8 << 20; // cap on a get line's length
+inline constexpr uint32_t kMaxSlabClasses = 64;     // memcached's MAX_NUMBER_OF_SLAB_CLASSES
 
 enum class CommandType : uint8_t {
   kError,  // `reply` holds the complete error line to send (without "\r\n")
@@ -50,12 +63,31 @@ enum class CommandType : uint8_t {
   kCacheMemlimit,
   kShutdown,
   kMetaNoop,  // "mn"
+  // A valid or invalid request to tune something strata does not have
+  // (slabs, lru, lru_crawler tocrawl|sleep): `reply` holds memcached's reply
+  // (suppressed when `noreply`), and nothing else happens.
+  kFixedReply,
+  kLruCrawler,  // see Command::crawler
+};
+
+// lru_crawler subcommands the dispatcher runs.
+enum class CrawlerOp : uint8_t {
+  kNone,
+  kCrawl,     // crawl <classes|all>
+  kMetadump,  // metadump <classes|all|hash>
+  kEnable,
+  kDisable,
 };
 
 struct Command {
   CommandType type = CommandType::kError;
   bool noreply = false;
-  std::string_view reply;     // kError: the line to send
+  // kLruCrawler: the subcommand. For kCrawl and kMetadump, `reply` holds
+  // memcached's reply when it refuses the class list (BADCLASS, ...) and is
+  // empty when it accepts it; `number` is 1 when the list selects strata's
+  // one slab class 1 ("all", "hash", or a list that names 1), else 0.
+  CrawlerOp crawler = CrawlerOp::kNone;
+  std::string_view reply;     // kError, kFixedReply: the line to send
   std::string_view key;       // single-key commands
   // get-family: the keys, space separated, possibly with repeated spaces.
   // Every key in it is <= kMaxKeyLength unless `bad_key_index` is set.
@@ -69,11 +101,14 @@ struct Command {
   bool has_exptime = false;    // flush_all: a delay was given
   uint32_t value_len = 0;      // storage: bytes of data that follow (without "\r\n")
   uint64_t cas_unique = 0;     // cas
-  uint64_t delta = 0;          // incr/decr
-  uint32_t number = 0;         // verbosity level, cache_memlimit megabytes
+  uint64_t delta = 0;          // incr/decr; stats cachedump: the limit
+  // verbosity level, cache_memlimit megabytes, stats cachedump slab class
+  // (< kMaxSlabClasses), lru_crawler (above)
+  uint32_t number = 0;
   // stats, shutdown: the count of arguments after the name (0 for plain
   // stats), and the first kKeptArgs of them (all that either looks at; a
-  // Command lives in every connection, so it stays small).
+  // Command lives in every connection, so it stays small). A `stats
+  // cachedump` that memcached would refuse comes back as kError.
   static constexpr size_t kKeptArgs = 2;
   std::string_view args[kKeptArgs];
   size_t nargs = 0;
@@ -93,7 +128,10 @@ struct ParseResult {
 // Parses the first command line in `input`. Views in *cmd point into
 // `input`. For storage commands (kSet..kCas) the caller must then read
 // value_len + 2 bytes of data block, which must end in "\r\n".
-ParseResult ParseCommand(std::string_view input, Command* cmd);
+// `line_limit`: with no '\n' in more than this many bytes, a line that is
+// not a get/gets line closes the connection (see Framing above); at least
+// kLineLimit.
+ParseResult ParseCommand(std::string_view input, Command* cmd, size_t line_limit = kLineLimit);
 
 // memcached's number parsers (util.c) on one token, as the 64-bit build
 // behaves: strtoul/strtol semantics (leading white space, a sign), the
@@ -103,6 +141,9 @@ ParseResult ParseCommand(std::string_view input, Command* cmd);
 bool SafeStrtoull(std::string_view token, uint64_t* out);
 bool SafeStrtoul(std::string_view token, uint32_t* out);
 bool SafeStrtol(std::string_view token, int32_t* out);
+// util.c's safe_strtod: glibc strtod, the number must end at the token's
+// end or at white space, ERANGE (overflow or underflow) fails.
+bool SafeStrtod(std::string_view token, double* out);
 
 // Splits the next key off a get-family key list; returns false when none
 // is left. `keys` is advanced past it.

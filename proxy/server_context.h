@@ -1,7 +1,9 @@
 // ServerContext: what every worker shares: the options, the cache, the
 // clock, every worker's counters (for `stats`), the connection registry
-// (for `stats conns` and max_connections), the cap on connection memory
-// and the shutdown hook.
+// (for `stats conns` and max_connections), the cap on connection memory,
+// the settings that admin commands change at run time (verbosity, `stats
+// detail`, `stats sizes_enable`, `lru_crawler enable|disable`) and the
+// shutdown hook.
 //
 // Thread safety: options and pointers are set before workers start and then
 // only read; counters are atomics; the registry has its own mutex.
@@ -19,6 +21,7 @@
 #include "common/clock.h"
 #include "proxy/connection_memory.h"
 #include "proxy/net_batch.h"
+#include "proxy/prefix_stats.h"
 #include "proxy/worker_stats.h"
 #include "tiers/block_device.h"
 #include "tiers/ram_tier.h"
@@ -49,11 +52,25 @@ struct ServerOptions {
   NetBatch::Mode network_io = NetBatch::Mode::kAuto;
 };
 
+// memcached's connection states that `stats conns` shows, as strata's
+// connections map onto them.
+enum class ConnState : uint8_t {
+  kListening,  // a listening socket
+  kRead,       // waiting for a command (or the rest of one)
+  kParseCmd,   // running a command
+  kNread,      // reading a storage command's data block
+  kSwallow,    // reading a rejected store's data block to drop it
+  kMwrite,     // replies wait for the client to read them
+  kIoQueue,    // a command waits for the SSD tier
+};
+const char* ConnStateName(ConnState state);
+
 // One line of `stats conns`.
 struct ConnInfo {
   std::string addr;         // "tcp:127.0.0.1:5555" or "unix:/path"
-  std::string listen_addr;
+  std::string listen_addr;  // empty for a listener
   std::atomic<int64_t> last_cmd_unix{0};
+  std::atomic<ConnState> state{ConnState::kRead};
 };
 
 class ConnRegistry {
@@ -92,6 +109,14 @@ struct ServerContext {
   std::string network_io_mode;
   std::atomic<uint32_t> curr_connections{0};
   std::atomic<uint32_t> verbosity{0};
+  // memcached's LRU crawler switch (`lru_crawler enable|disable`). strata's
+  // crawler is the RAM tier's expiry reaper, which runs while this is set.
+  std::atomic<bool> lru_crawler{true};
+  // `stats sizes_enable`: the histogram counts the RAM items whose CAS
+  // unique is above sizes_cas_min (those stored since), as memcached's does.
+  std::atomic<bool> sizes_enabled{false};
+  std::atomic<uint64_t> sizes_cas_min{0};
+  PrefixStats prefix_stats;  // `stats detail`
   ConnRegistry conns;
   std::function<void()> request_shutdown;
   // The cap on connection memory, shared by the workers' leases; made by

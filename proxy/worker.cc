@@ -67,7 +67,22 @@ Worker::Worker(ServerContext& ctx, int index)
 
 Worker::~Worker() {
   Join();
+  UnregisterListeners();
   uv_loop_close(&loop_);
+}
+
+void Worker::RegisterListener(int fd, std::string addr, ConnInfo* info) {
+  info->addr = std::move(addr);
+  info->state.store(ConnState::kListening, std::memory_order_relaxed);
+  info->last_cmd_unix.store(ctx_.clock->NowSeconds(), std::memory_order_relaxed);
+  ctx_.conns.Add(fd, info);
+  registered_listeners_.push_back(fd);
+}
+
+void Worker::UnregisterListeners() {
+  // Before the descriptors close: another thread may reuse their numbers.
+  for (int fd : registered_listeners_) ctx_.conns.Remove(fd);
+  registered_listeners_.clear();
 }
 
 common::Status Worker::Init(int tcp_fd, int unix_fd) {
@@ -129,6 +144,7 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
     uv_poll_init(&loop_, &tcp_poll_, tcp_fd_);
     tcp_poll_.data = this;
     tcp_listen_addr_ = "tcp:" + ctx_.options.listen + ":" + std::to_string(ctx_.bound_port);
+    RegisterListener(tcp_fd_, tcp_listen_addr_, &tcp_listener_info_);
   }
   if (unix_fd >= 0) {
     unix_fd_ = dup(unix_fd);
@@ -139,6 +155,7 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
     if (auto st = Listen(unix_fd_, ctx_.options.backlog, "unix listen"); !st.ok()) return st;
     uv_poll_init(&loop_, &unix_poll_, unix_fd_);
     unix_poll_.data = this;
+    RegisterListener(unix_fd_, "unix:" + ctx_.options.unix_socket, &unix_listener_info_);
   }
   StartListening(true);
   return common::Status::Ok();
@@ -165,6 +182,7 @@ void Worker::BeginStop() {
   if (stopping_) return;
   stopping_ = true;
   // uv_close stops a poll at once, so the descriptors can go now.
+  UnregisterListeners();
   if (has_tcp_) {
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp_poll_), nullptr);
     ::close(tcp_fd_);
@@ -221,7 +239,12 @@ void Worker::OnDrainTimeout(uv_timer_t* timer) {
 void Worker::OnMaintenance(uv_timer_t* timer) {
   auto* self = static_cast<Worker*>(timer->data);
   tiers::RamTier& tier = *self->ctx_.tier;
-  tier.ReapExpired(kReapItemsPerTick);
+  // The reaper is memcached's LRU crawler here (`lru_crawler disable`).
+  if (self->ctx_.lru_crawler.load(std::memory_order_relaxed)) {
+    tier.ReapExpired(kReapItemsPerTick);
+  } else {
+    tier.RunDueFlush();
+  }
 }
 
 void Worker::OnIoReadable(uv_poll_t* poll, int, int) {

@@ -152,6 +152,9 @@ class Worker {
   void CloseIoHandles();
   // Accepts what `listen_fd` has waiting (bounded per call).
   void AcceptAll(int listen_fd, bool is_unix);
+  // Lists a listener in ctx_.conns, and takes the listeners off it.
+  void RegisterListener(int fd, std::string addr, ConnInfo* info);
+  void UnregisterListeners();
   void StartListening(bool on);
   void BeginStop();
 
@@ -169,6 +172,10 @@ class Worker {
   bool has_unix_ = false;
   uv_timer_t accept_retry_timer_;  // out of descriptors: accept again later
   std::string tcp_listen_addr_;
+  // The listeners' lines in `stats conns` (memcached lists its listeners).
+  ConnInfo tcp_listener_info_;
+  ConnInfo unix_listener_info_;
+  std::vector<int> registered_listeners_;
   uv_async_t stop_async_;
   uv_timer_t drain_timer_;
   uv_timer_t maintenance_timer_;

@@ -9,7 +9,8 @@ build_pkgs=(g++ cmake ninja-build pkg-config libuv1-dev liburing-dev liblz4-dev
 test_pkgs=(memcached libmemcached-tools python3-pymemcache python3-pylibmc python3-pytest
            yamllint clang libclang-rt-14-dev prometheus podman runc mmdebstrap
            golang-go golang-github-masterminds-sprig-dev golang-github-xeipuuv-gojsonschema-dev
-           golang-k8s-sigs-yaml-dev python3-yaml python3-seccomp)
+           golang-k8s-sigs-yaml-dev python3-yaml python3-seccomp
+           perl dpkg-dev debian-archive-keyring xz-utils)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then pkgs+=("${test_pkgs[@]}"); fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test:
 #   1. release build with warnings as errors; all ctest tests (unit, fuzz
-#      corpus replay, integration tests against the real binary);
+#      corpus replay, integration tests against the real binary, among them
+#      memcached's own t/ tests, fetched once from Debian's source package
+#      into build/memcached-t);
 #   2. debug build with AddressSanitizer + UndefinedBehaviorSanitizer; the
 #      unit tests again;
 #   3. each libFuzzer fuzzer for FUZZ_SECONDS (default 20);

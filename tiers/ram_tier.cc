@@ -411,6 +411,32 @@ void RamTier::CollectShard(size_t index, std::vector<ItemRef>* out) {
   }
 }
 
+bool RamTier::ListItems(uint64_t* cursor, size_t max_items, std::vector<ListedItem>* out) {
+  int64_t now = clock_.NowSeconds();
+  size_t index = static_cast<size_t>(*cursor >> 32);
+  size_t slot = static_cast<size_t>(*cursor & 0xffffffffu);
+  size_t taken = 0;
+  size_t visited = 0;  // slots, empty ones too: a sparse table is walked in steps
+  while (index < shards_.size() && taken < max_items && visited < 16 * max_items) {
+    Shard& shard = *shards_[index];
+    {
+      std::lock_guard lock(shard.mu);
+      for (; slot < shard.table.capacity() && taken < max_items && visited < 16 * max_items;
+           ++slot, ++visited) {
+        Item* it = shard.table.At(slot);
+        if (it == nullptr || Expired(it, now)) continue;
+        out->push_back({ItemRef::Share(it), it->exptime, it->fetched != 0});
+        ++taken;
+      }
+      if (slot < shard.table.capacity()) break;
+    }
+    ++index;
+    slot = 0;
+  }
+  *cursor = (uint64_t{index} << 32) | slot;
+  return index < shards_.size();
+}
+
 bool RamTier::Delete(std::string_view key, bool run_due_flush) {
   int64_t now = clock_.NowSeconds();
   if (run_due_flush) MaybeRunDelayedFlush(now);

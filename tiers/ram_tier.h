@@ -178,6 +178,22 @@ class RamTier {
     }
   }
 
+  // A live item and the metadata the tier owns, read under its shard lock.
+  struct ListedItem {
+    ItemRef item;
+    uint32_t exptime = 0;
+    bool fetched = false;
+  };
+  // For listings (stats cachedump, lru_crawler metadump): appends up to
+  // `max_items` live items to *out, walking the shards' tables from
+  // *cursor (0 to start), and advances *cursor. Returns false once the walk
+  // is complete (a call may list fewer items, even none, and return true).
+  // Holds one shard lock at a time, for at most `max_items` items and
+  // 16 * `max_items` table slots. Items stored, moved or removed during a
+  // walk may be missed or listed twice (memcached's crawler makes no
+  // snapshot either).
+  bool ListItems(uint64_t* cursor, size_t max_items, std::vector<ListedItem>* out);
+
   // Called (outside any lock) when a flush takes effect, immediate or
   // delayed, so a lower tier can flush too.
   void SetFlushHook(std::function<void()> hook) { flush_hook_ = std::move(hook); }

@@ -61,6 +61,26 @@ inline const char* CommandTypeName(CommandType t) {
       return "shutdown";
     case CommandType::kMetaNoop:
       return "mn";
+    case CommandType::kFixedReply:
+      return "fixed_reply";
+    case CommandType::kLruCrawler:
+      return "lru_crawler";
+  }
+  return "?";
+}
+
+inline const char* CrawlerOpName(CrawlerOp op) {
+  switch (op) {
+    case CrawlerOp::kNone:
+      return "none";
+    case CrawlerOp::kCrawl:
+      return "crawl";
+    case CrawlerOp::kMetadump:
+      return "metadump";
+    case CrawlerOp::kEnable:
+      return "enable";
+    case CrawlerOp::kDisable:
+      return "disable";
   }
   return "?";
 }
@@ -78,11 +98,11 @@ inline bool IsGetFamily(CommandType t) {
 // Whether two parses are the same command: every field equal, views by
 // content.
 inline bool SameCommand(const Command& a, const Command& b) {
-  if (a.type != b.type || a.noreply != b.noreply || a.reply != b.reply || a.key != b.key ||
-      a.keys != b.keys || a.bad_key_index != b.bad_key_index || a.flags != b.flags ||
-      a.exptime != b.exptime || a.has_exptime != b.has_exptime || a.value_len != b.value_len ||
-      a.cas_unique != b.cas_unique || a.delta != b.delta || a.number != b.number ||
-      a.nargs != b.nargs) {
+  if (a.type != b.type || a.noreply != b.noreply || a.crawler != b.crawler || a.reply != b.reply ||
+      a.key != b.key || a.keys != b.keys || a.bad_key_index != b.bad_key_index ||
+      a.flags != b.flags || a.exptime != b.exptime || a.has_exptime != b.has_exptime ||
+      a.value_len != b.value_len || a.cas_unique != b.cas_unique || a.delta != b.delta ||
+      a.number != b.number || a.nargs != b.nargs) {
     return false;
   }
   for (size_t i = 0; i < a.nargs && i < Command::kKeptArgs; ++i) {
@@ -111,6 +131,7 @@ inline std::string DescribeCommand(const Command& cmd) {
   };
   std::string s = CommandTypeName(cmd.type);
   s += " noreply=" + std::to_string(cmd.noreply);
+  s += std::string(" crawler=") + CrawlerOpName(cmd.crawler);
   s += " reply=" + quote(cmd.reply);
   s += " key=" + quote(cmd.key);
   s += " keys=" + quote(cmd.keys);

@@ -9,7 +9,13 @@
 //   - keys are <= 250 bytes unless bad_key_index says which one is not;
 //   - a differential check against an independent re-implementation of
 //     memcached's tokenizer and util.c's number parsers on glibc: the
-//     command name, token counts, noreply, every number and the HTTP rule.
+//     command name, token counts, noreply, every number and the HTTP rule;
+//     for the admin commands strata answers from the parse (slabs, lru,
+//     lru_crawler, watch, stats cachedump), the reply memcached's
+//     proto_text.c would send, written from its code with strtok_r and
+//     strtod;
+//   - the caller's line limit: with kReadBufferSize - 1 instead of
+//     kLineLimit, a line without its newline closes only past 16 KiB.
 
 #include <algorithm>
 #include <climits>
@@ -58,8 +64,8 @@ std::string_view RefLine(std::string_view input, size_t newline) {
   return line;
 }
 
-bool ClosesWithoutNewline(std::string_view in) {
-  if (in.size() <= kLineLimit) return false;
+bool ClosesWithoutNewline(std::string_view in, size_t limit = kLineLimit) {
+  if (in.size() <= limit) return false;
   size_t spaces = 0;
   while (spaces < in.size() && in[spaces] == ' ') ++spaces;
   std::string_view rest = in.substr(spaces);
@@ -74,6 +80,7 @@ bool Within(std::string_view part, std::string_view whole) {
 
 bool IsKnownError(std::string_view reply) {
   return reply == "ERROR" || reply == "CLIENT_ERROR bad command line format" ||
+         reply == "CLIENT_ERROR watch commands not allowed" ||
          reply == "CLIENT_ERROR invalid exptime argument" ||
          reply == "CLIENT_ERROR invalid numeric delta argument" ||
          reply == "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]";
@@ -84,7 +91,8 @@ bool IsKnownName(std::string_view name) {
   static constexpr std::string_view kNames[] = {
       "get",       "gets",    "gat",  "gats",      "bget",           "set",     "add",   "replace",
       "append",    "prepend", "cas",  "incr",      "decr",           "delete",  "touch", "stats",
-      "flush_all", "version", "quit", "verbosity", "cache_memlimit", "shutdown"};
+      "flush_all", "version", "quit", "verbosity", "cache_memlimit", "shutdown", "slabs", "lru",
+      "lru_crawler", "watch"};
   for (std::string_view n : kNames) {
     if (n == name) return true;
   }
@@ -100,6 +108,167 @@ bool RefIsHttpClose(const RefTokens& tk) {
   if (std::string_view("sacidt").find(first) != std::string_view::npos) return false;
   if (IsKnownName(name)) return false;
   return tk.t[tk.n - 1].starts_with("HTTP/");
+}
+
+// What memcached 1.6.18 (default options, no watchers as with -W) does with
+// the admin commands strata answers from the parse. `ntokens` counts the
+// terminating token as memcached's tokenize_command() does.
+struct RefAdmin {
+  bool applies = false;
+  CommandType type = CommandType::kError;
+  std::string reply;
+  bool noreply = false;
+  CrawlerOp crawler = CrawlerOp::kNone;
+  uint32_t number = 0;
+  uint64_t delta = 0;
+};
+
+// crawler.c's lru_crawler_crawl() class list: the reply when refused ("" if
+// accepted) and whether class 1 is selected.
+void RefCrawlerClasses(std::string_view list, bool metadump, RefAdmin* ref) {
+  std::string copy = oracle::CString(list);
+  if (copy == "all") {
+    ref->number = 1;
+    return;
+  }
+  if (copy == "hash") {
+    if (metadump) {
+      ref->number = 1;
+    } else {
+      ref->reply = "ERROR an unknown error happened";
+    }
+    return;
+  }
+  int starts = 0;
+  char* save = nullptr;
+  for (char* p = strtok_r(copy.data(), ",", &save); p != nullptr; p = strtok_r(nullptr, ",", &save)) {
+    uint32_t sid = 0;
+    if (!oracle::McSafeStrtoul(p, &sid) || sid < 1 || sid >= 64) {
+      ref->reply = "BADCLASS invalid class id";
+      ref->number = 0;
+      return;
+    }
+    ++starts;
+    if (sid == 1) ref->number = 1;
+  }
+  if (starts == 0) ref->reply = "NOTSTARTED no items to crawl";
+}
+
+RefAdmin RefAdminCommand(const RefTokens& tk) {
+  RefAdmin ref;
+  if (tk.n < 1 || tk.t[0].size() < 2) return ref;
+  const size_t ntokens = tk.n + 1;
+  auto tok = [&](size_t i) { return i < tk.n ? std::string_view(tk.t[i]) : std::string_view(); };
+  const bool noreply_last = tok(ntokens - 2) == "noreply";
+  auto fixed = [&](std::string reply, bool noreply) {
+    ref.applies = true;
+    ref.type = CommandType::kFixedReply;
+    ref.reply = std::move(reply);
+    ref.noreply = noreply;
+  };
+  auto error = [&](std::string reply, bool noreply) {
+    ref.applies = true;
+    ref.type = CommandType::kError;
+    ref.reply = std::move(reply);
+    ref.noreply = noreply;
+  };
+  const std::string_view name = tk.t[0];
+  if (name == "slabs") {
+    if (ntokens == 5 && tok(1) == "reassign") {
+      int32_t src = 0;
+      int32_t dst = 0;
+      if (!oracle::SafeStrtol(tok(2), &src) || !oracle::SafeStrtol(tok(3), &dst)) {
+        fixed("CLIENT_ERROR bad command line format", false);
+      } else if (src == dst) {
+        fixed("SAME src and dst class are identical", false);
+      } else if (src < 0 || src > 1 || dst < 0 || dst > 1) {  // power_largest: 1
+        fixed("BADCLASS invalid src or dst class id", false);
+      } else {
+        fixed("NOSPARE source class has no spare pages", false);
+      }
+    } else if (ntokens >= 4 && tok(1) == "automove") {
+      double ratio = 0;
+      uint32_t level = 0;
+      if (tok(2) == "ratio") {
+        fixed(ntokens < 5 || !oracle::SafeStrtod(tok(3), &ratio) ? "ERROR" : "OK", noreply_last);
+      } else if (!oracle::SafeStrtoul(tok(2), &level)) {
+        fixed("CLIENT_ERROR bad command line format", noreply_last);
+      } else {
+        fixed(level <= 2 ? "OK" : "ERROR", noreply_last);
+      }
+    } else {
+      fixed("ERROR", false);
+    }
+  } else if (name == "lru") {
+    if (ntokens < 3) {
+      error("ERROR", false);
+      return ref;
+    }
+    uint32_t hot = 0;
+    uint32_t warm = 0;
+    double hot_factor = 0;
+    double factor = 0;
+    int32_t ttl = 0;
+    if (tok(1) == "tune" && ntokens >= 7) {
+      if (!oracle::SafeStrtoul(tok(2), &hot) || !oracle::SafeStrtoul(tok(3), &warm) ||
+          !oracle::SafeStrtod(tok(4), &hot_factor) || !oracle::SafeStrtod(tok(5), &factor)) {
+        fixed("ERROR", noreply_last);
+      } else if (static_cast<uint32_t>(hot + warm) > 80) {
+        fixed("ERROR hot and warm pcts must not exceed 80", noreply_last);
+      } else if (factor <= 0 || hot_factor <= 0) {
+        fixed("ERROR hot/warm age factors must be greater than 0", noreply_last);
+      } else {
+        fixed("OK", noreply_last);
+      }
+    } else if (tok(1) == "mode" && ntokens >= 4) {
+      fixed(tok(2) == "flat" || tok(2) == "segmented" ? "OK" : "ERROR", noreply_last);
+    } else if (tok(1) == "temp_ttl" && ntokens >= 4) {
+      fixed(oracle::SafeStrtol(tok(2), &ttl) ? "OK" : "ERROR", noreply_last);
+    } else {
+      fixed("ERROR", noreply_last);
+    }
+  } else if (name == "lru_crawler") {
+    uint32_t v = 0;
+    if (ntokens == 4 && (tok(1) == "crawl" || tok(1) == "metadump")) {
+      ref.applies = true;
+      ref.type = CommandType::kLruCrawler;
+      const bool metadump = tok(1) == "metadump";
+      ref.crawler = metadump ? CrawlerOp::kMetadump : CrawlerOp::kCrawl;
+      RefCrawlerClasses(tok(2), metadump, &ref);
+    } else if (ntokens == 4 && tok(1) == "tocrawl") {
+      fixed(oracle::SafeStrtoul(tok(2), &v) ? "OK" : "CLIENT_ERROR bad command line format", false);
+    } else if (ntokens == 4 && tok(1) == "sleep") {
+      if (!oracle::SafeStrtoul(tok(2), &v)) {
+        fixed("CLIENT_ERROR bad command line format", false);
+      } else {
+        fixed(v > 1000000 ? "CLIENT_ERROR sleep must be one second or less" : "OK", false);
+      }
+    } else if (ntokens == 3 && (tok(1) == "enable" || tok(1) == "disable")) {
+      ref.applies = true;
+      ref.type = CommandType::kLruCrawler;
+      ref.crawler = tok(1) == "enable" ? CrawlerOp::kEnable : CrawlerOp::kDisable;
+    } else {
+      error("ERROR", false);
+    }
+  } else if (name == "watch") {
+    error("CLIENT_ERROR watch commands not allowed", noreply_last);
+  } else if (name == "stats" && ntokens > 2 && tok(1) == "cachedump") {
+    uint32_t id = 0;
+    uint32_t limit = 0;
+    if (ntokens < 5) {
+      error("CLIENT_ERROR bad command line", false);
+    } else if (!oracle::SafeStrtoul(tok(2), &id) || !oracle::SafeStrtoul(tok(3), &limit)) {
+      error("CLIENT_ERROR bad command line format", false);
+    } else if (id >= 64) {
+      error("CLIENT_ERROR Illegal slab id", false);
+    } else {
+      ref.applies = true;
+      ref.type = CommandType::kStats;
+      ref.number = id;
+      ref.delta = limit;
+    }
+  }
+  return ref;
 }
 
 // What a failed check prints: the line (escaped, cut) and the command.
@@ -121,6 +290,22 @@ void CheckCommand(const Command& cmd, std::string_view raw_line, std::string_vie
     CHECK_CMD(Within(cmd.args[i], line));
   }
   if (cmd.noreply) CHECK_CMD(last_is_noreply);
+
+  const RefAdmin admin = RefAdminCommand(tk);
+  if (admin.applies) {
+    CHECK_CMD(cmd.type == admin.type);
+    CHECK_CMD(cmd.noreply == admin.noreply);
+    CHECK_CMD(cmd.crawler == admin.crawler);
+    if (admin.type == CommandType::kStats) {
+      CHECK_CMD(cmd.number == admin.number && cmd.delta == admin.delta);
+    } else {
+      CHECK_CMD(cmd.reply == admin.reply);
+      if (admin.type == CommandType::kLruCrawler) CHECK_CMD(cmd.number == admin.number);
+      return;
+    }
+  } else {
+    CHECK_CMD(cmd.type != CommandType::kFixedReply && cmd.type != CommandType::kLruCrawler);
+  }
 
   if (cmd.type == CommandType::kError) {
     CHECK_CMD(IsKnownError(cmd.reply));
@@ -286,6 +471,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(r.consumed <= rest.size());
     const size_t newline = rest.find('\n');
 
+    if (newline == std::string_view::npos) {
+      // While more of a read may come, the limit is memcached's buffer.
+      Command c;
+      const ParseResult wide = ParseCommand(rest, &c, kReadBufferSize - 1);
+      FUZZ_CHECK(wide.consumed == 0);
+      FUZZ_CHECK(wide.status == (ClosesWithoutNewline(rest, kReadBufferSize - 1)
+                                     ? ParseStatus::kClose
+                                     : ParseStatus::kNeedMore));
+    }
     if (r.status == ParseStatus::kNeedMore) {
       FUZZ_CHECK(newline == std::string_view::npos);
       FUZZ_CHECK(r.consumed == 0);

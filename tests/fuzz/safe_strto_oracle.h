@@ -1,4 +1,4 @@
-// The oracle for proxy::SafeStrtoull/SafeStrtoul/SafeStrtol: memcached's
+// The oracle for proxy::SafeStrtoull/SafeStrtoul/SafeStrtol/SafeStrtod: memcached's
 // util.c safe_strto* logic, calling glibc's strtoull/strtoul/strtol exactly
 // as util.c does (errno, endptr and the '-' check), on a NUL-terminated copy
 // of the token. Shared by the unit tests (tests/proxy) and fuzz_numbers.
@@ -75,6 +75,21 @@ inline bool McSafeStrtol(const char* str, int32_t* out) {
   return false;
 }
 
+// memcached safe_strtod(): strtod; fail on ERANGE or nothing parsed; the
+// end must be white space or the end of the string.
+inline bool McSafeStrtod(const char* str, double* out) {
+  errno = 0;
+  *out = 0;
+  char* endptr = nullptr;
+  double d = std::strtod(str, &endptr);
+  if (errno == ERANGE || str == endptr) return false;
+  if (McIsSpace(*endptr) || (*endptr == '\0' && endptr != str)) {
+    *out = d;
+    return true;
+  }
+  return false;
+}
+
 // The NUL-terminated copy libc would see for `token`.
 inline std::string CString(std::string_view token) {
   return std::string(token.substr(0, token.find('\0')));
@@ -88,6 +103,9 @@ inline bool SafeStrtoul(std::string_view token, uint32_t* out) {
 }
 inline bool SafeStrtol(std::string_view token, int32_t* out) {
   return McSafeStrtol(CString(token).c_str(), out);
+}
+inline bool SafeStrtod(std::string_view token, double* out) {
+  return McSafeStrtod(CString(token).c_str(), out);
 }
 
 }  // namespace strata::oracle

@@ -29,6 +29,7 @@ the replies must be byte-identical.
 
 import difflib
 import random
+import re
 import time
 
 import pytest
@@ -601,3 +602,373 @@ def test_differential_detects_differences(pair):
     finally:
         a.close()
         b.close()
+
+
+# ------------------------------------------------------------ long lines
+# memcached reads into a 16 KiB buffer and closes a connection whose buffer
+# holds more than 2048 bytes without a newline after a read, unless it is a
+# get/gets line. Each case goes to both servers on a fresh connection, as
+# the same pieces with the same pauses, then "version" shows whether the
+# connection lives on.
+
+KEYS_100K = b" ".join(b"key%06d" % i for i in range(10000))  # 100 KB of keys
+LONG_LINE_CASES = {
+    "5000 bytes whole": [b"x" * 5000 + b"\r\n"],
+    "15000 bytes whole": [b"x" * 15000 + b"\r\n"],
+    "16383 bytes and LF whole": [b"x" * 16383 + b"\n"],
+    "16384 bytes and LF whole": [b"x" * 16384 + b"\n"],
+    "20000 bytes whole": [b"x" * 20000 + b"\r\n"],
+    "5000 bytes, no newline": [b"y" * 5000],
+    "3000 bytes as 2500 + pause + 500": [b"x" * 2500, b"x" * 500 + b"\r\n"],
+    "3000 bytes as 1500 + pause + 1500": [b"x" * 1500, b"x" * 1500 + b"\r\n"],
+    "3000 bytes as 2048 + pause + 952": [b"x" * 2048, b"x" * 952 + b"\r\n"],
+    "3000 bytes as 2049 + pause + 951": [b"x" * 2049, b"x" * 951 + b"\r\n"],
+    "set with a 5000-byte key": [b"set " + b"k" * 5000 + b" 0 0 1\r\nx\r\n"],
+    "get of a 5000-byte key": [b"get " + b"k" * 5000 + b"\r\n"],
+    "5000 bytes after a command": [b"version\r\n" + b"x" * 5000 + b"\r\n"],
+    "get of 100 KB of keys whole": [b"get " + KEYS_100K + b"\r\n"],
+    "get of 100 KB of keys in 3 pieces": [
+        b"get " + KEYS_100K[:30000], KEYS_100K[30000:70000],
+        KEYS_100K[70000:] + b"\r\n"],
+    "gets of 100 KB of keys": [b"gets " + KEYS_100K + b"\r\n"],
+    "gat of 100 KB of keys, no newline": [b"gat 0 " + KEYS_100K],
+    "100 spaces then get": [b" " * 100 + b"get " + b"a" * 3000, b"\r\n"],
+    "101 spaces then get": [b" " * 101 + b"get " + b"a" * 3000],
+}
+
+
+def _exchange_pieces(server, pieces, pause=0.3, settle=0.3):
+    """Sends the pieces with pauses, then "version"; returns (replies with
+    the version string normalized, whether the connection stayed open)."""
+    c = Conn.to(server, timeout=5)
+    try:
+        for i, piece in enumerate(pieces):
+            try:
+                c.send(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            if i + 1 < len(pieces):
+                time.sleep(pause)
+        time.sleep(settle)
+        try:
+            c.send(b"version\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        raw, status = c.read_until_version()
+        return raw.replace(b"-strata-0.1.0", b""), status
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("case", sorted(LONG_LINE_CASES))
+def test_long_lines(pair, case):
+    ref, dut = pair
+    pieces = LONG_LINE_CASES[case]
+    want = _exchange_pieces(ref, pieces)
+    got = _exchange_pieces(dut, pieces)
+    assert got == want, f"{case}: memcached {want!r:.300}, server {got!r:.300}"
+
+
+def test_long_line_cases_tell_the_rules_apart(pair):
+    """Self-check on memcached: some cases close, some answer ERROR."""
+    ref, _ = pair
+    closed = _exchange_pieces(ref, LONG_LINE_CASES["20000 bytes whole"])
+    parsed = _exchange_pieces(ref, LONG_LINE_CASES["15000 bytes whole"])
+    assert closed[1] == "closed" and parsed == (
+        b"ERROR\r\nVERSION 1.6.18\r\n", "ok"), (closed, parsed)
+
+
+# -------------------------------------------------------- admin commands
+# memcached 1.6.18's protocol.txt admin commands, on servers of their own
+# (their state changes): every deterministic reply byte for byte. A
+# memcached started with -W (no watchers) answers `watch`, as strata does.
+
+@pytest.fixture(scope="module")
+def admin_servers(strata_bin):
+    from conftest import Server
+    ref = Server("/usr/bin/memcached", memory_mb=64, threads=2)
+    nowatch = Server("/usr/bin/memcached", memory_mb=64, threads=2,
+                     extra_args=["-W"])
+    dut = Server(strata_bin, memory_mb=64, threads=2)
+    try:
+        for s in (ref, nowatch, dut):
+            s.start()
+        yield ref, nowatch, dut
+    finally:
+        for s in (dut, nowatch, ref):
+            s.stop()
+            s.close_log()
+
+
+def _ask(server, payload, busy_retries=0, metadump=False):
+    """Sends payload + "version" on a fresh connection; returns the replies
+    (version string normalized) and the status. memcached answers BUSY while
+    its crawler runs (it also crawls on its own): with busy_retries, such a
+    reply is asked again. A metadump is read up to its END line instead:
+    memcached runs nothing sent behind one until more bytes arrive."""
+    for _ in range(busy_retries + 1):
+        c = Conn.to(server, timeout=STEP_TIMEOUT_S)
+        try:
+            if metadump:
+                c.send(payload)
+                raw, status = bytearray(), "ok"
+                while True:
+                    line = c.readline()
+                    raw += line
+                    if line == b"END\r\n" or not line.endswith(b"\n") or \
+                            line.startswith((b"BUSY ", b"BADCLASS ", b"ERROR",
+                                             b"CLIENT_ERROR ")):
+                        break
+                raw = bytes(raw)
+            else:
+                c.send(payload + b"version\r\n")
+                raw, status = c.read_until_version()
+        finally:
+            c.close()
+        raw = raw.replace(b"-strata-0.1.0", b"")
+        if not raw.startswith(b"BUSY "):
+            break
+        time.sleep(0.05)
+    return raw, status
+
+
+ADMIN_LINES = [
+    b"slabs", b"slabs automove", b"slabs automove 0", b"slabs automove 1",
+    b"slabs automove 2", b"slabs automove 3", b"slabs automove invalid",
+    b"slabs automove 1 noreply", b"slabs automove invalid noreply",
+    b"slabs automove noreply", b"slabs automove 4294967297",
+    b"slabs automove ratio", b"slabs automove ratio 0.5",
+    b"slabs automove ratio 0.5 x", b"slabs automove ratio abc",
+    b"slabs automove ratio 1e999", b"slabs automove ratio 0.5 noreply",
+    b"slabs automove 1 2 3", b"slabs reassign 1 1", b"slabs reassign 1 0",
+    b"slabs reassign 0 1", b"slabs reassign -1 2", b"slabs reassign 1 200",
+    b"slabs reassign a b", b"slabs reassign 1", b"slabs reassign 1 2 noreply",
+    b"slabs foo 1 2", b"lru", b"lru tune", b"lru tune 10 10 0.1 2.0",
+    b"lru tune 10 25 0.1 2.0 noreply", b"lru tune 50 50 0.1 2.0",
+    b"lru tune 4294967295 2 0.1 2.0", b"lru tune 10 10 0 2.0",
+    b"lru tune 10 10 0.1 -1", b"lru tune a 10 0.1 2.0",
+    b"lru tune 10 10 0.1 noreply", b"lru mode flat", b"lru mode segmented",
+    b"lru mode foo", b"lru mode", b"lru temp_ttl 100", b"lru temp_ttl -1",
+    b"lru temp_ttl abc", b"lru foo", b"lru noreply", b"lru_crawler",
+    b"lru_crawler crawl", b"lru_crawler crawl 0", b"lru_crawler crawl 64",
+    b"lru_crawler crawl abc", b"lru_crawler crawl 1,x",
+    b"lru_crawler crawl hash", b"lru_crawler crawl ,,,",
+    b"lru_crawler crawl all noreply", b"lru_crawler metadump",
+    b"lru_crawler metadump abc", b"lru_crawler metadump 0",
+    b"lru_crawler tocrawl 100", b"lru_crawler tocrawl abc",
+    b"lru_crawler sleep 100", b"lru_crawler sleep 1000000",
+    b"lru_crawler sleep 2000000", b"lru_crawler sleep abc",
+    b"lru_crawler enable", b"lru_crawler foo", b"lru_crawler foo bar",
+    b"stats cachedump", b"stats cachedump 1", b"stats cachedump 100 1",
+    b"stats cachedump 64 1", b"stats cachedump 63 1",
+    b"stats cachedump 2 0", b"stats cachedump a b",
+    b"stats cachedump -1 1", b"stats cachedump 4294967296 1",
+    b"stats detail", b"stats detail foo", b"stats detail dump",
+    b"stats sizes", b"stats extstore", b"stats foo", b"stats reset extra",
+    b"verbosity 1", b"verbosity 0 noreply", b"verbosity",
+]
+# Answered OK (or a dump), or BUSY while memcached's crawler runs.
+CRAWL_LINES = [b"lru_crawler crawl all", b"lru_crawler crawl 1",
+               b"lru_crawler crawl 1,2,63"]
+# ("metadump hash" is left out: memcached's crawler thread can miss the
+# signal that starts a hash walk, and the client then waits for ever.)
+DUMP_LINES = [b"lru_crawler metadump 2", b"lru_crawler metadump 2,3",
+              b"lru_crawler metadump 1", b"lru_crawler metadump all"]
+
+
+def test_admin_commands(admin_servers):
+    ref, _, dut = admin_servers
+    for line in ADMIN_LINES:
+        want = _ask(ref, line + b"\r\n")
+        got = _ask(dut, line + b"\r\n")
+        assert got == want, f"{line!r}: memcached {want!r}, server {got!r}"
+    for line in CRAWL_LINES:
+        want = _ask(ref, line + b"\r\n", busy_retries=40)
+        got = _ask(dut, line + b"\r\n")
+        assert got == want, f"{line!r}: memcached {want!r}, server {got!r}"
+    # on an empty cache
+    for line in DUMP_LINES:
+        want = _ask(ref, line + b"\r\n", busy_retries=40, metadump=True)
+        got = _ask(dut, line + b"\r\n", metadump=True)
+        assert got == want == (b"END\r\n", "ok"), \
+            f"{line!r}: memcached {want!r}, server {got!r}"
+
+
+@pytest.mark.strata_only  # memcached itself runs watchers
+def test_watch_as_memcached_without_watchers(admin_servers):
+    _, nowatch, dut = admin_servers
+    for line in [b"watch", b"watch fetchers", b"watch fetchers mutations",
+                 b"watch foo", b"watch noreply", b"watch fetchers noreply"]:
+        want = _ask(nowatch, line + b"\r\n")
+        got = _ask(dut, line + b"\r\n")
+        assert got == want, f"{line!r}: memcached -W {want!r}, server {got!r}"
+
+
+def _settings(server, *names):
+    raw, _ = _ask(server, b"stats settings\r\n")
+    values = dict(line.split(b" ")[1:3] for line in raw.split(b"\r\n")
+                  if line.startswith(b"STAT "))
+    return [values.get(n.encode()) for n in names]
+
+
+def test_admin_state_changes(admin_servers):
+    """The crawler switch, stats detail and stats sizes, step by step."""
+    ref, _, dut = admin_servers
+    steps = [
+        # lru_crawler enable|disable (memcached stops its thread
+        # asynchronously: each step is given time).
+        b"lru_crawler enable\r\n",
+        b"lru_crawler disable\r\n",
+        b"lru_crawler crawl all\r\nlru_crawler metadump all\r\n"
+        b"lru_crawler crawl 0\r\nlru_crawler disable\r\n",
+        b"lru_crawler enable\r\n",
+        b"lru_crawler enable\r\n",
+        # stats detail: prefixes in memcached's dump order
+        b"stats detail dump\r\nstats detail on\r\n",
+        b"set foo:1 0 0 1\r\nx\r\nset user:1 0 0 1\r\nx\r\n"
+        b"set session:9 0 0 2\r\nxy\r\nget foo:1 foo:2 user:1 nocolon\r\n"
+        b"delete foo:3\r\ndelete session:9\r\ngat 0 user:1\r\n"
+        b"add foo:1 0 0 1\r\nx\r\nincr user:2 1\r\nset :empty 0 0 1\r\nx\r\n"
+        b"stats detail dump\r\n",
+        b"stats reset\r\nstats detail dump\r\nget foo:1\r\n"
+        b"stats detail dump\r\nstats detail off\r\nget foo:1\r\n"
+        b"stats detail dump\r\nstats reset\r\n",
+        # stats sizes: the items stored since sizes_enable (no END after
+        # the switches)
+        b"stats sizes\r\nstats sizes_enable\r\n",
+        b"set sz-a 0 0 3\r\nabc\r\nset sz-b 1 0 100\r\n" + b"b" * 100 +
+        b"\r\nset sz-c 0 0 5000\r\n" + b"c" * 5000 + b"\r\n"
+        b"set sz-d 0 0 40\r\n" + b"d" * 40 + b"\r\nstats sizes\r\n",
+        b"stats sizes_enable\r\nstats sizes_disable\r\nstats sizes\r\n",
+        # metadump behind other replies is refused
+        b"set md-p 0 0 1\r\nx\r\nlru_crawler metadump all\r\n",
+    ]
+    for i, step in enumerate(steps):
+        want = _ask(ref, step)
+        got = _ask(dut, step)
+        assert got == want, \
+            f"step {i} {step!r:.200}: memcached {want!r}, server {got!r}"
+        time.sleep(0.3)
+        if i == 1:  # disabled
+            assert _settings(ref, "lru_crawler") == [b"no"]
+            assert _settings(dut, "lru_crawler") == [b"no"]
+    names = ("lru_crawler", "detail_enabled", "track_sizes", "dump_enabled")
+    assert _settings(dut, *names) == _settings(ref, *names)
+
+
+def _dump_lines(server, request, keys):
+    metadump = request.startswith(b"lru_crawler metadump")
+    raw, status = _ask(server, request, busy_retries=40, metadump=metadump)
+    end = b"END\r\n" if metadump else b"END\r\nVERSION 1.6.18\r\n"
+    assert status == "ok" and raw.endswith(end), raw
+    return [line for line in raw.split(b"\n")
+            if any(k in line for k in keys)]
+
+
+def test_stats_cachedump_lists_items(admin_servers):
+    """memcached lists the items of a class's COLD LRU, where its
+    maintainer moves new items in its own time: its listing is awaited."""
+    ref, _, dut = admin_servers
+    keys = [b"cd-%d" % i for i in range(20)]
+    store = b"".join(b"set %s 0 0 3\r\nabc\r\n" % k for k in keys[:10]) + \
+        b"".join(b"set %s 0 100000 3\r\nabc\r\n" % k for k in keys[10:])
+    for s in (ref, dut):
+        assert _ask(s, store)[0].count(b"STORED") == 20
+    deadline = time.monotonic() + 10
+    while True:
+        want = sorted(_dump_lines(ref, b"stats cachedump 1 0\r\n", keys))
+        if len(want) == 20 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    got = sorted(_dump_lines(dut, b"stats cachedump 1 0\r\n", keys))
+
+    def expiry_free(lines):  # "ITEM k [3 b; <abs time> s]": +-1 s apart
+        return [re.sub(rb"; \d{6,} s\]", b"; <t> s]", line) for line in lines]
+    assert expiry_free(got) == expiry_free(want), (got, want)
+    assert len(got) == 20 and got[0].startswith(b"ITEM cd-0 [3 b; 0 s]")
+    # a limit, and another class
+    raw, _ = _ask(dut, b"stats cachedump 1 5\r\n")
+    assert raw.count(b"ITEM ") == 5
+    for s in (ref, dut):
+        assert _ask(s, b"stats cachedump 5 0\r\n")[0] == \
+            b"END\r\nVERSION 1.6.18\r\n"
+
+
+def test_lru_crawler_metadump_lists_items(admin_servers):
+    ref, _, dut = admin_servers
+    keys = [b"md-a", b"md-b", b"md%c:d", b"md-e"]
+    store = (b"set md-a 0 0 3\r\nabc\r\nset md-b 7 0 10\r\n0123456789\r\n"
+             b"set md%c:d 0 100000 1\r\nx\r\nset md-e 0 0 2\r\nxy\r\n"
+             b"get md-b\r\n")
+    for s in (ref, dut):
+        _ask(s, store)
+
+    def parse(server):
+        out = {}
+        for line in _dump_lines(server, b"lru_crawler metadump all\r\n", [
+                b"key=md-a ", b"key=md-b ", b"key=md%25c%3Ad ",
+                b"key=md-e "]):
+            fields = dict(f.split(b"=", 1) for f in line.split(b" "))
+            out[fields.pop(b"key")] = fields
+        return out
+    want, got = parse(ref), parse(dut)
+    assert set(got) == set(want) == {b"md-a", b"md-b", b"md%25c%3Ad",
+                                     b"md-e"}, (got, want)
+    for key in want:
+        w, g = want[key], got[key]
+        # la= is the last access (strata: the dump's time), cas is each
+        # server's own: compared with what gets shows; exp within a second.
+        for f in (b"fetch", b"cls", b"size"):
+            assert g[f] == w[f], (key, f, g, w)
+        if w[b"exp"] == b"-1":
+            assert g[b"exp"] == b"-1", (key, g, w)
+        else:
+            assert abs(int(g[b"exp"]) - int(w[b"exp"])) <= 1, (key, g, w)
+        plain = key.replace(b"%25", b"%").replace(b"%3A", b":")
+        for server, fields in ((ref, w), (dut, g)):
+            raw, _ = _ask(server, b"gets " + plain + b"\r\n")
+            assert raw.split(b"\r\n")[0].split(b" ")[4] == fields[b"cas"]
+    assert got[b"md-b"][b"fetch"] == b"yes" and got[b"md-a"][b"fetch"] == b"no"
+
+
+def _conns_states(server):
+    """`stats conns` with four other clients: idle, half a line, half a
+    data block, half a rejected (too large) one. Returns the states of the
+    clients' lines (the asking one included) and of the listeners'."""
+    others = [Conn.to(server) for _ in range(4)]
+    try:
+        others[0].send(b"version\r\n")
+        others[0].readline()
+        others[1].send(b"get abc")
+        others[2].send(b"set k 0 0 10\r\nab")
+        others[3].send(b"set big 0 0 2000000\r\nab")
+        time.sleep(0.3)
+        raw, _ = _ask(server, b"stats conns\r\n")
+    finally:
+        for c in others:
+            c.close()
+    fields = {}
+    for line in raw.split(b"\r\n"):
+        if line.startswith(b"STAT "):
+            name, value = line[5:].split(b" ", 1)
+            fd, field = name.split(b":", 1)
+            fields.setdefault(fd, {})[field] = value
+    clients = sorted(f[b"state"] for f in fields.values()
+                     if b"listen_addr" in f)
+    listeners = {f[b"state"] for f in fields.values()
+                 if b"listen_addr" not in f}
+    assert all(set(f) in ({b"addr", b"listen_addr", b"state",
+                           b"secs_since_last_cmd"},
+                          {b"addr", b"state", b"secs_since_last_cmd"})
+               for f in fields.values()), fields
+    return clients, listeners
+
+
+def test_stats_conns_states(admin_servers):
+    """memcached's state names for each kind of connection (strata lists
+    one listener per worker, memcached one)."""
+    ref, _, dut = admin_servers
+    want = _conns_states(ref)
+    assert want == ([b"conn_nread", b"conn_parse_cmd", b"conn_read",
+                     b"conn_read", b"conn_swallow"], {b"conn_listening"})
+    assert _conns_states(dut) == want

@@ -721,6 +721,57 @@ def test_shutdown_enabled_with_A(server_factory):
     assert srv.process.returncode == 0
 
 
+# ------------------------------------------------ admin commands (strata's)
+# test_differential.py compares the admin commands with memcached; these pin
+# where strata answers differently, on purpose.
+
+
+@pytest.mark.strata_only
+def test_slabs_reassign_knows_one_class(conn):
+    """strata reports one slab class, 1 (and memcached's page pool, 0): a
+    page move to another class is BADCLASS, where memcached, with its ~40
+    classes, answers NOSPARE."""
+    assert conn.call(b"slabs reassign 1 2\r\n") == \
+        b"BADCLASS invalid src or dst class id\r\n"
+    assert conn.call(b"slabs reassign 1 0\r\n") == \
+        b"NOSPARE source class has no spare pages\r\n"
+
+
+def _read_metadump(conn, prefix):
+    """The metadump lines of keys starting with `prefix`, up to END."""
+    lines = []
+    while True:
+        line = conn.readline()
+        if line == b"END\r\n":
+            return lines
+        assert line.startswith(b"key=") and line.endswith(b"\n") and \
+            not line.endswith(b"\r\n"), line
+        if line.startswith(b"key=" + prefix):
+            lines.append(line)
+
+
+@pytest.mark.strata_only
+def test_metadump_streams_every_item_and_goes_on(server):
+    """A metadump of many items is streamed (the connection pauses at its
+    output watermark, so a slow reader costs no more), lists each item once,
+    and the commands pipelined behind it are answered at once: memcached
+    runs them only when more bytes arrive, and a "hash" walk of its can
+    miss its start signal and never answer."""
+    keys = [b"mdstream-%06d" % i for i in range(60000)]  # 5 MB of lines
+    with Conn.to(server, timeout=30) as c:
+        for i in range(0, len(keys), 1000):
+            c.send(b"".join(b"set %s 0 0 100 noreply\r\n%s\r\n" %
+                            (k, b"v" * 100) for k in keys[i:i + 1000]))
+        version_line(c)
+        for walk in (b"all", b"hash"):
+            c.send(b"lru_crawler metadump %s\r\nversion\r\n" % walk)
+            time.sleep(0.5)  # the client reads late
+            lines = _read_metadump(c, b"mdstream-")
+            assert len(lines) == len(keys)
+            assert sorted(line.split(b" ")[0][4:] for line in lines) == keys
+            assert c.readline().startswith(b"VERSION ")
+
+
 # -------------------------------------------------------- connection limits
 
 

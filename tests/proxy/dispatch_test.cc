@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@
 
 #include "common/clock.h"
 #include "proxy/output_queue.h"
+#include "proxy/prefix_stats.h"
 #include "proxy/protocol.h"
 #include "proxy/server_context.h"
 #include "proxy/worker_stats.h"
@@ -261,6 +263,176 @@ TEST_F(DispatchTest, ShutdownWhenEnabled) {
 TEST_F(DispatchTest, HttpClosesAfterEarlierReplies) {
   EXPECT_EQ(Run("version\r\nGET / HTTP/1.1\r\nversion\r\n"),
             "VERSION 1.6.18-strata-0.1.0\r\n<close>");
+}
+
+// ------------------------------------------------------- admin commands
+// The bytes memcached 1.6.18 sends for the same requests (with its 48-byte
+// item header in size= and the histogram, one slab class 1 here).
+
+TEST_F(DispatchTest, FixedRepliesHonourNoreply) {
+  EXPECT_EQ(Run("slabs automove 1\r\nslabs automove 1 noreply\r\nlru tune 10 10 0.1 2\r\n"),
+            "OK\r\nOK\r\n");
+  EXPECT_EQ(Run("slabs reassign 1 1\r\nlru_crawler sleep 5\r\nwatch noreply\r\nwatch\r\n"),
+            "SAME src and dst class are identical\r\nOK\r\n"
+            "CLIENT_ERROR watch commands not allowed\r\n");
+}
+
+TEST_F(DispatchTest, StatsCachedump) {
+  EXPECT_EQ(Run("stats cachedump 1 0\r\n"), "END\r\n");
+  Set("plain", 0, "abc");
+  Set("expiring", 100, std::string(70, 'x'));
+  EXPECT_EQ(Run("stats cachedump 2 0\r\n"), "END\r\n");  // strata's items are all in class 1
+  std::string all = Run("stats cachedump 1 0\r\n");
+  EXPECT_TRUE(all.ends_with("END\r\n"));
+  EXPECT_NE(all.find("ITEM plain [3 b; 0 s]\r\n"), std::string::npos) << all;
+  EXPECT_NE(all.find("ITEM expiring [70 b; " + std::to_string(kStart + 100) + " s]\r\n"),
+            std::string::npos)
+      << all;
+  std::string one = Run("stats cachedump 1 1\r\n");
+  EXPECT_EQ(std::count(one.begin(), one.end(), '\n'), 2) << one;
+  EXPECT_EQ(Run("stats cachedump 1\r\nstats cachedump 64 1\r\n"),
+            "CLIENT_ERROR bad command line\r\nCLIENT_ERROR Illegal slab id\r\n");
+}
+
+TEST_F(DispatchTest, StatsCachedumpStopsAtTwoMegabytes) {
+  // 20,000 keys of 200 bytes: about 4.3 MB of ITEM lines without the cap.
+  for (int i = 0; i < 20000; ++i) {
+    std::string key = std::to_string(i) + std::string(200, 'k');
+    ASSERT_EQ(Set(key, 0), "STORED\r\n");
+  }
+  std::string dump = Run("stats cachedump 1 0\r\n");
+  EXPECT_TRUE(dump.ends_with("END\r\n"));
+  EXPECT_LE(dump.size(), 2u * 1024 * 1024 - 1);
+  EXPECT_GT(dump.size(), 2u * 1024 * 1024 - 300);
+}
+
+TEST_F(DispatchTest, Metadump) {
+  EXPECT_EQ(Run("lru_crawler metadump all\r\n"), "END\r\n");
+  Set("foo", 0, "bar");
+  // cas=1: the first store of a fresh tier; la= is the time of the dump.
+  const std::string line =
+      "key=foo exp=-1 la=" + std::to_string(kStart) + " cas=1 fetch=no cls=1 size=65\n";
+  EXPECT_EQ(Run("lru_crawler metadump all\r\n"), line + "END\r\n");
+  EXPECT_EQ(Run("lru_crawler metadump hash\r\n"), line + "END\r\n");
+  EXPECT_EQ(Run("lru_crawler metadump 1,2\r\n"), line + "END\r\n");
+  EXPECT_EQ(Run("lru_crawler metadump 2\r\n"), "END\r\n");
+  EXPECT_EQ(Run("lru_crawler metadump 0\r\n"), "BADCLASS invalid class id\r\n");
+  // Keys are URI-encoded; fetch= follows gets; flags add 4 bytes to size=.
+  Run("set a%b:c 5 100 2\r\nxy\r\nget a%b:c\r\n");
+  std::string dump = Run("lru_crawler metadump all\r\n");
+  EXPECT_NE(dump.find("key=a%25b%3Ac exp=" + std::to_string(kStart + 100) +
+                      " la=" + std::to_string(kStart) + " cas=2 fetch=yes cls=1 size=70\n"),
+            std::string::npos)
+      << dump;
+  // Earlier replies still queued: memcached refuses, and so does strata.
+  EXPECT_EQ(Run("version\r\nlru_crawler metadump all\r\n"),
+            "VERSION 1.6.18-strata-0.1.0\r\nERROR cannot pipeline other commands before "
+            "metadump\r\n");
+}
+
+TEST_F(DispatchTest, MetadumpPausesAndResumesToTheSameBytes) {
+  for (int i = 0; i < 3000; ++i) ASSERT_EQ(Set("key" + std::to_string(i), 0), "STORED\r\n");
+  ctx_.options.output_high_watermark = uint64_t{1} << 40;
+  int pauses = 0;
+  std::string whole = Run("lru_crawler metadump all\r\n", true, &pauses);
+  EXPECT_EQ(pauses, 0);
+  EXPECT_EQ(std::count(whole.begin(), whole.end(), '\n'), 3001);
+  ctx_.options.output_high_watermark = 4096;
+  EXPECT_EQ(Run("lru_crawler metadump all\r\n", true, &pauses), whole);
+  EXPECT_GT(pauses, 5);
+}
+
+TEST_F(DispatchTest, LruCrawlerSwitch) {
+  EXPECT_EQ(Run("lru_crawler enable\r\n"), "ERROR failed to start lru crawler thread\r\n");
+  EXPECT_EQ(Run("lru_crawler crawl all\r\nlru_crawler crawl 0\r\n"),
+            "OK\r\nBADCLASS invalid class id\r\n");
+  EXPECT_NE(Run("stats settings\r\n").find("STAT lru_crawler yes\r\n"), std::string::npos);
+  EXPECT_EQ(Run("lru_crawler disable\r\nlru_crawler disable\r\n"), "OK\r\nOK\r\n");
+  EXPECT_FALSE(ctx_.lru_crawler.load());
+  EXPECT_NE(Run("stats settings\r\n").find("STAT lru_crawler no\r\n"), std::string::npos);
+  // Disabled, the crawler refuses before it looks at the class list.
+  EXPECT_EQ(Run("lru_crawler crawl 0\r\nlru_crawler metadump all\r\n"),
+            "CLIENT_ERROR lru crawler disabled\r\nCLIENT_ERROR lru crawler disabled\r\n");
+  EXPECT_EQ(Run("lru_crawler enable\r\nlru_crawler crawl all\r\n"), "OK\r\nOK\r\n");
+}
+
+TEST_F(DispatchTest, StatsSizes) {
+  EXPECT_EQ(Run("stats sizes\r\n"), "STAT sizes_status disabled\r\nEND\r\n");
+  Set("before", 0, "x");
+  // memcached sends no END after these two.
+  EXPECT_EQ(Run("stats sizes_enable\r\n"), "STAT sizes_status enabled\r\n");
+  EXPECT_NE(Run("stats settings\r\n").find("STAT track_sizes yes\r\n"), std::string::npos);
+  // Only items stored since: 48 + 3 + 1 + 5 + 8 = 65 bytes is the 96 bucket.
+  Set("foo", 0, "bar");
+  Set("big", 0, std::string(1000, 'b'));  // 48 + 3 + 1 + 1002 + 8 = 1062: 1088
+  EXPECT_EQ(Run("stats sizes\r\n"), "STAT 96 1\r\nSTAT 1088 1\r\nEND\r\n");
+  EXPECT_EQ(Run("stats sizes_enable\r\n"), "STAT sizes_status enabled\r\n");
+  EXPECT_EQ(Run("stats sizes_disable\r\n"), "STAT sizes_status disabled\r\n");
+  EXPECT_EQ(Run("stats sizes\r\n"), "STAT sizes_status disabled\r\nEND\r\n");
+}
+
+TEST_F(DispatchTest, StatsDetail) {
+  EXPECT_EQ(Run("stats detail dump\r\n"), "END\r\n");
+  EXPECT_EQ(Run("stats detail\r\nstats detail x\r\n"),
+            "CLIENT_ERROR usage: stats detail on|off|dump\r\n"
+            "CLIENT_ERROR usage: stats detail on|off|dump\r\n");
+  Run("set foo:1 0 0 1\r\nx\r\n");  // not counted: detail is off
+  EXPECT_EQ(Run("stats detail on\r\n"), "OK\r\n");
+  EXPECT_NE(Run("stats settings\r\n").find("STAT detail_enabled yes\r\n"), std::string::npos);
+  // Gets (hit or not, gat too), stores (failed ones too) and deletes count;
+  // keys without a ':' do not.
+  Run("set foo:123 0 0 6\r\nfooval\r\nget foo:123 foo:124 nocolon\r\ndelete foo:125\r\n"
+      "gat 0 foo:123\r\nadd foo:123 0 0 1\r\nx\r\nincr foo:9 1\r\ntouch foo:123 0\r\n"
+      "set user:1 0 0 1\r\nx\r\n");
+  // memcached's order: bucket murmur3("user") % 256 = 13 before foo's 32.
+  EXPECT_EQ(Run("stats detail dump\r\n"),
+            "PREFIX user get 0 hit 0 set 1 del 0\r\n"
+            "PREFIX foo get 3 hit 2 set 2 del 1\r\nEND\r\n");
+  EXPECT_EQ(Run("stats reset\r\nstats detail dump\r\n"), "RESET\r\nEND\r\n");
+  EXPECT_EQ(Run("stats detail off\r\nget foo:123\r\nstats detail dump\r\n"),
+            "OK\r\nVALUE foo:123 0 6\r\nfooval\r\nEND\r\nEND\r\n");
+}
+
+TEST(PrefixStatsTest, MurmurMatchesMemcached) {
+  // Values from memcached 1.6.18's murmur3_hash.c.
+  EXPECT_EQ(PrefixStats::Murmur3(""), 0u);
+  EXPECT_EQ(PrefixStats::Murmur3("a"), 1009084850u);
+  EXPECT_EQ(PrefixStats::Murmur3("ab"), 2613040991u);
+  EXPECT_EQ(PrefixStats::Murmur3("abc"), 3017643002u);
+  EXPECT_EQ(PrefixStats::Murmur3("abcd"), 1139631978u);
+  EXPECT_EQ(PrefixStats::Murmur3("abcde"), 3902511862u);
+  EXPECT_EQ(PrefixStats::Murmur3("session"), 3104698976u);
+}
+
+TEST(PrefixStatsTest, MatchesAsMemcachedDoes) {
+  PrefixStats p;
+  p.RecordSet("a:1");  // off: nothing
+  EXPECT_EQ(p.Dump(), "END\r\n");
+  p.SetEnabled(true);
+  p.RecordSet("ab:1");
+  // memcached's strncmp(prefix, key, length) also matches an entry that
+  // only starts with the key's prefix, when both land in one bucket; "ab"
+  // and "a" do not, so they are two prefixes.
+  p.RecordGet("a:1", true);
+  p.RecordDelete("ab:2");
+  EXPECT_EQ(p.Dump(),
+            "PREFIX ab get 0 hit 0 set 1 del 1\r\nPREFIX a get 1 hit 1 set 0 del 0\r\n"
+            "END\r\n");
+  // An empty prefix is one too (memcached would count it under any prefix
+  // already in its bucket, 0: strncmp of 0 bytes).
+  p.RecordGet(":x", false);
+  EXPECT_NE(p.Dump().find("PREFIX  get 1 hit 0"), std::string::npos);
+  p.Clear();
+  EXPECT_EQ(p.Dump(), "END\r\n");
+}
+
+TEST(PrefixStatsTest, KeepsAtMostMaxPrefixes) {
+  PrefixStats p;
+  p.SetEnabled(true);
+  for (size_t i = 0; i < PrefixStats::kMaxPrefixes + 50; ++i) p.RecordSet(std::to_string(i) + ":k");
+  std::string dump = p.Dump();
+  EXPECT_EQ(static_cast<size_t>(std::count(dump.begin(), dump.end(), '\n')),
+            PrefixStats::kMaxPrefixes + 1);
 }
 
 // ----------------------------------------------------- paused multi-gets

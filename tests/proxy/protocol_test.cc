@@ -495,6 +495,189 @@ TEST_F(ProtocolTest, Stats) {
   EXPECT_EQ(many.args[1], "a1");
 }
 
+// ------------------------------------------------------- admin commands
+// Every reply below is what memcached 1.6.18 (Debian's build, default
+// options) sends for the same line, as test_differential.py checks on the
+// real binary.
+
+class AdminTest : public ProtocolTest {
+ protected:
+  // Expects a kFixedReply with `reply` and `noreply`.
+  void ExpectFixed(const std::string& line, std::string_view reply, bool noreply = false) {
+    Command cmd = Parse(line);
+    EXPECT_EQ(cmd.type, CommandType::kFixedReply) << line << " -> " << DescribeCommand(cmd);
+    EXPECT_EQ(cmd.reply, reply) << line;
+    EXPECT_EQ(cmd.noreply, noreply) << line;
+  }
+};
+
+TEST_F(AdminTest, SlabsAutomove) {
+  for (const char* level : {"0", "1", "2", " 1", "4294967297", "+1"}) {
+    ExpectFixed(std::string("slabs automove ") + level, "OK");
+  }
+  ExpectFixed("slabs automove 1 2 3", "OK");  // extra tokens are ignored
+  ExpectFixed("slabs automove 3", kError);
+  ExpectFixed("slabs automove -1", kBadFormat);
+  ExpectFixed("slabs automove invalid", kBadFormat);
+  ExpectFixed("slabs automove 1x", kBadFormat);
+  // noreply hides every reply of automove, errors too.
+  ExpectFixed("slabs automove 1 noreply", "OK", true);
+  ExpectFixed("slabs automove invalid noreply", kBadFormat, true);
+  ExpectFixed("slabs automove noreply", kBadFormat, true);
+  ExpectFixed("slabs automove ratio 0.5", "OK");
+  ExpectFixed("slabs automove ratio 1e3 x", "OK");
+  ExpectFixed("slabs automove ratio .5 noreply", "OK", true);
+  ExpectFixed("slabs automove ratio", kError);
+  ExpectFixed("slabs automove ratio abc", kError);
+  ExpectFixed("slabs automove ratio 0.5x", kError);
+  ExpectFixed("slabs automove ratio 1e999", kError);   // ERANGE
+  ExpectFixed("slabs automove ratio 1e-999", kError);  // underflow is ERANGE too
+}
+
+TEST_F(AdminTest, SlabsReassign) {
+  ExpectFixed("slabs reassign 1 1", "SAME src and dst class are identical");
+  ExpectFixed("slabs reassign 5 5", "SAME src and dst class are identical");
+  ExpectFixed("slabs reassign 1 0", "NOSPARE source class has no spare pages");
+  ExpectFixed("slabs reassign 0 1", "NOSPARE source class has no spare pages");
+  // strata has classes 0 (memcached's page pool) and 1; -1 picks a class
+  // with a spare page, of which there is none.
+  ExpectFixed("slabs reassign 1 2", "BADCLASS invalid src or dst class id");
+  ExpectFixed("slabs reassign -1 1", "BADCLASS invalid src or dst class id");
+  ExpectFixed("slabs reassign 1 200", "BADCLASS invalid src or dst class id");
+  ExpectFixed("slabs reassign a b", kBadFormat);
+  ExpectFixed("slabs reassign 1 b", kBadFormat);
+  // Exactly four tokens, and no noreply.
+  ExpectFixed("slabs reassign 1", kError);
+  ExpectFixed("slabs reassign 1 2 noreply", kError);
+  ExpectFixed("slabs", kError);
+  ExpectFixed("slabs automove", kError);
+  ExpectFixed("slabs foo 1 2", kError);
+  ExpectFixed("slabs noreply", kError);
+}
+
+TEST_F(AdminTest, Lru) {
+  ExpectFixed("lru tune 10 10 0.1 2.0", "OK");
+  ExpectFixed("lru tune 10 10 0.1 2.0 noreply", "OK", true);
+  ExpectFixed("lru tune 50 50 0.1 2.0", "ERROR hot and warm pcts must not exceed 80");
+  ExpectFixed("lru tune 40 40 1 1", "OK");
+  // The sum is a 32-bit unsigned one, as memcached's.
+  ExpectFixed("lru tune 4294967295 2 0.1 2.0", "OK");
+  ExpectFixed("lru tune 10 10 0 2.0", "ERROR hot/warm age factors must be greater than 0");
+  ExpectFixed("lru tune 10 10 0.1 -1", "ERROR hot/warm age factors must be greater than 0");
+  ExpectFixed("lru tune 10 10 nan 2", "OK");  // NaN <= 0 is false
+  ExpectFixed("lru tune a 10 0.1 2.0", kError);
+  ExpectFixed("lru tune 10 10 0.1", kError);
+  ExpectFixed("lru tune 10 10 0.1 noreply", kError, true);
+  ExpectFixed("lru mode flat", "OK");
+  ExpectFixed("lru mode segmented", "OK");
+  ExpectFixed("lru mode segmented noreply", "OK", true);
+  ExpectFixed("lru mode foo", kError);
+  ExpectFixed("lru mode", kError);
+  ExpectFixed("lru temp_ttl 100", "OK");
+  ExpectFixed("lru temp_ttl -1", "OK");
+  ExpectFixed("lru temp_ttl abc", kError);
+  ExpectFixed("lru foo", kError);
+  ExpectFixed("lru noreply", kError, true);
+  ExpectError("lru", kError);  // memcached wants two tokens before it looks
+}
+
+TEST_F(AdminTest, LruCrawlerTunables) {
+  ExpectFixed("lru_crawler tocrawl 100", "OK");
+  ExpectFixed("lru_crawler tocrawl abc", kBadFormat);
+  ExpectFixed("lru_crawler sleep 0", "OK");
+  ExpectFixed("lru_crawler sleep 1000000", "OK");
+  ExpectFixed("lru_crawler sleep 1000001", "CLIENT_ERROR sleep must be one second or less");
+  ExpectFixed("lru_crawler sleep abc", kBadFormat);
+  // lru_crawler never takes noreply: a fourth token is ERROR.
+  ExpectError("lru_crawler sleep 100 noreply", kError);
+  ExpectError("lru_crawler", kError);
+  ExpectError("lru_crawler crawl", kError);
+  ExpectError("lru_crawler crawl all noreply", kError);
+  ExpectError("lru_crawler foo", kError);
+  ExpectError("lru_crawler foo bar", kError);
+  ExpectError("lru_crawler enable now", kError);
+}
+
+TEST_F(AdminTest, LruCrawlerCommands) {
+  auto crawler = [&](const std::string& line, CrawlerOp op, std::string_view reply,
+                     uint32_t class1) {
+    Command cmd = Parse(line);
+    EXPECT_EQ(cmd.type, CommandType::kLruCrawler) << line;
+    EXPECT_EQ(cmd.crawler, op) << line;
+    EXPECT_EQ(cmd.reply, reply) << line;
+    EXPECT_EQ(cmd.number, class1) << line;
+    EXPECT_FALSE(cmd.noreply) << line;
+  };
+  crawler("lru_crawler enable", CrawlerOp::kEnable, "", 0);
+  crawler("lru_crawler disable", CrawlerOp::kDisable, "", 0);
+  crawler("lru_crawler crawl all", CrawlerOp::kCrawl, "", 1);
+  crawler("lru_crawler crawl 1", CrawlerOp::kCrawl, "", 1);
+  crawler("lru_crawler crawl 2,1", CrawlerOp::kCrawl, "", 1);
+  crawler("lru_crawler crawl 2,3", CrawlerOp::kCrawl, "", 0);
+  crawler("lru_crawler crawl 63", CrawlerOp::kCrawl, "", 0);
+  crawler("lru_crawler crawl ,,1,,", CrawlerOp::kCrawl, "", 1);  // strtok skips empties
+  crawler("lru_crawler crawl 0", CrawlerOp::kCrawl, "BADCLASS invalid class id", 0);
+  crawler("lru_crawler crawl 64", CrawlerOp::kCrawl, "BADCLASS invalid class id", 0);
+  crawler("lru_crawler crawl 1,x", CrawlerOp::kCrawl, "BADCLASS invalid class id", 0);
+  crawler("lru_crawler crawl abc", CrawlerOp::kCrawl, "BADCLASS invalid class id", 0);
+  crawler("lru_crawler crawl ,,,", CrawlerOp::kCrawl, "NOTSTARTED no items to crawl", 0);
+  crawler("lru_crawler crawl hash", CrawlerOp::kCrawl, "ERROR an unknown error happened", 0);
+  crawler("lru_crawler metadump all", CrawlerOp::kMetadump, "", 1);
+  crawler("lru_crawler metadump hash", CrawlerOp::kMetadump, "", 1);
+  crawler("lru_crawler metadump 1", CrawlerOp::kMetadump, "", 1);
+  crawler("lru_crawler metadump 5", CrawlerOp::kMetadump, "", 0);
+  crawler("lru_crawler metadump 0", CrawlerOp::kMetadump, "BADCLASS invalid class id", 0);
+  crawler("lru_crawler metadump x", CrawlerOp::kMetadump, "BADCLASS invalid class id", 0);
+}
+
+TEST_F(AdminTest, Watch) {
+  // As memcached started with -W: strata has no log stream to watch.
+  ExpectError("watch", "CLIENT_ERROR watch commands not allowed");
+  ExpectError("watch fetchers mutations", "CLIENT_ERROR watch commands not allowed");
+  ExpectError("watch foo", "CLIENT_ERROR watch commands not allowed");
+  ExpectError("watch fetchers noreply", "CLIENT_ERROR watch commands not allowed", true);
+}
+
+TEST_F(AdminTest, StatsCachedump) {
+  Command dump = Parse("stats cachedump 1 100");
+  EXPECT_EQ(dump.type, CommandType::kStats);
+  ASSERT_EQ(dump.nargs, 3u);
+  EXPECT_EQ(dump.args[0], "cachedump");
+  EXPECT_EQ(dump.number, 1u);
+  EXPECT_EQ(dump.delta, 100u);
+  Command all = Parse("stats cachedump 63 0 extra");
+  EXPECT_EQ(all.number, 63u);
+  EXPECT_EQ(all.delta, 0u);
+  ExpectError("stats cachedump", "CLIENT_ERROR bad command line");
+  ExpectError("stats cachedump 1", "CLIENT_ERROR bad command line");
+  ExpectError("stats cachedump a b", kBadFormat);
+  ExpectError("stats cachedump 1 -1", kBadFormat);
+  ExpectError("stats cachedump 64 1", "CLIENT_ERROR Illegal slab id");
+  // memcached truncates to 32 bits: 2^32 is class 0, 2^32 + 1 class 1.
+  EXPECT_EQ(Parse("stats cachedump 4294967296 1").number, 0u);
+  EXPECT_EQ(Parse("stats cachedump 4294967297 1").number, 1u);
+}
+
+TEST_F(AdminTest, SafeStrtod) {
+  double d = 0;
+  EXPECT_TRUE(SafeStrtod("0.5", &d));
+  EXPECT_EQ(d, 0.5);
+  EXPECT_TRUE(SafeStrtod(" -2e1", &d));
+  EXPECT_EQ(d, -20);
+  EXPECT_TRUE(SafeStrtod("1.5\t", &d));  // white space may follow
+  EXPECT_TRUE(SafeStrtod("inf", &d));
+  EXPECT_TRUE(SafeStrtod("0x10", &d));
+  EXPECT_EQ(d, 16);
+  EXPECT_FALSE(SafeStrtod("", &d));
+  EXPECT_FALSE(SafeStrtod("x", &d));
+  EXPECT_FALSE(SafeStrtod("1.5x", &d));
+  EXPECT_FALSE(SafeStrtod("1e400", &d));
+  EXPECT_EQ(d, 0);
+  std::string long_number = "0." + std::string(200, '0') + "1";
+  EXPECT_TRUE(SafeStrtod(long_number, &d));
+  EXPECT_GT(d, 0);
+}
+
 TEST_F(ProtocolTest, Shutdown) {
   Command plain = Parse("shutdown");
   EXPECT_EQ(plain.type, CommandType::kShutdown);
@@ -513,8 +696,9 @@ TEST_F(ProtocolTest, UnknownCommands) {
   ExpectError("SET k 0 0 1", kError);
   ExpectError("g", kError);
   ExpectError("x", kError);
-  ExpectError("lru_crawler metadump all", kError);
-  ExpectError("watch", kError);
+  ExpectError("slab automove 1", kError);
+  ExpectError("lru_crawl crawl all", kError);
+  ExpectError("watches", kError);
   ExpectError("", kError);
   ExpectError("    ", kError);
 }
@@ -644,6 +828,31 @@ TEST_F(ProtocolTest, LineLimit) {
   Parsed long_line("stats " + std::string(5000, 's') + "\r\n");
   EXPECT_EQ(long_line.result.status, ParseStatus::kCommand);
   EXPECT_EQ(long_line.cmd.type, CommandType::kStats);
+}
+
+// memcached applies the 2048-byte rule to what its 16 KiB buffer holds after
+// a read: the caller passes a larger limit while more of a read is coming.
+TEST_F(ProtocolTest, CallersLineLimit) {
+  auto status = [](const std::string& in, size_t limit) {
+    Command cmd;
+    return ParseCommand(in, &cmd, limit).status;
+  };
+  const std::string garbage(5000, 'x');
+  EXPECT_EQ(status(garbage, kLineLimit), ParseStatus::kClose);
+  EXPECT_EQ(status(garbage, kReadBufferSize - 1), ParseStatus::kNeedMore);
+  EXPECT_EQ(status(std::string(kReadBufferSize - 1, 'x'), kReadBufferSize - 1),
+            ParseStatus::kNeedMore);
+  EXPECT_EQ(status(std::string(kReadBufferSize, 'x'), kReadBufferSize - 1), ParseStatus::kClose);
+  // A limit below memcached's 2048 is raised to it.
+  EXPECT_EQ(status(std::string(kLineLimit, 'x'), 10), ParseStatus::kNeedMore);
+  // Whatever the limit, a line with its newline is parsed, and a get line
+  // may grow.
+  EXPECT_EQ(status(garbage + "\r\n", kLineLimit), ParseStatus::kCommand);
+  EXPECT_EQ(status("get " + garbage, kLineLimit), ParseStatus::kNeedMore);
+  Command cmd;
+  ParseResult r = ParseCommand(std::string(15000, 'x') + "\r\n", &cmd, kLineLimit);
+  EXPECT_EQ(r.status, ParseStatus::kCommand);
+  EXPECT_EQ(cmd.reply, kError);
 }
 
 TEST_F(ProtocolTest, MultigetCap) {

@@ -974,5 +974,45 @@ TEST_F(RamTierTest, TableGrowthKeepsEveryItem) {
   EXPECT_EQ(found, keys.size());
 }
 
+TEST_F(RamTierTest, ListItemsWalksEveryLiveItemOnce) {
+  // An empty tier: nothing, in calls that each visit a bounded run of slots.
+  uint64_t cursor = 0;
+  std::vector<RamTier::ListedItem> listed;
+  size_t empty_calls = 0;
+  while (tier_->ListItems(&cursor, 1, &listed)) ++empty_calls;
+  EXPECT_TRUE(listed.empty());
+  EXPECT_GT(empty_calls, 2u);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(Put(Key(i), "v"), StoreResult::kStored);
+  ASSERT_EQ(Put("expiring", "v", StoreMode::kSet, 0, Now() + 10), StoreResult::kStored);
+  ASSERT_EQ(Put("expired", "v", StoreMode::kSet, 0, Now() + 1), StoreResult::kStored);
+  ASSERT_TRUE(Value(Key(7)));  // fetched
+  clock_.Advance(1);
+  // Batches of 7: every shard is walked, in steps that resume mid-shard.
+  cursor = 0;
+  std::multiset<std::string> keys;
+  size_t calls = 0;
+  bool more = true;
+  while (more) {
+    std::vector<RamTier::ListedItem> batch;
+    more = tier_->ListItems(&cursor, 7, &batch);
+    EXPECT_LE(batch.size(), 7u);
+    ++calls;
+    for (const RamTier::ListedItem& l : batch) {
+      keys.insert(std::string(l.item->Key()));
+      EXPECT_EQ(l.fetched, l.item->Key() == Key(7)) << l.item->Key();
+      EXPECT_EQ(l.exptime, l.item->Key() == "expiring" ? Now() + 9 : 0u) << l.item->Key();
+    }
+  }
+  EXPECT_GE(calls, 1001u / 7);
+  EXPECT_EQ(keys.size(), 1001u);  // the expired one is not listed
+  EXPECT_EQ(keys.count("expired"), 0u);
+  EXPECT_EQ(keys.count("expiring"), 1u);
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(keys.count(Key(i)), 1u) << i;
+  // A finished walk stays finished.
+  listed.clear();
+  EXPECT_FALSE(tier_->ListItems(&cursor, 7, &listed));
+  EXPECT_TRUE(listed.empty());
+}
+
 }  // namespace
 }  // namespace strata::tiers
