@@ -186,6 +186,7 @@ SsdLog::~SsdLog() {
     stop_ = true;
   }
   cv_.notify_all();
+  reclaim_cv_.notify_all();
   writer_.join();
   reclaimer_.join();
 }
@@ -680,6 +681,7 @@ common::Status SsdLog::Recover() {
   durable_pos_.store(Position(active_->seq, resumed ? active_->fill : 0),
                      std::memory_order_release);
   reclaim_next_ = (active_->region + 1) % region_count_;
+  reclaim_cv_.notify_all();
   if (recovery_.refusals > 0) {
     // What was refused stays refused: a later recovery, which may no longer
     // see the damage that decided it (the log moves on), sees this marker.
@@ -744,7 +746,7 @@ void SsdLog::OpenRegionLocked(Buffer* b, uint32_t region) {
   }
   // The next region to open is the oldest: it is reclaimed ahead.
   reclaim_next_ = (region + 1) % region_count_;
-  cv_.notify_all();
+  reclaim_cv_.notify_all();
 }
 
 size_t SsdLog::RoomLocked(const Buffer* b, size_t extra_entries) const {
@@ -1077,7 +1079,7 @@ void SsdLog::ReclaimerLoop() {
   reclaim_queue_ = queue.get();
   std::unique_lock lock(mu_);
   for (;;) {
-    cv_.wait(lock, [this] { return stop_ || reclaim_next_ != UINT32_MAX; });
+    reclaim_cv_.wait(lock, [this] { return stop_ || reclaim_next_ != UINT32_MAX; });
     if (stop_) break;
     uint32_t region = reclaim_next_;
     reclaim_next_ = UINT32_MAX;

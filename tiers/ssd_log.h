@@ -306,7 +306,8 @@ class SsdLog {
   uint64_t live_capacity_;  // bytes live records may fill (live_share)
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;          // jobs, commits, durability, hooks
+  std::condition_variable reclaim_cv_;  // a region to reclaim, or stop
   std::unique_ptr<Buffer> buffers_[2];
   Buffer* active_ = nullptr;
   std::vector<uint64_t> region_seq_;  // current sequence number of each region
