@@ -72,6 +72,7 @@ struct Options {
   uint64_t keys = 100000;
   uint64_t value_size = 100;
   double get_ratio = 0.9;
+  double delete_ratio = 0;  // of the requests that are not gets
   double duration_s = 10;
   uint64_t requests = 0;  // when > 0, run this many requests instead of a duration
   bool warmup = false;
@@ -94,6 +95,8 @@ void PrintUsage(FILE* out) {
                "  --keys N             key space size (100000)\n"
                "  --value-size N       value bytes, suffixes k/m allowed (100)\n"
                "  --get-ratio F        fraction of gets, the rest are sets (0.9)\n"
+               "  --delete-ratio F     of the requests that are not gets, the fraction\n"
+               "                       that are deletes instead of sets (0)\n"
                "  --duration T         measured phase length: 10s, 500ms, 2m (10s)\n"
                "  --requests N         run N requests instead of a duration\n"
                "  --warmup             preload every key with pipelined sets first\n"
@@ -208,6 +211,12 @@ Options ParseOptions(int argc, char** argv) {
       opt.get_ratio = ParseDouble(arg, next(), &suffix);
       if (!suffix.empty() || opt.get_ratio < 0 || opt.get_ratio > 1) {
         UsageError("--get-ratio must be between 0 and 1");
+      }
+    } else if (arg == "--delete-ratio") {
+      std::string suffix;
+      opt.delete_ratio = ParseDouble(arg, next(), &suffix);
+      if (!suffix.empty() || opt.delete_ratio < 0 || opt.delete_ratio > 1) {
+        UsageError("--delete-ratio must be between 0 and 1");
       }
     } else if (arg == "--duration") {
       opt.duration_s = ParseSeconds(arg, next());
@@ -376,8 +385,9 @@ class Keyspace {
 };
 
 struct Counters {
-  uint64_t gets = 0;  // get replies (hit, miss or error reply)
-  uint64_t sets = 0;  // set replies (stored or error reply)
+  uint64_t gets = 0;     // get replies (hit, miss or error reply)
+  uint64_t sets = 0;     // set replies (stored or error reply)
+  uint64_t deletes = 0;  // delete replies (deleted, not found or error reply)
   uint64_t hits = 0;
   uint64_t misses = 0;
   uint64_t error_replies = 0;  // ERROR, CLIENT_ERROR, SERVER_ERROR, NOT_STORED, ...
@@ -385,11 +395,12 @@ struct Counters {
   uint64_t lost = 0;           // requests whose connection failed before the reply
   uint64_t conn_failures = 0;
 
-  uint64_t ops() const { return gets + sets; }
+  uint64_t ops() const { return gets + sets + deletes; }
   uint64_t errors() const { return error_replies + bad_values + lost; }
   void Add(const Counters& o) {
     gets += o.gets;
     sets += o.sets;
+    deletes += o.deletes;
     hits += o.hits;
     misses += o.misses;
     error_replies += o.error_replies;
@@ -412,6 +423,7 @@ struct PhaseControl {
 struct Request {
   bool is_get;
   uint64_t key;
+  bool is_delete = false;
 };
 
 enum class ParseState { kLine, kData, kDataEnd };
@@ -584,6 +596,8 @@ class Worker {
         uint64_t key = c.rng.Below(opt_.keys);
         if (c.rng.Unit() < opt_.get_ratio) {
           AddGet(c, key);
+        } else if (opt_.delete_ratio > 0 && c.rng.Unit() < opt_.delete_ratio) {
+          AddDelete(c, key);
         } else {
           AddSet(c, key);
         }
@@ -618,6 +632,13 @@ class Worker {
     keyspace_.AppendKey(key, &c.text);
     c.text.append("\r\n");
     c.batch.push_back({true, key});
+  }
+
+  void AddDelete(Connection& c, uint64_t key) {
+    c.text.append("delete ");
+    keyspace_.AppendKey(key, &c.text);
+    c.text.append("\r\n");
+    c.batch.push_back({false, key, true});
   }
 
   void AddSet(Connection& c, uint64_t key) {
@@ -823,6 +844,16 @@ class Worker {
       }
       c.got_value = false;
       ++k.gets;
+    } else if (req.is_delete) {
+      if (line != "DELETED" && line != "NOT_FOUND") {
+        if (!IsErrorReply(line)) {
+          Kill(c, "unexpected reply to delete: " + std::string(line));
+          return;
+        }
+        ++k.error_replies;
+        if (first_error_.empty()) first_error_ = "delete: " + std::string(line);
+      }
+      ++k.deletes;
     } else {
       if (line != "STORED") {
         if (!IsErrorReply(line)) {
@@ -1007,14 +1038,16 @@ int Main(int argc, char** argv) {
   if (!opt.warmup_only) {
     std::printf("%s:%s %d conns x pipeline %d, %" PRIu64 " keys, %" PRIu64
                 " B values, get ratio %.2f: %.0f ops/s in %.3f s; gets %" PRIu64 " (hits %" PRIu64
-                ", misses %" PRIu64 "), sets %" PRIu64 ", errors %" PRIu64
+                ", misses %" PRIu64 "), sets %" PRIu64 ", deletes %" PRIu64 ", errors %" PRIu64
                 "; latency us p50 %.1f p90 %.1f p99 %.1f p99.9 %.1f max %.1f\n",
                 opt.host.c_str(), opt.port.c_str(), opt.connections, opt.pipeline, opt.keys,
                 opt.value_size, opt.get_ratio, ops_per_s, duration_s, total.gets, total.hits,
-                total.misses, total.sets, total.errors(), p50, p90, p99, p999, Us(hist.max()));
+                total.misses, total.sets, total.deletes, total.errors(), p50, p90, p99, p999,
+                Us(hist.max()));
   }
   std::printf(
       "JSON {\"ops_per_s\": %.1f, \"ops\": %" PRIu64 ", \"gets\": %" PRIu64 ", \"sets\": %" PRIu64
+      ", \"deletes\": %" PRIu64
       ", \"hits\": %" PRIu64 ", \"misses\": %" PRIu64 ", \"errors\": %" PRIu64
       ", \"error_replies\": %" PRIu64 ", \"bad_values\": %" PRIu64 ", \"lost\": %" PRIu64
       ", \"conn_failures\": %" PRIu64
@@ -1024,12 +1057,13 @@ int Main(int argc, char** argv) {
       ", \"random_values\": %s"
       ", \"connections\": %d, "
       "\"threads\": %d, \"pipeline\": %d, \"keys\": %" PRIu64 ", \"value_size\": %" PRIu64
-      ", \"get_ratio\": %.4f, \"seed\": %" PRIu64 "}\n",
-      ops_per_s, total.ops(), total.gets, total.sets, total.hits, total.misses, total.errors(),
+      ", \"get_ratio\": %.4f, \"delete_ratio\": %.4f, \"seed\": %" PRIu64 "}\n",
+      ops_per_s, total.ops(), total.gets, total.sets, total.deletes, total.hits, total.misses, total.errors(),
       total.error_replies, total.bad_values, total.lost, total.conn_failures + warm.conn_failures,
       p50, p90, p99, p999, Us(hist.max()), hist.mean() / 1000.0, duration_s, warmup_s, warm.sets,
       warm.errors(), opt.warmup_rate, opt.random_values ? "true" : "false", opt.connections,
-      opt.threads, opt.pipeline, opt.keys, opt.value_size, opt.get_ratio, opt.seed);
+      opt.threads, opt.pipeline, opt.keys, opt.value_size, opt.get_ratio, opt.delete_ratio,
+      opt.seed);
   std::fflush(stdout);
   if (!first_error.empty())
     std::fprintf(stderr, "strata_loadgen: first error: %s\n", first_error.c_str());
