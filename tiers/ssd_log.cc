@@ -662,8 +662,8 @@ common::Status SsdLog::Recover() {
       b->tail_fill = last_end;
       b->failed = false;
       b->sealed = false;
-      b->spare_block = MirrorBlocks(b->mirror.size());  // zeroed above
       b->mirror = std::move(scan.mirror);
+      b->spare_block = MirrorBlocks(b->mirror.size());  // zeroed above
       b->mirror_enqueued = b->mirror.size();
       active_ = b;
       resumed = true;
@@ -1000,13 +1000,11 @@ void SsdLog::RunJobLocked(std::unique_lock<std::mutex>& lock) {
   BlockingIo(*writer_queue_, reqs, n);
   lock.lock();
   writing_ = false;
-  bool ok = true;
   for (size_t i = 0; i < n; ++i) {
     if (reqs[i].result == static_cast<int64_t>(reqs[i].len)) {
       c_->device_bytes_written.fetch_add(reqs[i].len, std::memory_order_relaxed);
       continue;
     }
-    ok = false;
     // The records in the failed range are not on the device: they become
     // misses, and the region takes no more records. The cache goes on.
     uint64_t errors = c_->write_errors.fetch_add(1, std::memory_order_relaxed);
@@ -1025,7 +1023,6 @@ void SsdLog::RunJobLocked(std::unique_lock<std::mutex>& lock) {
                   static_cast<unsigned long long>(errors + 1));
     }
   }
-  (void)ok;
   // Replies waiting for this position go on even after an error (the
   // device is failing; the error is counted and logged above).
   if (durable_pos_.load(std::memory_order_relaxed) < job.durable_to) {
