@@ -215,6 +215,16 @@ check("set g 0 0 2\r\n20\r\n", "STORED\r\n"); check("incr g 1\r\n", "21\r\n")
 check("delete h\r\n", "DELETED\r\n"); check("touch h 0\r\n", "NOT_FOUND\r\n")
 check("get a b c d e f g h\r\n", "VALUE b 0 3\r\nnew\r\nVALUE e 0 3\r\nnew\r\nVALUE g 0 2\r\n21\r\nEND\r\n")
 
+# FlushAllDuringAnSsdReadWins (the flush first)
+fresh()
+check("set a 0 0 3\r\nold\r\nset b 0 0 3\r\nold\r\nset c 0 0 2\r\n10\r\n", "STORED\r\n" * 3)
+check("flush_all\r\n", "OK\r\n")
+check("get a b\r\n", "END\r\n")
+check("set a 0 0 3\r\nold\r\nset b 0 0 3\r\nold\r\n", "STORED\r\nSTORED\r\n")
+check("flush_all\r\n", "OK\r\n")
+check("append a 0 0 1\r\n!\r\n", "NOT_STORED\r\n")
+check("get a b c\r\n", "END\r\n")
+
 # WritesOfSsdKeysWaitForTheirInvalidation
 fresh()
 writes = [("delete K\r\n", "DELETED\r\n"), ("set K 0 0 1\r\nx\r\n", "STORED\r\n"),

@@ -54,10 +54,17 @@ namespace {
 
 constexpr int64_t kStart = 1'700'000'000;
 
-// The connection's part of IoWaiter: counts the times it is told.
+// The connection's part of IoWaiter: counts the times it is told, and
+// may say the connection memory cap is reached.
 struct RecordingWaiter final : IoWaiter {
   int done = 0;
+  int full_every = 0;  // MemoryFull() on every n-th question (0: never)
+  int asked = 0;
   void OnIoDone() override { ++done; }
+  bool MemoryFull(const AsyncState&) override {
+    ++asked;
+    return full_every > 0 && asked % full_every == 0;
+  }
 };
 
 // One client connection: its reply queue and its AsyncState.
@@ -355,6 +362,13 @@ TEST_F(SsdDispatchTest, MultiGetWaitsOncePerBatch) {
   EXPECT_EQ(Run(request), reply);
   EXPECT_EQ(conn_.waits, 6);
   EXPECT_EQ(Stat(Counter::kConnYields) - yields, 2u);
+  // The connection memory cap ends a batch early (asked before each key
+  // but a batch's first) and pauses the get: more, shorter batches.
+  ctx_.options.output_high_watermark = uint64_t{1} << 40;
+  conn_.waiter.full_every = 5;
+  EXPECT_EQ(Run(request), reply);
+  EXPECT_GT(conn_.waits, 6 + 3);
+  EXPECT_GT(conn_.waiter.asked, 150);
 }
 
 // gat/gats of keys only the SSD has: the item returns to RAM with the new
@@ -708,6 +722,20 @@ TEST_F(SsdDispatchTest, WriteDuringAnSsdReadWins) {
   EXPECT_EQ(Run("get a b c d e f g h\r\n"),
             "VALUE b 0 3\r\nnew\r\nVALUE e 0 3\r\nnew\r\nVALUE g 0 2\r\n21\r\nEND\r\n");
   EXPECT_EQ(conn_.waits, 10);
+}
+
+// flush_all from another connection while a read is in flight wins too.
+TEST_F(SsdDispatchTest, FlushAllDuringAnSsdReadWins) {
+  ASSERT_EQ(Run("set a 0 0 3\r\nold\r\nset b 0 0 3\r\nold\r\nset c 0 0 2\r\n10\r\n"),
+            "STORED\r\nSTORED\r\nSTORED\r\n");
+  ToDevice({"a", "b", "c"});
+  auto flush = [this](int) { EXPECT_EQ(Run(other_, "flush_all\r\n"), "OK\r\n"); };
+  EXPECT_EQ(Run("get a b\r\n", flush), "END\r\n");
+  ASSERT_EQ(Run("set a 0 0 3\r\nold\r\nset b 0 0 3\r\nold\r\n"), "STORED\r\nSTORED\r\n");
+  ToDevice({"a", "b"});
+  EXPECT_EQ(Run("append a 0 0 1\r\n!\r\n", flush), "NOT_STORED\r\n");
+  EXPECT_EQ(Run("get a b c\r\n"), "END\r\n");
+  EXPECT_EQ(conn_.waits, 2);
 }
 
 // ---------------------------------------------------------- durability
