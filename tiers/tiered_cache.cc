@@ -95,7 +95,7 @@ class TieredCache::PromoteOp final : public SsdReadDone {
       // The key left the log while it was looked up or read (superseded,
       // or promoted by another command): RAM's version, if any, is the
       // answer.
-      result = cache_.ram_.Get(key_, options_.new_exptime);
+      result = cache_.GetFromRam(key_, options_.new_exptime);
     }
     SsdReadDone* done = done_;
     delete this;
@@ -126,7 +126,7 @@ ItemRef TieredCache::FinishPromotion(ItemRef item, uint64_t hash, const SsdLocat
       return item;
     }
     // RAM got the key meanwhile: that version is the one to touch.
-    return ram_.Get(key, options.new_exptime);
+    return GetFromRam(key, options.new_exptime);
   }
   item->ssd_copy = 1;  // unchanged since its record: no rewrite on eviction
   if (options.only_if_hot && !WorthPromoting(hash, ItemCharge(item.get()))) {
@@ -139,6 +139,17 @@ ItemRef TieredCache::FinishPromotion(ItemRef item, uint64_t hash, const SsdLocat
   // RAM got the key meanwhile (that newer version wins), or the key was
   // deleted, overwritten or flushed while the read was in flight.
   return ram_.Get(key);
+}
+
+ItemRef TieredCache::GetFromRam(std::string_view key, const uint32_t* new_exptime) {
+  ItemRef item = ram_.Get(key, new_exptime);
+  // A gat that touched RAM's copy: if that copy came from SSD (a read-ahead
+  // or another command promoted it), the record it left, with the old
+  // expiry, must go too, or it comes back once RAM's copy has expired, and
+  // after a restart (the gat's reply waits for this: its command asks
+  // AckTicket).
+  if (item && new_exptime != nullptr) Invalidate(key, nullptr);
+  return item;
 }
 
 void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* done,

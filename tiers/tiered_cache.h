@@ -148,6 +148,10 @@ class TieredCache final : public EvictionSink {
   // not) as `options` say and returns the item to answer with.
   ItemRef FinishPromotion(ItemRef item, uint64_t hash, const SsdLocation& at, uint64_t epoch,
                           const PromoteOptions& options);
+  // A promotion's answer when RAM has the key after all: RAM's item, and
+  // for a gat (`new_exptime`) that item touched and the key's SSD record
+  // invalidated.
+  ItemRef GetFromRam(std::string_view key, const uint32_t* new_exptime);
 
   std::unique_ptr<RamTier> owned_ram_;
   RamTier& ram_;

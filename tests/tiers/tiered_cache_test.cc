@@ -184,6 +184,25 @@ TEST_F(PromotionRaceTest, UndisturbedRestoreSucceeds) {
   EXPECT_TRUE(cache_->ram().Contains("k5"));
 }
 
+// A gat whose read finds the key back in RAM (a read-ahead promoted it
+// meanwhile) touches RAM's copy, and the record it read, which has the old
+// expiry, goes too: it must not come back once RAM's copy has expired.
+TEST_F(TieredCacheTest, GatRacingAPromotionDropsTheOldRecord) {
+  for (int i = 0; i < 2000; ++i) Put("k" + std::to_string(i), Value(i));
+  ASSERT_TRUE(cache_->NeedsPromotion("k5"));
+  auto queue = device_.NewQueue(8);
+  Done ahead, gat;
+  const uint32_t expired = 1;  // gat -1
+  cache_->Promote("k5", *queue, &ahead, {.read_ahead = true});
+  cache_->Promote("k5", *queue, &gat, {.new_exptime = &expired});
+  DrainQueue(*queue);
+  ASSERT_EQ(gat.calls, 1);
+  ASSERT_TRUE(gat.item);
+  EXPECT_EQ(gat.item->ValueView(), Value(5));
+  EXPECT_FALSE(log_->Contains(common::HashKey("k5")));
+  EXPECT_FALSE(Read("k5"));
+}
+
 // The same window for a record served without promotion (a plain get of a
 // cold key): StillCurrent() must refuse it where RestoreFromSsd() would.
 TEST_F(PromotionRaceTest, ServingARecordAfterADeleteIsRefused) {
