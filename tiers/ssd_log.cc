@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/hash.h"
@@ -25,11 +26,16 @@ struct IoRequest {
   int64_t result = 0;
 };
 
+// At most this many at once (a write job's records, its tail block and its
+// mirror blocks); the writer's queue is deeper.
+constexpr size_t kMaxBlockingIo = 3;
+
 void BlockingIo(IoQueue& q, IoRequest* reqs, size_t n) {
   struct Done : IoCompletion {
     IoRequest* req = nullptr;
     void OnIoComplete(int64_t r) override { req->result = r; }
-  } done[2];
+  } done[kMaxBlockingIo];
+  if (n > kMaxBlockingIo) std::abort();
   for (size_t i = 0; i < n; ++i) {
     done[i].req = &reqs[i];
     if (reqs[i].write) {
@@ -83,6 +89,11 @@ struct SsdLog::WriteJob {
   Buffer* buffer = nullptr;
   size_t begin = 0;  // records: a block-aligned range of the region (may be empty)
   size_t end = 0;
+  // The open region's partial last block, [tail_offset, tail_offset +
+  // kBlock), copied when queued: appends go on filling it in the buffer
+  // while the job writes it. The range above then ends at tail_offset.
+  std::unique_ptr<char, AlignedFree> tail;
+  size_t tail_offset = 0;
   // Mirror blocks (and the blank spare after them), encoded when queued.
   std::unique_ptr<char, AlignedFree> mirror;
   size_t mirror_offset = 0;
@@ -800,6 +811,13 @@ void SsdLog::EnqueueLocked(Buffer* b, bool tail) {
   if (records) {
     job.begin = b->enqueued;
     job.end = end;
+    if (tail && !b->sealed && AlignDown(b->fill) < end) {
+      // Written from a copy: the buffer's last block takes the next records
+      // while the writer thread (or the kernel) reads it.
+      job.tail_offset = AlignDown(b->fill);
+      job.tail = AllocateAligned(kBlock);
+      std::memcpy(job.tail.get(), b->data.get() + job.tail_offset, kBlock);
+    }
   }
   if (mirror) {
     // Blocks first..used-1 (block k lies at r - kBlock * (k + 1)), and when
@@ -987,11 +1005,16 @@ void SsdLog::RunJobLocked(std::unique_lock<std::mutex>& lock) {
   writing_ = true;
   lock.unlock();
   const uint64_t base = uint64_t{job.buffer->region} * options_.region_size;
-  IoRequest reqs[2];
+  IoRequest reqs[kMaxBlockingIo];
   size_t n = 0;
-  if (job.end > job.begin) {
-    reqs[n++] = {true, base + job.begin, job.buffer->data.get() + job.begin, job.end - job.begin, 0};
+  size_t records_reqs = 0;  // the first ones write records (from job.begin)
+  const size_t copied_from = job.tail ? job.tail_offset : job.end;
+  if (copied_from > job.begin) {
+    reqs[n++] = {true, base + job.begin, job.buffer->data.get() + job.begin,
+                 copied_from - job.begin, 0};
   }
+  if (job.tail) reqs[n++] = {true, base + job.tail_offset, job.tail.get(), kBlock, 0};
+  records_reqs = n;
   if (job.mirror) {
     reqs[n++] = {true, base + job.mirror_offset, job.mirror.get(), job.mirror_len, 0};
   }
@@ -1008,7 +1031,7 @@ void SsdLog::RunJobLocked(std::unique_lock<std::mutex>& lock) {
     // The records in the failed range are not on the device: they become
     // misses, and the region takes no more records. The cache goes on.
     uint64_t errors = c_->write_errors.fetch_add(1, std::memory_order_relaxed);
-    if (i == 0 && job.end > job.begin) {
+    if (i < records_reqs) {
       index_.RemoveRange(job.buffer->region, static_cast<uint32_t>(job.begin),
                          static_cast<uint32_t>(job.end));
     }
