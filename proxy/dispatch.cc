@@ -531,12 +531,13 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
              n < kGetBatch && (n == 0 || !MemoryFull(async)) && NextKey(&cmd.keys, &key); ++n) {
           size_t index = async->slots.size();
           bool read_ahead = false;
+          bool on_ssd = false;
           async->slots.push_back(
-              {key, tier.Get(key, new_exptime, &read_ahead, Ticket(async)), false, false});
+              {key, tier.Get(key, new_exptime, &read_ahead, Ticket(async), &on_ssd), false, false});
           if (read_ahead) {
             // A read-ahead brought it from SSD for this get.
             async->slots[index].asked_ssd = async->slots[index].from_ssd = true;
-          } else if (!async->slots[index].item && tier.NeedsPromotion(key)) {
+          } else if (!async->slots[index].item && on_ssd) {
             async->slots[index].asked_ssd = true;
             ++async->pending;
             // A plain get leaves a cold key's item on SSD; gat puts it in RAM
