@@ -183,6 +183,13 @@ bool Dispatcher::PromoteFirst(AsyncState* async, std::string_view key,
   return false;
 }
 
+bool Dispatcher::MovedToSsd(AsyncState* async, std::string_view key, AsyncState::Waiting why) {
+  if (async == nullptr || async->io == nullptr) return false;
+  if (async->moved_retries >= kMaxPromoteAttempts || !cache_.NeedsPromotion(key)) return false;
+  ++async->moved_retries;
+  return PromoteFirst(async, key, why);
+}
+
 uint64_t* Dispatcher::Ticket(AsyncState* async) {
   return async != nullptr && async->io != nullptr ? &async->ack_ticket : nullptr;
 }
@@ -202,18 +209,24 @@ Outcome Dispatcher::Resume(Command& cmd, OutputQueue& out, PendingStore* store,
                            AsyncState* async) {
   AsyncState::Waiting why = async->waiting;
   async->waiting = AsyncState::Waiting::kNothing;
+  Outcome o = Outcome::kDone;
+  async->resumed = true;
   switch (why) {
     case AsyncState::Waiting::kGetBatch:
       async->batch_ready = true;
-      return ContinueGet(cmd, out, async);
+      o = ContinueGet(cmd, out, async);
+      break;
     case AsyncState::Waiting::kStore:
-      return CompleteStore(*store, true, out, async);
+      o = CompleteStore(*store, true, out, async);
+      break;
     case AsyncState::Waiting::kCommand:
-      return Execute(cmd, out, store, async);
+      o = Execute(cmd, out, store, async);
+      break;
     case AsyncState::Waiting::kNothing:
       break;
   }
-  return Outcome::kDone;
+  async->resumed = false;
+  return o;
 }
 
 uint32_t Dispatcher::AbsoluteExptime(int32_t exptime) const {
@@ -234,6 +247,7 @@ void Dispatcher::Reply(OutputQueue& out, bool noreply, std::string_view line) {
 
 Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
                             AsyncState* async) {
+  if (async != nullptr && !async->resumed) async->moved_retries = 0;  // a new command
   tiers::RamTier& tier = cache_.ram();
   switch (cmd.type) {
     case CommandType::kError:
@@ -298,6 +312,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
           break;
         }
         case tiers::DeltaResult::kNotFound:
+          if (MovedToSsd(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
           stats_.Add(incr ? Counter::kIncrMisses : Counter::kDecrMisses);
           Reply(out, cmd.noreply, "NOT_FOUND");
           break;
@@ -313,13 +328,15 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
 
     case CommandType::kTouch:
       if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
-      stats_.Add(Counter::kCmdTouch);
-      if (cache_.Touch(cmd.key, AbsoluteExptime(cmd.exptime), Ticket(async))) {
-        stats_.Add(Counter::kTouchHits);
-        Reply(out, cmd.noreply, "TOUCHED");
-      } else {
+      if (!cache_.Touch(cmd.key, AbsoluteExptime(cmd.exptime), Ticket(async))) {
+        if (MovedToSsd(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
+        stats_.Add(Counter::kCmdTouch);
         stats_.Add(Counter::kTouchMisses);
         Reply(out, cmd.noreply, "NOT_FOUND");
+      } else {
+        stats_.Add(Counter::kCmdTouch);
+        stats_.Add(Counter::kTouchHits);
+        Reply(out, cmd.noreply, "TOUCHED");
       }
       return Outcome::kDone;
 
@@ -595,13 +612,14 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
 
 Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQueue& out,
                                   AsyncState* async) {
+  if (async != nullptr && !async->resumed) async->moved_retries = 0;  // a new command
   if (terminated && store.type != CommandType::kSet &&
       PromoteFirst(async, store.item->Key(), AsyncState::Waiting::kStore)) {
     // add/replace/append/prepend/cas need to know what the SSD holds.
     return Outcome::kWaitIo;
   }
-  stats_.Add(Counter::kCmdSet);
   if (!terminated) {
+    stats_.Add(Counter::kCmdSet);
     store.item.Reset();
     Reply(out, store.noreply, "CLIENT_ERROR bad data chunk");
     return Outcome::kDone;
@@ -615,8 +633,19 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     case CommandType::kCas: mode = tiers::StoreMode::kCas; break;
     default: break;
   }
-  tiers::StoreResult result =
-      cache_.Store(mode, std::move(store.item), store.cas_unique, Ticket(async));
+  // The item is kept until the command is done: it runs again if RAM lost
+  // the key to SSD just before (add checks the SSD itself).
+  tiers::StoreResult result = cache_.Store(mode, store.item, store.cas_unique, Ticket(async));
+  const bool key_missing =
+      (result == tiers::StoreResult::kNotStored &&
+       (mode == tiers::StoreMode::kReplace || mode == tiers::StoreMode::kAppend ||
+        mode == tiers::StoreMode::kPrepend)) ||
+      (result == tiers::StoreResult::kNotFound && mode == tiers::StoreMode::kCas);
+  if (key_missing && MovedToSsd(async, store.item->Key(), AsyncState::Waiting::kStore)) {
+    return Outcome::kWaitIo;
+  }
+  store.item.Reset();
+  stats_.Add(Counter::kCmdSet);
   bool is_cas = store.type == CommandType::kCas;
   switch (result) {
     case tiers::StoreResult::kStored:

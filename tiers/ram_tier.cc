@@ -246,6 +246,10 @@ StoreResult RamTier::Restore(ItemRef item, const std::function<bool()>& still_va
   return StoreImpl(StoreMode::kRestore, std::move(item), 0, nullptr, &still_valid);
 }
 
+StoreResult RamTier::AddIf(ItemRef item, const std::function<bool()>& absent_elsewhere) {
+  return StoreImpl(StoreMode::kAdd, std::move(item), 0, nullptr, &absent_elsewhere);
+}
+
 StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
                            uint64_t* stored_cas) {
   return StoreImpl(mode, std::move(item), cas_unique, stored_cas, nullptr);
@@ -296,6 +300,8 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
         if (old != nullptr) {
           shard.policy->OnHit(old);  // memcached bumps the existing item
           result = StoreResult::kNotStored;
+        } else if (still_valid != nullptr && !(*still_valid)()) {
+          result = StoreResult::kNotStored;  // a lower tier has the key (AddIf)
         }
         break;
       case StoreMode::kReplace:

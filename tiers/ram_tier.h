@@ -137,6 +137,13 @@ class RamTier {
   // it through EvictionPolicy::OnPromote().
   StoreResult Restore(ItemRef item, const std::function<bool()>& still_valid);
 
+  // kAdd that also fails (kNotStored) when RAM has no item for the key but
+  // a lower tier has it (asked under the key's shard lock, so a demotion
+  // under way is either still in transit or already there): the key is
+  // present. `absent_elsewhere` returns true when
+  // no lower tier has the key.
+  StoreResult AddIf(ItemRef item, const std::function<bool()>& absent_elsewhere);
+
   // For an item read from a lower tier and served without being stored:
   // true if, under the key's shard lock, RAM has no live item for the key,
   // no flush_all has passed `item`, and still_valid() returns true (the

@@ -179,7 +179,12 @@ StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique
                                uint64_t* ticket) {
   if (ssd_ == nullptr) return ram_.Store(mode, std::move(item), cas_unique);
   std::string key(item->Key());
-  StoreResult r = ram_.Store(mode, std::move(item), cas_unique);
+  const uint64_t hash = common::HashKey(key);
+  // An add whose key RAM evicted to SSD since the caller promoted it (the
+  // proxy promotes first) finds the key there.
+  StoreResult r = mode == StoreMode::kAdd
+                      ? ram_.AddIf(std::move(item), [&] { return !ssd_->Contains(hash); })
+                      : ram_.Store(mode, std::move(item), cas_unique);
   if (r == StoreResult::kStored) Invalidate(key, ticket);
   return r;
 }

@@ -93,6 +93,7 @@ class TieredCache final : public EvictionSink {
   // raised to the log position that must be durable before the write is
   // acknowledged (SsdLog::AckTicket: the key's invalidation, or one that
   // still covers it), and left alone when nothing is pending.
+  // An add fails if the SSD tier has the key (checked atomically with RAM).
   StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0,
                     uint64_t* ticket = nullptr);
   // Puts `item`, read from the SSD record at `at`, back in RAM unless the

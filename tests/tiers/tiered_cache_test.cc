@@ -454,6 +454,19 @@ TEST_F(TieredCacheTest, CasUniquesStayUniqueAcrossRestart) {
   EXPECT_GT(cache_->Get("b")->Cas(), cas_before);
 }
 
+// An add of a key only the SSD tier has fails, promoted first or not (RAM
+// may evict the key again between the proxy's promotion and the add).
+TEST_F(TieredCacheTest, AnAddOfAKeyOnSsdIsNotStored) {
+  ASSERT_EQ(Put("k", Value(1)), StoreResult::kStored);
+  ASSERT_TRUE(cache_->ram().Evict("k"));
+  ASSERT_TRUE(cache_->NeedsPromotion("k"));
+  EXPECT_EQ(Put("k", "other", StoreMode::kAdd), StoreResult::kNotStored);
+  EXPECT_EQ(Read("k")->ValueView(), Value(1));
+  ASSERT_TRUE(cache_->Delete("k"));
+  EXPECT_EQ(Put("k", "other", StoreMode::kAdd), StoreResult::kStored);
+  EXPECT_EQ(Read("k")->ValueView(), "other");
+}
+
 // A key in the cache is in one of its tiers at every moment, also while RAM
 // evicts it to SSD (the item is out of RAM until its record is appended)
 // and while another thread promotes it back: a get never misses it. One
