@@ -26,9 +26,8 @@ struct IoRequest {
   int64_t result = 0;
 };
 
-// At most this many at once (a write job's records, its tail block and its
-// mirror blocks); the writer's queue is deeper.
-constexpr size_t kMaxBlockingIo = 3;
+// At most this many at once (a write job's records and its mirror blocks).
+constexpr size_t kMaxBlockingIo = 2;
 
 void BlockingIo(IoQueue& q, IoRequest* reqs, size_t n) {
   struct Done : IoCompletion {
@@ -89,11 +88,11 @@ struct SsdLog::WriteJob {
   Buffer* buffer = nullptr;
   size_t begin = 0;  // records: a block-aligned range of the region (may be empty)
   size_t end = 0;
-  // The open region's partial last block, [tail_offset, tail_offset +
-  // kBlock), copied when queued: appends go on filling it in the buffer
-  // while the job writes it. The range above then ends at tail_offset.
-  std::unique_ptr<char, AlignedFree> tail;
-  size_t tail_offset = 0;
+  // The range's bytes, copied when queued, for a tail write of the open
+  // region: appends go on filling its partial last block in the buffer
+  // while the job writes it. (All of the range, not only that block: one
+  // request, so a crash mid-write leaves a prefix written, never a hole.)
+  std::unique_ptr<char, AlignedFree> copy;
   // Mirror blocks (and the blank spare after them), encoded when queued.
   std::unique_ptr<char, AlignedFree> mirror;
   size_t mirror_offset = 0;
@@ -814,9 +813,8 @@ void SsdLog::EnqueueLocked(Buffer* b, bool tail) {
     if (tail && !b->sealed && AlignDown(b->fill) < end) {
       // Written from a copy: the buffer's last block takes the next records
       // while the writer thread (or the kernel) reads it.
-      job.tail_offset = AlignDown(b->fill);
-      job.tail = AllocateAligned(kBlock);
-      std::memcpy(job.tail.get(), b->data.get() + job.tail_offset, kBlock);
+      job.copy = AllocateAligned(end - job.begin);
+      std::memcpy(job.copy.get(), b->data.get() + job.begin, end - job.begin);
     }
   }
   if (mirror) {
@@ -1007,14 +1005,10 @@ void SsdLog::RunJobLocked(std::unique_lock<std::mutex>& lock) {
   const uint64_t base = uint64_t{job.buffer->region} * options_.region_size;
   IoRequest reqs[kMaxBlockingIo];
   size_t n = 0;
-  size_t records_reqs = 0;  // the first ones write records (from job.begin)
-  const size_t copied_from = job.tail ? job.tail_offset : job.end;
-  if (copied_from > job.begin) {
-    reqs[n++] = {true, base + job.begin, job.buffer->data.get() + job.begin,
-                 copied_from - job.begin, 0};
+  if (job.end > job.begin) {
+    char* from = job.copy ? job.copy.get() : job.buffer->data.get() + job.begin;
+    reqs[n++] = {true, base + job.begin, from, job.end - job.begin, 0};
   }
-  if (job.tail) reqs[n++] = {true, base + job.tail_offset, job.tail.get(), kBlock, 0};
-  records_reqs = n;
   if (job.mirror) {
     reqs[n++] = {true, base + job.mirror_offset, job.mirror.get(), job.mirror_len, 0};
   }
@@ -1031,7 +1025,7 @@ void SsdLog::RunJobLocked(std::unique_lock<std::mutex>& lock) {
     // The records in the failed range are not on the device: they become
     // misses, and the region takes no more records. The cache goes on.
     uint64_t errors = c_->write_errors.fetch_add(1, std::memory_order_relaxed);
-    if (i < records_reqs) {
+    if (i == 0 && job.end > job.begin) {
       index_.RemoveRange(job.buffer->region, static_cast<uint32_t>(job.begin),
                          static_cast<uint32_t>(job.end));
     }

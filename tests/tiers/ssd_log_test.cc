@@ -818,10 +818,10 @@ TEST_F(SsdLogTest, AnInvalidationIsAcknowledgedOnlyOnceOnTheDevice) {
 }
 
 // Appends go on while the writer thread writes the open region's partial
-// last block (a group commit here; the 100 ms tail write too). The block is
-// written from a copy taken when the write was queued: ThreadSanitizer
-// reported the device reading the buffer's last block while an append
-// filled it (with the thread-pool device in the stress test).
+// last block (a group commit here; the 100 ms tail write too). The write
+// is made from a copy taken when it was queued: ThreadSanitizer reported
+// the device reading the buffer's last block while an append filled it
+// (with the thread-pool device in the stress test).
 TEST_F(SsdLogTest, AppendsGoOnWhileTheTailIsWritten) {
   auto log = Open(false);
   int listener = log->AddCommitListener([] {});
