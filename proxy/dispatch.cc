@@ -183,11 +183,16 @@ bool Dispatcher::PromoteFirst(AsyncState* async, std::string_view key,
   return false;
 }
 
-bool Dispatcher::MovedToSsd(AsyncState* async, std::string_view key, AsyncState::Waiting why) {
-  if (async == nullptr || async->io == nullptr) return false;
-  if (async->moved_retries >= kMaxPromoteAttempts || !cache_.NeedsPromotion(key)) return false;
+Dispatcher::LookedAgain Dispatcher::LookAgain(AsyncState* async, std::string_view key,
+                                              AsyncState::Waiting why) {
+  if (async == nullptr || async->io == nullptr) return LookedAgain::kGone;  // RAM only
+  if (async->moved_retries >= kMaxPromoteAttempts) return LookedAgain::kGone;
   ++async->moved_retries;
-  return PromoteFirst(async, key, why);
+  if (cache_.ram().Contains(key)) return LookedAgain::kInRam;
+  if (PromoteFirst(async, key, why)) return LookedAgain::kPromoting;
+  // The promotion completed at once (its record was still in the log's
+  // buffer), or another connection's did, or there is none to make.
+  return cache_.ram().Contains(key) ? LookedAgain::kInRam : LookedAgain::kGone;
 }
 
 uint64_t* Dispatcher::Ticket(AsyncState* async) {
@@ -304,7 +309,15 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
       if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
       bool incr = cmd.type == CommandType::kIncr;
       uint64_t value = 0;
-      switch (cache_.Delta(cmd.key, incr, cmd.delta, &value, Ticket(async))) {
+      tiers::DeltaResult result;
+      for (;;) {
+        result = cache_.Delta(cmd.key, incr, cmd.delta, &value, Ticket(async));
+        if (result != tiers::DeltaResult::kNotFound) break;
+        LookedAgain again = LookAgain(async, cmd.key, AsyncState::Waiting::kCommand);
+        if (again == LookedAgain::kPromoting) return Outcome::kWaitIo;
+        if (again == LookedAgain::kGone) break;
+      }
+      switch (result) {
         case tiers::DeltaResult::kOk: {
           stats_.Add(incr ? Counter::kIncrHits : Counter::kDecrHits);
           char buf[24];
@@ -312,7 +325,6 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
           break;
         }
         case tiers::DeltaResult::kNotFound:
-          if (MovedToSsd(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
           stats_.Add(incr ? Counter::kIncrMisses : Counter::kDecrMisses);
           Reply(out, cmd.noreply, "NOT_FOUND");
           break;
@@ -328,8 +340,15 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
 
     case CommandType::kTouch:
       if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
-      if (!cache_.Touch(cmd.key, AbsoluteExptime(cmd.exptime), Ticket(async))) {
-        if (MovedToSsd(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
+      bool touched;
+      for (;;) {
+        touched = cache_.Touch(cmd.key, AbsoluteExptime(cmd.exptime), Ticket(async));
+        if (touched) break;
+        LookedAgain again = LookAgain(async, cmd.key, AsyncState::Waiting::kCommand);
+        if (again == LookedAgain::kPromoting) return Outcome::kWaitIo;
+        if (again == LookedAgain::kGone) break;
+      }
+      if (!touched) {
         stats_.Add(Counter::kCmdTouch);
         stats_.Add(Counter::kTouchMisses);
         Reply(out, cmd.noreply, "NOT_FOUND");
@@ -635,14 +654,18 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
   }
   // The item is kept until the command is done: it runs again if RAM lost
   // the key to SSD just before (add checks the SSD itself).
-  tiers::StoreResult result = cache_.Store(mode, store.item, store.cas_unique, Ticket(async));
-  const bool key_missing =
-      (result == tiers::StoreResult::kNotStored &&
-       (mode == tiers::StoreMode::kReplace || mode == tiers::StoreMode::kAppend ||
-        mode == tiers::StoreMode::kPrepend)) ||
-      (result == tiers::StoreResult::kNotFound && mode == tiers::StoreMode::kCas);
-  if (key_missing && MovedToSsd(async, store.item->Key(), AsyncState::Waiting::kStore)) {
-    return Outcome::kWaitIo;
+  tiers::StoreResult result;
+  for (;;) {
+    result = cache_.Store(mode, store.item, store.cas_unique, Ticket(async));
+    const bool key_missing =
+        (result == tiers::StoreResult::kNotStored &&
+         (mode == tiers::StoreMode::kReplace || mode == tiers::StoreMode::kAppend ||
+          mode == tiers::StoreMode::kPrepend)) ||
+        (result == tiers::StoreResult::kNotFound && mode == tiers::StoreMode::kCas);
+    if (!key_missing) break;
+    LookedAgain again = LookAgain(async, store.item->Key(), AsyncState::Waiting::kStore);
+    if (again == LookedAgain::kPromoting) return Outcome::kWaitIo;
+    if (again == LookedAgain::kGone) break;
   }
   store.item.Reset();
   stats_.Add(Counter::kCmdSet);

@@ -455,6 +455,10 @@ bool RamTier::Contains(std::string_view key) {
   Shard& shard = ShardFor(hash);
   std::lock_guard lock(shard.mu);
   Item* it = shard.Lookup(key, hash);
+  if (it == nullptr && !shard.transit.empty()) {
+    auto t = shard.FindTransit(key);
+    if (t != shard.transit.end()) it = *t;
+  }
   return it != nullptr && !Expired(it, now);
 }
 

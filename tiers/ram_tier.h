@@ -169,8 +169,8 @@ class RamTier {
   // Updates the expiry of a live item. Returns false if there is none.
   bool Touch(std::string_view key, uint32_t exptime);
 
-  // True if a live item with `key` is resident (no policy hit recorded).
-  // An item in transit is not.
+  // True if a live item with `key` is resident (no policy hit recorded),
+  // in transit included.
   bool Contains(std::string_view key);
 
   // True while `item`, evicted, is in transit and still its key's value:

@@ -69,8 +69,8 @@ class TieredCache final : public EvictionSink {
   // The frequency sketch (null without an SSD tier).
   FrequencySketch* sketch() { return sketch_.get(); }
 
-  // True when the key is not in RAM but the SSD index has it: Promote()
-  // before anything but a set or delete.
+  // True when the key is not in RAM (nor in transit there) but the SSD
+  // index has it: Promote() before anything but a set or delete.
   bool NeedsPromotion(std::string_view key);
 
   // Reads the key from SSD and puts it back in RAM with its CAS unique
