@@ -95,13 +95,15 @@ tiers' transit window it found 2 to 3 resurrections per 10 s.
 
 At the end strata must still serve, every abandoned connection must be
 gone (`curr_connections`), no SSD read may be left in flight, and a SIGTERM
-must stop it cleanly with no sanitizer report in its log (the TSan build
+(with /metrics scraped throughout) must stop it cleanly with no sanitizer
+report in its log (the TSan build
 in scripts/test.sh runs this test); the run must have exercised what it
 claims (SSD hits, read-aheads, promotions, admission rejections, flushes,
 abandoned pipelines, scrapes).
 """
 
 import hashlib
+import http.client
 import itertools
 import os
 import random
@@ -1217,7 +1219,27 @@ def test_stress_many_connections_mixed_commands(ssd):
         f"{loss_events} evictions not kept ({', '.join(f'{k} {d[k]}' for k in LOSS_STATS)})"
     # A clean stop (SIGTERM: exit 0); a sanitizer build exits non-zero on a
     # report, and its log must hold none.
-    rc = srv.stop(timeout=120)
+    # Scrapes go on while it stops (the metrics server must not read what
+    # the shutdown frees).
+    stopping = threading.Event()
+
+    def scrape_until_gone():
+        while not stopping.is_set():
+            try:
+                with urllib.request.urlopen(monitor.metrics_url, timeout=5) as r:
+                    r.read()
+            except (OSError, http.client.HTTPException):  # it is going away
+                time.sleep(0.001)
+
+    scrapers = [threading.Thread(target=scrape_until_gone) for _ in range(2)]
+    for t in scrapers:
+        t.start()
+    try:
+        rc = srv.stop(timeout=120)
+    finally:
+        stopping.set()
+        for t in scrapers:
+            t.join()
     srv.close_log()
     log = ssd.log(srv)
     for tool in (b"ThreadSanitizer", b"AddressSanitizer", b"runtime error"):
