@@ -224,6 +224,7 @@ def parse_chunks(key, value):
 
 
 def make_counter(key, gen):
+    assert gen < 10 ** 7, "versions outgrew the counters' 7 digits (a very long run)"
     return b"%d%07d%07d" % (counter_k(key), gen, COUNT_START)
 
 
