@@ -338,7 +338,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
       return Outcome::kDone;
     }
 
-    case CommandType::kTouch:
+    case CommandType::kTouch: {
       if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
       bool touched;
       for (;;) {
@@ -358,6 +358,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
         Reply(out, cmd.noreply, "TOUCHED");
       }
       return Outcome::kDone;
+    }
 
     case CommandType::kFlushAll: {
       stats_.Add(Counter::kCmdFlush);
