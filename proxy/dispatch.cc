@@ -183,6 +183,18 @@ bool Dispatcher::PromoteFirst(AsyncState* async, std::string_view key,
   return false;
 }
 
+Dispatcher::LookedAgain Dispatcher::LookAgain(AsyncState* async, std::string_view key,
+                                              AsyncState::Waiting why) {
+  if (async == nullptr || async->io == nullptr) return LookedAgain::kGone;  // RAM only
+  if (async->moved_retries >= kMaxPromoteAttempts) return LookedAgain::kGone;
+  ++async->moved_retries;
+  if (cache_.ram().Contains(key)) return LookedAgain::kInRam;
+  if (PromoteFirst(async, key, why)) return LookedAgain::kPromoting;
+  // The promotion completed at once (its record was still in the log's
+  // buffer), or another connection's did, or there is none to make.
+  return cache_.ram().Contains(key) ? LookedAgain::kInRam : LookedAgain::kGone;
+}
+
 uint64_t* Dispatcher::Ticket(AsyncState* async) {
   return async != nullptr && async->io != nullptr ? &async->ack_ticket : nullptr;
 }
@@ -202,18 +214,24 @@ Outcome Dispatcher::Resume(Command& cmd, OutputQueue& out, PendingStore* store,
                            AsyncState* async) {
   AsyncState::Waiting why = async->waiting;
   async->waiting = AsyncState::Waiting::kNothing;
+  Outcome o = Outcome::kDone;
+  async->resumed = true;
   switch (why) {
     case AsyncState::Waiting::kGetBatch:
       async->batch_ready = true;
-      return ContinueGet(cmd, out, async);
+      o = ContinueGet(cmd, out, async);
+      break;
     case AsyncState::Waiting::kStore:
-      return CompleteStore(*store, true, out, async);
+      o = CompleteStore(*store, true, out, async);
+      break;
     case AsyncState::Waiting::kCommand:
-      return Execute(cmd, out, store, async);
+      o = Execute(cmd, out, store, async);
+      break;
     case AsyncState::Waiting::kNothing:
       break;
   }
-  return Outcome::kDone;
+  async->resumed = false;
+  return o;
 }
 
 uint32_t Dispatcher::AbsoluteExptime(int32_t exptime) const {
@@ -234,6 +252,7 @@ void Dispatcher::Reply(OutputQueue& out, bool noreply, std::string_view line) {
 
 Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
                             AsyncState* async) {
+  if (async != nullptr && !async->resumed) async->moved_retries = 0;  // a new command
   tiers::RamTier& tier = cache_.ram();
   switch (cmd.type) {
     case CommandType::kError:
@@ -290,7 +309,15 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
       if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
       bool incr = cmd.type == CommandType::kIncr;
       uint64_t value = 0;
-      switch (cache_.Delta(cmd.key, incr, cmd.delta, &value, Ticket(async))) {
+      tiers::DeltaResult result;
+      for (;;) {
+        result = cache_.Delta(cmd.key, incr, cmd.delta, &value, Ticket(async));
+        if (result != tiers::DeltaResult::kNotFound) break;
+        LookedAgain again = LookAgain(async, cmd.key, AsyncState::Waiting::kCommand);
+        if (again == LookedAgain::kPromoting) return Outcome::kWaitIo;
+        if (again == LookedAgain::kGone) break;
+      }
+      switch (result) {
         case tiers::DeltaResult::kOk: {
           stats_.Add(incr ? Counter::kIncrHits : Counter::kDecrHits);
           char buf[24];
@@ -311,17 +338,27 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
       return Outcome::kDone;
     }
 
-    case CommandType::kTouch:
+    case CommandType::kTouch: {
       if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
-      stats_.Add(Counter::kCmdTouch);
-      if (cache_.Touch(cmd.key, AbsoluteExptime(cmd.exptime), Ticket(async))) {
-        stats_.Add(Counter::kTouchHits);
-        Reply(out, cmd.noreply, "TOUCHED");
-      } else {
+      bool touched;
+      for (;;) {
+        touched = cache_.Touch(cmd.key, AbsoluteExptime(cmd.exptime), Ticket(async));
+        if (touched) break;
+        LookedAgain again = LookAgain(async, cmd.key, AsyncState::Waiting::kCommand);
+        if (again == LookedAgain::kPromoting) return Outcome::kWaitIo;
+        if (again == LookedAgain::kGone) break;
+      }
+      if (!touched) {
+        stats_.Add(Counter::kCmdTouch);
         stats_.Add(Counter::kTouchMisses);
         Reply(out, cmd.noreply, "NOT_FOUND");
+      } else {
+        stats_.Add(Counter::kCmdTouch);
+        stats_.Add(Counter::kTouchHits);
+        Reply(out, cmd.noreply, "TOUCHED");
       }
       return Outcome::kDone;
+    }
 
     case CommandType::kFlushAll: {
       stats_.Add(Counter::kCmdFlush);
@@ -531,12 +568,13 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
              n < kGetBatch && (n == 0 || !MemoryFull(async)) && NextKey(&cmd.keys, &key); ++n) {
           size_t index = async->slots.size();
           bool read_ahead = false;
+          bool on_ssd = false;
           async->slots.push_back(
-              {key, tier.Get(key, new_exptime, &read_ahead, Ticket(async)), false, false});
+              {key, tier.Get(key, new_exptime, &read_ahead, Ticket(async), &on_ssd), false, false});
           if (read_ahead) {
             // A read-ahead brought it from SSD for this get.
             async->slots[index].asked_ssd = async->slots[index].from_ssd = true;
-          } else if (!async->slots[index].item && tier.NeedsPromotion(key)) {
+          } else if (!async->slots[index].item && on_ssd) {
             async->slots[index].asked_ssd = true;
             ++async->pending;
             // A plain get leaves a cold key's item on SSD; gat puts it in RAM
@@ -594,13 +632,14 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
 
 Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQueue& out,
                                   AsyncState* async) {
+  if (async != nullptr && !async->resumed) async->moved_retries = 0;  // a new command
   if (terminated && store.type != CommandType::kSet &&
       PromoteFirst(async, store.item->Key(), AsyncState::Waiting::kStore)) {
     // add/replace/append/prepend/cas need to know what the SSD holds.
     return Outcome::kWaitIo;
   }
-  stats_.Add(Counter::kCmdSet);
   if (!terminated) {
+    stats_.Add(Counter::kCmdSet);
     store.item.Reset();
     Reply(out, store.noreply, "CLIENT_ERROR bad data chunk");
     return Outcome::kDone;
@@ -614,8 +653,23 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     case CommandType::kCas: mode = tiers::StoreMode::kCas; break;
     default: break;
   }
-  tiers::StoreResult result =
-      cache_.Store(mode, std::move(store.item), store.cas_unique, Ticket(async));
+  // The item is kept until the command is done: it runs again if RAM lost
+  // the key to SSD just before (add checks the SSD itself).
+  tiers::StoreResult result;
+  for (;;) {
+    result = cache_.Store(mode, store.item, store.cas_unique, Ticket(async));
+    const bool key_missing =
+        (result == tiers::StoreResult::kNotStored &&
+         (mode == tiers::StoreMode::kReplace || mode == tiers::StoreMode::kAppend ||
+          mode == tiers::StoreMode::kPrepend)) ||
+        (result == tiers::StoreResult::kNotFound && mode == tiers::StoreMode::kCas);
+    if (!key_missing) break;
+    LookedAgain again = LookAgain(async, store.item->Key(), AsyncState::Waiting::kStore);
+    if (again == LookedAgain::kPromoting) return Outcome::kWaitIo;
+    if (again == LookedAgain::kGone) break;
+  }
+  store.item.Reset();
+  stats_.Add(Counter::kCmdSet);
   bool is_cas = store.type == CommandType::kCas;
   switch (result) {
     case tiers::StoreResult::kStored:

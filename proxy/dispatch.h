@@ -91,6 +91,10 @@ struct AsyncState {
   std::vector<Slot> slots;       // the current get batch, in request order
   bool batch_ready = false;      // every slot of the batch is resolved
   uint32_t promote_attempts = 0;  // promotions of the current command's key
+  // Runs of the current command again because its key moved between the
+  // tiers just before it ran (Dispatcher::LookAgain()).
+  uint32_t moved_retries = 0;
+  bool resumed = false;  // Resume() is running the command
   uint32_t gat_exptime = 0;      // gat/gats: the new expiry, for its SSD reads
   // The SSD log position the replies queued so far must wait for (their
   // commands' invalidations are durable once it is; 0 = none). The
@@ -149,6 +153,15 @@ class Dispatcher {
   // Starts promoting `key` if only the SSD has it; true when the command
   // must wait (kWaitIo) for it.
   bool PromoteFirst(AsyncState* async, std::string_view key, AsyncState::Waiting why);
+  // The command found no key in RAM and changed nothing; but the key may
+  // have moved between the tiers since PromoteFirst() looked (RAM evicted
+  // it to SSD, another connection promoted it back). kInRam: RAM has it
+  // now, run the command again at once; kPromoting: only the SSD has it, a
+  // promotion is started (kWaitIo), the command runs again when it is
+  // back; kGone: the key is in neither tier. At most kMaxPromoteAttempts
+  // times per command, then kGone.
+  enum class LookedAgain { kGone, kInRam, kPromoting };
+  LookedAgain LookAgain(AsyncState* async, std::string_view key, AsyncState::Waiting why);
   // Where a write's durability ticket goes: the connection's (null when
   // there is no SSD tier, or no connection).
   static uint64_t* Ticket(AsyncState* async);

@@ -228,6 +228,14 @@ int main(int argc, char** argv) {
   }
   strata::tiers::TieredCache cache(ram, clock, ssd_log.get(), admission);
   strata::proxy::Server server(server_options, cache, device.get(), clock);
+  // A scrape reads the server's context and the cache: on every way out of
+  // main from here on, the metrics server stops (and waits for the scrapes
+  // in progress) before they are destroyed. ThreadSanitizer caught a scrape
+  // during shutdown reading the workers' counters as they were freed.
+  struct StopMetricsFirst {
+    std::unique_ptr<strata::metrics::MetricsServer>& metrics;
+    ~StopMetricsFirst() { metrics.reset(); }
+  } stop_metrics_first{metrics};
 
   MainLoop m;
   m.loop = uv_default_loop();

@@ -81,8 +81,11 @@ class OutputQueue {
   // still at their first size are recycled; grown ones go back to malloc.
   static constexpr size_t kFirstTextBlock = 256;
   static constexpr size_t kMaxTextBlock = 16 * 1024;
-  // Never held inline in the std::string (see segments_).
-  static_assert(kFirstTextBlock > std::string().capacity());
+  // Never held inline in the std::string (see segments_): a string's inline
+  // buffer is smaller than the string object (15 of 32 bytes in libstdc++).
+  // Not std::string().capacity(), which clang 14 cannot evaluate at compile
+  // time with libstdc++ 12.
+  static_assert(kFirstTextBlock >= sizeof(std::string));
 
   // The queued segments are segments_[head_, end). A vector, not a deque:
   // an empty queue allocates nothing, and a busy one holds a few 48-byte

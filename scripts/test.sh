@@ -6,8 +6,11 @@
 #      into build/memcached-t);
 #   2. debug build with AddressSanitizer + UndefinedBehaviorSanitizer; the
 #      unit tests again;
-#   3. each libFuzzer fuzzer for FUZZ_SECONDS (default 20);
-#   4. yamllint on the YAML files.
+#   3. clang build with ThreadSanitizer (build-tsan); the unit tests and the
+#      concurrency stress test (tests/integration/test_stress.py) again, any
+#      report failing them (tests/tsan.supp lists third-party suppressions);
+#   4. each libFuzzer fuzzer for FUZZ_SECONDS (default 20);
+#   5. yamllint on the YAML files.
 # Between 1 and 2 it renders and validates the Helm chart (tests/helm/test.sh);
 # last it builds the container image with podman and checks it from the host
 # (scripts/image-test.sh).
@@ -31,6 +34,19 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSTRATA_WERROR=ON \
 cmake --build build-asan -j "$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j "$jobs" -L unit --timeout 900)
+
+echo "== ThreadSanitizer build (clang): unit tests, the stress test"
+CC=clang CXX=clang++ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DSTRATA_WERROR=ON -DSTRATA_TSAN=ON >/dev/null
+cmake --build build-tsan -j "$jobs"
+# halt_on_error=0: a report does not stop the process; it exits 66 at the
+# end (a unit test fails) and the stress test finds the report in strata's
+# log.
+tsan_options="halt_on_error=0 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp"
+(cd build-tsan && TSAN_OPTIONS="$tsan_options" \
+  ctest --output-on-failure -j "$jobs" -L unit --timeout 900 &&
+  TSAN_OPTIONS="$tsan_options" \
+  ctest --output-on-failure -R '^integration[.]test_stress$' --timeout 900)
 
 if [ -x tests/fuzz/run.sh ]; then
   echo "== fuzzers (${FUZZ_SECONDS:-20}s each)"

@@ -176,6 +176,7 @@ class ThreadPoolQueue final : public IoQueue {
  public:
   explicit ThreadPoolQueue(IoThreadPool& pool) : pool_(pool), efd_(NewEventFd()) {}
   ~ThreadPoolQueue() override {
+    std::lock_guard lock(mu_);  // a pool thread may still be leaving Complete()
     if (efd_ >= 0) close(efd_);
   }
 
@@ -206,12 +207,15 @@ class ThreadPoolQueue final : public IoQueue {
   int event_fd() const override { return efd_; }
   size_t in_flight() const override { return in_flight_; }
 
-  // Called by pool threads.
+  // Called by pool threads. The eventfd is signalled under the lock: once
+  // Reap() can take the completion, this thread no longer touches the
+  // queue, which its owner may then destroy. (Signalled after the unlock,
+  // the write could hit a closed, even reused, descriptor:
+  // ThreadSanitizer caught the warm-up thread's queue closing its eventfd
+  // under a pool thread's write.)
   void Complete(IoCompletion* c, int64_t result) {
-    {
-      std::lock_guard lock(mu_);
-      completed_.emplace_back(c, result);
-    }
+    std::lock_guard lock(mu_);
+    completed_.emplace_back(c, result);
     uint64_t one = 1;
     ssize_t ignored = write(efd_, &one, sizeof(one));
     (void)ignored;

@@ -79,6 +79,17 @@ struct RamTier::Shard {
   uint64_t expired_unfetched = 0;
   uint64_t crawler_reclaimed = 0;
   uint64_t crawler_items_checked = 0;
+  // Items EnforceLimit() evicted that the sink has not taken yet (not
+  // owning: the eviction's batch holds them). Each is still its key's value,
+  // so every operation on the key sees it (RescueLocked()). At most one per
+  // key, and only while the table has no item for the key.
+  std::vector<Item*> transit;
+
+  // The item in transit with `key`, or transit.end().
+  std::vector<Item*>::iterator FindTransit(std::string_view key) {
+    return std::find_if(transit.begin(), transit.end(),
+                        [&](const Item* it) { return it->Key() == key; });
+  }
 
   // The item at `pos`, or nullptr if Find() did not find the key.
   Item* At(ItemTable::Pos pos) const { return pos.found ? table.At(pos.slot) : nullptr; }
@@ -204,8 +215,39 @@ void RamTier::MaybeRunDelayedFlush(int64_t now) {
   }
 }
 
+Item* RamTier::RescueLocked(Shard& shard, std::string_view key, uint64_t hash, int64_t now) {
+  if (shard.transit.empty()) return nullptr;
+  auto t = shard.FindTransit(key);
+  if (t == shard.transit.end()) return nullptr;
+  const Item* gone = *t;
+  shard.transit.erase(t);  // the sink skips it now (StillEvicting())
+  if (Expired(gone, now)) return nullptr;
+  // A copy: the sink may be reading the original's fields on its thread.
+  Item* copy = Item::Create(key, gone->Flags(), gone->exptime, gone->value_len);
+  if (copy == nullptr) return nullptr;
+  std::memcpy(copy->MutableValue(), gone->Value(), gone->value_len);
+  copy->SetCas(gone->Cas());
+  copy->fetched = gone->fetched;
+  copy->ssd_copy = gone->ssd_copy;
+  shard.LinkAt(shard.table.Find(key, hash), copy, hash, /*promoted=*/true);
+  const int64_t charge = static_cast<int64_t>(ItemCharge(copy));
+  shard.bytes += charge;
+  used_bytes_.fetch_add(charge, std::memory_order_relaxed);
+  return copy;
+}
+
+bool RamTier::StillEvicting(const Item& item) {
+  Shard& shard = ShardFor(common::HashKey(item.Key()));
+  std::lock_guard lock(shard.mu);
+  return std::find(shard.transit.begin(), shard.transit.end(), &item) != shard.transit.end();
+}
+
 StoreResult RamTier::Restore(ItemRef item, const std::function<bool()>& still_valid) {
   return StoreImpl(StoreMode::kRestore, std::move(item), 0, nullptr, &still_valid);
+}
+
+StoreResult RamTier::AddIf(ItemRef item, const std::function<bool()>& absent_elsewhere) {
+  return StoreImpl(StoreMode::kAdd, std::move(item), 0, nullptr, &absent_elsewhere);
 }
 
 StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
@@ -237,6 +279,14 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
       old = nullptr;
       pos = shard.table.Find(key, hash);  // the erase moved the run
     }
+    if (old == nullptr && !shard.transit.empty()) {
+      if (mode == StoreMode::kSet) {
+        // The key's evicted item is superseded: the sink must not take it.
+        if (auto t = shard.FindTransit(key); t != shard.transit.end()) shard.transit.erase(t);
+      } else if ((old = RescueLocked(shard, key, hash, now)) != nullptr) {
+        pos = shard.table.Find(key, hash);
+      }
+    }
     Item* publish = item.get();
     switch (mode) {
       case StoreMode::kSet:
@@ -250,6 +300,8 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
         if (old != nullptr) {
           shard.policy->OnHit(old);  // memcached bumps the existing item
           result = StoreResult::kNotStored;
+        } else if (still_valid != nullptr && !(*still_valid)()) {
+          result = StoreResult::kNotStored;  // a lower tier has the key (AddIf)
         }
         break;
       case StoreMode::kReplace:
@@ -355,30 +407,42 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime, bool* re
   uint64_t hash = common::HashKey(key);
   Shard& shard = ShardFor(hash);
   ItemRef doomed;
-  std::lock_guard lock(shard.mu);
-  ItemTable::Pos pos = shard.table.Find(key, hash);
-  Item* it = shard.At(pos);
-  if (it == nullptr) return {};
-  if (Expired(it, now)) {
-    ++shard.reclaimed;
-    if (!it->fetched) ++shard.expired_unfetched;
-    int64_t charge = static_cast<int64_t>(ItemCharge(it));
-    shard.bytes -= charge;
-    ReleaseBytes(charge);
-    doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
-    return {};
+  {
+    std::lock_guard lock(shard.mu);
+    ItemTable::Pos pos = shard.table.Find(key, hash);
+    Item* it = shard.At(pos);
+    if (it == nullptr) {
+      // Evicted, and not yet taken by the sink: still the key's value. A
+      // plain get reads it where it is; a gat takes it back to change it.
+      if (shard.transit.empty()) return {};
+      if (new_exptime == nullptr) {
+        auto t = shard.FindTransit(key);
+        if (t == shard.transit.end() || Expired(*t, now)) return {};
+        return ItemRef::Share(*t);
+      }
+      it = RescueLocked(shard, key, hash, now);
+      if (it == nullptr) return {};
+    } else if (Expired(it, now)) {
+      ++shard.reclaimed;
+      if (!it->fetched) ++shard.expired_unfetched;
+      int64_t charge = static_cast<int64_t>(ItemCharge(it));
+      shard.bytes -= charge;
+      ReleaseBytes(charge);
+      doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
+      return {};
+    }
+    if (new_exptime != nullptr) {
+      it->exptime = *new_exptime;
+      it->ssd_copy = 0;  // the SSD record has the old expiry
+    }
+    it->fetched = 1;
+    if (it->read_ahead) {
+      it->read_ahead = 0;
+      if (read_ahead != nullptr) *read_ahead = true;
+    }
+    shard.policy->OnHit(it);
+    return ItemRef::Share(it);
   }
-  if (new_exptime != nullptr) {
-    it->exptime = *new_exptime;
-    it->ssd_copy = 0;  // the SSD record has the old expiry
-  }
-  it->fetched = 1;
-  if (it->read_ahead) {
-    it->read_ahead = 0;
-    if (read_ahead != nullptr) *read_ahead = true;
-  }
-  shard.policy->OnHit(it);
-  return ItemRef::Share(it);
 }
 
 bool RamTier::Touch(std::string_view key, uint32_t exptime) {
@@ -391,6 +455,10 @@ bool RamTier::Contains(std::string_view key) {
   Shard& shard = ShardFor(hash);
   std::lock_guard lock(shard.mu);
   Item* it = shard.Lookup(key, hash);
+  if (it == nullptr && !shard.transit.empty()) {
+    auto t = shard.FindTransit(key);
+    if (t != shard.transit.end()) it = *t;
+  }
   return it != nullptr && !Expired(it, now);
 }
 
@@ -446,7 +514,14 @@ bool RamTier::Delete(std::string_view key, bool run_due_flush) {
   std::lock_guard lock(shard.mu);
   ItemTable::Pos pos = shard.table.Find(key, hash);
   Item* it = shard.At(pos);
-  if (it == nullptr) return false;
+  if (it == nullptr) {
+    // Evicted and not yet taken by the sink: it must not be.
+    auto t = shard.FindTransit(key);
+    if (t == shard.transit.end()) return false;
+    bool live = !Expired(*t, now);
+    shard.transit.erase(t);
+    return live;
+  }
   bool live = !Expired(it, now);
   if (!live) {
     ++shard.reclaimed;
@@ -466,12 +541,16 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
   Shard& shard = ShardFor(hash);
   ItemRef doomed;
   bool grew = false;
-  {
+  const DeltaResult r = [&] {
     std::lock_guard lock(shard.mu);
     ItemTable::Pos pos = shard.table.Find(key, hash);
     Item* it = shard.At(pos);
-    if (it == nullptr) return DeltaResult::kNotFound;
-    if (Expired(it, now)) {
+    if (it == nullptr) {
+      // Evicted, and not yet taken by the sink: it comes back.
+      it = RescueLocked(shard, key, hash, now);
+      if (it == nullptr) return DeltaResult::kNotFound;
+      pos = shard.table.Find(key, hash);
+    } else if (Expired(it, now)) {
       ++shard.reclaimed;
       if (!it->fetched) ++shard.expired_unfetched;
       int64_t charge = static_cast<int64_t>(ItemCharge(it));
@@ -513,11 +592,13 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
     shard.bytes += charge;
     used_bytes_.fetch_add(charge, std::memory_order_relaxed);
     grew = charge > 0;
-  }
-  if (grew && used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit())) {
+    return DeltaResult::kOk;
+  }();
+  if (grew &&
+      used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit())) {
     EnforceLimit(ShardIndex(hash));
   }
-  return DeltaResult::kOk;
+  return r;
 }
 
 void RamTier::FlushAll(int64_t at_unix) {
@@ -563,6 +644,7 @@ void RamTier::FlushNow() {
 
 void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
   std::vector<ItemRef> evicted;
+  std::vector<size_t> evicted_from;  // shard of each, with a sink
   std::vector<ItemRef> expired;  // freed after the loop, never under a lock
   const size_t n = shards_.size();
   const uint64_t epoch = sink_ != nullptr ? sink_->EvictionEpoch() : 0;
@@ -600,10 +682,58 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
     }
     ++shard.evictions;
     if (!victim->fetched) ++shard.evicted_unfetched;
+    if (sink_ != nullptr) {
+      // Until the sink has it, the item stays the key's value (transit).
+      shard.transit.push_back(victim);
+      evicted_from.push_back(idx);
+    }
     evicted.push_back(ItemRef::Adopt(victim));
     idx = EvictionShard(idx);
   }
-  if (sink_ != nullptr && !evicted.empty()) sink_->OnEvictedSince(evicted, epoch);
+  if (sink_ != nullptr && !evicted.empty()) HandOver(evicted, evicted_from, epoch);
+}
+
+void RamTier::HandOver(std::vector<ItemRef>& evicted, const std::vector<size_t>& from,
+                       uint64_t epoch) {
+  // The sink may drop or reorder its references; keep the batch alive until
+  // the transit entries are gone.
+  std::vector<const Item*> batch;
+  batch.reserve(evicted.size());
+  for (const ItemRef& it : evicted) batch.push_back(it.get());
+  std::vector<ItemRef> keep(evicted);
+  sink_->OnEvictedSince(evicted, epoch);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Shard& shard = *shards_[from[i]];
+    std::lock_guard lock(shard.mu);
+    auto t = std::find(shard.transit.begin(), shard.transit.end(), batch[i]);
+    if (t != shard.transit.end()) shard.transit.erase(t);
+  }
+}
+
+bool RamTier::Evict(std::string_view key) {
+  int64_t now = clock_.NowSeconds();
+  uint64_t hash = common::HashKey(key);
+  const size_t idx = ShardIndex(hash);
+  Shard& shard = *shards_[idx];
+  const uint64_t epoch = sink_ != nullptr ? sink_->EvictionEpoch() : 0;
+  std::vector<ItemRef> evicted;
+  std::vector<size_t> from{idx};
+  {
+    std::lock_guard lock(shard.mu);
+    ItemTable::Pos pos = shard.table.Find(key, hash);
+    Item* it = shard.At(pos);
+    if (it == nullptr || Expired(it, now)) return false;
+    shard.UnlinkAt(pos, /*via_policy_evict=*/false);
+    int64_t charge = static_cast<int64_t>(ItemCharge(it));
+    shard.bytes -= charge;
+    ReleaseBytes(charge);
+    ++shard.evictions;
+    if (!it->fetched) ++shard.evicted_unfetched;
+    if (sink_ != nullptr) shard.transit.push_back(it);
+    evicted.push_back(ItemRef::Adopt(it));
+  }
+  if (sink_ != nullptr) HandOver(evicted, from, epoch);
+  return true;
 }
 
 bool RamTier::SetLimit(uint64_t bytes) {

@@ -14,9 +14,16 @@
 //     expired items is reclaimed by ReapExpired() without waiting for
 //     eviction.
 //   - Bytes in use exceed the limit by at most the items being inserted
-//     concurrently (eviction runs right after each insert).
+//     concurrently (eviction runs right after each insert) and the items
+//     commands took back from transit (below) since the last insert.
 //   - Evicted items leave through the EvictionSink, outside any lock, so a
-//     lower tier can take them.
+//     lower tier can take them. Until the sink has returned, an evicted
+//     item is "in transit": it is still its key's value, and every
+//     operation on the key sees it (a get reads it; gat, touch, incr/decr,
+//     add, replace, append, prepend and cas put a copy of it back in the
+//     table first; a set or a delete drops it), so a key on its way to the
+//     lower tier never looks absent. StillEvicting() tells the sink whether
+//     it still is.
 //   - No I/O and no callbacks run under a shard lock.
 //
 // Thread safety: every public method is safe to call concurrently from any
@@ -62,7 +69,8 @@ struct RamTierOptions {
 
 // Receives items the RAM tier evicts (not those deleted, replaced, expired
 // or flushed). Called on the thread that caused the eviction, with no lock
-// held.
+// held. The items stay in transit (see RamTier) until it returns; it must
+// keep its references to them until then.
 class EvictionSink {
  public:
   virtual ~EvictionSink() = default;
@@ -129,6 +137,13 @@ class RamTier {
   // it through EvictionPolicy::OnPromote().
   StoreResult Restore(ItemRef item, const std::function<bool()>& still_valid);
 
+  // kAdd that also fails (kNotStored) when RAM has no item for the key but
+  // a lower tier has it (asked under the key's shard lock, so a demotion
+  // under way is either still in transit or already there): the key is
+  // present. `absent_elsewhere` returns true when
+  // no lower tier has the key.
+  StoreResult AddIf(ItemRef item, const std::function<bool()>& absent_elsewhere);
+
   // For an item read from a lower tier and served without being stored:
   // true if, under the key's shard lock, RAM has no live item for the key,
   // no flush_all has passed `item`, and still_valid() returns true (the
@@ -144,7 +159,8 @@ class RamTier {
 
   // Returns the live item for `key` and records a hit with the policy, or
   // an empty ref. If `new_exptime` is given the item's expiry is updated
-  // first (gat/gats).
+  // first (gat/gats). An item in transit is found too (a gat puts a copy
+  // of it back in the table; a plain get leaves it to the sink).
   // *read_ahead (if given) is set when the item was promoted ahead of this
   // get (Item::read_ahead, which the get clears).
   ItemRef Get(std::string_view key, const uint32_t* new_exptime = nullptr,
@@ -153,8 +169,18 @@ class RamTier {
   // Updates the expiry of a live item. Returns false if there is none.
   bool Touch(std::string_view key, uint32_t exptime);
 
-  // True if a live item with `key` is resident (no policy hit recorded).
+  // True if a live item with `key` is resident (no policy hit recorded),
+  // in transit included.
   bool Contains(std::string_view key);
+
+  // True while `item`, evicted, is in transit and still its key's value:
+  // no store, delete, get or other operation on the key has come since its
+  // eviction (the sink asks under its own lock before it keeps the item).
+  bool StillEvicting(const Item& item);
+
+  // Evicts the key's live item now, through the sink, as the eviction
+  // policy would (for tests and tools). False if there is none.
+  bool Evict(std::string_view key);
 
   // True if a flush_all has taken effect since `item` was stored.
   bool IsFlushed(const Item& item) const {
@@ -198,7 +224,8 @@ class RamTier {
   // delayed, so a lower tier can flush too.
   void SetFlushHook(std::function<void()> hook) { flush_hook_ = std::move(hook); }
 
-  // Removes a live item. Returns false if there is none. With
+  // Removes a live item (one in transit too). Returns false if there is
+  // none. With
   // `run_due_flush` false a delayed flush_all whose time has come is not
   // started here (a caller holding the SSD log's lock must not run the
   // flush hook; it calls RunDueFlush() first).
@@ -266,6 +293,15 @@ class RamTier {
   // Evicts until usage is within the limit, starting with `first_shard`;
   // never evicts `keep` (the item just stored).
   void EnforceLimit(size_t first_shard, const Item* keep = nullptr);
+  // Gives `evicted` (in transit, from shards `from`) to the sink, then ends
+  // their transit.
+  void HandOver(std::vector<ItemRef>& evicted, const std::vector<size_t>& from, uint64_t epoch);
+  // Under the shard's lock, when its table has no item for `key`: if the
+  // key's item is in transit and live, a copy of it (the sink may be
+  // reading the original) goes back into the table, and the original's
+  // transit ends. Returns the copy, or nullptr. Like a promotion, but it
+  // does not evict: the next insert does.
+  Item* RescueLocked(Shard& shard, std::string_view key, uint64_t hash, int64_t now);
   // Items keep 48 bits of CAS (kMaxCas). After 2^48 stores the counter
   // wraps to 1 (0 means "not stored"); the flush threshold, which earlier
   // uniques no longer compare with, starts over at 0 (a flush clears the

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "common/hash.h"
@@ -25,11 +26,15 @@ struct IoRequest {
   int64_t result = 0;
 };
 
+// At most this many at once (a write job's records and its mirror blocks).
+constexpr size_t kMaxBlockingIo = 2;
+
 void BlockingIo(IoQueue& q, IoRequest* reqs, size_t n) {
   struct Done : IoCompletion {
     IoRequest* req = nullptr;
     void OnIoComplete(int64_t r) override { req->result = r; }
-  } done[2];
+  } done[kMaxBlockingIo];
+  if (n > kMaxBlockingIo) std::abort();
   for (size_t i = 0; i < n; ++i) {
     done[i].req = &reqs[i];
     if (reqs[i].write) {
@@ -83,6 +88,11 @@ struct SsdLog::WriteJob {
   Buffer* buffer = nullptr;
   size_t begin = 0;  // records: a block-aligned range of the region (may be empty)
   size_t end = 0;
+  // The range's bytes, copied when queued, for a tail write of the open
+  // region: appends go on filling its partial last block in the buffer
+  // while the job writes it. (All of the range, not only that block: one
+  // request, so a crash mid-write leaves a prefix written, never a hole.)
+  std::unique_ptr<char, AlignedFree> copy;
   // Mirror blocks (and the blank spare after them), encoded when queued.
   std::unique_ptr<char, AlignedFree> mirror;
   size_t mirror_offset = 0;
@@ -802,6 +812,12 @@ void SsdLog::EnqueueLocked(Buffer* b, bool tail) {
   if (records) {
     job.begin = b->enqueued;
     job.end = end;
+    if (tail && !b->sealed && AlignDown(b->fill) < end) {
+      // Written from a copy: the buffer's last block takes the next records
+      // while the writer thread (or the kernel) reads it.
+      job.copy = AllocateAligned(end - job.begin);
+      std::memcpy(job.copy.get(), b->data.get() + job.begin, end - job.begin);
+    }
   }
   if (mirror) {
     // Blocks first..used-1 (block k lies at r - kBlock * (k + 1)), and when
@@ -989,10 +1005,11 @@ void SsdLog::RunJobLocked(std::unique_lock<std::mutex>& lock) {
   writing_ = true;
   lock.unlock();
   const uint64_t base = uint64_t{job.buffer->region} * options_.region_size;
-  IoRequest reqs[2];
+  IoRequest reqs[kMaxBlockingIo];
   size_t n = 0;
   if (job.end > job.begin) {
-    reqs[n++] = {true, base + job.begin, job.buffer->data.get() + job.begin, job.end - job.begin, 0};
+    char* from = job.copy ? job.copy.get() : job.buffer->data.get() + job.begin;
+    reqs[n++] = {true, base + job.begin, from, job.end - job.begin, 0};
   }
   if (job.mirror) {
     reqs[n++] = {true, base + job.mirror_offset, job.mirror.get(), job.mirror_len, 0};

@@ -190,7 +190,12 @@ StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique
                                uint64_t* ticket) {
   if (ssd_ == nullptr) return ram_.Store(mode, std::move(item), cas_unique);
   std::string key(item->Key());
-  StoreResult r = ram_.Store(mode, std::move(item), cas_unique);
+  const uint64_t hash = common::HashKey(key);
+  // An add whose key RAM evicted to SSD since the caller promoted it (the
+  // proxy promotes first) finds the key there.
+  StoreResult r = mode == StoreMode::kAdd
+                      ? ram_.AddIf(std::move(item), [&] { return !ssd_->Contains(hash); })
+                      : ram_.Store(mode, std::move(item), cas_unique);
   if (r == StoreResult::kStored) Invalidate(key, ticket);
   return r;
 }
@@ -256,14 +261,23 @@ bool TieredCache::Touch(std::string_view key, uint32_t exptime, uint64_t* ticket
 }
 
 ItemRef TieredCache::Get(std::string_view key, const uint32_t* new_exptime, bool* read_ahead,
-                         uint64_t* ticket) {
-  if (sketch_ != nullptr) sketch_->Record(common::HashKey(key));
+                         uint64_t* ticket, bool* on_ssd) {
+  const uint64_t hash = common::HashKey(key);
+  if (sketch_ != nullptr) sketch_->Record(hash);
   ItemRef item = ram_.Get(key, new_exptime, read_ahead);
+  if (!item && on_ssd != nullptr && ssd_ != nullptr) {
+    // Where the key is, without asking RAM first (as NeedsPromotion() does):
+    // another connection may have promoted it since RAM missed, and the
+    // promotion then answers with RAM's item. If the SSD tier does not
+    // have it, RAM may have got it since (promoted, then written).
+    *on_ssd = ssd_->Contains(hash);
+    if (!*on_ssd) item = ram_.Get(key, new_exptime, read_ahead);
+  }
   if (new_exptime != nullptr && ssd_ != nullptr) {
     if (item) {
       Invalidate(key, ticket);
     } else {
-      RaiseTicket(common::HashKey(key), ticket);
+      RaiseTicket(hash, ticket);
     }
   }
   return item;
@@ -275,7 +289,7 @@ uint64_t TieredCache::AckTicket(std::string_view key) const {
   return t;
 }
 
-void TieredCache::OnEvictedSince(std::vector<ItemRef>& items, uint64_t epoch) {
+void TieredCache::OnEvictedSince(std::vector<ItemRef>& items, uint64_t /*epoch*/) {
   if (ssd_ == nullptr) return;
   for (ItemRef& item : items) {
     uint64_t hash = common::HashKey(item->Key());
@@ -291,14 +305,15 @@ void TieredCache::OnEvictedSince(std::vector<ItemRef>& items, uint64_t epoch) {
       case AdmissionVerdict::kAdmit:
         break;
     }
-    std::string_view key = item->Key();
-    // Checked under the log's lock: a newer version in RAM, a flush_all
-    // since the item was stored, or a delete since the eviction began makes
-    // this one stale.
+    // Checked under the log's lock: the item must still be in transit in
+    // RAM (no store, delete or read of its key since its eviction: a store
+    // or a delete would have dropped it, a read taken it back) and not be
+    // older than a flush_all. So an older version is never appended after
+    // a newer one was stored (which RAM may have evicted in turn, and the
+    // admission rejected), and a delete always wins.
     const Item& evicted = *item;
-    if (ssd_->Append(evicted, hash, [&] {
-          return !ram_.Contains(key) && !ram_.IsFlushed(evicted) && !DeletedSince(hash, epoch);
-        })) {
+    if (ssd_->Append(evicted, hash,
+                     [&] { return ram_.StillEvicting(evicted) && !ram_.IsFlushed(evicted); })) {
       admitted_.fetch_add(1, std::memory_order_relaxed);
     }
   }

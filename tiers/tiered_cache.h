@@ -9,8 +9,11 @@
 // gat) invalidates the key's SSD record at once (the log appends a
 // tombstone), deletes remove it from both tiers, and flush_all flushes
 // both, so the newest acknowledged write always wins, across restarts too.
-// A demotion whose key already has a newer version in RAM is skipped; the
-// check is atomic with the append.
+// A demotion whose item is no longer its key's value (RamTier::
+// StillEvicting(): the key was written, deleted or read since the
+// eviction) is skipped; the check is atomic with the append. Until then
+// the evicted item stays visible in RAM, so a key moving between the tiers
+// is always in one of them.
 //
 // Reads and writes other than `set` that find the key only on SSD must
 // first Promote() it (an asynchronous read) and then run against RAM; the
@@ -66,8 +69,8 @@ class TieredCache final : public EvictionSink {
   // The frequency sketch (null without an SSD tier).
   FrequencySketch* sketch() { return sketch_.get(); }
 
-  // True when the key is not in RAM but the SSD index has it: Promote()
-  // before anything but a set or delete.
+  // True when the key is not in RAM (nor in transit there) but the SSD
+  // index has it: Promote() before anything but a set or delete.
   bool NeedsPromotion(std::string_view key);
 
   // Reads the key from SSD and puts it back in RAM with its CAS unique
@@ -90,6 +93,7 @@ class TieredCache final : public EvictionSink {
   // raised to the log position that must be durable before the write is
   // acknowledged (SsdLog::AckTicket: the key's invalidation, or one that
   // still covers it), and left alone when nothing is pending.
+  // An add fails if the SSD tier has the key (checked atomically with RAM).
   StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0,
                     uint64_t* ticket = nullptr);
   // Puts `item`, read from the SSD record at `at`, back in RAM unless the
@@ -102,8 +106,12 @@ class TieredCache final : public EvictionSink {
   bool Touch(std::string_view key, uint32_t exptime, uint64_t* ticket = nullptr);
   // RAM lookup; with `new_exptime` (gat) the SSD record is invalidated.
   // *read_ahead is set if a read-ahead promoted the item for this get.
+  // With `on_ssd`, a RAM miss is resolved: *on_ssd says whether the SSD
+  // tier has the key (then Promote() it: that answers with RAM's item if
+  // RAM got the key meanwhile), and an empty ref with *on_ssd false is a
+  // miss in both tiers.
   ItemRef Get(std::string_view key, const uint32_t* new_exptime = nullptr,
-              bool* read_ahead = nullptr, uint64_t* ticket = nullptr);
+              bool* read_ahead = nullptr, uint64_t* ticket = nullptr, bool* on_ssd = nullptr);
   // The ticket a write of `key` would wait for now (0: none).
   uint64_t AckTicket(std::string_view key) const;
   // RamTier::FlushAll's rules; with an SSD tier the flush reaches it too
@@ -118,8 +126,9 @@ class TieredCache final : public EvictionSink {
   uint64_t EvictionEpoch() const override {
     return delete_epoch_.load(std::memory_order_acquire);
   }
-  // Demotes `items`, except those whose key was deleted after `epoch` (the
-  // delete raced with the eviction and must win).
+  // Demotes `items` that are still their key's value (RamTier::
+  // StillEvicting(): a delete or a write that raced with the eviction
+  // wins). `epoch` is not needed for that.
   void OnEvictedSince(std::vector<ItemRef>& items, uint64_t epoch) override;
 
   // The keys of the live RAM items, hottest first by the frequency sketch

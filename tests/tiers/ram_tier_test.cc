@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -688,7 +689,10 @@ class RecordingSink : public EvictionSink {
       }
       values_ok = values_ok && item->ValueWithCrlf().substr(item->value_len) == "\r\n";
       if (tier != nullptr) {
-        EXPECT_FALSE(tier->Get(item->Key())) << "evicted item still resident";
+        // Out of the table (linked == 0 above) but in transit: still the
+        // key's value until the sink returns.
+        EXPECT_TRUE(tier->StillEvicting(*item)) << item->Key();
+        EXPECT_TRUE(tier->Contains(item->Key())) << item->Key();
         // Reach into other shards as well.
         for (const std::string& probe : probes) (void)tier->Get(probe);
       }
@@ -739,6 +743,146 @@ TEST_F(RamTierTest, ByteBudgetHoldsAndEvicts) {
     // The budget is used, not wasted: at least 3/4 of it holds items.
     EXPECT_GE(stats.bytes, kMiB * 3 / 4);
   }
+}
+
+// Runs `during` for each evicted item while it is in transit (the sink has
+// not returned), then records whether it was still its key's value.
+class TransitSink : public EvictionSink {
+ public:
+  void OnEvicted(std::vector<ItemRef>& items) override {
+    for (ItemRef& item : items) {
+      if (during) during(*item);
+      still_evicting.push_back(tier->StillEvicting(*item));
+    }
+  }
+  RamTier* tier = nullptr;
+  std::function<void(const Item&)> during;
+  std::vector<bool> still_evicting;
+};
+
+class RamTierTransitTest : public RamTierTest {
+ protected:
+  RamTierTransitTest() {
+    Reset(DefaultOptions(), &sink_);
+    sink_.tier = tier_.get();
+  }
+  // Evicts `key` with `during` run while it is in transit; returns whether
+  // the sink could still take it afterwards.
+  bool EvictWith(std::string_view key, std::function<void(const Item&)> during) {
+    sink_.during = std::move(during);
+    sink_.still_evicting.clear();
+    EXPECT_TRUE(tier_->Evict(key));
+    EXPECT_EQ(sink_.still_evicting.size(), 1u);
+    sink_.during = nullptr;
+    return !sink_.still_evicting.empty() && sink_.still_evicting[0];
+  }
+  TransitSink sink_;
+};
+
+// Undisturbed, the sink takes the item and RAM no longer has it.
+TEST_F(RamTierTransitTest, TheSinkTakesAnUndisturbedItem) {
+  ASSERT_EQ(Put("a", "va"), StoreResult::kStored);
+  EXPECT_TRUE(EvictWith("a", [&](const Item& item) {
+    EXPECT_EQ(item.linked, 0);  // out of the table...
+    EXPECT_TRUE(tier_->StillEvicting(item));  // ...and in transit
+    EXPECT_TRUE(tier_->Contains("a"));
+  }));
+  EXPECT_FALSE(tier_->Contains("a"));
+  EXPECT_EQ(Value("a"), std::nullopt);
+  EXPECT_EQ(tier_->Stats().evictions, 1u);
+}
+
+// A get while the item is in transit finds it, with its flags and CAS
+// unique, and leaves it to the sink; a gat takes it back to change it.
+TEST_F(RamTierTransitTest, AGetInTransitFindsTheItem) {
+  uint64_t cas = 0;
+  ASSERT_EQ(Put("a", "va", StoreMode::kSet, 7, 0, 0, &cas), StoreResult::kStored);
+  EXPECT_TRUE(EvictWith("a", [&](const Item& evicted) {
+    ItemRef got = tier_->Get("a");
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got.get(), &evicted);
+    EXPECT_EQ(got->ValueView(), "va");
+    EXPECT_EQ(got->Cas(), cas);
+    EXPECT_EQ(got->Flags(), 7u);
+  }));
+  EXPECT_EQ(Value("a"), std::nullopt);
+
+  ASSERT_EQ(Put("b", "vb"), StoreResult::kStored);
+  cas = CasOf("b");
+  const uint32_t exptime = Now() + 100;
+  EXPECT_FALSE(EvictWith("b", [&](const Item& evicted) {
+    ItemRef got = tier_->Get("b", &exptime);
+    ASSERT_TRUE(got);
+    EXPECT_NE(got.get(), &evicted);  // a copy: the sink may be reading the original
+    EXPECT_EQ(got->exptime, exptime);
+    EXPECT_EQ(evicted.exptime, 0u);
+  }));
+  EXPECT_TRUE(tier_->Contains("b"));
+  EXPECT_EQ(Value("b"), "vb");
+  EXPECT_EQ(CasOf("b"), cas);
+}
+
+// A set, a delete or a flush_all while the item is in transit win over it.
+TEST_F(RamTierTransitTest, ASetADeleteOrAFlushInTransitWin) {
+  ASSERT_EQ(Put("a", "va"), StoreResult::kStored);
+  EXPECT_FALSE(EvictWith("a", [&](const Item&) { EXPECT_EQ(Put("a", "new"), StoreResult::kStored); }));
+  EXPECT_EQ(Value("a"), "new");
+
+  ASSERT_EQ(Put("b", "vb"), StoreResult::kStored);
+  EXPECT_FALSE(EvictWith("b", [&](const Item&) { EXPECT_TRUE(tier_->Delete("b")); }));
+  EXPECT_EQ(Value("b"), std::nullopt);
+
+  // A flush leaves the item in transit but dead: nothing finds it.
+  ASSERT_EQ(Put("c", "vc"), StoreResult::kStored);
+  EvictWith("c", [&](const Item& item) {
+    tier_->FlushAll(Now());
+    EXPECT_TRUE(tier_->IsFlushed(item));
+    EXPECT_FALSE(tier_->Get("c"));
+    EXPECT_FALSE(tier_->Delete("c"));
+  });
+  EXPECT_EQ(Value("c"), std::nullopt);
+}
+
+// Every command that needs the key sees it in transit: add fails, replace,
+// append, prepend, cas, incr/decr and touch work on it.
+TEST_F(RamTierTransitTest, CommandsInTransitSeeTheKey) {
+  ASSERT_EQ(Put("n", "10"), StoreResult::kStored);
+  uint64_t cas = CasOf("n");
+  EXPECT_FALSE(EvictWith("n", [&](const Item&) { EXPECT_EQ(Put("n", "x", StoreMode::kAdd), StoreResult::kNotStored); }));
+  EXPECT_EQ(Value("n"), "10");
+  EXPECT_EQ(CasOf("n"), cas);
+
+  EXPECT_FALSE(EvictWith("n", [&](const Item&) {
+    uint64_t result = 0;
+    EXPECT_EQ(tier_->Delta("n", true, 5, &result), DeltaResult::kOk);
+    EXPECT_EQ(result, 15u);
+  }));
+  EXPECT_EQ(Value("n"), "15");
+
+  EXPECT_FALSE(EvictWith("n", [&](const Item&) { EXPECT_EQ(Put("n", "!", StoreMode::kAppend), StoreResult::kStored); }));
+  EXPECT_FALSE(EvictWith("n", [&](const Item&) { EXPECT_EQ(Put("n", "<", StoreMode::kPrepend), StoreResult::kStored); }));
+  EXPECT_EQ(Value("n"), "<15!");
+
+  cas = CasOf("n");
+  EXPECT_FALSE(EvictWith("n", [&](const Item&) {
+    EXPECT_EQ(Put("n", "c", StoreMode::kCas, 0, 0, cas), StoreResult::kStored);
+  }));
+  EXPECT_EQ(Value("n"), "c");
+  EXPECT_FALSE(EvictWith("n", [&](const Item&) { EXPECT_EQ(Put("n", "r", StoreMode::kReplace), StoreResult::kStored); }));
+  EXPECT_EQ(Value("n"), "r");
+
+  EXPECT_FALSE(EvictWith("n", [&](const Item&) { EXPECT_TRUE(tier_->Touch("n", Now() + 100)); }));
+  ItemRef item = tier_->Get("n");
+  ASSERT_TRUE(item);
+  EXPECT_EQ(item->exptime, Now() + 100);
+  // A promotion (kRestore) of an older record finds the key present.
+  EXPECT_FALSE(EvictWith("n", [&](const Item&) {
+    AllocResult why;
+    ItemRef old = tier_->Allocate("n", 0, 0, 3, &why);
+    std::memcpy(old->MutableValue(), "old", 3);
+    EXPECT_EQ(tier_->Restore(std::move(old), [] { return true; }), StoreResult::kNotStored);
+  }));
+  EXPECT_EQ(Value("n"), "r");
 }
 
 TEST_F(RamTierTest, SinkReceivesExactlyTheEvictedItemsWithoutLocks) {
