@@ -179,7 +179,6 @@ bool Dispatcher::PromoteFirst(AsyncState* async, std::string_view key,
       return true;
     }
   }
-  async->promote_attempts = 0;  // the command runs now
   return false;
 }
 
@@ -252,7 +251,10 @@ void Dispatcher::Reply(OutputQueue& out, bool noreply, std::string_view line) {
 
 Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
                             AsyncState* async) {
-  if (async != nullptr && !async->resumed) async->moved_retries = 0;  // a new command
+  if (async != nullptr && !async->resumed) {  // a new command
+    async->moved_retries = 0;
+    async->promote_attempts = 0;
+  }
   tiers::RamTier& tier = cache_.ram();
   switch (cmd.type) {
     case CommandType::kError:
@@ -632,7 +634,10 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
 
 Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQueue& out,
                                   AsyncState* async) {
-  if (async != nullptr && !async->resumed) async->moved_retries = 0;  // a new command
+  if (async != nullptr && !async->resumed) {  // a new command
+    async->moved_retries = 0;
+    async->promote_attempts = 0;
+  }
   if (terminated && store.type != CommandType::kSet &&
       PromoteFirst(async, store.item->Key(), AsyncState::Waiting::kStore)) {
     // add/replace/append/prepend/cas need to know what the SSD holds.

@@ -90,7 +90,7 @@ struct AsyncState {
   };
   std::vector<Slot> slots;       // the current get batch, in request order
   bool batch_ready = false;      // every slot of the batch is resolved
-  uint32_t promote_attempts = 0;  // promotions of the current command's key
+  uint32_t promote_attempts = 0;  // promotions of the current command's key (at most 8)
   // Runs of the current command again because its key moved between the
   // tiers just before it ran (Dispatcher::LookAgain()).
   uint32_t moved_retries = 0;

@@ -217,12 +217,7 @@ class SsdDispatchTest : public ::testing::Test {
   // to the open region (or, for a promoted item whose record is still
   // valid, keeps that record).
   void Evict(const std::string& key) {
-    tiers::ItemRef item = cache_->ram().Get(key);
-    ASSERT_TRUE(item) << key;
-    const uint64_t epoch = cache_->EvictionEpoch();
-    ASSERT_TRUE(cache_->ram().Delete(key));
-    std::vector<tiers::ItemRef> evicted{std::move(item)};
-    cache_->OnEvictedSince(evicted, epoch);
+    ASSERT_TRUE(cache_->ram().Evict(key)) << key;
     ASSERT_TRUE(cache_->NeedsPromotion(key)) << key;
   }
 
