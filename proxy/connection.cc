@@ -154,10 +154,15 @@ void Connection::Close() {
   closing_ = true;
   reading_ = false;
   want_writable_ = false;
+  if (over_output_cap_) {
+    over_output_cap_ = false;
+    worker_.NoteOverOutputCap(-1);
+  }
   // What it holds is freed once the close completes, in this loop
   // iteration (or when its SSD reads are done).
   worker_.memory().Charge(-static_cast<int64_t>(held_));
   held_ = 0;
+  worker_.ReleaseStream(this);
   uv_close(handle(), OnClose);  // stops the poll
 }
 
@@ -340,7 +345,16 @@ uint64_t Connection::HeldNow() const {
 
 void Connection::UpdateHeld() {
   if (closing_) return;
-  const uint64_t now = HeldNow();
+  uint64_t now = HeldNow();
+  // The worker's one streaming value (see Worker::ClaimStream) is not
+  // charged: a value larger than the cap can then be fetched without
+  // holding every other connection back.
+  const size_t first = out_.value_bytes() >= kStreamMinBytes ? out_.FirstValueBytes() : 0;
+  if (first >= kStreamMinBytes && worker_.ClaimStream(this)) {
+    now -= first;
+  } else {
+    worker_.ReleaseStream(this);
+  }
   if (now == held_) return;
   worker_.memory().Charge(static_cast<int64_t>(now) - static_cast<int64_t>(held_));
   held_ = now;
@@ -631,18 +645,35 @@ void Connection::ProcessInput() {
     }
     if (!paused_ && out_.bytes() > ctx_.options.output_high_watermark) Pause();
   }
-  if (out_.bytes() > ctx_.options.max_output_buffer) {
-    common::Log(common::LogLevel::kWarn, "closing %s: %zu reply bytes queued, over the cap",
-                info_.addr.c_str(), out_.bytes());
-    Close();
-    return;
-  }
+  if (!CheckOutputCap()) return;
   if (close_after_flush_ && reading_) {
     reading_ = false;
     UpdatePoll();
   }
   PublishState();
   Flush();
+}
+
+bool Connection::CheckOutputCap() {
+  // Text (composed replies, copied small values) counts at once: reading is
+  // paused above output_high_watermark, so only a single command's reply
+  // can pass the cap. Values sent from their items' memory count only
+  // while the client reads nothing: a client that reads fetches any value
+  // up to max_item_size; one that stops is closed by the worker's tick
+  // (Worker::CloseStalledOutput).
+  if (out_.text_bytes() > ctx_.options.max_output_buffer) {
+    common::Log(common::LogLevel::kWarn,
+                "closing %s: %zu reply bytes queued, over the cap (server.max_output_buffer)",
+                info_.addr.c_str(), out_.text_bytes());
+    Close();
+    return false;
+  }
+  const bool over = out_.bytes() > ctx_.options.max_output_buffer;
+  if (over != over_output_cap_) {
+    over_output_cap_ = over;
+    worker_.NoteOverOutputCap(over ? 1 : -1);
+  }
+  return true;
 }
 
 void Connection::PublishState() {
@@ -733,6 +764,7 @@ void Connection::OnSend(const NetOp& op) {
   out_.Unseal();
   UpdateHeld();
   if (closing_) return;
+  if (over_output_cap_ && !CheckOutputCap()) return;
   if (written < total && r != -EINTR) {
     // The socket is full: the rest goes when the client has read.
     want_writable_ = true;

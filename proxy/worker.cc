@@ -31,6 +31,10 @@ constexpr size_t kNetChunk = 256;
 // be closed for holding too much (10 ticks: 500 ms).
 constexpr uint64_t kMemoryTickMs = 50;
 constexpr uint32_t kStallTicks = 10;
+// A client whose queued replies pass server.max_output_buffer (a value
+// larger than it, sent from the item) and that reads nothing for this long
+// is cut off. Long enough for a client's pause (a GC, a busy thread).
+constexpr uint64_t kOutputStallMs = 2000;
 // At most one "at its cap" line per worker this often.
 constexpr uint64_t kMemoryLogEveryMs = 10'000;
 
@@ -522,9 +526,10 @@ void Worker::StartMemoryTick() {
 
 void Worker::MemoryTick() {
   for (Connection* c = conns_; c != nullptr; c = c->next) c->NoteTick();
+  if (over_output_cap_ > 0) CloseStalledOutput();
   if (lease_.Over()) CloseMemoryHogs();
   if (!lease_.Over()) ResumeMemoryWaiters();
-  if (memory_waiters_.empty() && !lease_.Over()) {
+  if (memory_waiters_.empty() && !lease_.Over() && over_output_cap_ == 0) {
     uv_timer_stop(&memory_timer_);
     memory_tick_on_ = false;
   }
@@ -578,6 +583,29 @@ size_t Worker::CloseMemoryHogs() {
                 largest.empty() ? "?" : largest.c_str(), Approx(largest_held).c_str());
   }
   return closed;
+}
+
+void Worker::NoteOverOutputCap(int delta) {
+  over_output_cap_ = static_cast<uint32_t>(static_cast<int>(over_output_cap_) + delta);
+  if (delta > 0) StartMemoryTick();
+}
+
+void Worker::CloseStalledOutput() {
+  std::vector<Connection*> stalled;
+  for (Connection* c = conns_; c != nullptr; c = c->next) {
+    if (c->over_output_cap() && c->stalled_ticks() * kMemoryTickMs >= kOutputStallMs) {
+      stalled.push_back(c);
+    }
+  }
+  for (Connection* c : stalled) {
+    common::Log(common::LogLevel::kWarn,
+                "closing %s: %s of replies queued, over the cap (server.max_output_buffer %s), "
+                "and the client read nothing for %llu ms",
+                c->addr().c_str(), Approx(c->queued_bytes()).c_str(),
+                Approx(ctx_.options.max_output_buffer).c_str(),
+                static_cast<unsigned long long>(kOutputStallMs));
+    c->Close();
+  }
 }
 
 void Worker::ZombieGone() {
