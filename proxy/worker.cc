@@ -137,7 +137,13 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
     ssd_log_ = ctx_.cache->ssd();
     uv_async_init(&loop_, &durable_async_, OnDurable);
     durable_async_.data = this;
-    commit_listener_ = ssd_log_->AddCommitListener([this] { uv_async_send(&durable_async_); });
+    // Group commits are written from this loop when the log's writer is
+    // idle (SsdLog::AddCommitListener): no thread hand-off on the way.
+    commit_listener_ = ssd_log_->AddCommitListener([this] { uv_async_send(&durable_async_); },
+                                                   /*inline_commits=*/true);
+    uv_poll_init(&loop_, &commit_poll_, ssd_log_->commit_event_fd(commit_listener_));
+    commit_poll_.data = this;
+    uv_poll_start(&commit_poll_, UV_READABLE, OnCommitReadable);
   }
   uv_timer_init(&loop_, &accept_retry_timer_);
   accept_retry_timer_.data = this;
@@ -257,6 +263,11 @@ void Worker::OnIoReadable(uv_poll_t* poll, int, int) {
   // Values that landed in waiting get batches count from now on (their
   // read buffers stopped counting as the reads completed).
   for (Connection* c : self->io_waiters_) c->UpdateHeld();
+}
+
+void Worker::OnCommitReadable(uv_poll_t* poll, int, int) {
+  auto* self = static_cast<Worker*>(poll->data);
+  self->ssd_log_->ReapCommits(self->commit_listener_);
 }
 
 void Worker::OnLoopCheck(uv_check_t* check) {
@@ -412,7 +423,9 @@ void Worker::CloseIoHandles() {
   uv_idle_stop(&net_idle_);
   uv_close(reinterpret_cast<uv_handle_t*>(&net_idle_), nullptr);
   if (ssd_log_ != nullptr) {
-    ssd_log_->RemoveCommitListener(commit_listener_);
+    uv_poll_stop(&commit_poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&commit_poll_), nullptr);
+    ssd_log_->RemoveCommitListener(commit_listener_);  // waits for its commit in flight
     uv_close(reinterpret_cast<uv_handle_t*>(&durable_async_), nullptr);
   }
 }

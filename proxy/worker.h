@@ -150,6 +150,7 @@ class Worker {
   static void OnDrainTimeout(uv_timer_t* timer);
   static void OnMaintenance(uv_timer_t* timer);
   static void OnIoReadable(uv_poll_t* poll, int status, int events);
+  static void OnCommitReadable(uv_poll_t* poll, int status, int events);
   static void OnLoopCheck(uv_check_t* check);
   static void OnLoopPrepare(uv_prepare_t* prepare);
   static void OnDurable(uv_async_t* async);
@@ -226,6 +227,7 @@ class Worker {
   tiers::SsdLog* ssd_log_ = nullptr;  // null without an SSD tier
   uv_async_t durable_async_;          // the log's writer: a commit is done
   int commit_listener_ = -1;
+  uv_poll_t commit_poll_;  // the listener's inline commits (SsdLog::ReapCommits)
   std::vector<Connection*> durable_waiters_;
   uint64_t durable_wanted_ = 0;     // the largest ticket a connection waits for
   uint64_t durable_requested_ = 0;  // the largest one asked of the log
