@@ -1,8 +1,9 @@
 // The memcached text protocol parser: bytes in, commands out. Pure (no I/O,
 // no cache access), resumable (call again with more bytes), and exact: it
 // reproduces memcached 1.6.18's tokenizer (proto_text.c) and number parsing
-// (util.c safe_strto*), including their quirks, so that every reply strata
-// composes from its result is the one memcached would send.
+// (util.c safe_strto*, in common/numbers.h), including their quirks, so that
+// every reply strata composes from its result is the one memcached would
+// send.
 //
 // Framing: a command line ends at '\n' (a preceding '\r' is dropped); a NUL
 // byte ends the line early, as memcached's strlen() does. Tokens are split on
@@ -132,18 +133,6 @@ struct ParseResult {
 // not a get/gets line closes the connection (see Framing above); at least
 // kLineLimit.
 ParseResult ParseCommand(std::string_view input, Command* cmd, size_t line_limit = kLineLimit);
-
-// memcached's number parsers (util.c) on one token, as the 64-bit build
-// behaves: strtoul/strtol semantics (leading white space, a sign), the
-// number must end at the token's end or at white space, ERANGE fails, a '-'
-// on a value that is negative as signed fails for the unsigned forms, and
-// the 32-bit forms keep the low 32 bits of a larger value.
-bool SafeStrtoull(std::string_view token, uint64_t* out);
-bool SafeStrtoul(std::string_view token, uint32_t* out);
-bool SafeStrtol(std::string_view token, int32_t* out);
-// util.c's safe_strtod: glibc strtod, the number must end at the token's
-// end or at white space, ERANGE (overflow or underflow) fails.
-bool SafeStrtod(std::string_view token, double* out);
 
 // Splits the next key off a get-family key list; returns false when none
 // is left. `keys` is advanced past it.

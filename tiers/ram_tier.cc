@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <bit>
-#include <cctype>
 #include <charconv>
 #include <cstring>
 
 #include "common/hash.h"
+#include "common/numbers.h"
 #include "tiers/item_table.h"
 
 namespace strata::tiers {
@@ -14,37 +14,6 @@ namespace strata::tiers {
 namespace {
 
 constexpr uint64_t kMinLimit = 1ull << 20;
-
-// memcached's safe_strtoull() applied to an item's value, which always ends
-// in "\r\n": leading white space is skipped, a sign is accepted, at least one
-// digit is needed, the digits must end at white space, overflow fails, and a
-// '-' that makes the number negative as int64 fails.
-bool ParseStoredNumber(const char* p, const char* end, uint64_t* out) {
-  const char* s = p;
-  while (s < end && std::isspace(static_cast<unsigned char>(*s))) ++s;
-  bool negative = false;
-  if (s < end && (*s == '+' || *s == '-')) {
-    negative = *s == '-';
-    ++s;
-  }
-  const char* digits = s;
-  uint64_t value = 0;
-  bool overflow = false;
-  while (s < end && *s >= '0' && *s <= '9') {
-    uint64_t d = static_cast<uint64_t>(*s - '0');
-    if (value > (UINT64_MAX - d) / 10) overflow = true;
-    value = value * 10 + d;
-    ++s;
-  }
-  if (s == digits || overflow) return false;
-  if (s == end || !std::isspace(static_cast<unsigned char>(*s))) return false;
-  if (negative) {
-    value = 0 - value;
-    if (static_cast<int64_t>(value) < 0) return false;
-  }
-  *out = value;
-  return true;
-}
 
 }  // namespace
 
@@ -559,9 +528,11 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
       doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
       return DeltaResult::kNotFound;
     }
+    // memcached's safe_strtoull() on the value with its "\r\n": the digits
+    // may be followed by white space (the padding of an earlier decr).
     uint64_t value = 0;
     if (it->value_len == 0 ||
-        !ParseStoredNumber(it->Value(), it->Value() + it->value_len + 2, &value)) {
+        !common::SafeStrtoull(std::string_view(it->Value(), it->value_len + 2), &value)) {
       return DeltaResult::kNonNumeric;
     }
     if (incr) {
