@@ -31,9 +31,11 @@
 #include <cstdint>
 #include <string_view>
 
+#include "common/limits.h"
+
 namespace strata::proxy {
 
-inline constexpr size_t kMaxKeyLength = 250;
+using common::kMaxKeyLength;
 inline constexpr size_t kMaxTokens = 24;            // memcached's MAX_TOKENS
 inline constexpr size_t kLineLimit = 2048;          // bytes without '\n' before closing
 inline constexpr size_t kReadBufferSize = 16384;    // memcached's READ_BUFFER_SIZE
