@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "common/command.h"
 #include "common/limits.h"
 
 namespace strata::proxy {
@@ -42,36 +43,11 @@ inline constexpr size_t kReadBufferSize = 16384;    // memcached's READ_BUFFER_S
 inline constexpr size_t kMaxMultigetLine = 8 << 20; // cap on a get line's length
 inline constexpr uint32_t kMaxSlabClasses = 64;     // memcached's MAX_NUMBER_OF_SLAB_CLASSES
 
-enum class CommandType : uint8_t {
-  kError,  // `reply` holds the complete error line to send (without "\r\n")
-  kGet,
-  kGets,
-  kGat,
-  kGats,
-  kSet,
-  kAdd,
-  kReplace,
-  kAppend,
-  kPrepend,
-  kCas,
-  kDelete,
-  kIncr,
-  kDecr,
-  kTouch,
-  kFlushAll,
-  kVersion,
-  kVerbosity,
-  kQuit,
-  kStats,
-  kCacheMemlimit,
-  kShutdown,
-  kMetaNoop,  // "mn"
-  // A valid or invalid request to tune something strata does not have
-  // (slabs, lru, lru_crawler tocrawl|sleep): `reply` holds memcached's reply
-  // (suppressed when `noreply`), and nothing else happens.
-  kFixedReply,
-  kLruCrawler,  // see Command::crawler
-};
+// The command enum is shared with metrics/ (latency labels): see
+// common/command.h. kError: `reply` holds the complete error line to send
+// (without "\r\n"); kFixedReply: `reply` holds memcached's reply (suppressed
+// when `noreply`); kLruCrawler: see Command::crawler.
+using common::CommandType;
 
 // lru_crawler subcommands the dispatcher runs.
 enum class CrawlerOp : uint8_t {
