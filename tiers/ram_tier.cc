@@ -174,6 +174,17 @@ void RamTier::ReleaseBytes(int64_t bytes) {
   released_bytes_.fetch_add(static_cast<uint64_t>(bytes), std::memory_order_relaxed);
 }
 
+Item* RamTier::ReclaimExpiredLocked(Shard& shard, size_t slot, ReclaimBy by) {
+  Item* it = shard.table.At(slot);
+  ++shard.reclaimed;
+  if (by == ReclaimBy::kCrawler) ++shard.crawler_reclaimed;
+  if (!it->fetched) ++shard.expired_unfetched;
+  const auto charge = static_cast<int64_t>(ItemCharge(it));
+  shard.bytes -= charge;
+  ReleaseBytes(charge);
+  return shard.UnlinkAt({slot, true}, /*via_policy_evict=*/by == ReclaimBy::kEviction);
+}
+
 void RamTier::MaybeRunDelayedFlush(int64_t now) {
   int64_t at = pending_flush_at_.load(std::memory_order_relaxed);
   if (at == 0 || now < at) return;
@@ -240,11 +251,7 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
     ItemTable::Pos pos = shard.table.Find(key, hash);
     Item* old = shard.At(pos);
     if (old != nullptr && Expired(old, now)) {
-      ++shard.reclaimed;
-      if (!old->fetched) ++shard.expired_unfetched;
-      shard.bytes -= static_cast<int64_t>(ItemCharge(old));
-      ReleaseBytes(static_cast<int64_t>(ItemCharge(old)));
-      doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
+      doomed = ItemRef::Adopt(ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kCommand));
       old = nullptr;
       pos = shard.table.Find(key, hash);  // the erase moved the run
     }
@@ -392,12 +399,7 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime, bool* re
       it = RescueLocked(shard, key, hash, now);
       if (it == nullptr) return {};
     } else if (Expired(it, now)) {
-      ++shard.reclaimed;
-      if (!it->fetched) ++shard.expired_unfetched;
-      int64_t charge = static_cast<int64_t>(ItemCharge(it));
-      shard.bytes -= charge;
-      ReleaseBytes(charge);
-      doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
+      doomed = ItemRef::Adopt(ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kCommand));
       return {};
     }
     if (new_exptime != nullptr) {
@@ -491,16 +493,15 @@ bool RamTier::Delete(std::string_view key, bool run_due_flush) {
     shard.transit.erase(t);
     return live;
   }
-  bool live = !Expired(it, now);
-  if (!live) {
-    ++shard.reclaimed;
-    if (!it->fetched) ++shard.expired_unfetched;
+  if (Expired(it, now)) {
+    doomed = ItemRef::Adopt(ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kCommand));
+    return false;
   }
   int64_t charge = static_cast<int64_t>(ItemCharge(it));
   shard.bytes -= charge;
   ReleaseBytes(charge);
   doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
-  return live;
+  return true;
 }
 
 DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result) {
@@ -520,12 +521,7 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
       if (it == nullptr) return DeltaResult::kNotFound;
       pos = shard.table.Find(key, hash);
     } else if (Expired(it, now)) {
-      ++shard.reclaimed;
-      if (!it->fetched) ++shard.expired_unfetched;
-      int64_t charge = static_cast<int64_t>(ItemCharge(it));
-      shard.bytes -= charge;
-      ReleaseBytes(charge);
-      doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
+      doomed = ItemRef::Adopt(ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kCommand));
       return DeltaResult::kNotFound;
     }
     // memcached's safe_strtoull() on the value with its "\r\n": the digits
@@ -640,17 +636,16 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
       continue;
     }
     empty_in_a_row = 0;
-    shard.UnlinkAt(shard.table.Find(victim->Key(), common::HashKey(victim->Key())),
-                   /*via_policy_evict=*/true);
+    const ItemTable::Pos pos = shard.table.Find(victim->Key(), common::HashKey(victim->Key()));
+    if (Expired(victim, now)) {
+      Item* gone = ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kEviction);
+      expired.push_back(ItemRef::Adopt(gone));
+      continue;
+    }
+    shard.UnlinkAt(pos, /*via_policy_evict=*/true);
     int64_t charge = static_cast<int64_t>(ItemCharge(victim));
     shard.bytes -= charge;
     ReleaseBytes(charge);
-    if (Expired(victim, now)) {
-      ++shard.reclaimed;
-      if (!victim->fetched) ++shard.expired_unfetched;
-      expired.push_back(ItemRef::Adopt(victim));
-      continue;
-    }
     ++shard.evictions;
     if (!victim->fetched) ++shard.evicted_unfetched;
     if (sink_ != nullptr) {
@@ -741,15 +736,9 @@ size_t RamTier::ReapExpired(size_t max_items) {
           ++reap_slot_;
           continue;
         }
-        ++shard.reclaimed;
-        ++shard.crawler_reclaimed;
-        if (!it->fetched) ++shard.expired_unfetched;
-        int64_t charge = static_cast<int64_t>(ItemCharge(it));
-        shard.bytes -= charge;
-        ReleaseBytes(charge);
         // The erase may move a later item of the run into this slot, so the
         // slot is looked at again.
-        doomed.push_back(shard.UnlinkAt({reap_slot_, true}, false));
+        doomed.push_back(ReclaimExpiredLocked(shard, reap_slot_, ReclaimBy::kCrawler));
         ++removed;
       }
       if (reap_slot_ >= shard.table.capacity()) {

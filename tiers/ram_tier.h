@@ -24,7 +24,12 @@
 //     table first; a set or a delete drops it), so a key on its way to the
 //     lower tier never looks absent. StillEvicting() tells the sink whether
 //     it still is.
-//   - No I/O and no callbacks run under a shard lock.
+//   - No I/O runs under a shard lock. The only callbacks that do are the
+//     checks given to Restore(), AddIf() and StillCurrentAbsent(), which
+//     run under the key's shard lock on purpose (no delete of the key can
+//     come between the check and the store); they may take the SSD index's
+//     locks but must not call into the RAM tier. The EvictionSink and the
+//     flush hook run with no shard lock held.
 //
 // Thread safety: every public method is safe to call concurrently from any
 // thread. Each shard has its own mutex; counters are atomics.
@@ -290,6 +295,16 @@ class RamTier {
   void FlushNow();
   // Takes `bytes` off the usage and counts them as released.
   void ReleaseBytes(int64_t bytes);
+  // Who found an expired item: a command on its key, EnforceLimit() (the
+  // policy's Evict() has already taken it out of the policy) or
+  // ReapExpired() (the crawler, counted in crawler_reclaimed too).
+  enum class ReclaimBy { kCommand, kEviction, kCrawler };
+  // Under the shard's lock: removes the expired item in table slot `slot`,
+  // takes its charge off the shard's and the tier's bytes, and counts it as
+  // reclaimed (and expired_unfetched if no get read it). Returns its
+  // reference, for the caller to drop outside the lock. Other positions
+  // from ItemTable::Find() are stale afterwards.
+  Item* ReclaimExpiredLocked(Shard& shard, size_t slot, ReclaimBy by);
   // Evicts until usage is within the limit, starting with `first_shard`;
   // never evicts `keep` (the item just stored).
   void EnforceLimit(size_t first_shard, const Item* keep = nullptr);
