@@ -49,6 +49,8 @@ class PackedItemPtrs {
   }
 
   size_t size() const { return size_; }
+  // Bytes the array takes: kBytes per entry and the padding.
+  size_t bytes() const { return bytes_ ? size_ * kBytes + kPad : 0; }
 
   Entry Get(size_t i) const {
     uint64_t v;

@@ -768,6 +768,7 @@ RamTierStats RamTier::Stats() const {
     s.crawler_reclaimed += shard.crawler_reclaimed;
     s.crawler_items_checked += shard.crawler_items_checked;
     s.hash_buckets += shard.table.capacity();
+    s.hash_bytes += shard.table.bytes();
   }
   s.limit_bytes = limit();
   s.released_bytes = released_bytes_.load(std::memory_order_relaxed);

@@ -108,6 +108,7 @@ struct RamTierStats {
   uint64_t crawler_reclaimed = 0; // of which by ReapExpired()
   uint64_t crawler_items_checked = 0;
   uint64_t hash_buckets = 0;      // slots of the shards' hash tables
+  uint64_t hash_bytes = 0;        // bytes those slots take (5 a slot)
   uint64_t released_bytes = 0;    // charged bytes ever given back (evicted, deleted, ...)
 };
 
