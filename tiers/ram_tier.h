@@ -50,8 +50,9 @@
 namespace strata::tiers {
 
 // Automatic sharding. Each shard runs its own eviction policy, which needs
-// a few hundred items to behave like one cache: at 10% of the twitter
-// trace (17.7 MB) 64 shards missed 0.574, 4 shards 0.561 (one: 0.561).
+// a few hundred items to behave like one cache, so a shard gets at least
+// kShardBytes of the budget (the measurement is in bench/README.md,
+// "Measurements behind the code's defaults").
 inline constexpr uint64_t kShardBytes = 4ull << 20;
 inline constexpr uint32_t kMaxAutoShards = 64;
 
@@ -65,10 +66,10 @@ struct RamTierOptions {
   // S3-FIFO's small-queue share of each shard. 0: 20%, or 90% when an
   // EvictionSink (the SSD tier) takes what RAM evicts. RAM is then the
   // small queue of one S3-FIFO cache over both tiers, and the SSD log its
-  // main queue: at RAM 1% + SSD 10% of a working set, a 10% small queue
-  // left items too little time in RAM to be read a second time (arc_oltp
-  // missed 0.347 instead of 0.332). 20% rather than the paper's 10% alone:
-  // a shifted hot set takes over sooner, for under 0.004 of miss ratio.
+  // main queue: a small share leaves items too little time in RAM to be
+  // read a second time. 20% rather than the paper's 10% alone: a shifted
+  // hot set takes over sooner, at almost no cost in miss ratio. (Figures:
+  // bench/README.md, "Measurements behind the code's defaults".)
   double small_share = 0;
 };
 
