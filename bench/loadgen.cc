@@ -43,10 +43,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "common/units.h"
 
 namespace strata::bench {
 namespace {
@@ -116,22 +119,12 @@ void PrintUsage(FILE* out) {
   std::exit(1);
 }
 
+// A count or a size: a whole number with an optional binary unit (k = 1024,
+// m = 2^20, ...), as common::ParseSize() reads sizes.
 uint64_t ParseCount(std::string_view name, std::string_view text) {
-  uint64_t value = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  uint64_t scale = 1;
-  std::string_view suffix(ptr, text.data() + text.size() - ptr);
-  if (suffix == "k" || suffix == "K") {
-    scale = 1 << 10;
-  } else if (suffix == "m" || suffix == "M") {
-    scale = 1 << 20;
-  } else if (!suffix.empty()) {
-    ec = std::errc::invalid_argument;
-  }
-  if (ec != std::errc() || text.empty()) {
-    UsageError("bad value for " + std::string(name) + ": " + std::string(text));
-  }
-  return value * scale;
+  const std::optional<uint64_t> value = common::ParseSize(text);
+  if (!value) UsageError("bad value for " + std::string(name) + ": " + std::string(text));
+  return *value;
 }
 
 double ParseDouble(std::string_view name, const std::string& text, std::string* suffix) {
@@ -145,20 +138,11 @@ double ParseDouble(std::string_view name, const std::string& text, std::string* 
   return value;
 }
 
+// "10s", "1.5m", "500ms", a bare number of seconds (common::ParseDurationSeconds()).
 double ParseSeconds(std::string_view name, const std::string& text) {
-  std::string suffix;
-  double value = ParseDouble(name, text, &suffix);
-  if (suffix == "ms") {
-    value /= 1000;
-  } else if (suffix == "m") {
-    value *= 60;
-  } else if (suffix == "h") {
-    value *= 3600;
-  } else if (!suffix.empty() && suffix != "s") {
-    UsageError("bad duration for " + std::string(name) + ": " + text);
-  }
-  if (value < 0) UsageError(std::string(name) + " must not be negative");
-  return value;
+  const std::optional<double> value = common::ParseDurationSeconds(text);
+  if (!value) UsageError("bad duration for " + std::string(name) + ": " + text);
+  return *value;
 }
 
 Options ParseOptions(int argc, char** argv) {

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -63,36 +62,12 @@ std::string SockAddrString(const struct sockaddr_storage& ss) {
   return "unknown";
 }
 
-// The latency label of each command type, and whether it looks keys up
-// (then its tier label is ram or miss, otherwise none).
-struct LatencyKind {
-  metrics::CommandLabel label = metrics::CommandLabel::kOther;
-  bool lookup = false;
-};
-
-constexpr std::array<LatencyKind, 256> kLatencyKinds = [] {
-  using metrics::CommandLabel;
-  std::array<LatencyKind, 256> t{};
-  auto set = [&t](CommandType type, CommandLabel label, bool lookup = false) {
-    t[static_cast<size_t>(type)] = LatencyKind{label, lookup};
-  };
-  set(CommandType::kGet, CommandLabel::kGet, true);
-  set(CommandType::kGets, CommandLabel::kGets, true);
-  set(CommandType::kGat, CommandLabel::kGat, true);
-  set(CommandType::kGats, CommandLabel::kGats, true);
-  set(CommandType::kSet, CommandLabel::kSet);
-  set(CommandType::kAdd, CommandLabel::kAdd);
-  set(CommandType::kReplace, CommandLabel::kReplace);
-  set(CommandType::kAppend, CommandLabel::kAppend);
-  set(CommandType::kPrepend, CommandLabel::kPrepend);
-  set(CommandType::kCas, CommandLabel::kCas);
-  set(CommandType::kDelete, CommandLabel::kDelete);
-  set(CommandType::kIncr, CommandLabel::kIncr);
-  set(CommandType::kDecr, CommandLabel::kDecr);
-  set(CommandType::kTouch, CommandLabel::kTouch);
-  set(CommandType::kFlushAll, CommandLabel::kFlushAll);
-  return t;
-}();
+// Get-family commands look keys up: their latency's tier label says where
+// they were found (ram, ssd or miss); every other command's is none.
+bool LooksUpKeys(CommandType type) {
+  return type == CommandType::kGet || type == CommandType::kGets || type == CommandType::kGat ||
+         type == CommandType::kGats;
+}
 
 }  // namespace
 
@@ -528,12 +503,11 @@ void Connection::EndBatch() {
 void Connection::CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_hits_before,
                               uint64_t ssd_hits_before) {
   if (!measure_latency_) return;
-  const LatencyKind kind = kLatencyKinds[static_cast<size_t>(type)];
   // A get-family command hit in RAM if it moved the worker's RAM-hit count
   // (it ran without interruption; a multi-get that paused had returned
   // values, so it hit either way).
   metrics::TierLabel tier = metrics::TierLabel::kNone;
-  if (kind.lookup) {
+  if (LooksUpKeys(type)) {
     // A command any of whose keys the SSD tier served is labelled ssd: its
     // time includes the device read.
     if (ssd_hits_before != UINT64_MAX && stats_.Get(Counter::kSsdHits) != ssd_hits_before) {
@@ -543,7 +517,7 @@ void Connection::CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_
                                                               : metrics::TierLabel::kMiss;
     }
   }
-  batch_.Add(kind.label, tier, start_ns);
+  batch_.Add(type, tier, start_ns);
 }
 
 void Connection::FinishDataBlock() {

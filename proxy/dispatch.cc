@@ -200,9 +200,9 @@ uint64_t* Dispatcher::Ticket(AsyncState* async) {
 
 bool Dispatcher::ReadAhead(std::string_view key, tiers::IoQueue& io, tiers::SsdReadDone* done) {
   // Read-ahead promotes whatever the sketch says: the item must wait in RAM
-  // for its get. Gating it as plain gets are cut SSD hits/s by a third in
-  // bench/ssd_bench.py (uniform gets: every key cold, so nothing was read
-  // ahead and reads in flight fell).
+  // for its get. Gated as plain gets are, it would read almost nothing ahead
+  // under uniform gets (every key is cold), and fewer reads would be in
+  // flight (bench/README.md has the ssd_bench.py figure).
   if (!cache_.NeedsPromotion(key)) return false;
   stats_.Add(Counter::kSsdReadAheads);
   cache_.Promote(key, io, done, {.read_ahead = true});
@@ -892,7 +892,7 @@ void Dispatcher::StatsGeneral(OutputQueue& out) {
   Stat(out, "threads", ctx_.worker_stats.size());
   Stat(out, "conn_yields", sum(Counter::kConnYields));
   Stat(out, "hash_power_level", 0);
-  Stat(out, "hash_bytes", ram.hash_buckets * sizeof(void*));
+  Stat(out, "hash_bytes", ram.hash_bytes);
   Stat(out, "hash_is_expanding", 0);
   Stat(out, "malloc_fails", 0);
   Stat(out, "bytes", ram.bytes);
