@@ -159,6 +159,7 @@ volume="$tag-cache"
 "${PODMAN[@]}" volume create "$volume" >/dev/null || die "podman volume create failed"
 # As a restricted pod runs it. The image's own config; the flags only move
 # the ports, and the metrics address to 127.0.0.1 (the host's network).
+strata_args=()  # more strata flags for the next run()
 run() {  # run NAME MPORT PORT [podman options...]
   local name=$1 mp=$2 p=$3
   shift 3
@@ -168,7 +169,7 @@ run() {  # run NAME MPORT PORT [podman options...]
     --read-only --tmpfs /tmp:rw,nosuid,nodev,size=16m \
     -v "$volume:/var/cache/strata" \
     --cap-drop=ALL --security-opt no-new-privileges "${ULIMITS[@]}" "$@" \
-    "$IMAGE" -p "$p" --metrics-listen "127.0.0.1:$mp" >/dev/null \
+    "$IMAGE" -p "$p" --metrics-listen "127.0.0.1:$mp" "${strata_args[@]}" >/dev/null \
     || die "podman run $name failed"
 }
 
@@ -213,12 +214,20 @@ if [ ! -f "$profile" ]; then
   "$PY" "$CHECK" seccomp /usr/share/containers/seccomp.json "$profile" \
     || die "cannot write the seccomp profile"
 fi
-echo "== container 2: same volume, seccomp profile $profile (allows io_uring)"
+# A unix socket in a shared directory, as the chart's emptyDir gives the app.
+sockdir="$work/socket"
+mkdir -p "$sockdir" && chmod 0777 "$sockdir"
+echo "== container 2: same volume, seccomp profile $profile (allows io_uring), unix socket"
 t0=$(now)
-run "$tag-2" "$mport2" "$port2" --security-opt "seccomp=$profile"
+strata_args=(-s /run/strata/strata.sock -a 0660)
+run "$tag-2" "$mport2" "$port2" --security-opt "seccomp=$profile" -v "$sockdir:/run/strata"
+strata_args=()
 check wait-ready "$mport2" 120
 echo "ready in $(since "$t0") s; log: $(log_line "$tag-2" "items recovered" || echo "no recovery line")"
 check verify "$port2" before-stop
+mode=$(stat -c %a "$sockdir/strata.sock") || die "no unix socket in $sockdir"
+[ "$mode" = 660 ] || die "the unix socket's mode is $mode, not 660"
+check verify "$sockdir/strata.sock" before-stop
 if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" = 0 ]; then
   check io-mode "$port2" io_uring
 fi

@@ -25,6 +25,7 @@ import py_compile
 import re
 import shutil
 import signal
+import stat
 import socket
 import subprocess
 import sys
@@ -351,6 +352,39 @@ def pss_restricted_violations(pod):
     return out
 
 
+def test_unix_socket_is_shared_with_the_app(rendered):
+    # strata listens on it (the config), both containers mount its emptyDir,
+    # and the app is told where it is; TCP stays.
+    for case, app_name in (("default", "app"), ("inference-app", "inference"),
+                           ("inference-app-classic", "inference")):
+        docs = rendered[case]
+        pod = strata_pod(docs)
+        cfg, _ = strata_config(docs)
+        assert cfg["server"]["unix_socket"] == "/run/strata/strata.sock", case
+        assert cfg["server"]["unix_socket_mode"] == "0660", case
+        assert cfg["server"]["port"] == 11211, case
+        v = volume(pod, "strata-socket")
+        assert v["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Mi"}, case
+        want = {"name": "strata-socket", "mountPath": "/run/strata"}
+        assert want in strata_container(pod)["volumeMounts"], case
+        app = [c for c in pod["spec"]["containers"] if c["name"] == app_name][0]
+        assert want in app["volumeMounts"], case
+        assert {"name": "STRATA_SOCKET", "value": "/run/strata/strata.sock"} in app["env"], case
+        assert {"name": "STRATA_ADDR", "value": "127.0.0.1:11211"} in app["env"], case
+    # off: no socket, no volume, no mount, no variable
+    docs = render(sets=["unixSocket.enabled=false", "demo.enabled=true"])
+    pod = strata_pod(docs)
+    cfg, _ = strata_config(docs)
+    assert "unix_socket" not in cfg["server"]
+    assert all(v["name"] != "strata-socket" for v in pod["spec"]["volumes"])
+    for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", []):
+        assert all(m["name"] != "strata-socket" for m in c.get("volumeMounts", []))
+        assert all(e["name"] != "STRATA_SOCKET" for e in c.get("env", []))
+    # the chart owns it: config cannot set it
+    _, _, err, rc, _ = run_render(sets=["config.server.unix_socket=/tmp/x.sock"], check=False)
+    assert rc != 0 and "unix_socket" in err, err
+
+
 def test_security_context_is_restricted(rendered):
     for name, docs in with_pods(rendered).items():
         c = strata_container(strata_pod(docs))
@@ -363,10 +397,10 @@ def test_security_context_is_restricted(rendered):
         assert sc["seccompProfile"]["type"] in ("RuntimeDefault", "Localhost"), name
         pod = strata_pod(docs)
         assert pod["spec"]["securityContext"]["fsGroup"] == 10001, name
-        # /tmp and the cache volume are the only writable places
+        # /tmp, the socket's directory and the cache volume are the only writable places
         mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
         assert mounts["/etc/strata"]["readOnly"] is True
-        assert set(mounts) <= {"/etc/strata", "/tmp", "/var/cache/strata"}
+        assert set(mounts) <= {"/etc/strata", "/tmp", "/run/strata", "/var/cache/strata"}
         # the whole pod meets the restricted Pod Security Standard, except
         # where an example documents why not
         violations = pss_restricted_violations(pod)
@@ -767,6 +801,10 @@ class Strata:
                "--metrics-listen", "127.0.0.1:%d" % self.metrics]
         if "ssd" in cfg.get("tiers", {}):
             cmd += ["--ssd-path", str(tmp_path / "cache.bin")]
+        self.socket = None
+        if cfg.get("server", {}).get("unix_socket"):  # the pod's path, moved here
+            self.socket = str(tmp_path / "strata.sock")
+            cmd += ["-s", self.socket]
         cmd += list(extra)
         self.log = open(tmp_path / "strata.log", "w+")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
@@ -849,7 +887,10 @@ def test_demo_app_gets_hits_from_strata(rendered, tmp_path):
     s = Strata(text, tmp_path)
     try:
         s.wait_ready()
-        env = dict(os.environ, STRATA_ADDR="127.0.0.1:%d" % s.port, DEMO_ITERATIONS="300",
+        # Over the unix socket, as in the pod (the chart's default).
+        assert s.socket is not None
+        assert stat.S_IMODE(os.stat(s.socket).st_mode) == 0o660
+        env = dict(os.environ, STRATA_SOCKET=s.socket, STRATA_ADDR="127.0.0.1:1", DEMO_ITERATIONS="300",
                    DEMO_INTERVAL="0", DEMO_PROMPTS="50", DEMO_VALUE_SIZE="2000", DEMO_REPORT_EVERY="100")
         proc = subprocess.run([sys.executable, str(CHART / "files" / "demo-app.py")], env=env,
                               capture_output=True, text=True, timeout=120)

@@ -13,6 +13,7 @@ python3-pymemcache) and urllib, against 127.0.0.1.
                                         and read them back
   check.py verify PORT TAG              the keys stored by "store" are there,
                                         byte for byte (in a new container)
+  (PORT may be a unix socket's path: pymemcache then connects there)
   check.py io-mode PORT MODE            stats ssd_io_mode is MODE (and network_io_mode
                                         io_uring with it, else syscalls)
   check.py seccomp IN OUT               IN (a containers seccomp.json) plus
@@ -114,8 +115,9 @@ def items(tag):
 
 
 def client(port):
-    return Client((HOST, int(port)), connect_timeout=5, timeout=10,
-                  default_noreply=False)
+    """pymemcache on 127.0.0.1:port, or on the unix socket `port` (a path)."""
+    server = port if str(port).startswith("/") else (HOST, int(port))
+    return Client(server, connect_timeout=5, timeout=10, default_noreply=False)
 
 
 def store(port, tag):

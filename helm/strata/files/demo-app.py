@@ -1,11 +1,14 @@
 """A stand-in inference server for the strata chart's demo Deployment.
 
 It "embeds" prompts (a deliberately slow hash) and caches the results in the
-strata sidecar at STRATA_ADDR with memcached's text protocol, so the cache's
+strata sidecar (its unix socket STRATA_SOCKET, else STRATA_ADDR) with
+memcached's text protocol, so the cache's
 effect shows in its log and in strata's metrics. Prompts are drawn from a
 skewed distribution, as real traffic is. Standard library only.
 
-Environment: STRATA_ADDR (host:port, default 127.0.0.1:11211), DEMO_PROMPTS
+Environment: STRATA_SOCKET (the sidecar's unix socket, used when set; with
+pymemcache that is Client(os.environ["STRATA_SOCKET"])), STRATA_ADDR
+(host:port, default 127.0.0.1:11211), DEMO_PROMPTS
 (distinct prompts), DEMO_VALUE_SIZE (bytes per embedding), DEMO_INTERVAL
 (seconds between requests), DEMO_ITERATIONS (stop after this many requests;
 0 = run forever), DEMO_REPORT_EVERY (requests between two log lines).
@@ -24,14 +27,27 @@ class Memcache:
     """A minimal memcached text-protocol client that reconnects on errors."""
 
     def __init__(self, addr):
-        host, _, port = addr.rpartition(":")
-        self.addr = (host or "127.0.0.1", int(port))
+        if addr.startswith("/"):  # a unix socket
+            self.addr = addr
+        else:
+            host, _, port = addr.rpartition(":")
+            self.addr = (host or "127.0.0.1", int(port))
         self.sock = None
         self.buf = b""
 
     def _connect(self):
         if self.sock is None:
-            self.sock = socket.create_connection(self.addr, timeout=5)
+            if isinstance(self.addr, str):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(5)
+                try:
+                    sock.connect(self.addr)
+                except OSError:
+                    sock.close()
+                    raise
+                self.sock = sock
+            else:
+                self.sock = socket.create_connection(self.addr, timeout=5)
             self.buf = b""
 
     def _line(self):
@@ -97,7 +113,8 @@ def embed(prompt, size):
 
 
 def main():
-    cache = Memcache(os.environ.get("STRATA_ADDR", "127.0.0.1:11211"))
+    cache = Memcache(os.environ.get("STRATA_SOCKET") or
+                     os.environ.get("STRATA_ADDR", "127.0.0.1:11211"))
     prompts = int(os.environ.get("DEMO_PROMPTS", "5000"))
     size = int(os.environ.get("DEMO_VALUE_SIZE", "4096"))
     interval = float(os.environ.get("DEMO_INTERVAL", "0.05"))

@@ -12,7 +12,10 @@ optional (it enables the Kubernetes version check of native sidecar mode):
   spec.terminationGracePeriodSeconds   strata.terminationGracePeriodSeconds
   spec.initContainers    strata.sidecar.initContainers   (native sidecar mode: strata, else nothing)
   spec.containers        strata.sidecar.containers       (classic mode: strata, else nothing)
-  the app's env          strata.sidecar.clientEnv        (STRATA_ADDR, STRATA_HOST, STRATA_PORT)
+  the app's env          strata.sidecar.clientEnv        (STRATA_ADDR, STRATA_HOST, STRATA_PORT,
+                                                          STRATA_SOCKET with unixSocket.enabled)
+  the app's volumeMounts strata.sidecar.clientVolumeMounts (the socket's directory; nothing
+                                                          without unixSocket.enabled)
   spec.volumes           strata.sidecar.volumes
 
 The ConfigMap the container reads is rendered by the strata chart itself
@@ -25,6 +28,10 @@ The ConfigMap the container reads is rendered by the strata chart itself
 {{- $cfg := deepCopy ($v.config | default dict) -}}
 {{- $server := get $cfg "server" | default dict -}}
 {{- $_ := set $server "port" (int $v.ports.memcached) -}}
+{{- if $v.unixSocket.enabled -}}
+{{- $_ := set $server "unix_socket" (printf "%s/%s" (trimSuffix "/" $v.unixSocket.dir) $v.unixSocket.fileName) -}}
+{{- $_ := set $server "unix_socket_mode" (toString $v.unixSocket.mode) -}}
+{{- end -}}
 {{- $_ := set $cfg "server" $server -}}
 {{- $_ := set $cfg "metrics" (dict "enabled" true "listen" (printf "0.0.0.0:%d" (int $v.ports.metrics))) -}}
 {{- $tiers := get $cfg "tiers" | default dict -}}
@@ -38,8 +45,8 @@ The ConfigMap the container reads is rendered by the strata chart itself
 {{- end -}}
 {{- $_ := set $cfg "tiers" $tiers -}}
 # strata's configuration, rendered by the strata Helm chart from .Values.config.
-# The chart owns server.port, metrics.* and tiers.ssd.path (see ports and
-# cacheVolume in values.yaml).
+# The chart owns server.port, server.unix_socket(_mode), metrics.* and
+# tiers.ssd.path (see ports, unixSocket and cacheVolume in values.yaml).
 {{ toYaml $cfg }}
 {{- end -}}
 
@@ -182,6 +189,10 @@ initialDelaySeconds: {{ $p.initialDelaySeconds }}
       readOnly: true
     - name: strata-tmp
       mountPath: /tmp
+    {{- if $v.unixSocket.enabled }}
+    - name: strata-socket
+      mountPath: {{ $v.unixSocket.dir | quote }}
+    {{- end }}
     {{- if include "strata.ssdEnabled" . }}
     - name: strata-cache
       mountPath: /var/cache/strata
@@ -209,6 +220,18 @@ initialDelaySeconds: {{ $p.initialDelaySeconds }}
   value: {{ .Values.ports.memcached | toString | quote }}
 - name: STRATA_ADDR
   value: {{ printf "127.0.0.1:%v" .Values.ports.memcached | quote }}
+{{- if .Values.unixSocket.enabled }}
+- name: STRATA_SOCKET
+  value: {{ printf "%s/%s" (trimSuffix "/" .Values.unixSocket.dir) .Values.unixSocket.fileName | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* volumeMounts for the application container: the unix socket's directory (nothing when unixSocket.enabled is false). */}}
+{{- define "strata.sidecar.clientVolumeMounts" -}}
+{{- if .Values.unixSocket.enabled -}}
+- name: strata-socket
+  mountPath: {{ .Values.unixSocket.dir | quote }}
+{{- end -}}
 {{- end -}}
 
 {{/* The volumes the strata container mounts, as items of spec.volumes. */}}
@@ -220,6 +243,12 @@ initialDelaySeconds: {{ $p.initialDelaySeconds }}
 - name: strata-tmp
   emptyDir:
     sizeLimit: {{ $v.sidecar.tmpSizeLimit }}
+{{- if $v.unixSocket.enabled }}
+- name: strata-socket
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+{{- end }}
 {{- if include "strata.ssdEnabled" . }}
 {{- $size := include "strata.cacheVolumeSize" . }}
 - name: strata-cache
