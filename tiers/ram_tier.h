@@ -24,21 +24,26 @@
 //     table first; a set or a delete drops it), so a key on its way to the
 //     lower tier never looks absent. StillEvicting() tells the sink whether
 //     it still is.
-//   - No I/O and no callbacks run under a shard lock.
+//   - No I/O runs under a shard lock. The only callbacks that run under
+//     one are the predicates Restore(), AddIf() and StillCurrentAbsent()
+//     take (they may take the SSD index's locks, which come after the
+//     shard locks in the lock order of common/mutex.h, and nothing else).
 //
 // Thread safety: every public method is safe to call concurrently from any
-// thread. Each shard has its own mutex; counters are atomics.
+// thread. Each shard has its own mutex (a caller may hold the SSD log's
+// lock, which comes before them, but no shard lock); counters are
+// atomics.
 #pragma once
 
 #include <atomic>
 #include <functional>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string_view>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "tiers/eviction_policy.h"
 #include "tiers/item.h"
 
@@ -262,7 +267,7 @@ class RamTier {
   // Scans about `max_items` items and table slots (continuing where the
   // previous call stopped) and removes the expired items. Returns items
   // removed.
-  size_t ReapExpired(size_t max_items);
+  size_t ReapExpired(size_t max_items) EXCLUDES(reap_mu_);
 
   RamTierStats Stats() const;
 
@@ -326,9 +331,9 @@ class RamTier {
   std::atomic<int64_t> pending_flush_at_{0};
   std::atomic<int64_t> flush_horizon_{0};  // items stored at or before it are invisible
   std::function<void()> flush_hook_;
-  std::mutex reap_mu_;
-  size_t reap_shard_ = 0;
-  size_t reap_slot_ = 0;
+  common::Mutex reap_mu_;  // taken before a shard lock
+  size_t reap_shard_ GUARDED_BY(reap_mu_) = 0;
+  size_t reap_slot_ GUARDED_BY(reap_mu_) = 0;
 };
 
 }  // namespace strata::tiers
