@@ -10,22 +10,27 @@
 //
 // Lock order. A thread that holds several of these locks took them in this
 // order (a lock further down is never held while one further up is taken):
+//   0. tiers: RamTier::reap_mu_ (ReapExpired() holds it while it starts a
+//      delayed flush_all that has come due, and the flush hook takes the
+//      SSD log's lock; then it takes the shard locks)
 //   1. tiers: SsdLog::mu_ (the SSD log; Append()'s still_current and
 //      Remove()'s `first` callbacks run under it and take RAM shard locks)
-//   2. tiers: RamTier's shard locks (one at a time), after RamTier::reap_mu_
+//   2. tiers: RamTier's shard locks (one at a time)
 //   3. tiers: SsdIndex's shard locks (one at a time; taken under the log's
-//      lock and by reads that hold no other lock)
-//   4. tiers: ItemSlabs' stripe locks, then cells_mu_ / pool_mu_ (leaves:
-//      taken by item allocation and release, which may run under any lock
-//      above)
+//      lock, under a RAM shard lock by the checks RamTier::Restore(),
+//      AddIf() and StillCurrentAbsent() run there, or alone)
+//   4. tiers: ItemSlabs' stripe locks, then pool_mu_; and cells_mu_ (taken
+//      by item allocation and release, which may run under any lock above)
 // Every other lock is a leaf: nothing else is taken while it is held
 // (Hotness::ghost_mu_, the block device's queue locks, MemoryDevice::mu_,
 // PrefixStats::mu_, the ServerContext and Server locks, Worker's
-// memory_wake_mu_, MetricsServer's start_error_mu_). Where two of these
-// locks are members of one class, ACQUIRED_BEFORE/ACQUIRED_AFTER state the
-// order and clang checks it; across classes (SSD log -> RAM shard -> SSD
-// index) it is stated here, and the annotations check each class's half:
-// the callbacks the log runs under its lock are documented as such.
+// memory_wake_mu_, MetricsServer's start_error_mu_). Where two ordered
+// locks are members of one class (RamTier, ItemSlabs), ACQUIRED_AFTER states
+// the order and clang checks it (-Wthread-safety-beta). Across classes (the
+// SSD log, the RAM tier and the SSD index do not include each other) clang
+// cannot check it: it is stated here and at the methods whose callbacks
+// cross it (SsdLog::Append() and Remove(), RamTier::Restore(), AddIf() and
+// StillCurrentAbsent()).
 //
 // Thread safety: a Mutex is shared by the threads it serializes; a
 // MutexLock or ReleasableMutexLock belongs to the thread that made it; a

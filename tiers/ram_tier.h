@@ -30,9 +30,9 @@
 //     shard locks in the lock order of common/mutex.h, and nothing else).
 //
 // Thread safety: every public method is safe to call concurrently from any
-// thread. Each shard has its own mutex (a caller may hold the SSD log's
-// lock, which comes before them, but no shard lock); counters are
-// atomics.
+// thread, with no shard lock held. Each shard has its own mutex; the SSD
+// log's lock comes before them (the log calls StillEvicting() and
+// Delete(key, false) under it); counters are atomics.
 #pragma once
 
 #include <atomic>
@@ -331,7 +331,9 @@ class RamTier {
   std::atomic<int64_t> pending_flush_at_{0};
   std::atomic<int64_t> flush_horizon_{0};  // items stored at or before it are invisible
   std::function<void()> flush_hook_;
-  common::Mutex reap_mu_;  // taken before a shard lock
+  // First in the lock order (common/mutex.h): a flush it starts takes the
+  // SSD log's lock through the flush hook, then the shard locks.
+  common::Mutex reap_mu_;
   size_t reap_shard_ GUARDED_BY(reap_mu_) = 0;
   size_t reap_slot_ GUARDED_BY(reap_mu_) = 0;
 };
