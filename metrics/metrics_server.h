@@ -82,7 +82,7 @@ class MetricsServer {
   uint16_t port_ = 0;
   bool wake_ = false;                 // the listener is reachable on loopback
   std::atomic<bool> started_{false};  // mg_start2() has succeeded
-  common::Mutex start_error_mu_;  // a leaf
+  common::Mutex start_error_mu_;      // a leaf
   // The first message civetweb logged while starting.
   std::string start_error_ GUARDED_BY(start_error_mu_);
 };

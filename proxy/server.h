@@ -20,8 +20,8 @@
 #pragma once
 
 #include <atomic>
-#include <thread>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"

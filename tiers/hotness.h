@@ -164,7 +164,7 @@ class AdmissionPolicy {
   std::atomic<int64_t> last_refill_ns_;
   std::atomic<uint32_t> dropped_x16_{0};  // see dropped_estimate_x16()
   common::Mutex ghost_mu_;
-  GhostSet ghost_ GUARDED_BY(ghost_mu_);  // keys rejected lately (kReaccessed)
+  GhostSet ghost_ GUARDED_BY(ghost_mu_);              // keys rejected lately (kReaccessed)
   uint64_t ghost_inserts_ GUARDED_BY(ghost_mu_) = 0;  // for the mean size of a rejected item
   uint64_t ghost_bytes_ GUARDED_BY(ghost_mu_) = 0;
 };

@@ -137,7 +137,7 @@ class ItemSlabs {
   // Guards everything below; a leaf, taken under a stripe's lock.
   mutable common::Mutex pool_mu_ ACQUIRED_AFTER(Stripe::mu);
   char* regions_end_ GUARDED_BY(pool_mu_) = nullptr;  // end of the writable slab regions
-  char* bump_ GUARDED_BY(pool_mu_) = nullptr;  // next never-used slab in the newest region
+  char* bump_ GUARDED_BY(pool_mu_) = nullptr;         // next never-used slab in the newest region
   char* bump_end_ GUARDED_BY(pool_mu_) = nullptr;
   std::vector<Slab*> warm_ GUARDED_BY(pool_mu_);
   std::vector<Slab*> cold_ GUARDED_BY(pool_mu_);

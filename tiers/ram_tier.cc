@@ -107,8 +107,7 @@ struct RamTier::Shard {
   // where Find() did not find its key.
   // `promoted`: the item was read back from a lower tier because it is hot
   // (EvictionPolicy::OnPromote()).
-  void LinkAt(ItemTable::Pos pos, Item* item, uint64_t hash, bool promoted = false)
-      REQUIRES(mu) {
+  void LinkAt(ItemTable::Pos pos, Item* item, uint64_t hash, bool promoted = false) REQUIRES(mu) {
     table.InsertAt(pos, item, hash);
     item->linked = 1;
     ++total_items;

@@ -996,8 +996,7 @@ void SsdLog::WaitDurableLocked(uint64_t pos) {
 void SsdLog::Sync() {
   common::MutexLock lock(&mu_);
   if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);
-  while (!(jobs_.empty() && !writing_ && buffers_[0]->pending == 0 &&
-           buffers_[1]->pending == 0)) {
+  while (!(jobs_.empty() && !writing_ && buffers_[0]->pending == 0 && buffers_[1]->pending == 0)) {
     cv_.Wait(mu_);
   }
 }
@@ -1064,9 +1063,7 @@ bool SsdLog::CommitWantedLocked() const {
          Position(active_->seq, active_->tail_fill) < commit_pos_;
 }
 
-bool SsdLog::WriterHasWorkLocked() const {
-  return stop_ || !jobs_.empty() || CommitWantedLocked();
-}
+bool SsdLog::WriterHasWorkLocked() const { return stop_ || !jobs_.empty() || CommitWantedLocked(); }
 
 void SsdLog::WriterLoop() {
   auto queue = device_.NewQueue(4);

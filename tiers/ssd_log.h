@@ -189,8 +189,8 @@ class SsdLog {
   // Appends `item` (a demotion). `still_current`, if given, is asked under
   // the log's lock right before the append (a newer version elsewhere makes
   // this one stale: it is skipped). Returns false if nothing was appended.
-  bool Append(const Item& item, uint64_t hash,
-              const std::function<bool()>& still_current = nullptr) EXCLUDES(mu_);
+  bool Append(const Item& item, uint64_t hash, const std::function<bool()>& still_current = nullptr)
+      EXCLUDES(mu_);
   // Forgets the key's SSD copy, if any, and appends a tombstone for it.
   // Returns true if there was one. `first`, if given, runs under the log's
   // lock before that (a delete removes the RAM copy there, so no append
@@ -231,8 +231,7 @@ class SsdLog {
   // Looks `key` up; calls done->OnSsdRead() now (miss, or a record still in
   // RAM) or from queue.Reap() once the device read completes. The caller
   // must Submit() the queue.
-  void Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDone* done)
-      EXCLUDES(mu_);
+  void Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDone* done) EXCLUDES(mu_);
 
   // Writes every buffered record and waits until the device has them.
   void Sync() EXCLUDES(mu_);
@@ -322,8 +321,8 @@ class SsdLog {
   // unlocked: the blocks it writes, which appends no longer touch, and the
   // buffer's region, which does not change while a job is pending.
   mutable common::Mutex mu_;
-  common::CondVar cv_;          // jobs, commits, durability, hooks
-  common::CondVar reclaim_cv_;  // a region to reclaim, or stop
+  common::CondVar cv_;                  // jobs, commits, durability, hooks
+  common::CondVar reclaim_cv_;          // a region to reclaim, or stop
   std::unique_ptr<Buffer> buffers_[2];  // set by the constructor
   Buffer* active_ GUARDED_BY(mu_) = nullptr;
   // Current sequence number of each region.
@@ -338,11 +337,11 @@ class SsdLog {
   // Read by the reclaimer without the lock while hooks_busy_ is set
   // (HooksWhileBusy()).
   ReclaimHooks hooks_ GUARDED_BY(mu_);
-  bool hooks_busy_ GUARDED_BY(mu_) = false;  // the reclaimer is calling hooks_
+  bool hooks_busy_ GUARDED_BY(mu_) = false;             // the reclaimer is calling hooks_
   uint32_t reclaim_next_ GUARDED_BY(mu_) = UINT32_MAX;  // region for the reclaimer
   std::atomic<uint32_t> reclaiming_{UINT32_MAX};  // its index scan is running
   uint32_t reclaimed_ GUARDED_BY(mu_) = UINT32_MAX;  // entries already dropped...
-  uint64_t reclaimed_seq_ GUARDED_BY(mu_) = 0;  // ...while it had this sequence number
+  uint64_t reclaimed_seq_ GUARDED_BY(mu_) = 0;       // ...while it had this sequence number
   size_t reclaimed_entries_ GUARDED_BY(mu_) = 0;
   bool stop_ GUARDED_BY(mu_) = false;
 
