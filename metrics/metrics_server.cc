@@ -124,7 +124,7 @@ common::Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   if (server->ctx_ == nullptr) {
     // civetweb's error text is generic ("Failed to setup server ports");
     // the cause (bind's errno) went to the log callback.
-    std::lock_guard lock(server->start_error_mu_);
+    common::MutexLock lock(&server->start_error_mu_);
     std::string why = !server->start_error_.empty() ? server->start_error_
                       : error_text[0] != '\0'       ? std::string(error_text)
                                                     : std::string("unknown error");
@@ -197,7 +197,7 @@ int MetricsServer::OnLog(const mg_connection* conn, const char* message) {
   const mg_context* ctx = conn != nullptr ? mg_get_context(conn) : nullptr;
   auto* self = ctx != nullptr ? static_cast<MetricsServer*>(mg_get_user_data(ctx)) : nullptr;
   if (self != nullptr && !self->started_.load()) {
-    std::lock_guard lock(self->start_error_mu_);
+    common::MutexLock lock(&self->start_error_mu_);
     if (self->start_error_.empty()) self->start_error_ = message;
   }
   // Otherwise civetweb's own errors (a client that hangs up, a bad request).

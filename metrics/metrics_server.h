@@ -28,9 +28,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "metrics/snapshot.h"
 
@@ -82,8 +82,9 @@ class MetricsServer {
   uint16_t port_ = 0;
   bool wake_ = false;                 // the listener is reachable on loopback
   std::atomic<bool> started_{false};  // mg_start2() has succeeded
-  std::mutex start_error_mu_;
-  std::string start_error_;  // the first message civetweb logged while starting
+  common::Mutex start_error_mu_;      // a leaf
+  // The first message civetweb logged while starting.
+  std::string start_error_ GUARDED_BY(start_error_mu_);
 };
 
 // Splits "ADDR:PORT" as MetricsServerOptions::listen describes it (the

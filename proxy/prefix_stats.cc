@@ -74,7 +74,7 @@ PrefixStats::Entry* PrefixStats::Find(std::string_view key) {
 
 void PrefixStats::RecordGet(std::string_view key, bool hit) {
   if (!enabled()) return;
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   if (Entry* e = Find(key)) {
     ++e->gets;
     if (hit) ++e->hits;
@@ -83,25 +83,25 @@ void PrefixStats::RecordGet(std::string_view key, bool hit) {
 
 void PrefixStats::RecordSet(std::string_view key) {
   if (!enabled()) return;
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   if (Entry* e = Find(key)) ++e->sets;
 }
 
 void PrefixStats::RecordDelete(std::string_view key) {
   if (!enabled()) return;
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   if (Entry* e = Find(key)) ++e->deletes;
 }
 
 void PrefixStats::Clear() {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   for (std::vector<Entry>& bucket : buckets_) std::vector<Entry>().swap(bucket);
   count_ = 0;
 }
 
 std::string PrefixStats::Dump() const {
   std::string out;
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   for (const std::vector<Entry>& bucket : buckets_) {
     for (auto it = bucket.rbegin(); it != bucket.rend(); ++it) {
       out.append("PREFIX ").append(it->prefix).append(" get ");

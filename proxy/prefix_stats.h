@@ -11,17 +11,18 @@
 // beyond that are not counted (memcached has no cap), so clients cannot grow
 // it without bound.
 //
-// Thread safety: every method may be called from any thread; one mutex,
-// taken only while detail is on.
+// Thread safety: every method may be called from any thread; one mutex (a
+// leaf), which the Record*() methods take only while detail is on.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace strata::proxy {
 
@@ -39,15 +40,15 @@ class PrefixStats {
 
   // Count one get of `key` (a hit or not), one store, one delete; nothing
   // while disabled.
-  void RecordGet(std::string_view key, bool hit);
-  void RecordSet(std::string_view key);
-  void RecordDelete(std::string_view key);
+  void RecordGet(std::string_view key, bool hit) EXCLUDES(mu_);
+  void RecordSet(std::string_view key) EXCLUDES(mu_);
+  void RecordDelete(std::string_view key) EXCLUDES(mu_);
 
   // `stats reset`: forgets every prefix.
-  void Clear();
+  void Clear() EXCLUDES(mu_);
 
   // `stats detail dump`: the PREFIX lines and "END\r\n".
-  std::string Dump() const;
+  std::string Dump() const EXCLUDES(mu_);
 
   // memcached's MurmurHash3_x86_32 (seed 0), which orders the dump.
   static uint32_t Murmur3(std::string_view data);
@@ -61,13 +62,13 @@ class PrefixStats {
     uint64_t deletes = 0;
   };
   // The entry counting `key`, created if new; null if the key has no
-  // prefix or the table is full. Requires mu_.
-  Entry* Find(std::string_view key);
+  // prefix or the table is full.
+  Entry* Find(std::string_view key) REQUIRES(mu_);
 
   std::atomic<bool> enabled_{false};
-  mutable std::mutex mu_;
-  std::vector<std::vector<Entry>> buckets_;  // each oldest first
-  size_t count_ = 0;
+  mutable common::Mutex mu_;
+  std::vector<std::vector<Entry>> buckets_ GUARDED_BY(mu_);  // each oldest first
+  size_t count_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace strata::proxy

@@ -249,8 +249,17 @@ uint64_t ResidentBytes() {
 void Server::TrimLoop() {
   tiers::RamTier& tier = *ctx_.tier;
   uint64_t released_at_last_trim = tier.released_bytes();
-  std::unique_lock lock(trim_mu_);
-  while (!trim_cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return trim_stop_; })) {
+  common::MutexLock lock(&trim_mu_);
+  for (;;) {
+    // Every 100 ms until stopped (std::condition_variable::wait_for with a
+    // predicate, spelled out so the analysis sees trim_stop_ read under the
+    // lock).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+    bool timed_out = false;
+    while (!trim_stop_ && !timed_out) {
+      timed_out = trim_cv_.WaitUntil(trim_mu_, deadline) == std::cv_status::timeout;
+    }
+    if (trim_stop_) return;
     uint64_t limit = tier.limit();
     uint64_t released = tier.released_bytes();
     if (released - released_at_last_trim < std::max<uint64_t>(limit / 8, 1 << 20)) continue;
@@ -269,10 +278,10 @@ void Server::Wait() {
   for (auto& w : workers_) w->Join();
   if (trimmer_.joinable()) {
     {
-      std::lock_guard lock(trim_mu_);
+      common::MutexLock lock(&trim_mu_);
       trim_stop_ = true;
     }
-    trim_cv_.notify_all();
+    trim_cv_.NotifyAll();
     trimmer_.join();
   }
 }

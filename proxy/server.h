@@ -20,13 +20,12 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "proxy/server_context.h"
 #include "tiers/block_device.h"
@@ -61,11 +60,11 @@ class Server {
   ServerContext ctx_;
   std::vector<std::unique_ptr<Worker>> workers_;
   // Returns freed heap pages to the OS when RSS runs over the budget.
-  void TrimLoop();
+  void TrimLoop() EXCLUDES(trim_mu_);
   std::thread trimmer_;
-  std::mutex trim_mu_;
-  std::condition_variable trim_cv_;
-  bool trim_stop_ = false;
+  common::Mutex trim_mu_;  // a leaf
+  common::CondVar trim_cv_;
+  bool trim_stop_ GUARDED_BY(trim_mu_) = false;
   int unix_fd_ = -1;
   std::atomic<bool> stop_requested_{false};
 };

@@ -14,11 +14,11 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "proxy/connection_memory.h"
 #include "proxy/net_batch.h"
 #include "proxy/prefix_stats.h"
@@ -75,24 +75,25 @@ struct ConnInfo {
 
 class ConnRegistry {
  public:
-  void Add(int fd, ConnInfo* info) {
-    std::lock_guard lock(mu_);
+  void Add(int fd, ConnInfo* info) EXCLUDES(mu_) {
+    common::MutexLock lock(&mu_);
     conns_[fd] = info;
   }
-  void Remove(int fd) {
-    std::lock_guard lock(mu_);
+  void Remove(int fd) EXCLUDES(mu_) {
+    common::MutexLock lock(&mu_);
     conns_.erase(fd);
   }
-  // Calls fn(fd, info) for each connection under the registry lock.
+  // Calls fn(fd, info) for each connection under the registry lock (fn
+  // must take no lock: this one is a leaf).
   template <typename Fn>
-  void ForEach(Fn&& fn) const {
-    std::lock_guard lock(mu_);
+  void ForEach(Fn&& fn) const EXCLUDES(mu_) {
+    common::MutexLock lock(&mu_);
     for (const auto& [fd, info] : conns_) fn(fd, *info);
   }
 
  private:
-  mutable std::mutex mu_;
-  std::map<int, ConnInfo*> conns_;
+  mutable common::Mutex mu_;
+  std::map<int, ConnInfo*> conns_ GUARDED_BY(mu_);
 };
 
 struct ServerContext {

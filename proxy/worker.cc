@@ -99,7 +99,7 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
   uv_timer_init(&loop_, &memory_timer_);
   memory_timer_.data = this;
   {
-    std::lock_guard lock(memory_wake_mu_);
+    common::MutexLock lock(&memory_wake_mu_);
     uv_async_init(&loop_, &memory_wake_, OnMemoryWake);
     memory_wake_.data = this;
     memory_handles_open_ = true;
@@ -182,7 +182,7 @@ void Worker::Join() {
 void Worker::RequestStop() { uv_async_send(&stop_async_); }
 
 void Worker::WakeForMemory() {
-  std::lock_guard lock(memory_wake_mu_);
+  common::MutexLock lock(&memory_wake_mu_);
   if (memory_handles_open_) uv_async_send(&memory_wake_);
 }
 
@@ -208,7 +208,7 @@ void Worker::BeginStop() {
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
   {
     // Connections still draining let their waiters go from RunNet().
-    std::lock_guard lock(memory_wake_mu_);
+    common::MutexLock lock(&memory_wake_mu_);
     memory_handles_open_ = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&memory_wake_), nullptr);
   }
@@ -522,7 +522,7 @@ void Worker::OnMemoryWake(uv_async_t* async) {
 void Worker::OnMemoryTick(uv_timer_t* timer) { static_cast<Worker*>(timer->data)->MemoryTick(); }
 
 void Worker::StartMemoryTick() {
-  if (!memory_handles_open_ || memory_tick_on_) return;
+  if (!MemoryHandlesOpenOnLoop() || memory_tick_on_) return;
   memory_tick_on_ = true;
   for (Connection* c = conns_; c != nullptr; c = c->next) c->StartStallClock();
   uv_timer_start(&memory_timer_, OnMemoryTick, kMemoryTickMs, kMemoryTickMs);

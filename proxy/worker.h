@@ -37,11 +37,11 @@
 #include <uv.h>
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "proxy/connection_memory.h"
 #include "proxy/dispatch.h"
@@ -72,7 +72,7 @@ class Worker {
   void Join();
   // The pool went over the cap: look at this worker's connections (from
   // any thread).
-  void WakeForMemory();
+  void WakeForMemory() EXCLUDES(memory_wake_mu_);
 
   ServerContext& ctx() { return ctx_; }
   Dispatcher& dispatcher() { return dispatcher_; }
@@ -159,6 +159,10 @@ class Worker {
   void RunNet();
   // Starts the memory tick if it is not running.
   void StartMemoryTick();
+  // memory_handles_open_, read on the loop thread, which is the only thread
+  // that changes it once the loop runs. The analysis cannot see which
+  // thread runs, hence NO_THREAD_SAFETY_ANALYSIS.
+  bool MemoryHandlesOpenOnLoop() const NO_THREAD_SAFETY_ANALYSIS { return memory_handles_open_; }
   void MemoryTick();
   // Lets the waiting connections go on while the cap has room.
   void ResumeMemoryWaiters();
@@ -236,8 +240,12 @@ class Worker {
   std::vector<Connection*> io_waiters_;
   uv_timer_t memory_timer_;
   uv_async_t memory_wake_;
-  std::mutex memory_wake_mu_;         // memory_wake_ is sent from other threads
-  bool memory_handles_open_ = false;  // guarded by memory_wake_mu_
+  // memory_wake_ is sent from other threads; a leaf.
+  common::Mutex memory_wake_mu_;
+  // Written under memory_wake_mu_ by Start() (before the loop runs) and on
+  // the loop thread; read under it by other threads, and without it on the
+  // loop thread (MemoryHandlesOpenOnLoop()).
+  bool memory_handles_open_ GUARDED_BY(memory_wake_mu_) = false;
   bool memory_tick_on_ = false;
   uint32_t over_output_cap_ = 0;  // connections over server.max_output_buffer
   Connection* streaming_ = nullptr;  // ClaimStream()

@@ -9,6 +9,8 @@
 #   3. clang build with ThreadSanitizer (build-tsan); the unit tests and the
 #      concurrency stress test (tests/integration/test_stress.py) again, any
 #      report failing them (tests/tsan.supp lists third-party suppressions);
+#      then a clang build with the thread-safety analysis as errors
+#      (build-tsa: the build is the check, nothing runs);
 #   4. each libFuzzer fuzzer for FUZZ_SECONDS (default 20);
 #   5. yamllint on the YAML files.
 # Between 1 and 2 it renders and validates the Helm chart (tests/helm/test.sh);
@@ -47,6 +49,14 @@ tsan_options="halt_on_error=0 second_deadlock_stack=1 suppressions=$PWD/tests/ts
   ctest --output-on-failure -j "$jobs" -L unit --timeout 900 &&
   TSAN_OPTIONS="$tsan_options" \
   ctest --output-on-failure -R '^integration[.]test_stress$' --timeout 900)
+
+echo "== thread-safety analysis (clang -Werror=thread-safety): build only"
+# Unoptimized and without debug info: the analysis runs in the front end,
+# and the build is the check.
+CC=clang CXX=clang++ cmake -S . -B build-tsa -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+  -DCMAKE_C_FLAGS_DEBUG=-O0 -DCMAKE_CXX_FLAGS_DEBUG=-O0 \
+  -DSTRATA_WERROR=ON -DSTRATA_THREAD_SAFETY=ON >/dev/null
+cmake --build build-tsa -j "$jobs"
 
 if [ -x tests/fuzz/run.sh ]; then
   echo "== fuzzers (${FUZZ_SECONDS:-20}s each)"

@@ -14,14 +14,14 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace strata::tiers {
 namespace {
@@ -146,29 +146,29 @@ class IoThreadPool {
   }
   ~IoThreadPool() {
     {
-      std::lock_guard lock(mu_);
+      common::MutexLock lock(&mu_);
       stop_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     for (auto& t : threads_) t.join();
   }
-  void Push(std::vector<Job>& jobs) {
+  void Push(std::vector<Job>& jobs) EXCLUDES(mu_) {
     {
-      std::lock_guard lock(mu_);
+      common::MutexLock lock(&mu_);
       for (Job& j : jobs) jobs_.push_back(j);
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     jobs.clear();
   }
 
  private:
-  void Run();
+  void Run() EXCLUDES(mu_);
 
   int fd_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;
-  bool stop_ = false;
+  common::Mutex mu_;  // a leaf
+  common::CondVar cv_;
+  std::deque<Job> jobs_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 
@@ -176,7 +176,7 @@ class ThreadPoolQueue final : public IoQueue {
  public:
   explicit ThreadPoolQueue(IoThreadPool& pool) : pool_(pool), efd_(NewEventFd()) {}
   ~ThreadPoolQueue() override {
-    std::lock_guard lock(mu_);  // a pool thread may still be leaving Complete()
+    common::MutexLock lock(&mu_);  // a pool thread may still be leaving Complete()
     if (efd_ >= 0) close(efd_);
   }
 
@@ -195,7 +195,7 @@ class ThreadPoolQueue final : public IoQueue {
     ClearEventFd(efd_);
     std::vector<std::pair<IoCompletion*, int64_t>> done;
     {
-      std::lock_guard lock(mu_);
+      common::MutexLock lock(&mu_);
       done.swap(completed_);
     }
     for (auto& [c, res] : done) {
@@ -213,8 +213,8 @@ class ThreadPoolQueue final : public IoQueue {
   // the write could hit a closed, even reused, descriptor:
   // ThreadSanitizer caught the warm-up thread's queue closing its eventfd
   // under a pool thread's write.)
-  void Complete(IoCompletion* c, int64_t result) {
-    std::lock_guard lock(mu_);
+  void Complete(IoCompletion* c, int64_t result) EXCLUDES(mu_) {
+    common::MutexLock lock(&mu_);
     completed_.emplace_back(c, result);
     uint64_t one = 1;
     ssize_t ignored = write(efd_, &one, sizeof(one));
@@ -225,8 +225,8 @@ class ThreadPoolQueue final : public IoQueue {
   IoThreadPool& pool_;
   int efd_;
   std::vector<IoThreadPool::Job> pending_;
-  std::mutex mu_;
-  std::vector<std::pair<IoCompletion*, int64_t>> completed_;
+  common::Mutex mu_;  // a leaf
+  std::vector<std::pair<IoCompletion*, int64_t>> completed_ GUARDED_BY(mu_);
   size_t in_flight_ = 0;
 };
 
@@ -234,8 +234,8 @@ void IoThreadPool::Run() {
   for (;;) {
     Job job;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+      common::MutexLock lock(&mu_);
+      while (!stop_ && jobs_.empty()) cv_.Wait(mu_);
       if (jobs_.empty()) return;
       job = jobs_.front();
       jobs_.pop_front();

@@ -96,7 +96,7 @@ AdmissionPolicy::AdmissionPolicy(const AdmissionOptions& options, const Frequenc
 }
 
 bool AdmissionPolicy::CameBack(uint64_t hash, uint64_t bytes) {
-  std::lock_guard lock(ghost_mu_);
+  common::MutexLock lock(&ghost_mu_);
   if (ghost_.TakeIfPresent(hash)) return true;
   // The table grows (starting over) when the window holds more keys of
   // the mean rejected size than it has entries.

@@ -39,12 +39,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "tiers/ghost_set.h"
 #include "tiers/item.h"
 
@@ -148,7 +148,7 @@ class AdmissionPolicy {
   bool TakeBudget(uint64_t bytes, uint32_t frequency);
   // kReaccessed: true (and forgets it) if the key was rejected within the
   // window; otherwise remembers it and returns false.
-  bool CameBack(uint64_t hash, uint64_t bytes);
+  bool CameBack(uint64_t hash, uint64_t bytes) EXCLUDES(ghost_mu_);
   // Moves the dropped records' mean 1/16 of the way to `frequency`.
   void NoteDropped(uint32_t frequency);
 
@@ -158,10 +158,10 @@ class AdmissionPolicy {
   std::atomic<int64_t> tokens_;           // bytes that may still be written
   std::atomic<int64_t> last_refill_ns_;
   std::atomic<uint32_t> dropped_x16_{0};  // see dropped_estimate_x16()
-  std::mutex ghost_mu_;
-  GhostSet ghost_;              // keys rejected lately (kReaccessed)
-  uint64_t ghost_inserts_ = 0;  // for the mean size of a rejected item
-  uint64_t ghost_bytes_ = 0;
+  common::Mutex ghost_mu_;
+  GhostSet ghost_ GUARDED_BY(ghost_mu_);              // keys rejected lately (kReaccessed)
+  uint64_t ghost_inserts_ GUARDED_BY(ghost_mu_) = 0;  // for the mean size of a rejected item
+  uint64_t ghost_bytes_ GUARDED_BY(ghost_mu_) = 0;
 };
 
 }  // namespace strata::tiers

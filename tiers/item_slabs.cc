@@ -101,7 +101,7 @@ ItemSlabs::~ItemSlabs() {
 }
 
 uint32_t ItemSlabs::NewCell(void* target) {
-  std::lock_guard lock(cells_mu_);
+  common::MutexLock lock(&cells_mu_);
   uint32_t h = free_cell_;
   if (h != 0) {
     std::memcpy(&free_cell_, base_ + uint64_t{h} * kGranule, sizeof(free_cell_));
@@ -121,7 +121,7 @@ uint32_t ItemSlabs::NewCell(void* target) {
 }
 
 void ItemSlabs::FreeCell(uint32_t handle) {
-  std::lock_guard lock(cells_mu_);
+  common::MutexLock lock(&cells_mu_);
   char* cell = base_ + uint64_t{handle} * kGranule;
   std::memset(cell, 0, kGranule);
   std::memcpy(cell, &free_cell_, sizeof(free_cell_));
@@ -150,7 +150,7 @@ void ItemSlabs::Unlink(Stripe& stripe, Slab* slab) {
 }
 
 ItemSlabs::Slab* ItemSlabs::TakeSlab() {
-  std::lock_guard lock(pool_mu_);
+  common::MutexLock lock(&pool_mu_);
   char* mem = nullptr;
   if (!warm_.empty()) {
     mem = reinterpret_cast<char*>(warm_.back());
@@ -177,7 +177,7 @@ ItemSlabs::Slab* ItemSlabs::TakeSlab() {
 // Called with the slab's stripe locked; returns true if the caller must give
 // the slab's pages back and then hand it to cold_ (done outside the locks).
 bool ItemSlabs::ReturnSlab(Slab* slab) {
-  std::lock_guard lock(pool_mu_);
+  common::MutexLock lock(&pool_mu_);
   --slabs_in_use_;
   if (warm_.size() < kWarmSlabs) {
     warm_.push_back(slab);
@@ -189,7 +189,7 @@ bool ItemSlabs::ReturnSlab(Slab* slab) {
 
 void ItemSlabs::Cool(Slab* slab) {
   madvise(slab, kSlabBytes, MADV_DONTNEED);
-  std::lock_guard lock(pool_mu_);
+  common::MutexLock lock(&pool_mu_);
   --slabs_cooling_;
   cold_.push_back(slab);
 }
@@ -197,7 +197,7 @@ void ItemSlabs::Cool(Slab* slab) {
 void* ItemSlabs::Allocate(size_t bytes) {
   const size_t slot_bytes = ClassBytes(bytes);
   Stripe& stripe = stripes_[ThreadStripe()];
-  std::lock_guard lock(stripe.mu);
+  common::MutexLock lock(&stripe.mu);
   Slab* slab = stripe.partial[ClassIndex(slot_bytes)];
   if (slab == nullptr) {
     slab = TakeSlab();
@@ -236,7 +236,7 @@ void ItemSlabs::Free(void* p) {
   Stripe& stripe = *slab->stripe;
   bool cool = false;
   {
-    std::lock_guard lock(stripe.mu);
+    common::MutexLock lock(&stripe.mu);
     char* slot = static_cast<char*>(p);
     *LinkOf(slot, slab->slot_bytes) = slab->free_list;
     PoisonFreed(slot, slab->slot_bytes);
@@ -257,15 +257,15 @@ void ItemSlabs::Free(void* p) {
 ItemSlabs::Stats ItemSlabs::stats() const {
   Stats s;
   for (const Stripe& stripe : stripes_) {
-    std::lock_guard lock(stripe.mu);
+    common::MutexLock lock(&stripe.mu);
     s.slots_in_use += stripe.slots_in_use;
     s.bytes_in_use += stripe.bytes_in_use;
   }
   {
-    std::lock_guard lock(cells_mu_);
+    common::MutexLock lock(&cells_mu_);
     s.cells_in_use = cells_in_use_;
   }
-  std::lock_guard lock(pool_mu_);
+  common::MutexLock lock(&pool_mu_);
   s.slabs_in_use = slabs_in_use_;
   s.slabs_warm = warm_.size();
   s.slabs_cold = cold_.size() + slabs_cooling_;

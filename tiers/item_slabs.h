@@ -39,8 +39,9 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace strata::tiers {
 
@@ -106,37 +107,42 @@ class ItemSlabs {
  private:
   struct Slab;
   struct alignas(64) Stripe {
-    mutable std::mutex mu;
-    std::array<Slab*, kMaxBytes / kGranule> partial{};  // by class index
-    size_t slots_in_use = 0;
-    size_t bytes_in_use = 0;
+    // Guards the stripe's fields and the fields of its slabs (the analysis
+    // sees only the former). Taken before pool_mu_.
+    mutable common::Mutex mu;
+    std::array<Slab*, kMaxBytes / kGranule> partial GUARDED_BY(mu) = {};  // by class index
+    size_t slots_in_use GUARDED_BY(mu) = 0;
+    size_t bytes_in_use GUARDED_BY(mu) = 0;
   };
 
-  Slab* TakeSlab();
-  bool ReturnSlab(Slab* slab);
-  void Cool(Slab* slab);
-  static void Unlink(Stripe& stripe, Slab* slab);
-  static void Link(Stripe& stripe, Slab* slab);
+  Slab* TakeSlab() EXCLUDES(pool_mu_);
+  bool ReturnSlab(Slab* slab) EXCLUDES(pool_mu_);
+  void Cool(Slab* slab) EXCLUDES(pool_mu_);
+  static void Unlink(Stripe& stripe, Slab* slab) REQUIRES(stripe.mu);
+  static void Link(Stripe& stripe, Slab* slab) REQUIRES(stripe.mu);
 
   static inline char* global_base_ = nullptr;
 
   char* base_ = nullptr;  // the arena, kSlabBytes-aligned
   std::array<Stripe, kStripes> stripes_;
 
-  mutable std::mutex cells_mu_;  // guards the cell fields
-  uint32_t free_cell_ = 0;       // a freed cell, holding the next one's handle; 0: none
-  uint32_t cell_bump_ = 1;       // next never-used cell (handle 0 means "none")
-  uint32_t cell_writable_ = 0;   // cells below this handle are writable
-  size_t cells_in_use_ = 0;
+  mutable common::Mutex cells_mu_;  // guards the cell fields; a leaf
+  // A freed cell, holding the next one's handle; 0: none.
+  uint32_t free_cell_ GUARDED_BY(cells_mu_) = 0;
+  // Next never-used cell (handle 0 means "none").
+  uint32_t cell_bump_ GUARDED_BY(cells_mu_) = 1;
+  uint32_t cell_writable_ GUARDED_BY(cells_mu_) = 0;  // cells below this handle are writable
+  size_t cells_in_use_ GUARDED_BY(cells_mu_) = 0;
 
-  mutable std::mutex pool_mu_;   // guards everything below
-  char* regions_end_ = nullptr;  // end of the writable slab regions
-  char* bump_ = nullptr;         // next never-used slab in the newest region
-  char* bump_end_ = nullptr;
-  std::vector<Slab*> warm_;
-  std::vector<Slab*> cold_;
-  size_t slabs_in_use_ = 0;
-  size_t slabs_cooling_ = 0;  // returned, pages being given back
+  // Guards everything below; a leaf, taken under a stripe's lock.
+  mutable common::Mutex pool_mu_ ACQUIRED_AFTER(Stripe::mu);
+  char* regions_end_ GUARDED_BY(pool_mu_) = nullptr;  // end of the writable slab regions
+  char* bump_ GUARDED_BY(pool_mu_) = nullptr;         // next never-used slab in the newest region
+  char* bump_end_ GUARDED_BY(pool_mu_) = nullptr;
+  std::vector<Slab*> warm_ GUARDED_BY(pool_mu_);
+  std::vector<Slab*> cold_ GUARDED_BY(pool_mu_);
+  size_t slabs_in_use_ GUARDED_BY(pool_mu_) = 0;
+  size_t slabs_cooling_ GUARDED_BY(pool_mu_) = 0;  // returned, pages being given back
 };
 
 }  // namespace strata::tiers

@@ -67,27 +67,27 @@ std::unique_ptr<IoQueue> MemoryDevice::NewQueue(unsigned) {
 }
 
 void MemoryDevice::AddFault(const Fault& fault) {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   faults_.push_back(fault);
 }
 
 void MemoryDevice::ClearFaults() {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   faults_.clear();
 }
 
 void MemoryDevice::Poke(uint64_t offset, const void* data, size_t len) {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   std::memcpy(bytes_.data() + offset, data, len);
 }
 
 void MemoryDevice::Peek(uint64_t offset, void* data, size_t len) const {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   std::memcpy(data, bytes_.data() + offset, len);
 }
 
 uint64_t MemoryDevice::bytes_written() const {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   return bytes_written_;
 }
 
@@ -102,7 +102,7 @@ const Fault* MemoryDevice::Match(Fault::Kind kind, uint64_t offset, size_t len) 
 }
 
 int64_t MemoryDevice::Execute(bool write, uint64_t offset, void* buf, size_t len) {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   if (offset % block_size_ != 0 || len % block_size_ != 0 ||
       reinterpret_cast<uintptr_t>(buf) % block_size_ != 0) {
     return -EINVAL;  // what O_DIRECT says to unaligned requests

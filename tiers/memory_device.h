@@ -13,9 +13,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <mutex>
 #include <vector>
 
+#include "common/mutex.h"
 #include "tiers/block_device.h"
 
 namespace strata::tiers {
@@ -41,27 +41,29 @@ class MemoryDevice final : public BlockDevice {
   std::string_view mode() const override { return "memory"; }
   std::unique_ptr<IoQueue> NewQueue(unsigned depth) override;
 
-  void AddFault(const Fault& fault);
-  void ClearFaults();
+  void AddFault(const Fault& fault) EXCLUDES(mu_);
+  void ClearFaults() EXCLUDES(mu_);
   // Direct access to the medium, for tests that corrupt or inspect it.
-  void Poke(uint64_t offset, const void* data, size_t len);
-  void Peek(uint64_t offset, void* data, size_t len) const;
-  uint64_t bytes_written() const;
+  void Poke(uint64_t offset, const void* data, size_t len) EXCLUDES(mu_);
+  void Peek(uint64_t offset, void* data, size_t len) const EXCLUDES(mu_);
+  uint64_t bytes_written() const EXCLUDES(mu_);
 
   // Runs one request against the medium; returns the result it completes
   // with. Used by the queues.
-  int64_t Execute(bool write, uint64_t offset, void* buf, size_t len);
+  int64_t Execute(bool write, uint64_t offset, void* buf, size_t len) EXCLUDES(mu_);
 
  private:
   // Returns the first matching fault (consuming one of its uses), or null.
-  const Fault* Match(Fault::Kind kind, uint64_t offset, size_t len);
+  const Fault* Match(Fault::Kind kind, uint64_t offset, size_t len) REQUIRES(mu_);
 
   size_t block_size_;
-  mutable std::mutex mu_;
+  mutable common::Mutex mu_;  // a leaf
+  // The medium: its size is fixed, its bytes are read and written under
+  // mu_ (not GUARDED_BY: size() reads the size without the lock).
   std::vector<char> bytes_;
-  std::vector<Fault> faults_;
-  Fault matched_{};
-  uint64_t bytes_written_ = 0;
+  std::vector<Fault> faults_ GUARDED_BY(mu_);
+  Fault matched_ GUARDED_BY(mu_) = {};
+  uint64_t bytes_written_ GUARDED_BY(mu_) = 0;
   uint64_t preexisting_ = UINT64_MAX;
 };
 

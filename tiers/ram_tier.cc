@@ -37,39 +37,46 @@ class ShardBytes {
 };
 
 struct RamTier::Shard {
-  std::mutex mu;
-  ItemTable table;
-  ShardBytes bytes;
-  std::unique_ptr<EvictionPolicy> policy;
-  uint64_t total_items = 0;
-  uint64_t evictions = 0;
-  uint64_t evicted_unfetched = 0;
-  uint64_t reclaimed = 0;
-  uint64_t expired_unfetched = 0;
-  uint64_t crawler_reclaimed = 0;
-  uint64_t crawler_items_checked = 0;
+  // Second in the lock order (common/mutex.h): taken under the SSD log's
+  // lock and the reaper's; the SSD index's shard locks and the item
+  // allocator's are taken under it.
+  common::Mutex mu ACQUIRED_AFTER(RamTier::reap_mu_);
+  ItemTable table GUARDED_BY(mu);
+  ShardBytes bytes;  // written under mu, read without it (see ShardBytes)
+  std::unique_ptr<EvictionPolicy> policy PT_GUARDED_BY(mu);
+  uint64_t total_items GUARDED_BY(mu) = 0;
+  uint64_t evictions GUARDED_BY(mu) = 0;
+  uint64_t evicted_unfetched GUARDED_BY(mu) = 0;
+  uint64_t reclaimed GUARDED_BY(mu) = 0;
+  uint64_t expired_unfetched GUARDED_BY(mu) = 0;
+  uint64_t crawler_reclaimed GUARDED_BY(mu) = 0;
+  uint64_t crawler_items_checked GUARDED_BY(mu) = 0;
   // Items EnforceLimit() evicted that the sink has not taken yet (not
   // owning: the eviction's batch holds them). Each is still its key's value,
   // so every operation on the key sees it (RescueLocked()). At most one per
   // key, and only while the table has no item for the key.
-  std::vector<Item*> transit;
+  std::vector<Item*> transit GUARDED_BY(mu);
 
   // The item in transit with `key`, or transit.end().
-  std::vector<Item*>::iterator FindTransit(std::string_view key) {
+  std::vector<Item*>::iterator FindTransit(std::string_view key) REQUIRES(mu) {
     return std::find_if(transit.begin(), transit.end(),
                         [&](const Item* it) { return it->Key() == key; });
   }
 
   // The item at `pos`, or nullptr if Find() did not find the key.
-  Item* At(ItemTable::Pos pos) const { return pos.found ? table.At(pos.slot) : nullptr; }
+  Item* At(ItemTable::Pos pos) const REQUIRES(mu) {
+    return pos.found ? table.At(pos.slot) : nullptr;
+  }
   // The item with `key`, expired or not, or nullptr.
-  Item* Lookup(std::string_view key, uint64_t hash) const { return At(table.Find(key, hash)); }
+  Item* Lookup(std::string_view key, uint64_t hash) const REQUIRES(mu) {
+    return At(table.Find(key, hash));
+  }
 
   // Makes `item` (whose reference the table now owns) reachable at `pos`,
   // where Find() did not find its key.
   // `promoted`: the item was read back from a lower tier because it is hot
   // (EvictionPolicy::OnPromote()).
-  void LinkAt(ItemTable::Pos pos, Item* item, uint64_t hash, bool promoted = false) {
+  void LinkAt(ItemTable::Pos pos, Item* item, uint64_t hash, bool promoted = false) REQUIRES(mu) {
     table.InsertAt(pos, item, hash);
     item->linked = 1;
     ++total_items;
@@ -81,7 +88,7 @@ struct RamTier::Shard {
   }
 
   // Replaces the item at `pos` with `item`; returns the old one's reference.
-  Item* ReplaceAt(ItemTable::Pos pos, Item* item, uint64_t hash) {
+  Item* ReplaceAt(ItemTable::Pos pos, Item* item, uint64_t hash) REQUIRES(mu) {
     Item* old = table.At(pos.slot);
     table.ReplaceAt(pos.slot, item);
     item->linked = 1;
@@ -95,7 +102,7 @@ struct RamTier::Shard {
   // Unlinks the item at `pos` (not through the policy's Evict) and returns
   // its reference for the caller to drop outside the lock. Other positions
   // from Find() are stale afterwards.
-  Item* UnlinkAt(ItemTable::Pos pos, bool via_policy_evict) {
+  Item* UnlinkAt(ItemTable::Pos pos, bool via_policy_evict) REQUIRES(mu) {
     Item* old = table.At(pos.slot);
     table.EraseAt(pos.slot);
     old->linked = 0;
@@ -174,7 +181,8 @@ void RamTier::ReleaseBytes(int64_t bytes) {
   released_bytes_.fetch_add(static_cast<uint64_t>(bytes), std::memory_order_relaxed);
 }
 
-Item* RamTier::ReclaimExpiredLocked(Shard& shard, size_t slot, ReclaimBy by) {
+Item* RamTier::ReclaimExpiredLocked(Shard& shard, size_t slot, ReclaimBy by)
+    REQUIRES(shard.mu) {
   Item* it = shard.table.At(slot);
   ++shard.reclaimed;
   if (by == ReclaimBy::kCrawler) ++shard.crawler_reclaimed;
@@ -195,7 +203,8 @@ void RamTier::MaybeRunDelayedFlush(int64_t now) {
   }
 }
 
-Item* RamTier::RescueLocked(Shard& shard, std::string_view key, uint64_t hash, int64_t now) {
+Item* RamTier::RescueLocked(Shard& shard, std::string_view key, uint64_t hash, int64_t now)
+    REQUIRES(shard.mu) {
   if (shard.transit.empty()) return nullptr;
   auto t = shard.FindTransit(key);
   if (t == shard.transit.end()) return nullptr;
@@ -218,7 +227,7 @@ Item* RamTier::RescueLocked(Shard& shard, std::string_view key, uint64_t hash, i
 
 bool RamTier::StillEvicting(const Item& item) {
   Shard& shard = ShardFor(common::HashKey(item.Key()));
-  std::lock_guard lock(shard.mu);
+  common::MutexLock lock(&shard.mu);
   return std::find(shard.transit.begin(), shard.transit.end(), &item) != shard.transit.end();
 }
 
@@ -247,7 +256,7 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
   StoreResult result = StoreResult::kStored;
   const Item* published = nullptr;  // only compared, never dereferenced after unlock
   {
-    std::lock_guard lock(shard.mu);
+    common::MutexLock lock(&shard.mu);
     ItemTable::Pos pos = shard.table.Find(key, hash);
     Item* old = shard.At(pos);
     if (old != nullptr && Expired(old, now)) {
@@ -357,7 +366,7 @@ bool RamTier::StillCurrentAbsent(const Item& item, const std::function<bool()>& 
   std::string_view key = item.Key();
   uint64_t hash = common::HashKey(key);
   Shard& shard = ShardFor(hash);
-  std::lock_guard lock(shard.mu);
+  common::MutexLock lock(&shard.mu);
   Item* it = shard.Lookup(key, hash);
   if (it != nullptr && !Expired(it, now)) return false;
   return !IsFlushed(item) && now > flush_horizon_.load(std::memory_order_relaxed) &&
@@ -370,7 +379,7 @@ bool RamTier::EvictionCandidate(uint64_t hash, size_t charge, uint64_t* victim_h
     return false;
   }
   Shard& shard = *shards_[EvictionShard(ShardIndex(hash))];
-  std::lock_guard lock(shard.mu);
+  common::MutexLock lock(&shard.mu);
   const Item* victim = shard.policy->Candidate();
   if (victim == nullptr) return false;
   *victim_hash = common::HashKey(victim->Key());
@@ -384,7 +393,7 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime, bool* re
   Shard& shard = ShardFor(hash);
   ItemRef doomed;
   {
-    std::lock_guard lock(shard.mu);
+    common::MutexLock lock(&shard.mu);
     ItemTable::Pos pos = shard.table.Find(key, hash);
     Item* it = shard.At(pos);
     if (it == nullptr) {
@@ -424,7 +433,7 @@ bool RamTier::Contains(std::string_view key) {
   int64_t now = clock_.NowSeconds();
   uint64_t hash = common::HashKey(key);
   Shard& shard = ShardFor(hash);
-  std::lock_guard lock(shard.mu);
+  common::MutexLock lock(&shard.mu);
   Item* it = shard.Lookup(key, hash);
   if (it == nullptr && !shard.transit.empty()) {
     auto t = shard.FindTransit(key);
@@ -443,7 +452,7 @@ void RamTier::EnsureCasAbove(uint64_t cas) {
 void RamTier::CollectShard(size_t index, std::vector<ItemRef>* out) {
   int64_t now = clock_.NowSeconds();
   Shard& shard = *shards_[index];
-  std::lock_guard lock(shard.mu);
+  common::MutexLock lock(&shard.mu);
   for (size_t slot = 0; slot < shard.table.capacity(); ++slot) {
     Item* it = shard.table.At(slot);
     if (it != nullptr && !Expired(it, now)) out->push_back(ItemRef::Share(it));
@@ -459,7 +468,7 @@ bool RamTier::ListItems(uint64_t* cursor, size_t max_items, std::vector<ListedIt
   while (index < shards_.size() && taken < max_items && visited < 16 * max_items) {
     Shard& shard = *shards_[index];
     {
-      std::lock_guard lock(shard.mu);
+      common::MutexLock lock(&shard.mu);
       for (; slot < shard.table.capacity() && taken < max_items && visited < 16 * max_items;
            ++slot, ++visited) {
         Item* it = shard.table.At(slot);
@@ -482,7 +491,7 @@ bool RamTier::Delete(std::string_view key, bool run_due_flush) {
   uint64_t hash = common::HashKey(key);
   Shard& shard = ShardFor(hash);
   ItemRef doomed;
-  std::lock_guard lock(shard.mu);
+  common::MutexLock lock(&shard.mu);
   ItemTable::Pos pos = shard.table.Find(key, hash);
   Item* it = shard.At(pos);
   if (it == nullptr) {
@@ -512,7 +521,7 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
   ItemRef doomed;
   bool grew = false;
   const DeltaResult r = [&] {
-    std::lock_guard lock(shard.mu);
+    common::MutexLock lock(&shard.mu);
     ItemTable::Pos pos = shard.table.Find(key, hash);
     Item* it = shard.At(pos);
     if (it == nullptr) {
@@ -592,7 +601,7 @@ void RamTier::FlushNow() {
   for (auto& shard_ptr : shards_) {
     Shard& shard = *shard_ptr;
     {
-      std::lock_guard lock(shard.mu);
+      common::MutexLock lock(&shard.mu);
       for (size_t slot = 0; slot < shard.table.capacity(); ++slot) {
         Item* it = shard.table.At(slot);
         if (it == nullptr) continue;
@@ -621,7 +630,7 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
   while (used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit()) &&
          empty_in_a_row < n) {
     Shard& shard = *shards_[idx];
-    std::unique_lock lock(shard.mu);
+    common::MutexLock lock(&shard.mu);
     Item* victim = shard.policy->Evict();
     if (victim == keep && victim != nullptr) {
       // The item just stored is this shard's only candidate: put it back
@@ -670,7 +679,7 @@ void RamTier::HandOver(std::vector<ItemRef>& evicted, const std::vector<size_t>&
   sink_->OnEvictedSince(evicted, epoch);
   for (size_t i = 0; i < batch.size(); ++i) {
     Shard& shard = *shards_[from[i]];
-    std::lock_guard lock(shard.mu);
+    common::MutexLock lock(&shard.mu);
     auto t = std::find(shard.transit.begin(), shard.transit.end(), batch[i]);
     if (t != shard.transit.end()) shard.transit.erase(t);
   }
@@ -685,7 +694,7 @@ bool RamTier::Evict(std::string_view key) {
   std::vector<ItemRef> evicted;
   std::vector<size_t> from{idx};
   {
-    std::lock_guard lock(shard.mu);
+    common::MutexLock lock(&shard.mu);
     ItemTable::Pos pos = shard.table.Find(key, hash);
     Item* it = shard.At(pos);
     if (it == nullptr || Expired(it, now)) return false;
@@ -710,7 +719,7 @@ bool RamTier::SetLimit(uint64_t bytes) {
 }
 
 size_t RamTier::ReapExpired(size_t max_items) {
-  std::lock_guard reap_lock(reap_mu_);
+  common::MutexLock reap_lock(&reap_mu_);
   int64_t now = clock_.NowSeconds();
   MaybeRunDelayedFlush(now);
   size_t removed = 0;
@@ -720,7 +729,7 @@ size_t RamTier::ReapExpired(size_t max_items) {
   while (scanned < max_items && shards_visited <= shards_.size()) {
     Shard& shard = *shards_[reap_shard_];
     {
-      std::lock_guard lock(shard.mu);
+      common::MutexLock lock(&shard.mu);
       // Visit a bounded run of slots per lock hold.
       size_t stop = std::min(shard.table.capacity(), reap_slot_ + 256);
       while (reap_slot_ < stop && scanned < max_items) {
@@ -757,7 +766,7 @@ RamTierStats RamTier::Stats() const {
   RamTierStats s;
   for (const auto& shard_ptr : shards_) {
     Shard& shard = *shard_ptr;
-    std::lock_guard lock(shard.mu);
+    common::MutexLock lock(&shard.mu);
     s.curr_items += shard.table.size();
     s.total_items += shard.total_items;
     s.bytes += static_cast<uint64_t>(std::max<int64_t>(0, shard.bytes));

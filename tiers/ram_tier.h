@@ -24,26 +24,29 @@
 //     table first; a set or a delete drops it), so a key on its way to the
 //     lower tier never looks absent. StillEvicting() tells the sink whether
 //     it still is.
-//   - No I/O runs under a shard lock. The only callbacks that do are the
-//     checks given to Restore(), AddIf() and StillCurrentAbsent(), which
-//     run under the key's shard lock on purpose (no delete of the key can
-//     come between the check and the store); they may take the SSD index's
-//     locks but must not call into the RAM tier. The EvictionSink and the
-//     flush hook run with no shard lock held.
+//   - No I/O runs under a shard lock. The only callbacks that run under
+//     one are the checks given to Restore(), AddIf() and
+//     StillCurrentAbsent(), on purpose (no delete of the key can come
+//     between the check and the store); they may take the SSD index's
+//     locks (which come after the shard locks in the lock order of
+//     common/mutex.h) and nothing else. The EvictionSink and the flush hook
+//     run with no shard lock held.
 //
 // Thread safety: every public method is safe to call concurrently from any
-// thread. Each shard has its own mutex; counters are atomics.
+// thread, with no shard lock held. Each shard has its own mutex; the SSD
+// log's lock comes before them (the log calls StillEvicting() and
+// Delete(key, false) under it); counters are atomics.
 #pragma once
 
 #include <atomic>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <memory>
-#include <mutex>
 #include <string_view>
 #include <vector>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "tiers/eviction_policy.h"
 #include "tiers/item.h"
 
@@ -269,7 +272,7 @@ class RamTier {
   // Scans about `max_items` items and table slots (continuing where the
   // previous call stopped) and removes the expired items. Returns items
   // removed.
-  size_t ReapExpired(size_t max_items);
+  size_t ReapExpired(size_t max_items) EXCLUDES(reap_mu_);
 
   RamTierStats Stats() const;
 
@@ -305,7 +308,8 @@ class RamTier {
   // takes its charge off the shard's and the tier's bytes, and counts it as
   // reclaimed (and expired_unfetched if no get read it). Returns its
   // reference, for the caller to drop outside the lock. Other positions
-  // from ItemTable::Find() are stale afterwards.
+  // from ItemTable::Find() are stale afterwards. REQUIRES(shard.mu), said
+  // on the definition (Shard is incomplete here).
   Item* ReclaimExpiredLocked(Shard& shard, size_t slot, ReclaimBy by);
   // Evicts until usage is within the limit, starting with `first_shard`;
   // never evicts `keep` (the item just stored).
@@ -343,9 +347,11 @@ class RamTier {
   std::atomic<int64_t> pending_flush_at_{0};
   std::atomic<int64_t> flush_horizon_{0};  // items stored at or before it are invisible
   std::function<void()> flush_hook_;
-  std::mutex reap_mu_;
-  size_t reap_shard_ = 0;
-  size_t reap_slot_ = 0;
+  // First in the lock order (common/mutex.h): a flush it starts takes the
+  // SSD log's lock through the flush hook, then the shard locks.
+  common::Mutex reap_mu_;
+  size_t reap_shard_ GUARDED_BY(reap_mu_) = 0;
+  size_t reap_slot_ GUARDED_BY(reap_mu_) = 0;
 };
 
 }  // namespace strata::tiers

@@ -3,6 +3,8 @@
 #include <bit>
 #include <cassert>
 
+#include "common/mutex.h"
+
 namespace strata::tiers {
 namespace {
 
@@ -34,24 +36,24 @@ SsdLocation Unpack(uint64_t v) {
 }  // namespace
 
 struct SsdIndex::Shard {
-  mutable std::mutex mu;
-  std::vector<uint32_t> tags = std::vector<uint32_t>(kInitialSlots, 0);
-  std::vector<uint64_t> locs = std::vector<uint64_t>(kInitialSlots, 0);
-  size_t count = 0;
+  mutable common::Mutex mu;
+  std::vector<uint32_t> tags GUARDED_BY(mu) = std::vector<uint32_t>(kInitialSlots, 0);
+  std::vector<uint64_t> locs GUARDED_BY(mu) = std::vector<uint64_t>(kInitialSlots, 0);
+  size_t count GUARDED_BY(mu) = 0;
 
   // Any capacity (not only powers of two), so the table can grow by half.
   // `tag` may carry kAccessed; the home slot ignores it.
-  size_t Home(uint32_t tag) const {
+  size_t Home(uint32_t tag) const REQUIRES(mu) {
     return static_cast<size_t>((uint64_t{tag & ~kAccessed} * tags.size()) >> 31);
   }
-  size_t Next(size_t slot) const { return slot + 1 == tags.size() ? 0 : slot + 1; }
-  size_t Distance(size_t slot) const {
+  size_t Next(size_t slot) const REQUIRES(mu) { return slot + 1 == tags.size() ? 0 : slot + 1; }
+  size_t Distance(size_t slot) const REQUIRES(mu) {
     size_t home = Home(tags[slot]);
     return slot >= home ? slot - home : slot + tags.size() - home;
   }
 
   // Returns the slot holding `tag`, or SIZE_MAX.
-  size_t Find(uint32_t tag) const {
+  size_t Find(uint32_t tag) const REQUIRES(mu) {
     size_t slot = Home(tag);
     for (size_t dist = 0;; ++dist, slot = Next(slot)) {
       if (tags[slot] == 0 || Distance(slot) < dist) return SIZE_MAX;
@@ -60,7 +62,7 @@ struct SsdIndex::Shard {
   }
 
   // Inserts a tag known to be absent.
-  void Place(uint32_t tag, uint64_t loc) {
+  void Place(uint32_t tag, uint64_t loc) REQUIRES(mu) {
     size_t slot = Home(tag);
     for (size_t dist = 0;; ++dist, slot = Next(slot)) {
       if (tags[slot] == 0) {
@@ -77,7 +79,7 @@ struct SsdIndex::Shard {
     }
   }
 
-  void EraseAt(size_t slot) {
+  void EraseAt(size_t slot) REQUIRES(mu) {
     // Backward-shift deletion keeps probe sequences short without markers.
     size_t next = Next(slot);
     while (tags[next] != 0 && Distance(next) > 0) {
@@ -91,7 +93,7 @@ struct SsdIndex::Shard {
     --count;
   }
 
-  void Resize(size_t slots) {
+  void Resize(size_t slots) REQUIRES(mu) {
     std::vector<uint32_t> old_tags(slots, 0);
     std::vector<uint64_t> old_locs(slots, 0);
     old_tags.swap(tags);
@@ -124,7 +126,7 @@ SsdIndex::Shard& SsdIndex::ShardFor(uint64_t hash) const {
 std::optional<SsdLocation> SsdIndex::Insert(uint64_t hash, SsdLocation loc, bool accessed) {
   Shard& s = ShardFor(hash);
   const uint32_t tag = TagOf(hash) | (accessed ? kAccessed : 0);
-  std::lock_guard lock(s.mu);
+  common::MutexLock lock(&s.mu);
   size_t slot = s.Find(tag & ~kAccessed);
   if (slot != SIZE_MAX) {
     SsdLocation old = Unpack(s.locs[slot]);
@@ -147,7 +149,7 @@ std::optional<SsdLocation> SsdIndex::Insert(uint64_t hash, SsdLocation loc, bool
 
 std::optional<SsdLocation> SsdIndex::Lookup(uint64_t hash, bool* accessed) const {
   Shard& s = ShardFor(hash);
-  std::lock_guard lock(s.mu);
+  common::MutexLock lock(&s.mu);
   size_t slot = s.Find(TagOf(hash));
   if (slot == SIZE_MAX) return std::nullopt;
   if (accessed != nullptr) *accessed = (s.tags[slot] & kAccessed) != 0;
@@ -156,7 +158,7 @@ std::optional<SsdLocation> SsdIndex::Lookup(uint64_t hash, bool* accessed) const
 
 bool SsdIndex::MarkAccessed(uint64_t hash, SsdLocation loc) {
   Shard& s = ShardFor(hash);
-  std::lock_guard lock(s.mu);
+  common::MutexLock lock(&s.mu);
   size_t slot = s.Find(TagOf(hash));
   if (slot == SIZE_MAX || s.locs[slot] != Pack(loc)) return false;
   s.tags[slot] |= kAccessed;
@@ -165,7 +167,7 @@ bool SsdIndex::MarkAccessed(uint64_t hash, SsdLocation loc) {
 
 std::optional<SsdLocation> SsdIndex::Remove(uint64_t hash) {
   Shard& s = ShardFor(hash);
-  std::lock_guard lock(s.mu);
+  common::MutexLock lock(&s.mu);
   size_t slot = s.Find(TagOf(hash));
   if (slot == SIZE_MAX) return std::nullopt;
   SsdLocation old = Unpack(s.locs[slot]);
@@ -176,7 +178,7 @@ std::optional<SsdLocation> SsdIndex::Remove(uint64_t hash) {
 
 bool SsdIndex::RemoveIf(uint64_t hash, SsdLocation loc) {
   Shard& s = ShardFor(hash);
-  std::lock_guard lock(s.mu);
+  common::MutexLock lock(&s.mu);
   size_t slot = s.Find(TagOf(hash));
   if (slot == SIZE_MAX || s.locs[slot] != Pack(loc)) return false;
   s.EraseAt(slot);
@@ -190,7 +192,7 @@ size_t SsdIndex::RemoveRange(uint32_t region, uint32_t begin, uint32_t end) {
   size_t removed = 0;
   for (auto& sp : shards_) {
     Shard& s = *sp;
-    std::lock_guard lock(s.mu);
+    common::MutexLock lock(&s.mu);
     for (size_t i = 0; i < s.tags.size();) {
       SsdLocation loc = Unpack(s.locs[i]);
       if (s.tags[i] != 0 && loc.region == region && loc.offset < end &&
@@ -208,7 +210,7 @@ size_t SsdIndex::RemoveRange(uint32_t region, uint32_t begin, uint32_t end) {
 
 void SsdIndex::Clear() {
   for (auto& sp : shards_) {
-    std::lock_guard lock(sp->mu);
+    common::MutexLock lock(&sp->mu);
     for (size_t i = 0; i < sp->tags.size(); ++i) {
       if (sp->tags[i] != 0) Count(Unpack(sp->locs[i]), -1);
     }
@@ -221,7 +223,7 @@ void SsdIndex::Clear() {
 size_t SsdIndex::size() const {
   size_t n = 0;
   for (const auto& sp : shards_) {
-    std::lock_guard lock(sp->mu);
+    common::MutexLock lock(&sp->mu);
     n += sp->count;
   }
   return n;
@@ -230,7 +232,7 @@ size_t SsdIndex::size() const {
 size_t SsdIndex::memory_bytes() const {
   size_t n = 0;
   for (const auto& sp : shards_) {
-    std::lock_guard lock(sp->mu);
+    common::MutexLock lock(&sp->mu);
     n += sp->tags.capacity() * sizeof(uint32_t) + sp->locs.capacity() * sizeof(uint64_t);
   }
   return n;

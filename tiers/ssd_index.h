@@ -15,14 +15,14 @@
 // in all and per region, which admission and reclaim decide by.
 //
 // Thread safety: every method may be called from any thread; each shard
-// has its own mutex.
+// has its own mutex (a leaf in the lock order of common/mutex.h: taken
+// under the SSD log's lock, nothing is taken under it).
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <vector>
 

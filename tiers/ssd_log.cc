@@ -148,7 +148,7 @@ class SsdLog::InlineCommit {
     results_[index] = result;
     if (--left_ > 0) return;
     {
-      std::lock_guard lock(log_->mu_);
+      common::MutexLock lock(&log_->mu_);
       log_->FinishJobLocked(job_, results_);
     }
     delete this;
@@ -246,7 +246,7 @@ SsdLog::~SsdLog() {
   {
     // A clean stop: recovery then counts damage in this region as damage,
     // not as a write a crash tore.
-    std::lock_guard lock(mu_);
+    common::MutexLock lock(&mu_);
     if (active_ != nullptr && !active_->failed && !active_->sealed &&
         RoomLocked(active_, 0) >= RecordSize(0, 0)) {
       AppendLocked(0, {RecordType::kClean}, "", "");
@@ -254,11 +254,11 @@ SsdLog::~SsdLog() {
   }
   Sync();
   {
-    std::lock_guard lock(mu_);
+    common::MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
-  reclaim_cv_.notify_all();
+  cv_.NotifyAll();
+  reclaim_cv_.NotifyAll();
   writer_.join();
   reclaimer_.join();
 }
@@ -640,8 +640,6 @@ common::Status SsdLog::Recover() {
   uint32_t last_region = region_count_ - 1;
   size_t last_end = 0;  // where the newest region's valid records end (0: unusable)
   for (auto [s, p] : order) {
-    region_seq_[p] = s;
-    next_seq_ = s + 1;
     last_region = p;
     last_end = 0;
     if (kind[p] == Kind::kDead || s < refuse_below) continue;
@@ -668,7 +666,11 @@ common::Status SsdLog::Recover() {
 
   // 5. Go on where the log ends.
   {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
+  for (auto [s, p] : order) {
+    region_seq_[p] = s;
+    next_seq_ = s + 1;
+  }
   Buffer* b = buffers_[0].get();
   const size_t mirror_room = kBlock * (MirrorBlocks(scan.mirror.size()) + 1);
   bool resumed = false;
@@ -753,14 +755,14 @@ common::Status SsdLog::Recover() {
   durable_pos_.store(Position(active_->seq, resumed ? active_->fill : 0),
                      std::memory_order_release);
   reclaim_next_ = (active_->region + 1) % region_count_;
-  reclaim_cv_.notify_all();
+  reclaim_cv_.NotifyAll();
   if (recovery_.refusals > 0) {
     // What was refused stays refused: a later recovery, which may no longer
     // see the damage that decided it (the log moves on), sees this marker.
     AppendLocked(0, {RecordType::kFlush}, "", "");
     EnqueueLocked(active_, /*tail=*/true);
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   }
   Sync();
   recovery_.seconds = static_cast<double>(clock_.MonotonicNanos() - t0) / 1e9;
@@ -818,7 +820,7 @@ void SsdLog::OpenRegionLocked(Buffer* b, uint32_t region) {
   }
   // The next region to open is the oldest: it is reclaimed ahead.
   reclaim_next_ = (region + 1) % region_count_;
-  reclaim_cv_.notify_all();
+  reclaim_cv_.NotifyAll();
 }
 
 size_t SsdLog::RoomLocked(const Buffer* b, size_t extra_entries) const {
@@ -847,7 +849,7 @@ bool SsdLog::RotateLocked() {
   // The new header goes to the device at once: the region's old records
   // (their entries are gone) must not come back at a restart.
   EnqueueLocked(active_, /*tail=*/true);
-  cv_.notify_all();
+  cv_.NotifyAll();
   return true;
 }
 
@@ -914,7 +916,7 @@ bool SsdLog::EnqueueLocked(Buffer* b, bool tail, WriteJob* take) {
     return true;
   }
   jobs_.push_back(std::move(job));
-  cv_.notify_all();
+  cv_.NotifyAll();
   return true;
 }
 
@@ -964,7 +966,7 @@ bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>
   }
   Codec codec = lz4 ? Codec::kLz4 : Codec::kNone;
   RecordMeta meta{RecordType::kItem, codec, item.Flags(), item.exptime, item.Cas(), item.value_len};
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   if (still_current && !still_current()) return false;
   auto loc = AppendLocked(hash, meta, item.Key(), stored);
   if (!loc) return false;
@@ -977,7 +979,7 @@ bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>
 }
 
 void SsdLog::DropEntry(std::string_view key, uint64_t hash, const SsdLocation& at) {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   if (!index_.RemoveIf(hash, at)) return;
   // The record may read fine after a restart (a transient error): the
   // tombstone keeps it from coming back over a newer version.
@@ -987,7 +989,7 @@ void SsdLog::DropEntry(std::string_view key, uint64_t hash, const SsdLocation& a
 }
 
 bool SsdLog::Remove(std::string_view key, uint64_t hash, const std::function<void()>& first) {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   if (first) first();
   if (!index_.Remove(hash)) return false;
   // The tombstone keeps the old record from coming back after a restart.
@@ -998,14 +1000,14 @@ bool SsdLog::Remove(std::string_view key, uint64_t hash, const std::function<voi
 }
 
 void SsdLog::Flush() {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   index_.Clear();
   AppendLocked(0, {RecordType::kFlush}, "", "");
   if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);  // durable at once
 }
 
 void SsdLog::FlushAt(int64_t at_unix) {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   RecordMeta meta{RecordType::kDelayedFlush};
   meta.exptime = static_cast<uint32_t>(std::clamp<int64_t>(at_unix, 0, UINT32_MAX));
   AppendLocked(0, meta, "", "");
@@ -1025,7 +1027,7 @@ uint64_t SsdLog::AckTicket(uint64_t hash) const {
 int SsdLog::AddCommitListener(std::function<void()> notify, bool inline_commits) {
   // Two writes in flight at most: one job's records and mirror blocks.
   std::unique_ptr<IoQueue> queue = inline_commits ? device_.NewQueue(kMaxBlockingIo) : nullptr;
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   listeners_.push_back({std::move(notify), 0, std::move(queue)});
   return static_cast<int>(listeners_.size() - 1);
 }
@@ -1033,7 +1035,7 @@ int SsdLog::AddCommitListener(std::function<void()> notify, bool inline_commits)
 void SsdLog::RemoveCommitListener(int listener) {
   IoQueue* queue = nullptr;
   {
-    std::lock_guard lock(mu_);
+    common::MutexLock lock(&mu_);
     Listener& l = listeners_[static_cast<size_t>(listener)];
     l.notify = nullptr;
     l.wanted = 0;
@@ -1042,12 +1044,12 @@ void SsdLog::RemoveCommitListener(int listener) {
   // An inline commit in flight completes (and ends writing_) first. Only
   // this thread touches the queue, and the slot keeps it until then.
   if (queue != nullptr) DrainQueue(*queue);
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   listeners_[static_cast<size_t>(listener)] = {};
 }
 
 int SsdLog::commit_event_fd(int listener) const {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   const Listener& l = listeners_[static_cast<size_t>(listener)];
   return l.queue ? l.queue->event_fd() : -1;
 }
@@ -1055,14 +1057,14 @@ int SsdLog::commit_event_fd(int listener) const {
 void SsdLog::ReapCommits(int listener) {
   IoQueue* queue = nullptr;
   {
-    std::lock_guard lock(mu_);
+    common::MutexLock lock(&mu_);
     queue = listeners_[static_cast<size_t>(listener)].queue.get();
   }
   if (queue != nullptr) queue->Reap();  // completions take the lock themselves
 }
 
 void SsdLog::RequestCommit(uint64_t ticket, int listener) {
-  std::lock_guard lock(mu_);
+  common::MutexLock lock(&mu_);
   Listener& l = listeners_[static_cast<size_t>(listener)];
   if (!l.notify) return;
   if (Durable(ticket)) {
@@ -1083,37 +1085,37 @@ void SsdLog::RequestCommit(uint64_t ticket, int listener) {
       return;
     }
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
-void SsdLog::WaitDurableLocked(std::unique_lock<std::mutex>& lock, uint64_t pos) {
+void SsdLog::WaitDurableLocked(uint64_t pos) {
   if (Durable(pos)) return;
   commit_pos_ = std::max(commit_pos_, pos);
-  cv_.notify_all();
-  cv_.wait(lock, [&] { return stop_ || Durable(pos); });
+  cv_.NotifyAll();
+  while (!stop_ && !Durable(pos)) cv_.Wait(mu_);
 }
 
 // ------------------------------------------------------------------ writer
 
 void SsdLog::Sync() {
-  std::unique_lock lock(mu_);
+  common::MutexLock lock(&mu_);
   if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);
-  cv_.wait(lock, [this] {
-    return jobs_.empty() && !writing_ && buffers_[0]->pending == 0 && buffers_[1]->pending == 0;
-  });
+  while (!(jobs_.empty() && !writing_ && buffers_[0]->pending == 0 && buffers_[1]->pending == 0)) {
+    cv_.Wait(mu_);
+  }
 }
 
-void SsdLog::RunJobLocked(std::unique_lock<std::mutex>& lock) {
+void SsdLog::RunJobLocked() {
   WriteJob job = std::move(jobs_.front());
   jobs_.pop_front();
   writing_ = true;
-  lock.unlock();
+  mu_.Unlock();
   IoRequest reqs[kMaxBlockingIo];
   const size_t n = JobRequests(options_.region_size, job, reqs);
   BlockingIo(*writer_queue_, reqs, n);
   int64_t results[kMaxBlockingIo] = {};
   for (size_t i = 0; i < n; ++i) results[i] = reqs[i].result;
-  lock.lock();
+  mu_.Lock();
   FinishJobLocked(job, results);
 }
 
@@ -1156,7 +1158,7 @@ void SsdLog::FinishJobLocked(WriteJob& job, const int64_t* results) {
       if (l.notify) l.notify();
     }
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 bool SsdLog::CommitWantedLocked() const {
@@ -1164,30 +1166,42 @@ bool SsdLog::CommitWantedLocked() const {
          Position(active_->seq, active_->tail_fill) < commit_pos_;
 }
 
+bool SsdLog::WriterHasWorkLocked() const {
+  // While a listener's inline commit is in flight (writing_), nothing else
+  // is written: writes keep their order on the device.
+  return stop_ || (!writing_ && (!jobs_.empty() || CommitWantedLocked()));
+}
+
 void SsdLog::WriterLoop() {
   auto queue = device_.NewQueue(4);
   writer_queue_ = queue.get();
-  std::unique_lock lock(mu_);
+  common::MutexLock lock(&mu_);
   for (;;) {
     // After 100 ms without a full chunk, the open region's tail is written
-    // anyway. While a listener's inline commit is in flight (writing_),
-    // nothing else is written: jobs keep their order on the device.
-    if (!cv_.wait_for(lock, std::chrono::milliseconds(100), [&] {
-          return stop_ || (!writing_ && (!jobs_.empty() || CommitWantedLocked()));
-        })) {
+    // anyway. (std::condition_variable::wait_for with a predicate, spelled
+    // out so the analysis sees the predicate read under the lock.)
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+    bool has_work = true;
+    while (!WriterHasWorkLocked()) {
+      if (cv_.WaitUntil(mu_, deadline) == std::cv_status::timeout) {
+        has_work = WriterHasWorkLocked();
+        break;
+      }
+    }
+    if (!has_work) {
       if (!writing_ && active_ != nullptr &&
           (active_->fill > active_->tail_fill || active_->mirror.size() > active_->mirror_enqueued)) {
         EnqueueLocked(active_, /*tail=*/true);
       }
     }
-    if (writing_) {
-      if (stop_) cv_.wait(lock, [this] { return !writing_; });
+    if (writing_) {  // an inline commit in flight (stop_ woke us)
+      while (writing_) cv_.Wait(mu_);
       continue;
     }
     // A group commit: everything buffered so far, in one write.
     if (CommitWantedLocked()) EnqueueLocked(active_, /*tail=*/true);
     if (!jobs_.empty()) {
-      RunJobLocked(lock);
+      RunJobLocked();
       continue;
     }
     if (stop_) break;
@@ -1200,41 +1214,41 @@ void SsdLog::WriterLoop() {
 void SsdLog::ReclaimerLoop() {
   auto queue = device_.NewQueue(2);
   reclaim_queue_ = queue.get();
-  std::unique_lock lock(mu_);
+  common::MutexLock lock(&mu_);
   for (;;) {
-    reclaim_cv_.wait(lock, [this] { return stop_ || reclaim_next_ != UINT32_MAX; });
+    while (!stop_ && reclaim_next_ == UINT32_MAX) reclaim_cv_.Wait(mu_);
     if (stop_) break;
     uint32_t region = reclaim_next_;
     reclaim_next_ = UINT32_MAX;
     if (active_ == nullptr || active_->region == region) continue;
     uint64_t seq = region_seq_[region];
     if (seq == 0) continue;  // never written: nothing to reclaim
-    ReclaimLocked(lock, region, seq);
+    ReclaimLocked(region, seq);
   }
   reclaim_queue_ = nullptr;
 }
 
-void SsdLog::ReclaimLocked(std::unique_lock<std::mutex>& lock, uint32_t region, uint64_t seq) {
+void SsdLog::ReclaimLocked(uint32_t region, uint64_t seq) {
   if (index_.region_bytes(region) > 0) {
     uint64_t rewritten_to = 0;
-    CompactLocked(lock, region, seq, &rewritten_to);
+    CompactLocked(region, seq, &rewritten_to);
     if (region_seq_[region] != seq || active_->region == region) return;  // reopened meanwhile
     // The copies must be on the device before the originals are dead.
-    if (rewritten_to != 0) WaitDurableLocked(lock, rewritten_to);
+    if (rewritten_to != 0) WaitDurableLocked(rewritten_to);
     if (stop_ || region_seq_[region] != seq || active_->region == region) return;
   }
   // Dead on the device before its entries go: a restart must not bring back
   // records whose entries were dropped (a key written since, whose new
   // version never reached the SSD, would read its old value).
   reclaiming_.store(region, std::memory_order_release);
-  lock.unlock();
+  mu_.Unlock();
   bool ok = MarkDead(*reclaim_queue_, region, seq);
   // Only AppendLocked() adds entries, and only to the open region: none can
   // appear here meanwhile. Reads of this region's records become misses a
   // region early.
   size_t dropped = ok ? index_.RemoveRegion(region) : 0;
   reclaiming_.store(UINT32_MAX, std::memory_order_release);
-  lock.lock();
+  mu_.Lock();
   if (!ok) {
     c_->write_errors.fetch_add(1, std::memory_order_relaxed);
     return;  // the rotation reclaims it (behind a barrier)
@@ -1257,16 +1271,15 @@ bool SsdLog::MarkDead(IoQueue& queue, uint32_t region, uint64_t seq) {
 }
 
 void SsdLog::SetReclaimHooks(ReclaimHooks hooks) {
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [this] { return !hooks_busy_; });
+  common::MutexLock lock(&mu_);
+  while (hooks_busy_) cv_.Wait(mu_);
   hooks_ = std::move(hooks);
 }
 
-void SsdLog::CompactLocked(std::unique_lock<std::mutex>& lock, uint32_t region, uint64_t seq,
-                           uint64_t* rewritten_to) {
+void SsdLog::CompactLocked(uint32_t region, uint64_t seq, uint64_t* rewritten_to) {
   const size_t r = options_.region_size;
   hooks_busy_ = true;
-  const ReclaimHooks& hooks = hooks_;  // not replaced while busy
+  const ReclaimHooks& hooks = HooksWhileBusy();  // not replaced while busy
   // Bytes of this region's records that may be kept while the log's live
   // bytes stay within live_capacity_; hot records may also fill a region's
   // rewrite share.
@@ -1276,7 +1289,7 @@ void SsdLog::CompactLocked(std::unique_lock<std::mutex>& lock, uint32_t region, 
   const uint64_t room_keep = live_capacity_ > others ? live_capacity_ - others : 0;
   const uint64_t hot_room = static_cast<uint64_t>(options_.rewrite_share *
                                                   static_cast<double>(r - kRegionHeaderSize));
-  lock.unlock();
+  mu_.Unlock();
   struct Candidate {
     uint64_t hash;
     SsdLocation at;
@@ -1316,9 +1329,9 @@ void SsdLog::CompactLocked(std::unique_lock<std::mutex>& lock, uint32_t region, 
       hooks.dropped(c.hash);
     }
   }
-  lock.lock();
+  mu_.Lock();
   hooks_busy_ = false;
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (region_seq_[region] != seq) return;  // reopened meanwhile: its records are gone
   for (const Candidate& c : keep) {
     if (active_ == nullptr || active_->failed || active_->sealed ||
@@ -1340,10 +1353,10 @@ void SsdLog::CompactLocked(std::unique_lock<std::mutex>& lock, uint32_t region, 
 
 void SsdLog::Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDone* done) {
   c_->reads.fetch_add(1, std::memory_order_relaxed);
-  std::unique_lock lock(mu_);
+  common::ReleasableMutexLock lock(&mu_);
   auto loc = index_.Lookup(hash);
   if (!loc) {
-    lock.unlock();
+    lock.Unlock();
     done->OnSsdRead({});
     return;
   }
@@ -1354,13 +1367,13 @@ void SsdLog::Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDo
     bool corrupt = false;
     ItemRef item = DecodeItem(b->seq, b->data.get() + loc->offset, loc->size, key, &corrupt);
     if (item) index_.MarkAccessed(hash, *loc);
-    lock.unlock();
+    lock.Unlock();
     if (item) c_->hits.fetch_add(1, std::memory_order_relaxed);
     done->OnSsdReadAt(std::move(item), *loc);
     return;
   }
   uint64_t seq = region_seq_[loc->region];
-  lock.unlock();
+  lock.Unlock();
   (new ReadOp(this, key, hash, *loc, seq, done))->Issue(queue);
 }
 

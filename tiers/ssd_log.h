@@ -58,9 +58,9 @@
 // whole region behind, demotions are dropped (counted) instead of blocking
 // the caller.
 //
-// Lock order: the log's mutex, then the RAM tier's shard locks (callbacks
-// such as Append()'s still_current run under the log's mutex), then the
-// index's shard locks.
+// Lock order (common/mutex.h): the log's mutex comes first. The callbacks
+// Append() and Remove() run under it may take the RAM tier's shard locks
+// (and, under those, the index's); no caller may hold any of those.
 //
 // Thread safety: all public methods may be called from any thread. Read()
 // requires that `queue` belongs to the calling thread; its completion runs
@@ -69,12 +69,10 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -82,6 +80,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "tiers/block_device.h"
 #include "tiers/item.h"
@@ -183,7 +182,7 @@ class SsdLog {
   SsdLog& operator=(const SsdLog&) = delete;
 
   // Rebuilds the index from the device (blocking; call once, before use).
-  common::Status Recover();
+  common::Status Recover() EXCLUDES(mu_);
   const SsdRecoveryStats& recovery() const { return recovery_; }
   // A delayed flush_all the log recorded and that had not taken effect
   // (absolute unix seconds, in the future), or 0.
@@ -192,22 +191,23 @@ class SsdLog {
   // Appends `item` (a demotion). `still_current`, if given, is asked under
   // the log's lock right before the append (a newer version elsewhere makes
   // this one stale: it is skipped). Returns false if nothing was appended.
-  bool Append(const Item& item, uint64_t hash,
-              const std::function<bool()>& still_current = nullptr);
+  bool Append(const Item& item, uint64_t hash, const std::function<bool()>& still_current = nullptr)
+      EXCLUDES(mu_);
   // Forgets the key's SSD copy, if any, and appends a tombstone for it.
   // Returns true if there was one. `first`, if given, runs under the log's
   // lock before that (a delete removes the RAM copy there, so no append
   // can come between the two). It must not call back into the log.
-  bool Remove(std::string_view key, uint64_t hash, const std::function<void()>& first = nullptr);
+  bool Remove(std::string_view key, uint64_t hash, const std::function<void()>& first = nullptr)
+      EXCLUDES(mu_);
   // Forgets every record and appends a flush marker.
-  void Flush();
+  void Flush() EXCLUDES(mu_);
   // Records a flush_all that takes effect at `at_unix` (0 cancels one), so
   // that a restart before then still has it (recovered_delayed_flush()).
-  void FlushAt(int64_t at_unix);
+  void FlushAt(int64_t at_unix) EXCLUDES(mu_);
 
   // True if `bytes` more of live records fit within live_share of the log.
   bool HasRoom(uint64_t bytes) const;
-  void SetReclaimHooks(ReclaimHooks hooks);
+  void SetReclaimHooks(ReclaimHooks hooks) EXCLUDES(mu_);
 
   // Durability of invalidations (see the file comment). A ticket of 0
   // needs nothing.
@@ -224,17 +224,18 @@ class SsdLog {
   // writer thread's two wake-ups per group commit. Such a listener's
   // thread must call RequestCommit(), ReapCommits() and
   // RemoveCommitListener().
-  int AddCommitListener(std::function<void()> notify, bool inline_commits = false);
+  int AddCommitListener(std::function<void()> notify, bool inline_commits = false)
+      EXCLUDES(mu_);
   // After this returns the listener is never called again (an inline
   // commit still in flight is waited for).
-  void RemoveCommitListener(int listener);
+  void RemoveCommitListener(int listener) EXCLUDES(mu_);
   // Makes everything up to `ticket` durable as soon as possible and tells
   // `listener` when it is.
-  void RequestCommit(uint64_t ticket, int listener);
+  void RequestCommit(uint64_t ticket, int listener) EXCLUDES(mu_);
   // An inline-commit listener's queue: readable when ReapCommits() has
   // completions to run. -1 for other listeners.
-  int commit_event_fd(int listener) const;
-  void ReapCommits(int listener);
+  int commit_event_fd(int listener) const EXCLUDES(mu_);
+  void ReapCommits(int listener) EXCLUDES(mu_);
 
   // The largest CAS unique Recover() found (0 if none).
   uint64_t max_recovered_cas() const { return max_recovered_cas_; }
@@ -245,10 +246,10 @@ class SsdLog {
   // Looks `key` up; calls done->OnSsdRead() now (miss, or a record still in
   // RAM) or from queue.Reap() once the device read completes. The caller
   // must Submit() the queue.
-  void Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDone* done);
+  void Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDone* done) EXCLUDES(mu_);
 
   // Writes every buffered record and waits until the device has them.
-  void Sync();
+  void Sync() EXCLUDES(mu_);
 
   SsdLogStats Stats() const;
   uint32_t region_count() const { return region_count_; }
@@ -268,49 +269,58 @@ class SsdLog {
   }
   // A read of the record at `at` failed or did not verify: its entry goes,
   // and a tombstone is appended.
-  void DropEntry(std::string_view key, uint64_t hash, const SsdLocation& at);
+  void DropEntry(std::string_view key, uint64_t hash, const SsdLocation& at) EXCLUDES(mu_);
   // Appends one record under mu_; returns its location or nullopt. An
   // invalidation (tombstone, flush) also goes to the mirror and moves the
   // pending tickets.
   std::optional<SsdLocation> AppendLocked(uint64_t hash, const RecordMeta& meta,
-                                          std::string_view key, std::string_view stored);
+                                          std::string_view key, std::string_view stored)
+      REQUIRES(mu_);
   // Room left in the buffer for records, the mirror's blocks (with
   // `extra_entries` more) deducted.
-  size_t RoomLocked(const Buffer* b, size_t extra_entries) const;
+  size_t RoomLocked(const Buffer* b, size_t extra_entries) const REQUIRES(mu_);
   // Seals the active buffer and opens the next region; false if the other
   // buffer is still being written.
-  bool RotateLocked();
-  void OpenRegionLocked(Buffer* b, uint32_t region);
+  bool RotateLocked() REQUIRES(mu_);
+  void OpenRegionLocked(Buffer* b, uint32_t region) REQUIRES(mu_);
   // Queues writes of the active buffer's complete blocks (all blocks if
   // `tail`) and of its mirror blocks not yet written.
   // With `take`, the job is moved there instead of queued (false: there
   // was nothing to write).
-  bool EnqueueLocked(Buffer* b, bool tail, WriteJob* take = nullptr);
-  void WriterLoop();
+  bool EnqueueLocked(Buffer* b, bool tail, WriteJob* take = nullptr) REQUIRES(mu_);
+  // The writer has something to do: stop, a job, or a commit to make (and
+  // no listener's inline commit is in flight).
+  bool WriterHasWorkLocked() const REQUIRES(mu_);
+  // A commit is asked for that the open region's written tail does not
+  // cover yet.
+  bool CommitWantedLocked() const REQUIRES(mu_);
+  void WriterLoop() EXCLUDES(mu_);
   // Runs the oldest queued job (the lock is released during the I/O).
-  void RunJobLocked(std::unique_lock<std::mutex>& lock);
+  void RunJobLocked() REQUIRES(mu_);
   // After a job's writes (results[0]: its records' range, if any, then its
   // mirror blocks', if any; bytes written or -errno): counts them, drops
   // the records of a failed one, moves the durable position, tells the
   // listeners. writing_ ends.
-  void FinishJobLocked(WriteJob& job, const int64_t* results);
-  // True when a group commit is wanted that the queued writes do not cover.
-  bool CommitWantedLocked() const;
+  void FinishJobLocked(WriteJob& job, const int64_t* results) REQUIRES(mu_);
   class InlineCommit;
-  void ReclaimerLoop();
+  void ReclaimerLoop() EXCLUDES(mu_);
   // Reclaims `region` (which had sequence `seq`): compaction, the dead
   // mark, then its index entries. Called with the lock held; releases it
   // for I/O.
-  void ReclaimLocked(std::unique_lock<std::mutex>& lock, uint32_t region, uint64_t seq);
+  void ReclaimLocked(uint32_t region, uint64_t seq) REQUIRES(mu_);
   // Part of it: reads the region and rewrites the records to keep.
   // *rewritten_to receives the log position after the last copy (0: none).
-  void CompactLocked(std::unique_lock<std::mutex>& lock, uint32_t region, uint64_t seq,
-                     uint64_t* rewritten_to);
+  void CompactLocked(uint32_t region, uint64_t seq, uint64_t* rewritten_to) REQUIRES(mu_);
+  // hooks_, for the reclaimer to call without the lock once it has set
+  // hooks_busy_: SetReclaimHooks() waits for the flag to clear before it
+  // replaces them. The analysis cannot see a flag protect data, hence
+  // NO_THREAD_SAFETY_ANALYSIS.
+  const ReclaimHooks& HooksWhileBusy() const NO_THREAD_SAFETY_ANALYSIS { return hooks_; }
   // Writes a dead header over `region` (which had sequence `seq`).
   bool MarkDead(IoQueue& queue, uint32_t region, uint64_t seq);
   // Waits (lock held; released while waiting) until position `pos` is on
   // the device.
-  void WaitDurableLocked(std::unique_lock<std::mutex>& lock, uint64_t pos);
+  void WaitDurableLocked(uint64_t pos) REQUIRES(mu_);
   ItemRef DecodeItem(uint64_t seq, const char* rec, size_t avail, std::string_view key,
                      bool* corrupt);
   // Recovery of one region whose records verify with `seq` (in `data`,
@@ -329,39 +339,48 @@ class SsdLog {
   SsdIndex index_;
   uint64_t live_capacity_;  // bytes live records may fill (live_share)
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;          // jobs, commits, durability, hooks
-  std::condition_variable reclaim_cv_;  // a region to reclaim, or stop
-  std::unique_ptr<Buffer> buffers_[2];
-  Buffer* active_ = nullptr;
-  std::vector<uint64_t> region_seq_;  // current sequence number of each region
-  uint64_t next_seq_ = 1;
+  // First in the lock order (common/mutex.h). It also guards the two
+  // Buffers (the analysis does not see that: their fields are not
+  // annotated), except what a write job reads while the writer runs it
+  // unlocked: the blocks it writes, which appends no longer touch, and the
+  // buffer's region, which does not change while a job is pending.
+  mutable common::Mutex mu_;
+  common::CondVar cv_;                  // jobs, commits, durability, hooks
+  common::CondVar reclaim_cv_;          // a region to reclaim, or stop
+  std::unique_ptr<Buffer> buffers_[2];  // set by the constructor
+  Buffer* active_ GUARDED_BY(mu_) = nullptr;
+  // Current sequence number of each region.
+  std::vector<uint64_t> region_seq_ GUARDED_BY(mu_);
+  uint64_t next_seq_ GUARDED_BY(mu_) = 1;
+  // Written by Recover() before the log is used, read without the lock.
   uint64_t max_recovered_cas_ = 0;
   int64_t recovered_delayed_flush_ = 0;
   SsdRecoveryStats recovery_;
-  std::deque<WriteJob> jobs_;
-  bool writing_ = false;  // the writer runs a job (lock released)
-  ReclaimHooks hooks_;
-  bool hooks_busy_ = false;  // the reclaimer is calling hooks_
-  uint32_t reclaim_next_ = UINT32_MAX;          // region for the reclaimer
+  std::deque<WriteJob> jobs_ GUARDED_BY(mu_);
+  bool writing_ GUARDED_BY(mu_) = false;  // the writer runs a job (lock released)
+  // Read by the reclaimer without the lock while hooks_busy_ is set
+  // (HooksWhileBusy()).
+  ReclaimHooks hooks_ GUARDED_BY(mu_);
+  bool hooks_busy_ GUARDED_BY(mu_) = false;             // the reclaimer is calling hooks_
+  uint32_t reclaim_next_ GUARDED_BY(mu_) = UINT32_MAX;  // region for the reclaimer
   std::atomic<uint32_t> reclaiming_{UINT32_MAX};  // its index scan is running
-  uint32_t reclaimed_ = UINT32_MAX;             // entries already dropped...
-  uint64_t reclaimed_seq_ = 0;                  // ...while it had this sequence number
-  size_t reclaimed_entries_ = 0;
-  bool stop_ = false;
+  uint32_t reclaimed_ GUARDED_BY(mu_) = UINT32_MAX;  // entries already dropped...
+  uint64_t reclaimed_seq_ GUARDED_BY(mu_) = 0;       // ...while it had this sequence number
+  size_t reclaimed_entries_ GUARDED_BY(mu_) = 0;
+  bool stop_ GUARDED_BY(mu_) = false;
 
   // Durability: positions are Position(seq, offset).
   static constexpr size_t kPendingSlots = 1 << 14;
   std::unique_ptr<std::atomic<uint64_t>[]> pending_;  // newest tombstone per hash slot
   std::atomic<uint64_t> barrier_pos_{0};  // newest flush marker or reused header
   std::atomic<uint64_t> durable_pos_{0};  // everything before it is on the device
-  uint64_t commit_pos_ = 0;               // asked for by RequestCommit()
+  uint64_t commit_pos_ GUARDED_BY(mu_) = 0;  // asked for by RequestCommit()
   struct Listener {
     std::function<void()> notify;
     uint64_t wanted = 0;
     std::unique_ptr<IoQueue> queue;  // inline commits (AddCommitListener)
   };
-  std::vector<Listener> listeners_;
+  std::vector<Listener> listeners_ GUARDED_BY(mu_);
 
   IoQueue* writer_queue_ = nullptr;   // the writer thread's
   IoQueue* reclaim_queue_ = nullptr;  // the reclaim thread's
