@@ -16,11 +16,11 @@
 #include "common/units.h"
 #include "config/config.h"
 #include "metrics/metrics_server.h"
-#include "proxy/server.h"
-#include "proxy/server_metrics.h"
-#include "tiers/block_device.h"
-#include "tiers/ram_tier.h"
-#include "tiers/ssd_log.h"
+#include "proxy/net/server.h"
+#include "proxy/stats/server_metrics.h"
+#include "tiers/ram/ram_tier.h"
+#include "tiers/ssd/block_device.h"
+#include "tiers/ssd/ssd_log.h"
 #include "tiers/tiered_cache.h"
 #include "tiers/warm_restart.h"
 
@@ -70,7 +70,7 @@ LogLevel ParseLevel(const std::string& level) {
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   // Items above 1 KiB live in malloc's heap (smaller ones in ItemSlabs,
-  // tiers/item_slabs.h). Large items (up to tens of MiB) must not get
+  // tiers/item/item_slabs.h). Large items (up to tens of MiB) must not get
   // a fresh mmap each (every new page faults while the value is read into
   // it, and munmap follows on eviction): keep them in the heap, and keep
   // freed memory for the next item instead of trimming it; the RAM tier's
@@ -124,9 +124,9 @@ int main(int argc, char** argv) {
   if (s.max_connection_memory) server_options.max_connection_memory = *s.max_connection_memory;
   if (s.network_io) {
     server_options.network_io =
-        *s.network_io == "io_uring"   ? strata::proxy::NetBatch::Mode::kIoUring
-        : *s.network_io == "syscalls" ? strata::proxy::NetBatch::Mode::kSyscalls
-                                      : strata::proxy::NetBatch::Mode::kAuto;
+        *s.network_io == "io_uring"   ? strata::proxy::NetworkIoMode::kIoUring
+        : *s.network_io == "syscalls" ? strata::proxy::NetworkIoMode::kSyscalls
+                                      : strata::proxy::NetworkIoMode::kAuto;
   }
   if (server_options.output_high_watermark > server_options.max_output_buffer / 2) {
     server_options.output_high_watermark = server_options.max_output_buffer / 2;

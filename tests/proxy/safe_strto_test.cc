@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy/protocol.h"
+#include "proxy/protocol/protocol.h"
 #include "tests/fuzz/safe_strto_oracle.h"
 
 namespace strata::proxy {
