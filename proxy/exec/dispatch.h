@@ -7,9 +7,10 @@
 // emits keys until the queue passes a watermark, then returns kPaused and
 // resumes later where it stopped, so a multi-get of thousands of keys never
 // builds one giant buffer. `lru_crawler metadump` streams the RAM items the
-// same way; `stats cachedump` lists them up to memcached's 2 MB. The tuning
-// commands of memcached's slab mover, LRU and crawler that strata has no use
-// for are answered as memcached answers them (kFixedReply).
+// same way. The `stats` family is StatsCommands' (proxy/stats/
+// stats_commands.h), which Execute() hands it to. The tuning commands of
+// memcached's slab mover, LRU and crawler that strata has no use for are
+// answered as memcached answers them (kFixedReply).
 //
 // With an SSD tier, every write (store, delete, incr/decr, touch, gat,
 // flush_all) records in AsyncState::ack_ticket the SSD log position its
@@ -36,6 +37,7 @@
 #include "proxy/protocol/output_queue.h"
 #include "proxy/protocol/protocol.h"
 #include "proxy/shared/server_context.h"
+#include "proxy/stats/stats_commands.h"
 #include "tiers/item/item.h"
 
 namespace strata::proxy {
@@ -136,15 +138,6 @@ class Dispatcher {
 
  private:
   void Reply(OutputQueue& out, bool noreply, std::string_view line);
-  void Stats(const Command& cmd, OutputQueue& out);
-  void StatsGeneral(OutputQueue& out);
-  void StatsSettings(OutputQueue& out);
-  void StatsItems(OutputQueue& out);
-  void StatsSlabs(OutputQueue& out);
-  void StatsConns(OutputQueue& out);
-  void StatsCachedump(const Command& cmd, OutputQueue& out);
-  void StatsSizesSwitch(bool enable, OutputQueue& out);
-  void StatsSizes(OutputQueue& out);
   // lru_crawler crawl|metadump|enable|disable; a metadump lists the RAM
   // items in batches and pauses (kPaused) at the output watermark.
   Outcome LruCrawler(Command& cmd, OutputQueue& out);
@@ -173,6 +166,7 @@ class Dispatcher {
   WorkerStats& stats_;
   std::unique_ptr<tiers::TieredCache> ram_only_;  // when ctx has no cache
   tiers::TieredCache& cache_;
+  StatsCommands stats_commands_;  // the `stats` family, on cache_
 };
 
 }  // namespace strata::proxy

@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +41,13 @@ class OutputQueue {
   // Reserves `n` contiguous bytes at the end of the text stream; the caller
   // fills them at once.
   char* AppendSpace(size_t n);
+  // Appends a reply line: `line` and "\r\n".
+  void AppendLine(std::string_view line) {
+    char* p = AppendSpace(line.size() + 2);
+    std::memcpy(p, line.data(), line.size());
+    p[line.size()] = '\r';
+    p[line.size() + 1] = '\n';
+  }
   // Appends item->ValueWithCrlf(): copied if short, referenced if long.
   void AppendValue(const tiers::ItemRef& item);
 
