@@ -16,7 +16,8 @@
 //     up (seccomp profiles of container runtimes deny it with EPERM, some
 //     kernels disable it); the same queue interface, completions signalled
 //     through an eventfd.
-//   - memory (memory_device.h): for tests, with injectable faults.
+//   - memory (tests/support/memory_device.h): for tests, with injectable
+//     faults; in strata_test_support, not in this library.
 //
 // A regular file is reserved when it is opened: it is extended to the
 // device's size and every hole in it is allocated (ReserveFileBlocks), so a
