@@ -136,11 +136,27 @@ def run_loadgen(cmd, timeout, indent="  "):
     return result, cpu
 
 
+def connect(where, timeout):
+    """A connected socket to 127.0.0.1:`where` (a port), or to the unix
+    socket `where` (a path)."""
+    if isinstance(where, str) and where.startswith("/"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(where)
+        except OSError:
+            s.close()
+            raise
+        return s
+    return socket.create_connection(("127.0.0.1", where), timeout=timeout)
+
+
 def server_stats(port, command="stats", timeout=5.0):
-    """Returns the reply to `command` as {name: value} (strings), {} if none."""
+    """Returns the reply to `command` as {name: value} (strings), {} if none.
+    `port` may be a unix socket's path."""
     data = b""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with connect(port, timeout) as s:
             s.sendall(command.encode() + b"\r\n")
             deadline = time.monotonic() + timeout
             while not data.endswith(b"END\r\n") and time.monotonic() < deadline:

@@ -38,7 +38,7 @@ from benchlib import (REPO, RunError, find_binary, fmt, free_port, log, median, 
                       parse_seconds, pinned, read_cpu_s, read_rss_kb, stop_all, stop_proc,
                       track)
 from benchlib import run_loadgen as run_loadgen_cmd  # noqa: E402
-from benchlib import server_stats  # noqa: E402
+from benchlib import connect, server_stats  # noqa: E402
 
 
 # Load profiles. memory_mb is what both servers get with -m; key counts are chosen so
@@ -83,8 +83,17 @@ def stat_int(stats, name):
 
 
 def start_server(side, binary, profile, args, port, log_file):
-    argv = [binary, "-p", str(port), "-l", "127.0.0.1", "-m", str(profile["memory_mb"]),
-            "-t", str(args.server_threads), "-c", str(max(1024, 2 * profile["connections"]))]
+    """Starts `binary` on 127.0.0.1:`port`, or when `port` is a path, on that
+    unix socket only (memcached's -s disables TCP; strata is given the
+    same)."""
+    if isinstance(port, str):
+        argv = [binary, "-s", port, "-a", "0700"]
+        if side == "strata":  # strata's -s adds a socket; its TCP port must be free
+            argv += ["-p", str(free_port()), "-l", "127.0.0.1"]
+    else:
+        argv = [binary, "-p", str(port), "-l", "127.0.0.1"]
+    argv += ["-m", str(profile["memory_mb"]),
+             "-t", str(args.server_threads), "-c", str(max(1024, 2 * profile["connections"]))]
     if profile["item_max"]:
         argv += ["-I", profile["item_max"]]
     # memcached refuses to run as root without -u.
@@ -102,7 +111,7 @@ def start_server(side, binary, profile, args, port, log_file):
             raise RunError(f"{side} exited with status {proc.returncode} at start: "
                            f"{' '.join(cmd)}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            connect(port, 0.5).close()
             return proc, cmd
         except OSError:
             pass
@@ -114,9 +123,22 @@ def start_server(side, binary, profile, args, port, log_file):
 
 
 
+def unix_socket_path(args):
+    """A fresh unix socket path in a private directory."""
+    if not getattr(args, "socket_dir", None):
+        args.socket_dir = tempfile.mkdtemp(prefix="compare-sock-")
+        atexit.register(shutil.rmtree, args.socket_dir, True)
+    path = os.path.join(args.socket_dir, "s.sock")
+    if os.path.exists(path):
+        os.unlink(path)
+    return path
+
+
 def run_loadgen(args, port, profile, extra, timeout):
     """Runs strata_loadgen; returns (its JSON dict, its CPU seconds)."""
-    argv = [args.loadgen_bin, "--host", "127.0.0.1", "--port", str(port),
+    where = (["--unix-socket", port] if isinstance(port, str)
+             else ["--host", "127.0.0.1", "--port", str(port)])
+    argv = [args.loadgen_bin] + where + [
             "--connections", str(profile["connections"]), "--threads", str(args.loadgen_threads),
             "--pipeline", str(profile["pipeline"]), "--keys", str(profile["keys"]),
             "--value-size", str(profile["value_size"]),
@@ -130,7 +152,7 @@ def one_run(side, binary, name, profile, args, pair):
         proc = None
         try:
             for attempt in range(3):  # the free port may be taken meanwhile
-                port = free_port()
+                port = unix_socket_path(args) if args.unix_socket else free_port()
                 try:
                     proc, cmd = start_server(side, binary, profile, args, port, server_log)
                     break
@@ -295,6 +317,8 @@ def parse_args(argv):
     p.add_argument("--run-timeout", type=parse_seconds, default=60.0,
                    help="slack over --duration before a measured run is killed")
     p.add_argument("--json-out", default=None, help="write all runs and summaries here")
+    p.add_argument("--unix-socket", action="store_true",
+                   help="servers listen on a unix socket (-s) and the load generator uses it")
     args = p.parse_args(argv)
 
     args.loadgen_bin = args.loadgen_bin or find_binary("bench", "strata_loadgen")

@@ -28,6 +28,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,10 +44,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "common/units.h"
 
 namespace strata::bench {
 namespace {
@@ -65,6 +69,7 @@ uint64_t NowNs() {
 struct Options {
   std::string host = "127.0.0.1";
   std::string port = "11211";
+  std::string unix_socket;  // when set, connect there instead of host:port
   int connections = 50;
   int threads = 1;
   int pipeline = 16;
@@ -89,6 +94,7 @@ void PrintUsage(FILE* out) {
                "usage: strata_loadgen [options]\n"
                "  --host H             server address (127.0.0.1)\n"
                "  --port N             server port (11211)\n"
+               "  --unix-socket PATH   connect to a unix socket instead of host:port\n"
                "  --connections N      connections (50)\n"
                "  --threads N          load generator threads (1)\n"
                "  --pipeline N         requests in flight per connection (16)\n"
@@ -116,22 +122,12 @@ void PrintUsage(FILE* out) {
   std::exit(1);
 }
 
+// A count or a size: a whole number with an optional binary unit (k = 1024,
+// m = 2^20, ...), as common::ParseSize() reads sizes.
 uint64_t ParseCount(std::string_view name, std::string_view text) {
-  uint64_t value = 0;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  uint64_t scale = 1;
-  std::string_view suffix(ptr, text.data() + text.size() - ptr);
-  if (suffix == "k" || suffix == "K") {
-    scale = 1 << 10;
-  } else if (suffix == "m" || suffix == "M") {
-    scale = 1 << 20;
-  } else if (!suffix.empty()) {
-    ec = std::errc::invalid_argument;
-  }
-  if (ec != std::errc() || text.empty()) {
-    UsageError("bad value for " + std::string(name) + ": " + std::string(text));
-  }
-  return value * scale;
+  const std::optional<uint64_t> value = common::ParseSize(text);
+  if (!value) UsageError("bad value for " + std::string(name) + ": " + std::string(text));
+  return *value;
 }
 
 double ParseDouble(std::string_view name, const std::string& text, std::string* suffix) {
@@ -145,20 +141,11 @@ double ParseDouble(std::string_view name, const std::string& text, std::string* 
   return value;
 }
 
+// "10s", "1.5m", "500ms", a bare number of seconds (common::ParseDurationSeconds()).
 double ParseSeconds(std::string_view name, const std::string& text) {
-  std::string suffix;
-  double value = ParseDouble(name, text, &suffix);
-  if (suffix == "ms") {
-    value /= 1000;
-  } else if (suffix == "m") {
-    value *= 60;
-  } else if (suffix == "h") {
-    value *= 3600;
-  } else if (!suffix.empty() && suffix != "s") {
-    UsageError("bad duration for " + std::string(name) + ": " + text);
-  }
-  if (value < 0) UsageError(std::string(name) + " must not be negative");
-  return value;
+  const std::optional<double> value = common::ParseDurationSeconds(text);
+  if (!value) UsageError("bad duration for " + std::string(name) + ": " + text);
+  return *value;
 }
 
 Options ParseOptions(int argc, char** argv) {
@@ -190,6 +177,8 @@ Options ParseOptions(int argc, char** argv) {
       std::exit(0);
     } else if (arg == "--host") {
       opt.host = next();
+    } else if (arg == "--unix-socket") {
+      opt.unix_socket = next();
     } else if (arg == "--port") {
       opt.port = next();
     } else if (arg == "--connections") {
@@ -908,8 +897,30 @@ class Worker {
   std::string first_failure_;
 };
 
-// Returns a connected non-blocking TCP socket with TCP_NODELAY, or -1 (reason printed).
+// Returns a connected non-blocking unix socket, or -1 (reason printed).
+int ConnectUnix(const Options& opt) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (opt.unix_socket.size() >= sizeof(addr.sun_path)) {
+    std::fprintf(stderr, "strata_loadgen: %s: path too long\n", opt.unix_socket.c_str());
+    return -1;
+  }
+  std::memcpy(addr.sun_path, opt.unix_socket.data(), opt.unix_socket.size());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    std::fprintf(stderr, "strata_loadgen: connect %s: %s\n", opt.unix_socket.c_str(),
+                 strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return fd;
+}
+
+// Returns a connected non-blocking TCP socket with TCP_NODELAY (or a unix
+// socket with --unix-socket), or -1 (reason printed).
 int Connect(const Options& opt) {
+  if (!opt.unix_socket.empty()) return ConnectUnix(opt);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

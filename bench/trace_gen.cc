@@ -27,8 +27,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "common/units.h"
 
 namespace strata::bench {
 namespace {
@@ -56,7 +59,7 @@ void PrintUsage(FILE* out) {
                "  --scan-length F   scan phase length as a share of the trace; 0 = none (0.10)\n"
                "  --scan-mix F      share of the scan phase's requests that are scan keys (0.5)\n"
                "  --shift-at F      the hot set moves to new keys here; 0 = never (0.70)\n"
-               "  --value-size N    bytes per value (4096)\n"
+               "  --value-size N    bytes per value, suffixes k/m allowed (4096)\n"
                "  --seed N          RNG seed (42)\n"
                "  -o, --output FILE write here instead of stdout\n");
 }
@@ -75,6 +78,16 @@ uint64_t ParseCount(const std::string& name, const std::string& text, uint64_t l
                std::to_string(hi) + ": " + text);
   }
   return v;
+}
+
+// A size in bytes with an optional binary unit ("4096", "4k"), as
+// common::ParseSize() reads sizes.
+uint64_t ParseBytes(const std::string& name, const std::string& text, uint64_t hi) {
+  const std::optional<uint64_t> v = common::ParseSize(text);
+  if (!v || *v > hi) {
+    UsageError(name + " must be a size of at most " + std::to_string(hi) + " bytes: " + text);
+  }
+  return *v;
 }
 
 double ParseShare(const std::string& name, const std::string& text, double lo, double hi) {
@@ -122,7 +135,7 @@ Options ParseOptions(int argc, char** argv) {
     } else if (arg == "--shift-at") {
       opt.shift_at = ParseShare(arg, next(), 0, 1);
     } else if (arg == "--value-size") {
-      opt.value_size = ParseCount(arg, next(), 0, 1 << 30);
+      opt.value_size = ParseBytes(arg, next(), 1 << 30);
     } else if (arg == "--seed") {
       opt.seed = ParseCount(arg, next(), 0, UINT64_MAX);
     } else if (arg == "-o" || arg == "--output") {

@@ -71,6 +71,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/units.h"
+
 namespace strata::bench {
 namespace {
 
@@ -332,18 +334,22 @@ double ParsePlainDouble(const std::string& name, const std::string& text, double
   return v;
 }
 
+// "10s", "1.5m", "500ms", a bare number of seconds (common::ParseDurationSeconds()).
 double ParseSeconds(const std::string& name, const std::string& text) {
-  std::string suffix;
-  double value = ParseDoubleArg(name, text, &suffix);
-  if (suffix == "ms") {
-    value /= 1000;
-  } else if (suffix == "m") {
-    value *= 60;
-  } else if (!suffix.empty() && suffix != "s") {
-    UsageError("bad duration for " + name + ": " + text);
+  const std::optional<double> value = common::ParseDurationSeconds(text);
+  if (!value) UsageError("bad duration for " + name + ": " + text);
+  if (*value <= 0) UsageError(name + " must be positive");
+  return *value;
+}
+
+// A size in bytes with an optional binary unit ("4096", "4k"), as
+// common::ParseSize() reads sizes.
+uint64_t ParseBytes(const std::string& name, const std::string& text, uint64_t hi) {
+  const std::optional<uint64_t> value = common::ParseSize(text);
+  if (!value || *value > hi) {
+    UsageError(name + Format(" must be a size of at most %" PRIu64 " bytes", hi) + ": " + text);
   }
-  if (value <= 0) UsageError(name + " must be positive");
-  return value;
+  return *value;
 }
 
 uint64_t ParseCountArg(const std::string& name, const std::string& text, uint64_t lo, uint64_t hi) {
@@ -418,7 +424,7 @@ void ParseArgs(const std::vector<std::string>& args, Options* opt,
         fail("--wss must be first or max: " + v);
       }
     } else if (arg == "--item-overhead") {
-      opt->item_overhead = ParseCountArg(arg, next(), 0, 1 << 20);
+      opt->item_overhead = ParseBytes(arg, next(), 1 << 20);
     } else if (arg == "--host") {
       opt->host = next();
     } else if (arg == "--port") {

@@ -1,6 +1,8 @@
 #include "common/units.h"
 
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <limits>
 #include <utility>
 
@@ -63,6 +65,23 @@ std::optional<uint64_t> ParseDurationMs(std::string_view text) {
   if (unit == "m") return Multiply(value, 60'000);
   if (unit == "h") return Multiply(value, 3'600'000);
   if (unit == "d") return Multiply(value, 86'400'000);
+  return std::nullopt;
+}
+
+std::optional<double> ParseDurationSeconds(std::string_view text) {
+  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || !std::isfinite(value) || value < 0) return std::nullopt;
+  std::string_view unit(end, static_cast<size_t>(text.data() + text.size() - end));
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  if (unit == "ms") return value / 1000;
+  if (unit == "" || unit == "s") return value;
+  if (unit == "m") return value * 60;
+  if (unit == "h") return value * 3600;
+  if (unit == "d") return value * 86400;
   return std::nullopt;
 }
 

@@ -195,11 +195,11 @@ void AddLatency(const LatencySnapshot& latency, Families& f) {
            "command and by the tier that served it.");
   for (size_t c = 0; c < kCommandLabels; ++c) {
     for (size_t t = 0; t < kTierLabels; ++t) {
-      const auto command = static_cast<CommandLabel>(c);
+      const CommandType command = common::CommandWithLabel(c);
       const auto tier = static_cast<TierLabel>(t);
       const LatencySeries& s = latency.at(command, tier);
       if (s.Count() == 0) continue;
-      f.HistogramSample(s, {{"command", std::string(CommandLabelName(command))},
+      f.HistogramSample(s, {{"command", std::string(common::CommandLabelName(command))},
                             {"tier", std::string(TierLabelName(tier))}});
     }
   }

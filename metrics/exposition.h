@@ -53,7 +53,30 @@
 //   strata_connection_memory_stalls_total        counter  server.connection_memory_stalls
 //   strata_connection_memory_closed_total        counter  server.connection_memory_closed
 //   strata_request_duration_seconds{command,tier} histogram (latency.h)
-// SSD-tier names come with issue 3 (see snapshot.h).
+//   strata_network_io_mode_info{mode}            gauge    1 (when the server names one)
+// With an SSD tier (SsdFigures::present), the tier families above also
+// carry tier="ssd", and these are added:
+//   strata_ssd_io_mode_info{mode}                gauge    1
+//   strata_promotions_total                      counter  SSD items put back in RAM
+//   strata_demotions_total                       counter  RAM evictions written to flash
+//   strata_ssd_admissions_rejected_total{reason} counter  cold | budget
+//   strata_ssd_admission_victim_estimate         gauge
+//   strata_ssd_demotions_dropped_total           counter
+//   strata_ssd_written_bytes_total               counter  device bytes
+//   strata_ssd_read_bytes_total                  counter  device bytes
+//   strata_ssd_reads_in_flight                   gauge
+//   strata_ssd_raw_bytes_total                   counter  values demoted, before compression
+//   strata_ssd_stored_bytes_total                counter  values demoted, as stored
+//   strata_ssd_write_budget_bytes_per_second     gauge    0 = none
+//   strata_ssd_regions_reclaimed_total           counter
+//   strata_ssd_records_rewritten_total           counter
+//   strata_ssd_rewritten_bytes_total             counter
+//   strata_ssd_index_entries                     gauge
+//   strata_ssd_index_bytes                       gauge
+//   strata_ssd_io_errors_total{op}               counter  read | write
+//   strata_ssd_corrupt_records_total             counter
+//   strata_ssd_stale_reads_total                 counter
+//   strata_ssd_tombstones_total                  counter
 //
 // Thread safety: pure functions.
 #pragma once

@@ -2,45 +2,6 @@
 
 namespace strata::metrics {
 
-std::string_view CommandLabelName(CommandLabel c) {
-  switch (c) {
-    case CommandLabel::kGet:
-      return "get";
-    case CommandLabel::kGets:
-      return "gets";
-    case CommandLabel::kGat:
-      return "gat";
-    case CommandLabel::kGats:
-      return "gats";
-    case CommandLabel::kSet:
-      return "set";
-    case CommandLabel::kAdd:
-      return "add";
-    case CommandLabel::kReplace:
-      return "replace";
-    case CommandLabel::kAppend:
-      return "append";
-    case CommandLabel::kPrepend:
-      return "prepend";
-    case CommandLabel::kCas:
-      return "cas";
-    case CommandLabel::kDelete:
-      return "delete";
-    case CommandLabel::kIncr:
-      return "incr";
-    case CommandLabel::kDecr:
-      return "decr";
-    case CommandLabel::kTouch:
-      return "touch";
-    case CommandLabel::kFlushAll:
-      return "flush_all";
-    case CommandLabel::kOther:
-    case CommandLabel::kCount:
-      break;
-  }
-  return "other";
-}
-
 std::string_view TierLabelName(TierLabel t) {
   switch (t) {
     case TierLabel::kRam:
@@ -78,7 +39,7 @@ void LatencyBatch::End(uint64_t now_ns, RequestLatency* sink) {
   while (used_ != 0) {
     const auto s = static_cast<size_t>(__builtin_ctzll(used_));
     used_ &= used_ - 1;
-    sink->Observe(static_cast<CommandLabel>(s / kTierLabels),
+    sink->Observe(common::CommandWithLabel(s / kTierLabels),
                   static_cast<TierLabel>(s % kTierLabels), took, counts_[s]);
     counts_[s] = 0;
   }

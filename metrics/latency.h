@@ -16,11 +16,11 @@
 //
 // Label values: `command` is the memcached command (get gets gat gats set
 // add replace append prepend cas delete incr decr touch flush_all, and
-// "other" for the rest); `tier` says which tier served a get-family
-// command: "ram" (at least one key hit in RAM) or "miss" (no key hit), and
-// "none" for commands that fetch no value. Issue 3 adds "ssd" (a key was
-// read from flash) and issue 4 "upstream"; a command with several keys is
-// labelled with the slowest tier that served one of them.
+// "other" for the rest: common/command.h); `tier` says which tier served a
+// get-family command: "ssd" (a key was read from flash), "ram" (a key hit
+// in RAM, none was read from flash) or "miss" (no key hit), and "none" for
+// commands that fetch no value. A command with several keys is labelled
+// with the slowest tier that served one of them.
 //
 // Thread safety: RequestLatency::Observe() only from the owning worker;
 // RequestLatency::AddTo() from any thread. LatencyBatch and LatencySnapshot
@@ -33,30 +33,16 @@
 #include <cstdint>
 #include <string_view>
 
+#include "common/command.h"
+
 namespace strata::metrics {
 
-enum class CommandLabel : uint8_t {
-  kGet,
-  kGets,
-  kGat,
-  kGats,
-  kSet,
-  kAdd,
-  kReplace,
-  kAppend,
-  kPrepend,
-  kCas,
-  kDelete,
-  kIncr,
-  kDecr,
-  kTouch,
-  kFlushAll,
-  kOther,
-  kCount,
-};
+// The `command` label is the command's common::CommandLabelName().
+using common::CommandType;
+using common::kCommandLabels;
 
-// Extension point: issue 3 adds kSsd, issue 4 kUpstream (before kMiss is
-// fine: the numeric values are not exported).
+// An upstream tier would add kUpstream (before kMiss is fine: the numeric
+// values are not exported).
 enum class TierLabel : uint8_t {
   kRam,
   kSsd,
@@ -65,17 +51,15 @@ enum class TierLabel : uint8_t {
   kCount,
 };
 
-inline constexpr size_t kCommandLabels = static_cast<size_t>(CommandLabel::kCount);
 inline constexpr size_t kTierLabels = static_cast<size_t>(TierLabel::kCount);
 inline constexpr size_t kLatencySeries = kCommandLabels * kTierLabels;
 
-// The label value as exported ("get", "flush_all", "ram", ...).
-std::string_view CommandLabelName(CommandLabel c);
+// The label value as exported ("ram", "ssd", ...).
 std::string_view TierLabelName(TierLabel t);
 
 // Upper bounds of the histogram buckets, in nanoseconds (2 us .. 1 s); a
-// last, implicit bucket is +Inf. RAM hits land in the microsecond buckets,
-// SSD reads (issue 3) in the 100 us range, upstream round trips above 1 ms.
+// last, implicit bucket is +Inf: microsecond buckets for RAM hits, the
+// 100 us range for SSD reads, and up to a second for slow round trips.
 inline constexpr std::array<uint64_t, 17> kLatencyBoundsNs = {
     2'000,      5'000,      10'000,      20'000,      50'000,        100'000,
     200'000,    500'000,    1'000'000,   2'000'000,   5'000'000,     10'000'000,
@@ -95,18 +79,19 @@ struct LatencySeries {
 struct LatencySnapshot {
   std::array<LatencySeries, kLatencySeries> series{};
 
-  static size_t Index(CommandLabel c, TierLabel t) {
-    return static_cast<size_t>(c) * kTierLabels + static_cast<size_t>(t);
+  // Commands that share a label (every "other" command) share a series.
+  static size_t Index(CommandType c, TierLabel t) {
+    return common::CommandLabelIndex(c) * kTierLabels + static_cast<size_t>(t);
   }
-  LatencySeries& at(CommandLabel c, TierLabel t) { return series[Index(c, t)]; }
-  const LatencySeries& at(CommandLabel c, TierLabel t) const { return series[Index(c, t)]; }
+  LatencySeries& at(CommandType c, TierLabel t) { return series[Index(c, t)]; }
+  const LatencySeries& at(CommandType c, TierLabel t) const { return series[Index(c, t)]; }
 };
 
 // One worker's histograms.
 class RequestLatency {
  public:
   // Records `count` requests of (command, tier) that each took `nanos`.
-  void Observe(CommandLabel c, TierLabel t, uint64_t nanos, uint64_t count = 1) {
+  void Observe(CommandType c, TierLabel t, uint64_t nanos, uint64_t count = 1) {
     const size_t s = LatencySnapshot::Index(c, t);
     size_t b = 0;
     while (b < kLatencyBoundsNs.size() && nanos > kLatencyBoundsNs[b]) ++b;
@@ -144,7 +129,7 @@ class LatencyBatch {
 
   // A command that began at `start_ns` (a batch's start_ns()) has finished.
   // Ignored when no batch is open.
-  void Add(CommandLabel c, TierLabel t, uint64_t start_ns) {
+  void Add(CommandType c, TierLabel t, uint64_t start_ns) {
     if (depth_ == 0) return;
     if (start_ns == start_ns_) {
       const size_t s = LatencySnapshot::Index(c, t);
@@ -162,7 +147,7 @@ class LatencyBatch {
  private:
   static_assert(kLatencySeries <= 64, "used_ is a 64-bit mask of series");
   struct Spanning {
-    CommandLabel command;
+    CommandType command;
     TierLabel tier;
     uint64_t start_ns;
   };

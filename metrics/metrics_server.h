@@ -5,8 +5,8 @@
 //   GET /healthz  200 "ok" while the process runs (liveness)
 //   GET /readyz   200 "ready" once SetReady(true), 503 "not ready" before
 //                 that and after SetReady(false) (readiness: the server
-//                 flips it after it listens and, with issue 3, once the SSD
-//                 index is loaded; and back while it drains on SIGTERM)
+//                 flips it once it listens, which is after the SSD index is
+//                 recovered; and back while it drains on SIGTERM)
 // Anything else is 404.
 //
 // The server is civetweb, the HTTP server prometheus-cpp's pull Exposer is

@@ -30,10 +30,9 @@ void TuneProcess() {
   // One arena: an item is often freed by another thread than the one that
   // allocated it (eviction, replies, SSD completions), and with an arena per
   // thread the space it frees is reusable only by its own arena, so each
-  // arena grows its own slack. test_memory.py (-m 64, 1 GiB of mixed sizes,
-  // 2 workers) peaked at 85-86 MiB of RSS with one arena and 85-95 MiB
-  // with glibc's default; small allocations still go through the
-  // per-thread tcache without the arena's lock.
+  // arena grows its own slack (test_memory.py's peak RSS with and without:
+  // bench/README.md); small allocations still go through the per-thread
+  // tcache without the arena's lock.
   mallopt(M_ARENA_MAX, 1);
 }
 

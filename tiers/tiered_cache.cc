@@ -17,9 +17,9 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
     size_t keys = static_cast<size_t>(std::clamp<uint64_t>(ram_options.size_bytes / 256, 1 << 16, 1 << 24));
     sketch_ = std::make_unique<FrequencySketch>(keys);
     AdmissionOptions adm = admission;
-    // The ghost of rejected keys spans twice the SSD's size, as the
-    // traces liked best (cloudphysics: 0.764 at 1x, 0.719 at 2x, 0.766 at 4x
-    // in a simulation), at most one key per 512 bytes of SSD.
+    // The ghost of rejected keys spans twice the SSD's size, which did
+    // best against 1x and 4x in a simulation (bench/README.md), at most one
+    // key per 512 bytes of SSD.
     if (adm.ghost_window_bytes == 0) adm.ghost_window_bytes = 2 * ssd_->capacity_bytes();
     if (adm.ghost_max_keys == 0) adm.ghost_max_keys = ssd_->capacity_bytes() / 512;
     admission_ = std::make_unique<AdmissionPolicy>(adm, *sketch_, clock);

@@ -164,9 +164,9 @@ uint64_t* Dispatcher::Ticket(AsyncState* async) {
 
 bool Dispatcher::ReadAhead(std::string_view key, tiers::IoQueue& io, tiers::SsdReadDone* done) {
   // Read-ahead promotes whatever the sketch says: the item must wait in RAM
-  // for its get. Gating it as plain gets are cut SSD hits/s by a third in
-  // bench/ssd_bench.py (uniform gets: every key cold, so nothing was read
-  // ahead and reads in flight fell).
+  // for its get. Gated as plain gets are, it would read almost nothing ahead
+  // under uniform gets (every key is cold), and fewer reads would be in
+  // flight (bench/README.md has the ssd_bench.py figure).
   if (!cache_.NeedsPromotion(key)) return false;
   stats_.Add(Counter::kSsdReadAheads);
   cache_.Promote(key, io, done, {.read_ahead = true});

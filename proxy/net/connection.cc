@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -63,36 +62,12 @@ std::string SockAddrString(const struct sockaddr_storage& ss) {
   return "unknown";
 }
 
-// The latency label of each command type, and whether it looks keys up
-// (then its tier label is ram or miss, otherwise none).
-struct LatencyKind {
-  metrics::CommandLabel label = metrics::CommandLabel::kOther;
-  bool lookup = false;
-};
-
-constexpr std::array<LatencyKind, 256> kLatencyKinds = [] {
-  using metrics::CommandLabel;
-  std::array<LatencyKind, 256> t{};
-  auto set = [&t](CommandType type, CommandLabel label, bool lookup = false) {
-    t[static_cast<size_t>(type)] = LatencyKind{label, lookup};
-  };
-  set(CommandType::kGet, CommandLabel::kGet, true);
-  set(CommandType::kGets, CommandLabel::kGets, true);
-  set(CommandType::kGat, CommandLabel::kGat, true);
-  set(CommandType::kGats, CommandLabel::kGats, true);
-  set(CommandType::kSet, CommandLabel::kSet);
-  set(CommandType::kAdd, CommandLabel::kAdd);
-  set(CommandType::kReplace, CommandLabel::kReplace);
-  set(CommandType::kAppend, CommandLabel::kAppend);
-  set(CommandType::kPrepend, CommandLabel::kPrepend);
-  set(CommandType::kCas, CommandLabel::kCas);
-  set(CommandType::kDelete, CommandLabel::kDelete);
-  set(CommandType::kIncr, CommandLabel::kIncr);
-  set(CommandType::kDecr, CommandLabel::kDecr);
-  set(CommandType::kTouch, CommandLabel::kTouch);
-  set(CommandType::kFlushAll, CommandLabel::kFlushAll);
-  return t;
-}();
+// Get-family commands look keys up: their latency's tier label says where
+// they were found (ram, ssd or miss); every other command's is none.
+bool LooksUpKeys(CommandType type) {
+  return type == CommandType::kGet || type == CommandType::kGets || type == CommandType::kGat ||
+         type == CommandType::kGats;
+}
 
 }  // namespace
 
@@ -154,10 +129,15 @@ void Connection::Close() {
   closing_ = true;
   reading_ = false;
   want_writable_ = false;
+  if (over_output_cap_) {
+    over_output_cap_ = false;
+    worker_.NoteOverOutputCap(-1);
+  }
   // What it holds is freed once the close completes, in this loop
   // iteration (or when its SSD reads are done).
   worker_.memory().Charge(-static_cast<int64_t>(held_));
   held_ = 0;
+  worker_.ReleaseStream(this);
   uv_close(handle(), OnClose);  // stops the poll
 }
 
@@ -340,7 +320,16 @@ uint64_t Connection::HeldNow() const {
 
 void Connection::UpdateHeld() {
   if (closing_) return;
-  const uint64_t now = HeldNow();
+  uint64_t now = HeldNow();
+  // The worker's one streaming value (see Worker::ClaimStream) is not
+  // charged: a value larger than the cap can then be fetched without
+  // holding every other connection back.
+  const size_t first = out_.value_bytes() >= kStreamMinBytes ? out_.FirstValueBytes() : 0;
+  if (first >= kStreamMinBytes && worker_.ClaimStream(this)) {
+    now -= first;
+  } else {
+    worker_.ReleaseStream(this);
+  }
   if (now == held_) return;
   worker_.memory().Charge(static_cast<int64_t>(now) - static_cast<int64_t>(held_));
   held_ = now;
@@ -514,12 +503,11 @@ void Connection::EndBatch() {
 void Connection::CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_hits_before,
                               uint64_t ssd_hits_before) {
   if (!measure_latency_) return;
-  const LatencyKind kind = kLatencyKinds[static_cast<size_t>(type)];
   // A get-family command hit in RAM if it moved the worker's RAM-hit count
   // (it ran without interruption; a multi-get that paused had returned
   // values, so it hit either way).
   metrics::TierLabel tier = metrics::TierLabel::kNone;
-  if (kind.lookup) {
+  if (LooksUpKeys(type)) {
     // A command any of whose keys the SSD tier served is labelled ssd: its
     // time includes the device read.
     if (ssd_hits_before != UINT64_MAX && stats_.Get(Counter::kSsdHits) != ssd_hits_before) {
@@ -529,7 +517,7 @@ void Connection::CountCommand(CommandType type, uint64_t start_ns, uint64_t ram_
                                                               : metrics::TierLabel::kMiss;
     }
   }
-  batch_.Add(kind.label, tier, start_ns);
+  batch_.Add(type, tier, start_ns);
 }
 
 void Connection::FinishDataBlock() {
@@ -631,18 +619,35 @@ void Connection::ProcessInput() {
     }
     if (!paused_ && out_.bytes() > ctx_.options.output_high_watermark) Pause();
   }
-  if (out_.bytes() > ctx_.options.max_output_buffer) {
-    common::Log(common::LogLevel::kWarn, "closing %s: %zu reply bytes queued, over the cap",
-                info_.addr.c_str(), out_.bytes());
-    Close();
-    return;
-  }
+  if (!CheckOutputCap()) return;
   if (close_after_flush_ && reading_) {
     reading_ = false;
     UpdatePoll();
   }
   PublishState();
   Flush();
+}
+
+bool Connection::CheckOutputCap() {
+  // Text (composed replies, copied small values) counts at once: reading is
+  // paused above output_high_watermark, so only a single command's reply
+  // can pass the cap. Values sent from their items' memory count only
+  // while the client reads nothing: a client that reads fetches any value
+  // up to max_item_size; one that stops is closed by the worker's tick
+  // (Worker::CloseStalledOutput).
+  if (out_.text_bytes() > ctx_.options.max_output_buffer) {
+    common::Log(common::LogLevel::kWarn,
+                "closing %s: %zu reply bytes queued, over the cap (server.max_output_buffer)",
+                info_.addr.c_str(), out_.text_bytes());
+    Close();
+    return false;
+  }
+  const bool over = out_.bytes() > ctx_.options.max_output_buffer;
+  if (over != over_output_cap_) {
+    over_output_cap_ = over;
+    worker_.NoteOverOutputCap(over ? 1 : -1);
+  }
+  return true;
 }
 
 void Connection::PublishState() {
@@ -733,6 +738,7 @@ void Connection::OnSend(const NetOp& op) {
   out_.Unseal();
   UpdateHeld();
   if (closing_) return;
+  if (over_output_cap_ && !CheckOutputCap()) return;
   if (written < total && r != -EINTR) {
     // The socket is full: the rest goes when the client has read.
     want_writable_ = true;

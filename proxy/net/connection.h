@@ -93,6 +93,9 @@ class Connection final : public IoWaiter {
   // then stops between keys).
   bool MemoryFull(const AsyncState& state) override;
 
+  // A referenced value at least this large may be the worker's streaming
+  // value (Worker::ClaimStream), not charged to connection memory.
+  static constexpr size_t kStreamMinBytes = size_t{1} << 20;
   // Connection memory (the worker's side). held(): bytes charged now.
   uint64_t held() const { return held_; }
   // Re-charges what it holds (after SSD reads landed in its batch).
@@ -110,6 +113,10 @@ class Connection final : public IoWaiter {
     progress_seen_ = progress_;
   }
   uint32_t stalled_ticks() const { return stalled_ticks_; }
+  // Its queued replies pass server.max_output_buffer (by the values they
+  // send from items' memory; text past it closes the connection at once).
+  bool over_output_cap() const { return over_output_cap_; }
+  size_t queued_bytes() const { return out_.bytes(); }
   const std::string& addr() const { return info_.addr; }
 
   // The worker's batches. PrepareRecv/PrepareSend fill `op` and return true
@@ -150,6 +157,9 @@ class Connection final : public IoWaiter {
   void MaybeResume();
   // Tells `stats conns` (ConnInfo::state) what the connection waits for.
   void PublishState();
+  // Applies server.max_output_buffer to the queued replies (see the .cc);
+  // false if it closed the connection.
+  bool CheckOutputCap();
   // Stops reading and running commands until OnIoDone(), after ReadAhead().
   void WaitForIo();
   // While a command waits for the SSD tier, the get-family commands already
@@ -225,6 +235,7 @@ class Connection final : public IoWaiter {
   uint32_t progress_ = 0;       // receives and sends that moved bytes
   uint32_t progress_seen_ = 0;  // progress_ at the worker's last tick
   uint32_t stalled_ticks_ = 0;  // ticks in a row without progress
+  bool over_output_cap_ = false;  // counted in Worker::NoteOverOutputCap()
 
   const bool measure_latency_;
   metrics::LatencyBatch batch_;

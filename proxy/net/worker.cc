@@ -31,6 +31,10 @@ constexpr size_t kNetChunk = 256;
 // be closed for holding too much (10 ticks: 500 ms).
 constexpr uint64_t kMemoryTickMs = 50;
 constexpr uint32_t kStallTicks = 10;
+// A client whose queued replies pass server.max_output_buffer (a value
+// larger than it, sent from the item) and that reads nothing for this long
+// is cut off. Long enough for a client's pause (a GC, a busy thread).
+constexpr uint64_t kOutputStallMs = 2000;
 // At most one "at its cap" line per worker this often.
 constexpr uint64_t kMemoryLogEveryMs = 10'000;
 
@@ -133,7 +137,13 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
     ssd_log_ = ctx_.cache->ssd();
     uv_async_init(&loop_, &durable_async_, OnDurable);
     durable_async_.data = this;
-    commit_listener_ = ssd_log_->AddCommitListener([this] { uv_async_send(&durable_async_); });
+    // Group commits are written from this loop when the log's writer is
+    // idle (SsdLog::AddCommitListener): no thread hand-off on the way.
+    commit_listener_ = ssd_log_->AddCommitListener([this] { uv_async_send(&durable_async_); },
+                                                   /*inline_commits=*/true);
+    uv_poll_init(&loop_, &commit_poll_, ssd_log_->commit_event_fd(commit_listener_));
+    commit_poll_.data = this;
+    uv_poll_start(&commit_poll_, UV_READABLE, OnCommitReadable);
   }
   uv_timer_init(&loop_, &accept_retry_timer_);
   accept_retry_timer_.data = this;
@@ -253,6 +263,11 @@ void Worker::OnIoReadable(uv_poll_t* poll, int, int) {
   // Values that landed in waiting get batches count from now on (their
   // read buffers stopped counting as the reads completed).
   for (Connection* c : self->io_waiters_) c->UpdateHeld();
+}
+
+void Worker::OnCommitReadable(uv_poll_t* poll, int, int) {
+  auto* self = static_cast<Worker*>(poll->data);
+  self->ssd_log_->ReapCommits(self->commit_listener_);
 }
 
 void Worker::OnLoopCheck(uv_check_t* check) {
@@ -408,7 +423,9 @@ void Worker::CloseIoHandles() {
   uv_idle_stop(&net_idle_);
   uv_close(reinterpret_cast<uv_handle_t*>(&net_idle_), nullptr);
   if (ssd_log_ != nullptr) {
-    ssd_log_->RemoveCommitListener(commit_listener_);
+    uv_poll_stop(&commit_poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&commit_poll_), nullptr);
+    ssd_log_->RemoveCommitListener(commit_listener_);  // waits for its commit in flight
     uv_close(reinterpret_cast<uv_handle_t*>(&durable_async_), nullptr);
   }
 }
@@ -522,9 +539,10 @@ void Worker::StartMemoryTick() {
 
 void Worker::MemoryTick() {
   for (Connection* c = conns_; c != nullptr; c = c->next) c->NoteTick();
+  if (over_output_cap_ > 0) CloseStalledOutput();
   if (lease_.Over()) CloseMemoryHogs();
   if (!lease_.Over()) ResumeMemoryWaiters();
-  if (memory_waiters_.empty() && !lease_.Over()) {
+  if (memory_waiters_.empty() && !lease_.Over() && over_output_cap_ == 0) {
     uv_timer_stop(&memory_timer_);
     memory_tick_on_ = false;
   }
@@ -578,6 +596,29 @@ size_t Worker::CloseMemoryHogs() {
                 largest.empty() ? "?" : largest.c_str(), Approx(largest_held).c_str());
   }
   return closed;
+}
+
+void Worker::NoteOverOutputCap(int delta) {
+  over_output_cap_ = static_cast<uint32_t>(static_cast<int>(over_output_cap_) + delta);
+  if (delta > 0) StartMemoryTick();
+}
+
+void Worker::CloseStalledOutput() {
+  std::vector<Connection*> stalled;
+  for (Connection* c = conns_; c != nullptr; c = c->next) {
+    if (c->over_output_cap() && c->stalled_ticks() * kMemoryTickMs >= kOutputStallMs) {
+      stalled.push_back(c);
+    }
+  }
+  for (Connection* c : stalled) {
+    common::Log(common::LogLevel::kWarn,
+                "closing %s: %s of replies queued, over the cap (server.max_output_buffer %s), "
+                "and the client read nothing for %llu ms",
+                c->addr().c_str(), Approx(c->queued_bytes()).c_str(),
+                Approx(ctx_.options.max_output_buffer).c_str(),
+                static_cast<unsigned long long>(kOutputStallMs));
+    c->Close();
+  }
 }
 
 void Worker::ZombieGone() {

@@ -127,6 +127,21 @@ class Worker {
   // device write (RequestCommit at the iteration's end).
   bool Durable(uint64_t ticket) const;
   void WaitDurable(Connection* conn, uint64_t ticket);
+  // A connection's queued replies went over server.max_output_buffer (+1)
+  // or back under it, or it closed (-1). While any is over, the worker's
+  // tick closes those whose client has read nothing for kOutputStallMs.
+  void NoteOverOutputCap(int delta);
+  // One value per worker, the first of one connection's queued replies, is
+  // sent without being charged to connection memory (the chart's memory
+  // formula counts one such value and one step past the cap per worker):
+  // true if `conn` has it (it keeps it until it releases it).
+  bool ClaimStream(Connection* conn) {
+    if (streaming_ == nullptr) streaming_ = conn;
+    return streaming_ == conn;
+  }
+  void ReleaseStream(Connection* conn) {
+    if (streaming_ == conn) streaming_ = nullptr;
+  }
 
  private:
   static void OnListenerReadable(uv_poll_t* poll, int status, int events);
@@ -135,6 +150,7 @@ class Worker {
   static void OnDrainTimeout(uv_timer_t* timer);
   static void OnMaintenance(uv_timer_t* timer);
   static void OnIoReadable(uv_poll_t* poll, int status, int events);
+  static void OnCommitReadable(uv_poll_t* poll, int status, int events);
   static void OnLoopCheck(uv_check_t* check);
   static void OnLoopPrepare(uv_prepare_t* prepare);
   static void OnDurable(uv_async_t* async);
@@ -149,6 +165,9 @@ class Worker {
   // Closes stalled connections that hold the most beyond their share until
   // the pool is under the cap; returns how many.
   size_t CloseMemoryHogs();
+  // Closes the connections over server.max_output_buffer whose client has
+  // read nothing for kOutputStallMs.
+  void CloseStalledOutput();
   void CloseIoHandles();
   // Accepts what `listen_fd` has waiting (bounded per call).
   void AcceptAll(int listen_fd, bool is_unix);
@@ -208,6 +227,7 @@ class Worker {
   tiers::SsdLog* ssd_log_ = nullptr;  // null without an SSD tier
   uv_async_t durable_async_;          // the log's writer: a commit is done
   int commit_listener_ = -1;
+  uv_poll_t commit_poll_;  // the listener's inline commits (SsdLog::ReapCommits)
   std::vector<Connection*> durable_waiters_;
   uint64_t durable_wanted_ = 0;     // the largest ticket a connection waits for
   uint64_t durable_requested_ = 0;  // the largest one asked of the log
@@ -219,6 +239,8 @@ class Worker {
   std::mutex memory_wake_mu_;         // memory_wake_ is sent from other threads
   bool memory_handles_open_ = false;  // guarded by memory_wake_mu_
   bool memory_tick_on_ = false;
+  uint32_t over_output_cap_ = 0;  // connections over server.max_output_buffer
+  Connection* streaming_ = nullptr;  // ClaimStream()
   uint64_t memory_logged_ms_ = 0;  // uv_now() of the last "at its cap" line
   std::thread thread_;
 };

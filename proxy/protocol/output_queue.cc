@@ -76,6 +76,7 @@ void OutputQueue::Append(std::string_view text) {
   Segment& tail = TextTail(text.size());
   tail.text.append(text);
   bytes_ += text.size();
+  text_bytes_ += text.size();
 }
 
 char* OutputQueue::AppendSpace(size_t n) {
@@ -83,6 +84,7 @@ char* OutputQueue::AppendSpace(size_t n) {
   size_t old = tail.text.size();
   tail.text.resize(old + n);
   bytes_ += n;
+  text_bytes_ += n;
   return tail.text.data() + old;
 }
 
@@ -97,6 +99,14 @@ void OutputQueue::AppendValue(const tiers::ItemRef& item) {
   segments_.push_back(std::move(seg));
   bytes_ += n;
   value_bytes_ += n;
+}
+
+size_t OutputQueue::FirstValueBytes() const {
+  if (value_bytes_ == 0) return 0;
+  for (size_t i = head_; i < segments_.size(); ++i) {
+    if (segments_[i].item) return segments_[i].size();
+  }
+  return 0;
 }
 
 size_t OutputQueue::Gather(struct iovec* iov, size_t max, size_t* total) const {
@@ -119,6 +129,8 @@ void OutputQueue::Consume(size_t n) {
   while (n > 0 && count() > 0) {
     Segment& front = segments_[head_];
     size_t left = front.size() - front.offset;
+    const size_t taken = std::min(n, left);
+    if (!front.item) text_bytes_ -= taken;
     if (n < left) {
       front.offset += n;
       return;

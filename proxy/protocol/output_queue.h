@@ -53,12 +53,20 @@ class OutputQueue {
 
   size_t bytes() const { return bytes_; }
   bool empty() const { return bytes_ == 0; }
+  // Of bytes(), those not sent yet from text segments (replies composed or
+  // copied here), as opposed to values sent from their items' memory.
+  size_t text_bytes() const { return text_bytes_; }
   // Memory the queue holds: its text blocks (their capacity), the whole
   // of every value it references (kept alive by the queue, even after the
   // cache has let go of it) and its segment array.
   size_t held_bytes() const {
     return text_capacity_ + value_bytes_ + segments_.capacity() * sizeof(Segment);
   }
+  // Of held_bytes(), the referenced values'.
+  size_t value_bytes() const { return value_bytes_; }
+  // The size (value + "\r\n") of the first value the queue references,
+  // the one being sent or next to be; 0 if none.
+  size_t FirstValueBytes() const;
 
   // Fills up to `max` iovecs from the front of the queue; returns the count
   // and adds their total length to *total.
@@ -106,6 +114,7 @@ class OutputQueue {
   std::vector<std::string> spare_;  // recycled text blocks, when not shared
   std::vector<std::string>* shared_spare_ = nullptr;
   size_t bytes_ = 0;
+  size_t text_bytes_ = 0;  // of bytes_, in text segments
   size_t sealed_ = 0;
   size_t text_capacity_ = 0;  // capacity of the queued text blocks
   size_t value_bytes_ = 0;    // value + "\r\n" of the queued value segments

@@ -1,8 +1,9 @@
 // The memcached text protocol parser: bytes in, commands out. Pure (no I/O,
 // no cache access), resumable (call again with more bytes), and exact: it
 // reproduces memcached 1.6.18's tokenizer (proto_text.c) and number parsing
-// (util.c safe_strto*), including their quirks, so that every reply strata
-// composes from its result is the one memcached would send.
+// (util.c safe_strto*, in common/numbers.h), including their quirks, so that
+// every reply strata composes from its result is the one memcached would
+// send.
 //
 // Framing: a command line ends at '\n' (a preceding '\r' is dropped); a NUL
 // byte ends the line early, as memcached's strlen() does. Tokens are split on
@@ -30,45 +31,23 @@
 #include <cstdint>
 #include <string_view>
 
+#include "common/command.h"
+#include "common/limits.h"
+
 namespace strata::proxy {
 
-inline constexpr size_t kMaxKeyLength = 250;
+using common::kMaxKeyLength;
 inline constexpr size_t kMaxTokens = 24;            // memcached's MAX_TOKENS
 inline constexpr size_t kLineLimit = 2048;          // bytes without '\n' before closing
 inline constexpr size_t kReadBufferSize = 16384;    // memcached's READ_BUFFER_SIZE
 inline constexpr size_t kMaxMultigetLine = 8 << 20; // cap on a get line's length
 inline constexpr uint32_t kMaxSlabClasses = 64;     // memcached's MAX_NUMBER_OF_SLAB_CLASSES
 
-enum class CommandType : uint8_t {
-  kError,  // `reply` holds the complete error line to send (without "\r\n")
-  kGet,
-  kGets,
-  kGat,
-  kGats,
-  kSet,
-  kAdd,
-  kReplace,
-  kAppend,
-  kPrepend,
-  kCas,
-  kDelete,
-  kIncr,
-  kDecr,
-  kTouch,
-  kFlushAll,
-  kVersion,
-  kVerbosity,
-  kQuit,
-  kStats,
-  kCacheMemlimit,
-  kShutdown,
-  kMetaNoop,  // "mn"
-  // A valid or invalid request to tune something strata does not have
-  // (slabs, lru, lru_crawler tocrawl|sleep): `reply` holds memcached's reply
-  // (suppressed when `noreply`), and nothing else happens.
-  kFixedReply,
-  kLruCrawler,  // see Command::crawler
-};
+// The command enum is shared with metrics/ (latency labels): see
+// common/command.h. kError: `reply` holds the complete error line to send
+// (without "\r\n"); kFixedReply: `reply` holds memcached's reply (suppressed
+// when `noreply`); kLruCrawler: see Command::crawler.
+using common::CommandType;
 
 // lru_crawler subcommands the dispatcher runs.
 enum class CrawlerOp : uint8_t {
@@ -132,18 +111,6 @@ struct ParseResult {
 // not a get/gets line closes the connection (see Framing above); at least
 // kLineLimit.
 ParseResult ParseCommand(std::string_view input, Command* cmd, size_t line_limit = kLineLimit);
-
-// memcached's number parsers (util.c) on one token, as the 64-bit build
-// behaves: strtoul/strtol semantics (leading white space, a sign), the
-// number must end at the token's end or at white space, ERANGE fails, a '-'
-// on a value that is negative as signed fails for the unsigned forms, and
-// the 32-bit forms keep the low 32 bits of a larger value.
-bool SafeStrtoull(std::string_view token, uint64_t* out);
-bool SafeStrtoul(std::string_view token, uint32_t* out);
-bool SafeStrtol(std::string_view token, int32_t* out);
-// util.c's safe_strtod: glibc strtod, the number must end at the token's
-// end or at white space, ERANGE (overflow or underflow) fails.
-bool SafeStrtod(std::string_view token, double* out);
 
 // Splits the next key off a get-family key list; returns false when none
 // is left. `keys` is advanced past it.

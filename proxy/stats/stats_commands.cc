@@ -232,7 +232,7 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
   Stat(out, "threads", ctx_.worker_stats.size());
   Stat(out, "conn_yields", sum(Counter::kConnYields));
   Stat(out, "hash_power_level", 0);
-  Stat(out, "hash_bytes", ram.hash_buckets * sizeof(void*));
+  Stat(out, "hash_bytes", ram.hash_bytes);
   Stat(out, "hash_is_expanding", 0);
   Stat(out, "malloc_fails", 0);
   Stat(out, "bytes", ram.bytes);

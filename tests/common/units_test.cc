@@ -118,6 +118,31 @@ TEST(ParseDurationTest, Overflow) {
 }
 
 // ---------------------------------------------------------------------------
+// ParseDurationSeconds (the bench tools' --duration, --timeout, ...)
+
+TEST(ParseDurationSecondsTest, FractionsAndUnits) {
+  struct Case {
+    const char* text;
+    double seconds;
+  };
+  for (const Case& k : {Case{"10s", 10}, Case{"10.0s", 10}, Case{"10", 10}, Case{"0.5", 0.5},
+                        Case{"500ms", 0.5}, Case{"1.5m", 90}, Case{"2m", 120}, Case{"1h", 3600},
+                        Case{"1d", 86400}, Case{"+3s", 3}, Case{"2e3ms", 2}, Case{" 4 s ", 4},
+                        Case{"0", 0}}) {
+    SCOPED_TRACE(k.text);
+    EXPECT_EQ(ParseDurationSeconds(k.text), k.seconds);
+  }
+}
+
+TEST(ParseDurationSecondsTest, Rejections) {
+  for (const char* text : {"", " ", "s", "ms", "-1s", "-0.5", "1sec", "1S", "1us", "10x", "soon",
+                           "inf", "nan", "1e999s", "1m30s", ".s"}) {
+    SCOPED_TRACE(text);
+    EXPECT_EQ(ParseDurationSeconds(text), std::nullopt);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // FormatSize
 
 TEST(FormatSizeTest, LargestExactUnit) {

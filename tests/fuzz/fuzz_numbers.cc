@@ -1,4 +1,4 @@
-// Fuzzes proxy::SafeStrtoull/SafeStrtoul/SafeStrtol against memcached's
+// Fuzzes common::SafeStrtoull/SafeStrtoul/SafeStrtol against memcached's
 // util.c logic on glibc (safe_strto_oracle.h). The input is cut at NUL
 // bytes into tokens (a protocol token never holds a NUL) and each token must
 // get the same verdict and the same value from both. The whole input, NULs
@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/protocol/protocol.h"
+#include "common/numbers.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/fuzz/safe_strto_oracle.h"
 
@@ -32,23 +32,23 @@ std::string Shown(std::string_view token) {
 }
 
 void CheckToken(std::string_view token) {
-  namespace proxy = strata::proxy;
+  namespace common = strata::common;
   namespace oracle = strata::oracle;
   uint64_t u64 = 1;
   uint64_t want_u64 = 2;
-  bool ok = proxy::SafeStrtoull(token, &u64);
+  bool ok = common::SafeStrtoull(token, &u64);
   FUZZ_CHECK(ok == oracle::SafeStrtoull(token, &want_u64), Shown(token) + " (strtoull)");
   FUZZ_CHECK(u64 == want_u64, Shown(token) + " (strtoull value)");
 
   uint32_t u32 = 1;
   uint32_t want_u32 = 2;
-  ok = proxy::SafeStrtoul(token, &u32);
+  ok = common::SafeStrtoul(token, &u32);
   FUZZ_CHECK(ok == oracle::SafeStrtoul(token, &want_u32), Shown(token) + " (strtoul)");
   FUZZ_CHECK(u32 == want_u32, Shown(token) + " (strtoul value)");
 
   int32_t i32 = 1;
   int32_t want_i32 = 2;
-  ok = proxy::SafeStrtol(token, &i32);
+  ok = common::SafeStrtol(token, &i32);
   FUZZ_CHECK(ok == oracle::SafeStrtol(token, &want_i32), Shown(token) + " (strtol)");
   FUZZ_CHECK(i32 == want_i32, Shown(token) + " (strtol value)");
 }
@@ -68,8 +68,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t u64 = 0;
   uint32_t u32 = 0;
   int32_t i32 = 0;
-  (void)strata::proxy::SafeStrtoull(input, &u64);
-  (void)strata::proxy::SafeStrtoul(input, &u32);
-  (void)strata::proxy::SafeStrtol(input, &i32);
+  (void)strata::common::SafeStrtoull(input, &u64);
+  (void)strata::common::SafeStrtoul(input, &u32);
+  (void)strata::common::SafeStrtol(input, &i32);
   return 0;
 }

@@ -1,7 +1,7 @@
-// The oracle for proxy::SafeStrtoull/SafeStrtoul/SafeStrtol/SafeStrtod: memcached's
-// util.c safe_strto* logic, calling glibc's strtoull/strtoul/strtol exactly
-// as util.c does (errno, endptr and the '-' check), on a NUL-terminated copy
-// of the token. Shared by the unit tests (tests/proxy) and fuzz_numbers.
+// The oracle for common::SafeStrtoull/SafeStrtoul/SafeStrtol/SafeStrtod
+// (common/numbers.h): memcached's util.c safe_strto* logic, calling glibc's
+// strtoull/strtoul/strtol exactly as util.c does (errno, endptr and the '-'
+// check), on a NUL-terminated copy of the token. Shared by the unit tests (tests/proxy) and fuzz_numbers.
 //
 // Tokens never hold a NUL (the parser cuts the line at the first one, as
 // memcached's strlen() does), so the copy stops at the first NUL: that is

@@ -7,7 +7,8 @@ that the chart renders the same numbers).
     24 MiB                                   binary, threads, per-worker pools
   + 1.2 x tiers.ram.size                     items, index share, allocator slack
   + server.max_connection_memory             what connections hold (capped)
-  + workers x tiers.ram.max_item_size        one step per worker past the cap
+  + 2 x workers x tiers.ram.max_item_size    one step per worker past the cap,
+                                             and one value it streams uncharged
   + 2 KiB x server.max_connections           a connection's own structures
   + with an SSD tier:
     3 x tiers.ssd.region_size                two region buffers, a reclaim's read-back
@@ -38,7 +39,7 @@ def memory_limit(ram=256 * MIB, workers=2, max_item=MIB, max_connections=4096,
     if connection_memory is None:
         connection_memory = default_connection_memory(ram)
     total = (FIXED + ram * RAM_FACTOR_NUM // RAM_FACTOR_DEN + connection_memory +
-             workers * max_item + max_connections * PER_CONNECTION)
+             2 * workers * max_item + max_connections * PER_CONNECTION)
     if ssd:
         total += REGION_BUFFERS * region + ssd // avg_item * INDEX_BYTES_PER_ITEM
     return total

@@ -74,11 +74,11 @@ Snapshot Sample() {
   f.connection_memory_limit = 32u << 20;
   f.connection_memory_stalls = 21;
   f.connection_memory_closed = 2;
-  s.latency.at(CommandLabel::kGet, TierLabel::kRam).buckets[0] = 5;
-  s.latency.at(CommandLabel::kGet, TierLabel::kRam).buckets[3] = 2;
-  s.latency.at(CommandLabel::kGet, TierLabel::kRam).sum_ns = 50'000;
-  s.latency.at(CommandLabel::kSet, TierLabel::kNone).buckets[kLatencyBuckets - 1] = 1;
-  s.latency.at(CommandLabel::kSet, TierLabel::kNone).sum_ns = 2'000'000'000;
+  s.latency.at(CommandType::kGet, TierLabel::kRam).buckets[0] = 5;
+  s.latency.at(CommandType::kGet, TierLabel::kRam).buckets[3] = 2;
+  s.latency.at(CommandType::kGet, TierLabel::kRam).sum_ns = 50'000;
+  s.latency.at(CommandType::kSet, TierLabel::kNone).buckets[kLatencyBuckets - 1] = 1;
+  s.latency.at(CommandType::kSet, TierLabel::kNone).sum_ns = 2'000'000'000;
   return s;
 }
 

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/numbers.h"
 #include "tests/fuzz/command_text.h"
 
 namespace strata::proxy {
@@ -660,21 +661,21 @@ TEST_F(AdminTest, StatsCachedump) {
 
 TEST_F(AdminTest, SafeStrtod) {
   double d = 0;
-  EXPECT_TRUE(SafeStrtod("0.5", &d));
+  EXPECT_TRUE(common::SafeStrtod("0.5", &d));
   EXPECT_EQ(d, 0.5);
-  EXPECT_TRUE(SafeStrtod(" -2e1", &d));
+  EXPECT_TRUE(common::SafeStrtod(" -2e1", &d));
   EXPECT_EQ(d, -20);
-  EXPECT_TRUE(SafeStrtod("1.5\t", &d));  // white space may follow
-  EXPECT_TRUE(SafeStrtod("inf", &d));
-  EXPECT_TRUE(SafeStrtod("0x10", &d));
+  EXPECT_TRUE(common::SafeStrtod("1.5\t", &d));  // white space may follow
+  EXPECT_TRUE(common::SafeStrtod("inf", &d));
+  EXPECT_TRUE(common::SafeStrtod("0x10", &d));
   EXPECT_EQ(d, 16);
-  EXPECT_FALSE(SafeStrtod("", &d));
-  EXPECT_FALSE(SafeStrtod("x", &d));
-  EXPECT_FALSE(SafeStrtod("1.5x", &d));
-  EXPECT_FALSE(SafeStrtod("1e400", &d));
+  EXPECT_FALSE(common::SafeStrtod("", &d));
+  EXPECT_FALSE(common::SafeStrtod("x", &d));
+  EXPECT_FALSE(common::SafeStrtod("1.5x", &d));
+  EXPECT_FALSE(common::SafeStrtod("1e400", &d));
   EXPECT_EQ(d, 0);
   std::string long_number = "0." + std::string(200, '0') + "1";
-  EXPECT_TRUE(SafeStrtod(long_number, &d));
+  EXPECT_TRUE(common::SafeStrtod(long_number, &d));
   EXPECT_GT(d, 0);
 }
 

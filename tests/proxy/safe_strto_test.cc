@@ -1,8 +1,9 @@
-// SafeStrtoull/SafeStrtoul/SafeStrtol against memcached's util.c logic run
-// on glibc (tests/fuzz/safe_strto_oracle.h), over a table of edge cases and
-// a large seeded random corpus of tokens: digits, signs, leading white space
-// (\t \v \f \r \n and ' '), leading zeros, the edges 2^31, 2^32, 2^63, 2^64
-// and their neighbours, and junk suffixes.
+// common::SafeStrtoull/SafeStrtoul/SafeStrtol (common/numbers.h) against
+// memcached's util.c logic run on glibc (tests/fuzz/safe_strto_oracle.h),
+// over a table of edge cases and a large seeded random corpus of tokens:
+// digits, signs, leading white space (\t \v \f \r \n and ' '), leading
+// zeros, the edges 2^31, 2^32, 2^63, 2^64 and their neighbours, and junk
+// suffixes.
 
 #include <gtest/gtest.h>
 
@@ -12,10 +13,10 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy/protocol/protocol.h"
+#include "common/numbers.h"
 #include "tests/fuzz/safe_strto_oracle.h"
 
-namespace strata::proxy {
+namespace strata::common {
 namespace {
 
 // Checks the three parsers against the oracle on `token`.
@@ -268,4 +269,4 @@ TEST(SafeStrtoTest, NoDigitsAfterWhitespaceOrSign) {
 }
 
 }  // namespace
-}  // namespace strata::proxy
+}  // namespace strata::common

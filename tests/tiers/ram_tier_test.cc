@@ -1100,6 +1100,8 @@ TEST_F(RamTierTest, StatsReportOptions) {
   EXPECT_EQ(stats.limit_bytes, options.size_bytes);
   EXPECT_EQ(stats.hash_buckets % 8, 0u);
   EXPECT_GE(stats.hash_buckets, 8u);
+  // 5 bytes a slot, and 3 bytes of padding after each of the 8 shards' tables.
+  EXPECT_EQ(stats.hash_bytes, stats.hash_buckets * 5 + 8 * 3);
 }
 
 TEST_F(RamTierTest, TableGrowthKeepsEveryItem) {

@@ -817,25 +817,86 @@ TEST_F(SsdLogTest, AnInvalidationIsAcknowledgedOnlyOnceOnTheDevice) {
   log->RemoveCommitListener(listener);
 }
 
+// An inline-commit listener writes the group commit from its own thread
+// (its queue) when the writer thread is idle: the ticket is durable once
+// the listener reaps the completion, not before, and a restart finds the
+// tombstone. Meanwhile the writer thread writes nothing (jobs keep their
+// order on the device): a Sync() from another thread waits for the reap.
+TEST_F(SsdLogTest, AnInlineCommitIsWrittenFromTheListenersQueue) {
+  auto log = Open(false);
+  int notified = 0;
+  int listener = log->AddCommitListener([&] { ++notified; }, /*inline_commits=*/true);
+  ASSERT_GE(log->commit_event_fd(listener), 0);
+  const uint64_t h = common::HashKey("key");
+  ASSERT_TRUE(Put(*log, "key", "v"));
+  log->Sync();  // the writer thread is idle
+  ASSERT_TRUE(log->Remove("key", h));
+  const uint64_t ticket = log->AckTicket(h);
+  ASSERT_NE(ticket, 0u);
+  const uint64_t written = log->Stats().device_bytes_written;
+  log->RequestCommit(ticket, listener);
+  EXPECT_FALSE(log->Durable(ticket));  // in flight on the listener's queue
+  std::atomic<bool> synced{false};
+  std::thread syncer([&] {
+    ASSERT_TRUE(Put(*log, "later", "w"));
+    log->Sync();
+    synced = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(synced.load());  // the writer waits for the inline commit
+  EXPECT_EQ(log->Stats().device_bytes_written, written);
+  log->ReapCommits(listener);
+  EXPECT_TRUE(log->Durable(ticket));
+  EXPECT_EQ(notified, 1);
+  EXPECT_GT(log->Stats().device_bytes_written, written);
+  syncer.join();
+  EXPECT_TRUE(synced.load());
+  // In flight when the listener goes: RemoveCommitListener() waits for it.
+  ASSERT_TRUE(Put(*log, "key2", "v"));
+  log->Sync();
+  ASSERT_TRUE(log->Remove("key2", common::HashKey("key2")));
+  const uint64_t ticket2 = log->AckTicket(common::HashKey("key2"));
+  log->RequestCommit(ticket2, listener);
+  log->RemoveCommitListener(listener);
+  EXPECT_TRUE(log->Durable(ticket2));
+  EXPECT_EQ(notified, 1);  // a removed listener is not called
+  log.reset();
+  log = Open(false);
+  EXPECT_FALSE(Read(*log, "key"));
+  EXPECT_FALSE(Read(*log, "key2"));
+  EXPECT_TRUE(Read(*log, "later"));
+}
+
 // Appends go on while the writer thread writes the open region's partial
 // last block (a group commit here; the 100 ms tail write too). The write
 // is made from a copy taken when it was queued: ThreadSanitizer reported
 // the device reading the buffer's last block while an append filled it
 // (with the thread-pool device in the stress test).
-TEST_F(SsdLogTest, AppendsGoOnWhileTheTailIsWritten) {
+class SsdLogAppendTest : public SsdLogTest, public ::testing::WithParamInterface<bool> {};
+
+// With inline commits (GetParam()), the committing thread writes the
+// commits the idle writer thread would have, and reaps them.
+TEST_P(SsdLogAppendTest, AppendsGoOnWhileTheTailIsWritten) {
   auto log = Open(false);
-  int listener = log->AddCommitListener([] {});
+  const bool inline_commits = GetParam();
+  int listener = log->AddCommitListener([] {}, inline_commits);
   constexpr int kKeys = 3000;
   std::atomic<bool> stop{false};
   // About 300 KiB of tombstones and their items, each committed at once:
   // the log (8 regions of 1 MiB) never wraps.
   std::thread committer([&] {
-    for (int i = 0; i < kKeys && !stop.load(std::memory_order_relaxed); ++i) {
+    for (int i = 0; i < kKeys && (i < 100 || !stop.load(std::memory_order_relaxed)); ++i) {
       std::string key = "gone" + std::to_string(i % 50);
       uint64_t h = common::HashKey(key);
       Put(*log, key, "x");
       log->Remove(key, h);
-      if (uint64_t ticket = log->AckTicket(h)) log->RequestCommit(ticket, listener);
+      if (uint64_t ticket = log->AckTicket(h)) {
+        log->RequestCommit(ticket, listener);
+        while (inline_commits && !log->Durable(ticket)) {
+          log->ReapCommits(listener);
+          std::this_thread::yield();
+        }
+      }
     }
   });
   auto key = [](int i) { return "k" + std::to_string(i); };
@@ -860,6 +921,9 @@ TEST_F(SsdLogTest, AppendsGoOnWhileTheTailIsWritten) {
     EXPECT_EQ(it->ValueView(), ValueFor(key(i), 100 + i % 500, false)) << key(i);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Commits, SsdLogAppendTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "inline" : "writer"; });
 
 // While live records fit under live_share, reclaim keeps them all (the log
 // compacts); beyond it only the hot ones.

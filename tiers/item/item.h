@@ -35,11 +35,13 @@
 #include <string_view>
 #include <utility>
 
+#include "common/limits.h"
 #include "tiers/item/item_slabs.h"
 
 namespace strata::tiers {
 
-inline constexpr size_t kMaxKeyLength = 250;
+using common::kMaxKeyLength;  // the parser refuses longer keys too
+static_assert(kMaxKeyLength <= UINT8_MAX, "Item::key_len is one byte");
 
 inline constexpr size_t kMaxValueLength = (size_t{1} << 31) - 1;
 inline constexpr uint64_t kMaxCas = (uint64_t{1} << 48) - 1;

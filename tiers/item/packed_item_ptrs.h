@@ -5,8 +5,8 @@
 //
 // An entry is the item's 32-bit Item::Handle() (never 0), with the owner's
 // kSpareBits = 8 * (kBytes - 4) bits above it, and 0 for "empty". Against
-// 8-byte pointers that saves 4 bytes per ring entry and 3 per table slot,
-// about 5.3 and 3.9 bytes per 100-byte item at the benchmark's load.
+// 8-byte pointers that saves 4 bytes per ring entry and 3 per table slot
+// (per item: bench/README.md, "Measurements behind the code's defaults").
 //
 // Entries are read with one unaligned 8-byte load (the array keeps 8 -
 // kBytes bytes of padding after the last entry) and written with a kBytes
@@ -49,6 +49,8 @@ class PackedItemPtrs {
   }
 
   size_t size() const { return size_; }
+  // Bytes the array takes: kBytes per entry and the padding.
+  size_t bytes() const { return bytes_ ? size_ * kBytes + kPad : 0; }
 
   Entry Get(size_t i) const {
     uint64_t v;

@@ -10,8 +10,9 @@
 // window, and an insert replaces the oldest entry of its set, so the table
 // behaves like a FIFO of the window's length at 4 bytes per key (a real
 // queue would cost a key and two pointers). A ghost that remembers too
-// long is as harmful as none: a fixed 1024-entry ghost per RAM shard made
-// cloudphysics miss 0.787 instead of 0.729 at 10% of its working set.
+// long is as harmful as none, hence a window in bytes rather than a fixed
+// number of keys (bench/README.md, "Measurements behind the code's
+// defaults", has what a fixed-size ghost cost).
 //
 // Thread safety: none; the owner serializes calls.
 #pragma once

@@ -89,10 +89,10 @@ struct AdmissionOptions {
   // SSD's size), and at most this many keys (4 bytes each; 0 = no limit).
   uint64_t ghost_window_bytes = 0;
   uint64_t ghost_max_keys = 0;
-  // kReaccessed: an estimate that admits without a read in RAM. At 4,
-  // cloudphysics (RAM 1% + SSD 10%) missed 0.754 instead of 0.722; without
-  // it, twitter's miss ratio after a warm restart was 0.024 worse than
-  // without a restart, against 0.008 at 5.
+  // kReaccessed: an estimate that admits without a read in RAM, so keys
+  // that were hot before a warm restart get back in (the sketch is saved,
+  // the ghost is not); a lower threshold lets too much in (figures:
+  // bench/README.md, "Measurements behind the code's defaults").
   uint32_t reaccessed_sketch_threshold = 5;
   // A get that finds its key only on SSD puts the item in RAM if the sketch
   // has seen the key read at least this often lately (the get included),
@@ -101,23 +101,18 @@ struct AdmissionOptions {
   // Otherwise the item is served from the record read, so a pass over cold SSD
   // data does not push RAM's items out. Commands that change the item, gat,
   // read-ahead (pipelined gets) and the warm-up after a restart always
-  // promote. On the four traces (RAM 1% + SSD 10%), with the comparison
-  // and promoted items entering RAM's main queue, 1, 2 and 3 gave the same
-  // miss ratios within 0.001; 3 keeps a pass over cold SSD data by a
-  // client that does not pipeline out of RAM.
+  // promote. 1, 2 and 3 gave the same miss ratios on the traces
+  // (bench/README.md); 3 keeps a pass over cold SSD data by a client that
+  // does not pipeline out of RAM.
   uint32_t promote_threshold = 3;
   // kReaccessed: an item passes only if 100 x its estimate is at least this
   // many times the mean estimate of the records reclaim dropped lately (an
   // average over about the last 16; 0 before any reclaim). Only a reclaim
   // that runs ahead of the writer reads its region and feeds the mean (the
   // usual case; a region the writer reaches first is dropped unread). 0
-  // turns the comparison off. RAM 1% + SSD 10% (bench/trace_matrix_ssd.conf;
-  // twitter, cloudphysics, arc_oltp, cache2k), miss ratio / flash writes:
-  // without it 0.5738 / 68 MB, 0.7219 / 190 MB, 0.3246 / 800 MB, 0.1382 /
-  // 686 MB; at 75 0.5685 / 40 MB, 0.7220 / 188 MB, 0.3302 / 434 MB, 0.1313 /
-  // 317 MB. A prototype of the same rule showed the range: at 60 twitter
-  // missed 0.5718 and cache2k wrote 453 MB (57% of what `all` writes); at
-  // 85 arc_oltp missed 0.3325, at 100 0.3361.
+  // turns the comparison off. 75 trades flash writes against miss ratio
+  // on bench/trace_matrix_ssd.conf's traces; bench/README.md ("Measurements
+  // behind the code's defaults") has the figures and the range around it.
   uint32_t victim_percent = 75;
 };
 

@@ -47,10 +47,10 @@ class S3FifoPolicy final : public EvictionPolicy {
   // tiers taken as one S3-FIFO cache: it skips the small queue, so a
   // promotion never pushes probationary items out of RAM. It enters with
   // frequency 0; evicting it again costs no write while its SSD record is
-  // valid. At RAM 1% + SSD 10% this took the miss ratios from 0.5808 to
-  // 0.5732 (twitter), 0.3314 to 0.3245 (arc_oltp), 0.1407 to 0.1381
-  // (cache2k) and 0.7204 to 0.7211 (cloudphysics) against OnInsert() plus
-  // OnHit(); entering with frequency 1 did no better.
+  // valid. Against OnInsert() plus OnHit() it lowered the miss ratio of
+  // three traces of four and left the fourth's about the same; entering
+  // with frequency 1 did no better (figures: bench/README.md,
+  // "Measurements behind the code's defaults").
   void OnPromote(Item* item, uint64_t) override {
     item->policy = kInMain;
     main_.Push(item);

@@ -79,8 +79,8 @@ struct S3FifoOptions {
   // Hits counted per item (1..3): an item in the main queue is passed over
   // this many times at most. The paper counts to 3; 2 lets the main queue
   // forget a hot set that has moved on sooner (bench/trace_gen's hot-set
-  // shift: back to its hit ratio after 10% of the trace instead of 12%, at
-  // a 20% small queue) and changed the traces' miss ratios by under 0.003.
+  // shift), with hardly a change in the traces' miss ratios (figures:
+  // bench/README.md, "Measurements behind the code's defaults").
   uint8_t max_frequency = 2;
 };
 

@@ -61,6 +61,9 @@ class ItemTable {
 
   Item* At(size_t slot) const { return Slots::ItemOf(slots_.Get(slot)); }
 
+  // Bytes the slots take (5 a slot).
+  size_t bytes() const { return slots_.bytes(); }
+
   // Puts `item`, whose key hashes to `hash` and is not in the table, at
   // `pos` from Find(). May grow the table.
   void InsertAt(Pos pos, Item* item, uint64_t hash) {

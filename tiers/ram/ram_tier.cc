@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <bit>
-#include <cctype>
 #include <charconv>
 #include <cstring>
 
 #include "common/hash.h"
+#include "common/numbers.h"
 #include "tiers/ram/item_table.h"
 
 namespace strata::tiers {
@@ -14,37 +14,6 @@ namespace strata::tiers {
 namespace {
 
 constexpr uint64_t kMinLimit = 1ull << 20;
-
-// memcached's safe_strtoull() applied to an item's value, which always ends
-// in "\r\n": leading white space is skipped, a sign is accepted, at least one
-// digit is needed, the digits must end at white space, overflow fails, and a
-// '-' that makes the number negative as int64 fails.
-bool ParseStoredNumber(const char* p, const char* end, uint64_t* out) {
-  const char* s = p;
-  while (s < end && std::isspace(static_cast<unsigned char>(*s))) ++s;
-  bool negative = false;
-  if (s < end && (*s == '+' || *s == '-')) {
-    negative = *s == '-';
-    ++s;
-  }
-  const char* digits = s;
-  uint64_t value = 0;
-  bool overflow = false;
-  while (s < end && *s >= '0' && *s <= '9') {
-    uint64_t d = static_cast<uint64_t>(*s - '0');
-    if (value > (UINT64_MAX - d) / 10) overflow = true;
-    value = value * 10 + d;
-    ++s;
-  }
-  if (s == digits || overflow) return false;
-  if (s == end || !std::isspace(static_cast<unsigned char>(*s))) return false;
-  if (negative) {
-    value = 0 - value;
-    if (static_cast<int64_t>(value) < 0) return false;
-  }
-  *out = value;
-  return true;
-}
 
 }  // namespace
 
@@ -205,6 +174,17 @@ void RamTier::ReleaseBytes(int64_t bytes) {
   released_bytes_.fetch_add(static_cast<uint64_t>(bytes), std::memory_order_relaxed);
 }
 
+Item* RamTier::ReclaimExpiredLocked(Shard& shard, size_t slot, ReclaimBy by) {
+  Item* it = shard.table.At(slot);
+  ++shard.reclaimed;
+  if (by == ReclaimBy::kCrawler) ++shard.crawler_reclaimed;
+  if (!it->fetched) ++shard.expired_unfetched;
+  const auto charge = static_cast<int64_t>(ItemCharge(it));
+  shard.bytes -= charge;
+  ReleaseBytes(charge);
+  return shard.UnlinkAt({slot, true}, /*via_policy_evict=*/by == ReclaimBy::kEviction);
+}
+
 void RamTier::MaybeRunDelayedFlush(int64_t now) {
   int64_t at = pending_flush_at_.load(std::memory_order_relaxed);
   if (at == 0 || now < at) return;
@@ -271,11 +251,7 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
     ItemTable::Pos pos = shard.table.Find(key, hash);
     Item* old = shard.At(pos);
     if (old != nullptr && Expired(old, now)) {
-      ++shard.reclaimed;
-      if (!old->fetched) ++shard.expired_unfetched;
-      shard.bytes -= static_cast<int64_t>(ItemCharge(old));
-      ReleaseBytes(static_cast<int64_t>(ItemCharge(old)));
-      doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
+      doomed = ItemRef::Adopt(ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kCommand));
       old = nullptr;
       pos = shard.table.Find(key, hash);  // the erase moved the run
     }
@@ -423,12 +399,7 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime, bool* re
       it = RescueLocked(shard, key, hash, now);
       if (it == nullptr) return {};
     } else if (Expired(it, now)) {
-      ++shard.reclaimed;
-      if (!it->fetched) ++shard.expired_unfetched;
-      int64_t charge = static_cast<int64_t>(ItemCharge(it));
-      shard.bytes -= charge;
-      ReleaseBytes(charge);
-      doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
+      doomed = ItemRef::Adopt(ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kCommand));
       return {};
     }
     if (new_exptime != nullptr) {
@@ -522,16 +493,15 @@ bool RamTier::Delete(std::string_view key, bool run_due_flush) {
     shard.transit.erase(t);
     return live;
   }
-  bool live = !Expired(it, now);
-  if (!live) {
-    ++shard.reclaimed;
-    if (!it->fetched) ++shard.expired_unfetched;
+  if (Expired(it, now)) {
+    doomed = ItemRef::Adopt(ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kCommand));
+    return false;
   }
   int64_t charge = static_cast<int64_t>(ItemCharge(it));
   shard.bytes -= charge;
   ReleaseBytes(charge);
   doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
-  return live;
+  return true;
 }
 
 DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result) {
@@ -551,17 +521,14 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
       if (it == nullptr) return DeltaResult::kNotFound;
       pos = shard.table.Find(key, hash);
     } else if (Expired(it, now)) {
-      ++shard.reclaimed;
-      if (!it->fetched) ++shard.expired_unfetched;
-      int64_t charge = static_cast<int64_t>(ItemCharge(it));
-      shard.bytes -= charge;
-      ReleaseBytes(charge);
-      doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
+      doomed = ItemRef::Adopt(ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kCommand));
       return DeltaResult::kNotFound;
     }
+    // memcached's safe_strtoull() on the value with its "\r\n": the digits
+    // may be followed by white space (the padding of an earlier decr).
     uint64_t value = 0;
     if (it->value_len == 0 ||
-        !ParseStoredNumber(it->Value(), it->Value() + it->value_len + 2, &value)) {
+        !common::SafeStrtoull(std::string_view(it->Value(), it->value_len + 2), &value)) {
       return DeltaResult::kNonNumeric;
     }
     if (incr) {
@@ -669,17 +636,16 @@ void RamTier::EnforceLimit(size_t first_shard, const Item* keep) {
       continue;
     }
     empty_in_a_row = 0;
-    shard.UnlinkAt(shard.table.Find(victim->Key(), common::HashKey(victim->Key())),
-                   /*via_policy_evict=*/true);
+    const ItemTable::Pos pos = shard.table.Find(victim->Key(), common::HashKey(victim->Key()));
+    if (Expired(victim, now)) {
+      Item* gone = ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kEviction);
+      expired.push_back(ItemRef::Adopt(gone));
+      continue;
+    }
+    shard.UnlinkAt(pos, /*via_policy_evict=*/true);
     int64_t charge = static_cast<int64_t>(ItemCharge(victim));
     shard.bytes -= charge;
     ReleaseBytes(charge);
-    if (Expired(victim, now)) {
-      ++shard.reclaimed;
-      if (!victim->fetched) ++shard.expired_unfetched;
-      expired.push_back(ItemRef::Adopt(victim));
-      continue;
-    }
     ++shard.evictions;
     if (!victim->fetched) ++shard.evicted_unfetched;
     if (sink_ != nullptr) {
@@ -770,15 +736,9 @@ size_t RamTier::ReapExpired(size_t max_items) {
           ++reap_slot_;
           continue;
         }
-        ++shard.reclaimed;
-        ++shard.crawler_reclaimed;
-        if (!it->fetched) ++shard.expired_unfetched;
-        int64_t charge = static_cast<int64_t>(ItemCharge(it));
-        shard.bytes -= charge;
-        ReleaseBytes(charge);
         // The erase may move a later item of the run into this slot, so the
         // slot is looked at again.
-        doomed.push_back(shard.UnlinkAt({reap_slot_, true}, false));
+        doomed.push_back(ReclaimExpiredLocked(shard, reap_slot_, ReclaimBy::kCrawler));
         ++removed;
       }
       if (reap_slot_ >= shard.table.capacity()) {
@@ -808,6 +768,7 @@ RamTierStats RamTier::Stats() const {
     s.crawler_reclaimed += shard.crawler_reclaimed;
     s.crawler_items_checked += shard.crawler_items_checked;
     s.hash_buckets += shard.table.capacity();
+    s.hash_bytes += shard.table.bytes();
   }
   s.limit_bytes = limit();
   s.released_bytes = released_bytes_.load(std::memory_order_relaxed);

@@ -24,7 +24,12 @@
 //     table first; a set or a delete drops it), so a key on its way to the
 //     lower tier never looks absent. StillEvicting() tells the sink whether
 //     it still is.
-//   - No I/O and no callbacks run under a shard lock.
+//   - No I/O runs under a shard lock. The only callbacks that do are the
+//     checks given to Restore(), AddIf() and StillCurrentAbsent(), which
+//     run under the key's shard lock on purpose (no delete of the key can
+//     come between the check and the store); they may take the SSD index's
+//     locks but must not call into the RAM tier. The EvictionSink and the
+//     flush hook run with no shard lock held.
 //
 // Thread safety: every public method is safe to call concurrently from any
 // thread. Each shard has its own mutex; counters are atomics.
@@ -45,8 +50,9 @@
 namespace strata::tiers {
 
 // Automatic sharding. Each shard runs its own eviction policy, which needs
-// a few hundred items to behave like one cache: at 10% of the twitter
-// trace (17.7 MB) 64 shards missed 0.574, 4 shards 0.561 (one: 0.561).
+// a few hundred items to behave like one cache, so a shard gets at least
+// kShardBytes of the budget (the measurement is in bench/README.md,
+// "Measurements behind the code's defaults").
 inline constexpr uint64_t kShardBytes = 4ull << 20;
 inline constexpr uint32_t kMaxAutoShards = 64;
 
@@ -60,10 +66,10 @@ struct RamTierOptions {
   // S3-FIFO's small-queue share of each shard. 0: 20%, or 90% when an
   // EvictionSink (the SSD tier) takes what RAM evicts. RAM is then the
   // small queue of one S3-FIFO cache over both tiers, and the SSD log its
-  // main queue: at RAM 1% + SSD 10% of a working set, a 10% small queue
-  // left items too little time in RAM to be read a second time (arc_oltp
-  // missed 0.347 instead of 0.332). 20% rather than the paper's 10% alone:
-  // a shifted hot set takes over sooner, for under 0.004 of miss ratio.
+  // main queue: a small share leaves items too little time in RAM to be
+  // read a second time. 20% rather than the paper's 10% alone: a shifted
+  // hot set takes over sooner, at almost no cost in miss ratio. (Figures:
+  // bench/README.md, "Measurements behind the code's defaults".)
   double small_share = 0;
 };
 
@@ -103,6 +109,7 @@ struct RamTierStats {
   uint64_t crawler_reclaimed = 0; // of which by ReapExpired()
   uint64_t crawler_items_checked = 0;
   uint64_t hash_buckets = 0;      // slots of the shards' hash tables
+  uint64_t hash_bytes = 0;        // bytes those slots take (5 a slot)
   uint64_t released_bytes = 0;    // charged bytes ever given back (evicted, deleted, ...)
 };
 
@@ -290,6 +297,16 @@ class RamTier {
   void FlushNow();
   // Takes `bytes` off the usage and counts them as released.
   void ReleaseBytes(int64_t bytes);
+  // Who found an expired item: a command on its key, EnforceLimit() (the
+  // policy's Evict() has already taken it out of the policy) or
+  // ReapExpired() (the crawler, counted in crawler_reclaimed too).
+  enum class ReclaimBy { kCommand, kEviction, kCrawler };
+  // Under the shard's lock: removes the expired item in table slot `slot`,
+  // takes its charge off the shard's and the tier's bytes, and counts it as
+  // reclaimed (and expired_unfetched if no get read it). Returns its
+  // reference, for the caller to drop outside the lock. Other positions
+  // from ItemTable::Find() are stale afterwards.
+  Item* ReclaimExpiredLocked(Shard& shard, size_t slot, ReclaimBy by);
   // Evicts until usage is within the limit, starting with `first_shard`;
   // never evicts `keep` (the item just stored).
   void EnforceLimit(size_t first_shard, const Item* keep = nullptr);

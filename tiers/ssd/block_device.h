@@ -123,7 +123,10 @@ common::Result<uint64_t> ReserveFileBlocks(int fd, const std::string& path, uint
                                            bool use_fallocate = true);
 
 // Waits (blocking the calling thread) until `queue` has no request in
-// flight, reaping completions as they come. For startup and tests only.
+// flight, reaping completions as they come. Only for threads that may
+// block: recovery at startup, the SSD log's writer and reclaim threads
+// (each on its own queue), the warm-up thread, and tests; never a worker's
+// event loop.
 void DrainQueue(IoQueue& queue);
 
 // Allocates a buffer aligned for direct I/O, or nullptr. Buffers of

@@ -100,6 +100,68 @@ struct SsdLog::WriteJob {
   uint64_t durable_to = 0;  // log position durable once written
 };
 
+namespace {
+
+// The writes of a write job (SsdLog::WriteJob, a private type named here
+// only by deduction): its records' range, then its mirror blocks. Returns
+// how many (at most kMaxBlockingIo).
+template <typename Job>
+size_t JobRequests(size_t region_size, const Job& job, IoRequest* reqs) {
+  const uint64_t base = uint64_t{job.buffer->region} * region_size;
+  size_t n = 0;
+  if (job.end > job.begin) {
+    char* from = job.copy ? job.copy.get() : job.buffer->data.get() + job.begin;
+    reqs[n++] = {true, base + job.begin, from, job.end - job.begin, 0};
+  }
+  if (job.mirror) reqs[n++] = {true, base + job.mirror_offset, job.mirror.get(), job.mirror_len, 0};
+  return n;
+}
+
+}  // namespace
+
+// A group commit written from a listener's own queue: the job and the
+// completions of its (one or two) writes.
+class SsdLog::InlineCommit {
+ public:
+  InlineCommit(SsdLog* log, WriteJob job) : log_(log), job_(std::move(job)) {}
+
+  void Submit(IoQueue& queue) {
+    IoRequest reqs[kMaxBlockingIo];
+    n_ = JobRequests(log_->options_.region_size, job_, reqs);
+    left_ = n_;
+    for (size_t i = 0; i < n_; ++i) {
+      done_[i].self = this;
+      done_[i].index = i;
+      queue.Write(reqs[i].offset, reqs[i].buf, reqs[i].len, &done_[i]);
+    }
+    queue.Submit();
+  }
+
+ private:
+  struct Done final : IoCompletion {
+    InlineCommit* self = nullptr;
+    size_t index = 0;
+    void OnIoComplete(int64_t result) override { self->Complete(index, result); }
+  };
+
+  void Complete(size_t index, int64_t result) {
+    results_[index] = result;
+    if (--left_ > 0) return;
+    {
+      std::lock_guard lock(log_->mu_);
+      log_->FinishJobLocked(job_, results_);
+    }
+    delete this;
+  }
+
+  SsdLog* log_;
+  WriteJob job_;
+  Done done_[kMaxBlockingIo];
+  int64_t results_[kMaxBlockingIo] = {};
+  size_t n_ = 0;
+  size_t left_ = 0;
+};
+
 class SsdLog::ReadOp final : public IoCompletion {
  public:
   ReadOp(SsdLog* log, std::string_view key, uint64_t hash, SsdLocation loc, uint64_t seq,
@@ -789,13 +851,13 @@ bool SsdLog::RotateLocked() {
   return true;
 }
 
-void SsdLog::EnqueueLocked(Buffer* b, bool tail) {
+bool SsdLog::EnqueueLocked(Buffer* b, bool tail, WriteJob* take) {
   const size_t r = options_.region_size;
   size_t end = tail ? AlignUp(b->fill) : AlignDown(b->fill);
   bool records = end > b->enqueued;
   const size_t used = MirrorBlocks(b->mirror.size());
   bool mirror = b->mirror.size() > b->mirror_enqueued || b->spare_block != used;
-  if (!records && !mirror && !(tail && b->fill > b->tail_fill)) return;
+  if (!records && !mirror && !(tail && b->fill > b->tail_fill)) return false;
   WriteJob job;
   job.buffer = b;
   if (tail) {
@@ -844,11 +906,16 @@ void SsdLog::EnqueueLocked(Buffer* b, bool tail) {
   }
   job.durable_to = Position(b->seq, tail ? b->fill : AlignDown(b->fill));
   ++b->pending;
-  jobs_.push_back(std::move(job));
   // A partial last block is written again once more records fill it.
   b->enqueued = std::max(b->enqueued, AlignDown(b->fill));
   if (b->sealed) b->enqueued = end;
+  if (take != nullptr) {
+    *take = std::move(job);
+    return true;
+  }
+  jobs_.push_back(std::move(job));
   cv_.notify_all();
+  return true;
 }
 
 std::optional<SsdLocation> SsdLog::AppendLocked(uint64_t hash, const RecordMeta& meta,
@@ -955,15 +1022,43 @@ uint64_t SsdLog::AckTicket(uint64_t hash) const {
   return t > durable_pos_.load(std::memory_order_acquire) ? t : 0;
 }
 
-int SsdLog::AddCommitListener(std::function<void()> notify) {
+int SsdLog::AddCommitListener(std::function<void()> notify, bool inline_commits) {
+  // Two writes in flight at most: one job's records and mirror blocks.
+  std::unique_ptr<IoQueue> queue = inline_commits ? device_.NewQueue(kMaxBlockingIo) : nullptr;
   std::lock_guard lock(mu_);
-  listeners_.push_back({std::move(notify), 0});
+  listeners_.push_back({std::move(notify), 0, std::move(queue)});
   return static_cast<int>(listeners_.size() - 1);
 }
 
 void SsdLog::RemoveCommitListener(int listener) {
+  IoQueue* queue = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    Listener& l = listeners_[static_cast<size_t>(listener)];
+    l.notify = nullptr;
+    l.wanted = 0;
+    queue = l.queue.get();
+  }
+  // An inline commit in flight completes (and ends writing_) first. Only
+  // this thread touches the queue, and the slot keeps it until then.
+  if (queue != nullptr) DrainQueue(*queue);
   std::lock_guard lock(mu_);
   listeners_[static_cast<size_t>(listener)] = {};
+}
+
+int SsdLog::commit_event_fd(int listener) const {
+  std::lock_guard lock(mu_);
+  const Listener& l = listeners_[static_cast<size_t>(listener)];
+  return l.queue ? l.queue->event_fd() : -1;
+}
+
+void SsdLog::ReapCommits(int listener) {
+  IoQueue* queue = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    queue = listeners_[static_cast<size_t>(listener)].queue.get();
+  }
+  if (queue != nullptr) queue->Reap();  // completions take the lock themselves
 }
 
 void SsdLog::RequestCommit(uint64_t ticket, int listener) {
@@ -978,6 +1073,15 @@ void SsdLog::RequestCommit(uint64_t ticket, int listener) {
   if (ticket > commit_pos_) {
     commit_pos_ = ticket;
     c_->commits.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (l.queue && !writing_ && jobs_.empty() && CommitWantedLocked()) {
+    // The writer thread is idle: the commit is written from here.
+    WriteJob job;
+    if (EnqueueLocked(active_, /*tail=*/true, &job)) {
+      writing_ = true;
+      (new InlineCommit(this, std::move(job)))->Submit(*l.queue);
+      return;
+    }
   }
   cv_.notify_all();
 }
@@ -1004,21 +1108,21 @@ void SsdLog::RunJobLocked(std::unique_lock<std::mutex>& lock) {
   jobs_.pop_front();
   writing_ = true;
   lock.unlock();
-  const uint64_t base = uint64_t{job.buffer->region} * options_.region_size;
   IoRequest reqs[kMaxBlockingIo];
-  size_t n = 0;
-  if (job.end > job.begin) {
-    char* from = job.copy ? job.copy.get() : job.buffer->data.get() + job.begin;
-    reqs[n++] = {true, base + job.begin, from, job.end - job.begin, 0};
-  }
-  if (job.mirror) {
-    reqs[n++] = {true, base + job.mirror_offset, job.mirror.get(), job.mirror_len, 0};
-  }
+  const size_t n = JobRequests(options_.region_size, job, reqs);
   BlockingIo(*writer_queue_, reqs, n);
+  int64_t results[kMaxBlockingIo] = {};
+  for (size_t i = 0; i < n; ++i) results[i] = reqs[i].result;
   lock.lock();
+  FinishJobLocked(job, results);
+}
+
+void SsdLog::FinishJobLocked(WriteJob& job, const int64_t* results) {
   writing_ = false;
+  IoRequest reqs[kMaxBlockingIo];
+  const size_t n = JobRequests(options_.region_size, job, reqs);
   for (size_t i = 0; i < n; ++i) {
-    if (reqs[i].result == static_cast<int64_t>(reqs[i].len)) {
+    if (results[i] == static_cast<int64_t>(reqs[i].len)) {
       c_->device_bytes_written.fetch_add(reqs[i].len, std::memory_order_relaxed);
       continue;
     }
@@ -1035,8 +1139,7 @@ void SsdLog::RunJobLocked(std::unique_lock<std::mutex>& lock) {
                   "SSD write of %zu bytes at %llu failed: %s (%llu errors); invalidations in "
                   "it may not survive a restart",
                   reqs[i].len, static_cast<unsigned long long>(reqs[i].offset),
-                  reqs[i].result < 0 ? std::strerror(static_cast<int>(-reqs[i].result))
-                                     : "short write",
+                  results[i] < 0 ? std::strerror(static_cast<int>(-results[i])) : "short write",
                   static_cast<unsigned long long>(errors + 1));
     }
   }
@@ -1056,27 +1159,33 @@ void SsdLog::RunJobLocked(std::unique_lock<std::mutex>& lock) {
   cv_.notify_all();
 }
 
+bool SsdLog::CommitWantedLocked() const {
+  return commit_pos_ > durable_pos_.load(std::memory_order_relaxed) && active_ != nullptr &&
+         Position(active_->seq, active_->tail_fill) < commit_pos_;
+}
+
 void SsdLog::WriterLoop() {
   auto queue = device_.NewQueue(4);
   writer_queue_ = queue.get();
   std::unique_lock lock(mu_);
   for (;;) {
-    auto commit_wanted = [this] {
-      return commit_pos_ > durable_pos_.load(std::memory_order_relaxed) && active_ != nullptr &&
-             Position(active_->seq, active_->tail_fill) < commit_pos_;
-    };
     // After 100 ms without a full chunk, the open region's tail is written
-    // anyway.
+    // anyway. While a listener's inline commit is in flight (writing_),
+    // nothing else is written: jobs keep their order on the device.
     if (!cv_.wait_for(lock, std::chrono::milliseconds(100), [&] {
-          return stop_ || !jobs_.empty() || commit_wanted();
+          return stop_ || (!writing_ && (!jobs_.empty() || CommitWantedLocked()));
         })) {
-      if (active_ != nullptr &&
+      if (!writing_ && active_ != nullptr &&
           (active_->fill > active_->tail_fill || active_->mirror.size() > active_->mirror_enqueued)) {
         EnqueueLocked(active_, /*tail=*/true);
       }
     }
+    if (writing_) {
+      if (stop_) cv_.wait(lock, [this] { return !writing_; });
+      continue;
+    }
     // A group commit: everything buffered so far, in one write.
-    if (commit_wanted()) EnqueueLocked(active_, /*tail=*/true);
+    if (CommitWantedLocked()) EnqueueLocked(active_, /*tail=*/true);
     if (!jobs_.empty()) {
       RunJobLocked(lock);
       continue;

@@ -15,9 +15,11 @@
 // of that key must see on the device before it is acknowledged (the key's
 // newest tombstone, the newest flush marker, or a reused region's new
 // header), and 0 when nothing is pending. A caller that holds a reply for a
-// ticket asks RequestCommit(): the writer writes what is buffered at once
-// (one write for every ticket asked meanwhile: a group commit) and tells
-// the caller's listener when the position is durable. So an acknowledged
+// ticket asks RequestCommit(): what is buffered is written at once (one
+// write for every ticket asked meanwhile: a group commit), by the writer
+// thread, or when it is idle by the asking worker on its own queue (inline
+// commits: no thread hand-off), and the caller's listener is told when the
+// position is durable. So an acknowledged
 // delete or overwrite is never undone by a crash of the process (kill -9,
 // OOM kill); against power loss the device's write cache decides (no
 // flush is issued).
@@ -213,14 +215,26 @@ class SsdLog {
   bool Durable(uint64_t ticket) const {
     return durable_pos_.load(std::memory_order_acquire) >= ticket;
   }
-  // Registers a listener (before serving): `notify` is called from the
-  // writer thread each time the durable position passes what it asked for.
-  int AddCommitListener(std::function<void()> notify);
-  // After this returns the listener is never called again.
+  // Registers a listener (before serving): `notify` is called (from the
+  // thread that completed the write) each time the durable position passes
+  // what it asked for. With `inline_commits`, the listener gets an I/O
+  // queue of its own: a commit it asks for while the writer thread is idle
+  // is written from its own thread (RequestCommit() submits it; the caller
+  // watches commit_event_fd() and calls ReapCommits()), which spares the
+  // writer thread's two wake-ups per group commit. Such a listener's
+  // thread must call RequestCommit(), ReapCommits() and
+  // RemoveCommitListener().
+  int AddCommitListener(std::function<void()> notify, bool inline_commits = false);
+  // After this returns the listener is never called again (an inline
+  // commit still in flight is waited for).
   void RemoveCommitListener(int listener);
   // Makes everything up to `ticket` durable as soon as possible and tells
   // `listener` when it is.
   void RequestCommit(uint64_t ticket, int listener);
+  // An inline-commit listener's queue: readable when ReapCommits() has
+  // completions to run. -1 for other listeners.
+  int commit_event_fd(int listener) const;
+  void ReapCommits(int listener);
 
   // The largest CAS unique Recover() found (0 if none).
   uint64_t max_recovered_cas() const { return max_recovered_cas_; }
@@ -269,10 +283,20 @@ class SsdLog {
   void OpenRegionLocked(Buffer* b, uint32_t region);
   // Queues writes of the active buffer's complete blocks (all blocks if
   // `tail`) and of its mirror blocks not yet written.
-  void EnqueueLocked(Buffer* b, bool tail);
+  // With `take`, the job is moved there instead of queued (false: there
+  // was nothing to write).
+  bool EnqueueLocked(Buffer* b, bool tail, WriteJob* take = nullptr);
   void WriterLoop();
   // Runs the oldest queued job (the lock is released during the I/O).
   void RunJobLocked(std::unique_lock<std::mutex>& lock);
+  // After a job's writes (results[0]: its records' range, if any, then its
+  // mirror blocks', if any; bytes written or -errno): counts them, drops
+  // the records of a failed one, moves the durable position, tells the
+  // listeners. writing_ ends.
+  void FinishJobLocked(WriteJob& job, const int64_t* results);
+  // True when a group commit is wanted that the queued writes do not cover.
+  bool CommitWantedLocked() const;
+  class InlineCommit;
   void ReclaimerLoop();
   // Reclaims `region` (which had sequence `seq`): compaction, the dead
   // mark, then its index entries. Called with the lock held; releases it
@@ -335,6 +359,7 @@ class SsdLog {
   struct Listener {
     std::function<void()> notify;
     uint64_t wanted = 0;
+    std::unique_ptr<IoQueue> queue;  // inline commits (AddCommitListener)
   };
   std::vector<Listener> listeners_;
 

@@ -187,7 +187,8 @@ The memory the strata container needs, in bytes (README "Memory"):
   + 1.2 x tiers.ram.size                    items, index share, allocator slack
   + server.max_connection_memory            what connections hold (auto:
                                             RAM tier / 8, 32 MiB..1 GiB)
-  + workers x tiers.ram.max_item_size       one step per worker past that cap
+  + 2 x workers x tiers.ram.max_item_size   one step per worker past that cap,
+                                            and one value it streams uncharged
   + 2 KiB x server.max_connections          each connection's own structures
   + with an SSD tier:
     3 x tiers.ssd.region_size               two region buffers and a reclaim's read-back
@@ -209,7 +210,7 @@ peaks are in the README (issue 21).
 {{- $item := include "strata.bytes" (dict "value" (dig "tiers" "ram" "max_item_size" "1MiB" $cfg) "what" "config.tiers.ram.max_item_size") | int64 -}}
 {{- $conns := dig "server" "max_connections" 4096 $cfg | int64 -}}
 {{- $workers := include "strata.workers" . | int64 -}}
-{{- $need := add (mul 24 $MiB) (div (mul $ram 6) 5) $conn (mul $workers $item) (mul $conns 2048) -}}
+{{- $need := add (mul 24 $MiB) (div (mul $ram 6) 5) $conn (mul 2 $workers $item) (mul $conns 2048) -}}
 {{- if gt $ssd 0 -}}
 {{- $region := include "strata.bytes" (dict "value" (dig "tiers" "ssd" "region_size" "16MiB" $cfg) "what" "config.tiers.ssd.region_size") | int64 -}}
 {{- $avg := include "strata.bytes" (dict "value" .Values.sizing.ssdAvgItemSize "what" "sizing.ssdAvgItemSize") | int64 -}}

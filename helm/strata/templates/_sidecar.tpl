@@ -88,7 +88,7 @@ seccompProfile:
 {{- $need := include "strata.memoryBytes" . | int64 -}}
 {{- $have := include "strata.quantityBytes" (dict "value" (get $limits "memory") "what" "resources.limits.memory") | int64 -}}
 {{- if lt $have $need -}}
-{{- fail (printf "resources.limits.memory (%v) is below what strata needs: 24Mi + RAM tier x 1.2 + server.max_connection_memory + workers x max_item_size + 2Ki x max_connections (+ 3 SSD regions + SSD index) = %s. Raise it, or leave it unset to have the chart compute it (sizing.checkMemoryLimit: false skips this check)" (get $limits "memory") (include "strata.mib" $need)) -}}
+{{- fail (printf "resources.limits.memory (%v) is below what strata needs: 24Mi + RAM tier x 1.2 + server.max_connection_memory + 2 x workers x max_item_size + 2Ki x max_connections (+ 3 SSD regions + SSD index) = %s. Raise it, or leave it unset to have the chart compute it (sizing.checkMemoryLimit: false skips this check)" (get $limits "memory") (include "strata.mib" $need)) -}}
 {{- end -}}
 {{- end -}}
 {{- $_ := set $res "limits" $limits -}}
