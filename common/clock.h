@@ -1,11 +1,10 @@
 // Clocks. The cache measures expiry in whole unix seconds, as memcached does,
 // so that a TTL of N seconds behaves the same way on both.
 //
-// Clock is an interface so tests can drive time with FakeClock.
+// Clock is an interface so tests can drive time (tests/support/fake_clock.h).
 // Thread safety: all methods are safe to call from any thread concurrently.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 
 namespace strata::common {
@@ -26,19 +25,6 @@ class SystemClock final : public Clock {
   int64_t MonotonicNanos() const override;
   // A process-wide instance; it holds no state.
   static const SystemClock& Instance();
-};
-
-// A clock that moves only when told to.
-class FakeClock final : public Clock {
- public:
-  explicit FakeClock(int64_t now_seconds = 1'700'000'000) : now_(now_seconds) {}
-  int64_t NowSeconds() const override { return now_.load(std::memory_order_relaxed); }
-  int64_t MonotonicNanos() const override { return NowSeconds() * 1'000'000'000; }
-  void Advance(int64_t seconds) { now_.fetch_add(seconds, std::memory_order_relaxed); }
-  void Set(int64_t now_seconds) { now_.store(now_seconds, std::memory_order_relaxed); }
-
- private:
-  std::atomic<int64_t> now_;
 };
 
 }  // namespace strata::common

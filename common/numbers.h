@@ -1,6 +1,6 @@
 // memcached's number parsers (util.c safe_strto*) on one token, exactly as
 // memcached 1.6.18's 64-bit build on glibc behaves, quirks included. The
-// protocol parser (proxy/protocol.h) reads command arguments with them and
+// protocol parser (proxy/protocol/protocol.h) reads command arguments with them and
 // the RAM tier (incr/decr) reads stored values with them, as memcached
 // does; tests/fuzz/safe_strto_oracle.h is the reference they are checked
 // against (tests/proxy/safe_strto_test.cc, tests/fuzz/fuzz_numbers.cc).

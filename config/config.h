@@ -3,7 +3,8 @@
 //
 // Every field is optional: an unset field means "use the owning module's
 // default" (the defaults live in each module's options struct, e.g.
-// tiers::RamTierOptions, proxy::ServerOptions; main.cc maps Config onto them).
+// tiers::RamTierOptions, proxy::ServerOptions; proxy/options_from_config.h
+// maps Config onto them).
 // Validation is complete here: a Config returned by ParseYaml(), LoadFile()
 // or ParseCommandLine() holds only values the modules accept, and every
 // rejection starts with the offending path (or flag), then says what was

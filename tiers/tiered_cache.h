@@ -30,9 +30,9 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "tiers/hotness.h"
-#include "tiers/ram_tier.h"
-#include "tiers/ssd_log.h"
+#include "tiers/policy/hotness.h"
+#include "tiers/ram/ram_tier.h"
+#include "tiers/ssd/ssd_log.h"
 
 namespace strata::tiers {
 

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "tiers/block_device.h"
+#include "tiers/ssd/block_device.h"
 #include "tiers/tiered_cache.h"
 
 namespace strata::tiers {

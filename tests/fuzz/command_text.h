@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/protocol.h"
+#include "proxy/protocol/protocol.h"
 
 namespace strata::proxy {
 

@@ -25,7 +25,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/protocol.h"
+#include "proxy/protocol/protocol.h"
 #include "tests/fuzz/command_text.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/fuzz/safe_strto_oracle.h"

@@ -48,7 +48,7 @@ def damage_line(ssd, srv):
 
 
 # --------------------------------------------------------------------------
-# the on-device format, read from the file (format 2: see tiers/ssd_format.h)
+# the on-device format, read from the file (format 2: see tiers/ssd/ssd_format.h)
 
 MAGIC = 0x0100415441525453
 

@@ -6,7 +6,7 @@
 // leave the pool consistent, and SSD reads are charged from issue to
 // completion (on the in-memory device with its faults).
 
-#include "proxy/connection_memory.h"
+#include "proxy/shared/connection_memory.h"
 
 #include <gtest/gtest.h>
 
@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "tiers/memory_device.h"
+#include "tests/support/memory_device.h"
 
 namespace strata::proxy {
 namespace {

@@ -1,6 +1,6 @@
 // Tests of the Dispatcher's SSD path: a TieredCache over a RAM tier and an
 // SsdLog on the in-memory device, driven without sockets the way
-// proxy/connection.cc drives it: Execute(), CompleteStore() and
+// proxy/net/connection.cc drives it: Execute(), CompleteStore() and
 // ContinueGet() with the connection's AsyncState; on kWaitIo the worker's
 // I/O queue is drained (completions run here, on the test's thread), the
 // waiter must have been told exactly once, and Resume() continues.
@@ -37,16 +37,16 @@
 #include <string_view>
 #include <vector>
 
-#include "common/clock.h"
 #include "common/hash.h"
-#include "proxy/dispatch.h"
-#include "proxy/output_queue.h"
-#include "proxy/protocol.h"
-#include "proxy/server_context.h"
-#include "proxy/worker_stats.h"
-#include "tiers/hotness.h"
-#include "tiers/memory_device.h"
-#include "tiers/ssd_log.h"
+#include "proxy/exec/dispatch.h"
+#include "proxy/protocol/output_queue.h"
+#include "proxy/protocol/protocol.h"
+#include "proxy/shared/server_context.h"
+#include "proxy/shared/worker_stats.h"
+#include "tests/support/fake_clock.h"
+#include "tests/support/memory_device.h"
+#include "tiers/policy/hotness.h"
+#include "tiers/ssd/ssd_log.h"
 #include "tiers/tiered_cache.h"
 
 namespace strata::proxy {

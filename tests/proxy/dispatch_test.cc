@@ -7,7 +7,7 @@
 // dispatcher: parse a line, execute it, read (or swallow) a storage
 // command's data block, continue paused gets, and collect the output bytes.
 
-#include "proxy/dispatch.h"
+#include "proxy/exec/dispatch.h"
 
 #include <gtest/gtest.h>
 #include <sys/uio.h>
@@ -19,13 +19,13 @@
 #include <string_view>
 #include <vector>
 
-#include "common/clock.h"
-#include "proxy/output_queue.h"
-#include "proxy/prefix_stats.h"
-#include "proxy/protocol.h"
-#include "proxy/server_context.h"
-#include "proxy/worker_stats.h"
-#include "tiers/ram_tier.h"
+#include "proxy/protocol/output_queue.h"
+#include "proxy/protocol/protocol.h"
+#include "proxy/shared/prefix_stats.h"
+#include "proxy/shared/server_context.h"
+#include "proxy/shared/worker_stats.h"
+#include "tests/support/fake_clock.h"
+#include "tiers/ram/ram_tier.h"
 
 namespace strata::proxy {
 namespace {

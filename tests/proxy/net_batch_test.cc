@@ -1,7 +1,7 @@
 // NetBatch against real sockets, through io_uring and through plain system
 // calls: every operation gets its result in the one Run(), nothing blocks,
 // and a batch larger than the ring is split.
-#include "proxy/net_batch.h"
+#include "proxy/net/net_batch.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>

@@ -3,7 +3,7 @@
 // chunk sizes reproducing the exact byte stream, and sealed (in-flight)
 // blocks staying put while more is appended.
 
-#include "proxy/output_queue.h"
+#include "proxy/protocol/output_queue.h"
 
 #include <gtest/gtest.h>
 #include <sys/uio.h>
@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tiers/item.h"
+#include "tiers/item/item.h"
 
 namespace strata::proxy {
 namespace {

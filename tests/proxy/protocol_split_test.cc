@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy/protocol.h"
+#include "proxy/protocol/protocol.h"
 #include "tests/fuzz/command_text.h"
 
 namespace strata::proxy {

@@ -1,10 +1,10 @@
-// Tests of the memcached text-protocol parser (proxy/protocol.h): every
+// Tests of the memcached text-protocol parser (proxy/protocol/protocol.h): every
 // command form, every error reply (the strings memcached 1.6.18's
 // proto_text.c sends), noreply on errors, key length limits, line framing
 // (LF vs CRLF, NUL, the 23-token split), the 2048-byte rule for lines without
 // a newline, the multiget cap and HTTP request lines.
 
-#include "proxy/protocol.h"
+#include "proxy/protocol/protocol.h"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 // through io_uring and through the thread-pool fallback, sparse and short
 // files reserved at open (with and without fallocate), and the buffers
 // for direct I/O.
-#include "tiers/block_device.h"
+#include "tiers/ssd/block_device.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -21,7 +21,7 @@
 #include <string>
 
 #include "common/crc32c.h"
-#include "tiers/memory_device.h"
+#include "tests/support/memory_device.h"
 
 namespace strata::tiers {
 namespace {

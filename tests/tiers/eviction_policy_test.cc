@@ -2,7 +2,7 @@
 // small crafted sequences, LRU against an exact model, and both on a seeded
 // Zipf workload with scans mixed in.
 
-#include "tiers/eviction_policy.h"
+#include "tiers/ram/eviction_policy.h"
 
 #include <gtest/gtest.h>
 
@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "common/hash.h"
-#include "tiers/ghost_set.h"
-#include "tiers/item.h"
+#include "tiers/item/item.h"
+#include "tiers/policy/ghost_set.h"
 
 namespace strata::tiers {
 namespace {

@@ -1,12 +1,12 @@
 // FrequencySketch and AdmissionPolicy decisions on small crafted sequences.
-#include "tiers/hotness.h"
+#include "tiers/policy/hotness.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "common/clock.h"
 #include "common/hash.h"
+#include "tests/support/fake_clock.h"
 
 namespace strata::tiers {
 namespace {

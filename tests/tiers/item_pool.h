@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "tiers/item.h"
+#include "tiers/item/item.h"
 
 namespace strata::tiers {
 

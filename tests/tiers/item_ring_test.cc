@@ -3,7 +3,7 @@
 // (checked by erasing through queue_pos afterwards, against a std::deque),
 // and that its blocks follow the live span.
 
-#include "tiers/item_ring.h"
+#include "tiers/ram/item_ring.h"
 
 #include <gtest/gtest.h>
 
@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "tests/tiers/item_pool.h"
-#include "tiers/item.h"
+#include "tiers/item/item.h"
 
 namespace strata::tiers {
 namespace {

@@ -4,7 +4,7 @@
 // slots freed on other threads than their allocator's stay consistent; under
 // AddressSanitizer a freed slot is poisoned.
 
-#include "tiers/item_slabs.h"
+#include "tiers/item/item_slabs.h"
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>

@@ -3,7 +3,7 @@
 // (long runs, runs that wrap past the table's end, equal tags), through
 // growth; and that an erase leaves every other key findable.
 
-#include "tiers/item_table.h"
+#include "tiers/ram/item_table.h"
 
 #include <gtest/gtest.h>
 
@@ -16,7 +16,7 @@
 
 #include "common/hash.h"
 #include "tests/tiers/item_pool.h"
-#include "tiers/item.h"
+#include "tiers/item/item.h"
 
 namespace strata::tiers {
 namespace {

@@ -3,7 +3,7 @@
 // small items take their ItemSlabs class, large ones a malloc chunk; flags
 // take room only when non-zero; the CAS unique keeps 48 bits.
 
-#include "tiers/item.h"
+#include "tiers/item/item.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <string>
 
-#include "tiers/item_slabs.h"
+#include "tiers/item/item_slabs.h"
 
 namespace strata::tiers {
 namespace {

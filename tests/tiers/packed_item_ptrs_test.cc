@@ -3,7 +3,7 @@
 // the spare bits; writing one entry never changes its neighbours, in both
 // widths.
 
-#include "tiers/packed_item_ptrs.h"
+#include "tiers/item/packed_item_ptrs.h"
 
 #include <gtest/gtest.h>
 
@@ -14,8 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "tiers/item.h"
-#include "tiers/item_slabs.h"
+#include "tiers/item/item.h"
+#include "tiers/item/item_slabs.h"
 
 namespace strata::tiers {
 namespace {

@@ -17,10 +17,10 @@
 #include <utility>
 #include <vector>
 
-#include "common/clock.h"
-#include "tiers/eviction_policy.h"
-#include "tiers/item.h"
-#include "tiers/ram_tier.h"
+#include "tests/support/fake_clock.h"
+#include "tiers/item/item.h"
+#include "tiers/ram/eviction_policy.h"
+#include "tiers/ram/ram_tier.h"
 
 namespace strata::tiers {
 namespace {

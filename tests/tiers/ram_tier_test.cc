@@ -3,7 +3,7 @@
 // (through the EvictionSink), the expiry crawler and the size checks. Time
 // is a FakeClock; nothing sleeps.
 
-#include "tiers/ram_tier.h"
+#include "tiers/ram/ram_tier.h"
 
 #include <gtest/gtest.h>
 
@@ -19,10 +19,10 @@
 #include <unordered_set>
 #include <vector>
 
-#include "common/clock.h"
 #include "common/hash.h"
-#include "tiers/eviction_policy.h"
-#include "tiers/item.h"
+#include "tests/support/fake_clock.h"
+#include "tiers/item/item.h"
+#include "tiers/ram/eviction_policy.h"
 
 namespace strata::tiers {
 namespace {

@@ -1,5 +1,5 @@
 // The on-device format: round trips, every kind of damage, the mirror, LZ4.
-#include "tiers/ssd_format.h"
+#include "tiers/ssd/ssd_format.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // SsdIndex: behaves like a map from hash to location, stays compact.
-#include "tiers/ssd_index.h"
+#include "tiers/ssd/ssd_index.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // SsdLog on the in-memory device: round trips, region wrap, restart and
 // recovery, tombstones, flush, torn writes, corruption and I/O faults.
-#include "tiers/ssd_log.h"
+#include "tiers/ssd/ssd_log.h"
 
 #include <gtest/gtest.h>
 
@@ -13,9 +13,9 @@
 #include <thread>
 #include <chrono>
 
-#include "common/clock.h"
 #include "common/hash.h"
-#include "tiers/memory_device.h"
+#include "tests/support/fake_clock.h"
+#include "tests/support/memory_device.h"
 
 namespace strata::tiers {
 namespace {

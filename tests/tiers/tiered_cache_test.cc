@@ -11,9 +11,9 @@
 #include <thread>
 #include <vector>
 
-#include "common/clock.h"
 #include "common/hash.h"
-#include "tiers/memory_device.h"
+#include "tests/support/fake_clock.h"
+#include "tests/support/memory_device.h"
 
 namespace strata::tiers {
 namespace {

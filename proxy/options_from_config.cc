@@ -1,0 +1,91 @@
+#include "proxy/options_from_config.h"
+
+#include <string>
+
+namespace strata::proxy {
+
+std::optional<common::LogLevel> LogLevelFromConfig(const config::Config& cfg) {
+  if (!cfg.log.level) return std::nullopt;
+  const std::string& level = *cfg.log.level;
+  if (level == "error") return common::LogLevel::kError;
+  if (level == "warn") return common::LogLevel::kWarn;
+  if (level == "debug") return common::LogLevel::kDebug;
+  return common::LogLevel::kInfo;
+}
+
+tiers::RamTierOptions RamTierOptionsFromConfig(const config::Config& cfg) {
+  tiers::RamTierOptions ram;
+  if (cfg.tiers.ram.size) ram.size_bytes = *cfg.tiers.ram.size;
+  if (cfg.tiers.ram.max_item_size) ram.max_item_size = *cfg.tiers.ram.max_item_size;
+  if (cfg.tiers.ram.eviction) {
+    ram.eviction =
+        *cfg.tiers.ram.eviction == "lru" ? tiers::EvictionKind::kLru : tiers::EvictionKind::kS3Fifo;
+  }
+  return ram;
+}
+
+ServerOptions ServerOptionsFromConfig(const config::Config& cfg) {
+  ServerOptions server_options;
+  const config::ServerConfig& s = cfg.server;
+  if (s.listen) server_options.listen = *s.listen;
+  if (s.port) server_options.port = *s.port;
+  if (s.unix_socket) server_options.unix_socket = *s.unix_socket;
+  if (s.unix_socket_mode) server_options.unix_socket_mode = *s.unix_socket_mode;
+  if (s.workers) server_options.workers = *s.workers;
+  if (s.max_connections) server_options.max_connections = *s.max_connections;
+  if (s.enable_shutdown) server_options.enable_shutdown = *s.enable_shutdown;
+  if (s.drain_timeout_ms) server_options.drain_timeout_ms = *s.drain_timeout_ms;
+  if (s.max_output_buffer) server_options.max_output_buffer = *s.max_output_buffer;
+  if (s.max_connection_memory) server_options.max_connection_memory = *s.max_connection_memory;
+  if (s.network_io) {
+    server_options.network_io = *s.network_io == "io_uring"   ? NetworkIoMode::kIoUring
+                                : *s.network_io == "syscalls" ? NetworkIoMode::kSyscalls
+                                                              : NetworkIoMode::kAuto;
+  }
+  if (server_options.output_high_watermark > server_options.max_output_buffer / 2) {
+    server_options.output_high_watermark = server_options.max_output_buffer / 2;
+  }
+  server_options.measure_latency = MetricsEnabled(cfg);
+  return server_options;
+}
+
+bool MetricsEnabled(const config::Config& cfg) { return cfg.metrics.enabled.value_or(true); }
+
+metrics::MetricsServerOptions MetricsServerOptionsFromConfig(const config::Config& cfg) {
+  metrics::MetricsServerOptions metrics_options;
+  if (cfg.metrics.listen) metrics_options.listen = *cfg.metrics.listen;
+  return metrics_options;
+}
+
+bool SsdEnabled(const config::SsdConfig& ssd) { return ssd.path && !ssd.disabled; }
+
+tiers::FileDeviceOptions FileDeviceOptionsFromConfig(const config::SsdConfig& ssd) {
+  tiers::FileDeviceOptions dev_options;
+  dev_options.path = *ssd.path;
+  dev_options.size = *ssd.size;
+  const std::string io = ssd.io.value_or("auto");
+  dev_options.mode = io == "io_uring"     ? tiers::IoMode::kIoUring
+                     : io == "threadpool" ? tiers::IoMode::kThreadPool
+                                          : tiers::IoMode::kAuto;
+  return dev_options;
+}
+
+tiers::SsdLogOptions SsdLogOptionsFromConfig(const config::SsdConfig& ssd) {
+  tiers::SsdLogOptions log_options;
+  if (ssd.region_size) log_options.region_size = static_cast<uint32_t>(*ssd.region_size);
+  log_options.compress = ssd.compression.value_or("lz4") == "lz4";
+  return log_options;
+}
+
+tiers::AdmissionOptions AdmissionOptionsFromConfig(const config::SsdConfig& ssd) {
+  tiers::AdmissionOptions admission;
+  const std::string adm = ssd.admission.value_or("reaccessed");
+  admission.kind = adm == "all"          ? tiers::AdmissionKind::kAll
+                   : adm == "reaccessed" ? tiers::AdmissionKind::kReaccessed
+                                         : tiers::AdmissionKind::kSketch;
+  admission.write_budget = ssd.write_budget.value_or(0);
+  if (ssd.promote_threshold) admission.promote_threshold = *ssd.promote_threshold;
+  return admission;
+}
+
+}  // namespace strata::proxy
