@@ -151,6 +151,19 @@ def connect(where, timeout):
     return socket.create_connection(("127.0.0.1", where), timeout=timeout)
 
 
+def wait_started(proc, port, name, timeout):
+    """Waits until the server `proc` answers `stats` on `port`; returns proc.
+    RunError if it exits first or does not answer within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RunError(f"{name} exited at start (status {proc.returncode})")
+        if server_stats(port, timeout=0.5):
+            return proc
+        time.sleep(0.05)
+    raise RunError(f"{name} did not start")
+
+
 def server_stats(port, command="stats", timeout=5.0):
     """Returns the reply to `command` as {name: value} (strings), {} if none.
     `port` may be a unix socket's path."""

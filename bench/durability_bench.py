@@ -29,9 +29,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (RunError, find_binary, fmt, free_port, log, median,  # noqa: E402
+from benchlib import (find_binary, fmt, free_port, log, median,  # noqa: E402
                       parse_seconds, pinned, read_cpu_s, run_loadgen, server_stats,
-                      stop_all, stop_proc, track)
+                      stop_all, stop_proc, track, wait_started)
 
 PROFILES = {
     "ssd-p1": dict(ram="16MiB", keys=1_000_000, pipeline=1),
@@ -53,14 +53,7 @@ def start(binary, folder, ram, port):
     proc = track(subprocess.Popen(
         pinned(0, [binary, "--config", config, "-p", str(port), "-l", "127.0.0.1", "-t", "1"]),
         stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RunError(f"{binary} exited at start (status {proc.returncode})")
-        if server_stats(port, timeout=0.5):
-            return proc
-        time.sleep(0.05)
-    raise RunError(f"{binary} did not start")
+    return wait_started(proc, port, binary, 60)
 
 
 def loadgen_cmd(loadgen, port, prof, extra):

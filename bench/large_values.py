@@ -27,8 +27,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (RunError, find_binary, free_port, log, median, parse_seconds,  # noqa: E402
-                      pinned, read_cpu_s, run_loadgen, server_stats, stop_all, stop_proc,
-                      track)
+                      pinned, read_cpu_s, run_loadgen, stop_all, stop_proc, track,
+                      wait_started)
 
 MIB = 1 << 20
 KEYS = 8
@@ -40,14 +40,7 @@ def start(binary, port):
         argv += ["-u", "root"]
     proc = track(subprocess.Popen(pinned(0, argv), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RunError(f"{binary} exited at start")
-        if server_stats(port, timeout=0.5):
-            return proc
-        time.sleep(0.05)
-    raise RunError(f"{binary} did not start")
+    return wait_started(proc, port, binary, 20)
 
 
 def loadgen(args, port, size, extra, connections=4, keys=KEYS, prefix="big:"):

@@ -37,6 +37,14 @@ def set_value(srv, key, value):
         c.close()
 
 
+def slow_get(srv, key):
+    """A connection with a small receive buffer that has sent `get key`."""
+    s = socket.create_connection(srv.address, timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.sendall(b"get %s\r\n" % key)
+    return s
+
+
 def small_requests(srv, n, errors, done_at):
     try:
         with socket.create_connection(srv.address, timeout=10) as s:
@@ -82,10 +90,8 @@ def test_small_requests_are_answered_while_a_large_value_streams(server_factory)
     srv = start(server_factory)
     value = big_value(100 * MIB, b"stream")
     set_value(srv, b"big", value)
-    reader = socket.create_connection(srv.address, timeout=30)
-    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    reader = slow_get(srv, b"big")
     try:
-        reader.sendall(b"get big\r\n")
         want = len(b"VALUE big 0 %d\r\n" % len(value)) + len(value) + len(b"\r\nEND\r\n")
         got = bytearray()
         # A slow reader: 256 KiB every 10 ms, about 25 MB/s.
@@ -117,10 +123,8 @@ def test_a_client_that_stops_reading_a_large_reply_is_cut_off(server_factory):
     srv = start(server_factory)
     value = big_value(100 * MIB, b"stall")
     set_value(srv, b"big", value)
-    stalled = socket.create_connection(srv.address, timeout=30)
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    stalled = slow_get(srv, b"big")
     try:
-        stalled.sendall(b"get big\r\n")
         t0 = time.monotonic()
         # Others are answered while it stalls (and after it is cut off).
         errors, done_at = [], []
