@@ -113,30 +113,20 @@ def flags_for(key):
 # a small pipelining client
 
 
-class Client:
-    """Text protocol over one TCP connection, pipelined two batches deep."""
+class BufferedReader:
+    """Replies read from self.sock in large pieces into self.buf (from
+    self.pos on): readline() and read_exact(). Subclasses set sock, buf (a
+    bytearray) and pos."""
 
-    def __init__(self, server, timeout=IO_TIMEOUT_S):
-        self.sock = server.connect(timeout=timeout)
-        self.buf = bytearray()
-        self.pos = 0
+    RECV_BYTES = 4 * MiB
 
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    def closed_message(self):
+        return "connection closed by the server"
 
     def _fill(self):
-        data = self.sock.recv(4 * MiB)
+        data = self.sock.recv(self.RECV_BYTES)
         if not data:
-            raise ConnectionError("connection closed by the server")
+            raise ConnectionError(self.closed_message())
         if self.pos > MiB:
             del self.buf[:self.pos]
             self.pos = 0
@@ -157,6 +147,28 @@ class Client:
         data = bytes(self.buf[self.pos:self.pos + n])
         self.pos += n
         return data
+
+
+class Client(BufferedReader):
+    """Text protocol over one TCP connection, pipelined two batches deep."""
+
+    def __init__(self, server, timeout=IO_TIMEOUT_S):
+        self.sock = server.connect(timeout=timeout)
+        self.buf = bytearray()
+        self.pos = 0
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
     def call(self, line):
         """One command (bytes without CRLF, or with its data block)."""

@@ -120,7 +120,7 @@ from collections import defaultdict
 import pytest
 
 from conftest import free_port
-from test_ssd import MiB, ssd  # noqa: F401  (the fixture)
+from test_ssd import BufferedReader, MiB, ssd  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.strata_only
 
@@ -284,7 +284,9 @@ def hb(a, b):
 # a pipelining connection
 
 
-class Conn:
+class Conn(BufferedReader):
+    RECV_BYTES = 1 << 20
+
     def __init__(self, srv, conn_id):
         self.sock = srv.connect(timeout=IO_TIMEOUT_S)
         self.id = conn_id
@@ -312,7 +314,7 @@ class Conn:
                     raise TimeoutError("send stalled")
                 r, w, _ = select.select([s], [s], [], 1.0)
                 if r:
-                    self._recv_some()
+                    self._fill()
                 if w:
                     try:
                         off += s.send(view[off:off + (1 << 18)])
@@ -321,30 +323,8 @@ class Conn:
         finally:
             s.settimeout(IO_TIMEOUT_S)
 
-    def _recv_some(self):
-        data = self.sock.recv(1 << 20)
-        if not data:
-            raise ConnectionError(f"connection {self.id} closed by the server")
-        if self.pos > MiB:
-            del self.buf[:self.pos]
-            self.pos = 0
-        self.buf += data
-
-    def readline(self):
-        while True:
-            i = self.buf.find(b"\n", self.pos)
-            if i >= 0:
-                line = bytes(self.buf[self.pos:i + 1])
-                self.pos = i + 1
-                return line
-            self._recv_some()
-
-    def read_exact(self, n):
-        while len(self.buf) - self.pos < n:
-            self._recv_some()
-        data = bytes(self.buf[self.pos:self.pos + n])
-        self.pos += n
-        return data
+    def closed_message(self):
+        return f"connection {self.id} closed by the server"
 
     def new_op(self, key, kind, ver=None):
         self.seq += 1
