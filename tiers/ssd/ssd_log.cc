@@ -1099,6 +1099,7 @@ void SsdLog::WaitDurableLocked(uint64_t pos) {
 
 void SsdLog::Sync() {
   common::MutexLock lock(&mu_);
+  while (!stop_ && (reclaim_running_ || reclaim_next_ != UINT32_MAX)) cv_.Wait(mu_);
   if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);
   while (!(jobs_.empty() && !writing_ && buffers_[0]->pending == 0 && buffers_[1]->pending == 0)) {
     cv_.Wait(mu_);
@@ -1220,10 +1221,12 @@ void SsdLog::ReclaimerLoop() {
     if (stop_) break;
     uint32_t region = reclaim_next_;
     reclaim_next_ = UINT32_MAX;
-    if (active_ == nullptr || active_->region == region) continue;
-    uint64_t seq = region_seq_[region];
-    if (seq == 0) continue;  // never written: nothing to reclaim
-    ReclaimLocked(region, seq);
+    reclaim_running_ = true;
+    if (active_ != nullptr && active_->region != region && region_seq_[region] != 0) {
+      ReclaimLocked(region, region_seq_[region]);  // (seq 0: never written)
+    }
+    reclaim_running_ = false;
+    cv_.NotifyAll();  // Sync() waits for it
   }
   reclaim_queue_ = nullptr;
 }

@@ -248,7 +248,11 @@ class SsdLog {
   // must Submit() the queue.
   void Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDone* done) EXCLUDES(mu_);
 
-  // Writes every buffered record and waits until the device has them.
+  // Lets a reclaim under way (or asked for) finish, then writes every
+  // buffered record and waits until the device has them. (Appends made
+  // right after a Sync() thus find the next region reclaimed: a log that
+  // wraps faster than the reclaimer keeps up drops that region's live
+  // records instead of waiting.)
   void Sync() EXCLUDES(mu_);
 
   SsdLogStats Stats() const;
@@ -363,6 +367,7 @@ class SsdLog {
   ReclaimHooks hooks_ GUARDED_BY(mu_);
   bool hooks_busy_ GUARDED_BY(mu_) = false;             // the reclaimer is calling hooks_
   uint32_t reclaim_next_ GUARDED_BY(mu_) = UINT32_MAX;  // region for the reclaimer
+  bool reclaim_running_ GUARDED_BY(mu_) = false;         // it works on one (Sync() waits)
   std::atomic<uint32_t> reclaiming_{UINT32_MAX};  // its index scan is running
   uint32_t reclaimed_ GUARDED_BY(mu_) = UINT32_MAX;  // entries already dropped...
   uint64_t reclaimed_seq_ GUARDED_BY(mu_) = 0;       // ...while it had this sequence number
