@@ -114,11 +114,28 @@ def flags_for(key):
 
 
 class BufferedReader:
-    """Replies read from self.sock in large pieces into self.buf (from
-    self.pos on): readline() and read_exact(). Subclasses set sock, buf (a
-    bytearray) and pos."""
+    """One connection to `server`: replies read in large pieces into self.buf
+    (from self.pos on), readline() and read_exact(); closed by close() or
+    at the end of a with block."""
 
     RECV_BYTES = 4 * MiB
+
+    def __init__(self, server, timeout=IO_TIMEOUT_S):
+        self.sock = server.connect(timeout=timeout)
+        self.buf = bytearray()
+        self.pos = 0
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def closed_message(self):
         return "connection closed by the server"
@@ -151,24 +168,6 @@ class BufferedReader:
 
 class Client(BufferedReader):
     """Text protocol over one TCP connection, pipelined two batches deep."""
-
-    def __init__(self, server, timeout=IO_TIMEOUT_S):
-        self.sock = server.connect(timeout=timeout)
-        self.buf = bytearray()
-        self.pos = 0
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
     def call(self, line):
         """One command (bytes without CRLF, or with its data block)."""

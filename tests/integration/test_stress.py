@@ -288,17 +288,9 @@ class Conn(BufferedReader):
     RECV_BYTES = 1 << 20
 
     def __init__(self, srv, conn_id):
-        self.sock = srv.connect(timeout=IO_TIMEOUT_S)
+        super().__init__(srv, timeout=IO_TIMEOUT_S)
         self.id = conn_id
         self.seq = 0
-        self.buf = bytearray()
-        self.pos = 0
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
     def send(self, data):
         """Sends all of `data` while taking in replies (never deadlocks on a
