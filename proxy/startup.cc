@@ -1,6 +1,7 @@
 #include "proxy/startup.h"
 
 #include <malloc.h>
+#include <netdb.h>
 #include <signal.h>
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/units.h"
+#include "proxy/upstream/placement.h"
 #include "proxy/options_from_config.h"
 #include "proxy/stats/server_metrics.h"
 
@@ -166,6 +168,50 @@ void SsdTier::SaveForWarmRestart(tiers::TieredCache& cache, const common::Clock&
 }
 
 // ---------------------------------------------------------------- serving
+
+std::unique_ptr<UpstreamContext> BuildUpstream(const upstream::PoolOptions& options) {
+  auto ctx = std::make_unique<UpstreamContext>();
+  auto placement = upstream::Placement::Build(options.distribution, options.servers);
+  if (!placement.ok()) {
+    common::Log(common::LogLevel::kError, "cannot start: upstream.%s",
+                placement.status().message().c_str());
+    return nullptr;
+  }
+  ctx->placement = std::make_unique<upstream::Placement>(std::move(*placement));
+  for (const common::ServerSpec& spec : ctx->placement->servers()) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    const std::string port = std::to_string(spec.port);
+    int rc = getaddrinfo(spec.host.c_str(), port.c_str(), &hints, &res);
+    if (rc != 0 || res == nullptr) {
+      common::Log(common::LogLevel::kError, "cannot start: upstream server %s: %s",
+                  spec.Address().c_str(), gai_strerror(rc));
+      return nullptr;
+    }
+    upstream::ResolvedServer server;
+    server.label = spec.Address();
+    std::memcpy(&server.addr, res->ai_addr, res->ai_addrlen);
+    server.addr_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    ctx->servers.push_back(std::move(server));
+  }
+  // Local copies carry whole-second expiries: a bound under a second is
+  // rounded up.
+  ctx->near_cache_ttl_s = static_cast<uint32_t>((options.near_cache_ttl_ms + 999) / 1000);
+  ctx->forward_flush = options.forward_flush;
+  ctx->connections_per_server = options.connections_per_server;
+  common::Log(common::LogLevel::kInfo,
+              "upstream pool: %zu servers (%s), near cache %s, flush_all %s",
+              ctx->servers.size(),
+              std::string(upstream::DistributionName(options.distribution)).c_str(),
+              ctx->near_cache_ttl_s == 0
+                  ? "off (pure routing)"
+                  : ("up to " + std::to_string(ctx->near_cache_ttl_s) + " s").c_str(),
+              options.forward_flush ? "forwarded" : "local only");
+  return ctx;
+}
 
 void LogListening(const ServerOptions& options, const Server& server,
                   const tiers::RamTierOptions& ram) {

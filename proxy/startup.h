@@ -6,6 +6,8 @@
 //   SsdTier::Open()                  the SSD device, preallocated, and its
 //                                    index rebuilt (recovery) before serving
 //   TieredCache, Server              built from the options
+//   BuildUpstream()                  the upstream pool's addresses resolved,
+//                                    its placement (Server::SetUpstream())
 //   StopMetricsFirst                 on every way out from there, the metrics
 //                                    server stops before what a scrape reads
 //   MainLoop                         SIGTERM, SIGINT and the shutdown command
@@ -36,6 +38,7 @@
 #include "config/config.h"
 #include "metrics/metrics_server.h"
 #include "proxy/net/server.h"
+#include "proxy/upstream/pool_options.h"
 #include "tiers/ssd/block_device.h"
 #include "tiers/ssd/ssd_log.h"
 #include "tiers/tiered_cache.h"
@@ -130,6 +133,12 @@ class SsdTier {
   std::unique_ptr<tiers::BlockDevice> device_;
   std::unique_ptr<tiers::SsdLog> log_;  // after device_: destroyed first
 };
+
+// The upstream pool of `options` (enabled()): each server's host resolved
+// once, now (getaddrinfo; the first address), and its placement built.
+// Logs and returns null when a host does not resolve or the placement is
+// refused.
+std::unique_ptr<UpstreamContext> BuildUpstream(const upstream::PoolOptions& options);
 
 // The "listening on ..." line: address, port, workers, RAM tier.
 void LogListening(const ServerOptions& options, const Server& server,

@@ -11,7 +11,8 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
     : owned_ram_(std::make_unique<RamTier>(ram_options, clock, ssd != nullptr ? this : nullptr)),
       ram_(*owned_ram_),
       ssd_(ssd),
-      clock_(&clock) {
+      clock_(&clock),
+      recent_deletes_(std::make_unique<std::atomic<uint64_t>[]>(kRecentDeletes)) {
   if (ssd_ != nullptr) {
     // About one key per 256 bytes of RAM tier: 4 bytes of sketch per key.
     size_t keys = static_cast<size_t>(std::clamp<uint64_t>(ram_options.size_bytes / 256, 1 << 16, 1 << 24));
@@ -23,7 +24,6 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
     if (adm.ghost_window_bytes == 0) adm.ghost_window_bytes = 2 * ssd_->capacity_bytes();
     if (adm.ghost_max_keys == 0) adm.ghost_max_keys = ssd_->capacity_bytes() / 512;
     admission_ = std::make_unique<AdmissionPolicy>(adm, *sketch_, clock);
-    recent_deletes_ = std::make_unique<std::atomic<uint64_t>[]>(kRecentDeletes);
     write_budget_ = admission.write_budget;
     promote_threshold_ = admission.promote_threshold;
     ram_.EnsureCasAbove(ssd_->max_recovered_cas());
@@ -44,7 +44,10 @@ TieredCache::~TieredCache() {
   if (ssd_ != nullptr) ssd_->SetReclaimHooks({});
 }
 
-TieredCache::TieredCache(RamTier& ram) : ram_(ram), ssd_(nullptr) {}
+TieredCache::TieredCache(RamTier& ram)
+    : ram_(ram),
+      ssd_(nullptr),
+      recent_deletes_(std::make_unique<std::atomic<uint64_t>[]>(kRecentDeletes)) {}
 
 void TieredCache::Invalidate(std::string_view key, uint64_t* ticket) {
   if (ssd_ == nullptr) return;
@@ -204,13 +207,23 @@ void TieredCache::FlushAll(int64_t at_unix, uint64_t* ticket) {
   // A delayed flush (or the cancel of one) is recorded on SSD first, so a
   // restart before it takes effect still has it.
   if (ssd_ != nullptr && (at_unix == 0 || at_unix > clock_->NowSeconds())) ssd_->FlushAt(at_unix);
+  // Upstream fills sent before the flush are refused (ChangedSince()).
+  flush_epoch_.store(delete_epoch_.fetch_add(1, std::memory_order_acq_rel) + 1,
+                     std::memory_order_release);
   ram_.FlushAll(at_unix);
   RaiseTicket(0, ticket);  // a flush marker holds back every key
 }
 
 bool TieredCache::Delete(std::string_view key, uint64_t* ticket) {
-  if (ssd_ == nullptr) return ram_.Delete(key);
   uint64_t hash = common::HashKey(key);
+  if (ssd_ == nullptr) {
+    // Stamped before and after, as below: a fill from the upstream pool
+    // sent before this delete must not land after it.
+    StampDelete(hash);
+    bool in_ram = ram_.Delete(key);
+    StampDelete(hash);
+    return in_ram;
+  }
   ram_.RunDueFlush();  // not under the log's lock: it calls the flush hook
   bool in_ram = false;
   // Under the log's lock, so no demotion of the key is appended between the
@@ -239,6 +252,17 @@ void TieredCache::StampDelete(uint64_t hash) {
 
 bool TieredCache::RecordStillNewest(uint64_t hash, const SsdLocation& at, uint64_t epoch) const {
   return !DeletedSince(hash, epoch) && ssd_->StillAt(hash, at);
+}
+
+bool TieredCache::ChangedSince(std::string_view key, uint64_t epoch) const {
+  return flush_epoch_.load(std::memory_order_acquire) > epoch ||
+         DeletedSince(common::HashKey(key), epoch);
+}
+
+bool TieredCache::FillFromUpstream(ItemRef item, uint64_t epoch) {
+  const std::string key(item->Key());
+  return ram_.Restore(std::move(item), [&] { return !ChangedSince(key, epoch); }) ==
+         StoreResult::kStored;
 }
 
 bool TieredCache::DeletedSince(uint64_t hash, uint64_t epoch) const {

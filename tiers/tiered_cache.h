@@ -131,6 +131,19 @@ class TieredCache final : public EvictionSink {
   // wins). `epoch` is not needed for that.
   void OnEvictedSince(std::vector<ItemRef>& items, uint64_t epoch) override;
 
+  // The upstream pool's near cache (proxy/exec/near_cache.h). A value
+  // fetched from the pool is kept locally only if no local write, delete
+  // or flush_all of its key came after the fetch was sent: the fetch notes
+  // FillEpoch() before it is sent, and FillFromUpstream() checks it.
+  uint64_t FillEpoch() const { return delete_epoch_.load(std::memory_order_acquire); }
+  // True if a Delete() of `key` (or of a key sharing its slot in the table
+  // of recent deletes) or a FlushAll() came after `epoch`.
+  bool ChangedSince(std::string_view key, uint64_t epoch) const;
+  // Puts `item` (fetched from the pool, with the pool's CAS unique) in RAM
+  // unless RAM has the key or ChangedSince(key, epoch) (asked under the RAM
+  // shard's lock, as a promotion asks). True if it was stored.
+  bool FillFromUpstream(ItemRef item, uint64_t epoch);
+
   // The keys of the live RAM items, hottest first by the frequency sketch
   // (for a warm restart: warm_restart.h).
   std::vector<std::string> HotKeys();
@@ -172,8 +185,8 @@ class TieredCache final : public EvictionSink {
   uint32_t promote_threshold_ = 0;
   // Deletes stamped by key hash in a lossy table of epochs (the newest
   // delete of any key in the slot): a delete that lands between an item's
-  // eviction from RAM and its append to SSD, or during a promotion's read,
-  // must win.
+  // eviction from RAM and its append to SSD, during a promotion's read, or
+  // during an upstream fetch, must win. Kept with or without an SSD tier.
   bool DeletedSince(uint64_t hash, uint64_t epoch) const;
   // No delete since `epoch` and the index still points at `at`: asked under
   // the RAM shard's lock by a promotion and by a read served without one.
@@ -182,6 +195,7 @@ class TieredCache final : public EvictionSink {
   static constexpr size_t kRecentDeletes = 1 << 14;
   std::unique_ptr<std::atomic<uint64_t>[]> recent_deletes_;
   std::atomic<uint64_t> delete_epoch_{0};
+  std::atomic<uint64_t> flush_epoch_{0};  // the epoch of the last FlushAll()
   std::atomic<uint64_t> promotions_{0};
   std::atomic<uint64_t> admitted_{0};
   std::atomic<uint64_t> rejected_cold_{0};

@@ -8,6 +8,7 @@
 
 #include "common/units.h"
 #include "proxy/stats/stats_commands.h"
+#include "proxy/upstream/meta_request.h"
 
 namespace strata::proxy {
 namespace {
@@ -116,6 +117,55 @@ class PromoteWait final : public tiers::SsdReadDone {
   AsyncState* async_;
 };
 
+// Completes one slot of a get batch from the upstream pool.
+class SlotFetch final : public FetchDone {
+ public:
+  SlotFetch(AsyncState* async, size_t index) : async_(async), index_(index) {}
+  void OnFetched(tiers::ItemRef item, bool /*failed*/) override {
+    AsyncState* async = async_;
+    async->slots[index_].item = std::move(item);
+    delete this;
+    if (--async->pending == 0 && async->waiting != AsyncState::Waiting::kNothing) {
+      async->waiter->OnIoDone();
+    }
+  }
+
+ private:
+  AsyncState* async_;
+  size_t index_;
+};
+
+// A write forwarded to the pool; its reply goes to AsyncState::forwarded.
+class ForwardOp final : public upstream::Request {
+ public:
+  ForwardOp(AsyncState* async, upstream::RequestOp op, std::string head)
+      : Request(op, std::move(head)), async_(async) {}
+  char* ValueBuffer(const upstream::MetaReply& reply) override {
+    // An ma's number (at most 20 digits); anything longer is dropped.
+    if (reply.value_len > 20) return nullptr;
+    async_->forwarded.value.resize(reply.value_len);
+    return async_->forwarded.value.data();
+  }
+  void OnReply(upstream::MetaReply& reply) override {
+    AsyncState* async = async_;
+    async->forwarded.answered = true;
+    async->forwarded.kind = reply.kind;
+    if (reply.kind == upstream::ReplyKind::kValue && !reply.value_taken) {
+      async->forwarded.kind = upstream::ReplyKind::kFailed;
+    }
+    async->forwarded.line = std::move(reply.line);
+    delete this;
+    if (--async->pending == 0 && async->waiting != AsyncState::Waiting::kNothing) {
+      async->waiter->OnIoDone();
+    }
+  }
+
+ private:
+  AsyncState* async_;
+};
+
+constexpr std::string_view kUpstreamUnavailable = "SERVER_ERROR upstream unavailable";
+
 }  // namespace
 
 Dispatcher::Dispatcher(ServerContext& ctx, WorkerStats& stats)
@@ -156,6 +206,43 @@ Dispatcher::LookedAgain Dispatcher::LookAgain(AsyncState* async, std::string_vie
   // The promotion completed at once (its record was still in the log's
   // buffer), or another connection's did, or there is none to make.
   return cache_.ram().Contains(key) ? LookedAgain::kInRam : LookedAgain::kGone;
+}
+
+bool Dispatcher::Forward(AsyncState* async, std::string_view key, upstream::RequestOp op,
+                         std::string head, tiers::ItemRef body, AsyncState::Waiting why) {
+  if (async->forwarded.sent) return false;
+  async->forwarded = {};
+  async->forwarded.sent = true;
+  auto* req = new ForwardOp(async, op, std::move(head));
+  if (body) req->set_body(std::move(body));
+  // As in PromoteFirst(): a reply that comes at once (the pool is closing)
+  // must not signal before the command has decided to wait.
+  async->pending = 2;
+  async->waiting = AsyncState::Waiting::kNothing;
+  async->near->Send(key, req);
+  if (--async->pending > 0) {
+    async->waiting = why;
+    return true;
+  }
+  return false;
+}
+
+upstream::ReplyKind Dispatcher::TakeForwarded(AsyncState* async, std::string_view key,
+                                              std::string* error_line) {
+  AsyncState::Forwarded f = std::move(async->forwarded);
+  async->forwarded = {};
+  // The pool has the write (or may have it, when no reply came): the local
+  // copy goes before the reply leaves, and the next get fetches the
+  // server's value.
+  cache_.Delete(key, Ticket(async));
+  if (f.kind == upstream::ReplyKind::kError) {
+    *error_line = std::move(f.line);
+  } else if (f.kind == upstream::ReplyKind::kFailed) {
+    *error_line = kUpstreamUnavailable;
+  } else if (f.kind == upstream::ReplyKind::kValue) {
+    *error_line = std::move(f.value);  // an ma's number
+  }
+  return f.kind;
 }
 
 uint64_t* Dispatcher::Ticket(AsyncState* async) {
@@ -215,8 +302,10 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
   if (async != nullptr && !async->resumed) {  // a new command
     async->moved_retries = 0;
     async->promote_attempts = 0;
+    async->forwarded = {};
   }
   tiers::RamTier& tier = cache_.ram();
+  NearCache* near = async != nullptr ? async->near : nullptr;
   switch (cmd.type) {
     case CommandType::kError:
       Reply(out, cmd.noreply, cmd.reply);
@@ -238,6 +327,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
       store->type = cmd.type;
       store->noreply = cmd.noreply;
       store->cas_unique = cmd.cas_unique;
+      store->exptime = cmd.exptime;
       store->remaining = uint64_t{cmd.value_len} + 2;
       tiers::AllocResult why;
       store->item = tier.Allocate(cmd.key, cmd.flags, AbsoluteExptime(cmd.exptime),
@@ -257,6 +347,28 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
     }
 
     case CommandType::kDelete:
+      if (near != nullptr) {
+        if (Forward(async, cmd.key, upstream::RequestOp::kDelete,
+                    upstream::MetaDeleteRequest(cmd.key), {}, AsyncState::Waiting::kCommand)) {
+          return Outcome::kWaitIo;
+        }
+        ctx_.prefix_stats.RecordDelete(cmd.key);
+        std::string line;
+        switch (TakeForwarded(async, cmd.key, &line)) {
+          case upstream::ReplyKind::kHit:
+            stats_.Add(Counter::kDeleteHits);
+            Reply(out, cmd.noreply, "DELETED");
+            break;
+          case upstream::ReplyKind::kNotFound:
+            stats_.Add(Counter::kDeleteMisses);
+            Reply(out, cmd.noreply, "NOT_FOUND");
+            break;
+          default:
+            Reply(out, cmd.noreply, line.empty() ? kUpstreamUnavailable : line);
+            break;
+        }
+        return Outcome::kDone;
+      }
       ctx_.prefix_stats.RecordDelete(cmd.key);
       if (cache_.Delete(cmd.key, Ticket(async))) {
         stats_.Add(Counter::kDeleteHits);
@@ -269,8 +381,30 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
 
     case CommandType::kIncr:
     case CommandType::kDecr: {
-      if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
       bool incr = cmd.type == CommandType::kIncr;
+      if (near != nullptr) {
+        if (Forward(async, cmd.key, upstream::RequestOp::kArith,
+                    upstream::MetaArithRequest(cmd.key, incr, cmd.delta), {},
+                    AsyncState::Waiting::kCommand)) {
+          return Outcome::kWaitIo;
+        }
+        std::string line;
+        switch (TakeForwarded(async, cmd.key, &line)) {
+          case upstream::ReplyKind::kValue:
+            stats_.Add(incr ? Counter::kIncrHits : Counter::kDecrHits);
+            Reply(out, cmd.noreply, line);
+            break;
+          case upstream::ReplyKind::kNotFound:
+            stats_.Add(incr ? Counter::kIncrMisses : Counter::kDecrMisses);
+            Reply(out, cmd.noreply, "NOT_FOUND");
+            break;
+          default:
+            Reply(out, cmd.noreply, line.empty() ? kUpstreamUnavailable : line);
+            break;
+        }
+        return Outcome::kDone;
+      }
+      if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
       uint64_t value = 0;
       tiers::DeltaResult result;
       for (;;) {
@@ -302,6 +436,26 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
     }
 
     case CommandType::kTouch: {
+      if (near != nullptr) {
+        if (Forward(async, cmd.key, upstream::RequestOp::kTouch,
+                    upstream::MetaTouchRequest(cmd.key, cmd.exptime), {},
+                    AsyncState::Waiting::kCommand)) {
+          return Outcome::kWaitIo;
+        }
+        std::string line;
+        upstream::ReplyKind kind = TakeForwarded(async, cmd.key, &line);
+        stats_.Add(Counter::kCmdTouch);
+        if (kind == upstream::ReplyKind::kHit) {
+          stats_.Add(Counter::kTouchHits);
+          Reply(out, cmd.noreply, "TOUCHED");
+        } else if (kind == upstream::ReplyKind::kMiss) {
+          stats_.Add(Counter::kTouchMisses);
+          Reply(out, cmd.noreply, "NOT_FOUND");
+        } else {
+          Reply(out, cmd.noreply, line.empty() ? kUpstreamUnavailable : line);
+        }
+        return Outcome::kDone;
+      }
       if (PromoteFirst(async, cmd.key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
       bool touched;
       for (;;) {
@@ -324,6 +478,29 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
     }
 
     case CommandType::kFlushAll: {
+      bool forwarded_ok = true;
+      if (near != nullptr && ctx_.upstream->forward_flush) {
+        // upstream.forward_flush: every server first, then the local tiers.
+        if (!async->forwarded.sent) {
+          async->forwarded = {};
+          async->forwarded.sent = true;
+          async->pending = 2;
+          async->waiting = AsyncState::Waiting::kNothing;
+          near->FlushAll(cmd.has_exptime ? cmd.exptime : -1, [async](bool ok) {
+            async->forwarded.answered = true;
+            async->forwarded.kind = ok ? upstream::ReplyKind::kOk : upstream::ReplyKind::kFailed;
+            if (--async->pending == 0 && async->waiting != AsyncState::Waiting::kNothing) {
+              async->waiter->OnIoDone();
+            }
+          });
+          if (--async->pending > 0) {
+            async->waiting = AsyncState::Waiting::kCommand;
+            return Outcome::kWaitIo;
+          }
+        }
+        forwarded_ok = async->forwarded.kind == upstream::ReplyKind::kOk;
+        async->forwarded = {};
+      }
       stats_.Add(Counter::kCmdFlush);
       // memcached's oldest_live: now - 1 for an immediate flush (items stored
       // later in this second survive), realtime(exptime) - 1 for a delay. An
@@ -342,7 +519,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
         }
       }
       cache_.FlushAll(at, Ticket(async));
-      Reply(out, cmd.noreply, "OK");
+      Reply(out, cmd.noreply, forwarded_ok ? std::string_view("OK") : kUpstreamUnavailable);
       return Outcome::kDone;
     }
 
@@ -495,9 +672,10 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
   const uint32_t* new_exptime = touch ? &exptime : nullptr;
   std::string_view key;
 
-  auto count = [&](std::string_view k, bool hit, bool asked_ssd = false, bool from_ssd = false) {
+  auto count = [&](std::string_view k, bool hit, bool asked_ssd = false, bool from_ssd = false,
+                   bool from_upstream = false) {
     ctx_.prefix_stats.RecordGet(k, hit);
-    stats_.Add(hit && !from_ssd ? Counter::kRamHits : Counter::kRamMisses);
+    stats_.Add(hit && !from_ssd && !from_upstream ? Counter::kRamHits : Counter::kRamMisses);
     if (asked_ssd) stats_.Add(from_ssd ? Counter::kSsdHits : Counter::kSsdMisses);
     if (touch) {
       stats_.Add(Counter::kCmdTouch);
@@ -518,9 +696,12 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
     return Outcome::kDone;
   }
 
-  if (async != nullptr && async->io != nullptr) {
-    // With an SSD tier: batches of keys, the SSD reads of a batch together,
-    // the batch's replies in request order once they are all back.
+  NearCache* near = async != nullptr ? async->near : nullptr;
+  if (async != nullptr && (async->io != nullptr || near != nullptr)) {
+    // With an SSD tier or an upstream pool: batches of keys, the SSD reads
+    // of a batch together, then the pool's fetches of what both tiers
+    // missed (one write per server), the batch's replies in request order
+    // once they are all back.
     for (;;) {
       if (!async->batch_ready) {
         async->slots.clear();
@@ -530,6 +711,12 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
         for (size_t n = 0;
              n < kGetBatch && (n == 0 || !MemoryFull(async)) && NextKey(&cmd.keys, &key); ++n) {
           size_t index = async->slots.size();
+          if (touch && near != nullptr) {
+            // gat/gats go to the pool (which owns the expiry); the local
+            // copy is dropped when it answers.
+            async->slots.push_back({key, {}, false, false});
+            continue;
+          }
           bool read_ahead = false;
           bool on_ssd = false;
           async->slots.push_back(
@@ -553,17 +740,42 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
         }
         async->batch_ready = true;
       }
+      if (near != nullptr && !async->upstream_asked) {
+        async->upstream_asked = true;
+        async->pending = 1;  // held until every fetch is sent
+        async->waiting = AsyncState::Waiting::kNothing;
+        for (size_t i = 0; i < async->slots.size(); ++i) {
+          AsyncState::Slot& slot = async->slots[i];
+          if (slot.item) continue;
+          slot.asked_upstream = true;
+          ++async->pending;
+          if (touch) {
+            near->FetchTouch(slot.key, cmd.exptime, new SlotFetch(async, i));
+          } else {
+            near->Fetch(slot.key, new SlotFetch(async, i));
+          }
+        }
+        if (--async->pending > 0) {
+          async->waiting = AsyncState::Waiting::kGetBatch;
+          return Outcome::kWaitIo;
+        }
+      }
       for (AsyncState::Slot& slot : async->slots) {
         tiers::ItemRef item = std::move(slot.item);
         // A gat that brought its key back from SSD invalidated the record.
         if (touch && slot.from_ssd) {
           async->ack_ticket = std::max(async->ack_ticket, tier.AckTicket(slot.key));
         }
-        count(slot.key, static_cast<bool>(item), slot.asked_ssd, slot.from_ssd && item);
+        // A gat through the pool changed the key's expiry there: the local
+        // copy goes.
+        if (touch && slot.asked_upstream) cache_.Delete(slot.key, Ticket(async));
+        count(slot.key, static_cast<bool>(item), slot.asked_ssd, slot.from_ssd && item,
+              slot.asked_upstream);
         if (item) AppendValue(out, slot.key, item, with_cas);
       }
       async->slots.clear();
       async->batch_ready = false;
+      async->upstream_asked = false;
       std::string_view rest = cmd.keys;
       std::string_view next;
       if (!NextKey(&rest, &next)) break;
@@ -598,7 +810,9 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
   if (async != nullptr && !async->resumed) {  // a new command
     async->moved_retries = 0;
     async->promote_attempts = 0;
+    async->forwarded = {};
   }
+  if (terminated && async != nullptr && async->near != nullptr) return ForwardStore(store, out, async);
   if (terminated && store.type != CommandType::kSet &&
       PromoteFirst(async, store.item->Key(), AsyncState::Waiting::kStore)) {
     // add/replace/append/prepend/cas need to know what the SSD holds.
@@ -658,6 +872,53 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
       break;
     case tiers::StoreResult::kNoMemory:
       Reply(out, store.noreply, "SERVER_ERROR out of memory storing object");
+      break;
+  }
+  return Outcome::kDone;
+}
+
+Outcome Dispatcher::ForwardStore(PendingStore& store, OutputQueue& out, AsyncState* async) {
+  const std::string key(store.item->Key());
+  if (!async->forwarded.sent) {
+    upstream::StoreMode mode = upstream::StoreMode::kSet;
+    switch (store.type) {
+      case CommandType::kAdd: mode = upstream::StoreMode::kAdd; break;
+      case CommandType::kReplace: mode = upstream::StoreMode::kReplace; break;
+      case CommandType::kAppend: mode = upstream::StoreMode::kAppend; break;
+      case CommandType::kPrepend: mode = upstream::StoreMode::kPrepend; break;
+      default: break;
+    }
+    const bool is_cas = store.type == CommandType::kCas;
+    std::string head = upstream::MetaSetRequest(key, store.item->value_len, store.item->Flags(),
+                                                store.exptime, mode,
+                                                is_cas ? &store.cas_unique : nullptr);
+    if (Forward(async, key, upstream::RequestOp::kStore, std::move(head), store.item,
+                AsyncState::Waiting::kStore)) {
+      return Outcome::kWaitIo;
+    }
+  }
+  store.item.Reset();
+  stats_.Add(Counter::kCmdSet);
+  const bool is_cas = store.type == CommandType::kCas;
+  std::string line;
+  switch (TakeForwarded(async, key, &line)) {
+    case upstream::ReplyKind::kHit:
+      if (is_cas) stats_.Add(Counter::kCasHits);
+      Reply(out, store.noreply, "STORED");
+      break;
+    case upstream::ReplyKind::kExists:
+      if (is_cas) stats_.Add(Counter::kCasBadval);
+      Reply(out, store.noreply, "EXISTS");
+      break;
+    case upstream::ReplyKind::kNotFound:
+      if (is_cas) stats_.Add(Counter::kCasMisses);
+      Reply(out, store.noreply, "NOT_FOUND");
+      break;
+    case upstream::ReplyKind::kNotStored:
+      Reply(out, store.noreply, "NOT_STORED");
+      break;
+    default:
+      Reply(out, store.noreply, line.empty() ? kUpstreamUnavailable : line);
       break;
   }
   return Outcome::kDone;

@@ -34,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/exec/near_cache.h"
 #include "proxy/protocol/output_queue.h"
 #include "proxy/protocol/protocol.h"
 #include "proxy/shared/server_context.h"
@@ -49,6 +50,7 @@ struct PendingStore {
   uint64_t cas_unique = 0;
   bool noreply = false;
   uint64_t remaining = 0;     // bytes of data block (value + "\r\n") still to read
+  int32_t exptime = 0;        // as the client sent it (for the upstream pool)
 };
 
 enum class Outcome {
@@ -89,9 +91,22 @@ struct AsyncState {
     tiers::ItemRef item;
     bool from_ssd = false;   // the item was read from the SSD tier
     bool asked_ssd = false;  // RAM missed and the SSD tier was asked
+    bool asked_upstream = false;  // both tiers missed and the pool was asked
   };
   std::vector<Slot> slots;       // the current get batch, in request order
-  bool batch_ready = false;      // every slot of the batch is resolved
+  bool batch_ready = false;      // every slot of the batch is resolved locally
+  bool upstream_asked = false;   // the batch's local misses were sent to the pool
+  // The worker's near cache; null without an upstream pool. With one,
+  // writes go to the pool first (Dispatcher::Forward()).
+  NearCache* near = nullptr;
+  // A write forwarded to the pool: its reply, once it came.
+  struct Forwarded {
+    bool sent = false;
+    bool answered = false;
+    upstream::ReplyKind kind = upstream::ReplyKind::kFailed;
+    std::string line;   // kError: the server's error line
+    std::string value;  // kValue of an ma: the number
+  } forwarded;
   uint32_t promote_attempts = 0;  // promotions of the current command's key (at most 8)
   // Runs of the current command again because its key moved between the
   // tiers just before it ran (Dispatcher::LookAgain()).
@@ -155,6 +170,19 @@ class Dispatcher {
   // times per command, then kGone.
   enum class LookedAgain { kGone, kInRam, kPromoting };
   LookedAgain LookAgain(AsyncState* async, std::string_view key, AsyncState::Waiting why);
+  // With an upstream pool: sends the write `head` (and `body`, for ms) to
+  // `key`'s server and returns true (kWaitIo: the command runs again with
+  // async->forwarded answered). False once it has been answered.
+  bool Forward(AsyncState* async, std::string_view key, upstream::RequestOp op, std::string head,
+               tiers::ItemRef body, AsyncState::Waiting why);
+  // The pool's answer to a forwarded write: drops the key's local copy
+  // (its SSD invalidation joins the reply's ticket) and returns the reply
+  // kind, or sets *error_line for an answer that is passed on as it is.
+  upstream::ReplyKind TakeForwarded(AsyncState* async, std::string_view key,
+                                    std::string* error_line);
+  // CompleteStore() with an upstream pool: the store goes to the key's
+  // server as an ms; the reply maps back to the classic one.
+  Outcome ForwardStore(PendingStore& store, OutputQueue& out, AsyncState* async);
   // Where a write's durability ticket goes: the connection's (null when
   // there is no SSD tier, or no connection).
   static uint64_t* Ticket(AsyncState* async);

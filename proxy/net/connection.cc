@@ -85,6 +85,7 @@ Connection::Connection(Worker& worker, Kind kind, int fd)
   out_.ShareSpareBlocks(worker_.text_blocks());
   async_.waiter = this;
   async_.io = worker_.io();
+  async_.near = worker_.near_cache();
 }
 
 void Connection::Start(const std::string& listen_addr) {

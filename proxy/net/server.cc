@@ -172,6 +172,10 @@ Server::Server(const ServerOptions& options, tiers::TieredCache& cache,
   ctx_.conn_memory = std::make_unique<ConnectionMemory>(ctx_.options.max_connection_memory);
 }
 
+void Server::SetUpstream(std::unique_ptr<UpstreamContext> upstream) {
+  ctx_.upstream = std::move(upstream);
+}
+
 Server::~Server() {
   RequestStop();
   Wait();
@@ -209,6 +213,13 @@ common::Status Server::Start() {
       return fd.status();
     }
     unix_fd_ = *fd;
+  }
+  if (ctx_.upstream != nullptr) {
+    ctx_.upstream->counters.clear();
+    for (uint32_t i = 0; i < n; ++i) {
+      ctx_.upstream->counters.push_back(
+          std::make_unique<upstream::ServerCounters[]>(ctx_.upstream->servers.size()));
+    }
   }
   for (uint32_t i = 0; i < n; ++i) {
     auto worker = std::make_unique<Worker>(ctx_, static_cast<int>(i));

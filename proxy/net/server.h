@@ -47,6 +47,9 @@ class Server {
          const common::Clock& clock);
   ~Server();
 
+  // The upstream pool the workers forward local misses and writes to
+  // (proxy/exec/near_cache.h); before Start().
+  void SetUpstream(std::unique_ptr<UpstreamContext> upstream);
   common::Status Start();
   void RequestStop();
   void Wait();

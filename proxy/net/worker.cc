@@ -67,6 +67,13 @@ Worker::Worker(ServerContext& ctx, int index)
       iovs_(new struct iovec[kNetChunk * Connection::kMaxIov]) {
   uv_loop_init(&loop_);
   read_ahead_done_.worker = this;
+  if (ctx_.upstream != nullptr) {
+    pool_ = std::make_unique<upstream::Pool>(&loop_, ctx_.upstream->servers,
+                                             ctx_.upstream->connections_per_server,
+                                             ctx_.upstream->timeouts,
+                                             ctx_.upstream->counters[index].get());
+    near_ = std::make_unique<NearCache>(*ctx_.upstream, *pool_, *ctx_.cache, *ctx_.clock, stats_);
+  }
 }
 
 Worker::~Worker() {
@@ -273,6 +280,8 @@ void Worker::OnCommitReadable(uv_poll_t* poll, int, int) {
 void Worker::OnLoopCheck(uv_check_t* check) {
   auto* self = static_cast<Worker*>(check->data);
   self->RunNet();
+  // Every upstream request this iteration queued: one write per server.
+  if (self->pool_) self->pool_->Flush();
   // One group commit for every reply this iteration holds back.
   if (self->durable_wanted_ > self->durable_requested_) {
     self->durable_requested_ = self->durable_wanted_;
@@ -412,6 +421,8 @@ void Worker::RunNet() {
 void Worker::CloseIoHandles() {
   if (!io_handles_open_) return;
   io_handles_open_ = false;
+  // Requests still in flight (closed connections' gets) fail now.
+  if (pool_) pool_->Close();
   if (io_) {
     uv_poll_stop(&io_poll_);
     uv_close(reinterpret_cast<uv_handle_t*>(&io_poll_), nullptr);

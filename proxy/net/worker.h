@@ -82,6 +82,8 @@ class Worker {
   // during a loop iteration are submitted together at its end; completions
   // run on this thread.
   tiers::IoQueue* io() { return io_.get(); }
+  // This worker's near cache over the upstream pool (null without one).
+  NearCache* near_cache() { return near_.get(); }
   // Connections' read buffers: taken when a receive needs one, given back
   // when every byte has been used, so idle connections hold none (the pool
   // keeps at most kSpareReadBuffers). 1 KiB holds a pipeline of 16 small
@@ -203,6 +205,10 @@ class Worker {
   uv_timer_t drain_timer_;
   uv_timer_t maintenance_timer_;
   std::unique_ptr<ChargedIoQueue> io_;
+  // The upstream pool's connections and the near cache over them (with
+  // ServerContext::upstream); closed by CloseIoHandles().
+  std::unique_ptr<upstream::Pool> pool_;
+  std::unique_ptr<NearCache> near_;
   uv_poll_t io_poll_;
   uv_check_t loop_check_;
   uv_prepare_t loop_prepare_;

@@ -23,6 +23,8 @@
 #include "proxy/shared/network_io_mode.h"
 #include "proxy/shared/prefix_stats.h"
 #include "proxy/shared/worker_stats.h"
+#include "proxy/upstream/placement.h"
+#include "proxy/upstream/pool.h"
 #include "tiers/ram/ram_tier.h"
 #include "tiers/ssd/block_device.h"
 #include "tiers/tiered_cache.h"
@@ -96,6 +98,20 @@ class ConnRegistry {
   std::map<int, ConnInfo*> conns_ GUARDED_BY(mu_);
 };
 
+// The upstream memcached pool (proxy/upstream/), when upstream.servers is
+// set. Built before the workers start; read-only after, but for the
+// counters (atomics).
+struct UpstreamContext {
+  std::unique_ptr<upstream::Placement> placement;
+  std::vector<upstream::ResolvedServer> servers;  // as placement lists them
+  upstream::PoolTimeouts timeouts;
+  uint32_t near_cache_ttl_s = 0;  // 0: keep nothing locally (pure routing)
+  bool forward_flush = false;     // flush_all reaches the servers too
+  uint32_t connections_per_server = 1;  // per worker
+  // One array of per-server counters per worker (summed at scrape).
+  std::vector<std::unique_ptr<upstream::ServerCounters[]>> counters;
+};
+
 struct ServerContext {
   ServerOptions options;
   tiers::RamTier* tier = nullptr;          // the RAM tier of `cache`
@@ -123,6 +139,8 @@ struct ServerContext {
   // The cap on connection memory, shared by the workers' leases; made by
   // Server before the workers.
   std::unique_ptr<ConnectionMemory> conn_memory;
+  // The upstream pool; null when there is none.
+  std::unique_ptr<UpstreamContext> upstream;
 
   uint64_t Sum(Counter c) const {
     uint64_t total = 0;

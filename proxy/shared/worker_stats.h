@@ -52,6 +52,14 @@ enum class Counter : uint8_t {
   kSsdReadAheads,     // promotions started for gets buffered behind a waiting command
   kConnMemoryStalls,  // connections stopped because connection memory was at its cap
   kConnMemoryClosed,  // connections closed for holding the most of it without progress
+  // The upstream pool (proxy/exec/near_cache.h):
+  kUpstreamFetches,    // mg requests sent for get-family keys both local tiers missed
+  kUpstreamCoalesced,  // ... keys that joined a fetch of the same key in flight instead
+  kUpstreamHits,       // fetches the pool answered with a value
+  kUpstreamMisses,     // fetches the pool had no value for
+  kUpstreamFailures,   // fetches that got no reply (answered as misses)
+  kUpstreamFills,      // fetched values kept in the local tiers
+  kUpstreamDropped,    // fetched values strata had no memory for (answered as misses)
   kCount,
 };
 

@@ -1,0 +1,150 @@
+#include "proxy/exec/near_cache.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "common/hash.h"
+#include "proxy/upstream/meta_request.h"
+
+namespace strata::proxy {
+
+// One mg in flight, and the gets waiting for it.
+class NearCache::FetchOp final : public upstream::Request {
+ public:
+  FetchOp(NearCache& nc, std::string_view key, std::string head, bool joinable)
+      : Request(upstream::RequestOp::kGet, std::move(head)),
+        nc_(nc),
+        key_(key),
+        epoch_(nc.cache_.FillEpoch()),
+        joinable_(joinable) {}
+
+  uint64_t epoch() const { return epoch_; }
+  void AddWaiter(FetchDone* done) { waiters_.push_back(done); }
+
+  char* ValueBuffer(const upstream::MetaReply& reply) override {
+    if (reply.value_len > tiers::kMaxValueLength) return nullptr;
+    tiers::AllocResult why;
+    item_ = nc_.cache_.ram().Allocate(key_, reply.flags, 0, static_cast<uint32_t>(reply.value_len),
+                                      &why);
+    return item_ ? item_->MutableValue() : nullptr;
+  }
+
+  void OnReply(upstream::MetaReply& reply) override {
+    if (joinable_) {
+      auto it = nc_.fetches_.find(key_);
+      if (it != nc_.fetches_.end() && it->second == this) nc_.fetches_.erase(it);
+    }
+    const bool failed =
+        reply.kind == upstream::ReplyKind::kFailed || reply.kind == upstream::ReplyKind::kError;
+    tiers::ItemRef result;
+    if (reply.kind == upstream::ReplyKind::kValue && reply.value_taken && item_ &&
+        reply.cas <= tiers::kMaxCas) {
+      item_->SetCas(reply.cas);
+      result = std::move(item_);
+      nc_.stats_.Add(Counter::kUpstreamHits);
+      // Kept locally for at most near_cache_ttl, never past the upstream
+      // expiry; a gat's value is not kept (its local copy is dropped).
+      if (joinable_ && nc_.ttl_s_ > 0 && reply.ttl != 0) {
+        const int64_t now = nc_.clock_.NowSeconds();
+        int64_t until = now + nc_.ttl_s_;
+        if (reply.ttl > 0) until = std::min(until, now + reply.ttl);
+        result->exptime = static_cast<uint32_t>(until);
+        if (nc_.cache_.FillFromUpstream(result, epoch_)) nc_.stats_.Add(Counter::kUpstreamFills);
+      }
+    } else if (reply.kind == upstream::ReplyKind::kValue) {
+      // No local memory for it (or a CAS unique wider than strata keeps):
+      // answered as a miss.
+      nc_.stats_.Add(Counter::kUpstreamDropped);
+    } else if (failed) {
+      nc_.stats_.Add(Counter::kUpstreamFailures);
+    } else {
+      nc_.stats_.Add(Counter::kUpstreamMisses);
+    }
+    item_.Reset();
+    std::vector<FetchDone*> waiters = std::move(waiters_);
+    delete this;
+    for (FetchDone* w : waiters) w->OnFetched(result, failed);
+  }
+
+ private:
+  NearCache& nc_;
+  std::string key_;
+  uint64_t epoch_;  // TieredCache::FillEpoch() before it was sent
+  bool joinable_;
+  tiers::ItemRef item_;  // the value being read
+  std::vector<FetchDone*> waiters_;
+};
+
+namespace {
+
+// One server's flush_all of a forwarded flush.
+class FlushOp final : public upstream::Request {
+ public:
+  struct Shared {
+    size_t left;
+    bool all_ok = true;
+    std::function<void(bool)> done;
+  };
+  FlushOp(std::shared_ptr<Shared> shared, int64_t delay)
+      : Request(upstream::RequestOp::kFlush, upstream::FlushAllRequest(delay)),
+        shared_(std::move(shared)) {}
+  void OnReply(upstream::MetaReply& reply) override {
+    std::shared_ptr<Shared> shared = std::move(shared_);
+    delete this;
+    if (reply.kind != upstream::ReplyKind::kOk) shared->all_ok = false;
+    if (--shared->left == 0) shared->done(shared->all_ok);
+  }
+
+ private:
+  std::shared_ptr<Shared> shared_;
+};
+
+}  // namespace
+
+NearCache::NearCache(const UpstreamContext& upstream, upstream::Pool& pool,
+                     tiers::TieredCache& cache, const common::Clock& clock, WorkerStats& stats)
+    : upstream_(upstream),
+      pool_(pool),
+      cache_(cache),
+      clock_(clock),
+      stats_(stats),
+      ttl_s_(upstream.near_cache_ttl_s) {}
+
+NearCache::~NearCache() = default;
+
+void NearCache::Fetch(std::string_view key, FetchDone* done) {
+  auto it = fetches_.find(std::string(key));
+  if (it != fetches_.end() && !cache_.ChangedSince(key, it->second->epoch())) {
+    it->second->AddWaiter(done);
+    stats_.Add(Counter::kUpstreamCoalesced);
+    return;
+  }
+  auto* op = new FetchOp(*this, key, upstream::MetaGetRequest(key), /*joinable=*/true);
+  op->AddWaiter(done);
+  // Replaces a fetch this pod's own write has passed: that one still
+  // answers its own waiters.
+  fetches_[std::string(key)] = op;
+  stats_.Add(Counter::kUpstreamFetches);
+  pool_.Send(upstream_.placement->Pick(key), common::HashKey(key), op);
+}
+
+void NearCache::FetchTouch(std::string_view key, int64_t exptime, FetchDone* done) {
+  auto* op = new FetchOp(*this, key, upstream::MetaGetRequest(key, &exptime), /*joinable=*/false);
+  op->AddWaiter(done);
+  stats_.Add(Counter::kUpstreamFetches);
+  pool_.Send(upstream_.placement->Pick(key), common::HashKey(key), op);
+}
+
+void NearCache::Send(std::string_view key, upstream::Request* req) {
+  pool_.Send(upstream_.placement->Pick(key), common::HashKey(key), req);
+}
+
+void NearCache::FlushAll(int64_t delay, std::function<void(bool)> done) {
+  auto shared = std::make_shared<FlushOp::Shared>();
+  shared->left = pool_.size();
+  shared->done = std::move(done);
+  for (size_t i = 0; i < pool_.size(); ++i) pool_.Send(i, 0, new FlushOp(shared, delay));
+}
+
+}  // namespace strata::proxy

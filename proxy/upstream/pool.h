@@ -1,0 +1,143 @@
+// Pool: one worker's connections to the upstream memcached servers.
+//
+// Each worker owns one Pool on its libuv loop: persistent TCP connections
+// to each server (upstream.connections_per_server; opened on first use,
+// reopened after a failure), over which meta requests (meta_request.h) are
+// pipelined. A key always uses the same connection of its server, so the
+// requests for one key keep their order. Requests queued during
+// a loop iteration are written together at Flush() (the worker calls it at
+// the end of each iteration), so a multi-get becomes one write per server.
+// Replies come back in request order per connection; each request's
+// OnReply() is called exactly once: with the server's reply, or with
+// kFailed when the connection failed, was refused, or the oldest reply
+// took longer than the request timeout (the connection is then reset: its
+// replies come in order, so one stalled reply would delay every later one,
+// and every request sent on it fails). Nothing blocks the loop.
+//
+// Which server owns a key is the Placement's (placement.h) decision, made
+// by the caller.
+//
+// Thread safety: a Pool and its requests belong to one worker thread; only
+// the counters (PoolCounters) are read from other threads.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "metrics/latency.h"
+#include "proxy/upstream/meta_reply.h"
+#include "tiers/item/item.h"
+
+typedef struct uv_loop_s uv_loop_t;
+
+namespace strata::upstream {
+
+// A resolved server address.
+struct ResolvedServer {
+  std::string label;  // "host:port", for logs and metric labels
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+};
+
+// What a request is, for the per-server counters.
+enum class RequestOp : uint8_t { kGet, kTouch, kStore, kDelete, kArith, kFlush, kCount };
+inline constexpr size_t kRequestOps = static_cast<size_t>(RequestOp::kCount);
+const char* RequestOpName(RequestOp op);
+
+// How a request ended, for the per-server counters.
+enum class RequestOutcome : uint8_t {
+  kHit,      // VA, HD, OK
+  kMiss,     // EN, NF, NS, EX
+  kError,    // CLIENT_ERROR, SERVER_ERROR, ERROR
+  kFailed,   // no reply (connection failure or timeout)
+  kCount,
+};
+inline constexpr size_t kRequestOutcomes = static_cast<size_t>(RequestOutcome::kCount);
+const char* RequestOutcomeName(RequestOutcome o);
+
+// One server's counters in one worker (summed over workers at scrape).
+struct ServerCounters {
+  std::atomic<uint64_t> requests[kRequestOps][kRequestOutcomes] = {};
+  std::atomic<uint64_t> connects{0};         // connections opened
+  std::atomic<uint64_t> connect_failures{0};
+  std::atomic<uint64_t> resets{0};           // connections reset (error, timeout, bad reply)
+  std::atomic<uint64_t> timeouts{0};         // of which by the request timeout
+  std::atomic<uint64_t> in_flight{0};        // requests queued or sent, not answered
+  // Send-to-reply time of answered requests (metrics::kLatencyBoundsNs).
+  std::atomic<uint64_t> latency_buckets[metrics::kLatencyBuckets] = {};
+  std::atomic<uint64_t> latency_sum_ns{0};
+
+  void Observe(uint64_t nanos);
+  // This worker's figures added into *out (a scrape's sum).
+  void AddLatencyTo(metrics::LatencySeries* out) const;
+};
+
+// A request to one server. The pool owns none: the caller keeps it alive
+// until OnReply(), which may delete it.
+class Request : public ValueSink {
+ public:
+  Request(RequestOp op, std::string head) : op_(op), head_(std::move(head)) {}
+  virtual ~Request() = default;
+  // The reply (kFailed: none came). Called once, on the pool's loop.
+  virtual void OnReply(MetaReply& reply) = 0;
+  char* ValueBuffer(const MetaReply&) override { return nullptr; }
+
+  // A value sent after the head line, followed by "\r\n" (ms): the item
+  // is kept until it is written.
+  void set_body(tiers::ItemRef item) { body_ = std::move(item); }
+  RequestOp op() const { return op_; }
+
+ private:
+  friend class ServerConnection;
+  RequestOp op_;
+  std::string head_;  // the request line(s), with "\r\n"
+  tiers::ItemRef body_;
+  uint64_t sent_ns_ = 0;
+};
+
+struct PoolTimeouts {
+  uint32_t connect_ms = 100;
+  // A reply not complete within request_ms + its value's transfer time at
+  // bytes_per_ms resets the connection.
+  uint32_t request_ms = 200;
+  uint64_t bytes_per_ms = 100 * 1000;  // 100 MB/s
+};
+
+class ServerConnection;
+
+class Pool {
+ public:
+  // `counters` has one entry per server and outlives the pool;
+  // `per_server` >= 1 connections are kept to each server.
+  Pool(uv_loop_t* loop, const std::vector<ResolvedServer>& servers, uint32_t per_server,
+       PoolTimeouts timeouts, ServerCounters* counters);
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  size_t size() const { return servers_; }
+
+  // Queues `req` for `server` on the connection `key_hash` picks (written
+  // at the next Flush()). After Close() the request fails at once.
+  void Send(size_t server, uint64_t key_hash, Request* req);
+  // Writes every queued request (one write per connection).
+  void Flush();
+  // Fails every request and closes the connections (worker shutdown);
+  // their handles are closed by the loop's next iteration.
+  void Close();
+
+ private:
+  size_t servers_;
+  uint32_t per_server_;
+  std::vector<std::unique_ptr<ServerConnection>> conns_;  // server-major
+  std::vector<ServerConnection*> dirty_;  // with requests queued since the last Flush()
+  bool closing_ = false;
+};
+
+}  // namespace strata::upstream

@@ -1,0 +1,480 @@
+"""strata in front of a pool of real memcached 1.6.18 servers (issue 23).
+
+* placement: keys stored by pymemcache's HashClient, pylibmc (ketama) and
+  nutcracker (twemproxy, md5 + ketama) are all found through strata with
+  the matching distribution, and keys stored through strata are found by
+  those clients (so each lives on the server the client picks);
+* two strata ("two pods") over three memcached: each reads its own writes
+  at once, sees the other's within near_cache_ttl, deletes propagate, and
+  classic replies (gets' CAS, cas, incr/decr, touch, errors) are the
+  pool's;
+* herd: while the owning server's replies are held back by a relay, 1,000
+  concurrent gets of one key through one strata cost that server one get
+  per strata worker (its cmd_get);
+* the fill race: a delete through strata while strata's fetch of the key
+  is held back: the key never reappears locally;
+* near_cache_ttl 0 (pure routing) keeps nothing locally;
+* a server that is down answers gets as misses and writes with
+  SERVER_ERROR, and the other servers' keys keep working.
+
+Every process is started on 127.0.0.1 with a free port and stopped by PID.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import REFERENCE_MEMCACHED, Server, free_port
+from mcraw import Conn
+from relay import Relay
+
+pytestmark = pytest.mark.strata_only
+
+KEYS = [f"key:{i}:{'x' * (i % 40)}" for i in range(400)]
+
+
+def mc_stats(server):
+    with socket.create_connection(server.address, timeout=10) as s:
+        s.sendall(b"stats\r\n")
+        buf = b""
+        while not buf.endswith(b"END\r\n"):
+            chunk = s.recv(65536)
+            assert chunk, "connection closed"
+            buf += chunk
+    out = {}
+    for line in buf.decode().splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] == "STAT":
+            out[parts[1]] = parts[2]
+    return out
+
+
+def holders(servers, key):
+    """Which of `servers` hold `key` (asked one by one)."""
+    found = []
+    for i, srv in enumerate(servers):
+        c = Conn.to(srv)
+        try:
+            c.send(b"mg %s v\r\n" % key.encode())
+            line = c.readline()
+            if line.startswith(b"VA "):
+                c.readline()
+                found.append(i)
+        finally:
+            c.close()
+    return found
+
+
+@pytest.fixture
+def pool():
+    if not os.access(REFERENCE_MEMCACHED, os.X_OK):
+        pytest.skip("no reference memcached")
+    servers = [Server(REFERENCE_MEMCACHED, memory_mb=64, threads=1) for _ in range(3)]
+    try:
+        for s in servers:
+            s.start()
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()
+            s.close_log()
+
+
+class Strata:
+    """A strata with an upstream section, started from a config file."""
+
+    def __init__(self, strata_bin, folder, servers, distribution="ketama",
+                 near_cache_ttl="60s", forward_flush=False, threads=2, ssd=False):
+        os.makedirs(folder, exist_ok=True)
+        config = os.path.join(folder, "strata.yaml")
+        lines = ["tiers:", "  ram: {size: 64MiB}"]
+        if ssd:
+            lines += ["  ssd:", f"    path: {folder}/cache.bin", "    size: 256MiB"]
+        lines += ["upstream:", "  servers:"]
+        lines += [f"    - \"{s}\"" for s in servers]
+        lines += [f"  distribution: {distribution}",
+                  f"  near_cache_ttl: {near_cache_ttl}",
+                  f"  forward_flush: {'true' if forward_flush else 'false'}",
+                  "metrics: {enabled: false}"]
+        with open(config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.server = Server(strata_bin, memory_mb=None, threads=threads,
+                             extra_args=["--config", config],
+                             log_path=os.path.join(folder, "strata.log"))
+        self.server.start()
+
+    def conn(self):
+        return Conn.to(self.server)
+
+    def stats(self):
+        return mc_stats(self.server)
+
+    def stop(self):
+        self.server.stop()
+        self.server.close_log()
+
+
+def addresses(servers):
+    return [f"127.0.0.1:{s.port}" for s in servers]
+
+
+def request(conn, data, lines=1):
+    conn.send(data)
+    return b"".join(conn.readline() for _ in range(lines))
+
+
+def get(conn, key):
+    """The value of `key` through a classic get, or None."""
+    conn.send(b"get %s\r\n" % key.encode())
+    line = conn.readline()
+    if line == b"END\r\n":
+        return None
+    assert line.startswith(b"VALUE "), line
+    n = int(line.split()[3])
+    data = conn.read_exact(n + 2)[:-2]
+    assert conn.readline() == b"END\r\n"
+    return data
+
+
+# ------------------------------------------------------------------ placement
+
+def test_keys_of_pymemcache_hashclient_found_through_rendezvous(strata_bin, pool, tmp_path):
+    from pymemcache.client.hash import HashClient
+    addrs = addresses(pool)
+    client = HashClient(addrs, use_pooling=False)
+    for k in KEYS:
+        assert client.set(k, k.encode() + b"-v", noreply=False)
+    st = Strata(strata_bin, str(tmp_path / "s"), addrs, distribution="rendezvous")
+    try:
+        c = st.conn()
+        for k in KEYS:
+            assert get(c, k) == k.encode() + b"-v", k
+        # And the other way: what strata stores, HashClient finds.
+        for k in KEYS[:100]:
+            assert request(c, b"set w%s 0 0 2\r\nok\r\n" % k.encode()) == b"STORED\r\n"
+        for k in KEYS[:100]:
+            assert client.get("w" + k) == b"ok", k
+            assert len(holders(pool, "w" + k)) == 1
+        c.close()
+    finally:
+        st.stop()
+        client.close()
+
+
+def test_keys_of_pylibmc_ketama_found_through_ketama(strata_bin, pool, tmp_path):
+    pylibmc = pytest.importorskip("pylibmc")
+    addrs = addresses(pool)
+    client = pylibmc.Client(addrs, binary=False, behaviors={"ketama_weighted": True})
+    for k in KEYS:
+        assert client.set(k, k.encode() + b"-v")
+    st = Strata(strata_bin, str(tmp_path / "s"), addrs, distribution="ketama")
+    try:
+        c = st.conn()
+        for k in KEYS:
+            assert get(c, k) == k.encode() + b"-v", k
+        for k in KEYS[:100]:
+            assert request(c, b"set w%s 0 0 2\r\nok\r\n" % k.encode()) == b"STORED\r\n"
+        for k in KEYS[:100]:
+            assert client.get("w" + k) == b"ok", k
+        c.close()
+    finally:
+        st.stop()
+
+
+def test_keys_of_nutcracker_found_through_ketama(strata_bin, pool, tmp_path):
+    if shutil.which("nutcracker") is None:
+        pytest.skip("nutcracker is not installed")
+    from pymemcache.client.base import Client
+    addrs = addresses(pool)
+    port = free_port()
+    conf = tmp_path / "nutcracker.yml"
+    conf.write_text("pool:\n  listen: 127.0.0.1:%d\n  hash: md5\n  distribution: ketama\n"
+                    "  auto_eject_hosts: false\n  servers:\n" % port +
+                    "".join(f"    - {a}:1\n" for a in addrs))
+    proc = subprocess.Popen(["nutcracker", "-c", str(conf), "-s", str(free_port()),
+                             "-a", "127.0.0.1", "-o", str(tmp_path / "nc.log"),
+                             "-p", str(tmp_path / "nc.pid")])
+    st = None
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline, "nutcracker did not start"
+                time.sleep(0.05)
+        nc = Client(("127.0.0.1", port))
+        for k in KEYS:
+            assert nc.set(k, k.encode() + b"-v", noreply=False)
+        st = Strata(strata_bin, str(tmp_path / "s"), [a + ":1" for a in addrs],
+                    distribution="ketama")
+        c = st.conn()
+        for k in KEYS:
+            assert get(c, k) == k.encode() + b"-v", k
+        for k in KEYS[:100]:
+            assert request(c, b"set w%s 0 0 2\r\nok\r\n" % k.encode()) == b"STORED\r\n"
+        for k in KEYS[:100]:
+            assert nc.get("w" + k) == b"ok", k
+        c.close()
+        nc.close()
+    finally:
+        if st is not None:
+            st.stop()
+        proc.terminate()
+        proc.wait(10)
+
+
+# ------------------------------------------------------------ two pods, one pool
+
+def test_two_pods_read_their_writes_and_see_each_other(strata_bin, pool, tmp_path):
+    addrs = addresses(pool)
+    a = Strata(strata_bin, str(tmp_path / "a"), addrs, near_cache_ttl="1s", ssd=True)
+    b = Strata(strata_bin, str(tmp_path / "b"), addrs, near_cache_ttl="1s")
+    try:
+        ca, cb = a.conn(), b.conn()
+        for i in range(50):
+            k = f"pod:{i}"
+            assert request(ca, b"set %s 7 0 2\r\nv1\r\n" % k.encode()) == b"STORED\r\n"
+            assert get(ca, k) == b"v1"   # its own write, at once
+            assert get(cb, k) == b"v1"   # b fetches it (and keeps it 1 s)
+        # a overwrites: a reads its own write at once; b within 1 s (+1 for
+        # whole-second expiry).
+        for i in range(50):
+            k = f"pod:{i}"
+            assert request(ca, b"set %s 7 0 2\r\nv2\r\n" % k.encode()) == b"STORED\r\n"
+            assert get(ca, k) == b"v2"
+        time.sleep(2.2)
+        for i in range(50):
+            assert get(cb, f"pod:{i}") == b"v2"
+        # Deletes propagate the same way.
+        for i in range(50):
+            assert request(cb, b"delete pod:%d\r\n" % i) == b"DELETED\r\n"
+            assert get(cb, f"pod:{i}") is None
+        time.sleep(2.2)
+        for i in range(50):
+            assert get(ca, f"pod:{i}") is None
+        s = b.stats()
+        assert int(s["upstream_fetches"]) > 0 and int(s["upstream_fills"]) > 0, s
+        ca.close()
+        cb.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_classic_replies_are_the_pools(strata_bin, pool, tmp_path):
+    """The replies of every forwarded command, against memcached's own."""
+    addrs = addresses(pool)
+    st = Strata(strata_bin, str(tmp_path / "s"), addrs[:1])
+    ref = Server(REFERENCE_MEMCACHED, memory_mb=64, threads=1)
+    ref.start()
+    script = [
+        b"get k\r\n", b"set k 5 0 3\r\nabc\r\n", b"get k\r\n", b"append k 0 0 2\r\nde\r\n",
+        b"prepend k 0 0 1\r\nz\r\n", b"get k\r\n", b"add k 0 0 1\r\nx\r\n",
+        b"replace nope 0 0 1\r\nx\r\n", b"add n 0 0 2\r\n10\r\n", b"incr n 5\r\n",
+        b"decr n 100\r\n", b"incr nope 1\r\n", b"incr k 1\r\n", b"touch k 1000\r\n",
+        b"touch nope 10\r\n", b"gat 0 k n nope\r\n", b"delete n\r\n", b"delete n\r\n",
+        b"set big 0 0 2000000\r\n" + b"x" * 2000000 + b"\r\n",
+        b"set neg 0 -1 1\r\nx\r\n", b"get neg\r\n", b"set k 0 0 1 noreply\r\ny\r\n",
+        b"get k\r\n", b"cas nope 0 0 1 1\r\nx\r\n", b"flush_all\r\n", b"get k\r\n",
+        b"version\r\n",
+    ]
+    try:
+        outs = []
+        for srv in (ref, st.server):
+            c = Conn.to(srv)
+            got = []
+            for req in script:
+                c.send(req)
+                if req == b"version\r\n":
+                    got.append(c.readline()[:8])
+                    break
+                if req.endswith(b"noreply\r\ny\r\n"):
+                    continue
+                line = c.readline()
+                chunk = line
+                while line.startswith(b"VALUE "):
+                    chunk += c.read_exact(int(line.split()[3]) + 2)
+                    line = c.readline()
+                    chunk += line
+                got.append(chunk)
+            c.close()
+            outs.append(got)
+        # flush_all is local only (forward_flush false): the pool still has
+        # k, which strata fetches again. Everything before is the same.
+        assert outs[1][:-2] == outs[0][:-2]
+        # gets/cas: strata returns the pool's CAS, and cas is checked there.
+        c = st.conn()
+        c.send(b"gets k\r\n")
+        line = c.readline()
+        cas = int(line.split()[4])
+        c.read_exact(3)
+        assert c.readline() == b"END\r\n"
+        assert request(c, b"cas k 0 0 1 %d\r\nq\r\n" % (cas + 1)) == b"EXISTS\r\n"
+        assert request(c, b"cas k 0 0 1 %d\r\nq\r\n" % cas) == b"STORED\r\n"
+        assert get(c, "k") == b"q"
+        c.close()
+    finally:
+        st.stop()
+        ref.stop()
+        ref.close_log()
+
+
+def test_forward_flush_reaches_the_pool(strata_bin, pool, tmp_path):
+    addrs = addresses(pool)
+    st = Strata(strata_bin, str(tmp_path / "s"), addrs, forward_flush=True)
+    try:
+        c = st.conn()
+        for i in range(30):
+            assert request(c, b"set f%d 0 0 1\r\nx\r\n" % i) == b"STORED\r\n"
+        assert request(c, b"flush_all\r\n") == b"OK\r\n"
+        for i in range(30):
+            assert get(c, f"f{i}") is None
+        assert sum(int(mc_stats(s)["cmd_flush"]) for s in pool) == 3
+        c.close()
+    finally:
+        st.stop()
+
+
+def test_pure_routing_keeps_nothing_locally(strata_bin, pool, tmp_path):
+    addrs = addresses(pool)
+    st = Strata(strata_bin, str(tmp_path / "s"), addrs, near_cache_ttl="0s")
+    try:
+        c = st.conn()
+        assert request(c, b"set r 0 0 1\r\nx\r\n") == b"STORED\r\n"
+        for _ in range(5):
+            assert get(c, "r") == b"x"
+        s = st.stats()
+        assert int(s["upstream_fetches"]) == 5 and int(s["upstream_fills"]) == 0, s
+        assert int(s["curr_items"]) == 0
+        c.close()
+    finally:
+        st.stop()
+
+
+# ------------------------------------------------------------ herd, fill race
+
+def test_concurrent_misses_cost_one_get_per_worker(strata_bin, pool, tmp_path):
+    workers = 2
+    with Relay(pool[0].port) as relay:
+        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=workers)
+        try:
+            c = Conn.to(pool[0])
+            assert request(c, b"set herd 0 0 5\r\nhello\r\n") == b"STORED\r\n"
+            c.close()
+            before = int(mc_stats(pool[0])["cmd_get"])
+            relay.hold()
+            # 1,000 gets: 250 connections with 4 pipelined each.
+            conns = [st.conn() for _ in range(250)]
+            for cn in conns:
+                cn.send(b"get herd\r\n" * 4)
+            time.sleep(1.0)  # every get is in, waiting for the one fetch
+            relay.release()
+            for cn in conns:
+                for _ in range(4):
+                    assert cn.readline() == b"VALUE herd 0 5\r\n"
+                    assert cn.read_exact(7) == b"hello\r\n"
+                    assert cn.readline() == b"END\r\n"
+                cn.close()
+            gets = int(mc_stats(pool[0])["cmd_get"]) - before
+            assert 1 <= gets <= workers, gets
+            s = st.stats()
+            # The first get of each connection joined the fetch; the rest
+            # found the value kept locally.
+            assert int(s["upstream_coalesced"]) >= 250 - workers, s
+        finally:
+            st.stop()
+
+
+def test_delete_during_a_held_fetch_never_refills(strata_bin, pool, tmp_path):
+    with Relay(pool[0].port) as relay:
+        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=1)
+        try:
+            c = Conn.to(pool[0])
+            assert request(c, b"set race 0 0 3\r\nold\r\n") == b"STORED\r\n"
+            c.close()
+            reader, writer = st.conn(), st.conn()
+            relay.hold()
+            reader.send(b"get race\r\n")   # the fetch is sent, its reply held
+            time.sleep(0.3)
+            writer.send(b"delete race\r\n")
+            time.sleep(0.3)
+            relay.release()
+            # The get began before the delete: either answer is right.
+            line = reader.readline()
+            if line.startswith(b"VALUE"):
+                reader.read_exact(5)
+                line = reader.readline()
+            assert line == b"END\r\n"
+            assert writer.readline() == b"DELETED\r\n"
+            # After the delete's reply, nobody reads the old value.
+            for _ in range(20):
+                assert get(writer, "race") is None
+                assert get(reader, "race") is None
+            assert int(st.stats()["curr_items"]) == 0
+            reader.close()
+            writer.close()
+        finally:
+            st.stop()
+
+
+def test_a_write_while_a_fetch_is_held_is_read_back(strata_bin, pool, tmp_path):
+    """A get sent after this pod's own write never joins an older fetch."""
+    with Relay(pool[0].port) as relay:
+        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=1)
+        try:
+            c = Conn.to(pool[0])
+            assert request(c, b"set w 0 0 3\r\nold\r\n") == b"STORED\r\n"
+            c.close()
+            a, b = st.conn(), st.conn()
+            relay.hold()
+            a.send(b"get w\r\n")
+            time.sleep(0.3)
+            b.send(b"set w 0 0 3\r\nnew\r\n")
+            time.sleep(0.3)
+            relay.release()
+            a.readline()
+            a.read_exact(5)
+            assert a.readline() == b"END\r\n"
+            assert b.readline() == b"STORED\r\n"
+            for _ in range(10):
+                assert get(b, "w") == b"new"
+                assert get(a, "w") == b"new"
+            a.close()
+            b.close()
+        finally:
+            st.stop()
+
+
+# ---------------------------------------------------------------- a dead server
+
+def test_a_dead_server_fails_its_keys_only(strata_bin, pool, tmp_path):
+    addrs = addresses(pool)
+    dead = Server(REFERENCE_MEMCACHED, memory_mb=16, threads=1)
+    dead.start()
+    dead_addr = f"127.0.0.1:{dead.port}"
+    dead.stop()
+    dead.close_log()
+    st = Strata(strata_bin, str(tmp_path / "s"), addrs + [dead_addr], distribution="modula")
+    try:
+        c = st.conn()
+        ok = failed = 0
+        for i in range(200):
+            r = request(c, b"set d%d 0 0 1\r\nx\r\n" % i)
+            if r == b"STORED\r\n":
+                ok += 1
+                assert get(c, f"d{i}") == b"x"
+            else:
+                assert r == b"SERVER_ERROR upstream unavailable\r\n", r
+                failed += 1
+                assert get(c, f"d{i}") is None
+        assert ok > 100 and failed > 20, (ok, failed)
+        c.close()
+    finally:
+        st.stop()
