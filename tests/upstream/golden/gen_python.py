@@ -50,6 +50,9 @@ KETAMA_CASES = [
                        "127.0.1.4:9000:1", "127.0.1.5:11215:5"]),
     ("five-odd-weights", ["127.0.1.1:11212:7", "127.0.1.2:11212:3", "127.0.1.3:11212:1",
                           "127.0.1.4:11212:10", "127.0.1.5:11212:100"]),
+    # 25 servers of equal weight get 156 points each, not 160: the float
+    # arithmetic of the weighted point count lands just under 39 x 4.
+    ("twenty-five", ["127.0.1.%d:11216:1" % i for i in range(1, 26)]),
 ]
 NAMED_CASES = [
     ("three-named", ["127.0.1.1:11212:1 alpha", "127.0.1.2:11212:2 beta",
