@@ -5,11 +5,13 @@
 set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config libuv1-dev liburing-dev liblz4-dev
-            prometheus-cpp-dev libyaml-cpp-dev libgtest-dev libxxhash-dev libisal-dev)
+            prometheus-cpp-dev libyaml-cpp-dev libgtest-dev libxxhash-dev libisal-dev
+            libmd-dev zlib1g-dev)
 test_pkgs=(memcached libmemcached-tools python3-pymemcache python3-pylibmc python3-pytest
            yamllint clang libclang-rt-14-dev prometheus podman runc mmdebstrap
            golang-go golang-github-masterminds-sprig-dev golang-github-xeipuuv-gojsonschema-dev
            golang-k8s-sigs-yaml-dev python3-yaml python3-seccomp
+           nutcracker golang-github-bradfitz-gomemcache-dev golang-github-cespare-xxhash-dev
            perl dpkg-dev debian-archive-keyring xz-utils)
 
 pkgs=("${build_pkgs[@]}")
