@@ -13,11 +13,11 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
-#include <sstream>
-
 #include <cerrno>
 #include <set>
+#include <sstream>
 #include <system_error>
+#include <vector>
 
 #include "common/units.h"
 #include "config/fields.h"
@@ -69,16 +69,19 @@ class Walker {
     if (!root.IsMap()) {
       return Error(kTopLevel, root.Mark(), "expected a map, got " + Describe(root));
     }
-    Status s = ForEachKey(root, "", {"server", "tiers", "metrics", "log"},
+    Status s = ForEachKey(root, "", {"server", "tiers", "upstream", "metrics", "log"},
                           [this](const std::string& key, const std::string& path,
                                  const YAML::Node& k, const YAML::Node& v) -> Status {
                             if (key == "server") return Section(path, k, v, &Walker::Server);
                             if (key == "tiers") return Section(path, k, v, &Walker::Tiers);
+                            if (key == "upstream") return Section(path, k, v, &Walker::Upstream);
                             if (key == "metrics") return Section(path, k, v, &Walker::Metrics);
                             return Section(path, k, v, &Walker::Log);
                           });
     if (!s.ok()) return s;
     s = CheckSsd();
+    if (!s.ok()) return s;
+    s = CheckUpstream();
     if (!s.ok()) return s;
     return CheckItemFitsRam();
   }
@@ -200,6 +203,87 @@ class Walker {
                       });
   }
 
+  Status Upstream(const std::string& path, const YAML::Node& map) {
+    UpstreamConfig& u = config_->upstream;
+    return ForEachKey(
+        map, path,
+        {"servers", "distribution", "near_cache_ttl", "forward_flush", "connections_per_server"},
+        [&](const std::string& key, const std::string& p, const YAML::Node& k,
+            const YAML::Node& v) -> Status {
+          if (key == "servers") return Servers(p, k, v);
+          if (key == "distribution") {
+            return Read(p, k, v, internal::kDistribution, &u.distribution);
+          }
+          if (key == "near_cache_ttl") {
+            return Read(p, k, v, internal::kNearCacheTtl, &u.near_cache_ttl_ms);
+          }
+          if (key == "forward_flush") {
+            return Read(p, k, v, internal::kBool, &u.forward_flush);
+          }
+          return Read(p, k, v, internal::kConnectionsPerServer, &u.connections_per_server);
+        });
+  }
+
+  // upstream.servers: a sequence of server entries; null or [] is no pool.
+  Status Servers(const std::string& path, const YAML::Node& key, const YAML::Node& value) {
+    std::vector<common::ServerSpec>& servers = config_->upstream.servers.emplace();
+    server_marks_.clear();
+    if (value.IsNull()) return Status::Ok();
+    if (!value.IsSequence()) {
+      return Error(path, key.Mark(), "expected a list of servers, got " + Describe(value));
+    }
+    size_t i = 0;
+    for (const auto& item : value) {
+      const YAML::Node entry = item;
+      const std::string entry_path = path + "[" + std::to_string(i) + "]";
+      if (!entry.IsScalar()) {
+        return Error(entry_path, entry.Mark(),
+                     R"(expected "host:port", "host:port:weight" or "host:port:weight name", )"
+                     "got " +
+                         Describe(entry));
+      }
+      Result<common::ServerSpec> spec = common::ParseServerSpec(entry.Scalar());
+      if (!spec.ok()) return Error(entry_path, entry.Mark(), spec.status().message());
+      for (size_t j = 0; j < servers.size(); ++j) {
+        if (servers[j].Address() == spec->Address()) {
+          return Error(
+              entry_path, entry.Mark(),
+              spec->Address() + " is listed twice (also " + path + "[" + std::to_string(j) + "])");
+        }
+      }
+      servers.push_back(std::move(spec).value());
+      server_marks_.push_back(entry.Mark());
+      ++i;
+    }
+    return Status::Ok();
+  }
+
+  // Weights and names must suit an explicitly chosen distribution (ketama,
+  // the default, takes both).
+  Status CheckUpstream() {
+    const UpstreamConfig& u = config_->upstream;
+    if (!u.servers || !u.distribution || *u.distribution == "ketama") return Status::Ok();
+    const std::string& d = *u.distribution;
+    for (size_t i = 0; i < u.servers->size(); ++i) {
+      const common::ServerSpec& s = (*u.servers)[i];
+      const std::string path = "upstream.servers[" + std::to_string(i) + "]";
+      if (s.weight != 1 && d != "modula") {
+        return Error(path, server_marks_[i],
+                     "weight " + std::to_string(s.weight) + ": upstream.distribution " + d +
+                         " has no weights (its clients give every server one share); use "
+                         "ketama or modula");
+      }
+      if (!s.name.empty()) {
+        return Error(path, server_marks_[i],
+                     "a server name (" + Quote(s.name) +
+                         ") is used only by "
+                         "upstream.distribution ketama, not " +
+                         d);
+      }
+    }
+    return Status::Ok();
+  }
+
   Status Metrics(const std::string& path, const YAML::Node& map) {
     MetricsConfig& m = config_->metrics;
     return ForEachKey(map, path, {"enabled", "listen"},
@@ -288,6 +372,7 @@ class Walker {
   Config* config_ = nullptr;
   YAML::Mark item_mark_ = YAML::Mark::null_mark();
   YAML::Mark ssd_mark_ = YAML::Mark::null_mark();
+  std::vector<YAML::Mark> server_marks_;  // upstream.servers[i]'s entry
 };
 
 std::string ErrnoMessage(int err) { return std::generic_category().message(err); }

@@ -13,8 +13,13 @@
 //   server.bogus: unknown key; expected one of listen, port, ... (strata.yaml:2:3)
 //   tiers.ram: duplicate key "size" (strata.yaml:5:5)
 //   -p: expected an integer 0..65535, got "x"
-// One cross-field rule is checked only when both sides are set:
-// max_item_size <= tiers.ram.size (the RAM tier's default size is its own).
+// Cross-field rules: max_item_size <= tiers.ram.size, checked only when both
+// are set (the RAM tier's default size is its own); an upstream server's
+// weight or name must suit upstream.distribution when that is set (the
+// default, ketama, takes both). Two placement rules are left to
+// upstream::Placement::Build() (proxy::PoolOptionsFromConfig() applies it):
+// ketama servers hashing by the same name, jump addresses equal in natural
+// order.
 //
 // Schema (all keys optional; unknown keys, duplicate keys, non-string keys
 // and wrong types are errors; a section left empty, like "server:" with
@@ -54,6 +59,17 @@
 //                                # move an SSD item to RAM, and more than the
 //                                # item RAM would evict for it; 0 = always
 //       demote_on_shutdown: true # SIGTERM writes RAM items to SSD (warm restart)
+//   upstream:                   # the shared memcached pool (off without servers)
+//     servers: []                # "host:port", "host:port:weight" or
+//                                # "host:port:weight name" (common/server_spec.h);
+//                                # empty = no pool; no address twice
+//     distribution: ketama       # ketama | rendezvous | jump | modula; weights
+//                                # only with ketama or modula, names only with
+//                                # ketama
+//     near_cache_ttl: 60s        # how long a copy from the pool is served
+//                                # locally, 0..30d; 0 = nothing kept locally
+//     forward_flush: false       # flush_all also flushes the pool
+//     connections_per_server: 1  # per worker, 1..64
 //   metrics:
 //     enabled: true              # serve /metrics, /healthz, /readyz over HTTP
 //     listen: 127.0.0.1:9150     # IPv4 ADDR:PORT (or localhost:PORT); port 0
@@ -74,6 +90,7 @@
 #include <string>
 #include <vector>
 
+#include "common/server_spec.h"
 #include "common/status.h"
 
 namespace strata::config {
@@ -121,6 +138,14 @@ struct MetricsConfig {
   std::optional<std::string> listen;  // "ADDR:PORT"
 };
 
+struct UpstreamConfig {
+  std::optional<std::vector<common::ServerSpec>> servers;  // [] = no pool
+  std::optional<std::string> distribution;                 // "ketama" "rendezvous" "jump" "modula"
+  std::optional<uint64_t> near_cache_ttl_ms;               // 0 = keep nothing from the pool locally
+  std::optional<bool> forward_flush;
+  std::optional<uint32_t> connections_per_server;  // per worker, 1..64
+};
+
 struct LogConfig {
   std::optional<std::string> level;  // "error" "warn" "info" "debug"
 };
@@ -129,6 +154,7 @@ struct Config {
   std::optional<std::string> config_file;  // the file it was read from, if any
   ServerConfig server;
   TiersConfig tiers;
+  UpstreamConfig upstream;
   MetricsConfig metrics;
   LogConfig log;
 };

@@ -286,6 +286,21 @@ Result<std::string> ParseMetricsListen(std::string_view text) {
   return Expected(kMetricsListen.expected, text);
 }
 
+Result<std::string> ParseDistribution(std::string_view text) {
+  return ParseOneOf(text, {"ketama", "rendezvous", "jump", "modula"}, kDistribution.expected);
+}
+
+Result<uint64_t> ParseNearCacheTtlMs(std::string_view text) {
+  std::optional<uint64_t> ms = common::ParseDurationMs(text);
+  if (!ms) return Expected(kNearCacheTtl.expected, text);
+  if (*ms > kMaxNearCacheTtlMs) return Invalid("must be at most 30d, got " + Quote(text));
+  return *ms;
+}
+
+Result<uint32_t> ParseConnectionsPerServer(std::string_view text) {
+  return ParseBounded<uint32_t>(text, 1, kMaxConnectionsPerServer, kConnectionsPerServer.expected);
+}
+
 Result<uint64_t> ParseMegabytes(std::string_view text) {
   std::optional<uint64_t> mb = ParseDecimal(text);
   constexpr uint64_t kMaxMb = std::numeric_limits<uint64_t>::max() >> 20;

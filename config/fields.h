@@ -68,6 +68,10 @@ common::Result<uint32_t> ParsePromoteThreshold(std::string_view text);
 // metrics.listen: "ADDR:PORT", ADDR an IPv4 literal or localhost (the
 // metrics HTTP server has no IPv6), PORT 0..65535.
 common::Result<std::string> ParseMetricsListen(std::string_view text);
+common::Result<std::string> ParseDistribution(std::string_view text);
+// upstream.near_cache_ttl: a duration of at most 30 days; 0 is allowed.
+common::Result<uint64_t> ParseNearCacheTtlMs(std::string_view text);
+common::Result<uint32_t> ParseConnectionsPerServer(std::string_view text);
 // memcached's -m: a whole number of MiB, at least 1. Returns bytes.
 common::Result<uint64_t> ParseMegabytes(std::string_view text);
 
@@ -101,6 +105,12 @@ inline constexpr Rule<uint64_t> kWriteBudget{"bytes per second like 50MiB, or 0"
 inline constexpr Rule<uint32_t> kPromoteThreshold{"an integer 0..15", &ParsePromoteThreshold};
 inline constexpr Rule<std::string> kMetricsListen{"an IPv4 address and port like 127.0.0.1:9150",
                                                   &ParseMetricsListen};
+inline constexpr Rule<std::string> kDistribution{"one of ketama, rendezvous, jump, modula",
+                                                 &ParseDistribution};
+inline constexpr Rule<uint64_t> kNearCacheTtl{"a duration like 60s, at most 30d, or 0",
+                                              &ParseNearCacheTtlMs};
+inline constexpr Rule<uint32_t> kConnectionsPerServer{"an integer 1..64",
+                                                      &ParseConnectionsPerServer};
 inline constexpr Rule<uint64_t> kMegabytes{"megabytes (an integer >= 1)", &ParseMegabytes};
 
 // Limits, exposed for tests and messages.
@@ -114,5 +124,7 @@ inline constexpr uint64_t kMinRegionSize = uint64_t{1} << 20;   // 1MiB
 inline constexpr uint64_t kMaxRegionSize = uint64_t{64} << 20;  // 64MiB
 inline constexpr uint64_t kDefaultRegionSize = uint64_t{16} << 20;
 inline constexpr uint64_t kMinRegions = 4;
+inline constexpr uint64_t kMaxNearCacheTtlMs = uint64_t{30} * 24 * 3600 * 1000;  // 30 days
+inline constexpr uint32_t kMaxConnectionsPerServer = 64;
 
 }  // namespace strata::config::internal

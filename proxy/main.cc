@@ -42,6 +42,12 @@ int main(int argc, char** argv) {
   if (auto level = proxy::LogLevelFromConfig(cfg)) common::SetLogLevel(*level);
   const tiers::RamTierOptions ram = proxy::RamTierOptionsFromConfig(cfg);
   const proxy::ServerOptions server_options = proxy::ServerOptionsFromConfig(cfg);
+  // The upstream pool (issue 23): validated here; nothing uses it yet.
+  const common::Result<strata::upstream::PoolOptions> pool = proxy::PoolOptionsFromConfig(cfg);
+  if (!pool.ok()) {
+    std::fprintf(stderr, "strata: %s\n", pool.status().message().c_str());
+    return 2;
+  }
   const common::Clock& clock = common::SystemClock::Instance();
 
   // The metrics server starts first, so that a taken metrics port stops

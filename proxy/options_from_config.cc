@@ -88,4 +88,25 @@ tiers::AdmissionOptions AdmissionOptionsFromConfig(const config::SsdConfig& ssd)
   return admission;
 }
 
+common::Result<upstream::PoolOptions> PoolOptionsFromConfig(const config::Config& cfg) {
+  const config::UpstreamConfig& u = cfg.upstream;
+  upstream::PoolOptions pool;
+  if (u.servers) pool.servers = *u.servers;
+  if (u.distribution) {
+    common::Result<upstream::Distribution> d = upstream::ParseDistribution(*u.distribution);
+    if (!d.ok())
+      return common::Status::InvalidArgument("upstream.distribution: " + d.status().message());
+    pool.distribution = *d;
+  }
+  if (u.near_cache_ttl_ms) pool.near_cache_ttl_ms = *u.near_cache_ttl_ms;
+  if (u.forward_flush) pool.forward_flush = *u.forward_flush;
+  if (u.connections_per_server) pool.connections_per_server = *u.connections_per_server;
+  if (pool.enabled()) {
+    common::Result<upstream::Placement> placement =
+        upstream::Placement::Build(pool.distribution, pool.servers, "upstream.servers");
+    if (!placement.ok()) return placement.status();
+  }
+  return pool;
+}
+
 }  // namespace strata::proxy

@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "metrics/metrics_server.h"
 #include "proxy/shared/server_context.h"
+#include "proxy/upstream/pool_options.h"
 #include "tiers/tiered_cache.h"
 
 namespace strata::proxy {
@@ -40,5 +41,13 @@ tiers::FileDeviceOptions FileDeviceOptionsFromConfig(const config::SsdConfig& ss
 tiers::SsdLogOptions SsdLogOptionsFromConfig(const config::SsdConfig& ssd);
 // tiers.ssd.admission, write_budget and promote_threshold.
 tiers::AdmissionOptions AdmissionOptionsFromConfig(const config::SsdConfig& ssd);
+
+// upstream.*: the pool's servers, distribution, near_cache_ttl,
+// forward_flush and connections_per_server. Also builds the placement once,
+// so that the two rules config/ cannot check (ketama servers hashing by the
+// same name, jump addresses equal in natural order) fail here, as an
+// InvalidArgument "upstream.servers[i]: ..." that main() reports like a
+// configuration error. No servers: PoolOptions::enabled() is false.
+common::Result<upstream::PoolOptions> PoolOptionsFromConfig(const config::Config& cfg);
 
 }  // namespace strata::proxy

@@ -17,8 +17,9 @@ constexpr uint32_t kKetamaPointsPerServer = 160;  // libmemcached's and twemprox
 constexpr uint32_t kKetamaPointsPerHash = 4;
 constexpr size_t kGomemcacheKeyBuffer = 256;  // gomemcache's keyBufPool buffers
 
-Status EntryError(size_t i, const std::string& detail) {
-  return Status::InvalidArgument("servers[" + std::to_string(i) + "]: " + detail);
+// "<path>[i]"
+std::string Entry(std::string_view path, size_t i) {
+  return std::string(path) + "[" + std::to_string(i) + "]";
 }
 
 // The text ketama hashes for a server (see placement.h).
@@ -66,7 +67,11 @@ Result<Distribution> ParseDistribution(std::string_view name) {
                                  std::string(name) + "\"");
 }
 
-Result<Placement> Placement::Build(Distribution d, std::vector<ServerSpec> servers) {
+Result<Placement> Placement::Build(Distribution d, std::vector<ServerSpec> servers,
+                                   std::string_view path) {
+  auto error = [path](size_t i, const std::string& detail) {
+    return Status::InvalidArgument(Entry(path, i) + ": " + detail);
+  };
   if (servers.empty()) return Status::InvalidArgument("no servers");
   if (servers.size() > std::numeric_limits<uint32_t>::max() / kKetamaPointsPerServer) {
     return Status::InvalidArgument("too many servers");
@@ -77,26 +82,25 @@ Result<Placement> Placement::Build(Distribution d, std::vector<ServerSpec> serve
     const ServerSpec& s = servers[i];
     auto [it, fresh] = addresses.emplace(s.Address(), i);
     if (!fresh) {
-      return EntryError(i, s.Address() + " is listed twice (also servers[" +
-                               std::to_string(it->second) + "])");
+      return error(i, s.Address() + " is listed twice (also " + Entry(path, it->second) + ")");
     }
     if (s.weight < 1 || s.weight > common::kMaxServerWeight) {
-      return EntryError(i, "weight must be 1.." + std::to_string(common::kMaxServerWeight));
+      return error(i, "weight must be 1.." + std::to_string(common::kMaxServerWeight));
     }
     if (s.weight != 1 && (d == Distribution::kRendezvous || d == Distribution::kJump)) {
-      return EntryError(i, "weight " + std::to_string(s.weight) + ": distribution " +
-                               std::string(DistributionName(d)) +
-                               " has no weights (its clients give every server one share)");
+      return error(i, "weight " + std::to_string(s.weight) + ": distribution " +
+                          std::string(DistributionName(d)) +
+                          " has no weights (its clients give every server one share)");
     }
     if (!s.name.empty() && d != Distribution::kKetama) {
-      return EntryError(i, "a server name (\"" + s.name + "\") is used only by ketama, not " +
-                               std::string(DistributionName(d)));
+      return error(i, "a server name (\"" + s.name + "\") is used only by ketama, not " +
+                          std::string(DistributionName(d)));
     }
     if (d == Distribution::kKetama) {
       auto [named, unique] = ketama_names.emplace(KetamaName(s), i);
       if (!unique) {
-        return EntryError(i, "hashes by the same name \"" + named->first + "\" as servers[" +
-                                 std::to_string(named->second) + "]");
+        return error(
+            i, "hashes by the same name \"" + named->first + "\" as " + Entry(path, named->second));
       }
     }
   }
@@ -131,15 +135,14 @@ Result<Placement> Placement::Build(Distribution d, std::vector<ServerSpec> serve
       std::vector<std::string> text;
       for (const ServerSpec& s : p.servers_) text.push_back(s.Address());
       for (uint32_t i = 0; i < n; ++i) p.order_.push_back(i);
-      std::stable_sort(p.order_.begin(), p.order_.end(), [&](uint32_t a, uint32_t b) {
-        return hash::NaturalLess(text[a], text[b]);
-      });
+      std::stable_sort(p.order_.begin(), p.order_.end(),
+                       [&](uint32_t a, uint32_t b) { return hash::NaturalLess(text[a], text[b]); });
       for (size_t i = 1; i < n; ++i) {
         const uint32_t a = p.order_[i - 1];
         const uint32_t b = p.order_[i];
         if (!hash::NaturalLess(text[a], text[b])) {
-          return EntryError(b, text[b] + " and servers[" + std::to_string(a) + "] (" + text[a] +
-                                   ") are equal in the natural order of jump");
+          return error(b, text[b] + " and " + Entry(path, a) + " (" + text[a] +
+                              ") are equal in the natural order of jump");
         }
       }
       break;

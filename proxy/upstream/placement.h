@@ -67,13 +67,13 @@ common::Result<Distribution> ParseDistribution(std::string_view name);
 class Placement {
  public:
   // Builds the placement of `servers` (in configuration order) under `d`.
-  // InvalidArgument, with a message starting "servers[i]: " where one entry
-  // is at fault, when: the list is empty; an address (host:port) is listed
-  // twice; a weight other than 1 is given to rendezvous or jump; a name is
-  // given to anything but ketama; two ketama servers hash by the same name;
-  // two jump addresses are equal in the natural order (the order of their
-  // buckets would be ambiguous).
-  static common::Result<Placement> Build(Distribution d, std::vector<ServerSpec> servers);
+  // InvalidArgument, with a message starting "<path>[i]: " where one entry
+  // is at fault (path names the list in messages), when: the list is empty; an address (host:port)
+  // is listed twice; a weight other than 1 is given to rendezvous or jump; a name is given to
+  // anything but ketama; two ketama servers hash by the same name; two jump addresses are equal in
+  // the natural order (the order of their buckets would be ambiguous).
+  static common::Result<Placement> Build(Distribution d, std::vector<ServerSpec> servers,
+                                         std::string_view path = "servers");
 
   // The index into servers() of the server that owns `key` (any bytes).
   size_t Pick(std::string_view key) const;

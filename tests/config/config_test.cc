@@ -415,7 +415,8 @@ TEST(ParseYamlErrorTest, UnknownKeys) {
             "unix_socket_mode, workers, max_connections, enable_shutdown, drain_timeout, "
             "max_output_buffer, max_connection_memory, network_io (t.yaml:2:3)");
   EXPECT_EQ(Error("bogus: 1\n"),
-            "bogus: unknown key; expected one of server, tiers, metrics, log (t.yaml:1:1)");
+            "bogus: unknown key; expected one of server, tiers, upstream, metrics, log "
+            "(t.yaml:1:1)");
   EXPECT_EQ(Error("tiers: {hdd: {size: 1GiB}}"),
             "tiers.hdd: unknown key; expected one of ram, ssd (t.yaml:1:9)");
   EXPECT_EQ(Error("tiers: {ram: {Size: 1GiB}}"),
@@ -554,6 +555,11 @@ TEST(LoadFileTest, DefaultConfigFileHasEveryDefault) {
   EXPECT_EQ(c.metrics.enabled, true);
   EXPECT_EQ(c.metrics.listen, "127.0.0.1:9150");
   EXPECT_EQ(c.log.level, "info");
+  EXPECT_EQ(c.upstream.servers, std::vector<common::ServerSpec>{});
+  EXPECT_EQ(c.upstream.distribution, "ketama");
+  EXPECT_EQ(c.upstream.near_cache_ttl_ms, 60'000u);
+  EXPECT_EQ(c.upstream.forward_flush, false);
+  EXPECT_EQ(c.upstream.connections_per_server, 1u);
 }
 
 TEST(LoadFileTest, ReadsAFileAndRecordsItsPath) {
@@ -1123,6 +1129,123 @@ TEST(SsdConfigTest, FlagsOverrideAndDisable) {
   ASSERT_TRUE(disabled.ok());
   EXPECT_TRUE(disabled->config.tiers.ssd.disabled);
   EXPECT_FALSE(disabled->config.tiers.ssd.path);
+}
+
+// ---------------------------------------------------------------------------
+// upstream
+
+TEST(UpstreamConfigTest, Unset) {
+  Config c = Parse("server: {port: 1}\n");
+  EXPECT_FALSE(c.upstream.servers);
+  EXPECT_FALSE(c.upstream.distribution);
+  EXPECT_FALSE(c.upstream.near_cache_ttl_ms);
+  EXPECT_FALSE(c.upstream.forward_flush);
+  EXPECT_FALSE(c.upstream.connections_per_server);
+  EXPECT_FALSE(Parse("upstream:\n").upstream.servers);
+}
+
+TEST(UpstreamConfigTest, EverySetting) {
+  Config c = Parse(
+      "upstream:\n"
+      "  servers:\n"
+      "    - 10.0.0.1:11211\n"
+      "    - memcached-1.mc:22122:3\n"
+      "    - \"[fd00::1]:11211:2 cache-c\"\n"
+      "  distribution: ketama\n"
+      "  near_cache_ttl: 5m\n"
+      "  forward_flush: true\n"
+      "  connections_per_server: 4\n");
+  ASSERT_TRUE(c.upstream.servers);
+  const std::vector<common::ServerSpec> want = {{"10.0.0.1", 11211, 1, ""},
+                                                {"memcached-1.mc", 22122, 3, ""},
+                                                {"fd00::1", 11211, 2, "cache-c"}};
+  EXPECT_EQ(*c.upstream.servers, want);
+  EXPECT_EQ(c.upstream.distribution, "ketama");
+  EXPECT_EQ(c.upstream.near_cache_ttl_ms, 300'000u);
+  EXPECT_EQ(c.upstream.forward_flush, true);
+  EXPECT_EQ(c.upstream.connections_per_server, 4u);
+}
+
+TEST(UpstreamConfigTest, GoodValues) {
+  for (const char* d : {"ketama", "rendezvous", "jump", "modula"}) {
+    EXPECT_EQ(Parse(std::string("upstream: {distribution: ") + d + "}").upstream.distribution, d);
+  }
+  EXPECT_EQ(Parse("upstream: {near_cache_ttl: 0}").upstream.near_cache_ttl_ms, 0u);
+  EXPECT_EQ(Parse("upstream: {near_cache_ttl: 1500ms}").upstream.near_cache_ttl_ms, 1500u);
+  EXPECT_EQ(Parse("upstream: {near_cache_ttl: 30}").upstream.near_cache_ttl_ms, 30'000u);
+  EXPECT_EQ(Parse("upstream: {near_cache_ttl: 30d}").upstream.near_cache_ttl_ms,
+            30ull * 86'400'000);
+  EXPECT_EQ(Parse("upstream: {connections_per_server: 64}").upstream.connections_per_server, 64u);
+  EXPECT_EQ(Parse("upstream: {servers: []}").upstream.servers, std::vector<common::ServerSpec>{});
+  EXPECT_EQ(Parse("upstream: {servers: }").upstream.servers, std::vector<common::ServerSpec>{});
+  // Weights suit modula; ketama (also the default) takes weights and names.
+  EXPECT_TRUE(Parse("upstream: {distribution: modula, servers: [a:1:3, b:1]}").upstream.servers);
+  EXPECT_TRUE(Parse("upstream: {servers: [\"a:1:3 x\", b:1]}").upstream.servers);
+  // Weight 1 written out is no weight.
+  EXPECT_TRUE(Parse("upstream: {distribution: jump, servers: [a:1:1]}").upstream.servers);
+}
+
+TEST(UpstreamConfigTest, BadValues) {
+  EXPECT_EQ(Error("upstream: {distribution: consistent}"),
+            "upstream.distribution: expected one of ketama, rendezvous, jump, modula, got "
+            "\"consistent\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {near_cache_ttl: soon}"),
+            "upstream.near_cache_ttl: expected a duration like 60s, at most 30d, or 0, got "
+            "\"soon\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {near_cache_ttl: 31d}"),
+            "upstream.near_cache_ttl: must be at most 30d, got \"31d\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {near_cache_ttl: -1s}"),
+            "upstream.near_cache_ttl: expected a duration like 60s, at most 30d, or 0, got "
+            "\"-1s\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {forward_flush: yes}"),
+            "upstream.forward_flush: expected true or false, got \"yes\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {connections_per_server: 0}"),
+            "upstream.connections_per_server: expected an integer 1..64, got \"0\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {connections_per_server: 65}"),
+            "upstream.connections_per_server: expected an integer 1..64, got \"65\" "
+            "(t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {bogus: 1}"),
+            "upstream.bogus: unknown key; expected one of servers, distribution, "
+            "near_cache_ttl, forward_flush, connections_per_server (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: [a]"), "upstream: expected a map, got a sequence (t.yaml:1:1)");
+}
+
+TEST(UpstreamConfigTest, BadServers) {
+  EXPECT_EQ(Error("upstream: {servers: 10.0.0.1:11211}"),
+            "upstream.servers: expected a list of servers, got \"10.0.0.1:11211\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {servers: {a: 1}}"),
+            "upstream.servers: expected a list of servers, got a map (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream:\n  servers:\n    - 10.0.0.1:11211\n    - 10.0.0.2\n"),
+            "upstream.servers[1]: expected \"host:port\", \"host:port:weight\" or "
+            "\"host:port:weight name\", got \"10.0.0.2\" (t.yaml:4:7)");
+  EXPECT_EQ(Error("upstream:\n  servers:\n    - a:1\n    - b:1\n    - c:0\n"),
+            "upstream.servers[2]: port must be 1..65535, got \"0\" in \"c:0\" (t.yaml:5:7)");
+  EXPECT_EQ(Error("upstream:\n  servers:\n    - [a, 1]\n"),
+            "upstream.servers[0]: expected \"host:port\", \"host:port:weight\" or "
+            "\"host:port:weight name\", got a sequence (t.yaml:3:7)");
+  EXPECT_EQ(Error("upstream:\n  servers:\n    -\n"),
+            "upstream.servers[0]: expected \"host:port\", \"host:port:weight\" or "
+            "\"host:port:weight name\", got null (t.yaml:4:1)");
+  EXPECT_EQ(Error("upstream: {servers: [a:1:0]}"),
+            "upstream.servers[0]: weight must be 1..65535, got \"0\" in \"a:1:0\" (t.yaml:1:22)");
+  EXPECT_EQ(Error("upstream:\n  servers: [a:1, b:2, \"a:1:4 x\"]\n"),
+            "upstream.servers[2]: a:1 is listed twice (also upstream.servers[0]) (t.yaml:2:23)");
+  EXPECT_EQ(Error("upstream: {servers: [\"[::1]:5\", \"[::1]:5:2\"]}"),
+            "upstream.servers[1]: [::1]:5 is listed twice (also upstream.servers[0]) "
+            "(t.yaml:1:33)");
+}
+
+TEST(UpstreamConfigTest, WeightsAndNamesMustSuitTheDistribution) {
+  EXPECT_EQ(Error("upstream:\n  distribution: rendezvous\n  servers: [a:1, b:1:2]\n"),
+            "upstream.servers[1]: weight 2: upstream.distribution rendezvous has no weights "
+            "(its clients give every server one share); use ketama or modula (t.yaml:3:18)");
+  // The order of the keys does not matter.
+  EXPECT_EQ(Error("upstream:\n  servers: [a:1:2]\n  distribution: jump\n"),
+            "upstream.servers[0]: weight 2: upstream.distribution jump has no weights (its "
+            "clients give every server one share); use ketama or modula (t.yaml:2:13)");
+  EXPECT_EQ(Error("upstream:\n  distribution: modula\n  servers: [\"a:1:2 alpha\"]\n"),
+            "upstream.servers[0]: a server name (\"alpha\") is used only by "
+            "upstream.distribution ketama, not modula (t.yaml:3:13)");
 }
 
 }  // namespace

@@ -69,10 +69,9 @@ TEST(KeyHashTest, NaturalOrderOfAddresses) {
   };
   std::stable_sort(list.begin(), list.end(), NaturalLess);
   const std::vector<std::string> want = {
-      "10.0.0.2:9000",        "10.0.0.2:11211",       "10.0.0.9:11211",
-      "10.0.0.10:11211",      "127.0.0.1:9000",       "127.0.0.1:11211",
-      "[::1]:11211",          "memcached-1.mc:11211", "memcached-2.mc:11211",
-      "memcached-10.mc:11211",
+      "10.0.0.2:9000",        "10.0.0.2:11211",        "10.0.0.9:11211", "10.0.0.10:11211",
+      "127.0.0.1:9000",       "127.0.0.1:11211",       "[::1]:11211",    "memcached-1.mc:11211",
+      "memcached-2.mc:11211", "memcached-10.mc:11211",
   };
   EXPECT_EQ(list, want);
 }
@@ -98,9 +97,13 @@ TEST(KeyHashTest, NaturalOrderDetails) {
 TEST(KeyHashTest, PymemcacheTextIsLowByteOfEachCodePoint) {
   std::string scratch;
   EXPECT_EQ(PymemcacheText("plain:key", &scratch), "plain:key");
-  EXPECT_EQ(PymemcacheText("caf\xC3\xA9", &scratch), "caf\xE9");           // U+00E9
-  EXPECT_EQ(PymemcacheText("\xE2\x82\xAC", &scratch), "\xAC");             // U+20AC
-  EXPECT_EQ(PymemcacheText("\xF0\x9F\x94\x91" "1", &scratch), "\x11" "1");  // U+1F511
+  EXPECT_EQ(PymemcacheText("caf\xC3\xA9", &scratch), "caf\xE9");  // U+00E9
+  EXPECT_EQ(PymemcacheText("\xE2\x82\xAC", &scratch), "\xAC");    // U+20AC
+  EXPECT_EQ(PymemcacheText("\xF0\x9F\x94\x91"
+                           "1",
+                           &scratch),
+            "\x11"
+            "1");                                                         // U+1F511
   EXPECT_EQ(PymemcacheText("\xC4\x80", &scratch), std::string(1, '\0'));  // U+0100
   // Not UTF-8: unchanged (overlong, surrogate, truncated, above U+10FFFF).
   for (std::string bad : {"\xC0\xAF", "\xED\xA0\x80", "ab\xE2\x82", "\xF4\x90\x80\x80", "\xFF"}) {
