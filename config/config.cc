@@ -207,7 +207,8 @@ class Walker {
     UpstreamConfig& u = config_->upstream;
     return ForEachKey(
         map, path,
-        {"servers", "distribution", "near_cache_ttl", "forward_flush", "connections_per_server"},
+        {"servers", "distribution", "near_cache_ttl", "forward_flush", "connections_per_server",
+         "connect_timeout", "request_timeout"},
         [&](const std::string& key, const std::string& p, const YAML::Node& k,
             const YAML::Node& v) -> Status {
           if (key == "servers") return Servers(p, k, v);
@@ -219,6 +220,12 @@ class Walker {
           }
           if (key == "forward_flush") {
             return Read(p, k, v, internal::kBool, &u.forward_flush);
+          }
+          if (key == "connect_timeout") {
+            return Read(p, k, v, internal::kUpstreamTimeout, &u.connect_timeout_ms);
+          }
+          if (key == "request_timeout") {
+            return Read(p, k, v, internal::kUpstreamTimeout, &u.request_timeout_ms);
           }
           return Read(p, k, v, internal::kConnectionsPerServer, &u.connections_per_server);
         });

@@ -70,6 +70,8 @@
 //                                # locally, 0..30d; 0 = nothing kept locally
 //     forward_flush: false       # flush_all also flushes the pool
 //     connections_per_server: 1  # per worker, 1..64
+//     connect_timeout: 100ms     # 1ms..60s
+//     request_timeout: 200ms     # 1ms..60s: the longest a reply may stay silent
 //   metrics:
 //     enabled: true              # serve /metrics, /healthz, /readyz over HTTP
 //     listen: 127.0.0.1:9150     # IPv4 ADDR:PORT (or localhost:PORT); port 0
@@ -144,6 +146,8 @@ struct UpstreamConfig {
   std::optional<uint64_t> near_cache_ttl_ms;               // 0 = keep nothing from the pool locally
   std::optional<bool> forward_flush;
   std::optional<uint32_t> connections_per_server;  // per worker, 1..64
+  std::optional<uint64_t> connect_timeout_ms;      // 1ms..60s
+  std::optional<uint64_t> request_timeout_ms;      // 1ms..60s: a reply's silence
 };
 
 struct LogConfig {

@@ -297,6 +297,13 @@ Result<uint64_t> ParseNearCacheTtlMs(std::string_view text) {
   return *ms;
 }
 
+Result<uint64_t> ParseUpstreamTimeoutMs(std::string_view text) {
+  std::optional<uint64_t> ms = common::ParseDurationMs(text);
+  if (!ms) return Expected(kUpstreamTimeout.expected, text);
+  if (*ms < 1 || *ms > 60'000) return Invalid("must be 1ms..60s, got " + Quote(text));
+  return *ms;
+}
+
 Result<uint32_t> ParseConnectionsPerServer(std::string_view text) {
   return ParseBounded<uint32_t>(text, 1, kMaxConnectionsPerServer, kConnectionsPerServer.expected);
 }

@@ -72,6 +72,8 @@ common::Result<std::string> ParseDistribution(std::string_view text);
 // upstream.near_cache_ttl: a duration of at most 30 days; 0 is allowed.
 common::Result<uint64_t> ParseNearCacheTtlMs(std::string_view text);
 common::Result<uint32_t> ParseConnectionsPerServer(std::string_view text);
+// upstream.connect_timeout, upstream.request_timeout: 1ms..60s.
+common::Result<uint64_t> ParseUpstreamTimeoutMs(std::string_view text);
 // memcached's -m: a whole number of MiB, at least 1. Returns bytes.
 common::Result<uint64_t> ParseMegabytes(std::string_view text);
 
@@ -109,6 +111,8 @@ inline constexpr Rule<std::string> kDistribution{"one of ketama, rendezvous, jum
                                                  &ParseDistribution};
 inline constexpr Rule<uint64_t> kNearCacheTtl{"a duration like 60s, at most 30d, or 0",
                                               &ParseNearCacheTtlMs};
+inline constexpr Rule<uint64_t> kUpstreamTimeout{"a duration like 200ms, 1ms..60s",
+                                                 &ParseUpstreamTimeoutMs};
 inline constexpr Rule<uint32_t> kConnectionsPerServer{"an integer 1..64",
                                                       &ParseConnectionsPerServer};
 inline constexpr Rule<uint64_t> kMegabytes{"megabytes (an integer >= 1)", &ParseMegabytes};

@@ -264,6 +264,59 @@ void AddSsd(const SsdFigures& d, Families& f) {
           d.tombstones);
 }
 
+void AddUpstream(const UpstreamFigures& u, Families& f) {
+  if (!u.present) return;
+  auto& requests = f.Family("strata_upstream_requests_total", MetricType::Counter,
+                            "Requests sent to each upstream pool server, by operation and "
+                            "outcome (hit: a value or success; miss: not found, not stored or "
+                            "exists; error: the server's error reply; failed: no reply).");
+  for (const UpstreamServerFigures& s : u.servers) {
+    for (size_t op = 0; op < s.requests.size(); ++op) {
+      for (size_t o = 0; o < s.requests[op].size(); ++o) {
+        requests.Sample(D(s.requests[op][o]),
+                        {{"server", s.server}, {"op", u.ops[op]}, {"outcome", u.outcomes[o]}});
+      }
+    }
+  }
+  auto per_server = [&](const char* name, MetricType type, const char* help,
+                        uint64_t UpstreamServerFigures::*field) {
+    f.Family(name, type, help);
+    for (const UpstreamServerFigures& s : u.servers) f.Sample(D(s.*field), {{"server", s.server}});
+  };
+  per_server("strata_upstream_connects_total", MetricType::Counter,
+             "Connections opened to each upstream server.", &UpstreamServerFigures::connects);
+  per_server("strata_upstream_connect_failures_total", MetricType::Counter,
+             "Connections to each upstream server refused or timed out.",
+             &UpstreamServerFigures::connect_failures);
+  per_server("strata_upstream_resets_total", MetricType::Counter,
+             "Connections to each upstream server closed on an error, a timeout or a reply "
+             "strata could not read (the requests sent on them failed).",
+             &UpstreamServerFigures::resets);
+  per_server("strata_upstream_timeouts_total", MetricType::Counter,
+             "Connects and replies to each upstream server that took longer than allowed.",
+             &UpstreamServerFigures::timeouts);
+  per_server("strata_upstream_requests_in_flight", MetricType::Gauge,
+             "Requests to each upstream server queued or sent and not yet answered.",
+             &UpstreamServerFigures::in_flight);
+  f.Family("strata_upstream_request_duration_seconds", MetricType::Histogram,
+           "Time from sending a request to an upstream server to its reply.");
+  for (const UpstreamServerFigures& s : u.servers) {
+    f.HistogramSample(s.latency, {{"server", s.server}});
+  }
+  f.Family("strata_upstream_fetches_total", MetricType::Counter,
+           "Get-family keys both local tiers missed that were fetched from the pool.")
+      .Sample(D(u.fetches));
+  f.Family("strata_upstream_coalesced_total", MetricType::Counter,
+           "Get-family keys that joined a fetch of the same key already in flight.")
+      .Sample(D(u.coalesced));
+  f.Family("strata_upstream_fills_total", MetricType::Counter,
+           "Values fetched from the pool and kept in the local tiers (the near cache).")
+      .Sample(D(u.fills));
+  f.Family("strata_near_cache_hits_total", MetricType::Counter,
+           "Get-family keys served by the local tiers with a pool configured.")
+      .Sample(D(u.local_hits));
+}
+
 }  // namespace
 
 std::string RenderText(const Snapshot& snapshot) {
@@ -301,6 +354,7 @@ std::string RenderText(const Snapshot& snapshot) {
            "most beyond their share without reading or sending for 500 ms.")
       .Sample(D(s.connection_memory_closed));
   AddSsd(snapshot.ssd, f);
+  AddUpstream(snapshot.upstream, f);
   AddLatency(snapshot.latency, f);
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, f.get());

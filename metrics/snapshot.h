@@ -123,12 +123,39 @@ struct SsdFigures {
   uint64_t tombstones = 0;
 };
 
+// One upstream pool server's figures, summed over workers, exported with a
+// server="host:port" label.
+struct UpstreamServerFigures {
+  std::string server;
+  // requests[op][outcome]: op in kUpstreamOps, outcome in kUpstreamOutcomes.
+  std::vector<std::vector<uint64_t>> requests;
+  uint64_t connects = 0;
+  uint64_t connect_failures = 0;
+  uint64_t resets = 0;
+  uint64_t timeouts = 0;
+  uint64_t in_flight = 0;
+  LatencySeries latency;
+};
+
+// The upstream pool (present only when one is configured).
+struct UpstreamFigures {
+  bool present = false;
+  std::vector<std::string> ops;       // request op label values, in index order
+  std::vector<std::string> outcomes;  // outcome label values, in index order
+  std::vector<UpstreamServerFigures> servers;
+  uint64_t fetches = 0;    // mg sent for keys both local tiers missed
+  uint64_t coalesced = 0;  // ... keys that joined a fetch in flight instead
+  uint64_t fills = 0;      // fetched values kept locally
+  uint64_t local_hits = 0; // get-family keys the local tiers served
+};
+
 struct Snapshot {
   bool ready = false;  // what /readyz answers; set by MetricsServer
   ServerFigures server;
   std::vector<TierFigures> tiers;
   RamFigures ram;
   SsdFigures ssd;
+  UpstreamFigures upstream;
   LatencySnapshot latency;
 };
 

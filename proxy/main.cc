@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   if (auto level = proxy::LogLevelFromConfig(cfg)) common::SetLogLevel(*level);
   const tiers::RamTierOptions ram = proxy::RamTierOptionsFromConfig(cfg);
   const proxy::ServerOptions server_options = proxy::ServerOptionsFromConfig(cfg);
-  // The upstream pool (issue 23): validated here; nothing uses it yet.
+  // The upstream pool: validated here, resolved once the metrics run.
   const common::Result<strata::upstream::PoolOptions> pool = proxy::PoolOptionsFromConfig(cfg);
   if (!pool.ok()) {
     std::fprintf(stderr, "strata: %s\n", pool.status().message().c_str());
@@ -62,6 +62,11 @@ int main(int argc, char** argv) {
 
   tiers::TieredCache cache(ram, clock, ssd.log(), ssd.admission());
   proxy::Server server(server_options, cache, ssd.device(), clock);
+  if (pool->enabled()) {
+    std::unique_ptr<proxy::UpstreamContext> upstream = proxy::BuildUpstream(*pool);
+    if (upstream == nullptr) return 1;
+    server.SetUpstream(std::move(upstream));
+  }
   proxy::StopMetricsFirst stop_metrics_first(metrics);
   proxy::MainLoop main_loop(server, metrics.server());
   metrics.Watch(server.context());

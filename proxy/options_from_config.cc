@@ -101,6 +101,8 @@ common::Result<upstream::PoolOptions> PoolOptionsFromConfig(const config::Config
   if (u.near_cache_ttl_ms) pool.near_cache_ttl_ms = *u.near_cache_ttl_ms;
   if (u.forward_flush) pool.forward_flush = *u.forward_flush;
   if (u.connections_per_server) pool.connections_per_server = *u.connections_per_server;
+  if (u.connect_timeout_ms) pool.connect_timeout_ms = static_cast<uint32_t>(*u.connect_timeout_ms);
+  if (u.request_timeout_ms) pool.request_timeout_ms = static_cast<uint32_t>(*u.request_timeout_ms);
   if (pool.enabled()) {
     common::Result<upstream::Placement> placement =
         upstream::Placement::Build(pool.distribution, pool.servers, "upstream.servers");

@@ -202,6 +202,8 @@ std::unique_ptr<UpstreamContext> BuildUpstream(const upstream::PoolOptions& opti
   ctx->near_cache_ttl_s = static_cast<uint32_t>((options.near_cache_ttl_ms + 999) / 1000);
   ctx->forward_flush = options.forward_flush;
   ctx->connections_per_server = options.connections_per_server;
+  ctx->timeouts.connect_ms = options.connect_timeout_ms;
+  ctx->timeouts.request_ms = options.request_timeout_ms;
   common::Log(common::LogLevel::kInfo,
               "upstream pool: %zu servers (%s), near cache %s, flush_all %s",
               ctx->servers.size(),

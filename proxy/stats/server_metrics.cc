@@ -13,6 +13,45 @@ double Seconds(const struct timeval& tv) {
   return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
 }
 
+// The upstream pool's figures: the per-server counters of every worker
+// summed, and the near cache's counters.
+void FillUpstream(const ServerContext& ctx, metrics::UpstreamFigures* u) {
+  const UpstreamContext& up = *ctx.upstream;
+  u->present = true;
+  for (size_t op = 0; op < upstream::kRequestOps; ++op) {
+    u->ops.emplace_back(upstream::RequestOpName(static_cast<upstream::RequestOp>(op)));
+  }
+  for (size_t o = 0; o < upstream::kRequestOutcomes; ++o) {
+    u->outcomes.emplace_back(
+        upstream::RequestOutcomeName(static_cast<upstream::RequestOutcome>(o)));
+  }
+  for (size_t i = 0; i < up.servers.size(); ++i) {
+    metrics::UpstreamServerFigures s;
+    s.server = up.servers[i].label;
+    s.requests.assign(upstream::kRequestOps, std::vector<uint64_t>(upstream::kRequestOutcomes));
+    for (const auto& worker : up.counters) {
+      const upstream::ServerCounters& c = worker[i];
+      auto get = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+      for (size_t op = 0; op < upstream::kRequestOps; ++op) {
+        for (size_t o = 0; o < upstream::kRequestOutcomes; ++o) {
+          s.requests[op][o] += get(c.requests[op][o]);
+        }
+      }
+      s.connects += get(c.connects);
+      s.connect_failures += get(c.connect_failures);
+      s.resets += get(c.resets);
+      s.timeouts += get(c.timeouts);
+      s.in_flight += get(c.in_flight);
+      c.AddLatencyTo(&s.latency);
+    }
+    u->servers.push_back(std::move(s));
+  }
+  u->fetches = ctx.Sum(Counter::kUpstreamFetches);
+  u->coalesced = ctx.Sum(Counter::kUpstreamCoalesced);
+  u->fills = ctx.Sum(Counter::kUpstreamFills);
+  u->local_hits = ctx.Sum(Counter::kRamHits) + ctx.Sum(Counter::kSsdHits);
+}
+
 }  // namespace
 
 void FillProcessSnapshot(const ServerContext& ctx, metrics::Snapshot* out) {
@@ -128,6 +167,8 @@ void FillSnapshot(const ServerContext& ctx, metrics::Snapshot* out) {
     f.stale_reads = d.stale_reads;
     f.tombstones = d.tombstones;
   }
+
+  if (ctx.upstream != nullptr) FillUpstream(ctx, &out->upstream);
 
   for (const WorkerStats* w : ctx.worker_stats) w->latency().AddTo(&out->latency);
 }

@@ -317,6 +317,18 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_stale_reads", d.stale_reads);
     Stat(out, "ssd_commits", d.commits);
   }
+  if (ctx_.upstream != nullptr) {
+    // The upstream pool (strata's own; per-server figures are in
+    // /metrics).
+    Stat(out, "upstream_servers", ctx_.upstream->servers.size());
+    Stat(out, "upstream_fetches", ctx_.Sum(Counter::kUpstreamFetches));
+    Stat(out, "upstream_coalesced", ctx_.Sum(Counter::kUpstreamCoalesced));
+    Stat(out, "upstream_hits", ctx_.Sum(Counter::kUpstreamHits));
+    Stat(out, "upstream_misses", ctx_.Sum(Counter::kUpstreamMisses));
+    Stat(out, "upstream_failures", ctx_.Sum(Counter::kUpstreamFailures));
+    Stat(out, "upstream_fills", ctx_.Sum(Counter::kUpstreamFills));
+    Stat(out, "upstream_dropped", ctx_.Sum(Counter::kUpstreamDropped));
+  }
 }
 
 void StatsCommands::StatsSettings(OutputQueue& out) {

@@ -103,10 +103,10 @@ class Request : public ValueSink {
 
 struct PoolTimeouts {
   uint32_t connect_ms = 100;
-  // A reply not complete within request_ms + its value's transfer time at
-  // bytes_per_ms resets the connection.
+  // The oldest reply outstanding may stay silent (no byte of it arriving)
+  // this long; then the connection is reset. A large value that keeps
+  // arriving never times out.
   uint32_t request_ms = 200;
-  uint64_t bytes_per_ms = 100 * 1000;  // 100 MB/s
 };
 
 class ServerConnection;

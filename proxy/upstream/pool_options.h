@@ -31,6 +31,11 @@ struct PoolOptions {
   bool forward_flush = false;
   // Connections each worker keeps to each server, 1..64.
   uint32_t connections_per_server = 1;
+  // A connect that takes longer fails its requests; a reply that stays
+  // silent longer (no byte of it arrives) resets its connection and fails
+  // every request sent on it (replies come in order).
+  uint32_t connect_timeout_ms = 100;
+  uint32_t request_timeout_ms = 200;
 
   bool enabled() const { return !servers.empty(); }
 };

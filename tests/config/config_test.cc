@@ -560,6 +560,8 @@ TEST(LoadFileTest, DefaultConfigFileHasEveryDefault) {
   EXPECT_EQ(c.upstream.near_cache_ttl_ms, 60'000u);
   EXPECT_EQ(c.upstream.forward_flush, false);
   EXPECT_EQ(c.upstream.connections_per_server, 1u);
+  EXPECT_EQ(c.upstream.connect_timeout_ms, 100u);
+  EXPECT_EQ(c.upstream.request_timeout_ms, 200u);
 }
 
 TEST(LoadFileTest, ReadsAFileAndRecordsItsPath) {
@@ -1185,6 +1187,19 @@ TEST(UpstreamConfigTest, GoodValues) {
   EXPECT_TRUE(Parse("upstream: {distribution: jump, servers: [a:1:1]}").upstream.servers);
 }
 
+TEST(UpstreamConfigTest, Timeouts) {
+  Config c = Parse("upstream: {connect_timeout: 50ms, request_timeout: 2s}");
+  EXPECT_EQ(c.upstream.connect_timeout_ms, 50u);
+  EXPECT_EQ(c.upstream.request_timeout_ms, 2000u);
+  EXPECT_EQ(Error("upstream: {request_timeout: 0}"),
+            "upstream.request_timeout: must be 1ms..60s, got \"0\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {connect_timeout: 2m}"),
+            "upstream.connect_timeout: must be 1ms..60s, got \"2m\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {connect_timeout: fast}"),
+            "upstream.connect_timeout: expected a duration like 200ms, 1ms..60s, got "
+            "\"fast\" (t.yaml:1:12)");
+}
+
 TEST(UpstreamConfigTest, BadValues) {
   EXPECT_EQ(Error("upstream: {distribution: consistent}"),
             "upstream.distribution: expected one of ketama, rendezvous, jump, modula, got "
@@ -1206,7 +1221,8 @@ TEST(UpstreamConfigTest, BadValues) {
             "(t.yaml:1:12)");
   EXPECT_EQ(Error("upstream: {bogus: 1}"),
             "upstream.bogus: unknown key; expected one of servers, distribution, "
-            "near_cache_ttl, forward_flush, connections_per_server (t.yaml:1:12)");
+            "near_cache_ttl, forward_flush, connections_per_server, connect_timeout, "
+            "request_timeout (t.yaml:1:12)");
   EXPECT_EQ(Error("upstream: [a]"), "upstream: expected a map, got a sequence (t.yaml:1:1)");
 }
 

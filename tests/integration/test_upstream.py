@@ -15,7 +15,8 @@
   is held back: the key never reappears locally;
 * near_cache_ttl 0 (pure routing) keeps nothing locally;
 * a server that is down answers gets as misses and writes with
-  SERVER_ERROR, and the other servers' keys keep working.
+  SERVER_ERROR, and the other servers' keys keep working; a server whose
+  replies stall past upstream.request_timeout fails the same way.
 
 Every process is started on 127.0.0.1 with a free port and stopped by PID.
 """
@@ -89,7 +90,8 @@ class Strata:
     """A strata with an upstream section, started from a config file."""
 
     def __init__(self, strata_bin, folder, servers, distribution="ketama",
-                 near_cache_ttl="60s", forward_flush=False, threads=2, ssd=False):
+                 near_cache_ttl="60s", forward_flush=False, threads=2, ssd=False,
+                 request_timeout="200ms"):
         os.makedirs(folder, exist_ok=True)
         config = os.path.join(folder, "strata.yaml")
         lines = ["tiers:", "  ram: {size: 64MiB}"]
@@ -100,6 +102,7 @@ class Strata:
         lines += [f"  distribution: {distribution}",
                   f"  near_cache_ttl: {near_cache_ttl}",
                   f"  forward_flush: {'true' if forward_flush else 'false'}",
+                  f"  request_timeout: {request_timeout}",
                   "metrics: {enabled: false}"]
         with open(config, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -363,7 +366,8 @@ def test_pure_routing_keeps_nothing_locally(strata_bin, pool, tmp_path):
 def test_concurrent_misses_cost_one_get_per_worker(strata_bin, pool, tmp_path):
     workers = 2
     with Relay(pool[0].port) as relay:
-        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=workers)
+        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=workers,
+                    request_timeout="10s")
         try:
             c = Conn.to(pool[0])
             assert request(c, b"set herd 0 0 5\r\nhello\r\n") == b"STORED\r\n"
@@ -394,7 +398,8 @@ def test_concurrent_misses_cost_one_get_per_worker(strata_bin, pool, tmp_path):
 
 def test_delete_during_a_held_fetch_never_refills(strata_bin, pool, tmp_path):
     with Relay(pool[0].port) as relay:
-        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=1)
+        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=1,
+                    request_timeout="10s")
         try:
             c = Conn.to(pool[0])
             assert request(c, b"set race 0 0 3\r\nold\r\n") == b"STORED\r\n"
@@ -427,7 +432,8 @@ def test_delete_during_a_held_fetch_never_refills(strata_bin, pool, tmp_path):
 def test_a_write_while_a_fetch_is_held_is_read_back(strata_bin, pool, tmp_path):
     """A get sent after this pod's own write never joins an older fetch."""
     with Relay(pool[0].port) as relay:
-        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=1)
+        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=1,
+                    request_timeout="10s")
         try:
             c = Conn.to(pool[0])
             assert request(c, b"set w 0 0 3\r\nold\r\n") == b"STORED\r\n"
@@ -478,3 +484,26 @@ def test_a_dead_server_fails_its_keys_only(strata_bin, pool, tmp_path):
         c.close()
     finally:
         st.stop()
+
+
+def test_a_stalled_server_times_out(strata_bin, pool, tmp_path):
+    with Relay(pool[0].port) as relay:
+        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=1,
+                    request_timeout="300ms")
+        try:
+            c = st.conn()
+            assert request(c, b"set t 0 0 1\r\nx\r\n") == b"STORED\r\n"
+            relay.hold()
+            t0 = time.monotonic()
+            assert get(c, "t") is None          # the fetch times out: a miss
+            assert request(c, b"set t 0 0 1\r\ny\r\n") == \
+                b"SERVER_ERROR upstream unavailable\r\n"
+            assert time.monotonic() - t0 < 5
+            relay.release()
+            # A new connection serves again.
+            assert get(c, "t") in (b"x", b"y")
+            assert request(c, b"set t 0 0 1\r\nz\r\n") == b"STORED\r\n"
+            assert get(c, "t") == b"z"
+            c.close()
+        finally:
+            st.stop()
