@@ -23,6 +23,10 @@ the replies must be byte-identical.
   becomes <cas#n>); cas commands are rendered with each server's own
   uniques (the newest seen for the key, an older one, or a bogus one).
 * Seeds and I/O modes (io_uring and the thread pool) are parametrized.
+* Through the pool: the same test with strata in front of an upstream
+  memcached (upstream.servers, forward_flush on): every write goes there
+  first and the local tiers keep what gets fetch; STRATA_TIERED_POOL_SEEDS
+  seeds (default 2), io_uring only.
   Positive TTLs are 1000 s or more, so no reply depends on the clocks.
   STRATA_TIERED_SEEDS and STRATA_TIERED_BATCHES override the counts.
 """
@@ -43,6 +47,7 @@ from mcraw import Conn
 pytestmark = pytest.mark.strata_only
 
 SEEDS = int(os.environ.get("STRATA_TIERED_SEEDS", "5"))
+POOL_SEEDS = int(os.environ.get("STRATA_TIERED_POOL_SEEDS", "2"))
 BATCHES = int(os.environ.get("STRATA_TIERED_BATCHES", "400"))
 # The default admission unless STRATA_TIERED_ADMISSION names another.
 ADMISSION = (f"    admission: {os.environ['STRATA_TIERED_ADMISSION']}\n"
@@ -314,8 +319,15 @@ def folder(strata_bin):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def start_strata(strata_bin, folder, io_mode):
+def start_strata(strata_bin, folder, io_mode, upstream=None):
     config = os.path.join(folder, "strata.yaml")
+    pool = ""
+    if upstream is not None:
+        pool = ("upstream:\n"
+                f"  servers: [\"127.0.0.1:{upstream.port}\"]\n"
+                "  forward_flush: true\n"
+                # Values up to 3 MiB over loopback on a loaded machine.
+                "  request_timeout: 10s\n")
     with open(config, "w") as f:
         f.write("tiers:\n"
                 f"  ram: {{size: {RAM}}}\n"
@@ -324,6 +336,7 @@ def start_strata(strata_bin, folder, io_mode):
                 f"    size: {SSD}\n"
                 f"    io: {io_mode}\n"
                 f"{ADMISSION}"
+                f"{pool}"
                 "metrics: {enabled: false}\n")
     srv = Server(strata_bin, memory_mb=None, threads=2, item_size=ITEM_MAX,
                  extra_args=["--config", config],
@@ -340,12 +353,29 @@ def start_strata(strata_bin, folder, io_mode):
 
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_tiered_replies_match_memcached(strata_bin, folder, io_mode, seed):
+    run_seed(strata_bin, folder, io_mode, seed, upstream=None)
+
+
+@pytest.mark.parametrize("seed", range(POOL_SEEDS))
+def test_replies_through_the_pool_match_memcached(strata_bin, folder, seed):
+    if not os.access(REFERENCE_MEMCACHED, os.X_OK):
+        pytest.skip("no reference memcached")
+    upstream = Server(REFERENCE_MEMCACHED, memory_mb=1024, threads=2, item_size=ITEM_MAX)
+    upstream.start()
+    try:
+        run_seed(strata_bin, folder, "io_uring", 1000 + seed, upstream=upstream)
+    finally:
+        upstream.stop()
+        upstream.close_log()
+
+
+def run_seed(strata_bin, folder, io_mode, seed, upstream):
     if not os.access(REFERENCE_MEMCACHED, os.X_OK):
         pytest.skip("no reference memcached")
     mc_srv = Server(REFERENCE_MEMCACHED, memory_mb=1024, threads=2,
                     item_size=ITEM_MAX)
     mc_srv.start()
-    st_srv = start_strata(strata_bin, folder, io_mode)
+    st_srv = start_strata(strata_bin, folder, io_mode, upstream)
     mc = Side("memcached", mc_srv)
     st = Side("strata", st_srv)
     gen = Generator(seed * 7919 + (1 if io_mode == "threadpool" else 0))
@@ -381,7 +411,7 @@ def test_tiered_replies_match_memcached(strata_bin, folder, io_mode, seed):
                 rc = st_srv.stop(sig=signal.SIGTERM, timeout=START_TIMEOUT_S)
                 st_srv.close_log()
                 assert rc == 0, f"strata exited {rc} after SIGTERM"
-                st_srv = start_strata(strata_bin, folder, io_mode)
+                st_srv = start_strata(strata_bin, folder, io_mode, upstream)
                 st.reconnect(st_srv)
             if b % FILL_EVERY == 0 and written + FILL_BYTES < WRITE_CAP:
                 data, n = gen.filler(FILL_BYTES)
@@ -393,8 +423,14 @@ def test_tiered_replies_match_memcached(strata_bin, folder, io_mode, seed):
         assert int(s["ssd_regions_reclaimed"]) == 0, "the log wrapped"
         assert int(s["ssd_dropped_backlog"]) == 0
         assert int(s["ssd_corrupt_records"]) == 0
-        # The batches did reach SSD-resident keys (counted since the restart).
-        assert int(s["ssd_hits"]) > 0 and int(s["ssd_promotions"]) > 0, s
+        if upstream is None:
+            # The batches did reach SSD-resident keys (counted since the
+            # restart).
+            assert int(s["ssd_hits"]) > 0 and int(s["ssd_promotions"]) > 0, s
+        else:
+            # Gets went to the pool, and what they fetched was kept.
+            assert int(s["upstream_fetches"]) > 0 and int(s["upstream_fills"]) > 0, s
+            assert int(s["upstream_failures"]) == 0, s
     finally:
         mc.conn.close()
         st.conn.close()
