@@ -75,6 +75,7 @@ struct Options {
   int pipeline = 16;
   int warmup_pipeline = 0;  // 0: max(pipeline, 16)
   uint64_t keys = 100000;
+  double zipf = 0;  // > 0: keys drawn with Zipf's law of this exponent (key 0 the hottest)
   uint64_t value_size = 100;
   double get_ratio = 0.9;
   double delete_ratio = 0;  // of the requests that are not gets
@@ -99,6 +100,8 @@ void PrintUsage(FILE* out) {
                "  --threads N          load generator threads (1)\n"
                "  --pipeline N         requests in flight per connection (16)\n"
                "  --keys N             key space size (100000)\n"
+               "  --zipf S             draw keys by Zipf's law with exponent S (e.g. 0.99;\n"
+               "                       key 0 hottest) instead of uniformly\n"
                "  --value-size N       value bytes, suffixes k/m allowed (100)\n"
                "  --get-ratio F        fraction of gets, the rest are sets (0.9)\n"
                "  --delete-ratio F     of the requests that are not gets, the fraction\n"
@@ -193,6 +196,12 @@ Options ParseOptions(int argc, char** argv) {
       opt.warmup_pipeline = static_cast<int>(positive(ParseCount(arg, next())));
     } else if (arg == "--keys") {
       opt.keys = positive(ParseCount(arg, next()));
+    } else if (arg == "--zipf") {
+      std::string suffix;
+      opt.zipf = ParseDouble(arg, next(), &suffix);
+      if (!suffix.empty() || opt.zipf <= 0 || opt.zipf > 10) {
+        UsageError("--zipf must be an exponent in (0, 10]");
+      }
     } else if (arg == "--value-size") {
       opt.value_size = ParseCount(arg, next());
     } else if (arg == "--get-ratio") {
@@ -329,6 +338,31 @@ class Histogram {
 // by a shared filler (truncated when the value is shorter than 8 bytes). The filler is
 // "abc...z" repeated, which LZ4 shrinks ~60x, or with --random-values fixed pseudo-random
 // printable bytes, which no per-value compressor shrinks.
+// Draws the keys of the measured phase: uniformly, or by Zipf's law (the
+// cumulative weights of every rank, searched with a uniform draw).
+class KeyPicker {
+ public:
+  KeyPicker(uint64_t keys, double zipf) : keys_(keys) {
+    if (zipf <= 0) return;
+    cdf_.resize(keys);
+    double sum = 0;
+    for (uint64_t i = 0; i < keys; ++i) {
+      sum += 1.0 / std::pow(static_cast<double>(i + 1), zipf);
+      cdf_[i] = sum;
+    }
+    for (double& c : cdf_) c /= sum;
+  }
+  uint64_t Pick(Rng& rng) const {
+    if (cdf_.empty()) return rng.Below(keys_);
+    auto it = std::lower_bound(cdf_.begin(), cdf_.end(), rng.Unit());
+    return std::min<uint64_t>(static_cast<uint64_t>(it - cdf_.begin()), keys_ - 1);
+  }
+
+ private:
+  uint64_t keys_;
+  std::vector<double> cdf_;
+};
+
 class Keyspace {
  public:
   Keyspace(const std::string& prefix, uint64_t value_size, bool random_values)
@@ -459,9 +493,10 @@ struct Connection {
 
 class Worker {
  public:
-  Worker(const Options& opt, const Keyspace& keyspace)
+  Worker(const Options& opt, const Keyspace& keyspace, const KeyPicker& picker)
       : opt_(opt),
         keyspace_(keyspace),
+        picker_(picker),
         warm_rate_(static_cast<double>(opt.warmup_rate) / opt.threads) {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0) {
@@ -582,7 +617,7 @@ class Worker {
         n = std::min(n, control_->total_requests - prev);
       }
       for (uint64_t i = 0; i < n; ++i) {
-        uint64_t key = c.rng.Below(opt_.keys);
+        uint64_t key = picker_.Pick(c.rng);
         if (c.rng.Unit() < opt_.get_ratio) {
           AddGet(c, key);
         } else if (opt_.delete_ratio > 0 && c.rng.Unit() < opt_.delete_ratio) {
@@ -879,6 +914,7 @@ class Worker {
 
   const Options& opt_;
   const Keyspace& keyspace_;
+  const KeyPicker& picker_;
   int epoll_fd_ = -1;
   std::vector<std::unique_ptr<Connection>> conns_;
   Phase phase_ = Phase::kWarmup;
@@ -987,9 +1023,10 @@ int Main(int argc, char** argv) {
   Options opt = ParseOptions(argc, argv);
   signal(SIGPIPE, SIG_IGN);
   Keyspace keyspace(opt.key_prefix, opt.value_size, opt.random_values);
+  KeyPicker picker(opt.keys, opt.zipf);
 
   std::vector<std::unique_ptr<Worker>> workers;
-  for (int t = 0; t < opt.threads; ++t) workers.push_back(std::make_unique<Worker>(opt, keyspace));
+  for (int t = 0; t < opt.threads; ++t) workers.push_back(std::make_unique<Worker>(opt, keyspace, picker));
   const uint64_t conns = static_cast<uint64_t>(opt.connections);
   for (uint64_t i = 0; i < conns; ++i) {
     int fd = Connect(opt);

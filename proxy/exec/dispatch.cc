@@ -260,6 +260,12 @@ bool Dispatcher::ReadAhead(std::string_view key, tiers::IoQueue& io, tiers::SsdR
   return true;
 }
 
+bool Dispatcher::Prefetch(std::string_view key, NearCache& near, Prefetches& prefetches) {
+  if (cache_.ram().Contains(key) || cache_.NeedsPromotion(key)) return false;
+  prefetches.Start(near, key);
+  return true;
+}
+
 Outcome Dispatcher::Resume(Command& cmd, OutputQueue& out, PendingStore* store,
                            AsyncState* async) {
   AsyncState::Waiting why = async->waiting;
@@ -748,6 +754,10 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
           AsyncState::Slot& slot = async->slots[i];
           if (slot.item) continue;
           slot.asked_upstream = true;
+          if (!touch && async->prefetches != nullptr &&
+              async->prefetches->Take(slot.key, cache_, &slot.item)) {
+            continue;  // fetched ahead
+          }
           ++async->pending;
           if (touch) {
             near->FetchTouch(slot.key, cmd.exptime, new SlotFetch(async, i));

@@ -99,6 +99,8 @@ struct AsyncState {
   // The worker's near cache; null without an upstream pool. With one,
   // writes go to the pool first (Dispatcher::Forward()).
   NearCache* near = nullptr;
+  // The connection's fetches ahead (with `near`).
+  Prefetches* prefetches = nullptr;
   // A write forwarded to the pool: its reply, once it came.
   struct Forwarded {
     bool sent = false;
@@ -143,6 +145,10 @@ class Dispatcher {
   // the SSD tier has `key`, starts its promotion (completing on `done`) and
   // returns true. Invisible to clients: a promotion never changes a value.
   bool ReadAhead(std::string_view key, tiers::IoQueue& io, tiers::SsdReadDone* done);
+
+  // Read-ahead through the upstream pool: if neither local tier has `key`,
+  // starts fetching it into `prefetches` and returns true.
+  bool Prefetch(std::string_view key, NearCache& near, Prefetches& prefetches);
 
   // Continues the command that returned kWaitIo, once its reads are done.
   Outcome Resume(Command& cmd, OutputQueue& out, PendingStore* store, AsyncState* async);

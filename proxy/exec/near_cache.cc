@@ -102,6 +102,46 @@ class FlushOp final : public upstream::Request {
 
 }  // namespace
 
+// Completes one fetch ahead (the table may have forgotten it meanwhile).
+class Prefetches::Done final : public FetchDone {
+ public:
+  Done(std::shared_ptr<Prefetches> table, std::string_view key, uint64_t id)
+      : table_(std::move(table)), key_(key), id_(id) {}
+  void OnFetched(tiers::ItemRef item, bool /*failed*/) override {
+    auto it = table_->entries_.find(key_);
+    if (it != table_->entries_.end() && it->second.id == id_) {
+      it->second.ready = true;
+      it->second.item = std::move(item);
+    }
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<Prefetches> table_;
+  std::string key_;
+  uint64_t id_;
+};
+
+void Prefetches::Start(NearCache& near, std::string_view key) {
+  if (entries_.size() >= kMaxEntries) return;
+  auto [it, added] = entries_.try_emplace(std::string(key));
+  if (!added) return;
+  it->second.id = next_id_++;
+  it->second.epoch = near.cache().FillEpoch();
+  near.Fetch(key, new Done(shared_from_this(), key, it->second.id));
+}
+
+bool Prefetches::Take(std::string_view key, const tiers::TieredCache& cache,
+                      tiers::ItemRef* item) {
+  if (entries_.empty()) return false;
+  auto it = entries_.find(std::string(key));
+  if (it == entries_.end()) return false;
+  const bool usable = it->second.ready && !cache.ChangedSince(key, it->second.epoch);
+  if (usable) *item = std::move(it->second.item);
+  entries_.erase(it);
+  return usable;
+}
+
 NearCache::NearCache(const UpstreamContext& upstream, upstream::Pool& pool,
                      tiers::TieredCache& cache, const common::Clock& clock, WorkerStats& stats)
     : upstream_(upstream),

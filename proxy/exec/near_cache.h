@@ -28,6 +28,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <functional>
 
 #include "proxy/shared/server_context.h"
 #include "proxy/shared/worker_stats.h"
@@ -45,6 +46,40 @@ class FetchDone {
 
  protected:
   ~FetchDone() = default;
+};
+
+class NearCache;
+
+// Values fetched ahead for gets a connection has buffered behind the
+// command it waits for (Connection::ReadAhead()), so that a pipeline of
+// gets costs one batch of requests per server, not one round trip each. A
+// get takes its key's value from here only if no local write, delete or
+// flush of the key came after the fetch ahead was sent (the same rule as
+// joining a fetch); otherwise it fetches again.
+//
+// Thread safety: one per connection, on its worker's thread.
+class Prefetches : public std::enable_shared_from_this<Prefetches> {
+ public:
+  // Fetches ahead kept at once; more are not started.
+  static constexpr size_t kMaxEntries = 256;
+
+  // Starts fetching `key` ahead unless it already is.
+  void Start(NearCache& near, std::string_view key);
+  // For a get about to fetch `key`: true, with *item (empty: a miss), when
+  // a fetch ahead of it has completed and is still current. Forgets the
+  // key either way.
+  bool Take(std::string_view key, const tiers::TieredCache& cache, tiers::ItemRef* item);
+
+ private:
+  class Done;
+  struct Entry {
+    uint64_t id = 0;
+    uint64_t epoch = 0;  // TieredCache::FillEpoch() when it was started
+    bool ready = false;
+    tiers::ItemRef item;
+  };
+  std::unordered_map<std::string, Entry> entries_;
+  uint64_t next_id_ = 1;
 };
 
 class NearCache {
@@ -68,6 +103,7 @@ class NearCache {
   void FlushAll(int64_t delay, std::function<void(bool)> done);
 
   bool keeps_values() const { return ttl_s_ > 0; }
+  tiers::TieredCache& cache() { return cache_; }
 
  private:
   class FetchOp;

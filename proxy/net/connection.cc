@@ -18,8 +18,9 @@ namespace {
 // A receive gets at least this much room: the unread bytes move to the
 // buffer's front, and if that is not enough the buffer doubles.
 constexpr size_t kMinReadSpace = 512;
-// Keys a waiting connection may promote ahead of the commands that ask for
-// them (Connection::ReadAhead).
+// Keys a waiting connection may promote from SSD, or fetch from the
+// upstream pool, ahead of the commands that ask for them
+// (Connection::ReadAhead).
 constexpr size_t kReadAheadKeys = 64;
 // Once this much of a data block is still to come and the read buffer is
 // drained, the socket reads it straight into the item instead of through
@@ -86,6 +87,10 @@ Connection::Connection(Worker& worker, Kind kind, int fd)
   async_.waiter = this;
   async_.io = worker_.io();
   async_.near = worker_.near_cache();
+  if (async_.near != nullptr) {
+    prefetches_ = std::make_shared<Prefetches>();
+    async_.prefetches = prefetches_.get();
+  }
 }
 
 void Connection::Start(const std::string& listen_addr) {
@@ -205,7 +210,8 @@ void Connection::WaitForIo() {
 
 void Connection::ReadAhead() {
   tiers::IoQueue* io = async_.io;
-  if (io == nullptr || reading_data_) return;
+  NearCache* near = async_.near;
+  if ((io == nullptr && near == nullptr) || reading_data_) return;
   size_t pos = std::max(rstart_, read_ahead_to_);
   size_t keys = 0;
   Command c;
@@ -222,10 +228,16 @@ void Connection::ReadAhead() {
         std::string_view key;
         std::string_view rest = c.keys;
         while (NextKey(&rest, &key) && keys < kReadAheadKeys) {
-          if (dispatcher_.ReadAhead(key, *io, worker_.BeginReadAhead())) {
+          if (io != nullptr && dispatcher_.ReadAhead(key, *io, worker_.BeginReadAhead())) {
             ++keys;
-          } else {
-            worker_.CancelReadAhead();
+            continue;
+          }
+          if (io != nullptr) worker_.CancelReadAhead();
+          // Neither tier has it: fetched ahead from the pool (not for
+          // gat/gats, which change the key there).
+          if (near != nullptr && (c.type == CommandType::kGet || c.type == CommandType::kGets) &&
+              dispatcher_.Prefetch(key, *near, *prefetches_)) {
+            ++keys;
           }
         }
         if (NextKey(&rest, &key)) return;  // over the limit: the command runs its own batches

@@ -219,6 +219,9 @@ class Connection final : public IoWaiter {
   PendingStore store_;
   bool reading_data_ = false;
   AsyncState async_;
+  // Gets fetched ahead from the upstream pool (with one), shared with the
+  // fetches in flight so that they outlive a closed connection harmlessly.
+  std::shared_ptr<Prefetches> prefetches_;
   bool waiting_io_ = false;  // a command waits for SSD reads
   bool zombie_ = false;      // closed while reads were in flight
 
