@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <limits>
 #include <map>
 
@@ -134,9 +135,15 @@ Result<Placement> Placement::Build(Distribution d, std::vector<ServerSpec> serve
     case Distribution::kJump: {
       std::vector<std::string> text;
       for (const ServerSpec& s : p.servers_) text.push_back(s.Address());
-      for (uint32_t i = 0; i < n; ++i) p.order_.push_back(i);
-      std::stable_sort(p.order_.begin(), p.order_.end(),
-                       [&](uint32_t a, uint32_t b) { return hash::NaturalLess(text[a], text[b]); });
+      // Insertion sort, as Go sorts short lists: it needs nothing of the
+      // comparison (natsort's zero skipping makes it no strict weak order
+      // on odd input, which std::sort may not be given), and addresses equal
+      // in it are refused below.
+      for (uint32_t i = 0; i < n; ++i) {
+        size_t at = p.order_.size();
+        while (at > 0 && hash::NaturalLess(text[i], text[p.order_[at - 1]])) --at;
+        p.order_.insert(p.order_.begin() + static_cast<std::ptrdiff_t>(at), i);
+      }
       for (size_t i = 1; i < n; ++i) {
         const uint32_t a = p.order_[i - 1];
         const uint32_t b = p.order_[i];
