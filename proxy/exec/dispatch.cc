@@ -346,8 +346,12 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
           Reply(out, cmd.noreply, "SERVER_ERROR out of memory storing object");
           stats_.Add(Counter::kStoreNoMemory);
         }
-        // A failed set must not leave the old value readable.
-        if (cmd.type == CommandType::kSet) cache_.Delete(cmd.key, Ticket(async));
+        // A failed set must not leave the old value readable, here or in
+        // the pool.
+        if (cmd.type == CommandType::kSet) {
+          cache_.Delete(cmd.key, Ticket(async));
+          if (near != nullptr) near->DropInPool(cmd.key);
+        }
       }
       return Outcome::kReadData;
     }

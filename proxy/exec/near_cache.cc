@@ -180,6 +180,20 @@ void NearCache::Send(std::string_view key, upstream::Request* req) {
   pool_.Send(upstream_.placement->Pick(key), common::HashKey(key), req);
 }
 
+namespace {
+
+// A delete whose reply nobody waits for.
+class DropOp final : public upstream::Request {
+ public:
+  explicit DropOp(std::string_view key)
+      : Request(upstream::RequestOp::kDelete, upstream::MetaDeleteRequest(key)) {}
+  void OnReply(upstream::MetaReply&) override { delete this; }
+};
+
+}  // namespace
+
+void NearCache::DropInPool(std::string_view key) { Send(key, new DropOp(key)); }
+
 void NearCache::FlushAll(int64_t delay, std::function<void(bool)> done) {
   auto shared = std::make_shared<FlushOp::Shared>();
   shared->left = pool_.size();

@@ -98,6 +98,10 @@ class NearCache {
   void FetchTouch(std::string_view key, int64_t exptime, FetchDone* done);
   // Sends a write to `key`'s server; the request's OnReply() answers.
   void Send(std::string_view key, upstream::Request* req);
+  // A set strata refused (too large, no memory): the pool's old value goes
+  // too, as memcached drops it, with no reply awaited (the key's later
+  // requests use the same connection, so they come after it).
+  void DropInPool(std::string_view key);
   // Sends `flush_all [delay]` to every server; `done` is told once all
   // have answered (true: every one said OK).
   void FlushAll(int64_t delay, std::function<void(bool)> done);
