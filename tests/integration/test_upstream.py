@@ -91,7 +91,7 @@ class Strata:
 
     def __init__(self, strata_bin, folder, servers, distribution="ketama",
                  near_cache_ttl="60s", forward_flush=False, threads=2, ssd=False,
-                 request_timeout="200ms"):
+                 request_timeout="200ms", metrics_port=None):
         os.makedirs(folder, exist_ok=True)
         config = os.path.join(folder, "strata.yaml")
         lines = ["tiers:", "  ram: {size: 64MiB}"]
@@ -102,12 +102,18 @@ class Strata:
         lines += [f"  distribution: {distribution}",
                   f"  near_cache_ttl: {near_cache_ttl}",
                   f"  forward_flush: {'true' if forward_flush else 'false'}",
-                  f"  request_timeout: {request_timeout}",
-                  "metrics: {enabled: false}"]
+                  f"  request_timeout: {request_timeout}"]
+        if metrics_port is None:
+            lines += ["metrics: {enabled: false}"]
+        else:
+            lines += ["metrics:", "  enabled: true", f"  listen: 127.0.0.1:{metrics_port}"]
         with open(config, "w") as f:
             f.write("\n".join(lines) + "\n")
+        extra = ["--config", config]
+        if metrics_port is not None:
+            extra += ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
         self.server = Server(strata_bin, memory_mb=None, threads=threads,
-                             extra_args=["--config", config],
+                             extra_args=extra,
                              log_path=os.path.join(folder, "strata.log"))
         self.server.start()
 
@@ -508,3 +514,42 @@ def test_a_stalled_server_times_out(strata_bin, pool, tmp_path):
             c.close()
         finally:
             st.stop()
+
+
+def test_metrics_per_server(strata_bin, pool, tmp_path):
+    import urllib.request
+    addrs = addresses(pool)
+    mport = free_port()
+    st = Strata(strata_bin, str(tmp_path / "s"), addrs, metrics_port=mport)
+    try:
+        c = st.conn()
+        for i in range(60):
+            assert request(c, b"set m%d 0 0 1\r\nx\r\n" % i) == b"STORED\r\n"
+            assert get(c, f"m{i}") == b"x"
+            assert get(c, f"none{i}") is None
+        c.close()
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10) as r:
+            body = r.read().decode()
+        promtool = shutil.which("promtool")
+        if promtool:
+            res = subprocess.run([promtool, "check", "metrics"], input=body,
+                                 capture_output=True, text=True, timeout=60)
+            assert res.returncode == 0 and res.stdout == "" and res.stderr == "", \
+                res.stdout + res.stderr
+        values = {}
+        for line in body.splitlines():
+            if line.startswith("strata_upstream_requests_total{"):
+                labels, v = line.rsplit(" ", 1)
+                values[labels] = float(v)
+        def total(op, outcome):
+            return sum(v for k, v in values.items()
+                       if f'op="{op}"' in k and f'outcome="{outcome}"' in k)
+        assert total("store", "hit") == 60
+        assert total("get", "hit") == 60
+        assert total("get", "miss") == 60
+        for a in addrs:
+            assert f'strata_upstream_connects_total{{server="{a}"}}' in body
+            assert f'strata_upstream_request_duration_seconds_count{{server="{a}"}}' in body
+        assert "strata_upstream_fetches_total 120" in body
+    finally:
+        st.stop()
