@@ -148,6 +148,8 @@ class Connection final : public IoWaiter {
   // Watches the socket for what the connection now waits for: readable
   // while reading_, writable while want_writable_.
   void UpdatePoll();
+  // Arms poll_ for exactly `events` (UV_READABLE, UV_WRITABLE).
+  void ApplyPoll(int events);
   void PrepareReadBuffer(char** buf, size_t* len);
   void MaybeReleaseReadBuffer();
   void ProcessInput();
