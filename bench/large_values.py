@@ -36,8 +36,11 @@ KEYS = 8
 
 def start(binary, port):
     argv = [binary, "-p", str(port), "-l", "127.0.0.1", "-m", "1024", "-I", "128m", "-t", "1"]
-    if os.path.basename(binary).startswith("memcached") and os.geteuid() == 0:
-        argv += ["-u", "root"]
+    if os.path.basename(binary).startswith("memcached"):
+        if os.geteuid() == 0:
+            argv += ["-u", "root"]
+    else:
+        argv += ["--metrics-listen", "127.0.0.1:0"]  # never the default port
     proc = track(subprocess.Popen(pinned(0, argv), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
     return wait_started(proc, port, binary, 20)
