@@ -88,9 +88,7 @@ class SlotRead final : public tiers::SsdReadDone {
     slot.from_ssd = static_cast<bool>(item);
     slot.item = std::move(item);
     delete this;
-    if (--async->pending == 0 && async->waiting != AsyncState::Waiting::kNothing) {
-      async->waiter->OnIoDone();
-    }
+    async->OneDone();
   }
 
  private:
@@ -108,9 +106,7 @@ class PromoteWait final : public tiers::SsdReadDone {
     item.Reset();
     AsyncState* async = async_;
     delete this;
-    if (--async->pending == 0 && async->waiting != AsyncState::Waiting::kNothing) {
-      async->waiter->OnIoDone();
-    }
+    async->OneDone();
   }
 
  private:
@@ -125,9 +121,7 @@ class SlotFetch final : public FetchDone {
     AsyncState* async = async_;
     async->slots[index_].item = std::move(item);
     delete this;
-    if (--async->pending == 0 && async->waiting != AsyncState::Waiting::kNothing) {
-      async->waiter->OnIoDone();
-    }
+    async->OneDone();
   }
 
  private:
@@ -155,9 +149,7 @@ class ForwardOp final : public upstream::Request {
     }
     async->forwarded.line = std::move(reply.line);
     delete this;
-    if (--async->pending == 0 && async->waiting != AsyncState::Waiting::kNothing) {
-      async->waiter->OnIoDone();
-    }
+    async->OneDone();
   }
 
  private:
@@ -183,13 +175,9 @@ bool Dispatcher::PromoteFirst(AsyncState* async, std::string_view key,
   // is on SSD again and is promoted again, a bounded number of times).
   while (cache_.NeedsPromotion(key) && async->promote_attempts < kMaxPromoteAttempts) {
     ++async->promote_attempts;
-    // The count starts at two so a read that completes at once (the
-    // record was still in RAM) cannot signal before we decide to wait.
-    async->pending = 2;
-    async->waiting = AsyncState::Waiting::kNothing;
-    cache_.Promote(key, *async->io, new PromoteWait(async));
-    if (--async->pending > 0) {
-      async->waiting = why;
+    // A read that completes at once (the record was still in the log's
+    // buffer) does not make the command wait.
+    if (async->WaitFor(why, [&] { cache_.Promote(key, *async->io, new PromoteWait(async)); })) {
       return true;
     }
   }
@@ -215,16 +203,8 @@ bool Dispatcher::Forward(AsyncState* async, std::string_view key, upstream::Requ
   async->forwarded.sent = true;
   auto* req = new ForwardOp(async, op, std::move(head));
   if (body) req->set_body(std::move(body));
-  // As in PromoteFirst(): a reply that comes at once (the pool is closing)
-  // must not signal before the command has decided to wait.
-  async->pending = 2;
-  async->waiting = AsyncState::Waiting::kNothing;
-  async->near->Send(key, req);
-  if (--async->pending > 0) {
-    async->waiting = why;
-    return true;
-  }
-  return false;
+  // A reply may come at once (the pool is closing).
+  return async->WaitFor(why, [&] { async->near->Send(key, req); });
 }
 
 upstream::ReplyKind Dispatcher::TakeForwarded(AsyncState* async, std::string_view key,
@@ -494,17 +474,15 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
         if (!async->forwarded.sent) {
           async->forwarded = {};
           async->forwarded.sent = true;
-          async->pending = 2;
-          async->waiting = AsyncState::Waiting::kNothing;
-          near->FlushAll(cmd.has_exptime ? cmd.exptime : -1, [async](bool ok) {
-            async->forwarded.answered = true;
-            async->forwarded.kind = ok ? upstream::ReplyKind::kOk : upstream::ReplyKind::kFailed;
-            if (--async->pending == 0 && async->waiting != AsyncState::Waiting::kNothing) {
-              async->waiter->OnIoDone();
-            }
-          });
-          if (--async->pending > 0) {
-            async->waiting = AsyncState::Waiting::kCommand;
+          const int64_t delay = cmd.has_exptime ? cmd.exptime : -1;
+          if (async->WaitFor(AsyncState::Waiting::kCommand, [&] {
+                near->FlushAll(delay, [async](bool ok) {
+                  async->forwarded.answered = true;
+                  async->forwarded.kind =
+                      ok ? upstream::ReplyKind::kOk : upstream::ReplyKind::kFailed;
+                  async->OneDone();
+                });
+              })) {
             return Outcome::kWaitIo;
           }
         }

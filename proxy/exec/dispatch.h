@@ -119,6 +119,28 @@ struct AsyncState {
   // commands' invalidations are durable once it is; 0 = none). The
   // connection clears it when it sends.
   uint64_t ack_ticket = 0;
+
+  // One piece of the command's asynchronous work (an SSD read, a fetch, a
+  // forwarded write) is done: the waiter is told when it was the last one
+  // and the command waits.
+  void OneDone() {
+    if (--pending == 0 && waiting != Waiting::kNothing) waiter->OnIoDone();
+  }
+  // Starts one piece of work with start(), which may complete at once;
+  // true when the command must wait for it (kWaitIo, resumed as `why`).
+  template <typename Start>
+  bool WaitFor(Waiting why, Start&& start) {
+    // Held at two while start() runs, so that work completing at once
+    // cannot signal before the command has decided to wait.
+    pending = 2;
+    waiting = Waiting::kNothing;
+    start();
+    if (--pending > 0) {
+      waiting = why;
+      return true;
+    }
+    return false;
+  }
 };
 
 class Dispatcher {

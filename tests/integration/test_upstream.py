@@ -31,7 +31,7 @@ import time
 import pytest
 
 from conftest import REFERENCE_MEMCACHED, Server, free_port
-from mcraw import Conn
+from mcraw import Conn, stats
 from relay import Relay
 
 pytestmark = pytest.mark.strata_only
@@ -40,19 +40,8 @@ KEYS = [f"key:{i}:{'x' * (i % 40)}" for i in range(400)]
 
 
 def mc_stats(server):
-    with socket.create_connection(server.address, timeout=10) as s:
-        s.sendall(b"stats\r\n")
-        buf = b""
-        while not buf.endswith(b"END\r\n"):
-            chunk = s.recv(65536)
-            assert chunk, "connection closed"
-            buf += chunk
-    out = {}
-    for line in buf.decode().splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[0] == "STAT":
-            out[parts[1]] = parts[2]
-    return out
+    with Conn.to(server) as c:
+        return {k.decode(): v.decode() for k, v in stats(c)}
 
 
 def holders(servers, key):
@@ -403,66 +392,66 @@ def test_concurrent_misses_cost_one_get_per_worker(strata_bin, pool, tmp_path):
             st.stop()
 
 
+def held_fetch(strata_bin, pool, tmp_path, key, value, write):
+    """strata (one worker) over a relay to pool[0], which has `key` =
+    `value`: one connection's get of `key` is sent while the relay holds the
+    server's replies back, then another connection sends `write`; then the
+    relay lets go. Returns (strata, reader, writer, the writer's reply);
+    the reader's get has been read (either answer is right: it began before
+    the write)."""
+    c = Conn.to(pool[0])
+    assert request(c, b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(value), value)) == \
+        b"STORED\r\n"
+    c.close()
+    relay = Relay(pool[0].port)
+    st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=1,
+                request_timeout="10s")
+    reader, writer = st.conn(), st.conn()
+    relay.hold()
+    reader.send(b"get %s\r\n" % key.encode())  # the fetch is sent, its reply held
+    time.sleep(0.3)
+    writer.send(write)
+    time.sleep(0.3)
+    relay.release()
+    line = reader.readline()
+    if line.startswith(b"VALUE"):
+        reader.read_exact(len(value) + 2)
+        line = reader.readline()
+    assert line == b"END\r\n"
+    return st, relay, reader, writer, writer.readline()
+
+
 def test_delete_during_a_held_fetch_never_refills(strata_bin, pool, tmp_path):
-    with Relay(pool[0].port) as relay:
-        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=1,
-                    request_timeout="10s")
-        try:
-            c = Conn.to(pool[0])
-            assert request(c, b"set race 0 0 3\r\nold\r\n") == b"STORED\r\n"
-            c.close()
-            reader, writer = st.conn(), st.conn()
-            relay.hold()
-            reader.send(b"get race\r\n")   # the fetch is sent, its reply held
-            time.sleep(0.3)
-            writer.send(b"delete race\r\n")
-            time.sleep(0.3)
-            relay.release()
-            # The get began before the delete: either answer is right.
-            line = reader.readline()
-            if line.startswith(b"VALUE"):
-                reader.read_exact(5)
-                line = reader.readline()
-            assert line == b"END\r\n"
-            assert writer.readline() == b"DELETED\r\n"
-            # After the delete's reply, nobody reads the old value.
-            for _ in range(20):
-                assert get(writer, "race") is None
-                assert get(reader, "race") is None
-            assert int(st.stats()["curr_items"]) == 0
-            reader.close()
-            writer.close()
-        finally:
-            st.stop()
+    st, relay, reader, writer, reply = held_fetch(strata_bin, pool, tmp_path, "race", b"old",
+                                                  b"delete race\r\n")
+    try:
+        assert reply == b"DELETED\r\n"
+        # After the delete's reply, nobody reads the old value.
+        for _ in range(20):
+            assert get(writer, "race") is None
+            assert get(reader, "race") is None
+        assert int(st.stats()["curr_items"]) == 0
+    finally:
+        reader.close()
+        writer.close()
+        st.stop()
+        relay.stop()
 
 
 def test_a_write_while_a_fetch_is_held_is_read_back(strata_bin, pool, tmp_path):
     """A get sent after this pod's own write never joins an older fetch."""
-    with Relay(pool[0].port) as relay:
-        st = Strata(strata_bin, str(tmp_path / "s"), [relay.address], threads=1,
-                    request_timeout="10s")
-        try:
-            c = Conn.to(pool[0])
-            assert request(c, b"set w 0 0 3\r\nold\r\n") == b"STORED\r\n"
-            c.close()
-            a, b = st.conn(), st.conn()
-            relay.hold()
-            a.send(b"get w\r\n")
-            time.sleep(0.3)
-            b.send(b"set w 0 0 3\r\nnew\r\n")
-            time.sleep(0.3)
-            relay.release()
-            a.readline()
-            a.read_exact(5)
-            assert a.readline() == b"END\r\n"
-            assert b.readline() == b"STORED\r\n"
-            for _ in range(10):
-                assert get(b, "w") == b"new"
-                assert get(a, "w") == b"new"
-            a.close()
-            b.close()
-        finally:
-            st.stop()
+    st, relay, reader, writer, reply = held_fetch(strata_bin, pool, tmp_path, "w", b"old",
+                                                  b"set w 0 0 3\r\nnew\r\n")
+    try:
+        assert reply == b"STORED\r\n"
+        for _ in range(10):
+            assert get(writer, "w") == b"new"
+            assert get(reader, "w") == b"new"
+    finally:
+        reader.close()
+        writer.close()
+        st.stop()
+        relay.stop()
 
 
 # ---------------------------------------------------------------- a dead server
