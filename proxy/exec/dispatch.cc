@@ -37,8 +37,7 @@ void AppendUriEncoded(std::string_view key, std::string* out) {
 }
 
 // One line of `lru_crawler metadump` (crawler.c's crawler_metadump_eval).
-// strata keeps no last-access time: la= is the time of the dump.
-void AppendMetadumpLine(const tiers::RamTier::ListedItem& listed, int64_t now, std::string* out) {
+void AppendMetadumpLine(const tiers::RamTier::ListedItem& listed, std::string* out) {
   const tiers::Item& item = *listed.item;
   char buf[24];
   auto num = [&](uint64_t v) {
@@ -53,7 +52,7 @@ void AppendMetadumpLine(const tiers::RamTier::ListedItem& listed, int64_t now, s
     num(listed.exptime);
   }
   out->append(" la=");
-  num(static_cast<uint64_t>(now));
+  num(static_cast<uint64_t>(listed.last_access_unix));
   out->append(" cas=");
   num(item.Cas());
   out->append(listed.fetched ? " fetch=yes" : " fetch=no");
@@ -220,7 +219,24 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
   switch (cmd.type) {
     case CommandType::kError:
       Reply(out, cmd.noreply, cmd.reply);
+      if (cmd.swallow) {  // a refused ms: its data block is read and dropped
+        store->type = CommandType::kMetaSet;
+        store->item.Reset();
+        store->remaining = uint64_t{cmd.value_len} + 2;
+        return Outcome::kReadData;
+      }
       return Outcome::kDone;
+
+    case CommandType::kMetaGet:
+      return MetaGet(cmd, out, async);
+    case CommandType::kMetaSet:
+      return MetaSet(cmd, out, store, async);
+    case CommandType::kMetaDelete:
+      return MetaDelete(cmd, out, async);
+    case CommandType::kMetaArithmetic:
+      return MetaArithmetic(cmd, out, async);
+    case CommandType::kMetaDebug:
+      return MetaDebug(cmd, out, async);
 
     case CommandType::kGet:
     case CommandType::kGets:
@@ -296,6 +312,8 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
           break;
         case tiers::DeltaResult::kNoMemory:
           Reply(out, cmd.noreply, "SERVER_ERROR out of memory");
+          break;
+        case tiers::DeltaResult::kCasMismatch:  // no CAS was given
           break;
       }
       return Outcome::kDone;
@@ -444,7 +462,6 @@ Outcome Dispatcher::LruCrawler(Command& cmd, OutputQueue& out) {
 
 Outcome Dispatcher::ContinueMetadump(Command& cmd, OutputQueue& out) {
   tiers::RamTier& tier = cache_.ram();
-  const int64_t now = ctx_.clock->NowSeconds();
   std::vector<tiers::RamTier::ListedItem> batch;
   bool more = cmd.number == 1;  // the list selects strata's class 1
   while (more) {
@@ -452,7 +469,7 @@ Outcome Dispatcher::ContinueMetadump(Command& cmd, OutputQueue& out) {
     more = tier.ListItems(&cmd.delta, kListBatch, &batch);
     std::string text;
     for (const tiers::RamTier::ListedItem& listed : batch) {
-      AppendMetadumpLine(listed, now, &text);
+      AppendMetadumpLine(listed, &text);
     }
     out.Append(text);
     if (more && out.bytes() > ctx_.options.output_high_watermark) {
@@ -599,17 +616,7 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     async->moved_retries = 0;
     async->promote_attempts = 0;
   }
-  if (terminated && store.type != CommandType::kSet &&
-      PromoteFirst(async, store.item->Key(), AsyncState::Waiting::kStore)) {
-    // add/replace/append/prepend/cas need to know what the SSD holds.
-    return Outcome::kWaitIo;
-  }
-  if (!terminated) {
-    stats_.Add(Counter::kCmdSet);
-    store.item.Reset();
-    Reply(out, store.noreply, "CLIENT_ERROR bad data chunk");
-    return Outcome::kDone;
-  }
+  const bool meta = store.type == CommandType::kMetaSet;
   tiers::StoreMode mode = tiers::StoreMode::kSet;
   switch (store.type) {
     case CommandType::kAdd: mode = tiers::StoreMode::kAdd; break;
@@ -617,13 +624,28 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     case CommandType::kAppend: mode = tiers::StoreMode::kAppend; break;
     case CommandType::kPrepend: mode = tiers::StoreMode::kPrepend; break;
     case CommandType::kCas: mode = tiers::StoreMode::kCas; break;
+    case CommandType::kMetaSet: mode = store.mode; break;
     default: break;
+  }
+  if (terminated && mode != tiers::StoreMode::kSet &&
+      PromoteFirst(async, store.item->Key(), AsyncState::Waiting::kStore)) {
+    // add/replace/append/prepend/cas need to know what the SSD holds.
+    return Outcome::kWaitIo;
+  }
+  if (!terminated) {
+    stats_.Add(Counter::kCmdSet);
+    store.item.Reset();
+    // An ms always shows its errors.
+    Reply(out, store.noreply && !meta, "CLIENT_ERROR bad data chunk");
+    return Outcome::kDone;
   }
   // The item is kept until the command is done: it runs again if RAM lost
   // the key to SSD just before (add checks the SSD itself).
   tiers::StoreResult result;
+  uint64_t cas = 0;
   for (;;) {
-    result = cache_.Store(mode, store.item, store.cas_unique, Ticket(async));
+    result = cache_.Store(mode, store.item, store.cas_unique, Ticket(async), &cas,
+                          meta && store.set_stale);
     const bool key_missing =
         (result == tiers::StoreResult::kNotStored &&
          (mode == tiers::StoreMode::kReplace || mode == tiers::StoreMode::kAppend ||
@@ -634,8 +656,13 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     if (again == LookedAgain::kPromoting) return Outcome::kWaitIo;
     if (again == LookedAgain::kGone) break;
   }
-  store.item.Reset();
   stats_.Add(Counter::kCmdSet);
+  if (meta) {
+    MetaStoreReply(store, result, cas, out);
+    store.item.Reset();
+    return Outcome::kDone;
+  }
+  store.item.Reset();
   bool is_cas = store.type == CommandType::kCas;
   switch (result) {
     case tiers::StoreResult::kStored:
