@@ -100,6 +100,14 @@ inline bool IsStorage(CommandType t) {
          t == CommandType::kAppend || t == CommandType::kPrepend || t == CommandType::kCas;
 }
 
+// Whether a data block (value_len bytes and "\r\n") follows the command
+// line: the classic storage commands, ms, and an ms refused with its data
+// to swallow.
+inline bool HasDataBlock(const Command& cmd) {
+  return IsStorage(cmd.type) || cmd.type == CommandType::kMetaSet ||
+         (cmd.type == CommandType::kError && cmd.swallow);
+}
+
 inline bool IsGetFamily(CommandType t) {
   return t == CommandType::kGet || t == CommandType::kGets || t == CommandType::kGat ||
          t == CommandType::kGats;

@@ -563,7 +563,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                (ClosesWithoutNewline(short_line) ? ParseStatus::kClose : ParseStatus::kNeedMore));
 
     off += r.consumed;
-    if (IsStorage(cmd.type)) {
+    if (HasDataBlock(cmd)) {
       off +=
           static_cast<size_t>(std::min<uint64_t>(uint64_t{cmd.value_len} + 2, input.size() - off));
     }

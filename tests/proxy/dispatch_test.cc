@@ -209,7 +209,7 @@ TEST_F(DispatchTest, ScriptedSession) {
       {"shutdown\r\n", "ERROR: shutdown not enabled\r\n"},
       {"shutdown graceful\r\n", "ERROR: shutdown not enabled\r\n"},
       {"mn\r\n", "MN\r\n"},
-      {"mg foo v\r\n", "ERROR\r\n"},
+      {"mg foo v\r\n", "EN\r\n"},
       {"stats reset\r\n", "RESET\r\n"},
       {"stats bogus\r\n", "ERROR\r\n"},
       {"stats detail\r\n", "CLIENT_ERROR usage: stats detail on|off|dump\r\n"},
