@@ -98,6 +98,15 @@ Outcome Dispatcher::MetaGet(Command& cmd, OutputQueue& out, AsyncState* async) {
   const uint32_t ttl = f.new_ttl ? AbsoluteExptime(f.ttl) : 0;
   const uint32_t vivify_ttl = f.vivify ? AbsoluteExptime(f.vivify_ttl) : 0;
   const uint32_t recache_ttl = f.recache ? AbsoluteExptime(f.recache_ttl) : 0;
+  // memcached "locks" the item for N, T, R, l and h, and then bumps it
+  // after the reply is composed (skipped if that fails); otherwise its
+  // fetch bumped the item before.
+  bool locked = f.vivify || f.new_ttl || f.recache;
+  {
+    std::string_view tokens = cmd.meta_tokens;
+    std::string_view t;
+    while (!locked && NextKey(&tokens, &t)) locked = t[0] == 'l' || t[0] == 'h';
+  }
   std::string line;
   bool failed = false;  // an opaque too long, found while composing the hit
   bool ttl_set = false;
@@ -158,7 +167,7 @@ Outcome Dispatcher::MetaGet(Command& cmd, OutputQueue& out, AsyncState* async) {
         case 'O':
           if (t.size() > kMaxOpaqueLength) {
             failed = true;
-            return false;
+            return !locked;
           }
           line.push_back(' ');
           line.append(t);

@@ -717,8 +717,19 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
     if (fresh == nullptr) return DeltaResult::kNoMemory;
     std::memcpy(fresh->MutableValue(), buf, len);
     fresh->SetCas(NextCas());
-    fresh->fetched = it->fetched;
-    fresh->atime = AtimeAt(now);
+    if (len <= it->value_len) {
+      // Only because another reference holds the item (a reply being
+      // written, which memcached has usually sent by now): the item keeps
+      // what an update in place keeps.
+      fresh->fetched = it->fetched;
+      fresh->active = it->active;
+      fresh->atime = it->atime;
+      fresh->stale = it->stale;
+      fresh->win_sent = it->win_sent;
+      fresh->key_binary = it->key_binary;
+    } else {
+      fresh->atime = AtimeAt(now);  // a new item, as memcached's do_add_delta makes
+    }
     if (after != nullptr) (*after)(fresh, false);
     int64_t charge = static_cast<int64_t>(ItemCharge(fresh)) - static_cast<int64_t>(ItemCharge(it));
     doomed = ItemRef::Adopt(shard.ReplaceAt(pos, fresh, hash));
