@@ -302,7 +302,13 @@ void CheckCommand(const Command& cmd, std::string_view raw_line, std::string_vie
   for (size_t i = 0; i < cmd.nargs && i < Command::kKeptArgs; ++i) {
     CHECK_CMD(Within(cmd.args[i], line));
   }
-  if (cmd.noreply) CHECK_CMD(last_is_noreply);
+  // Classic commands are quiet by a last "noreply"; meta ones by a q flag
+  // (checked below).
+  const bool is_meta = cmd.type == CommandType::kMetaGet || cmd.type == CommandType::kMetaSet ||
+                       cmd.type == CommandType::kMetaDelete ||
+                       cmd.type == CommandType::kMetaArithmetic;
+  if (cmd.noreply && !is_meta) CHECK_CMD(last_is_noreply);
+  CHECK_CMD(Within(cmd.meta_tokens, line));
 
   const RefAdmin admin = RefAdminCommand(tk);
   if (admin.applies) {

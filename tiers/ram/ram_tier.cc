@@ -258,6 +258,9 @@ void RamTier::BumpLocked(Shard& shard, Item* it, int64_t now) REQUIRES(shard.mu)
   if (!it->active) {
     if (!it->fetched) {
       it->fetched = 1;
+      // The SSD record (if any) says unfetched: rewrite it on eviction, so
+      // `mg h` and `me fetch=` read it back as memcached would show it.
+      it->ssd_copy = 0;
     } else {
       it->active = 1;
       it->atime = AtimeAt(now);
@@ -727,10 +730,16 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
       fresh->stale = it->stale;
       fresh->win_sent = it->win_sent;
       fresh->key_binary = it->key_binary;
+      if (after != nullptr) (*after)(fresh, false);
     } else {
       fresh->atime = AtimeAt(now);  // a new item, as memcached's do_add_delta makes
+      // memcached hands ma the old item here, with the new CAS: what ma's
+      // T and N change is lost with it, the new item keeps the old expiry.
+      if (after != nullptr) {
+        (*after)(fresh, false);
+        fresh->exptime = it->exptime;
+      }
     }
-    if (after != nullptr) (*after)(fresh, false);
     int64_t charge = static_cast<int64_t>(ItemCharge(fresh)) - static_cast<int64_t>(ItemCharge(it));
     doomed = ItemRef::Adopt(shard.ReplaceAt(pos, fresh, hash));
     shard.bytes += charge;

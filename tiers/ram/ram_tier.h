@@ -342,8 +342,9 @@ class RamTier {
   // `fetched`, the second sets `active` and the last access time, later
   // ones change neither (memcached's LRU maintainer clears ITEM_ACTIVE when
   // it moves an item between its queues; strata has no such queues, so
-  // `active` stays). Also records a hit with the policy. REQUIRES(shard.mu),
-  // said on the definition.
+  // `active` stays). Also records a hit with the policy. A first fetch
+  // clears `ssd_copy`: the SSD record keeps the fetched bit, and must be
+  // written again to say it. REQUIRES(shard.mu), said on the definition.
   void BumpLocked(Shard& shard, Item* it, int64_t now);
 
   size_t ShardIndex(uint64_t hash) const;

@@ -22,8 +22,8 @@
 //              clean stop: what precedes it was not torn by a crash)
 //     codec    none | lz4 (items only)
 //     key_len, item bits (items only: the meta protocol's stale, win-sent
-//     and binary-key marks, kItemStale | kItemWinSent | kItemKeyBinary;
-//     version 3), flags, exptime (absolute unix s, 0 = never; for a delayed
+//     and binary-key marks and the fetched bit, kItemStale | kItemWinSent |
+//     kItemKeyBinary | kItemFetched; version 3), flags, exptime (absolute unix s, 0 = never; for a delayed
 //     flush the time it takes effect, 0 = cancel), stored_len, value_len,
 //     mirror_count (invalidation records of this region up to and
 //     including this one), cas; then the key and the stored value.
@@ -104,7 +104,8 @@ HeaderKind DecodeRegionHeader(const char* block, RegionHeader* h, uint32_t* vers
 inline constexpr uint8_t kItemStale = 1;      // Item::stale
 inline constexpr uint8_t kItemWinSent = 2;    // Item::win_sent
 inline constexpr uint8_t kItemKeyBinary = 4;  // Item::key_binary
-inline constexpr uint8_t kItemBitsMask = kItemStale | kItemWinSent | kItemKeyBinary;
+inline constexpr uint8_t kItemFetched = 8;    // Item::fetched
+inline constexpr uint8_t kItemBitsMask = kItemStale | kItemWinSent | kItemKeyBinary | kItemFetched;
 
 struct RecordMeta {
   RecordType type = RecordType::kItem;
