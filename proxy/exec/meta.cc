@@ -221,7 +221,14 @@ Outcome Dispatcher::MetaGet(Command& cmd, OutputQueue& out, AsyncState* async) {
       stats_.Add(Counter::kCmdGet);
       stats_.Add(Counter::kGetHits);
     }
-    stats_.Add(Counter::kRamHits);
+    // A key this command promoted from SSD is an SSD hit (the tier label
+    // of its latency, and `stats`), as for a get.
+    if (async != nullptr && async->promote_attempts > 0) {
+      stats_.Add(Counter::kRamMisses);
+      stats_.Add(Counter::kSsdHits);
+    } else {
+      stats_.Add(Counter::kRamHits);
+    }
     line.append("\r\n");
     out.Append(line);
     if (f.value) out.AppendValue(item);
