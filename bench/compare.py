@@ -48,11 +48,16 @@ PROFILES = {
                      get_ratio=0.9, memory_mb=1024, item_max=None),
     "small-p16": dict(keys=100_000, value_size=100, connections=50, pipeline=16,
                       get_ratio=0.9, memory_mb=1024, item_max=None),
-    # Gets only, every one a hit: what a get and a meta get (--meta-gets) cost.
+    # Gets only, every one a hit, as `get <key>` and as memcached's meta get
+    # `mg <key> v` (-mg): what each costs (run them in one invocation to compare).
     "hits-p1": dict(keys=100_000, value_size=100, connections=50, pipeline=1,
                     get_ratio=1.0, memory_mb=1024, item_max=None),
     "hits-p16": dict(keys=100_000, value_size=100, connections=50, pipeline=16,
                      get_ratio=1.0, memory_mb=1024, item_max=None),
+    "hits-p1-mg": dict(keys=100_000, value_size=100, connections=50, pipeline=1,
+                       get_ratio=1.0, memory_mb=1024, item_max=None, meta_gets=True),
+    "hits-p16-mg": dict(keys=100_000, value_size=100, connections=50, pipeline=16,
+                        get_ratio=1.0, memory_mb=1024, item_max=None, meta_gets=True),
     # 8000 x 64 KiB = 500 MiB of values in 1 GiB.
     "large-64k": dict(keys=8_000, value_size=64 << 10, connections=50, pipeline=1,
                       get_ratio=0.9, memory_mb=1024, item_max=None),
@@ -147,7 +152,7 @@ def run_loadgen(args, port, profile, extra, timeout):
             "--pipeline", str(profile["pipeline"]), "--keys", str(profile["keys"]),
             "--value-size", str(profile["value_size"]),
             "--get-ratio", str(profile["get_ratio"]), "--key-prefix", args.key_prefix] + extra
-    if args.meta_gets:
+    if profile.get("meta_gets") and "--warmup-only" not in extra:
         argv.append("--meta-gets")
     return run_loadgen_cmd(pinned(args.loadgen_cpu, argv), timeout, indent="  ")
 
@@ -323,8 +328,6 @@ def parse_args(argv):
     p.add_argument("--run-timeout", type=parse_seconds, default=60.0,
                    help="slack over --duration before a measured run is killed")
     p.add_argument("--json-out", default=None, help="write all runs and summaries here")
-    p.add_argument("--meta-gets", action="store_true",
-                   help="the load generator sends gets as meta gets (mg <key> v)")
     p.add_argument("--unix-socket", action="store_true",
                    help="servers listen on a unix socket (-s) and the load generator uses it")
     args = p.parse_args(argv)
