@@ -256,16 +256,18 @@ DeltaResult TieredCache::Delta(std::string_view key, bool incr, uint64_t delta, 
 }
 
 MetaGetResult TieredCache::MetaGet(std::string_view key, ItemRef vivify, bool bump,
-                                   const MetaItemFn& fn, ItemRef* out, uint64_t* ticket) {
+                                   const MetaItemFn& fn, ItemRef* out, uint64_t* ticket,
+                                   bool* read_ahead) {
   if (ssd_ == nullptr) {
     bool changed = false;
-    return ram_.MetaGet(key, std::move(vivify), nullptr, bump, fn, out, &changed);
+    return ram_.MetaGet(key, std::move(vivify), nullptr, bump, fn, out, &changed, read_ahead);
   }
   const uint64_t hash = common::HashKey(key);
   if (sketch_ != nullptr) sketch_->Record(hash);
   const std::function<bool()> absent = [&] { return !ssd_->Contains(hash); };
   bool changed = false;
-  MetaGetResult r = ram_.MetaGet(key, std::move(vivify), &absent, bump, fn, out, &changed);
+  MetaGetResult r =
+      ram_.MetaGet(key, std::move(vivify), &absent, bump, fn, out, &changed, read_ahead);
   if (changed || r == MetaGetResult::kCreated) Invalidate(key, ticket);
   return r;
 }

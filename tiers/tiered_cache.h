@@ -113,8 +113,9 @@ class TieredCache final : public EvictionSink {
   // expiry or win bit changed, or that was created, invalidates the key's
   // SSD record (so a later read from SSD cannot hand out the win again, or
   // bring back the old expiry).
+  // *read_ahead: RamTier::MetaGet's.
   MetaGetResult MetaGet(std::string_view key, ItemRef vivify, bool bump, const MetaItemFn& fn,
-                        ItemRef* out, uint64_t* ticket = nullptr);
+                        ItemRef* out, uint64_t* ticket = nullptr, bool* read_ahead = nullptr);
   // Meta delete: RamTier::MetaDelete; a delete removes the key from both
   // tiers (as Delete()), a stale mark invalidates its SSD record.
   MetaDeleteResult MetaDelete(std::string_view key, const uint64_t* cas, bool mark_stale,

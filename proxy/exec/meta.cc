@@ -194,6 +194,7 @@ Outcome Dispatcher::MetaGet(Command& cmd, OutputQueue& out, AsyncState* async) {
 
   tiers::ItemRef item;
   tiers::MetaGetResult result;
+  bool read_ahead = false;
   for (;;) {
     tiers::ItemRef vivify;
     if (f.vivify) {
@@ -202,7 +203,8 @@ Outcome Dispatcher::MetaGet(Command& cmd, OutputQueue& out, AsyncState* async) {
     }
     failed = false;
     ttl_set = false;
-    result = cache_.MetaGet(key, std::move(vivify), !f.no_update, fn, &item, Ticket(async));
+    result = cache_.MetaGet(key, std::move(vivify), !f.no_update, fn, &item, Ticket(async),
+                            &read_ahead);
     if (result == tiers::MetaGetResult::kHit || result == tiers::MetaGetResult::kCreated) break;
     LookedAgain again = LookAgain(async, key, AsyncState::Waiting::kCommand);
     if (again == LookedAgain::kPromoting) return Outcome::kWaitIo;
@@ -223,7 +225,7 @@ Outcome Dispatcher::MetaGet(Command& cmd, OutputQueue& out, AsyncState* async) {
     }
     // A key this command promoted from SSD is an SSD hit (the tier label
     // of its latency, and `stats`), as for a get.
-    if (async != nullptr && async->promote_attempts > 0) {
+    if (read_ahead || (async != nullptr && async->promote_attempts > 0)) {
       stats_.Add(Counter::kRamMisses);
       stats_.Add(Counter::kSsdHits);
     } else {

@@ -289,12 +289,15 @@ def test_meta_replies_match_memcached_ram(server_factory, seed):
         mc_srv.close_log()
 
 
-def fill(conn, start, nbytes=10 << 20):
+def fill(conn, start, nbytes=10 << 20, incompressible=False):
     """Filler sets (keys no meta command touches) that push the working keys
-    out of strata's 8 MiB RAM tier to SSD."""
+    out of strata's 8 MiB RAM tier to SSD (and, incompressible, past the
+    log's open region to the device)."""
     value = b"f" * 4000
-    req = b"".join(b"set fill%d 0 0 %d noreply\r\n%s\r\n" % (start + i, len(value), value)
-                   for i in range(nbytes // len(value)))
+    r = random.Random(start)
+    req = b"".join(b"set fill%d 0 0 %d noreply\r\n%s\r\n" % (
+        start + i, len(value), r.randbytes(len(value)) if incompressible else value)
+        for i in range(nbytes // len(value)))
     conn.send(req + b"mn\r\n")
     assert conn.readline() == b"MN\r\n"
 
@@ -400,6 +403,39 @@ def test_leases_ssd(strata_bin, folder):  # noqa: F811
                 _, name, value = line.rstrip(b"\r\n").split(b" ", 2)
                 stats[name] = value
         assert int(stats[b"ssd_promotions"]) > 0, "the key never came back from SSD"
+    finally:
+        st_srv.stop(sig=signal.SIGKILL)
+        st_srv.close_log()
+
+
+@pytest.mark.strata_only
+def test_quiet_pipeline_of_meta_gets_on_ssd(strata_bin, folder):  # noqa: F811
+    """A deep quiet-mode pipeline of mg over keys on SSD: every hit in order
+    with its value, the misses silent, and the gets behind the first one
+    read ahead (their promotions in flight together)."""
+    st_srv = start_strata(strata_bin, folder, "threadpool")
+    try:
+        with Conn.to(st_srv) as c:
+            keys = [b"qk%04d" % i for i in range(300)]
+            c.send(b"".join(b"ms %s 12 T0\r\nvalue-%s\r\n" % (k, k) for k in keys)
+                   + b"mn\r\n")
+            for _ in keys:
+                assert c.readline() == b"HD\r\n"
+            assert c.readline() == b"MN\r\n"
+            fill(c, 0, 40 << 20, incompressible=True)
+            req = b"".join(b"mg %s v k q\r\nmg no%s v q\r\n" % (k, k) for k in keys)
+            c.send(req + b"mn\r\n")
+            for k in keys:
+                assert c.readline() == b"VA 12 k%s\r\n" % k
+                assert c.read_exact(14) == b"value-%s\r\n" % k
+            assert c.readline() == b"MN\r\n"
+            c.send(b"stats\r\n")
+            stats = {}
+            while (line := c.readline()) != b"END\r\n":
+                _, name, value = line.rstrip(b"\r\n").split(b" ", 2)
+                stats[name] = value
+            assert int(stats[b"ssd_hits"]) > 0, {k: v for k, v in stats.items() if b"ssd" in k or b"evict" in k}
+            assert int(stats[b"ssd_read_aheads"]) > 0, str({k: v for k, v in stats.items() if b"ssd" in k})
     finally:
         st_srv.stop(sig=signal.SIGKILL)
         st_srv.close_log()

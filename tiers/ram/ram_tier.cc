@@ -463,7 +463,8 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime, bool* re
 
 MetaGetResult RamTier::MetaGet(std::string_view key, ItemRef vivify,
                                const std::function<bool()>* absent_elsewhere, bool bump,
-                               const MetaItemFn& fn, ItemRef* out, bool* changed) {
+                               const MetaItemFn& fn, ItemRef* out, bool* changed,
+                               bool* read_ahead) {
   int64_t now = clock_.NowSeconds();
   MaybeRunDelayedFlush(now);
   uint64_t hash = common::HashKey(key);
@@ -514,6 +515,10 @@ MetaGetResult RamTier::MetaGet(std::string_view key, ItemRef vivify,
         *changed = true;
       }
       if (bump && ok) BumpLocked(shard, it, now);
+      if (it->read_ahead) {
+        it->read_ahead = 0;
+        if (read_ahead != nullptr) *read_ahead = true;
+      }
       *out = ItemRef::Share(it);
     } else {
       fn(nullptr, false);

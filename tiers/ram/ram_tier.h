@@ -209,10 +209,12 @@ class RamTier {
   // records the access as memcached's do_item_bump() does after it
   // (fetched, last access time, a policy hit). *out receives the item on
   // kHit and kCreated. *changed is set when fn changed the item's expiry
-  // or win bit (its lower-tier copy no longer matches it).
+  // or win bit (its lower-tier copy no longer matches it); *read_ahead (if
+  // given) when the item was promoted ahead of this command (as for Get).
   MetaGetResult MetaGet(std::string_view key, ItemRef vivify,
                         const std::function<bool()>* absent_elsewhere, bool bump,
-                        const MetaItemFn& fn, ItemRef* out, bool* changed);
+                        const MetaItemFn& fn, ItemRef* out, bool* changed,
+                        bool* read_ahead = nullptr);
   // memcached's meta delete (md): with `cas` (not null) only if the live
   // item's CAS unique equals it (else kExists); with `mark_stale` the item
   // is not removed but replaced by a copy marked stale, with its win bit
