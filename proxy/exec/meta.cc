@@ -101,16 +101,11 @@ Outcome Dispatcher::MetaGet(Command& cmd, OutputQueue& out, AsyncState* async) {
   // memcached "locks" the item for N, T, R, l and h, and then bumps it
   // after the reply is composed (skipped if that fails); otherwise its
   // fetch bumped the item before.
-  bool locked = f.vivify || f.new_ttl || f.recache;
-  {
-    std::string_view tokens = cmd.meta_tokens;
-    std::string_view t;
-    while (!locked && NextKey(&tokens, &t)) locked = t[0] == 'l' || t[0] == 'h';
-  }
+  const bool locked = f.locked;
   std::string line;
   bool failed = false;  // an opaque too long, found while composing the hit
   bool ttl_set = false;
-  const tiers::MetaItemFn fn = [&](tiers::Item* it, bool created) {
+  auto fn = [&](tiers::Item* it, bool created) {
     if (it == nullptr) return true;
     line.clear();
     if (f.value) {
@@ -472,11 +467,12 @@ Outcome Dispatcher::MetaArithmetic(Command& cmd, OutputQueue& out, AsyncState* a
     return Outcome::kDone;
   };
 
-  const tiers::MetaItemFn after = [&](tiers::Item* it, bool /*created*/) {
+  auto after_fn = [&](tiers::Item* it, bool /*created*/) {
     head(digits_of(value));
     it->exptime = walk(it->exptime, it->Cas(), false);
     return true;
   };
+  const tiers::MetaItemFn after = after_fn;  // refers to after_fn, which outlives it
   tiers::DeltaResult result;
   for (;;) {
     failed = false;
@@ -551,7 +547,7 @@ Outcome Dispatcher::MetaDebug(Command& cmd, OutputQueue& out, AsyncState* async)
   if (PromoteFirst(async, key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
   const int64_t now = ctx_.clock->NowSeconds();
   std::string line;
-  const tiers::MetaItemFn fn = [&](tiers::Item* it, bool /*created*/) {
+  auto fn = [&](tiers::Item* it, bool /*created*/) {
     if (it == nullptr) return true;
     line.assign("ME ");
     if (it->key_binary) {

@@ -297,9 +297,11 @@ std::string_view MetaPreparse(const Tokens& tk, size_t start, Command* cmd) {
       }
       case 'N':
         of.vivify = true;
+        of.locked = true;
         if (!SafeStrtol(arg, &of.vivify_ttl)) bad_token();
         break;
       case 'T':
+        of.locked = true;
         if (!SafeStrtol(arg, &of.ttl)) {
           bad_token();
         } else {
@@ -307,14 +309,17 @@ std::string_view MetaPreparse(const Tokens& tk, size_t start, Command* cmd) {
         }
         break;
       case 'R':
+        of.locked = true;
         if (!SafeStrtol(arg, &of.recache_ttl)) {
           bad_token();
         } else {
           of.recache = true;
         }
         break;
-      case 'l': case 'O': case 'P': case 'L': case 'k': case 's': case 't': case 'c':
-      case 'f': case 'h':
+      case 'l': case 'h':
+        of.locked = true;  // memcached delays the bump to show the state before it
+        break;
+      case 'O': case 'P': case 'L': case 'k': case 's': case 't': case 'c': case 'f':
         break;
       case 'v':
         of.value = true;

@@ -82,6 +82,7 @@ struct MetaFlags {
   bool set_stale = false;   // I
   bool key_binary = false;  // b
   bool has_cas = false;     // C<cas>
+  bool locked = false;      // N, T, R, l or h: memcached bumps the item after the reply
   char mode = 0;            // M<c>
   int32_t ttl = 0;
   int32_t vivify_ttl = 0;

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/function_ref.h"
 #include "common/mutex.h"
 #include "tiers/item/item.h"
 #include "tiers/ram/eviction_policy.h"
@@ -116,7 +117,9 @@ enum class MetaDeleteResult { kNotFound, kExists, kDeleted, kMarkedStale };
 // `created` true for an item a vivify just stored. It may read every field
 // and change `exptime` and `win_sent`; it must not block or take a lock.
 // Returns false to skip the access's bump (MetaGet: the command failed).
-using MetaItemFn = std::function<bool(Item* item, bool created)>;
+// A reference (no allocation per command): the callable must outlive the
+// call it is passed to.
+using MetaItemFn = common::FunctionRef<bool(Item* item, bool created)>;
 enum class AllocResult { kOk, kTooLarge, kNoMemory };
 
 struct RamTierStats {
