@@ -302,8 +302,18 @@ TEST_F(DispatchTest, MetaSession) {
       {"mg lease c R30\r\n", "HD c15 Z\r\n"},
       {"mn\r\n", "MN\r\n"},
   };
+  ASSERT_EQ(Run("stats reset\r\n"), "RESET\r\n");
   for (const Exchange& e : script) {
     EXPECT_EQ(Run(e.request), e.reply) << ::testing::PrintToString(e.request);
+  }
+  // The counters memcached 1.6.18 showed after the same session.
+  const std::string stats = Run("stats\r\n");
+  for (const char* want :
+       {"cmd_get 21", "cmd_set 13", "cmd_touch 0", "cmd_meta 1", "get_hits 18", "get_misses 3",
+        "touch_hits 0", "touch_misses 0", "delete_hits 1", "delete_misses 3", "incr_hits 4",
+        "incr_misses 1", "decr_hits 1", "decr_misses 0", "cas_hits 1", "cas_misses 0",
+        "cas_badval 3"}) {
+    EXPECT_NE(stats.find(std::string("STAT ") + want + "\r\n"), std::string::npos) << want;
   }
   std::string all_requests;
   std::string all_replies;
