@@ -328,6 +328,8 @@ def parse_args(argv):
     p.add_argument("--run-timeout", type=parse_seconds, default=60.0,
                    help="slack over --duration before a measured run is killed")
     p.add_argument("--json-out", default=None, help="write all runs and summaries here")
+    p.add_argument("--interleave", action="store_true",
+                   help="run pair by pair across the profiles (a drifting load weighs on all)")
     p.add_argument("--unix-socket", action="store_true",
                    help="servers listen on a unix socket (-s) and the load generator uses it")
     args = p.parse_args(argv)
@@ -373,20 +375,34 @@ def main(argv):
     }
     failed = 0
     try:
+        profiles = {}
         for name in args.profiles:
-            profile = dict(PROFILES[name])
+            profiles[name] = dict(PROFILES[name])
             if args.memory_mb:
-                profile["memory_mb"] = args.memory_mb
-            runs = []
-            for pair in range(args.pairs):
-                for side in SIDES:
-                    log(f"compare: {name} pair {pair + 1}/{args.pairs} {side}")
-                    r = one_run(side, binaries[side], name, profile, args, pair)
-                    failed += not r["ok"]
-                    runs.append(r)
-            summary = summarize(name, runs)
-            print_profile(name, profile, args, runs, summary)
-            out["profiles"][name] = {"params": profile, "runs": runs, **summary}
+                profiles[name]["memory_mb"] = args.memory_mb
+        runs = {name: [] for name in args.profiles}
+
+        def report(name):
+            summary = summarize(name, runs[name])
+            print_profile(name, profiles[name], args, runs[name], summary)
+            out["profiles"][name] = {"params": profiles[name], "runs": runs[name], **summary}
+
+        # --interleave: pair by pair across the profiles, so that a machine
+        # whose load drifts over minutes weighs on every profile alike.
+        order = ([(pair, name) for pair in range(args.pairs) for name in args.profiles]
+                 if args.interleave else
+                 [(pair, name) for name in args.profiles for pair in range(args.pairs)])
+        for pair, name in order:
+            for side in SIDES:
+                log(f"compare: {name} pair {pair + 1}/{args.pairs} {side}")
+                r = one_run(side, binaries[side], name, profiles[name], args, pair)
+                failed += not r["ok"]
+                runs[name].append(r)
+            if not args.interleave and pair == args.pairs - 1:
+                report(name)
+        if args.interleave:
+            for name in args.profiles:
+                report(name)
     finally:
         stop_all()
         if args.json_out:
