@@ -251,6 +251,14 @@ def read_until_mn(conn):
             out.append(conn.read_exact(n + 2))
 
 
+def assert_no_sanitizer_report(srv):
+    """A sanitized build (ASan, TSan, UBSan) reports into the server's log."""
+    out = srv.output()
+    out = out if isinstance(out, bytes) else out.encode()
+    for tool in (b"ThreadSanitizer", b"AddressSanitizer", b"runtime error"):
+        assert tool not in out, out[-4000:]
+
+
 def run_differential(mc, st, seed, between=None, classic_gets=True):
     gen = Generator(seed, classic_gets)
     cmc, cst = Canon(), Canon()
@@ -284,6 +292,7 @@ def test_meta_replies_match_memcached_ram(server_factory, seed):
         st_srv = server_factory(memory_mb=64, threads=2)
         with Conn.to(mc_srv) as mc, Conn.to(st_srv) as st:
             run_differential(mc, st, seed * 31 + 1)
+        assert_no_sanitizer_report(st_srv)
     finally:
         mc_srv.stop()
         mc_srv.close_log()
@@ -322,6 +331,7 @@ def test_meta_replies_match_memcached_ssd(strata_bin, folder, seed):  # noqa: F8
                 _, name, value = line.rstrip(b"\r\n").split(b" ", 2)
                 stats[name] = value
             assert int(stats[b"ssd_promotions"]) > 0, "no key came back from SSD"
+        assert_no_sanitizer_report(st_srv)
     finally:
         st_srv.stop(sig=signal.SIGKILL)
         st_srv.close_log()
@@ -379,8 +389,11 @@ def check_leases(srv, push_to_ssd=None):
         assert c.read_exact(7) == b"value\r\n"
 
 
-def test_leases_ram(server_factory):
-    check_leases(server_factory(memory_mb=64, threads=4))
+def test_leases_ram(server_factory, is_memcached):
+    srv = server_factory(memory_mb=64, threads=4)
+    check_leases(srv)
+    if not is_memcached:
+        assert_no_sanitizer_report(srv)
 
 
 @pytest.mark.strata_only
@@ -403,6 +416,7 @@ def test_leases_ssd(strata_bin, folder):  # noqa: F811
                 _, name, value = line.rstrip(b"\r\n").split(b" ", 2)
                 stats[name] = value
         assert int(stats[b"ssd_promotions"]) > 0, "the key never came back from SSD"
+        assert_no_sanitizer_report(st_srv)
     finally:
         st_srv.stop(sig=signal.SIGKILL)
         st_srv.close_log()
@@ -436,6 +450,7 @@ def test_quiet_pipeline_of_meta_gets_on_ssd(strata_bin, folder):  # noqa: F811
                 stats[name] = value
             assert int(stats[b"ssd_hits"]) > 0, {k: v for k, v in stats.items() if b"ssd" in k or b"evict" in k}
             assert int(stats[b"ssd_read_aheads"]) > 0, str({k: v for k, v in stats.items() if b"ssd" in k})
+        assert_no_sanitizer_report(st_srv)
     finally:
         st_srv.stop(sig=signal.SIGKILL)
         st_srv.close_log()
