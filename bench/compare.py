@@ -48,6 +48,16 @@ PROFILES = {
                      get_ratio=0.9, memory_mb=1024, item_max=None),
     "small-p16": dict(keys=100_000, value_size=100, connections=50, pipeline=16,
                       get_ratio=0.9, memory_mb=1024, item_max=None),
+    # Gets only, every one a hit, as `get <key>` and as memcached's meta get
+    # `mg <key> v` (-mg): what each costs (run them in one invocation to compare).
+    "hits-p1": dict(keys=100_000, value_size=100, connections=50, pipeline=1,
+                    get_ratio=1.0, memory_mb=1024, item_max=None),
+    "hits-p16": dict(keys=100_000, value_size=100, connections=50, pipeline=16,
+                     get_ratio=1.0, memory_mb=1024, item_max=None),
+    "hits-p1-mg": dict(keys=100_000, value_size=100, connections=50, pipeline=1,
+                       get_ratio=1.0, memory_mb=1024, item_max=None, meta_gets=True),
+    "hits-p16-mg": dict(keys=100_000, value_size=100, connections=50, pipeline=16,
+                        get_ratio=1.0, memory_mb=1024, item_max=None, meta_gets=True),
     # 8000 x 64 KiB = 500 MiB of values in 1 GiB.
     "large-64k": dict(keys=8_000, value_size=64 << 10, connections=50, pipeline=1,
                       get_ratio=0.9, memory_mb=1024, item_max=None),
@@ -142,6 +152,8 @@ def run_loadgen(args, port, profile, extra, timeout):
             "--pipeline", str(profile["pipeline"]), "--keys", str(profile["keys"]),
             "--value-size", str(profile["value_size"]),
             "--get-ratio", str(profile["get_ratio"]), "--key-prefix", args.key_prefix] + extra
+    if profile.get("meta_gets") and "--warmup-only" not in extra:
+        argv.append("--meta-gets")
     return run_loadgen_cmd(pinned(args.loadgen_cpu, argv), timeout, indent="  ")
 
 
@@ -316,6 +328,8 @@ def parse_args(argv):
     p.add_argument("--run-timeout", type=parse_seconds, default=60.0,
                    help="slack over --duration before a measured run is killed")
     p.add_argument("--json-out", default=None, help="write all runs and summaries here")
+    p.add_argument("--interleave", action="store_true",
+                   help="run pair by pair across the profiles (a drifting load weighs on all)")
     p.add_argument("--unix-socket", action="store_true",
                    help="servers listen on a unix socket (-s) and the load generator uses it")
     args = p.parse_args(argv)
@@ -361,20 +375,34 @@ def main(argv):
     }
     failed = 0
     try:
+        profiles = {}
         for name in args.profiles:
-            profile = dict(PROFILES[name])
+            profiles[name] = dict(PROFILES[name])
             if args.memory_mb:
-                profile["memory_mb"] = args.memory_mb
-            runs = []
-            for pair in range(args.pairs):
-                for side in SIDES:
-                    log(f"compare: {name} pair {pair + 1}/{args.pairs} {side}")
-                    r = one_run(side, binaries[side], name, profile, args, pair)
-                    failed += not r["ok"]
-                    runs.append(r)
-            summary = summarize(name, runs)
-            print_profile(name, profile, args, runs, summary)
-            out["profiles"][name] = {"params": profile, "runs": runs, **summary}
+                profiles[name]["memory_mb"] = args.memory_mb
+        runs = {name: [] for name in args.profiles}
+
+        def report(name):
+            summary = summarize(name, runs[name])
+            print_profile(name, profiles[name], args, runs[name], summary)
+            out["profiles"][name] = {"params": profiles[name], "runs": runs[name], **summary}
+
+        # --interleave: pair by pair across the profiles, so that a machine
+        # whose load drifts over minutes weighs on every profile alike.
+        order = ([(pair, name) for pair in range(args.pairs) for name in args.profiles]
+                 if args.interleave else
+                 [(pair, name) for name in args.profiles for pair in range(args.pairs)])
+        for pair, name in order:
+            for side in SIDES:
+                log(f"compare: {name} pair {pair + 1}/{args.pairs} {side}")
+                r = one_run(side, binaries[side], name, profiles[name], args, pair)
+                failed += not r["ok"]
+                runs[name].append(r)
+            if not args.interleave and pair == args.pairs - 1:
+                report(name)
+        if args.interleave:
+            for name in args.profiles:
+                report(name)
     finally:
         stop_all()
         if args.json_out:

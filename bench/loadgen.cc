@@ -85,6 +85,7 @@ struct Options {
   bool warmup_only = false;
   uint64_t warmup_rate = 0;    // sets/s over all connections while preloading; 0 = unlimited
   bool random_values = false;  // incompressible value filler
+  bool meta_gets = false;      // gets as memcached's meta get, "mg <key> v"
   uint64_t seed = 42;
   std::string key_prefix = "key:";
   double timeout_s = 10;  // a phase fails when no reply arrives for this long
@@ -114,6 +115,7 @@ void PrintUsage(FILE* out) {
                "  --warmup-rate N      at most N sets/s while preloading, all connections\n"
                "                       together; suffixes k/m allowed (0 = unlimited)\n"
                "  --random-values      incompressible values (pseudo-random printable filler)\n"
+               "  --meta-gets          send gets as meta gets, \"mg <key> v\" (replies VA/EN)\n"
                "  --seed N             RNG seed (42)\n"
                "  --key-prefix S       key prefix (\"key:\")\n"
                "  --timeout T          fail when no reply arrives for this long (10s)\n");
@@ -229,6 +231,9 @@ Options ParseOptions(int argc, char** argv) {
     } else if (arg == "--random-values") {
       flag();
       opt.random_values = true;
+    } else if (arg == "--meta-gets") {
+      flag();
+      opt.meta_gets = true;
     } else if (arg == "--seed") {
       opt.seed = ParseCount(arg, next());
     } else if (arg == "--key-prefix") {
@@ -652,9 +657,9 @@ class Worker {
   }
 
   void AddGet(Connection& c, uint64_t key) {
-    c.text.append("get ");
+    c.text.append(opt_.meta_gets ? "mg " : "get ");
     keyspace_.AppendKey(key, &c.text);
-    c.text.append("\r\n");
+    c.text.append(opt_.meta_gets ? " v\r\n" : "\r\n");
     c.batch.push_back({true, key});
   }
 
@@ -787,6 +792,10 @@ class Worker {
         }
         c.rpos += 2;
         c.state = ParseState::kLine;
+        // A meta get's reply ends with its value: what END ends for get.
+        if (opt_.meta_gets && c.busy && c.batch[c.replied].is_get && c.got_value) {
+          OnLine(c, "END", now);
+        }
       }
     }
     if (!c.dead && c.rpos == c.wpos) c.rpos = c.wpos = 0;
@@ -842,7 +851,23 @@ class Worker {
         c.state = bytes > 0 ? ParseState::kData : ParseState::kDataEnd;
         return;
       }
-      if (line == "END") {
+      if (opt_.meta_gets && line.starts_with("VA ")) {
+        uint64_t bytes = 0;
+        const std::string_view n = line.substr(3);
+        auto [ptr, ec] = std::from_chars(n.data(), n.data() + n.size(), bytes);
+        if (c.got_value || ec != std::errc() || ptr != n.data() + n.size()) {
+          Kill(c, "unexpected reply to mg: " + std::string(line));
+          return;
+        }
+        c.got_value = true;
+        c.value_bad = bytes != keyspace_.value_size();
+        c.data_left = bytes;
+        c.tag_have = 0;
+        c.tag_want = static_cast<size_t>(std::min<uint64_t>(kTagLen, bytes));
+        c.state = bytes > 0 ? ParseState::kData : ParseState::kDataEnd;
+        return;
+      }
+      if (line == "END" || (opt_.meta_gets && line == "EN")) {
         if (!c.got_value) {
           ++k.misses;
         } else {

@@ -44,6 +44,11 @@ enum class CommandType : uint8_t {
   kCacheMemlimit,
   kShutdown,
   kMetaNoop,  // "mn"
+  kMetaGet,         // "mg"
+  kMetaSet,         // "ms"
+  kMetaDelete,      // "md"
+  kMetaArithmetic,  // "ma"
+  kMetaDebug,       // "me"
   // A valid or invalid request to tune something strata does not have
   // (slabs, lru, lru_crawler tocrawl|sleep): the parser's reply holds
   // memcached's reply, and nothing else happens.

@@ -190,15 +190,16 @@ bool TieredCache::RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation
 }
 
 StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
-                               uint64_t* ticket) {
-  if (ssd_ == nullptr) return ram_.Store(mode, std::move(item), cas_unique);
+                               uint64_t* ticket, uint64_t* stored_cas, bool set_stale) {
+  if (ssd_ == nullptr) return ram_.Store(mode, std::move(item), cas_unique, stored_cas, set_stale);
   std::string key(item->Key());
   const uint64_t hash = common::HashKey(key);
   // An add whose key RAM evicted to SSD since the caller promoted it (the
   // proxy promotes first) finds the key there.
   StoreResult r = mode == StoreMode::kAdd
-                      ? ram_.AddIf(std::move(item), [&] { return !ssd_->Contains(hash); })
-                      : ram_.Store(mode, std::move(item), cas_unique);
+                      ? ram_.AddIf(std::move(item), [&] { return !ssd_->Contains(hash); },
+                                   stored_cas)
+                      : ram_.Store(mode, std::move(item), cas_unique, stored_cas, set_stale);
   if (r == StoreResult::kStored) Invalidate(key, ticket);
   return r;
 }
@@ -272,9 +273,52 @@ bool TieredCache::DeletedSince(uint64_t hash, uint64_t epoch) const {
 }
 
 DeltaResult TieredCache::Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result,
-                               uint64_t* ticket) {
-  DeltaResult r = ram_.Delta(key, incr, delta, result);
+                               uint64_t* ticket, uint64_t cas_check, const MetaItemFn* after) {
+  DeltaResult r = ram_.Delta(key, incr, delta, result, cas_check, after);
   if (r == DeltaResult::kOk) Invalidate(key, ticket);
+  return r;
+}
+
+MetaGetResult TieredCache::MetaGet(std::string_view key, ItemRef vivify, bool bump,
+                                   const MetaItemFn& fn, ItemRef* out, uint64_t* ticket,
+                                   bool* read_ahead) {
+  if (ssd_ == nullptr) {
+    bool changed = false;
+    return ram_.MetaGet(key, std::move(vivify), nullptr, bump, fn, out, &changed, read_ahead);
+  }
+  const uint64_t hash = common::HashKey(key);
+  if (sketch_ != nullptr) sketch_->Record(hash);
+  const std::function<bool()> absent = [&] { return !ssd_->Contains(hash); };
+  bool changed = false;
+  MetaGetResult r =
+      ram_.MetaGet(key, std::move(vivify), &absent, bump, fn, out, &changed, read_ahead);
+  if (changed || r == MetaGetResult::kCreated) Invalidate(key, ticket);
+  return r;
+}
+
+MetaDeleteResult TieredCache::MetaDelete(std::string_view key, const uint64_t* cas,
+                                         bool mark_stale, const uint32_t* new_exptime,
+                                         uint64_t* ticket) {
+  if (ssd_ == nullptr) return ram_.MetaDelete(key, cas, mark_stale, new_exptime);
+  if (mark_stale) {
+    MetaDeleteResult r = ram_.MetaDelete(key, cas, true, new_exptime);
+    if (r == MetaDeleteResult::kMarkedStale) Invalidate(key, ticket);
+    return r;
+  }
+  if (cas == nullptr) return Delete(key, ticket) ? MetaDeleteResult::kDeleted
+                                                 : MetaDeleteResult::kNotFound;
+  // As Delete(), with the CAS checked on RAM's item (the caller promoted
+  // the key first). The SSD record goes whatever RAM says: RAM's item,
+  // when it stays, is written again if it is evicted.
+  const uint64_t hash = common::HashKey(key);
+  ram_.RunDueFlush();
+  MetaDeleteResult r = MetaDeleteResult::kNotFound;
+  ssd_->Remove(key, hash, [&] {
+    StampDelete(hash);
+    r = ram_.MetaDelete(key, cas, false, nullptr, /*run_due_flush=*/false);
+    StampDelete(hash);
+  });
+  RaiseTicket(hash, ticket);
   return r;
 }
 

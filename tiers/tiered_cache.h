@@ -94,15 +94,32 @@ class TieredCache final : public EvictionSink {
   // acknowledged (SsdLog::AckTicket: the key's invalidation, or one that
   // still covers it), and left alone when nothing is pending.
   // An add fails if the SSD tier has the key (checked atomically with RAM).
+  // `stored_cas` and `set_stale`: RamTier::Store's (meta set).
   StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0,
-                    uint64_t* ticket = nullptr);
+                    uint64_t* ticket = nullptr, uint64_t* stored_cas = nullptr,
+                    bool set_stale = false);
   // Puts `item`, read from the SSD record at `at`, back in RAM unless the
   // key is in RAM, was deleted since `epoch` (EvictionEpoch() before the
   // read), or has a newer record. True if it was stored.
   bool RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation& at, uint64_t epoch);
   bool Delete(std::string_view key, uint64_t* ticket = nullptr);
+  // `cas_check` and `after`: RamTier::Delta's (meta arithmetic).
   DeltaResult Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result,
-                    uint64_t* ticket = nullptr);
+                    uint64_t* ticket = nullptr, uint64_t cas_check = 0,
+                    const MetaItemFn* after = nullptr);
+  // Meta get: RamTier::MetaGet on the RAM tier (the caller promotes a key
+  // only the SSD has first), fed to the frequency sketch as a get. A vivify
+  // is refused (kElsewhere) while the SSD tier has the key. An item whose
+  // expiry or win bit changed, or that was created, invalidates the key's
+  // SSD record (so a later read from SSD cannot hand out the win again, or
+  // bring back the old expiry).
+  // *read_ahead: RamTier::MetaGet's.
+  MetaGetResult MetaGet(std::string_view key, ItemRef vivify, bool bump, const MetaItemFn& fn,
+                        ItemRef* out, uint64_t* ticket = nullptr, bool* read_ahead = nullptr);
+  // Meta delete: RamTier::MetaDelete; a delete removes the key from both
+  // tiers (as Delete()), a stale mark invalidates its SSD record.
+  MetaDeleteResult MetaDelete(std::string_view key, const uint64_t* cas, bool mark_stale,
+                              const uint32_t* new_exptime, uint64_t* ticket = nullptr);
   bool Touch(std::string_view key, uint32_t exptime, uint64_t* ticket = nullptr);
   // RAM lookup; with `new_exptime` (gat) the SSD record is invalidated.
   // *read_ahead is set if a read-ahead promoted the item for this get.

@@ -38,8 +38,7 @@ void AppendUriEncoded(std::string_view key, std::string* out) {
 }
 
 // One line of `lru_crawler metadump` (crawler.c's crawler_metadump_eval).
-// strata keeps no last-access time: la= is the time of the dump.
-void AppendMetadumpLine(const tiers::RamTier::ListedItem& listed, int64_t now, std::string* out) {
+void AppendMetadumpLine(const tiers::RamTier::ListedItem& listed, std::string* out) {
   const tiers::Item& item = *listed.item;
   char buf[24];
   auto num = [&](uint64_t v) {
@@ -54,7 +53,7 @@ void AppendMetadumpLine(const tiers::RamTier::ListedItem& listed, int64_t now, s
     num(listed.exptime);
   }
   out->append(" la=");
-  num(static_cast<uint64_t>(now));
+  num(static_cast<uint64_t>(listed.last_access_unix));
   out->append(" cas=");
   num(item.Cas());
   out->append(listed.fetched ? " fetch=yes" : " fetch=no");
@@ -292,10 +291,41 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
   }
   tiers::RamTier& tier = cache_.ram();
   NearCache* near = async != nullptr ? async->near : nullptr;
+  if (near != nullptr &&
+      (cmd.type == CommandType::kMetaGet || cmd.type == CommandType::kMetaSet ||
+       cmd.type == CommandType::kMetaDelete || cmd.type == CommandType::kMetaArithmetic)) {
+    // Not yet through the pool (the owning server must decide leases and
+    // stale marks for the whole fleet: issue 25). Refused rather than
+    // answered from the local tiers alone, which would miss the pool's keys
+    // and keep writes from the other pods.
+    Reply(out, false, "SERVER_ERROR meta commands are not available with an upstream pool");
+    if (cmd.type != CommandType::kMetaSet) return Outcome::kDone;
+    store->type = CommandType::kMetaSet;  // its data block is read and dropped
+    store->item.Reset();
+    store->remaining = uint64_t{cmd.value_len} + 2;
+    return Outcome::kReadData;
+  }
   switch (cmd.type) {
     case CommandType::kError:
       Reply(out, cmd.noreply, cmd.reply);
+      if (cmd.swallow) {  // a refused ms: its data block is read and dropped
+        store->type = CommandType::kMetaSet;
+        store->item.Reset();
+        store->remaining = uint64_t{cmd.value_len} + 2;
+        return Outcome::kReadData;
+      }
       return Outcome::kDone;
+
+    case CommandType::kMetaGet:
+      return MetaGet(cmd, out, async);
+    case CommandType::kMetaSet:
+      return MetaSet(cmd, out, store, async);
+    case CommandType::kMetaDelete:
+      return MetaDelete(cmd, out, async);
+    case CommandType::kMetaArithmetic:
+      return MetaArithmetic(cmd, out, async);
+    case CommandType::kMetaDebug:
+      return MetaDebug(cmd, out, async);
 
     case CommandType::kGet:
     case CommandType::kGets:
@@ -420,6 +450,8 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
           break;
         case tiers::DeltaResult::kNoMemory:
           Reply(out, cmd.noreply, "SERVER_ERROR out of memory");
+          break;
+        case tiers::DeltaResult::kCasMismatch:  // no CAS was given
           break;
       }
       return Outcome::kDone;
@@ -609,7 +641,6 @@ Outcome Dispatcher::LruCrawler(Command& cmd, OutputQueue& out) {
 
 Outcome Dispatcher::ContinueMetadump(Command& cmd, OutputQueue& out) {
   tiers::RamTier& tier = cache_.ram();
-  const int64_t now = ctx_.clock->NowSeconds();
   std::vector<tiers::RamTier::ListedItem> batch;
   bool more = cmd.number == 1;  // the list selects strata's class 1
   while (more) {
@@ -617,7 +648,7 @@ Outcome Dispatcher::ContinueMetadump(Command& cmd, OutputQueue& out) {
     more = tier.ListItems(&cmd.delta, kListBatch, &batch);
     std::string text;
     for (const tiers::RamTier::ListedItem& listed : batch) {
-      AppendMetadumpLine(listed, now, &text);
+      AppendMetadumpLine(listed, &text);
     }
     out.Append(text);
     if (more && out.bytes() > ctx_.options.output_high_watermark) {
@@ -804,18 +835,11 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     async->promote_attempts = 0;
     async->forwarded = {};
   }
-  if (terminated && async != nullptr && async->near != nullptr) return ForwardStore(store, out, async);
-  if (terminated && store.type != CommandType::kSet &&
-      PromoteFirst(async, store.item->Key(), AsyncState::Waiting::kStore)) {
-    // add/replace/append/prepend/cas need to know what the SSD holds.
-    return Outcome::kWaitIo;
+  if (terminated && async != nullptr && async->near != nullptr &&
+      store.type != CommandType::kMetaSet) {
+    return ForwardStore(store, out, async);
   }
-  if (!terminated) {
-    stats_.Add(Counter::kCmdSet);
-    store.item.Reset();
-    Reply(out, store.noreply, "CLIENT_ERROR bad data chunk");
-    return Outcome::kDone;
-  }
+  const bool meta = store.type == CommandType::kMetaSet;
   tiers::StoreMode mode = tiers::StoreMode::kSet;
   switch (store.type) {
     case CommandType::kAdd: mode = tiers::StoreMode::kAdd; break;
@@ -823,13 +847,28 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     case CommandType::kAppend: mode = tiers::StoreMode::kAppend; break;
     case CommandType::kPrepend: mode = tiers::StoreMode::kPrepend; break;
     case CommandType::kCas: mode = tiers::StoreMode::kCas; break;
+    case CommandType::kMetaSet: mode = store.mode; break;
     default: break;
+  }
+  if (terminated && mode != tiers::StoreMode::kSet &&
+      PromoteFirst(async, store.item->Key(), AsyncState::Waiting::kStore)) {
+    // add/replace/append/prepend/cas need to know what the SSD holds.
+    return Outcome::kWaitIo;
+  }
+  if (!terminated) {
+    stats_.Add(Counter::kCmdSet);
+    store.item.Reset();
+    // An ms always shows its errors.
+    Reply(out, store.noreply && !meta, "CLIENT_ERROR bad data chunk");
+    return Outcome::kDone;
   }
   // The item is kept until the command is done: it runs again if RAM lost
   // the key to SSD just before (add checks the SSD itself).
   tiers::StoreResult result;
+  uint64_t cas = 0;
   for (;;) {
-    result = cache_.Store(mode, store.item, store.cas_unique, Ticket(async));
+    result = cache_.Store(mode, store.item, store.cas_unique, Ticket(async), &cas,
+                          meta && store.set_stale);
     const bool key_missing =
         (result == tiers::StoreResult::kNotStored &&
          (mode == tiers::StoreMode::kReplace || mode == tiers::StoreMode::kAppend ||
@@ -840,8 +879,13 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     if (again == LookedAgain::kPromoting) return Outcome::kWaitIo;
     if (again == LookedAgain::kGone) break;
   }
-  store.item.Reset();
   stats_.Add(Counter::kCmdSet);
+  if (meta) {
+    MetaStoreReply(store, result, cas, out);
+    store.item.Reset();
+    return Outcome::kDone;
+  }
+  store.item.Reset();
   bool is_cas = store.type == CommandType::kCas;
   switch (result) {
     case tiers::StoreResult::kStored:

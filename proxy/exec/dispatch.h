@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -51,6 +52,14 @@ struct PendingStore {
   bool noreply = false;
   uint64_t remaining = 0;     // bytes of data block (value + "\r\n") still to read
   int32_t exptime = 0;        // as the client sent it (for the upstream pool)
+  // ms (type kMetaSet): the store mode its M flag (and C) chose, whether a
+  // lower CAS stores the item stale (I), whether its key was sent base64
+  // (b), and its return flags (O, k, c tokens, space separated, in request
+  // order; copied: the read buffer is reused for the data block).
+  tiers::StoreMode mode = tiers::StoreMode::kSet;
+  bool set_stale = false;
+  bool key_binary = false;
+  std::string meta_ret;
 };
 
 enum class Outcome {
@@ -181,6 +190,17 @@ class Dispatcher {
 
  private:
   void Reply(OutputQueue& out, bool noreply, std::string_view line);
+  // The meta commands (meta.cc), as proto_text.c's process_m*_command().
+  Outcome MetaGet(Command& cmd, OutputQueue& out, AsyncState* async);
+  Outcome MetaSet(Command& cmd, OutputQueue& out, PendingStore* store, AsyncState* async);
+  Outcome MetaDelete(Command& cmd, OutputQueue& out, AsyncState* async);
+  Outcome MetaArithmetic(Command& cmd, OutputQueue& out, AsyncState* async);
+  Outcome MetaDebug(Command& cmd, OutputQueue& out, AsyncState* async);
+  // Replies to an ms whose data block was read (CompleteStore's part).
+  void MetaStoreReply(const PendingStore& store, tiers::StoreResult result, uint64_t cas,
+                      OutputQueue& out);
+  // memcached's "t" flag: the seconds `exptime` has left, "-1" for none.
+  void AppendTtl(std::string* line, uint32_t exptime) const;
   // lru_crawler crawl|metadump|enable|disable; a metadump lists the RAM
   // items in batches and pauses (kPaused) at the output watermark.
   Outcome LruCrawler(Command& cmd, OutputQueue& out);

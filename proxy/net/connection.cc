@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "proxy/net/worker.h"
+#include "proxy/protocol/base64.h"
 
 namespace strata::proxy {
 namespace {
@@ -40,6 +41,9 @@ uint64_t StoreBytes(const Command& cmd, uint64_t limit) {
     case CommandType::kCas:
       return std::min<uint64_t>(tiers::Item::SizeFor(cmd.key.size(), cmd.flags, cmd.value_len),
                                 limit / 2);
+    case CommandType::kMetaSet:
+      return std::min<uint64_t>(
+          tiers::Item::SizeFor(cmd.key.size(), cmd.meta.client_flags, cmd.value_len), limit / 2);
     default:
       return 0;
   }
@@ -264,13 +268,36 @@ void Connection::ReadAhead() {
       case CommandType::kAppend:
       case CommandType::kPrepend:
       case CommandType::kCas:
+      case CommandType::kMetaSet:
         next += uint64_t{c.value_len} + 2;
         if (next > rend_) return;
         break;
+      case CommandType::kError:
+        if (!c.swallow) return;
+        next += uint64_t{c.value_len} + 2;  // a refused ms: its data block is dropped
+        if (next > rend_) return;
+        break;
+      case CommandType::kMetaGet: {
+        // A pipeline of meta gets (quiet mode: many, then mn) reads ahead
+        // as gets do; the mg that finds its key promoted counts an SSD hit.
+        char decoded[kMaxKeyLength];
+        const std::string_view key =
+            c.meta.key_binary ? std::string_view(decoded, Base64Decode(c.key, decoded)) : c.key;
+        if (dispatcher_.ReadAhead(key, *io, worker_.BeginReadAhead())) {
+          ++keys;
+        } else {
+          worker_.CancelReadAhead();
+        }
+        break;
+      }
       case CommandType::kDelete:
       case CommandType::kIncr:
       case CommandType::kDecr:
       case CommandType::kTouch:
+      case CommandType::kMetaDelete:
+      case CommandType::kMetaArithmetic:
+      case CommandType::kMetaDebug:
+      case CommandType::kMetaNoop:
         break;
       default:
         return;

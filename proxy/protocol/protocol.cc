@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/numbers.h"
+#include "proxy/protocol/base64.h"
 
 namespace strata::proxy {
 
@@ -262,6 +263,224 @@ ParseResult Stats(const Tokens& tk, Command* cmd, size_t consumed) {
   return {ParseStatus::kCommand, consumed};
 }
 
+
+// Meta commands (proto_text.c). `n` counts real tokens; memcached's
+// ntokens is n + 1 (its terminal token).
+constexpr size_t kMaxMetaTokens = 20;  // MFLAG_MAX_OPT_LENGTH, against ntokens
+
+// _meta_flag_preparse() over tokens [start, n): fills cmd->meta; returns
+// the error line, or an empty view.
+std::string_view MetaPreparse(const Tokens& tk, size_t start, Command* cmd) {
+  MetaFlags& of = cmd->meta;
+  std::string_view errstr;
+  bool has_error = false;
+  bool seen[127] = {};
+  for (size_t i = start; i < tk.n; ++i) {
+    const std::string_view t = tk.t[i];
+    const auto o = static_cast<uint8_t>(t[0]);
+    if (o >= 127 || seen[o]) return "CLIENT_ERROR duplicate flag";
+    seen[o] = true;
+    const std::string_view arg = t.substr(1);
+    auto bad_token = [&] {
+      errstr = "CLIENT_ERROR bad token in command line format";
+      has_error = true;
+    };
+    switch (o) {
+      case 'b': {
+        char decoded[kMaxKeyLength];
+        if (Base64Decode(tk.t[1], decoded) == 0) {
+          errstr = "CLIENT_ERROR error decoding key";
+          has_error = true;
+        }
+        of.key_binary = true;
+        break;
+      }
+      case 'N':
+        of.vivify = true;
+        of.locked = true;
+        if (!SafeStrtol(arg, &of.vivify_ttl)) bad_token();
+        break;
+      case 'T':
+        of.locked = true;
+        if (!SafeStrtol(arg, &of.ttl)) {
+          bad_token();
+        } else {
+          of.new_ttl = true;
+        }
+        break;
+      case 'R':
+        of.locked = true;
+        if (!SafeStrtol(arg, &of.recache_ttl)) {
+          bad_token();
+        } else {
+          of.recache = true;
+        }
+        break;
+      case 'l': case 'h':
+        of.locked = true;  // memcached delays the bump to show the state before it
+        break;
+      case 'O': case 'P': case 'L': case 'k': case 's': case 't': case 'c': case 'f':
+        break;
+      case 'v':
+        of.value = true;
+        break;
+      case 'u':
+        of.no_update = true;
+        break;
+      case 'q':
+        cmd->noreply = true;
+        break;
+      case 'F':
+        if (!SafeStrtoul(arg, &of.client_flags)) has_error = true;
+        break;
+      case 'C':
+        if (!SafeStrtoull(arg, &of.cas)) {
+          bad_token();
+        } else {
+          of.has_cas = true;
+        }
+        break;
+      case 'M':
+        if (t.size() != 2) {
+          errstr = "CLIENT_ERROR incorrect length for M token";
+          has_error = true;
+        } else {
+          of.mode = t[1];
+        }
+        break;
+      case 'J':
+        if (!SafeStrtoull(arg, &of.initial)) {
+          errstr = "CLIENT_ERROR invalid numeric initial value";
+          has_error = true;
+        }
+        break;
+      case 'D':
+        if (!SafeStrtoull(arg, &of.delta)) {
+          errstr = "CLIENT_ERROR invalid numeric delta value";
+          has_error = true;
+        }
+        break;
+      case 'I':
+        of.set_stale = true;
+        break;
+      default:
+        return "CLIENT_ERROR invalid flag";
+    }
+  }
+  if (!has_error) return {};
+  return errstr.empty() ? kBadFormat : errstr;
+}
+
+// The meta error reply: memcached's out_errstring() sends it even in
+// quiet mode.
+ParseResult MetaError(Command* cmd, std::string_view reply, size_t consumed) {
+  cmd->noreply = false;
+  return Error(cmd, reply, false, consumed);
+}
+
+ParseResult Meta(const Tokens& tk, Command* cmd, size_t consumed) {
+  const size_t n = tk.n;
+  const char which = tk.t[0][1];
+  if (which == 'n') {
+    cmd->type = CommandType::kMetaNoop;
+    return {ParseStatus::kCommand, consumed};
+  }
+  if (which == 'e') {  // process_meta_command
+    if (n < 2 || tk.t[1].size() > kMaxKeyLength) return MetaError(cmd, kBadFormat, consumed);
+    if (n >= 3 && tk.t[2] == "b") {
+      char decoded[kMaxKeyLength];
+      if (Base64Decode(tk.t[1], decoded) == 0) return MetaError(cmd, kBadFormat, consumed);
+      cmd->meta.key_binary = true;
+    }
+    cmd->type = CommandType::kMetaDebug;
+    cmd->key = tk.t[1];
+    return {ParseStatus::kCommand, consumed};
+  }
+  CommandType type;
+  switch (which) {
+    case 'g': type = CommandType::kMetaGet; break;
+    case 's': type = CommandType::kMetaSet; break;
+    case 'd': type = CommandType::kMetaDelete; break;
+    case 'a': type = CommandType::kMetaArithmetic; break;
+    default: return Error(cmd, kError, false, consumed);
+  }
+  if (n < 2) return Error(cmd, kError, false, consumed);  // WANT_TOKENS_MIN(ntokens, 3)
+  if (tk.t[1].size() > kMaxKeyLength) return MetaError(cmd, kBadFormat, consumed);
+  size_t first_flag = 2;
+  if (type == CommandType::kMetaSet) {
+    if (n == 2) return MetaError(cmd, kBadFormat, consumed);
+    if (n + 1 > kMaxMetaTokens) {
+      return MetaError(cmd, "CLIENT_ERROR options flags too long", consumed);
+    }
+    int32_t vlen = 0;
+    if (!SafeStrtol(tk.t[2], &vlen) || vlen < 0 || vlen > INT_MAX - 2) {
+      return MetaError(cmd, kBadFormat, consumed);
+    }
+    cmd->value_len = static_cast<uint32_t>(vlen);
+    first_flag = 3;
+  } else if (n + 1 > kMaxMetaTokens) {
+    return MetaError(cmd,
+                     type == CommandType::kMetaGet ? "CLIENT_ERROR options flags are too long"
+                                                   : "CLIENT_ERROR options flags too long",
+                     consumed);
+  }
+  cmd->key = tk.t[1];
+  if (n > 2) {
+    const char* end = tk.t[n - 1].data() + tk.t[n - 1].size();
+    cmd->meta_tokens = std::string_view(tk.t[2].data(), static_cast<size_t>(end - tk.t[2].data()));
+  }
+  std::string_view err = MetaPreparse(tk, first_flag, cmd);
+  if (!err.empty()) {
+    if (type == CommandType::kMetaDelete || type == CommandType::kMetaArithmetic) {
+      err = "CLIENT_ERROR invalid or duplicate flag";
+    }
+    const uint32_t vlen = cmd->value_len;
+    MetaError(cmd, err, consumed);
+    if (type == CommandType::kMetaSet) {
+      cmd->swallow = true;
+      cmd->value_len = vlen;
+    }
+    return {ParseStatus::kCommand, consumed};
+  }
+  if (type == CommandType::kMetaSet) {
+    // The return flags are looked at before the mode, but the mode's error
+    // wins (process_mset_command).
+    bool long_opaque = false;
+    std::string_view rest = cmd->meta_tokens;
+    std::string_view t;
+    while (NextKey(&rest, &t)) {
+      if (t[0] == 'O' && t.size() > kMaxOpaqueLength) {
+        long_opaque = true;
+        break;
+      }
+    }
+    std::string_view mode_error;
+    switch (cmd->meta.mode) {
+      case 0: case 'E': case 'A': case 'P': case 'R': case 'S':
+        break;
+      default:
+        mode_error = "CLIENT_ERROR invalid mode for ms M token";
+    }
+    if (!mode_error.empty() || long_opaque) {
+      const uint32_t vlen = cmd->value_len;
+      MetaError(cmd, mode_error.empty() ? "CLIENT_ERROR opaque token too long" : mode_error,
+                consumed);
+      cmd->swallow = true;
+      cmd->value_len = vlen;
+      return {ParseStatus::kCommand, consumed};
+    }
+  } else if (type == CommandType::kMetaArithmetic) {
+    switch (cmd->meta.mode) {
+      case 0: case 'I': case '+': case 'D': case '-':
+        break;
+      default:
+        return MetaError(cmd, "CLIENT_ERROR invalid mode for ma M token", consumed);
+    }
+  }
+  cmd->type = type;
+  return {ParseStatus::kCommand, consumed};
+}
+
 }  // namespace
 
 bool NextKey(std::string_view* keys, std::string_view* key) {
@@ -355,13 +574,7 @@ ParseResult ParseCommand(std::string_view input, Command* cmd, size_t line_limit
   };
 
   const char first = name[0];
-  if (first == 'm' && name.size() == 2) {
-    if (name[1] == 'n') {
-      cmd->type = CommandType::kMetaNoop;
-      return {ParseStatus::kCommand, consumed};
-    }
-    return Error(cmd, kError, false, consumed);  // other meta commands: not supported
-  }
+  if (first == 'm' && name.size() == 2) return Meta(tk, cmd, consumed);
   if (first == 'g') {
     if (n < 2) return Error(cmd, kError, false, consumed);
     if (name == "get") return get(CommandType::kGet, false);

@@ -17,6 +17,18 @@
 // more of them may still be in the socket. Storage commands are returned with
 // the length of their data block; reading that block is the caller's job.
 //
+// Meta commands (mg ms md ma me mn): the flags are checked here as
+// proto_text.c's _meta_flag_preparse() and the process_m*_command()
+// functions check them before touching the cache, with their exact error
+// lines; Command::meta holds what they say, and Command::meta_tokens the
+// flag tokens in request order (replies echo O, k and the return flags in
+// that order). A `b` key is checked here (its encoded length, then that it
+// decodes) and decoded by the dispatcher (Base64Decode). An `ms` refused
+// after its data length was read comes back as kError with `swallow` set:
+// its data block (value_len + 2 bytes) is to be read and dropped.
+// Checks memcached makes while it composes the reply (an opaque longer
+// than 32 bytes) are the dispatcher's, in the same order.
+//
 // Admin commands: `slabs`, `lru` and `lru_crawler tocrawl|sleep` tune
 // memcached's slab mover, segmented LRU and crawler, which strata does not
 // have; they come back as kFixedReply with memcached's reply to them (OK for
@@ -58,6 +70,31 @@ enum class CrawlerOp : uint8_t {
   kDisable,
 };
 
+// What the flags of a meta command say (proto_text.c's struct _meta_flags).
+// Times are as sent; the dispatcher applies memcached's
+// EXPTIME_TO_POSITIVE_TIME() and realtime().
+struct MetaFlags {
+  bool vivify = false;      // N<ttl>
+  bool new_ttl = false;     // T<ttl>
+  bool recache = false;     // R<ttl>
+  bool value = false;       // v
+  bool no_update = false;   // u
+  bool set_stale = false;   // I
+  bool key_binary = false;  // b
+  bool has_cas = false;     // C<cas>
+  bool locked = false;      // N, T, R, l or h: memcached bumps the item after the reply
+  char mode = 0;            // M<c>
+  int32_t ttl = 0;
+  int32_t vivify_ttl = 0;
+  int32_t recache_ttl = 0;
+  uint32_t client_flags = 0;  // F<flags>
+  uint64_t cas = 0;
+  uint64_t delta = 1;    // D<n> (ma)
+  uint64_t initial = 0;  // J<n> (ma)
+};
+
+inline constexpr size_t kMaxOpaqueLength = 32;  // memcached's MFLAG_MAX_OPAQUE_LENGTH
+
 struct Command {
   CommandType type = CommandType::kError;
   bool noreply = false;
@@ -91,6 +128,14 @@ struct Command {
   static constexpr size_t kKeptArgs = 2;
   std::string_view args[kKeptArgs];
   size_t nargs = 0;
+  // Meta commands: `key` is the key as sent (base64 if meta.key_binary);
+  // `meta_tokens` the tokens after the key (after the data length for ms),
+  // space separated (NextKey() walks them). `noreply` is the q flag.
+  MetaFlags meta;
+  std::string_view meta_tokens;
+  // kError for an ms whose data block must be swallowed (value_len bytes
+  // and "\r\n").
+  bool swallow = false;
 };
 
 enum class ParseStatus : uint8_t {

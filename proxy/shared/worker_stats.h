@@ -23,6 +23,7 @@ enum class Counter : uint8_t {
   kCmdSet,
   kCmdFlush,
   kCmdTouch,
+  kCmdMeta,  // me (memcached counts no other meta command in cmd_meta)
   kGetHits,
   kGetMisses,
   kGetExpired,

@@ -203,7 +203,7 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
   Stat(out, "cmd_set", sum(Counter::kCmdSet));
   Stat(out, "cmd_flush", sum(Counter::kCmdFlush));
   Stat(out, "cmd_touch", sum(Counter::kCmdTouch));
-  Stat(out, "cmd_meta", 0);
+  Stat(out, "cmd_meta", sum(Counter::kCmdMeta));
   Stat(out, "get_hits", sum(Counter::kGetHits));
   Stat(out, "get_misses", sum(Counter::kGetMisses));
   Stat(out, "get_expired", sum(Counter::kGetExpired));

@@ -61,6 +61,16 @@ inline const char* CommandTypeName(CommandType t) {
       return "shutdown";
     case CommandType::kMetaNoop:
       return "mn";
+    case CommandType::kMetaGet:
+      return "mg";
+    case CommandType::kMetaSet:
+      return "ms";
+    case CommandType::kMetaDelete:
+      return "md";
+    case CommandType::kMetaArithmetic:
+      return "ma";
+    case CommandType::kMetaDebug:
+      return "me";
     case CommandType::kFixedReply:
       return "fixed_reply";
     case CommandType::kLruCrawler:
@@ -90,6 +100,14 @@ inline bool IsStorage(CommandType t) {
          t == CommandType::kAppend || t == CommandType::kPrepend || t == CommandType::kCas;
 }
 
+// Whether a data block (value_len bytes and "\r\n") follows the command
+// line: the classic storage commands, ms, and an ms refused with its data
+// to swallow.
+inline bool HasDataBlock(const Command& cmd) {
+  return IsStorage(cmd.type) || cmd.type == CommandType::kMetaSet ||
+         (cmd.type == CommandType::kError && cmd.swallow);
+}
+
 inline bool IsGetFamily(CommandType t) {
   return t == CommandType::kGet || t == CommandType::kGets || t == CommandType::kGat ||
          t == CommandType::kGats;
@@ -102,7 +120,19 @@ inline bool SameCommand(const Command& a, const Command& b) {
       a.key != b.key || a.keys != b.keys || a.bad_key_index != b.bad_key_index ||
       a.flags != b.flags || a.exptime != b.exptime || a.has_exptime != b.has_exptime ||
       a.value_len != b.value_len || a.cas_unique != b.cas_unique || a.delta != b.delta ||
-      a.number != b.number || a.nargs != b.nargs) {
+      a.number != b.number || a.nargs != b.nargs || a.swallow != b.swallow ||
+      a.meta_tokens != b.meta_tokens) {
+    return false;
+  }
+  const MetaFlags& m = a.meta;
+  const MetaFlags& n = b.meta;
+  if (m.vivify != n.vivify || m.new_ttl != n.new_ttl || m.recache != n.recache ||
+      m.value != n.value || m.no_update != n.no_update || m.set_stale != n.set_stale ||
+      m.key_binary != n.key_binary || m.has_cas != n.has_cas || m.mode != n.mode ||
+      m.locked != n.locked ||
+      m.ttl != n.ttl || m.vivify_ttl != n.vivify_ttl || m.recache_ttl != n.recache_ttl ||
+      m.client_flags != n.client_flags || m.cas != n.cas || m.delta != n.delta ||
+      m.initial != n.initial) {
     return false;
   }
   for (size_t i = 0; i < a.nargs && i < Command::kKeptArgs; ++i) {
@@ -143,6 +173,18 @@ inline std::string DescribeCommand(const Command& cmd) {
   s += " cas_unique=" + std::to_string(cmd.cas_unique);
   s += " delta=" + std::to_string(cmd.delta);
   s += " number=" + std::to_string(cmd.number);
+  const MetaFlags& m = cmd.meta;
+  s += " swallow=" + std::to_string(cmd.swallow);
+  s += " meta_tokens=" + quote(cmd.meta_tokens);
+  s += " meta={N=" + std::to_string(m.vivify) + ":" + std::to_string(m.vivify_ttl) +
+       " T=" + std::to_string(m.new_ttl) + ":" + std::to_string(m.ttl) +
+       " R=" + std::to_string(m.recache) + ":" + std::to_string(m.recache_ttl) +
+       " v=" + std::to_string(m.value) + " u=" + std::to_string(m.no_update) +
+       " I=" + std::to_string(m.set_stale) + " b=" + std::to_string(m.key_binary) +
+       " C=" + std::to_string(m.has_cas) + ":" + std::to_string(m.cas) +
+       " locked=" + std::to_string(m.locked) +
+       " M=" + std::to_string(static_cast<int>(m.mode)) + " F=" + std::to_string(m.client_flags) +
+       " D=" + std::to_string(m.delta) + " J=" + std::to_string(m.initial) + "}";
   s += " args=[";
   for (size_t i = 0; i < cmd.nargs && i < Command::kKeptArgs; ++i) {
     if (i > 0) s += ",";

@@ -83,7 +83,20 @@ bool IsKnownError(std::string_view reply) {
          reply == "CLIENT_ERROR watch commands not allowed" ||
          reply == "CLIENT_ERROR invalid exptime argument" ||
          reply == "CLIENT_ERROR invalid numeric delta argument" ||
-         reply == "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]";
+         reply == "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]" ||
+         // the meta commands' (proto_text.c)
+         reply == "CLIENT_ERROR options flags are too long" ||
+         reply == "CLIENT_ERROR options flags too long" ||
+         reply == "CLIENT_ERROR duplicate flag" || reply == "CLIENT_ERROR invalid flag" ||
+         reply == "CLIENT_ERROR bad token in command line format" ||
+         reply == "CLIENT_ERROR error decoding key" ||
+         reply == "CLIENT_ERROR incorrect length for M token" ||
+         reply == "CLIENT_ERROR invalid numeric initial value" ||
+         reply == "CLIENT_ERROR invalid numeric delta value" ||
+         reply == "CLIENT_ERROR invalid or duplicate flag" ||
+         reply == "CLIENT_ERROR invalid mode for ms M token" ||
+         reply == "CLIENT_ERROR invalid mode for ma M token" ||
+         reply == "CLIENT_ERROR opaque token too long";
 }
 
 // The names that never reach memcached's HTTP check.
@@ -289,7 +302,13 @@ void CheckCommand(const Command& cmd, std::string_view raw_line, std::string_vie
   for (size_t i = 0; i < cmd.nargs && i < Command::kKeptArgs; ++i) {
     CHECK_CMD(Within(cmd.args[i], line));
   }
-  if (cmd.noreply) CHECK_CMD(last_is_noreply);
+  // Classic commands are quiet by a last "noreply"; meta ones by a q flag
+  // (checked below).
+  const bool is_meta = cmd.type == CommandType::kMetaGet || cmd.type == CommandType::kMetaSet ||
+                       cmd.type == CommandType::kMetaDelete ||
+                       cmd.type == CommandType::kMetaArithmetic;
+  if (cmd.noreply && !is_meta) CHECK_CMD(last_is_noreply);
+  CHECK_CMD(Within(cmd.meta_tokens, line));
 
   const RefAdmin admin = RefAdminCommand(tk);
   if (admin.applies) {
@@ -311,6 +330,13 @@ void CheckCommand(const Command& cmd, std::string_view raw_line, std::string_vie
     CHECK_CMD(IsKnownError(cmd.reply));
     CHECK_CMD(!RefIsHttpClose(tk));
     if (tk.n == 0 || tk.t[0].size() < 2) CHECK_CMD(cmd.reply == "ERROR" && !cmd.noreply);
+    // Only an ms refused after its data length was read swallows its data.
+    if (cmd.swallow) {
+      CHECK_CMD(tk.t[0] == "ms" && tk.n >= 3 && tk.n < 20 && !cmd.noreply);
+      int32_t vlen = -1;
+      CHECK_CMD(oracle::SafeStrtol(tk.t[2], &vlen) && vlen >= 0 &&
+                static_cast<uint32_t>(vlen) == cmd.value_len);
+    }
     return;
   }
   CHECK_CMD(tk.n >= 1);
@@ -451,6 +477,34 @@ void CheckCommand(const Command& cmd, std::string_view raw_line, std::string_vie
     case CommandType::kMetaNoop:
       CHECK_CMD(name == "mn");
       break;
+    case CommandType::kMetaGet:
+    case CommandType::kMetaSet:
+    case CommandType::kMetaDelete:
+    case CommandType::kMetaArithmetic:
+    case CommandType::kMetaDebug: {
+      CHECK_CMD(name == CommandTypeName(cmd.type));
+      CHECK_CMD(tk.n >= 2 && cmd.key == tk.t[1] && cmd.key.size() <= kMaxKeyLength);
+      if (cmd.type == CommandType::kMetaDebug) break;
+      // Flags: at most 18 tokens after the key, each one known and once.
+      CHECK_CMD(tk.n < 20);
+      CHECK_CMD(cmd.meta_tokens.empty() == (tk.n == 2));
+      if (tk.n > 2) CHECK_CMD(cmd.meta_tokens.data() == tk.t[2].data());
+      bool seen[256] = {};
+      for (size_t i = cmd.type == CommandType::kMetaSet ? 3 : 2; i < tk.n; ++i) {
+        const auto c = static_cast<unsigned char>(tk.t[i][0]);
+        CHECK_CMD(!seen[c] && std::string_view("bNTRlOPLkstcfhvuqFCMJDI").find(
+                                  static_cast<char>(c)) != std::string_view::npos);
+        seen[c] = true;
+      }
+      CHECK_CMD(cmd.noreply == seen[static_cast<unsigned char>('q')]);
+      CHECK_CMD(cmd.meta.key_binary == seen[static_cast<unsigned char>('b')]);
+      if (cmd.type == CommandType::kMetaSet) {
+        int32_t vlen = -1;
+        CHECK_CMD(tk.n >= 3 && oracle::SafeStrtol(tk.t[2], &vlen) && vlen >= 0 &&
+                  static_cast<uint32_t>(vlen) == cmd.value_len);
+      }
+      break;
+    }
     default:
       CHECK_CMD(false);
   }
@@ -515,7 +569,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                (ClosesWithoutNewline(short_line) ? ParseStatus::kClose : ParseStatus::kNeedMore));
 
     off += r.consumed;
-    if (IsStorage(cmd.type)) {
+    if (HasDataBlock(cmd)) {
       off +=
           static_cast<size_t>(std::min<uint64_t>(uint64_t{cmd.value_len} + 2, input.size() - off));
     }

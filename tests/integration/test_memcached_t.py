@@ -5,7 +5,7 @@ memcached's t/lib/MemcachedTest.pm runs the tests against an external server
 when T_MEMD_USE_DAEMON=host:port is set. Each test in RUN gets a fresh server
 (the conftest factory: a free port on 127.0.0.1, -m 64 -t 2, stopped by PID
 at the end) and must pass all of its planned checks. RUN holds every
-classic-text-protocol test that memcached 1.6.18 itself passes when started
+text-protocol (classic and meta) test that memcached 1.6.18 itself passes when started
 and run this way (STRATA_BIN=/usr/bin/memcached runs this file against it);
 NOT_APPLICABLE says why each other test is left out, and
 test_every_test_is_accounted_for keeps the two lists complete. The README's
@@ -32,8 +32,8 @@ RUN = [
     "bogus-commands", "cas", "chunked-items", "flags", "getandtouch",
     "getset", "incrdecr", "issue_104", "issue_108", "issue_14", "issue_152",
     "issue_192", "issue_29", "issue_3", "issue_41", "issue_42", "issue_68",
-    "issue_70", "malicious-commands", "multiversioning", "noreply", "quit",
-    "stats-detail", "strtol-testing", "touch",
+    "issue_70", "malicious-commands", "metaget", "multiversioning", "noreply",
+    "quit", "stats-detail", "strtol-testing", "touch",
 ]
 
 # Why each other test is not run. "memcached fails it here" means that
@@ -87,7 +87,6 @@ NOT_APPLICABLE = {
     "lru-maintainer": "memcached's LRU maintainer (-o lru_maintainer)",
     "maxconns": "extstore (-o ext_path) and memcached's own file "
                 "descriptors; memcached fails it here",
-    "metaget": "not yet: meta protocol",
     "misbehave": "memcached's seccomp sandbox (-o drop_privileges and the "
                  "debug-only misbehave command)",
     "proxy": "memcached's proxy (not built into Debian's memcached; skipped)",

@@ -48,9 +48,10 @@ def damage_line(ssd, srv):
 
 
 # --------------------------------------------------------------------------
-# the on-device format, read from the file (format 2: see tiers/ssd/ssd_format.h)
+# the on-device format, read from the file (format 3: see tiers/ssd/ssd_format.h)
 
 MAGIC = 0x0100415441525453
+FORMAT = 3
 
 
 def regions_of(path):
@@ -62,7 +63,7 @@ def regions_of(path):
             f.seek(r * REGION)
             h = f.read(64)
             magic, version = struct.unpack_from("<QI", h, 0)
-            if magic != MAGIC or version != 2:
+            if magic != MAGIC or version != FORMAT:
                 continue
             seq, = struct.unpack_from("<Q", h, 16)
             state, = struct.unpack_from("<I", h, 28)
@@ -78,9 +79,10 @@ def records_of(path, region):
         data = f.read(REGION)
     off = 4096
     while off + 40 <= REGION:
-        rtype, codec, key_len, pad = struct.unpack_from("<BBBB", data, off + 8)
+        rtype, codec, key_len, bits = struct.unpack_from("<BBBB", data, off + 8)
         stored_len, = struct.unpack_from("<I", data, off + 20)
-        if rtype not in (1, 2, 3, 4, 5, 6, 7) or pad != 0:
+        # byte 11: an item's bits (stale, win sent, base64 key, fetched)
+        if rtype not in (1, 2, 3, 4, 5, 6, 7) or bits & ~0x0F or (bits and rtype != 1):
             break
         out.append((off, rtype, bytes(data[off + 40:off + 40 + key_len])))
         off += (40 + key_len + stored_len + 7) // 8 * 8
@@ -387,7 +389,8 @@ def test_a_truncated_file(ssd, damaged_setup):
 # 3. an older format
 
 
-def test_a_file_in_an_older_format_is_discarded_once(ssd):
+@pytest.mark.parametrize("old_format", [1, 2])
+def test_a_file_in_an_older_format_is_discarded_once(ssd, old_format):
     srv = ssd.start(ram_mb=16, ssd_size="256MiB")
     keys = [b"old:%05d" % i for i in range(3000)]
     with Client(srv) as c:
@@ -395,10 +398,10 @@ def test_a_file_in_an_older_format_is_discarded_once(ssd):
             (k, make_value(k, 1, 3000), 0) for k in keys))
     ssd.stop(srv)
     for r, _seq, _state in regions_of(ssd.device):
-        patch(ssd.device, r * REGION + 8, struct.pack("<I", 1))  # format 1
+        patch(ssd.device, r * REGION + 8, struct.pack("<I", old_format))
     srv = ssd.start(ram_mb=16, ssd_size="256MiB")
     log = ssd.log(srv)
-    assert log.count(b"on-device format 1") == 1, log[-2000:]
+    assert log.count(b"on-device format %d" % old_format) == 1, log[-2000:]
     assert b"discarded" in log
     assert not read_all(srv, keys)
     with Client(srv) as c:

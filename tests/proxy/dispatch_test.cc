@@ -209,7 +209,7 @@ TEST_F(DispatchTest, ScriptedSession) {
       {"shutdown\r\n", "ERROR: shutdown not enabled\r\n"},
       {"shutdown graceful\r\n", "ERROR: shutdown not enabled\r\n"},
       {"mn\r\n", "MN\r\n"},
-      {"mg foo v\r\n", "ERROR\r\n"},
+      {"mg foo v\r\n", "EN\r\n"},
       {"stats reset\r\n", "RESET\r\n"},
       {"stats bogus\r\n", "ERROR\r\n"},
       {"stats detail\r\n", "CLIENT_ERROR usage: stats detail on|off|dump\r\n"},
@@ -232,6 +232,130 @@ TEST_F(DispatchTest, ScriptedSession) {
     all_replies += e.reply;
   }
   EXPECT_EQ(Run(all_requests), all_replies);
+}
+
+// The meta commands: every reply below is what memcached 1.6.18 answered
+// to the same session (CAS uniques from 1, no time passing); run one
+// exchange at a time and then pipelined in one buffer.
+TEST_F(DispatchTest, MetaSession) {
+  struct Exchange {
+    std::string request;
+    std::string reply;
+  };
+  const std::vector<Exchange> script = {
+      {"ms foo 3 T100 F5\r\nbar\r\n", "HD\r\n"},
+      {"mg foo v s t f c k\r\n", "VA 3 s3 t100 f5 c1 kfoo\r\nbar\r\n"},
+      {"mg foo h l\r\n", "HD h1 l0\r\n"},
+      {"mg foo h\r\n", "HD h1\r\n"},
+      {"mg foo u h\r\n", "HD h1\r\n"},
+      {"mg missing v\r\n", "EN\r\n"},
+      {"mg missing v q\r\n", ""},
+      {"mg missing k Oabc\r\n", "EN kmissing Oabc\r\n"},
+      {"mg Zm9v b k v\r\n", "VA 3 kfoo\r\nbar\r\n"},
+      {"ms YmluYXJ5 2 b c k\r\nhi\r\n", "HD c2 kYmluYXJ5 b\r\n"},
+      {"mg YmluYXJ5 b k v\r\n", "VA 2 kYmluYXJ5 b\r\nhi\r\n"},
+      {"mg binary k s\r\n", "HD kYmluYXJ5 b s2\r\n"},
+      {"me foo2\r\n", "EN\r\n"},
+      {"ms foo 3 C999\r\nxyz\r\n", "EX\r\n"},
+      {"ms foo 3 C2 c\r\nxyz\r\n", "EX c0\r\n"},
+      {"ms foo 1 I C1 c\r\ns\r\n", "HD c3\r\n"},
+      {"mg foo c v\r\n", "VA 1 c3\r\ns\r\n"},
+      {"ms foo 2 MA\r\n!!\r\n", "HD\r\n"},
+      {"mg foo v\r\n", "VA 3\r\ns!!\r\n"},
+      {"ms foo 2 MP C999\r\n<<\r\n", "EX\r\n"},
+      {"ms newkey 1 MR\r\nx\r\n", "NS\r\n"},
+      {"ms newkey 1 ME\r\nx\r\n", "HD\r\n"},
+      {"ms newkey 1 ME\r\ny\r\n", "NS\r\n"},
+      {"ms newkey 1 MS q\r\nz\r\n", ""},
+      {"mg newkey v\r\n", "VA 1\r\nz\r\n"},
+      {"ms bad 1 MZ\r\nx\r\n", "CLIENT_ERROR invalid mode for ms M token\r\n"},
+      {"ms bad 1 zz\r\nx\r\n", "CLIENT_ERROR invalid flag\r\n"},
+      {"ms bad x\r\n", "CLIENT_ERROR bad command line format\r\n"},
+      {"mg newkey v v\r\n", "CLIENT_ERROR duplicate flag\r\n"},
+      {"mg newkey E1\r\n", "CLIENT_ERROR invalid flag\r\n"},
+      {"md newkey x\r\n", "CLIENT_ERROR invalid or duplicate flag\r\n"},
+      {"mg newkey O123456789012345678901234567890123\r\n", "CLIENT_ERROR opaque token too long\r\n"},
+      {"md newkey C1\r\n", "EX\r\n"},
+      {"md newkey I T30\r\n", "HD\r\n"},
+      {"mg newkey v c t\r\n", "VA 1 c7 t30 X W\r\nz\r\n"},
+      {"mg newkey v c t\r\n", "VA 1 c7 t30 Z X\r\nz\r\n"},
+      {"ms newkey 1 T60 C8\r\nN\r\n", "EX\r\n"},
+      {"mg newkey v c t\r\n", "VA 1 c7 t30 Z X\r\nz\r\n"},
+      {"md newkey q\r\n", ""},
+      {"md newkey\r\n", "NF\r\n"},
+      {"md newkey q\r\n", "NF\r\n"},
+      {"ma cnt\r\n", "NF\r\n"},
+      {"ma cnt N0 J10 v\r\n", "VA 2\r\n10\r\n"},
+      {"ma cnt v\r\n", "VA 2\r\n11\r\n"},
+      {"ma cnt MD D3 v t\r\n", "VA 1 t-1\r\n8\r\n"},
+      {"ma cnt T50 t c\r\n", "HD t50 c11\r\n"},
+      {"ma cnt C1 v\r\n", "EX\r\n"},
+      {"ma cnt q\r\n", ""},
+      {"ma cnt q v\r\n", ""},
+      {"ma cnt MX\r\n", "CLIENT_ERROR invalid mode for ma M token\r\n"},
+      {"ma foo\r\n", "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"},
+      {"mg lease v c N30\r\n", "VA 0 c14 W\r\n\r\n"},
+      {"mg lease v c N30\r\n", "VA 0 c14 Z\r\n\r\n"},
+      {"mg lease c R10\r\n", "HD c14 Z\r\n"},
+      {"ms lease 2 T20\r\nok\r\n", "HD\r\n"},
+      {"mg lease c R30 t\r\n", "HD c15 t20 W\r\n"},
+      {"mg lease c R30\r\n", "HD c15 Z\r\n"},
+      {"mn\r\n", "MN\r\n"},
+  };
+  ASSERT_EQ(Run("stats reset\r\n"), "RESET\r\n");
+  for (const Exchange& e : script) {
+    EXPECT_EQ(Run(e.request), e.reply) << ::testing::PrintToString(e.request);
+  }
+  // The counters memcached 1.6.18 showed after the same session.
+  const std::string stats = Run("stats\r\n");
+  for (const char* want :
+       {"cmd_get 21", "cmd_set 13", "cmd_touch 0", "cmd_meta 1", "get_hits 18", "get_misses 3",
+        "touch_hits 0", "touch_misses 0", "delete_hits 1", "delete_misses 3", "incr_hits 4",
+        "incr_misses 1", "decr_hits 1", "decr_misses 0", "cas_hits 1", "cas_misses 0",
+        "cas_badval 3"}) {
+    EXPECT_NE(stats.find(std::string("STAT ") + want + "\r\n"), std::string::npos) << want;
+  }
+  std::string all_requests;
+  std::string all_replies;
+  ResetCache();
+  for (const Exchange& e : script) {
+    all_requests += e.request;
+    all_replies += e.reply;
+  }
+  EXPECT_EQ(Run(all_requests), all_replies);
+}
+
+// Times: `t` counts down, `l` and `me la=` count from the store and from the
+// second fetch (memcached's segmented LRU bump), `me exp=` is memcached's
+// current_time - exptime; T, N and R against the clock.
+TEST_F(DispatchTest, MetaTimes) {
+  EXPECT_EQ(Run("ms k 2 T100\r\nhi\r\n"), "HD\r\n");
+  clock_.Advance(30);
+  EXPECT_EQ(Run("mg k t l h\r\n"), "HD t70 l30 h0\r\n");  // first fetch: time kept
+  clock_.Advance(5);
+  EXPECT_EQ(Run("mg k t l h\r\n"), "HD t65 l35 h1\r\n");  // second: time set after
+  EXPECT_EQ(Run("mg k l\r\n"), "HD l0\r\n");
+  clock_.Advance(4);
+  std::string me = Run("me k\r\n");
+  EXPECT_EQ(me.rfind("ME k exp=-61 la=4 cas=1 fetch=yes cls=1 size=", 0), 0u) << me;
+  EXPECT_EQ(Run("mg k T0 t\r\n"), "HD t-1\r\n");
+  EXPECT_EQ(Run("mg k T-1 t\r\n").substr(0, 4), "HD t");  // expired by this very command
+  EXPECT_EQ(Run("mg k\r\n"), "EN\r\n");
+  // R: a win once the item has less than the recache time left.
+  EXPECT_EQ(Run("ms r 1 T100\r\nx\r\n"), "HD\r\n");
+  EXPECT_EQ(Run("mg r R50 t\r\n"), "HD t100\r\n");
+  clock_.Advance(60);
+  EXPECT_EQ(Run("mg r R50 t\r\n"), "HD t40 W\r\n");
+  EXPECT_EQ(Run("mg r R50 t\r\n"), "HD t40 Z\r\n");
+  // N: the vivified item takes the N time, and T after it wins.
+  EXPECT_EQ(Run("mg v N30 t\r\n"), "HD t30 W\r\n");
+  EXPECT_EQ(Run("mg w N30 T90 t\r\n"), "HD t90 W\r\n");
+  EXPECT_EQ(Run("mg w2 t N30\r\n"), "HD t-1 W\r\n");  // t shows the time before N
+  EXPECT_EQ(Run("mg w2 t\r\n"), "HD t30 Z\r\n");
+  EXPECT_EQ(Run("ma m t N40 T9 J5 v\r\n"), "VA 1 t-1\r\n5\r\n");
+  EXPECT_EQ(Run("mg m t v\r\n"), "VA 1 t9\r\n5\r\n");
+  std::string stats = Run("stats\r\n");
+  EXPECT_NE(stats.find("STAT cmd_meta 1\r\n"), std::string::npos);
 }
 
 TEST_F(DispatchTest, StatsEndWithEnd) {

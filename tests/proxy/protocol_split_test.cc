@@ -71,7 +71,7 @@ std::vector<Step> ParseAll(std::string_view stream) {
     s.command = DescribeCommand(cmd);
     steps.push_back(s);
     off += r.consumed;
-    if (IsStorage(cmd.type)) off += std::min<size_t>(cmd.value_len + 2ull, stream.size() - off);
+    if (HasDataBlock(cmd)) off += std::min<size_t>(cmd.value_len + 2ull, stream.size() - off);
   }
   return steps;
 }
@@ -99,7 +99,7 @@ std::vector<Step> ParseChunked(std::string_view stream, size_t chunk) {
       }
       if (r.status == ParseStatus::kCommand) {
         steps.push_back({r.status, r.consumed, DescribeCommand(cmd)});
-        if (IsStorage(cmd.type)) skip = cmd.value_len + 2ull;
+        if (HasDataBlock(cmd)) skip = cmd.value_len + 2ull;
         buf.erase(0, r.consumed);
         progressed = true;
       }
@@ -146,6 +146,21 @@ std::vector<std::string> Corpus() {
       "version\r\nPOST /x HTTP/1.0\r\n",
       "set k 0 0 1\r\n",  // the data block never arrives
       "get incomplete",   // nor the newline
+      // Meta commands: every flag of each, quiet mode, base64 keys.
+      "mg k\r\nmg k v\r\nmg k s v t c f l h k Oop q u\r\n",
+      "mg k N30 T60 R10 v c\r\nmg a2V5 b k v\r\nmg k E5\r\nmg k C99\r\n",
+      "ms k 2\r\nhi\r\nms k 2 T60 F5 c k Oxy q b I C7 MS\r\nhi\r\n",
+      "ms k 1 ME\r\na\r\nms k 1 MA\r\nb\r\nms k 1 MP\r\nc\r\nms k 1 MR\r\nd\r\n",
+      "md k\r\nmd k q\r\nmd k I T30 C5 k O1 b\r\nmd k x\r\n",
+      "ma k\r\nma k N0 J5 D3 MD T9 C1 v c t k O1 q\r\nma k M+\r\nma k M-\r\n",
+      "me k\r\nme a2V5 b\r\nme\r\nmn\r\n",
+      // Refused: errors before the data length (no swallow) and after it.
+      "ms k\r\nms k x\r\nms k 1 zz\r\nv\r\nms k 1 MZ\r\nv\r\nms k 1 T1 T2\r\nv\r\n",
+      "mg k zz\r\nmg k v v\r\nmg k Nx\r\nmg k Mxy\r\nmg !!! b\r\nmg\r\n",
+      "md k Cx\r\nma k Jx\r\nma k Dx\r\nma k MX\r\nme\r\n",
+      "mg k a b c d e f g h i j k l m n o p q r s\r\n",
+      "ms k 1 " + std::string(40, 'O') + "\r\nv\r\n",
+      "mg " + std::string(251, 'K') + " v\r\n",
   };
   // A multiget longer than the 2048-byte rule.
   std::string multiget = "get";
@@ -182,7 +197,7 @@ TEST(ProtocolSplitTest, EveryPrefixOfEveryLine) {
       Command cmd;
       (void)ParseCommand(rest, &cmd);
       off += line_len;
-      if (IsStorage(cmd.type)) off += std::min<size_t>(cmd.value_len + 2ull, stream.size() - off);
+      if (HasDataBlock(cmd)) off += std::min<size_t>(cmd.value_len + 2ull, stream.size() - off);
     }
   }
 }
@@ -210,6 +225,12 @@ TEST(ProtocolSplitTest, CorpusParsesAsExpected) {
   std::vector<Step> http = ParseAll("version\r\nPOST /x HTTP/1.0\r\n");
   ASSERT_EQ(http.size(), 2u);
   EXPECT_EQ(http[1].status, ParseStatus::kClose);
+
+  std::vector<Step> meta = ParseAll("ms k 2 T60 q\r\nhi\r\nms k 1 MZ\r\nv\r\nmn\r\n");
+  ASSERT_EQ(meta.size(), 3u);
+  EXPECT_NE(meta[0].command.find("ms noreply=1"), std::string::npos) << meta[0];
+  EXPECT_NE(meta[1].command.find("swallow=1"), std::string::npos) << meta[1];
+  EXPECT_NE(meta[2].command.find("mn"), std::string::npos) << meta[2];
 
   std::vector<Step> pending = ParseAll("get incomplete");
   ASSERT_EQ(pending.size(), 1u);

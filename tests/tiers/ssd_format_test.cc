@@ -72,6 +72,31 @@ TEST(SsdFormatTest, RecordRoundTrip) {
   EXPECT_EQ(rec.size, n);
 }
 
+TEST(SsdFormatTest, ItemBitsRoundTripAndOnlyItemsCarryThem) {
+  for (uint8_t bits = 0; bits <= kItemBitsMask; ++bits) {
+    RecordMeta meta = Meta(RecordType::kItem, 1, 2, 3, 1);
+    meta.item_bits = bits;
+    std::vector<char> buf(RecordSize(1, 1));
+    EncodeRecord(9, meta, "k", "v", buf.data());
+    DecodedRecord rec;
+    ASSERT_EQ(DecodeRecord(9, buf.data(), buf.size(), &rec), RecordCheck::kValid);
+    EXPECT_EQ(rec.meta.item_bits, bits);
+  }
+  // A tombstone never carries them, and a record whose byte 11 has an
+  // unknown bit is not a record.
+  RecordMeta tomb = Meta(RecordType::kTombstone, 0, 0, 7, 0);
+  tomb.item_bits = kItemStale;
+  std::vector<char> buf(RecordSize(1, 0));
+  EncodeRecord(9, tomb, "k", "", buf.data());
+  DecodedRecord rec;
+  ASSERT_EQ(DecodeRecord(9, buf.data(), buf.size(), &rec), RecordCheck::kValid);
+  EXPECT_EQ(rec.meta.item_bits, 0);
+  std::vector<char> item(RecordSize(1, 1));
+  EncodeRecord(9, Meta(RecordType::kItem, 1, 2, 3, 1), "k", "v", item.data());
+  item[11] = 0x10;
+  EXPECT_EQ(DecodeRecord(9, item.data(), item.size(), &rec), RecordCheck::kInvalid);
+}
+
 TEST(SsdFormatTest, InvalidationAndSealRecords) {
   std::vector<char> buf(RecordSize(250, 0));
   std::string key(250, 'k');

@@ -725,6 +725,55 @@ TEST_F(SsdRecoveryTest, AFileInAnotherFormatIsDiscarded) {
   EXPECT_TRUE(Read(*log, "fresh"));
 }
 
+// A file of format 2 (before records carried the meta protocol's item
+// bits: its byte 11 was always zero, which format 3 would read as "not
+// stale, no win handed out") is discarded too, never misread.
+TEST_F(SsdRecoveryTest, AFileOfFormat2IsDiscarded) {
+  {
+    auto log = Open(false);
+    Fill(*log, "k", 300);
+  }
+  for (uint32_t r = 0; r < 8; ++r) {  // every region's header says format 2
+    uint32_t v2 = 2;
+    device_.Poke(uint64_t{r} * kRegion + 8, &v2, sizeof(v2));
+  }
+  auto log = Open(false);
+  EXPECT_EQ(log->recovery().discarded_format, 2u);
+  EXPECT_EQ(log->Stats().index_entries, 0u);
+  EXPECT_FALSE(Read(*log, "k5"));
+}
+
+// The meta protocol's marks (stale, win handed out, base64 key) and the
+// fetched bit survive a trip through the log, from its buffer and from the
+// device; an item without them comes back without them.
+TEST_F(SsdLogTest, ItemBitsSurviveTheLog) {
+  auto opened = Open();
+  SsdLog& log = *opened;
+  for (int bits = 0; bits < 16; ++bits) {
+    ItemRef item = MakeItem("bits" + std::to_string(bits), "value");
+    item->stale = bits & 1;
+    item->win_sent = (bits >> 1) & 1;
+    item->key_binary = (bits >> 2) & 1;
+    item->fetched = (bits >> 3) & 1;
+    ASSERT_TRUE(log.Append(*item, common::HashKey(item->Key())));
+  }
+  auto check = [&](const char* where) {
+    for (int bits = 0; bits < 16; ++bits) {
+      SCOPED_TRACE(std::string(where) + " bits " + std::to_string(bits));
+      ItemRef got = Read(log, "bits" + std::to_string(bits));
+      ASSERT_TRUE(got);
+      EXPECT_EQ(got->stale, bits & 1);
+      EXPECT_EQ(got->win_sent, (bits >> 1) & 1);
+      EXPECT_EQ(got->key_binary, (bits >> 2) & 1);
+      EXPECT_EQ(got->fetched, (bits >> 3) & 1);
+      EXPECT_EQ(got->ValueView(), "value");
+    }
+  };
+  check("buffer");
+  PushOutOfBuffer(log);
+  check("device");
+}
+
 // A file cut short right after its newest region: the regions after it may
 // have held newer records (tombstones included), so nothing is trusted.
 TEST_F(SsdRecoveryTest, AFileTruncatedAfterItsNewestRegionIsNotTrusted) {

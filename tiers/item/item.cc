@@ -58,6 +58,11 @@ Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint3
   item->read_ahead = 0;
   item->exptime = exptime;
   item->queue_pos = 0;
+  item->atime = 0;
+  item->active = 0;
+  item->win_sent = 0;
+  item->stale = 0;
+  item->key_binary = 0;
   if (flags != 0) std::memcpy(reinterpret_cast<char*>(item + 1), &flags, sizeof(flags));
   char* data = item->MutableData();
   std::memcpy(data, key.data(), key.size());

@@ -7,9 +7,13 @@
 // alive after the key was deleted or replaced. The trailing "\r\n" lets a
 // reply send value and terminator from the item's memory in one piece.
 //
-// The header is 24 bytes. As in memcached, client flags take 4 bytes only
+// The header is 28 bytes. As in memcached, client flags take 4 bytes only
 // when they are non-zero, and the CAS unique is kept in 48 bits (kMaxCas:
-// 8.9 years of 1 million stores a second).
+// 8.9 years of 1 million stores a second). The last word holds what the
+// meta protocol shows and memcached keeps in it->time and it_flags: the
+// last access time (`mg l`, `me la=`), the stale and win-token-sent bits
+// (`md I`, `mg` W/X/Z) and whether the key was stored base64-decoded (`b`,
+// re-encoded in `k` and `me`).
 //
 // Every item has a 32-bit Handle() (PackedItemPtrs keeps handles): an item
 // of up to ItemSlabs::kMaxBytes lives in the ItemSlabs arena, and its handle
@@ -23,9 +27,11 @@
 //
 // Thread safety: the reference count is atomic, so ItemRefs may be copied and
 // dropped on any thread. The metadata fields `exptime`, `queue_pos`, `policy`,
-// `linked`, `fetched`, `ssd_copy` and `read_ahead` belong to the tier holding
-// the item and are only touched under that tier's shard lock (or before the
-// item is published); everything else is immutable after Store().
+// `linked`, `fetched`, `ssd_copy`, `read_ahead`, `atime`, `active`,
+// `win_sent`, `stale` and `key_binary` belong to the tier holding the item
+// and are only touched (read or written: several share a word) under that
+// tier's shard lock (or before the item is published); everything else is
+// immutable after Store().
 #pragma once
 
 #include <atomic>
@@ -45,6 +51,7 @@ static_assert(kMaxKeyLength <= UINT8_MAX, "Item::key_len is one byte");
 
 inline constexpr size_t kMaxValueLength = (size_t{1} << 31) - 1;
 inline constexpr uint64_t kMaxCas = (uint64_t{1} << 48) - 1;
+inline constexpr uint32_t kMaxAtime = (uint32_t{1} << 28) - 1;  // 8.5 years
 
 struct Item {
   std::atomic<uint32_t> refs;
@@ -60,6 +67,14 @@ struct Item {
   uint8_t read_ahead : 1;  // promoted ahead of its get; that get counts an SSD hit
   uint32_t exptime;        // absolute unix seconds; 0 = never expires
   uint32_t queue_pos;      // owned by the eviction policy
+  // memcached's it->time: seconds since the tier's start (RamTier::
+  // RelativeNow()) of the item's store or of its "second fetch" (see
+  // RamTier), saturating at kMaxAtime.
+  uint32_t atime : 28;
+  uint32_t active : 1;      // memcached's ITEM_ACTIVE: fetched twice since its atime was set
+  uint32_t win_sent : 1;    // memcached's ITEM_TOKEN_SENT: a client was handed the win (W)
+  uint32_t stale : 1;       // memcached's ITEM_STALE: invalidated by `md I` or `ms I`
+  uint32_t key_binary : 1;  // memcached's ITEM_KEY_BINARY: stored with `b` (base64 key)
   // Followed in memory by: flags (if has_flags), key bytes, value bytes, "\r\n".
 
   // Unique per stored version; 0 until stored.
@@ -167,6 +182,6 @@ class ItemRef {
   Item* item_ = nullptr;
 };
 
-static_assert(sizeof(Item) == 24, "Item header grew");
+static_assert(sizeof(Item) == 28, "Item header grew");
 
 }  // namespace strata::tiers

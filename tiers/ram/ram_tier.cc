@@ -112,7 +112,11 @@ struct RamTier::Shard {
 };
 
 RamTier::RamTier(const RamTierOptions& options, const common::Clock& clock, EvictionSink* sink)
-    : options_(options), clock_(clock), sink_(sink), limit_(options.size_bytes) {
+    : options_(options),
+      clock_(clock),
+      start_unix_(clock.NowSeconds()),
+      sink_(sink),
+      limit_(options.size_bytes) {
   size_t n = std::bit_ceil(std::max<uint32_t>(1, options_.shards));
   if (options_.shards == 0) {
     uint64_t by_size = std::max<uint64_t>(1, options_.size_bytes / kShardBytes);
@@ -218,6 +222,11 @@ Item* RamTier::RescueLocked(Shard& shard, std::string_view key, uint64_t hash, i
   copy->SetCas(gone->Cas());
   copy->fetched = gone->fetched;
   copy->ssd_copy = gone->ssd_copy;
+  copy->atime = gone->atime;
+  copy->active = gone->active;
+  copy->win_sent = gone->win_sent;
+  copy->stale = gone->stale;
+  copy->key_binary = gone->key_binary;
   shard.LinkAt(shard.table.Find(key, hash), copy, hash, /*promoted=*/true);
   const int64_t charge = static_cast<int64_t>(ItemCharge(copy));
   shard.bytes += charge;
@@ -235,17 +244,34 @@ StoreResult RamTier::Restore(ItemRef item, const std::function<bool()>& still_va
   return StoreImpl(StoreMode::kRestore, std::move(item), 0, nullptr, &still_valid);
 }
 
-StoreResult RamTier::AddIf(ItemRef item, const std::function<bool()>& absent_elsewhere) {
-  return StoreImpl(StoreMode::kAdd, std::move(item), 0, nullptr, &absent_elsewhere);
+StoreResult RamTier::AddIf(ItemRef item, const std::function<bool()>& absent_elsewhere,
+                           uint64_t* stored_cas) {
+  return StoreImpl(StoreMode::kAdd, std::move(item), 0, stored_cas, &absent_elsewhere);
 }
 
 StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
-                           uint64_t* stored_cas) {
-  return StoreImpl(mode, std::move(item), cas_unique, stored_cas, nullptr);
+                           uint64_t* stored_cas, bool set_stale) {
+  return StoreImpl(mode, std::move(item), cas_unique, stored_cas, nullptr, set_stale);
+}
+
+void RamTier::BumpLocked(Shard& shard, Item* it, int64_t now) REQUIRES(shard.mu) {
+  if (!it->active) {
+    if (!it->fetched) {
+      it->fetched = 1;
+      // The SSD record (if any) says unfetched: rewrite it on eviction, so
+      // `mg h` and `me fetch=` read it back as memcached would show it.
+      it->ssd_copy = 0;
+    } else {
+      it->active = 1;
+      it->atime = AtimeAt(now);
+    }
+  }
+  shard.policy->OnHit(it);
 }
 
 StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique,
-                               uint64_t* stored_cas, const std::function<bool()>* still_valid) {
+                               uint64_t* stored_cas, const std::function<bool()>* still_valid,
+                               bool set_stale) {
   int64_t now = clock_.NowSeconds();
   MaybeRunDelayedFlush(now);
   std::string_view key = item->Key();
@@ -295,7 +321,13 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
       case StoreMode::kCas:
         if (old == nullptr) {
           result = StoreResult::kNotFound;
-        } else if (old->Cas() != cas_unique) {
+        } else if (set_stale && cas_unique != 0 && cas_unique < old->Cas()) {
+          // memcached's CAS_STALE: stored, but stale, keeping the old
+          // item's expiry and win bit.
+          item->exptime = old->exptime;
+          item->stale = 1;
+          item->win_sent = old->win_sent;
+        } else if (cas_unique == 0 || old->Cas() != cas_unique) {
           result = StoreResult::kExists;
         }
         break;
@@ -303,6 +335,10 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
       case StoreMode::kPrepend: {
         if (old == nullptr) {
           result = StoreResult::kNotStored;
+          break;
+        }
+        if (cas_unique != 0 && cas_unique != old->Cas()) {
+          result = StoreResult::kExists;
           break;
         }
         uint64_t total = uint64_t{old->value_len} + item->value_len;
@@ -338,6 +374,7 @@ StoreResult RamTier::StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique
       }
     } else if (result == StoreResult::kStored) {
       if (mode != StoreMode::kRestore) publish->SetCas(NextCas());
+      publish->atime = AtimeAt(now);
       if (stored_cas != nullptr) *stored_cas = publish->Cas();
       int64_t charge = static_cast<int64_t>(ItemCharge(publish));
       ItemRef& owner = publish == item.get() ? item : combined;
@@ -415,14 +452,136 @@ ItemRef RamTier::Get(std::string_view key, const uint32_t* new_exptime, bool* re
       it->exptime = *new_exptime;
       it->ssd_copy = 0;  // the SSD record has the old expiry
     }
-    it->fetched = 1;
     if (it->read_ahead) {
       it->read_ahead = 0;
       if (read_ahead != nullptr) *read_ahead = true;
     }
-    shard.policy->OnHit(it);
+    BumpLocked(shard, it, now);
     return ItemRef::Share(it);
   }
+}
+
+MetaGetResult RamTier::MetaGet(std::string_view key, ItemRef vivify,
+                               const std::function<bool()>* absent_elsewhere, bool bump,
+                               const MetaItemFn& fn, ItemRef* out, bool* changed,
+                               bool* read_ahead) {
+  int64_t now = clock_.NowSeconds();
+  MaybeRunDelayedFlush(now);
+  uint64_t hash = common::HashKey(key);
+  Shard& shard = ShardFor(hash);
+  ItemRef doomed;
+  MetaGetResult result = MetaGetResult::kHit;
+  *changed = false;
+  {
+    common::MutexLock lock(&shard.mu);
+    ItemTable::Pos pos = shard.table.Find(key, hash);
+    Item* it = shard.At(pos);
+    if (it != nullptr && Expired(it, now)) {
+      doomed = ItemRef::Adopt(ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kCommand));
+      it = nullptr;
+      pos = shard.table.Find(key, hash);
+    }
+    // Evicted, and not yet taken by the sink: still the key's value, which
+    // this command may change.
+    if (it == nullptr && (it = RescueLocked(shard, key, hash, now)) != nullptr) {
+      pos = shard.table.Find(key, hash);
+    }
+    if (it == nullptr && vivify) {
+      if (absent_elsewhere != nullptr && !(*absent_elsewhere)()) {
+        result = MetaGetResult::kElsewhere;
+      } else if (now <= flush_horizon_.load(std::memory_order_relaxed)) {
+        // Stored during the second a flush_all covers: invisible at once
+        // (StoreImpl's rule); memcached's item would be too.
+        result = MetaGetResult::kMiss;
+      } else {
+        it = vivify.Release();
+        it->SetCas(NextCas());
+        it->atime = AtimeAt(now);
+        shard.LinkAt(pos, it, hash);
+        const auto charge = static_cast<int64_t>(ItemCharge(it));
+        shard.bytes += charge;
+        used_bytes_.fetch_add(charge, std::memory_order_relaxed);
+        result = MetaGetResult::kCreated;
+      }
+    } else if (it == nullptr) {
+      result = MetaGetResult::kMiss;
+    }
+    if (it != nullptr) {
+      const uint32_t exptime = it->exptime;
+      const uint32_t win = it->win_sent;
+      const bool ok = fn(it, result == MetaGetResult::kCreated);
+      if (it->exptime != exptime || it->win_sent != win) {
+        it->ssd_copy = 0;
+        *changed = true;
+      }
+      if (bump && ok) BumpLocked(shard, it, now);
+      if (it->read_ahead) {
+        it->read_ahead = 0;
+        if (read_ahead != nullptr) *read_ahead = true;
+      }
+      *out = ItemRef::Share(it);
+    } else {
+      fn(nullptr, false);
+    }
+  }
+  if (result == MetaGetResult::kCreated &&
+      used_bytes_.load(std::memory_order_relaxed) > static_cast<int64_t>(limit())) {
+    EnforceLimit(ShardIndex(hash), out->get());
+  }
+  return result;
+}
+
+MetaDeleteResult RamTier::MetaDelete(std::string_view key, const uint64_t* cas, bool mark_stale,
+                                     const uint32_t* new_exptime, bool run_due_flush) {
+  int64_t now = clock_.NowSeconds();
+  if (run_due_flush) MaybeRunDelayedFlush(now);
+  uint64_t hash = common::HashKey(key);
+  Shard& shard = ShardFor(hash);
+  ItemRef doomed;
+  common::MutexLock lock(&shard.mu);
+  ItemTable::Pos pos = shard.table.Find(key, hash);
+  Item* it = shard.At(pos);
+  if (it != nullptr && Expired(it, now)) {
+    doomed = ItemRef::Adopt(ReclaimExpiredLocked(shard, pos.slot, ReclaimBy::kCommand));
+    return MetaDeleteResult::kNotFound;
+  }
+  if (it == nullptr) {
+    if ((it = RescueLocked(shard, key, hash, now)) == nullptr) return MetaDeleteResult::kNotFound;
+    pos = shard.table.Find(key, hash);
+  }
+  if (cas != nullptr && it->Cas() != *cas) return MetaDeleteResult::kExists;
+  if (!mark_stale) {
+    int64_t charge = static_cast<int64_t>(ItemCharge(it));
+    shard.bytes -= charge;
+    ReleaseBytes(charge);
+    doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
+    return MetaDeleteResult::kDeleted;
+  }
+  // A copy, marked: readers may hold the item, whose CAS is immutable.
+  Item* copy = Item::Create(key, it->Flags(), new_exptime != nullptr ? *new_exptime : it->exptime,
+                            it->value_len);
+  if (copy == nullptr) {
+    // No memory for the copy: the key goes, which a client recomputing it
+    // handles as it handles a miss.
+    int64_t charge = static_cast<int64_t>(ItemCharge(it));
+    shard.bytes -= charge;
+    ReleaseBytes(charge);
+    doomed = ItemRef::Adopt(shard.UnlinkAt(pos, false));
+    return MetaDeleteResult::kDeleted;
+  }
+  std::memcpy(copy->MutableValue(), it->Value(), it->value_len);
+  copy->SetCas(NextCas());
+  copy->fetched = it->fetched;
+  copy->active = it->active;
+  copy->atime = it->atime;
+  copy->key_binary = it->key_binary;
+  copy->stale = 1;
+  copy->win_sent = 0;
+  const int64_t charge = static_cast<int64_t>(ItemCharge(copy)) - static_cast<int64_t>(ItemCharge(it));
+  doomed = ItemRef::Adopt(shard.ReplaceAt(pos, copy, hash));
+  shard.bytes += charge;
+  used_bytes_.fetch_add(charge, std::memory_order_relaxed);
+  return MetaDeleteResult::kMarkedStale;
 }
 
 bool RamTier::Touch(std::string_view key, uint32_t exptime) {
@@ -473,7 +632,8 @@ bool RamTier::ListItems(uint64_t* cursor, size_t max_items, std::vector<ListedIt
            ++slot, ++visited) {
         Item* it = shard.table.At(slot);
         if (it == nullptr || Expired(it, now)) continue;
-        out->push_back({ItemRef::Share(it), it->exptime, it->fetched != 0});
+        out->push_back({ItemRef::Share(it), it->exptime, it->fetched != 0,
+                        start_unix_ + int64_t{it->atime}});
         ++taken;
       }
       if (slot < shard.table.capacity()) break;
@@ -513,7 +673,8 @@ bool RamTier::Delete(std::string_view key, bool run_due_flush) {
   return true;
 }
 
-DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result) {
+DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result,
+                           uint64_t cas_check, const MetaItemFn* after) {
   int64_t now = clock_.NowSeconds();
   MaybeRunDelayedFlush(now);
   uint64_t hash = common::HashKey(key);
@@ -536,8 +697,9 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
     // memcached's safe_strtoull() on the value with its "\r\n": the digits
     // may be followed by white space (the padding of an earlier decr).
     uint64_t value = 0;
-    if (it->value_len == 0 ||
-        !common::SafeStrtoull(std::string_view(it->Value(), it->value_len + 2), &value)) {
+    if (it->value_len == 0) return DeltaResult::kNonNumeric;
+    if (cas_check != 0 && it->Cas() != cas_check) return DeltaResult::kCasMismatch;
+    if (!common::SafeStrtoull(std::string_view(it->Value(), it->value_len + 2), &value)) {
       return DeltaResult::kNonNumeric;
     }
     if (incr) {
@@ -556,13 +718,33 @@ DeltaResult RamTier::Delta(std::string_view key, bool incr, uint64_t delta, uint
       std::memset(it->MutableValue() + len, ' ', it->value_len - len);
       it->SetCas(NextCas());
       it->ssd_copy = 0;
+      if (after != nullptr) (*after)(it, false);
       return DeltaResult::kOk;
     }
     Item* fresh = Item::Create(key, it->Flags(), it->exptime, static_cast<uint32_t>(len));
     if (fresh == nullptr) return DeltaResult::kNoMemory;
     std::memcpy(fresh->MutableValue(), buf, len);
     fresh->SetCas(NextCas());
-    fresh->fetched = it->fetched;
+    if (len <= it->value_len) {
+      // Only because another reference holds the item (a reply being
+      // written, which memcached has usually sent by now): the item keeps
+      // what an update in place keeps.
+      fresh->fetched = it->fetched;
+      fresh->active = it->active;
+      fresh->atime = it->atime;
+      fresh->stale = it->stale;
+      fresh->win_sent = it->win_sent;
+      fresh->key_binary = it->key_binary;
+      if (after != nullptr) (*after)(fresh, false);
+    } else {
+      fresh->atime = AtimeAt(now);  // a new item, as memcached's do_add_delta makes
+      // memcached hands ma the old item here, with the new CAS: what ma's
+      // T and N change is lost with it, the new item keeps the old expiry.
+      if (after != nullptr) {
+        (*after)(fresh, false);
+        fresh->exptime = it->exptime;
+      }
+    }
     int64_t charge = static_cast<int64_t>(ItemCharge(fresh)) - static_cast<int64_t>(ItemCharge(it));
     doomed = ItemRef::Adopt(shard.ReplaceAt(pos, fresh, hash));
     shard.bytes += charge;

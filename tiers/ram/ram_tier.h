@@ -38,6 +38,7 @@
 // Delete(key, false) under it); counters are atomics.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -46,6 +47,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/function_ref.h"
 #include "common/mutex.h"
 #include "tiers/item/item.h"
 #include "tiers/ram/eviction_policy.h"
@@ -97,7 +99,27 @@ class EvictionSink {
 // item keeps its CAS unique and enters with one access counted.
 enum class StoreMode { kSet, kAdd, kReplace, kAppend, kPrepend, kCas, kRestore };
 enum class StoreResult { kStored, kNotStored, kExists, kNotFound, kTooLarge, kNoMemory };
-enum class DeltaResult { kOk, kNotFound, kNonNumeric, kNoMemory };
+// kCasMismatch: a meta arithmetic's CAS check failed (Delta's cas_check).
+enum class DeltaResult { kOk, kNotFound, kNonNumeric, kNoMemory, kCasMismatch };
+
+// What a meta get (MetaGet) found.
+enum class MetaGetResult {
+  kHit,        // the key's live item
+  kCreated,    // none; the vivify item was stored in its place
+  kMiss,       // none (and no vivify item, or it could not be had)
+  kElsewhere,  // none, but absent_elsewhere() said a lower tier has the key
+};
+
+// What a meta delete (MetaDelete) did.
+enum class MetaDeleteResult { kNotFound, kExists, kDeleted, kMarkedStale };
+
+// Runs under a key's shard lock on its item (nullptr on a miss), with
+// `created` true for an item a vivify just stored. It may read every field
+// and change `exptime` and `win_sent`; it must not block or take a lock.
+// Returns false to skip the access's bump (MetaGet: the command failed).
+// A reference (no allocation per command): the callable must outlive the
+// call it is passed to.
+using MetaItemFn = common::FunctionRef<bool(Item* item, bool created)>;
 enum class AllocResult { kOk, kTooLarge, kNoMemory };
 
 struct RamTierStats {
@@ -137,8 +159,12 @@ class RamTier {
   // for `mode`. `cas_unique` is checked for kCas. For append/prepend the
   // existing item's flags and exptime are kept. On kStored, *stored_cas (if
   // given) receives the new CAS unique.
+  // Meta set extensions: for kAppend/kPrepend a non-zero `cas_unique` must
+  // equal the item's (else kExists); for kCas with `set_stale`, a
+  // `cas_unique` lower than the item's stores the item anyway, marked
+  // stale, with the old item's expiry and win bit (memcached's CAS_STALE).
   StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0,
-                    uint64_t* stored_cas = nullptr);
+                    uint64_t* stored_cas = nullptr, bool set_stale = false);
 
   // kRestore with a condition: `item` (read back from the SSD tier, with
   // its CAS unique) is published only if the key is absent, no flush_all
@@ -152,7 +178,8 @@ class RamTier {
   // under way is either still in transit or already there): the key is
   // present. `absent_elsewhere` returns true when
   // no lower tier has the key.
-  StoreResult AddIf(ItemRef item, const std::function<bool()>& absent_elsewhere);
+  StoreResult AddIf(ItemRef item, const std::function<bool()>& absent_elsewhere,
+                    uint64_t* stored_cas = nullptr);
 
   // For an item read from a lower tier and served without being stored:
   // true if, under the key's shard lock, RAM has no live item for the key,
@@ -175,6 +202,31 @@ class RamTier {
   // get (Item::read_ahead, which the get clears).
   ItemRef Get(std::string_view key, const uint32_t* new_exptime = nullptr,
               bool* read_ahead = nullptr);
+
+  // For memcached's meta get (mg): under the key's shard lock, finds the
+  // live item (an item in transit goes back into the table first, as for a
+  // gat); if there is none and `vivify` (an unpublished item from
+  // Allocate()) is given, stores it in the key's place when
+  // `absent_elsewhere` (null = always) says no lower tier has the key
+  // (else kElsewhere). Then calls fn(item, created), and, if `bump`,
+  // records the access as memcached's do_item_bump() does after it
+  // (fetched, last access time, a policy hit). *out receives the item on
+  // kHit and kCreated. *changed is set when fn changed the item's expiry
+  // or win bit (its lower-tier copy no longer matches it); *read_ahead (if
+  // given) when the item was promoted ahead of this command (as for Get).
+  MetaGetResult MetaGet(std::string_view key, ItemRef vivify,
+                        const std::function<bool()>* absent_elsewhere, bool bump,
+                        const MetaItemFn& fn, ItemRef* out, bool* changed,
+                        bool* read_ahead = nullptr);
+  // memcached's meta delete (md): with `cas` (not null) only if the live
+  // item's CAS unique equals it (else kExists); with `mark_stale` the item
+  // is not removed but replaced by a copy marked stale, with its win bit
+  // cleared, a new CAS unique and, if given, `new_exptime` (md I [T]).
+  // `run_due_flush`: as for Delete().
+  MetaDeleteResult MetaDelete(std::string_view key, const uint64_t* cas, bool mark_stale,
+                              const uint32_t* new_exptime, bool run_due_flush = true);
+  // The last access time an access now would record (Item::atime's scale).
+  uint32_t AtimeNow() const { return AtimeAt(clock_.NowSeconds()); }
 
   // Updates the expiry of a live item. Returns false if there is none.
   bool Touch(std::string_view key, uint32_t exptime);
@@ -219,6 +271,7 @@ class RamTier {
     ItemRef item;
     uint32_t exptime = 0;
     bool fetched = false;
+    int64_t last_access_unix = 0;  // Item::atime as unix seconds
   };
   // For listings (stats cachedump, lru_crawler metadump): appends up to
   // `max_items` live items to *out, walking the shards' tables from
@@ -249,7 +302,12 @@ class RamTier {
   // in place and padded with spaces (as memcached does); otherwise a new item
   // of the exact length replaces it (kNoMemory if it cannot be allocated).
   // *result receives the new number.
-  DeltaResult Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result);
+  // Meta arithmetic (ma): with a non-zero `cas_check` the item's CAS unique
+  // must equal it (else kCasMismatch, checked after the value is found
+  // non-empty, as memcached does); on kOk `after` (if given) runs under the
+  // shard's lock on the resulting item, as a MetaItemFn with created false.
+  DeltaResult Delta(std::string_view key, bool incr, uint64_t delta, uint64_t* result,
+                    uint64_t cas_check = 0, const MetaItemFn* after = nullptr);
 
   // Invalidates every item stored at or before second `at_unix` (memcached's
   // oldest_live): if that second is now or past, at once, and items stored
@@ -280,7 +338,19 @@ class RamTier {
   struct Shard;
   void CollectShard(size_t index, std::vector<ItemRef>* out);
   StoreResult StoreImpl(StoreMode mode, ItemRef item, uint64_t cas_unique, uint64_t* stored_cas,
-                        const std::function<bool()>* still_valid);
+                        const std::function<bool()>* still_valid, bool set_stale = false);
+  // Item::atime for unix second `now`: seconds since the tier started.
+  uint32_t AtimeAt(int64_t now) const {
+    return static_cast<uint32_t>(std::clamp<int64_t>(now - start_unix_, 0, kMaxAtime));
+  }
+  // memcached's do_item_bump() with its segmented LRU: the first fetch sets
+  // `fetched`, the second sets `active` and the last access time, later
+  // ones change neither (memcached's LRU maintainer clears ITEM_ACTIVE when
+  // it moves an item between its queues; strata has no such queues, so
+  // `active` stays). Also records a hit with the policy. A first fetch
+  // clears `ssd_copy`: the SSD record keeps the fetched bit, and must be
+  // written again to say it. REQUIRES(shard.mu), said on the definition.
+  void BumpLocked(Shard& shard, Item* it, int64_t now);
 
   size_t ShardIndex(uint64_t hash) const;
   Shard& ShardFor(uint64_t hash);
@@ -336,6 +406,7 @@ class RamTier {
 
   RamTierOptions options_;
   const common::Clock& clock_;
+  const int64_t start_unix_;  // Item::atime counts from here
   EvictionSink* sink_;
   std::vector<std::unique_ptr<Shard>> shards_;
   size_t shard_shift_;

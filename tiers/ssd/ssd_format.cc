@@ -94,7 +94,7 @@ size_t EncodeRecord(uint64_t region_seq, const RecordMeta& meta, std::string_vie
   Put<uint8_t>(dst + 8, static_cast<uint8_t>(meta.type));
   Put<uint8_t>(dst + 9, static_cast<uint8_t>(meta.codec));
   Put<uint8_t>(dst + 10, static_cast<uint8_t>(key.size()));
-  Put<uint8_t>(dst + 11, 0);
+  Put<uint8_t>(dst + 11, meta.type == RecordType::kItem ? meta.item_bits & kItemBitsMask : 0);
   Put<uint32_t>(dst + 12, meta.flags);
   Put<uint32_t>(dst + 16, meta.exptime);
   Put<uint32_t>(dst + 20, static_cast<uint32_t>(stored.size()));
@@ -138,7 +138,9 @@ RecordCheck DecodeRecord(uint64_t region_seq, const char* src, size_t avail,
   uint32_t stored_len = Get<uint32_t>(src + 20);
   uint32_t value_len = Get<uint32_t>(src + 24);
   // Cheap checks first: a scan for the next record tries every 8 bytes.
-  if (type < 1 || type > 7 || codec > 1 || Get<uint8_t>(src + 11) != 0) {
+  const uint8_t item_bits = Get<uint8_t>(src + 11);
+  if (type < 1 || type > 7 || codec > 1 || (item_bits & ~kItemBitsMask) != 0 ||
+      (item_bits != 0 && type != static_cast<uint8_t>(RecordType::kItem))) {
     return RecordCheck::kInvalid;
   }
   if (codec == 0 && stored_len != value_len) return RecordCheck::kInvalid;
@@ -147,6 +149,7 @@ RecordCheck DecodeRecord(uint64_t region_seq, const char* src, size_t avail,
   if (Get<uint32_t>(src) != hcrc) return RecordCheck::kInvalid;
   out->meta.type = static_cast<RecordType>(type);
   out->meta.codec = static_cast<Codec>(codec);
+  out->meta.item_bits = item_bits;
   out->meta.flags = Get<uint32_t>(src + 12);
   out->meta.exptime = Get<uint32_t>(src + 16);
   out->meta.value_len = value_len;

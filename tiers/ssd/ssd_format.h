@@ -1,4 +1,4 @@
-// The SSD tier's on-device format (version 2): regions, records and the
+// The SSD tier's on-device format (version 3): regions, records and the
 // invalidation mirror.
 //
 // The device is cut into regions of `region_size` bytes used as a circular
@@ -21,7 +21,9 @@
 //              (a stretch a crash tore, marked by recovery) | clean (a
 //              clean stop: what precedes it was not torn by a crash)
 //     codec    none | lz4 (items only)
-//     key_len, flags, exptime (absolute unix s, 0 = never; for a delayed
+//     key_len, item bits (items only: the meta protocol's stale, win-sent
+//     and binary-key marks and the fetched bit, kItemStale | kItemWinSent |
+//     kItemKeyBinary | kItemFetched; version 3), flags, exptime (absolute unix s, 0 = never; for a delayed
 //     flush the time it takes effect, 0 = cancel), stored_len, value_len,
 //     mirror_count (invalidation records of this region up to and
 //     including this one), cas; then the key and the stored value.
@@ -49,7 +51,9 @@
 namespace strata::tiers {
 
 inline constexpr uint64_t kRegionMagic = 0x0100415441525453ull;  // "STRATA\0\1"
-inline constexpr uint32_t kFormatVersion = 2;
+// 3: records carry the item bits (byte 11, zero in version 2). A file of
+// another version is discarded at startup (SsdLog), never misread.
+inline constexpr uint32_t kFormatVersion = 3;
 inline constexpr size_t kBlockSize = 4096;
 inline constexpr size_t kRegionHeaderSize = 4096;
 inline constexpr size_t kRecordHeaderSize = 40;
@@ -96,9 +100,17 @@ void EncodeRegionHeader(const RegionHeader& h, char* block);
 // Classifies block 0; fills *h for kValid and *version for kOtherFormat.
 HeaderKind DecodeRegionHeader(const char* block, RegionHeader* h, uint32_t* version = nullptr);
 
+// RecordMeta::item_bits.
+inline constexpr uint8_t kItemStale = 1;      // Item::stale
+inline constexpr uint8_t kItemWinSent = 2;    // Item::win_sent
+inline constexpr uint8_t kItemKeyBinary = 4;  // Item::key_binary
+inline constexpr uint8_t kItemFetched = 8;    // Item::fetched
+inline constexpr uint8_t kItemBitsMask = kItemStale | kItemWinSent | kItemKeyBinary | kItemFetched;
+
 struct RecordMeta {
   RecordType type = RecordType::kItem;
   Codec codec = Codec::kNone;
+  uint8_t item_bits = 0;  // kItem only
   uint32_t flags = 0;
   uint32_t exptime = 0;
   uint64_t cas = 0;

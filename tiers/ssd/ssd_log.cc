@@ -965,7 +965,12 @@ bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>
     return false;
   }
   Codec codec = lz4 ? Codec::kLz4 : Codec::kNone;
-  RecordMeta meta{RecordType::kItem, codec, item.Flags(), item.exptime, item.Cas(), item.value_len};
+  RecordMeta meta{RecordType::kItem, codec, 0, item.Flags(), item.exptime, item.Cas(),
+                  item.value_len};
+  meta.item_bits = static_cast<uint8_t>((item.stale ? kItemStale : 0) |
+                                        (item.win_sent ? kItemWinSent : 0) |
+                                        (item.key_binary ? kItemKeyBinary : 0) |
+                                        (item.fetched ? kItemFetched : 0));
   common::MutexLock lock(&mu_);
   if (still_current && !still_current()) return false;
   auto loc = AppendLocked(hash, meta, item.Key(), stored);
@@ -1405,6 +1410,10 @@ ItemRef SsdLog::DecodeItem(uint64_t seq, const char* rec, size_t avail, std::str
     std::memcpy(item->MutableValue(), d.stored.data(), d.stored.size());
   }
   item->SetCas(d.meta.cas);
+  item->stale = (d.meta.item_bits & kItemStale) != 0 ? 1 : 0;
+  item->win_sent = (d.meta.item_bits & kItemWinSent) != 0 ? 1 : 0;
+  item->key_binary = (d.meta.item_bits & kItemKeyBinary) != 0 ? 1 : 0;
+  item->fetched = (d.meta.item_bits & kItemFetched) != 0 ? 1 : 0;
   return ref;
 }
 
