@@ -293,12 +293,22 @@ N_DAMAGE = 20000
 @pytest.fixture
 def damaged_setup(ssd):
     """20,000 incompressible 3,000-byte values (about 61 MB), 100 of them
-    deleted; SIGTERM, so every item is on SSD. Returns (keys, deleted)."""
+    deleted; SIGTERM, so every item is on SSD. Returns (keys, deleted).
+
+    The sets are pipelined faster than a loaded machine may write them to
+    SSD: an eviction the writer is a region behind on is dropped (counted in
+    ssd_dropped_backlog). The damage tests count from the keys the cache
+    kept, so `keys` is those (nearly all)."""
     srv = ssd.start(ram_mb=16, ssd_size="256MiB", compression="none")
     keys = [b"dmg:%05d" % i for i in range(N_DAMAGE)]
     with Client(srv) as c:
         assert all(r == b"STORED" for r in c.set_many(
             (k, make_value(k, 1, 3000), 0) for k in keys))
+        if int(c.stats()["ssd_dropped_backlog"]) > 0:
+            found = read_all(srv, keys)
+            check_hits(found, 1)
+            keys = [k for k in keys if k in found]
+            assert len(keys) >= 0.9 * N_DAMAGE
         deleted = keys[::200]
         for k in deleted:
             assert c.call(b"delete " + k) == b"DELETED"
@@ -321,7 +331,7 @@ def test_200_flipped_bits_lose_at_most_5_percent(ssd, damaged_setup):
     for _ in range(200):
         flip_bit(ssd.device, rng.randrange(64 * MiB), rng.randrange(8))
     srv, n = restart_and_count(ssd, keys, deleted)
-    live = N_DAMAGE - len(deleted)
+    live = len(keys) - len(deleted)
     d = damage_line(ssd, srv)
     st = ssd_stats(srv)
     print(f"\n[ssd {ssd.io_mode}] 200 flipped bits: {n} of {live} items recovered; {d}")
@@ -336,7 +346,7 @@ def test_a_zeroed_block_costs_the_records_in_it(ssd, damaged_setup):
     srv, n = restart_and_count(ssd, keys, deleted)
     d = damage_line(ssd, srv)
     print(f"\n[ssd {ssd.io_mode}] a zeroed block: {n} items recovered; {d}")
-    assert n >= N_DAMAGE - len(deleted) - 3  # a 4 KiB block holds parts of 3 records at most
+    assert n >= len(keys) - len(deleted) - 3  # a 4 KiB block holds parts of 3 records at most
     assert d["records"] >= 1 and d["refusals"] == 0
 
 
@@ -347,7 +357,7 @@ def test_damaged_region_headers_cost_nothing(ssd, damaged_setup):
     srv, n = restart_and_count(ssd, keys, deleted)
     d = damage_line(ssd, srv)
     print(f"\n[ssd {ssd.io_mode}] damaged region headers: {n} items recovered; {d}")
-    assert n == N_DAMAGE - len(deleted)
+    assert n == len(keys) - len(deleted)
     assert d["headers"] == 2 and d["lost"] == 0
 
 
@@ -364,7 +374,7 @@ def test_a_damaged_tombstone_still_hides_its_key(ssd, damaged_setup):
     srv, n = restart_and_count(ssd, keys, deleted)
     d = damage_line(ssd, srv)
     print(f"\n[ssd {ssd.io_mode}] 50 damaged tombstones: {n} items recovered; {d}")
-    assert n == N_DAMAGE - len(deleted)
+    assert n == len(keys) - len(deleted)
     assert d["mirrored"] >= 50 and d["refusals"] == 0
 
 
@@ -374,7 +384,7 @@ def test_a_truncated_file(ssd, damaged_setup):
     # Cut after the data: nothing the log wrote is gone.
     os.truncate(ssd.device, (newest + 2) * REGION)
     srv, n = restart_and_count(ssd, keys, deleted)
-    assert n == N_DAMAGE - len(deleted)
+    assert n == len(keys) - len(deleted)
     ssd.stop(srv)
     # Cut right after the newest region left: what followed it may have been
     # newer, so nothing is trusted (a cold start), and nothing comes back.
