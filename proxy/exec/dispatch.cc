@@ -241,7 +241,7 @@ bool Dispatcher::ReadAhead(std::string_view key, tiers::IoQueue& io, tiers::SsdR
 
 bool Dispatcher::Prefetch(std::string_view key, NearCache& near, Prefetches& prefetches) {
   if (cache_.ram().Contains(key) || cache_.NeedsPromotion(key)) return false;
-  prefetches.Start(near, key);
+  if (prefetches.Start(near, key)) stats_.Add(Counter::kUpstreamPrefetches);
   return true;
 }
 
@@ -765,7 +765,11 @@ Outcome Dispatcher::ContinueGet(Command& cmd, OutputQueue& out, AsyncState* asyn
         async->waiting = AsyncState::Waiting::kNothing;
         for (size_t i = 0; i < async->slots.size(); ++i) {
           AsyncState::Slot& slot = async->slots[i];
-          if (slot.item) continue;
+          if (slot.item) {
+            // Found locally (perhaps filled by its own fetch ahead).
+            if (async->prefetches != nullptr) async->prefetches->Forget(slot.key);
+            continue;
+          }
           slot.asked_upstream = true;
           if (!touch && async->prefetches != nullptr &&
               async->prefetches->Take(slot.key, cache_, &slot.item)) {

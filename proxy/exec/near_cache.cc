@@ -122,13 +122,14 @@ class Prefetches::Done final : public FetchDone {
   uint64_t id_;
 };
 
-void Prefetches::Start(NearCache& near, std::string_view key) {
-  if (entries_.size() >= kMaxEntries) return;
+bool Prefetches::Start(NearCache& near, std::string_view key) {
+  if (entries_.size() >= kMaxEntries) return false;
   auto [it, added] = entries_.try_emplace(std::string(key));
-  if (!added) return;
+  if (!added) return false;
   it->second.id = next_id_++;
   it->second.epoch = near.cache().FillEpoch();
   near.Fetch(key, new Done(shared_from_this(), key, it->second.id));
+  return true;
 }
 
 bool Prefetches::Take(std::string_view key, const tiers::TieredCache& cache,
@@ -140,6 +141,10 @@ bool Prefetches::Take(std::string_view key, const tiers::TieredCache& cache,
   if (usable) *item = std::move(it->second.item);
   entries_.erase(it);
   return usable;
+}
+
+void Prefetches::Forget(std::string_view key) {
+  if (!entries_.empty()) entries_.erase(std::string(key));
 }
 
 NearCache::NearCache(const UpstreamContext& upstream, upstream::Pool& pool,

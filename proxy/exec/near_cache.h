@@ -60,15 +60,21 @@ class NearCache;
 // Thread safety: one per connection, on its worker's thread.
 class Prefetches : public std::enable_shared_from_this<Prefetches> {
  public:
-  // Fetches ahead kept at once; more are not started.
-  static constexpr size_t kMaxEntries = 256;
+  // Fetches ahead kept at once (as many as a read-ahead scan starts); more
+  // are not started.
+  static constexpr size_t kMaxEntries = 64;
 
-  // Starts fetching `key` ahead unless it already is.
-  void Start(NearCache& near, std::string_view key);
+  // Starts fetching `key` ahead unless it already is (or the table is
+  // full); true if it did.
+  bool Start(NearCache& near, std::string_view key);
   // For a get about to fetch `key`: true, with *item (empty: a miss), when
   // a fetch ahead of it has completed and is still current. Forgets the
   // key either way.
   bool Take(std::string_view key, const tiers::TieredCache& cache, tiers::ItemRef* item);
+  // A get found `key` locally (a fetch ahead may have filled it): its
+  // entry, if any, is not needed.
+  void Forget(std::string_view key);
+  bool empty() const { return entries_.empty(); }
 
  private:
   class Done;

@@ -56,6 +56,7 @@ enum class Counter : uint8_t {
   // The upstream pool (proxy/exec/near_cache.h):
   kUpstreamFetches,    // mg requests sent for get-family keys both local tiers missed
   kUpstreamCoalesced,  // ... keys that joined a fetch of the same key in flight instead
+  kUpstreamPrefetches, // fetches started ahead for gets buffered behind a waiting command
   kUpstreamHits,       // fetches the pool answered with a value
   kUpstreamMisses,     // fetches the pool had no value for
   kUpstreamFailures,   // fetches that got no reply (answered as misses)

@@ -323,6 +323,7 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
     Stat(out, "upstream_servers", ctx_.upstream->servers.size());
     Stat(out, "upstream_fetches", ctx_.Sum(Counter::kUpstreamFetches));
     Stat(out, "upstream_coalesced", ctx_.Sum(Counter::kUpstreamCoalesced));
+    Stat(out, "upstream_prefetches", ctx_.Sum(Counter::kUpstreamPrefetches));
     Stat(out, "upstream_hits", ctx_.Sum(Counter::kUpstreamHits));
     Stat(out, "upstream_misses", ctx_.Sum(Counter::kUpstreamMisses));
     Stat(out, "upstream_failures", ctx_.Sum(Counter::kUpstreamFailures));

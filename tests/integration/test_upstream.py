@@ -559,3 +559,31 @@ def test_meta_commands_are_refused_with_a_pool(strata_bin, pool, tmp_path):
         c.close()
     finally:
         st.stop()
+
+
+@pytest.mark.parametrize("near_cache_ttl", ["60s", "0s"])
+def test_pipelined_gets_are_fetched_ahead(strata_bin, pool, tmp_path, near_cache_ttl):
+    addrs = addresses(pool)
+    st = Strata(strata_bin, str(tmp_path / "s"), addrs, near_cache_ttl=near_cache_ttl,
+                threads=1)
+    try:
+        c = st.conn()
+        keys = [f"ahead:{i}" for i in range(160)]
+        for k in keys:
+            assert request(c, b"set %s 0 0 %d\r\n%s\r\n" % (k.encode(), len(k), k.encode())) \
+                == b"STORED\r\n"
+        for r in range(5):
+            batch = keys[r * 32:(r + 1) * 32]
+            c.send(b"".join(b"get %s\r\n" % k.encode() for k in batch))
+            for k in batch:
+                assert c.readline() == b"VALUE %s 0 %d\r\n" % (k.encode(), len(k))
+                assert c.read_exact(len(k) + 2) == k.encode() + b"\r\n"
+                assert c.readline() == b"END\r\n"
+        s = st.stats()
+        # Each round's first get waits; the rest were fetched ahead, round
+        # after round (a key found locally frees its entry).
+        assert int(s["upstream_prefetches"]) >= 5 * 20, s
+        assert int(s["upstream_fetches"]) <= 160, s
+        c.close()
+    finally:
+        st.stop()
