@@ -43,7 +43,7 @@ enum class CommandType : uint8_t {
   kStats,
   kCacheMemlimit,
   kShutdown,
-  kMetaNoop,  // "mn"
+  kMetaNoop,        // "mn"
   kMetaGet,         // "mg"
   kMetaSet,         // "ms"
   kMetaDelete,      // "md"

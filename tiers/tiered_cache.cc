@@ -189,16 +189,16 @@ bool TieredCache::RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation
   return true;
 }
 
-StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
-                               uint64_t* ticket, uint64_t* stored_cas, bool set_stale) {
+StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique, uint64_t* ticket,
+                               uint64_t* stored_cas, bool set_stale) {
   if (ssd_ == nullptr) return ram_.Store(mode, std::move(item), cas_unique, stored_cas, set_stale);
   std::string key(item->Key());
   const uint64_t hash = common::HashKey(key);
   // An add whose key RAM evicted to SSD since the caller promoted it (the
   // proxy promotes first) finds the key there.
   StoreResult r = mode == StoreMode::kAdd
-                      ? ram_.AddIf(std::move(item), [&] { return !ssd_->Contains(hash); },
-                                   stored_cas)
+                      ? ram_.AddIf(
+                            std::move(item), [&] { return !ssd_->Contains(hash); }, stored_cas)
                       : ram_.Store(mode, std::move(item), cas_unique, stored_cas, set_stale);
   if (r == StoreResult::kStored) Invalidate(key, ticket);
   return r;
@@ -296,17 +296,16 @@ MetaGetResult TieredCache::MetaGet(std::string_view key, ItemRef vivify, bool bu
   return r;
 }
 
-MetaDeleteResult TieredCache::MetaDelete(std::string_view key, const uint64_t* cas,
-                                         bool mark_stale, const uint32_t* new_exptime,
-                                         uint64_t* ticket) {
+MetaDeleteResult TieredCache::MetaDelete(std::string_view key, const uint64_t* cas, bool mark_stale,
+                                         const uint32_t* new_exptime, uint64_t* ticket) {
   if (ssd_ == nullptr) return ram_.MetaDelete(key, cas, mark_stale, new_exptime);
   if (mark_stale) {
     MetaDeleteResult r = ram_.MetaDelete(key, cas, true, new_exptime);
     if (r == MetaDeleteResult::kMarkedStale) Invalidate(key, ticket);
     return r;
   }
-  if (cas == nullptr) return Delete(key, ticket) ? MetaDeleteResult::kDeleted
-                                                 : MetaDeleteResult::kNotFound;
+  if (cas == nullptr)
+    return Delete(key, ticket) ? MetaDeleteResult::kDeleted : MetaDeleteResult::kNotFound;
   // As Delete(), with the CAS checked on RAM's item (the caller promoted
   // the key first). The SSD record goes whatever RAM says: RAM's item,
   // when it stays, is written again if it is evicted.

@@ -851,7 +851,9 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     case CommandType::kAppend: mode = tiers::StoreMode::kAppend; break;
     case CommandType::kPrepend: mode = tiers::StoreMode::kPrepend; break;
     case CommandType::kCas: mode = tiers::StoreMode::kCas; break;
-    case CommandType::kMetaSet: mode = store.mode; break;
+    case CommandType::kMetaSet:
+      mode = store.mode;
+      break;
     default: break;
   }
   if (terminated && mode != tiers::StoreMode::kSet &&

@@ -198,8 +198,8 @@ Outcome Dispatcher::MetaGet(Command& cmd, OutputQueue& out, AsyncState* async) {
     }
     failed = false;
     ttl_set = false;
-    result = cache_.MetaGet(key, std::move(vivify), !f.no_update, fn, &item, Ticket(async),
-                            &read_ahead);
+    result =
+        cache_.MetaGet(key, std::move(vivify), !f.no_update, fn, &item, Ticket(async), &read_ahead);
     if (result == tiers::MetaGetResult::kHit || result == tiers::MetaGetResult::kCreated) break;
     LookedAgain again = LookAgain(async, key, AsyncState::Waiting::kCommand);
     if (again == LookedAgain::kPromoting) return Outcome::kWaitIo;
@@ -254,11 +254,21 @@ Outcome Dispatcher::MetaSet(Command& cmd, OutputQueue& out, PendingStore* store,
   store->remaining = uint64_t{cmd.value_len} + 2;
   store->cas_unique = f.cas;  // memcached sets the new item's CAS to it
   switch (f.mode) {
-    case 'E': store->mode = tiers::StoreMode::kAdd; break;
-    case 'A': store->mode = tiers::StoreMode::kAppend; break;
-    case 'P': store->mode = tiers::StoreMode::kPrepend; break;
-    case 'R': store->mode = tiers::StoreMode::kReplace; break;
-    default: store->mode = tiers::StoreMode::kSet; break;  // 0, 'S' (the parser refused others)
+    case 'E':
+      store->mode = tiers::StoreMode::kAdd;
+      break;
+    case 'A':
+      store->mode = tiers::StoreMode::kAppend;
+      break;
+    case 'P':
+      store->mode = tiers::StoreMode::kPrepend;
+      break;
+    case 'R':
+      store->mode = tiers::StoreMode::kReplace;
+      break;
+    default:  // 0, 'S' (the parser refused the others)
+      store->mode = tiers::StoreMode::kSet;
+      break;
   }
   // A CAS turns set and replace into cas (replace + CAS works as cas).
   if (f.has_cas &&
@@ -277,8 +287,8 @@ Outcome Dispatcher::MetaSet(Command& cmd, OutputQueue& out, PendingStore* store,
     }
   }
   tiers::AllocResult why;
-  store->item = cache_.ram().Allocate(key, f.client_flags, AbsoluteExptime(f.ttl),
-                                      cmd.value_len, &why);
+  store->item =
+      cache_.ram().Allocate(key, f.client_flags, AbsoluteExptime(f.ttl), cmd.value_len, &why);
   if (!store->item) {
     if (why == tiers::AllocResult::kTooLarge) {
       Reply(out, false, "SERVER_ERROR object too large for cache");
@@ -295,8 +305,8 @@ Outcome Dispatcher::MetaSet(Command& cmd, OutputQueue& out, PendingStore* store,
   return Outcome::kReadData;
 }
 
-void Dispatcher::MetaStoreReply(const PendingStore& store, tiers::StoreResult result,
-                                uint64_t cas, OutputQueue& out) {
+void Dispatcher::MetaStoreReply(const PendingStore& store, tiers::StoreResult result, uint64_t cas,
+                                OutputQueue& out) {
   const bool is_cas = store.mode == tiers::StoreMode::kCas;
   std::string line;
   switch (result) {
@@ -515,7 +525,8 @@ Outcome Dispatcher::MetaArithmetic(Command& cmd, OutputQueue& out, AsyncState* a
   // N: the key is created with the initial value (J), as an add.
   value = f.initial;
   char digits[24];
-  const size_t len = static_cast<size_t>(std::to_chars(digits, digits + sizeof(digits), value).ptr - digits);
+  const size_t len =
+      static_cast<size_t>(std::to_chars(digits, digits + sizeof(digits), value).ptr - digits);
   // The expiry the flags leave it with, to create it with.
   const uint32_t exptime = walk(0, 0, true);
   line.clear();

@@ -263,7 +263,6 @@ ParseResult Stats(const Tokens& tk, Command* cmd, size_t consumed) {
   return {ParseStatus::kCommand, consumed};
 }
 
-
 // Meta commands (proto_text.c). `n` counts real tokens; memcached's
 // ntokens is n + 1 (its terminal token).
 constexpr size_t kMaxMetaTokens = 20;  // MFLAG_MAX_OPT_LENGTH, against ntokens
@@ -316,10 +315,18 @@ std::string_view MetaPreparse(const Tokens& tk, size_t start, Command* cmd) {
           of.recache = true;
         }
         break;
-      case 'l': case 'h':
+      case 'l':
+      case 'h':
         of.locked = true;  // memcached delays the bump to show the state before it
         break;
-      case 'O': case 'P': case 'L': case 'k': case 's': case 't': case 'c': case 'f':
+      case 'O':
+      case 'P':
+      case 'L':
+      case 'k':
+      case 's':
+      case 't':
+      case 'c':
+      case 'f':
         break;
       case 'v':
         of.value = true;
@@ -398,11 +405,20 @@ ParseResult Meta(const Tokens& tk, Command* cmd, size_t consumed) {
   }
   CommandType type;
   switch (which) {
-    case 'g': type = CommandType::kMetaGet; break;
-    case 's': type = CommandType::kMetaSet; break;
-    case 'd': type = CommandType::kMetaDelete; break;
-    case 'a': type = CommandType::kMetaArithmetic; break;
-    default: return Error(cmd, kError, false, consumed);
+    case 'g':
+      type = CommandType::kMetaGet;
+      break;
+    case 's':
+      type = CommandType::kMetaSet;
+      break;
+    case 'd':
+      type = CommandType::kMetaDelete;
+      break;
+    case 'a':
+      type = CommandType::kMetaArithmetic;
+      break;
+    default:
+      return Error(cmd, kError, false, consumed);
   }
   if (n < 2) return Error(cmd, kError, false, consumed);  // WANT_TOKENS_MIN(ntokens, 3)
   if (tk.t[1].size() > kMaxKeyLength) return MetaError(cmd, kBadFormat, consumed);
@@ -456,7 +472,12 @@ ParseResult Meta(const Tokens& tk, Command* cmd, size_t consumed) {
     }
     std::string_view mode_error;
     switch (cmd->meta.mode) {
-      case 0: case 'E': case 'A': case 'P': case 'R': case 'S':
+      case 0:
+      case 'E':
+      case 'A':
+      case 'P':
+      case 'R':
+      case 'S':
         break;
       default:
         mode_error = "CLIENT_ERROR invalid mode for ms M token";
@@ -471,7 +492,11 @@ ParseResult Meta(const Tokens& tk, Command* cmd, size_t consumed) {
     }
   } else if (type == CommandType::kMetaArithmetic) {
     switch (cmd->meta.mode) {
-      case 0: case 'I': case '+': case 'D': case '-':
+      case 0:
+      case 'I':
+      case '+':
+      case 'D':
+      case '-':
         break;
       default:
         return MetaError(cmd, "CLIENT_ERROR invalid mode for ma M token", consumed);

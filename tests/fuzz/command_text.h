@@ -129,10 +129,9 @@ inline bool SameCommand(const Command& a, const Command& b) {
   if (m.vivify != n.vivify || m.new_ttl != n.new_ttl || m.recache != n.recache ||
       m.value != n.value || m.no_update != n.no_update || m.set_stale != n.set_stale ||
       m.key_binary != n.key_binary || m.has_cas != n.has_cas || m.mode != n.mode ||
-      m.locked != n.locked ||
-      m.ttl != n.ttl || m.vivify_ttl != n.vivify_ttl || m.recache_ttl != n.recache_ttl ||
-      m.client_flags != n.client_flags || m.cas != n.cas || m.delta != n.delta ||
-      m.initial != n.initial) {
+      m.locked != n.locked || m.ttl != n.ttl || m.vivify_ttl != n.vivify_ttl ||
+      m.recache_ttl != n.recache_ttl || m.client_flags != n.client_flags || m.cas != n.cas ||
+      m.delta != n.delta || m.initial != n.initial) {
     return false;
   }
   for (size_t i = 0; i < a.nargs && i < Command::kKeptArgs; ++i) {
@@ -182,9 +181,9 @@ inline std::string DescribeCommand(const Command& cmd) {
        " v=" + std::to_string(m.value) + " u=" + std::to_string(m.no_update) +
        " I=" + std::to_string(m.set_stale) + " b=" + std::to_string(m.key_binary) +
        " C=" + std::to_string(m.has_cas) + ":" + std::to_string(m.cas) +
-       " locked=" + std::to_string(m.locked) +
-       " M=" + std::to_string(static_cast<int>(m.mode)) + " F=" + std::to_string(m.client_flags) +
-       " D=" + std::to_string(m.delta) + " J=" + std::to_string(m.initial) + "}";
+       " locked=" + std::to_string(m.locked) + " M=" + std::to_string(static_cast<int>(m.mode)) +
+       " F=" + std::to_string(m.client_flags) + " D=" + std::to_string(m.delta) +
+       " J=" + std::to_string(m.initial) + "}";
   s += " args=[";
   for (size_t i = 0; i < cmd.nargs && i < Command::kKeptArgs; ++i) {
     if (i > 0) s += ",";

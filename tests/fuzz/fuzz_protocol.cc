@@ -86,8 +86,8 @@ bool IsKnownError(std::string_view reply) {
          reply == "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]" ||
          // the meta commands' (proto_text.c)
          reply == "CLIENT_ERROR options flags are too long" ||
-         reply == "CLIENT_ERROR options flags too long" ||
-         reply == "CLIENT_ERROR duplicate flag" || reply == "CLIENT_ERROR invalid flag" ||
+         reply == "CLIENT_ERROR options flags too long" || reply == "CLIENT_ERROR duplicate flag" ||
+         reply == "CLIENT_ERROR invalid flag" ||
          reply == "CLIENT_ERROR bad token in command line format" ||
          reply == "CLIENT_ERROR error decoding key" ||
          reply == "CLIENT_ERROR incorrect length for M token" ||
@@ -492,8 +492,9 @@ void CheckCommand(const Command& cmd, std::string_view raw_line, std::string_vie
       bool seen[256] = {};
       for (size_t i = cmd.type == CommandType::kMetaSet ? 3 : 2; i < tk.n; ++i) {
         const auto c = static_cast<unsigned char>(tk.t[i][0]);
-        CHECK_CMD(!seen[c] && std::string_view("bNTRlOPLkstcfhvuqFCMJDI").find(
-                                  static_cast<char>(c)) != std::string_view::npos);
+        CHECK_CMD(!seen[c] &&
+                  std::string_view("bNTRlOPLkstcfhvuqFCMJDI").find(static_cast<char>(c)) !=
+                      std::string_view::npos);
         seen[c] = true;
       }
       CHECK_CMD(cmd.noreply == seen[static_cast<unsigned char>('q')]);

@@ -395,6 +395,44 @@ TEST_F(SsdDispatchTest, GatOnTheSsdAppliesTheNewExpiry) {
   EXPECT_EQ(Run("gets g h\r\n"), "END\r\n");
 }
 
+// Meta commands on SSD-resident keys promote first, and the meta marks
+// (stale, win handed out, base64 key, fetched) come back from the device.
+TEST_F(SsdDispatchTest, MetaMarksSurviveTheDevice) {
+  // A lease: the win, handed out in RAM, is not handed out again after the
+  // item went to the device and came back.
+  EXPECT_EQ(Run("mg lease c N30\r\n"), "HD c1 W\r\n");
+  ToDevice({"lease"});
+  EXPECT_EQ(Run("mg lease c h\r\n"), "HD c1 h1 Z\r\n");
+  EXPECT_EQ(Stat(Counter::kSsdHits), 1u);
+  // Stale: md I, to the device, back: X and one W, then Z X.
+  EXPECT_EQ(Run("ms s 5 T100\r\nvalue\r\n"), "HD\r\n");
+  ToDevice({"s"});
+  EXPECT_EQ(Run("md s I T30\r\n"), "HD\r\n");  // promoted first, then marked
+  ToDevice({"s"});
+  EXPECT_EQ(Run("mg s v t\r\n"), "VA 5 t30 X W\r\nvalue\r\n");
+  ToDevice({"s"});
+  EXPECT_EQ(Run("mg s v t h\r\n"), "VA 5 t30 h1 Z X\r\nvalue\r\n");
+  // A base64 key comes back encoded; an unfetched item unfetched.
+  EXPECT_EQ(Run("ms YmluYXJ5 2 b\r\nhi\r\nms plain 2\r\nho\r\n"), "HD\r\nHD\r\n");
+  ToDevice({"binary", "plain"});
+  EXPECT_EQ(Run("mg binary k v u\r\n"), "VA 2 kYmluYXJ5 b\r\nhi\r\n");
+  EXPECT_EQ(Run("mg plain h\r\n"), "HD h0\r\n");
+  // A first fetch after the trip makes the next eviction write the record
+  // again (with the fetched bit): h1 after one more trip.
+  ToDevice({"plain"});
+  EXPECT_EQ(Run("mg plain h\r\n"), "HD h1\r\n");
+  // ma and ms on a key only the device has.
+  EXPECT_EQ(Run("ms n 1\r\n5\r\n"), "HD\r\n");
+  ToDevice({"n"});
+  EXPECT_EQ(Run("ma n v\r\n"), "VA 1\r\n6\r\n");
+  ToDevice({"n"});
+  EXPECT_EQ(Run("ms n 1 MA\r\n7\r\n"), "HD\r\n");
+  EXPECT_EQ(Run("mg n v\r\n"), "VA 2\r\n67\r\n");
+  ToDevice({"n"});
+  EXPECT_EQ(Run("md n q\r\nmg n v\r\nmn\r\n"), "EN\r\nMN\r\n");
+  EXPECT_FALSE(log_->Contains(common::HashKey("n")));
+}
+
 // gat -1 returns the item once, then it is gone: from RAM and from SSD.
 TEST_F(SsdDispatchTest, GatThatExpiresAnSsdKeyLeavesNothingBehind) {
   ASSERT_EQ(Run("set k 0 0 5\r\nhello\r\n"), "STORED\r\n");

@@ -274,7 +274,8 @@ TEST_F(DispatchTest, MetaSession) {
       {"mg newkey v v\r\n", "CLIENT_ERROR duplicate flag\r\n"},
       {"mg newkey E1\r\n", "CLIENT_ERROR invalid flag\r\n"},
       {"md newkey x\r\n", "CLIENT_ERROR invalid or duplicate flag\r\n"},
-      {"mg newkey O123456789012345678901234567890123\r\n", "CLIENT_ERROR opaque token too long\r\n"},
+      {"mg newkey O123456789012345678901234567890123\r\n",
+       "CLIENT_ERROR opaque token too long\r\n"},
       {"md newkey C1\r\n", "EX\r\n"},
       {"md newkey I T30\r\n", "HD\r\n"},
       {"mg newkey v c t\r\n", "VA 1 c7 t30 X W\r\nz\r\n"},
@@ -308,11 +309,10 @@ TEST_F(DispatchTest, MetaSession) {
   }
   // The counters memcached 1.6.18 showed after the same session.
   const std::string stats = Run("stats\r\n");
-  for (const char* want :
-       {"cmd_get 21", "cmd_set 13", "cmd_touch 0", "cmd_meta 1", "get_hits 18", "get_misses 3",
-        "touch_hits 0", "touch_misses 0", "delete_hits 1", "delete_misses 3", "incr_hits 4",
-        "incr_misses 1", "decr_hits 1", "decr_misses 0", "cas_hits 1", "cas_misses 0",
-        "cas_badval 3"}) {
+  for (const char* want : {"cmd_get 21", "cmd_set 13", "cmd_touch 0", "cmd_meta 1", "get_hits 18",
+                           "get_misses 3", "touch_hits 0", "touch_misses 0", "delete_hits 1",
+                           "delete_misses 3", "incr_hits 4", "incr_misses 1", "decr_hits 1",
+                           "decr_misses 0", "cas_hits 1", "cas_misses 0", "cas_badval 3"}) {
     EXPECT_NE(stats.find(std::string("STAT ") + want + "\r\n"), std::string::npos) << want;
   }
   std::string all_requests;

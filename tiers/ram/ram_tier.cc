@@ -249,8 +249,8 @@ StoreResult RamTier::AddIf(ItemRef item, const std::function<bool()>& absent_els
   return StoreImpl(StoreMode::kAdd, std::move(item), 0, stored_cas, &absent_elsewhere);
 }
 
-StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique,
-                           uint64_t* stored_cas, bool set_stale) {
+StoreResult RamTier::Store(StoreMode mode, ItemRef item, uint64_t cas_unique, uint64_t* stored_cas,
+                           bool set_stale) {
   return StoreImpl(mode, std::move(item), cas_unique, stored_cas, nullptr, set_stale);
 }
 
@@ -577,7 +577,8 @@ MetaDeleteResult RamTier::MetaDelete(std::string_view key, const uint64_t* cas, 
   copy->key_binary = it->key_binary;
   copy->stale = 1;
   copy->win_sent = 0;
-  const int64_t charge = static_cast<int64_t>(ItemCharge(copy)) - static_cast<int64_t>(ItemCharge(it));
+  const int64_t charge =
+      static_cast<int64_t>(ItemCharge(copy)) - static_cast<int64_t>(ItemCharge(it));
   doomed = ItemRef::Adopt(shard.ReplaceAt(pos, copy, hash));
   shard.bytes += charge;
   used_bytes_.fetch_add(charge, std::memory_order_relaxed);
@@ -632,8 +633,8 @@ bool RamTier::ListItems(uint64_t* cursor, size_t max_items, std::vector<ListedIt
            ++slot, ++visited) {
         Item* it = shard.table.At(slot);
         if (it == nullptr || Expired(it, now)) continue;
-        out->push_back({ItemRef::Share(it), it->exptime, it->fetched != 0,
-                        start_unix_ + int64_t{it->atime}});
+        out->push_back(
+            {ItemRef::Share(it), it->exptime, it->fetched != 0, start_unix_ + int64_t{it->atime}});
         ++taken;
       }
       if (slot < shard.table.capacity()) break;

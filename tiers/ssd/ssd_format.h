@@ -23,10 +23,10 @@
 //     codec    none | lz4 (items only)
 //     key_len, item bits (items only: the meta protocol's stale, win-sent
 //     and binary-key marks and the fetched bit, kItemStale | kItemWinSent |
-//     kItemKeyBinary | kItemFetched; version 3), flags, exptime (absolute unix s, 0 = never; for a delayed
-//     flush the time it takes effect, 0 = cancel), stored_len, value_len,
-//     mirror_count (invalidation records of this region up to and
-//     including this one), cas; then the key and the stored value.
+//     kItemKeyBinary | kItemFetched; version 3), flags, exptime (absolute unix s, 0 = never; for a
+//     delayed flush the time it takes effect, 0 = cancel), stored_len, value_len, mirror_count
+//     (invalidation records of this region up to and including this one), cas; then the key and the
+//     stored value.
 //   The invalidation mirror, from the region's end down: blocks of 4096
 //     bytes (block k at region_size - 4096 * (k + 1)), each with its own
 //     crc (bound to the sequence number), holding a copy of every

@@ -965,12 +965,11 @@ bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>
     return false;
   }
   Codec codec = lz4 ? Codec::kLz4 : Codec::kNone;
-  RecordMeta meta{RecordType::kItem, codec, 0, item.Flags(), item.exptime, item.Cas(),
-                  item.value_len};
-  meta.item_bits = static_cast<uint8_t>((item.stale ? kItemStale : 0) |
-                                        (item.win_sent ? kItemWinSent : 0) |
-                                        (item.key_binary ? kItemKeyBinary : 0) |
-                                        (item.fetched ? kItemFetched : 0));
+  RecordMeta meta{RecordType::kItem, codec,         0, item.Flags(), item.exptime,
+                  item.Cas(),        item.value_len};
+  meta.item_bits = static_cast<uint8_t>(
+      (item.stale ? kItemStale : 0) | (item.win_sent ? kItemWinSent : 0) |
+      (item.key_binary ? kItemKeyBinary : 0) | (item.fetched ? kItemFetched : 0));
   common::MutexLock lock(&mu_);
   if (still_current && !still_current()) return false;
   auto loc = AppendLocked(hash, meta, item.Key(), stored);
