@@ -892,7 +892,13 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     return Outcome::kDone;
   }
   store.item.Reset();
-  bool is_cas = store.type == CommandType::kCas;
+  StoreReply(store, result, out);
+  return Outcome::kDone;
+}
+
+void Dispatcher::StoreReply(const PendingStore& store, tiers::StoreResult result,
+                            OutputQueue& out) {
+  const bool is_cas = store.type == CommandType::kCas;
   switch (result) {
     case tiers::StoreResult::kStored:
       if (is_cas) stats_.Add(Counter::kCasHits);
@@ -916,7 +922,6 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
       Reply(out, store.noreply, "SERVER_ERROR out of memory storing object");
       break;
   }
-  return Outcome::kDone;
 }
 
 Outcome Dispatcher::ForwardStore(PendingStore& store, OutputQueue& out, AsyncState* async) {
@@ -941,23 +946,19 @@ Outcome Dispatcher::ForwardStore(PendingStore& store, OutputQueue& out, AsyncSta
   }
   store.item.Reset();
   stats_.Add(Counter::kCmdSet);
-  const bool is_cas = store.type == CommandType::kCas;
   std::string line;
   switch (TakeForwarded(async, key, &line)) {
     case upstream::ReplyKind::kHit:
-      if (is_cas) stats_.Add(Counter::kCasHits);
-      Reply(out, store.noreply, "STORED");
+      StoreReply(store, tiers::StoreResult::kStored, out);
       break;
     case upstream::ReplyKind::kExists:
-      if (is_cas) stats_.Add(Counter::kCasBadval);
-      Reply(out, store.noreply, "EXISTS");
+      StoreReply(store, tiers::StoreResult::kExists, out);
       break;
     case upstream::ReplyKind::kNotFound:
-      if (is_cas) stats_.Add(Counter::kCasMisses);
-      Reply(out, store.noreply, "NOT_FOUND");
+      StoreReply(store, tiers::StoreResult::kNotFound, out);
       break;
     case upstream::ReplyKind::kNotStored:
-      Reply(out, store.noreply, "NOT_STORED");
+      StoreReply(store, tiers::StoreResult::kNotStored, out);
       break;
     default:
       Reply(out, store.noreply, line.empty() ? kUpstreamUnavailable : line);

@@ -228,6 +228,8 @@ class Dispatcher {
   // kind, or sets *error_line for an answer that is passed on as it is.
   upstream::ReplyKind TakeForwarded(AsyncState* async, std::string_view key,
                                     std::string* error_line);
+  // The classic reply to a store's result (and its cas counters).
+  void StoreReply(const PendingStore& store, tiers::StoreResult result, OutputQueue& out);
   // CompleteStore() with an upstream pool: the store goes to the key's
   // server as an ms; the reply maps back to the classic one.
   Outcome ForwardStore(PendingStore& store, OutputQueue& out, AsyncState* async);

@@ -141,26 +141,33 @@ def get(conn, key):
 
 # ------------------------------------------------------------------ placement
 
+def check_placement(strata_bin, tmp_path, pool, servers, distribution, client_get):
+    """KEYS were stored by a client: strata with `servers` and `distribution`
+    finds every one, and what it stores the client finds, on one server."""
+    st = Strata(strata_bin, str(tmp_path / "s"), servers, distribution=distribution)
+    try:
+        c = st.conn()
+        for k in KEYS:
+            assert get(c, k) == k.encode() + b"-v", k
+        for k in KEYS[:100]:
+            assert request(c, b"set w%s 0 0 2\r\nok\r\n" % k.encode()) == b"STORED\r\n"
+        for k in KEYS[:100]:
+            assert client_get("w" + k) == b"ok", k
+            assert len(holders(pool, "w" + k)) == 1
+        c.close()
+    finally:
+        st.stop()
+
+
 def test_keys_of_pymemcache_hashclient_found_through_rendezvous(strata_bin, pool, tmp_path):
     from pymemcache.client.hash import HashClient
     addrs = addresses(pool)
     client = HashClient(addrs, use_pooling=False)
     for k in KEYS:
         assert client.set(k, k.encode() + b"-v", noreply=False)
-    st = Strata(strata_bin, str(tmp_path / "s"), addrs, distribution="rendezvous")
     try:
-        c = st.conn()
-        for k in KEYS:
-            assert get(c, k) == k.encode() + b"-v", k
-        # And the other way: what strata stores, HashClient finds.
-        for k in KEYS[:100]:
-            assert request(c, b"set w%s 0 0 2\r\nok\r\n" % k.encode()) == b"STORED\r\n"
-        for k in KEYS[:100]:
-            assert client.get("w" + k) == b"ok", k
-            assert len(holders(pool, "w" + k)) == 1
-        c.close()
+        check_placement(strata_bin, tmp_path, pool, addrs, "rendezvous", client.get)
     finally:
-        st.stop()
         client.close()
 
 
@@ -170,18 +177,7 @@ def test_keys_of_pylibmc_ketama_found_through_ketama(strata_bin, pool, tmp_path)
     client = pylibmc.Client(addrs, binary=False, behaviors={"ketama_weighted": True})
     for k in KEYS:
         assert client.set(k, k.encode() + b"-v")
-    st = Strata(strata_bin, str(tmp_path / "s"), addrs, distribution="ketama")
-    try:
-        c = st.conn()
-        for k in KEYS:
-            assert get(c, k) == k.encode() + b"-v", k
-        for k in KEYS[:100]:
-            assert request(c, b"set w%s 0 0 2\r\nok\r\n" % k.encode()) == b"STORED\r\n"
-        for k in KEYS[:100]:
-            assert client.get("w" + k) == b"ok", k
-        c.close()
-    finally:
-        st.stop()
+    check_placement(strata_bin, tmp_path, pool, addrs, "ketama", client.get)
 
 
 def test_keys_of_nutcracker_found_through_ketama(strata_bin, pool, tmp_path):
@@ -197,7 +193,6 @@ def test_keys_of_nutcracker_found_through_ketama(strata_bin, pool, tmp_path):
     proc = subprocess.Popen(["nutcracker", "-c", str(conf), "-s", str(free_port()),
                              "-a", "127.0.0.1", "-o", str(tmp_path / "nc.log"),
                              "-p", str(tmp_path / "nc.pid")])
-    st = None
     try:
         deadline = time.time() + 10
         while True:
@@ -210,20 +205,9 @@ def test_keys_of_nutcracker_found_through_ketama(strata_bin, pool, tmp_path):
         nc = Client(("127.0.0.1", port))
         for k in KEYS:
             assert nc.set(k, k.encode() + b"-v", noreply=False)
-        st = Strata(strata_bin, str(tmp_path / "s"), [a + ":1" for a in addrs],
-                    distribution="ketama")
-        c = st.conn()
-        for k in KEYS:
-            assert get(c, k) == k.encode() + b"-v", k
-        for k in KEYS[:100]:
-            assert request(c, b"set w%s 0 0 2\r\nok\r\n" % k.encode()) == b"STORED\r\n"
-        for k in KEYS[:100]:
-            assert nc.get("w" + k) == b"ok", k
-        c.close()
+        check_placement(strata_bin, tmp_path, pool, [a + ":1" for a in addrs], "ketama", nc.get)
         nc.close()
     finally:
-        if st is not None:
-            st.stop()
         proc.terminate()
         proc.wait(10)
 
