@@ -298,6 +298,19 @@ void AddUpstream(const UpstreamFigures& u, Families& f) {
   per_server("strata_upstream_requests_in_flight", MetricType::Gauge,
              "Requests to each upstream server queued or sent and not yet answered.",
              &UpstreamServerFigures::in_flight);
+  per_server("strata_upstream_marked_down_total", MetricType::Counter,
+             "Times a worker marked each upstream server down (failed connects or request "
+             "timeouts in a row).",
+             &UpstreamServerFigures::marked_down);
+  auto& state = f.Family("strata_upstream_server_state", MetricType::Gauge,
+                         "Each upstream server's state, one-hot: 1 for the state it is in (the "
+                         "worst over the workers: down, then probing, then up), 0 for the "
+                         "others. While down or probing its requests fail at once.");
+  for (const UpstreamServerFigures& s : u.servers) {
+    for (size_t st = 0; st < u.states.size(); ++st) {
+      state.Sample(s.state == st ? 1 : 0, {{"server", s.server}, {"state", u.states[st]}});
+    }
+  }
   f.Family("strata_upstream_request_duration_seconds", MetricType::Histogram,
            "Time from sending a request to an upstream server to its reply.");
   for (const UpstreamServerFigures& s : u.servers) {
