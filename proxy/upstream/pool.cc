@@ -187,7 +187,7 @@ class ServerHealth {
   void Probed(bool ok) {
     if (closed_) return;
     if (ok) {
-      common::Log(common::LogLevel::kWarn, "upstream %s: up again (probe %u answered)",
+      common::Log(common::LogLevel::kInfo, "upstream %s: up again (probe %u answered)",
                   label_.c_str(), attempt_ + 1);
       timeouts_ = 0;
       connect_failures_ = 0;
