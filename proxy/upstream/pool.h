@@ -31,7 +31,8 @@
 // by the caller.
 //
 // Thread safety: a Pool and its requests belong to one worker thread; only
-// the counters (PoolCounters) are read from other threads.
+// the counters (ServerCounters, the state included: relaxed atomics) are
+// read from other threads (scrapes, stats).
 #pragma once
 
 #include <sys/socket.h>
