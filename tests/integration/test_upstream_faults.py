@@ -205,12 +205,27 @@ def recovered(st, bad):
         c.close()
 
 
-def run_fault(st, good, bad, inject, heal, expect_down=True):
+def scrape(port):
+    """{series with labels: value} from strata's /metrics."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        body = r.read().decode()
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, v = line.rsplit(" ", 1)
+            out[name] = float(v)
+    return out
+
+
+def run_fault(st, good, bad, inject, heal, expect_down=True, while_down=None):
     base = baseline(st, good)
     with Load(st, good) as load:
         time.sleep(0.2)
         inject()
         slowest = fail_phase(st, bad, expect_down=expect_down)
+        if while_down is not None:
+            while_down()
         heal()
         t0 = time.monotonic()
         assert wait_for(lambda: recovered(st, bad), 20), "not probed back"
@@ -242,7 +257,10 @@ def run_fault(st, good, bad, inject, heal, expect_down=True):
 def test_a_killed_server_is_marked_down_and_probed_back(strata_bin, healthy, tmp_path):
     bad = start_memcached()
     port = bad.port
-    st, good, bad_keys = start_pool(strata_bin, tmp_path, healthy, f"127.0.0.1:{port}", bad)
+    addr = f"127.0.0.1:{port}"
+    mport = conftest.free_port()
+    st, good, bad_keys = start_pool(strata_bin, tmp_path, healthy, addr, bad,
+                                    metrics_port=mport)
     box = {}
     try:
         def kill():
@@ -252,7 +270,29 @@ def test_a_killed_server_is_marked_down_and_probed_back(strata_bin, healthy, tmp
         def restart():
             box["srv"] = start_memcached(port)
 
-        run_fault(st, good, bad_keys, kill, restart)
+        def metrics_say_down():
+            m = scrape(mport)
+            state = {s: m[f'strata_upstream_server_state{{server="{addr}",state="{s}"}}']
+                     for s in ("up", "down", "probing")}
+            assert state["up"] == 0 and state["down"] + state["probing"] == 1, state
+            for h in healthy:
+                assert m[f'strata_upstream_server_state{{server="127.0.0.1:{h.port}",'
+                         'state="up"}'] == 1
+            assert m[f'strata_upstream_marked_down_total{{server="{addr}"}}'] == 1
+            rejected = sum(v for k, v in m.items()
+                           if k.startswith("strata_upstream_requests_total{") and
+                           f'server="{addr}"' in k and 'outcome="rejected"' in k)
+            assert rejected > 10, rejected
+            probes = sum(v for k, v in m.items()
+                         if k.startswith("strata_upstream_requests_total{") and
+                         f'server="{addr}"' in k and 'op="probe"' in k)
+            assert probes >= 1, probes
+
+        run_fault(st, good, bad_keys, kill, restart, while_down=metrics_say_down)
+        m = scrape(mport)
+        assert m[f'strata_upstream_server_state{{server="{addr}",state="up"}}'] == 1
+        assert m[f'strata_upstream_requests_total{{server="{addr}",op="probe",'
+                 'outcome="hit"}'] == 1
     finally:
         st.stop()
         if "srv" in box:
