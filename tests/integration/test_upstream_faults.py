@@ -79,6 +79,16 @@ def start_strata(strata_bin, tmp_path, addrs, request_timeout="200ms", extra=(),
                   ] + list(extra), **kw)
 
 
+def stop(st):
+    """Stops strata; a sanitized build (TSan, ASan, UBSan) must not have
+    reported anything into its log."""
+    st.stop()
+    with open(st.server.log_path, "rb") as f:
+        out = f.read()
+    for tool in (b"ThreadSanitizer", b"AddressSanitizer", b"runtime error"):
+        assert tool not in out, out[-4000:]
+
+
 def down_count(st):
     return int(st.stats()["upstream_servers_down"])
 
@@ -294,7 +304,7 @@ def test_a_killed_server_is_marked_down_and_probed_back(strata_bin, healthy, tmp
         assert m[f'strata_upstream_requests_total{{server="{addr}",op="probe",'
                  'outcome="hit"}'] == 1
     finally:
-        st.stop()
+        stop(st)
         if "srv" in box:
             box["srv"].stop()
             box["srv"].close_log()
@@ -318,7 +328,7 @@ def test_a_sigstopped_server_times_out_and_is_probed_back(strata_bin, healthy, t
             os.kill(bad.pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
-        st.stop()
+        stop(st)
         bad.stop()
         bad.close_log()
 
@@ -344,7 +354,7 @@ def test_a_stalled_relay_marks_the_server_down_until_released(strata_bin, health
     try:
         run_fault(st, good, bad_keys, relay.hold, relay.release)
     finally:
-        st.stop()
+        stop(st)
 
 
 def test_a_slow_server_is_slow_not_down(strata_bin, healthy, relayed, tmp_path):
@@ -361,7 +371,7 @@ def test_a_slow_server_is_slow_not_down(strata_bin, healthy, relayed, tmp_path):
         assert down_count(st) == 0
     finally:
         relay.delay(0)
-        st.stop()
+        stop(st)
 
 
 def test_dropped_idle_connections_cost_no_request(strata_bin, healthy, relayed, tmp_path):
@@ -381,7 +391,7 @@ def test_dropped_idle_connections_cost_no_request(strata_bin, healthy, relayed, 
         finally:
             c.close()
     finally:
-        st.stop()
+        stop(st)
 
 
 def test_a_value_cut_in_the_middle_is_a_miss_never_a_short_value(strata_bin, healthy,
@@ -405,7 +415,7 @@ def test_a_value_cut_in_the_middle_is_a_miss_never_a_short_value(strata_bin, hea
         finally:
             c.close()
     finally:
-        st.stop()
+        stop(st)
 
 
 def test_in_flight_limit_fails_the_excess_at_once(strata_bin, healthy, relayed, tmp_path):
@@ -437,4 +447,4 @@ def test_in_flight_limit_fails_the_excess_at_once(strata_bin, healthy, relayed, 
             c.close()
     finally:
         relay.release()
-        st.stop()
+        stop(st)
