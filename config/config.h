@@ -79,6 +79,8 @@
 //                                # doubled after each failed one, jittered
 //     probe_interval_max: 10s    # 1ms..60s, >= probe_interval
 //     max_in_flight: 1024        # per server and worker, 1..1048576; more fail
+//     revalidate_idle: 10s       # 0..1h: a connection idle longer sends mn
+//                                # first; 0 = never
 //   metrics:
 //     enabled: true              # serve /metrics, /healthz, /readyz over HTTP
 //     listen: 127.0.0.1:9150     # IPv4 ADDR:PORT (or localhost:PORT); port 0
@@ -160,6 +162,7 @@ struct UpstreamConfig {
   std::optional<uint64_t> probe_interval_ms;            // 1ms..60s: the first probe's delay
   std::optional<uint64_t> probe_interval_max_ms;        // 1ms..60s: the longest
   std::optional<uint32_t> max_in_flight;  // per server and worker, 1..1048576
+  std::optional<uint64_t> revalidate_idle_ms;  // 0..1h; 0 = never
 };
 
 struct LogConfig {

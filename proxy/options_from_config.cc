@@ -112,6 +112,7 @@ common::Result<upstream::PoolOptions> PoolOptionsFromConfig(const config::Config
     pool.probe_interval_max_ms = static_cast<uint32_t>(*u.probe_interval_max_ms);
   }
   if (u.max_in_flight) pool.max_in_flight = *u.max_in_flight;
+  if (u.revalidate_idle_ms) pool.revalidate_idle_ms = *u.revalidate_idle_ms;
   if (pool.probe_interval_ms > pool.probe_interval_max_ms) {
     return common::Status::InvalidArgument(
         "upstream.probe_interval_max: must be at least upstream.probe_interval (" +

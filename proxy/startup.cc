@@ -204,6 +204,7 @@ std::unique_ptr<UpstreamContext> BuildUpstream(const upstream::PoolOptions& opti
   ctx->connections_per_server = options.connections_per_server;
   ctx->timeouts.connect_ms = options.connect_timeout_ms;
   ctx->timeouts.request_ms = options.request_timeout_ms;
+  ctx->timeouts.revalidate_idle_ms = static_cast<uint32_t>(options.revalidate_idle_ms);
   ctx->health.down_after_timeouts = options.down_after_timeouts;
   ctx->health.down_after_connect_failures = options.down_after_connect_failures;
   ctx->health.probe_min_ms = options.probe_interval_ms;

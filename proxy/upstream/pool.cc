@@ -247,7 +247,22 @@ class ServerConnection {
       Connect();
       return;
     }
-    if (!connected_) return;  // OnConnect() flushes
+    if (!connected_ || validating_) return;  // OnConnect() / Validated() flush
+    const uint64_t now = uv_hrtime();
+    size_t count = unsent_.size();
+    if (timeouts_.revalidate_idle_ms != 0 && sent_.empty() &&
+        now - last_used_ns_ > uint64_t{timeouts_.revalidate_idle_ms} * 1'000'000) {
+      // Idle for long: a firewall may have dropped the connection without
+      // a word. An `mn` goes first, alone; the requests follow its answer,
+      // or go on a new connection if it does not come within the connect
+      // timeout.
+      validating_ = true;
+      Bump(counters_->in_flight);
+      health_->Added();
+      unsent_.push_front(&validation_);
+      count = 1;
+    }
+    last_used_ns_ = now;
     auto* batch = new WriteBatch;
     batch->req.data = batch;
     // The text first (it must not move once buffers point into it), then
@@ -257,8 +272,8 @@ class ServerConnection {
       const tiers::Item* item;
     };
     std::vector<Piece> pieces;
-    const uint64_t now = uv_hrtime();
-    for (Request* req : unsent_) {
+    for (size_t i = 0; i < count; ++i) {
+      Request* req = unsent_[i];
       pieces.push_back({batch->text.size(), req->head_.size(), nullptr});
       batch->text += req->head_;
       if (req->body_) {
@@ -270,7 +285,7 @@ class ServerConnection {
       req->sent_ns_ = now;
       sent_.push_back(req);
     }
-    unsent_.clear();
+    unsent_.erase(unsent_.begin(), unsent_.begin() + static_cast<ptrdiff_t>(count));
     batch->bufs.reserve(pieces.size());
     for (const Piece& p : pieces) {
       char* base = p.item != nullptr ? const_cast<char*>(p.item->Value()) : batch->text.data() + p.off;
@@ -314,6 +329,22 @@ class ServerConnection {
     std::vector<tiers::ItemRef> items;
     std::vector<uv_buf_t> bufs;
   };
+  // The `mn` that re-validates a connection idle for revalidate_idle_ms
+  // before it carries requests again.
+  class Validation : public Request {
+   public:
+    explicit Validation(ServerConnection* owner)
+        : Request(RequestOp::kProbe, "mn\r\n"), owner_(owner) {}
+    void OnReply(MetaReply& reply) override {
+      owner_->validating_ = false;
+      // On a failure the reset already moved the waiting requests to a
+      // new connection.
+      if (reply.kind != ReplyKind::kFailed) owner_->Flush();
+    }
+
+   private:
+    ServerConnection* owner_;
+  };
 
   void Connect() {
     sock_ = new Socket;
@@ -342,6 +373,7 @@ class ServerConnection {
     }
     Bump(self->counters_->connects);
     self->connected_ = true;
+    self->last_used_ns_ = uv_hrtime();
     self->health_->Connected();
     uv_tcp_nodelay(&sock->tcp, 1);
     SetKeepalive(&sock->tcp);
@@ -367,6 +399,7 @@ class ServerConnection {
       return;
     }
     self->last_progress_ns_ = uv_hrtime();
+    self->last_used_ns_ = self->last_progress_ns_;
     std::string_view data(buf->base, static_cast<size_t>(nread));
     while (!data.empty()) {
       if (self->sent_.empty()) {
@@ -420,6 +453,14 @@ class ServerConnection {
     // The oldest reply must make progress: a large value keeps arriving,
     // a stalled server sends nothing.
     const uint64_t since = std::max(self->last_progress_ns_, self->sent_.front()->sent_ns_);
+    if (self->sent_.front() == &self->validation_) {
+      // An idle connection that does not answer: not the server's fault
+      // (yet); its requests go on a new connection.
+      if (now - since > uint64_t{self->timeouts_.connect_ms} * 1'000'000) {
+        self->Reset(/*fail_unsent=*/false, "an idle connection did not answer");
+      }
+      return;
+    }
     if (now - since > uint64_t{self->timeouts_.request_ms} * 1'000'000) {
       Bump(self->counters_->timeouts);
       self->Reset(/*fail_unsent=*/false, "request timed out", Failure::kTimeout);
@@ -515,6 +556,9 @@ class ServerConnection {
   bool closed_ = false;
   uint64_t connect_start_ns_ = 0;
   uint64_t last_progress_ns_ = 0;  // the last reply bytes, or the first send after idle
+  uint64_t last_used_ns_ = 0;      // the last write or reply bytes
+  bool validating_ = false;        // validation_ is in flight; unsent_ waits for it
+  Validation validation_{this};
   std::deque<Request*> unsent_;
   std::deque<Request*> sent_;
   MetaReplyParser parser_;

@@ -24,8 +24,10 @@
 // as outcome `rejected`). A down server is probed (a connect and `mn`) after
 // a delay that doubles from probe_min_ms to probe_max_ms, with jitter
 // (ProbeDelayMs); a probe that gets any reply marks it up. Its keys never
-// move to another server. Connections use TCP keepalive, so one that a
-// firewall dropped while idle is noticed and reopened.
+// move to another server. Connections use TCP keepalive, and one idle for
+// longer than PoolTimeouts::revalidate_idle_ms sends `mn` alone before its
+// next requests, which go on a new connection if no answer comes within
+// connect_ms: a connection a firewall dropped silently costs no request.
 //
 // Which server owns a key is the Placement's (placement.h) decision, made
 // by the caller.
@@ -138,6 +140,11 @@ struct PoolTimeouts {
   // this long; then the connection is reset. A large value that keeps
   // arriving never times out.
   uint32_t request_ms = 200;
+  // A connection idle (nothing written or read) for longer is re-validated
+  // before it carries requests again: an `mn` is sent alone, and the
+  // requests follow its answer, or go on a new connection when it does not
+  // answer within connect_ms (a firewall dropped it silently). 0: never.
+  uint32_t revalidate_idle_ms = 10'000;
 };
 
 // When a server is marked down, how it is probed back, and how many

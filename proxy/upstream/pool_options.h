@@ -52,6 +52,9 @@ struct PoolOptions {
   // Requests a worker may have queued or sent to one server; more fail at
   // once (as if the server were down).
   uint32_t max_in_flight = 1024;
+  // A connection idle (nothing written or read) for longer is re-validated
+  // with an `mn` before it carries requests again; 0: never.
+  uint64_t revalidate_idle_ms = 10'000;
 
   bool enabled() const { return !servers.empty(); }
 };

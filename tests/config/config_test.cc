@@ -567,6 +567,7 @@ TEST(LoadFileTest, DefaultConfigFileHasEveryDefault) {
   EXPECT_EQ(c.upstream.probe_interval_ms, 100u);
   EXPECT_EQ(c.upstream.probe_interval_max_ms, 10'000u);
   EXPECT_EQ(c.upstream.max_in_flight, 1024u);
+  EXPECT_EQ(c.upstream.revalidate_idle_ms, 10'000u);
 }
 
 TEST(LoadFileTest, ReadsAFileAndRecordsItsPath) {
@@ -1225,6 +1226,13 @@ TEST(UpstreamConfigTest, DownMarkingAndProbes) {
             "upstream.probe_interval_max: must be 1ms..60s, got \"2m\" (t.yaml:1:12)");
   EXPECT_EQ(Error("upstream: {max_in_flight: 0}"),
             "upstream.max_in_flight: expected an integer 1..1048576, got \"0\" (t.yaml:1:12)");
+  EXPECT_EQ(Parse("upstream: {revalidate_idle: 0}").upstream.revalidate_idle_ms, 0u);
+  EXPECT_EQ(Parse("upstream: {revalidate_idle: 1h}").upstream.revalidate_idle_ms, 3'600'000u);
+  EXPECT_EQ(Error("upstream: {revalidate_idle: 2h}"),
+            "upstream.revalidate_idle: must be at most 1h, got \"2h\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {revalidate_idle: often}"),
+            "upstream.revalidate_idle: expected a duration like 10s, at most 1h, or 0, got "
+            "\"often\" (t.yaml:1:12)");
   EXPECT_EQ(Error("upstream: {max_in_flight: many}"),
             "upstream.max_in_flight: expected an integer 1..1048576, got \"many\" "
             "(t.yaml:1:12)");
@@ -1253,7 +1261,7 @@ TEST(UpstreamConfigTest, BadValues) {
             "upstream.bogus: unknown key; expected one of servers, distribution, "
             "near_cache_ttl, forward_flush, connections_per_server, connect_timeout, "
             "request_timeout, down_after_timeouts, down_after_connect_failures, "
-            "probe_interval, probe_interval_max, max_in_flight (t.yaml:1:12)");
+            "probe_interval, probe_interval_max, max_in_flight, revalidate_idle (t.yaml:1:12)");
   EXPECT_EQ(Error("upstream: [a]"), "upstream: expected a map, got a sequence (t.yaml:1:1)");
 }
 

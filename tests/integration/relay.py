@@ -3,8 +3,10 @@ upstream memcached: it forwards bytes both ways and can hold back the
 server's replies (hold() / release()), to make a fetch or a write stay in
 flight for as long as a test needs; delay them (delay()); close every
 connection it carries, as a firewall dropping idle connections would
-(drop_all()); or cut the next reply after a number of bytes and close its
-connection (cut_after()), to leave a value half sent.
+(drop_all()); silently swallow everything on the connections it carries
+now, as a firewall that drops them without a reset would (blackhole_all());
+or cut the next reply after a number of bytes and close its connection
+(cut_after()), to leave a value half sent.
 
 Threads, one pair per connection; bound to 127.0.0.1 on a free port;
 stopped by stop() (or the context manager's exit).
@@ -31,6 +33,7 @@ class Relay:
         self.connections = 0
         self._delay = 0.0
         self._cut = None  # bytes of replies still to forward before a cut
+        self._dead = set()  # sockets whose traffic is swallowed
         self._accepter = threading.Thread(target=self._accept, daemon=True)
         self._accepter.start()
 
@@ -61,6 +64,12 @@ class Relay:
         connection (both ways); later connections are not cut."""
         with self._lock:
             self._cut = nbytes
+
+    def blackhole_all(self):
+        """From now on the connections carried now forward nothing, either
+        way, and close nothing; new connections work."""
+        with self._lock:
+            self._dead.update(self._socks)
 
     def drop_all(self):
         """Close every connection carried now (both sides)."""
@@ -113,6 +122,8 @@ class Relay:
                 data = src.recv(65536)
                 if not data:
                     break
+                if src in self._dead or dst in self._dead:
+                    continue
                 if replies:
                     self._flowing.wait()
                     if self._delay:

@@ -448,3 +448,42 @@ def test_in_flight_limit_fails_the_excess_at_once(strata_bin, healthy, relayed, 
     finally:
         relay.release()
         stop(st)
+
+
+@pytest.mark.parametrize("revalidate", ["300ms", "0"])
+def test_an_idle_connection_dropped_silently_is_revalidated(strata_bin, healthy, relayed,
+                                                            tmp_path, revalidate):
+    """A firewall drops the idle connection without a word: with
+    revalidate_idle, the next get finds out with an mn (within
+    connect_timeout) and goes on a new connection; without, it waits for
+    the request timeout and fails (the control)."""
+    srv, relay = relayed
+    st, good, bad_keys = start_pool(strata_bin, tmp_path, healthy, relay.address, srv,
+                                    request_timeout="1s",
+                                    extra=[f"  revalidate_idle: {revalidate}"])
+    try:
+        c = st.conn()
+        try:
+            key = bad_keys[0]
+            assert get(c, key) == value_of(key)
+            before = relay.connections
+            relay.blackhole_all()
+            time.sleep(0.5)  # idle past revalidate_idle
+            t0 = time.monotonic()
+            v = get(c, key)
+            took = time.monotonic() - t0
+            if revalidate == "0":
+                assert v is None and took >= 0.9, (v, took)
+            else:
+                assert v == value_of(key), v
+                assert took < 0.9, took  # connect_timeout (100 ms), not the request's
+                assert relay.connections == before + 1
+                assert down_count(st) == 0
+            # Either way the next gets work on the new connection.
+            for k in bad_keys[:5]:
+                assert get(c, k) == value_of(k)
+        finally:
+            c.close()
+    finally:
+        stop(st)
+
