@@ -247,7 +247,7 @@ class ServerConnection {
       Connect();
       return;
     }
-    if (!connected_ || validating_) return;  // OnConnect() / Validated() flush
+    if (!connected_ || validating_) return;  // OnConnect() / the validation flush
     const uint64_t now = uv_hrtime();
     size_t count = unsent_.size();
     if (timeouts_.revalidate_idle_ms != 0 && sent_.empty() &&

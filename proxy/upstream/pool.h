@@ -63,7 +63,8 @@ struct ResolvedServer {
 };
 
 // What a request is, for the per-server counters.
-// kProbe: the `mn` that probes a down server.
+// kProbe: the `mn` that probes a down server or re-validates an idle
+// connection.
 enum class RequestOp : uint8_t {
   kGet, kTouch, kStore, kDelete, kArith, kFlush, kProbe, kCount
 };
