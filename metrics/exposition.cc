@@ -269,7 +269,10 @@ void AddUpstream(const UpstreamFigures& u, Families& f) {
   auto& requests = f.Family("strata_upstream_requests_total", MetricType::Counter,
                             "Requests sent to each upstream pool server, by operation and "
                             "outcome (hit: a value or success; miss: not found, not stored or "
-                            "exists; error: the server's error reply; failed: no reply).");
+                            "exists; error: the server's error reply; failed: no reply; "
+                            "rejected: not sent, the server being down or at its in-flight "
+                            "limit). Op probe: the mn that probes a down server or "
+                            "re-validates an idle connection.");
   for (const UpstreamServerFigures& s : u.servers) {
     for (size_t op = 0; op < s.requests.size(); ++op) {
       for (size_t o = 0; o < s.requests[op].size(); ++o) {
