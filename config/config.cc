@@ -208,7 +208,8 @@ class Walker {
     return ForEachKey(
         map, path,
         {"servers", "distribution", "near_cache_ttl", "forward_flush", "connections_per_server",
-         "connect_timeout", "request_timeout"},
+         "connect_timeout", "request_timeout", "down_after_timeouts", "down_after_connect_failures",
+         "probe_interval", "probe_interval_max", "max_in_flight", "revalidate_idle"},
         [&](const std::string& key, const std::string& p, const YAML::Node& k,
             const YAML::Node& v) -> Status {
           if (key == "servers") return Servers(p, k, v);
@@ -226,6 +227,24 @@ class Walker {
           }
           if (key == "request_timeout") {
             return Read(p, k, v, internal::kUpstreamTimeout, &u.request_timeout_ms);
+          }
+          if (key == "down_after_timeouts") {
+            return Read(p, k, v, internal::kDownAfter, &u.down_after_timeouts);
+          }
+          if (key == "down_after_connect_failures") {
+            return Read(p, k, v, internal::kDownAfter, &u.down_after_connect_failures);
+          }
+          if (key == "probe_interval") {
+            return Read(p, k, v, internal::kUpstreamTimeout, &u.probe_interval_ms);
+          }
+          if (key == "probe_interval_max") {
+            return Read(p, k, v, internal::kUpstreamTimeout, &u.probe_interval_max_ms);
+          }
+          if (key == "revalidate_idle") {
+            return Read(p, k, v, internal::kRevalidateIdle, &u.revalidate_idle_ms);
+          }
+          if (key == "max_in_flight") {
+            return Read(p, k, v, internal::kMaxInFlight, &u.max_in_flight);
           }
           return Read(p, k, v, internal::kConnectionsPerServer, &u.connections_per_server);
         });

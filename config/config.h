@@ -72,6 +72,15 @@
 //     connections_per_server: 1  # per worker, 1..64
 //     connect_timeout: 100ms     # 1ms..60s
 //     request_timeout: 200ms     # 1ms..60s: the longest a reply may stay silent
+//     down_after_timeouts: 3     # 1..1000 request timeouts in a row mark a
+//                                # server down (its requests then fail at once)
+//     down_after_connect_failures: 1  # 1..1000 failed connects in a row
+//     probe_interval: 100ms      # 1ms..60s: a down server's first probe;
+//                                # doubled after each failed one, jittered
+//     probe_interval_max: 10s    # 1ms..60s, >= probe_interval
+//     max_in_flight: 1024        # per server and worker, 1..1048576; more fail
+//     revalidate_idle: 10s       # 0..1h: a connection idle longer sends mn
+//                                # first; 0 = never
 //   metrics:
 //     enabled: true              # serve /metrics, /healthz, /readyz over HTTP
 //     listen: 127.0.0.1:9150     # IPv4 ADDR:PORT (or localhost:PORT); port 0
@@ -148,6 +157,12 @@ struct UpstreamConfig {
   std::optional<uint32_t> connections_per_server;  // per worker, 1..64
   std::optional<uint64_t> connect_timeout_ms;      // 1ms..60s
   std::optional<uint64_t> request_timeout_ms;      // 1ms..60s: a reply's silence
+  std::optional<uint32_t> down_after_timeouts;          // 1..1000
+  std::optional<uint32_t> down_after_connect_failures;  // 1..1000
+  std::optional<uint64_t> probe_interval_ms;            // 1ms..60s: the first probe's delay
+  std::optional<uint64_t> probe_interval_max_ms;        // 1ms..60s: the longest
+  std::optional<uint32_t> max_in_flight;  // per server and worker, 1..1048576
+  std::optional<uint64_t> revalidate_idle_ms;  // 0..1h; 0 = never
 };
 
 struct LogConfig {

@@ -308,6 +308,21 @@ Result<uint32_t> ParseConnectionsPerServer(std::string_view text) {
   return ParseBounded<uint32_t>(text, 1, kMaxConnectionsPerServer, kConnectionsPerServer.expected);
 }
 
+Result<uint32_t> ParseDownAfter(std::string_view text) {
+  return ParseBounded<uint32_t>(text, 1, 1000, kDownAfter.expected);
+}
+
+Result<uint64_t> ParseRevalidateIdleMs(std::string_view text) {
+  std::optional<uint64_t> ms = common::ParseDurationMs(text);
+  if (!ms) return Expected(kRevalidateIdle.expected, text);
+  if (*ms > 3'600'000) return Invalid("must be at most 1h, got " + Quote(text));
+  return *ms;
+}
+
+Result<uint32_t> ParseMaxInFlight(std::string_view text) {
+  return ParseBounded<uint32_t>(text, 1, 1u << 20, kMaxInFlight.expected);
+}
+
 Result<uint64_t> ParseMegabytes(std::string_view text) {
   std::optional<uint64_t> mb = ParseDecimal(text);
   constexpr uint64_t kMaxMb = std::numeric_limits<uint64_t>::max() >> 20;

@@ -74,6 +74,13 @@ common::Result<uint64_t> ParseNearCacheTtlMs(std::string_view text);
 common::Result<uint32_t> ParseConnectionsPerServer(std::string_view text);
 // upstream.connect_timeout, upstream.request_timeout: 1ms..60s.
 common::Result<uint64_t> ParseUpstreamTimeoutMs(std::string_view text);
+// upstream.down_after_timeouts, upstream.down_after_connect_failures:
+// 1..1000.
+common::Result<uint32_t> ParseDownAfter(std::string_view text);
+// upstream.revalidate_idle: a duration of at most 1h; 0 is allowed.
+common::Result<uint64_t> ParseRevalidateIdleMs(std::string_view text);
+// upstream.max_in_flight: 1..1048576.
+common::Result<uint32_t> ParseMaxInFlight(std::string_view text);
 // memcached's -m: a whole number of MiB, at least 1. Returns bytes.
 common::Result<uint64_t> ParseMegabytes(std::string_view text);
 
@@ -115,6 +122,10 @@ inline constexpr Rule<uint64_t> kUpstreamTimeout{"a duration like 200ms, 1ms..60
                                                  &ParseUpstreamTimeoutMs};
 inline constexpr Rule<uint32_t> kConnectionsPerServer{"an integer 1..64",
                                                       &ParseConnectionsPerServer};
+inline constexpr Rule<uint32_t> kDownAfter{"an integer 1..1000", &ParseDownAfter};
+inline constexpr Rule<uint64_t> kRevalidateIdle{"a duration like 10s, at most 1h, or 0",
+                                                &ParseRevalidateIdleMs};
+inline constexpr Rule<uint32_t> kMaxInFlight{"an integer 1..1048576", &ParseMaxInFlight};
 inline constexpr Rule<uint64_t> kMegabytes{"megabytes (an integer >= 1)", &ParseMegabytes};
 
 // Limits, exposed for tests and messages.

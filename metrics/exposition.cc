@@ -269,7 +269,10 @@ void AddUpstream(const UpstreamFigures& u, Families& f) {
   auto& requests = f.Family("strata_upstream_requests_total", MetricType::Counter,
                             "Requests sent to each upstream pool server, by operation and "
                             "outcome (hit: a value or success; miss: not found, not stored or "
-                            "exists; error: the server's error reply; failed: no reply).");
+                            "exists; error: the server's error reply; failed: no reply; "
+                            "rejected: not sent, the server being down or at its in-flight "
+                            "limit). Op probe: the mn that probes a down server or "
+                            "re-validates an idle connection.");
   for (const UpstreamServerFigures& s : u.servers) {
     for (size_t op = 0; op < s.requests.size(); ++op) {
       for (size_t o = 0; o < s.requests[op].size(); ++o) {
@@ -298,6 +301,19 @@ void AddUpstream(const UpstreamFigures& u, Families& f) {
   per_server("strata_upstream_requests_in_flight", MetricType::Gauge,
              "Requests to each upstream server queued or sent and not yet answered.",
              &UpstreamServerFigures::in_flight);
+  per_server("strata_upstream_marked_down_total", MetricType::Counter,
+             "Times a worker marked each upstream server down (failed connects or request "
+             "timeouts in a row).",
+             &UpstreamServerFigures::marked_down);
+  auto& state = f.Family("strata_upstream_server_state", MetricType::Gauge,
+                         "Each upstream server's state, one-hot: 1 for the state it is in (the "
+                         "worst over the workers: down, then probing, then up), 0 for the "
+                         "others. While down or probing its requests fail at once.");
+  for (const UpstreamServerFigures& s : u.servers) {
+    for (size_t st = 0; st < u.states.size(); ++st) {
+      state.Sample(s.state == st ? 1 : 0, {{"server", s.server}, {"state", u.states[st]}});
+    }
+  }
   f.Family("strata_upstream_request_duration_seconds", MetricType::Histogram,
            "Time from sending a request to an upstream server to its reply.");
   for (const UpstreamServerFigures& s : u.servers) {

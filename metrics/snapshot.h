@@ -134,6 +134,10 @@ struct UpstreamServerFigures {
   uint64_t resets = 0;
   uint64_t timeouts = 0;
   uint64_t in_flight = 0;
+  uint64_t marked_down = 0;  // times a worker marked it down
+  // Its state as the workers see it, the worst of them: "down" when one
+  // has it down, else "probing" when one is probing it, else "up".
+  size_t state = 0;  // index in UpstreamFigures::states
   LatencySeries latency;
 };
 
@@ -142,6 +146,7 @@ struct UpstreamFigures {
   bool present = false;
   std::vector<std::string> ops;       // request op label values, in index order
   std::vector<std::string> outcomes;  // outcome label values, in index order
+  std::vector<std::string> states;    // server state label values, in index order
   std::vector<UpstreamServerFigures> servers;
   uint64_t fetches = 0;    // mg sent for keys both local tiers missed
   uint64_t coalesced = 0;  // ... keys that joined a fetch in flight instead

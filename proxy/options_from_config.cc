@@ -103,6 +103,22 @@ common::Result<upstream::PoolOptions> PoolOptionsFromConfig(const config::Config
   if (u.connections_per_server) pool.connections_per_server = *u.connections_per_server;
   if (u.connect_timeout_ms) pool.connect_timeout_ms = static_cast<uint32_t>(*u.connect_timeout_ms);
   if (u.request_timeout_ms) pool.request_timeout_ms = static_cast<uint32_t>(*u.request_timeout_ms);
+  if (u.down_after_timeouts) pool.down_after_timeouts = *u.down_after_timeouts;
+  if (u.down_after_connect_failures) {
+    pool.down_after_connect_failures = *u.down_after_connect_failures;
+  }
+  if (u.probe_interval_ms) pool.probe_interval_ms = static_cast<uint32_t>(*u.probe_interval_ms);
+  if (u.probe_interval_max_ms) {
+    pool.probe_interval_max_ms = static_cast<uint32_t>(*u.probe_interval_max_ms);
+  }
+  if (u.max_in_flight) pool.max_in_flight = *u.max_in_flight;
+  if (u.revalidate_idle_ms) pool.revalidate_idle_ms = *u.revalidate_idle_ms;
+  if (pool.probe_interval_ms > pool.probe_interval_max_ms) {
+    return common::Status::InvalidArgument(
+        "upstream.probe_interval_max: must be at least upstream.probe_interval (" +
+        std::to_string(pool.probe_interval_ms) + "ms), got " +
+        std::to_string(pool.probe_interval_max_ms) + "ms");
+  }
   if (pool.enabled()) {
     common::Result<upstream::Placement> placement =
         upstream::Placement::Build(pool.distribution, pool.servers, "upstream.servers");

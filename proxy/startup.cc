@@ -204,6 +204,12 @@ std::unique_ptr<UpstreamContext> BuildUpstream(const upstream::PoolOptions& opti
   ctx->connections_per_server = options.connections_per_server;
   ctx->timeouts.connect_ms = options.connect_timeout_ms;
   ctx->timeouts.request_ms = options.request_timeout_ms;
+  ctx->timeouts.revalidate_idle_ms = static_cast<uint32_t>(options.revalidate_idle_ms);
+  ctx->health.down_after_timeouts = options.down_after_timeouts;
+  ctx->health.down_after_connect_failures = options.down_after_connect_failures;
+  ctx->health.probe_min_ms = options.probe_interval_ms;
+  ctx->health.probe_max_ms = options.probe_interval_max_ms;
+  ctx->health.max_in_flight = options.max_in_flight;
   common::Log(common::LogLevel::kInfo,
               "upstream pool: %zu servers (%s), near cache %s, flush_all %s",
               ctx->servers.size(),

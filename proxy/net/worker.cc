@@ -70,7 +70,9 @@ Worker::Worker(ServerContext& ctx, int index)
   if (ctx_.upstream != nullptr) {
     pool_ = std::make_unique<upstream::Pool>(&loop_, ctx_.upstream->servers,
                                              ctx_.upstream->connections_per_server,
-                                             ctx_.upstream->timeouts,
+                                             ctx_.upstream->timeouts, ctx_.upstream->health,
+                                             // the probes' jitter: differs by worker and start
+                                             uv_hrtime() ^ (static_cast<uint64_t>(index) << 48),
                                              ctx_.upstream->counters[index].get());
     near_ = std::make_unique<NearCache>(*ctx_.upstream, *pool_, *ctx_.cache, *ctx_.clock, stats_);
   }

@@ -105,12 +105,26 @@ struct UpstreamContext {
   std::unique_ptr<upstream::Placement> placement;
   std::vector<upstream::ResolvedServer> servers;  // as placement lists them
   upstream::PoolTimeouts timeouts;
+  upstream::PoolHealth health;  // down-marking, probes, the in-flight limit
   uint32_t near_cache_ttl_s = 0;  // 0: keep nothing locally (pure routing)
   bool forward_flush = false;     // flush_all reaches the servers too
   uint32_t connections_per_server = 1;  // per worker
   // One array of per-server counters per worker (summed at scrape).
   std::vector<std::unique_ptr<upstream::ServerCounters[]>> counters;
 };
+
+// Upstream server `i`'s state as the workers see it, the worst of them:
+// down when one has it down, else probing when one probes it, else up.
+inline upstream::ServerState WorstServerState(const UpstreamContext& up, size_t i) {
+  bool probing = false;
+  for (const auto& worker : up.counters) {
+    const auto s =
+        static_cast<upstream::ServerState>(worker[i].state.load(std::memory_order_relaxed));
+    if (s == upstream::ServerState::kDown) return s;
+    probing |= s == upstream::ServerState::kProbing;
+  }
+  return probing ? upstream::ServerState::kProbing : upstream::ServerState::kUp;
+}
 
 struct ServerContext {
   ServerOptions options;

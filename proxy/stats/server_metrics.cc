@@ -25,8 +25,12 @@ void FillUpstream(const ServerContext& ctx, metrics::UpstreamFigures* u) {
     u->outcomes.emplace_back(
         upstream::RequestOutcomeName(static_cast<upstream::RequestOutcome>(o)));
   }
+  for (size_t st = 0; st < upstream::kServerStates; ++st) {
+    u->states.emplace_back(upstream::ServerStateName(static_cast<upstream::ServerState>(st)));
+  }
   for (size_t i = 0; i < up.servers.size(); ++i) {
     metrics::UpstreamServerFigures s;
+    s.state = static_cast<size_t>(WorstServerState(up, i));
     s.server = up.servers[i].label;
     s.requests.assign(upstream::kRequestOps, std::vector<uint64_t>(upstream::kRequestOutcomes));
     for (const auto& worker : up.counters) {
@@ -42,6 +46,7 @@ void FillUpstream(const ServerContext& ctx, metrics::UpstreamFigures* u) {
       s.resets += get(c.resets);
       s.timeouts += get(c.timeouts);
       s.in_flight += get(c.in_flight);
+      s.marked_down += get(c.marked_down);
       c.AddLatencyTo(&s.latency);
     }
     u->servers.push_back(std::move(s));

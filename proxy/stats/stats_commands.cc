@@ -321,6 +321,11 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
     // The upstream pool (strata's own; per-server figures are in
     // /metrics).
     Stat(out, "upstream_servers", ctx_.upstream->servers.size());
+    size_t down = 0;  // not up in some worker
+    for (size_t i = 0; i < ctx_.upstream->servers.size(); ++i) {
+      down += WorstServerState(*ctx_.upstream, i) != upstream::ServerState::kUp;
+    }
+    Stat(out, "upstream_servers_down", down);
     Stat(out, "upstream_fetches", ctx_.Sum(Counter::kUpstreamFetches));
     Stat(out, "upstream_coalesced", ctx_.Sum(Counter::kUpstreamCoalesced));
     Stat(out, "upstream_prefetches", ctx_.Sum(Counter::kUpstreamPrefetches));

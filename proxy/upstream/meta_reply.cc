@@ -139,7 +139,7 @@ MetaReplyParser::Status MetaReplyParser::ParseLine(std::string_view line, ValueS
     reply->line = std::string(line);
     return Status::kReply;
   }
-  if (line == "OK") {
+  if (line == "OK" || line == "MN") {
     reply->kind = ReplyKind::kOk;
     return Status::kReply;
   }

@@ -34,7 +34,7 @@ enum class ReplyKind : uint8_t {
   kNotFound,    // NF
   kNotStored,   // NS
   kExists,      // EX
-  kOk,          // OK (flush_all)
+  kOk,          // OK (flush_all), MN (mn: a probe)
   kError,       // CLIENT_ERROR / SERVER_ERROR / ERROR: `line` is what to pass on
   kFailed,      // no reply: the connection failed or timed out (never parsed)
 };

@@ -14,11 +14,27 @@
 // replies come in order, so one stalled reply would delay every later one,
 // and every request sent on it fails). Nothing blocks the loop.
 //
+// Each server is up, down or probing, in each worker on its own
+// (PoolHealth). It is marked down after `down_after_connect_failures`
+// failed connects (refused, unreachable or timed out) or
+// `down_after_timeouts` request timeouts in a row (a reply resets both
+// counts); everything queued or sent to it then fails. While it is not up,
+// and while it has `max_in_flight` requests queued or sent, a request to it
+// fails at the next Flush() without touching the network (kFailed; counted
+// as outcome `rejected`). A down server is probed (a connect and `mn`) after
+// a delay that doubles from probe_min_ms to probe_max_ms, with jitter
+// (ProbeDelayMs); a probe that gets any reply marks it up. Its keys never
+// move to another server. Connections use TCP keepalive, and one idle for
+// longer than PoolTimeouts::revalidate_idle_ms sends `mn` alone before its
+// next requests, which go on a new connection if no answer comes within
+// connect_ms: a connection a firewall dropped silently costs no request.
+//
 // Which server owns a key is the Placement's (placement.h) decision, made
 // by the caller.
 //
 // Thread safety: a Pool and its requests belong to one worker thread; only
-// the counters (PoolCounters) are read from other threads.
+// the counters (ServerCounters, the state included: relaxed atomics) are
+// read from other threads (scrapes, stats).
 #pragma once
 
 #include <sys/socket.h>
@@ -27,6 +43,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -46,7 +63,11 @@ struct ResolvedServer {
 };
 
 // What a request is, for the per-server counters.
-enum class RequestOp : uint8_t { kGet, kTouch, kStore, kDelete, kArith, kFlush, kCount };
+// kProbe: the `mn` that probes a down server or re-validates an idle
+// connection.
+enum class RequestOp : uint8_t {
+  kGet, kTouch, kStore, kDelete, kArith, kFlush, kProbe, kCount
+};
 inline constexpr size_t kRequestOps = static_cast<size_t>(RequestOp::kCount);
 const char* RequestOpName(RequestOp op);
 
@@ -56,13 +77,26 @@ enum class RequestOutcome : uint8_t {
   kMiss,     // EN, NF, NS, EX
   kError,    // CLIENT_ERROR, SERVER_ERROR, ERROR
   kFailed,   // no reply (connection failure or timeout)
+  kRejected, // not sent: the server is not up, or has max_in_flight requests
   kCount,
 };
 inline constexpr size_t kRequestOutcomes = static_cast<size_t>(RequestOutcome::kCount);
 const char* RequestOutcomeName(RequestOutcome o);
 
+// A server's health in one worker.
+enum class ServerState : uint8_t {
+  kUp,       // requests are sent
+  kDown,     // requests fail at once; a probe is due after a backoff
+  kProbing,  // requests fail at once; a probe is in flight
+  kCount,
+};
+inline constexpr size_t kServerStates = static_cast<size_t>(ServerState::kCount);
+const char* ServerStateName(ServerState s);
+
 // One server's counters in one worker (summed over workers at scrape).
 struct ServerCounters {
+  std::atomic<uint8_t> state{0};               // a ServerState
+  std::atomic<uint64_t> marked_down{0};        // times marked down
   std::atomic<uint64_t> requests[kRequestOps][kRequestOutcomes] = {};
   std::atomic<uint64_t> connects{0};         // connections opened
   std::atomic<uint64_t> connect_failures{0};
@@ -107,16 +141,41 @@ struct PoolTimeouts {
   // this long; then the connection is reset. A large value that keeps
   // arriving never times out.
   uint32_t request_ms = 200;
+  // A connection idle (nothing written or read) for longer is re-validated
+  // before it carries requests again: an `mn` is sent alone, and the
+  // requests follow its answer, or go on a new connection when it does not
+  // answer within connect_ms (a firewall dropped it silently). 0: never.
+  uint32_t revalidate_idle_ms = 10'000;
 };
 
+// When a server is marked down, how it is probed back, and how many
+// requests it may have in flight (pool_options.h has their meaning).
+struct PoolHealth {
+  uint32_t down_after_timeouts = 3;
+  uint32_t down_after_connect_failures = 1;
+  uint32_t probe_min_ms = 100;
+  uint32_t probe_max_ms = 10'000;
+  uint32_t max_in_flight = 1024;  // queued or sent, per server and worker
+};
+
+// The delay before probe number `attempt` (0: the first after the server
+// was marked down) of a down server: probe_min_ms doubled `attempt`
+// times, at most probe_max_ms, then drawn uniformly from [d/2, d] by
+// `random` (any 64-bit value; "equal jitter", so the probes of many
+// workers and pods spread out but never come sooner than half the
+// schedule). Pure, for tests.
+uint64_t ProbeDelayMs(const PoolHealth& health, uint32_t attempt, uint64_t random);
+
 class ServerConnection;
+class ServerHealth;
 
 class Pool {
  public:
   // `counters` has one entry per server and outlives the pool;
-  // `per_server` >= 1 connections are kept to each server.
+  // `per_server` >= 1 connections are kept to each server; `seed` seeds
+  // the probes' jitter.
   Pool(uv_loop_t* loop, const std::vector<ResolvedServer>& servers, uint32_t per_server,
-       PoolTimeouts timeouts, ServerCounters* counters);
+       PoolTimeouts timeouts, PoolHealth health, uint64_t seed, ServerCounters* counters);
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -124,10 +183,15 @@ class Pool {
   size_t size() const { return servers_; }
 
   // Queues `req` for `server` on the connection `key_hash` picks (written
-  // at the next Flush()). After Close() the request fails at once.
+  // at the next Flush()). A request the server cannot take now (not up,
+  // or max_in_flight reached) fails at the next Flush(). After Close() the
+  // request fails at once.
   void Send(size_t server, uint64_t key_hash, Request* req);
-  // Writes every queued request (one write per connection).
+  // Fails the requests refused since the last Flush(), then writes every
+  // queued request (one write per connection).
   void Flush();
+  // The server's state in this worker.
+  ServerState state(size_t server) const;
   // Fails every request and closes the connections (worker shutdown);
   // their handles are closed by the loop's next iteration.
   void Close();
@@ -135,8 +199,12 @@ class Pool {
  private:
   size_t servers_;
   uint32_t per_server_;
+  ServerCounters* counters_;
+  std::mt19937_64 rng_;
+  std::vector<std::unique_ptr<ServerHealth>> health_;     // one per server
   std::vector<std::unique_ptr<ServerConnection>> conns_;  // server-major
   std::vector<ServerConnection*> dirty_;  // with requests queued since the last Flush()
+  std::vector<std::pair<size_t, Request*>> rejected_;  // (server, request) to fail at Flush()
   bool closing_ = false;
 };
 

@@ -36,6 +36,25 @@ struct PoolOptions {
   // every request sent on it (replies come in order).
   uint32_t connect_timeout_ms = 100;
   uint32_t request_timeout_ms = 200;
+  // A server is marked down (in each worker on its own) after this many
+  // request timeouts in a row, or this many failed connects (refused,
+  // unreachable or timed out) in a row; a reply starts both counts over.
+  // While down, its requests fail at once (a get is a miss, a write
+  // SERVER_ERROR) and its keys do not move to another server.
+  uint32_t down_after_timeouts = 3;
+  uint32_t down_after_connect_failures = 1;
+  // A down server is probed (connect, `mn`) after probe_interval, then
+  // after twice that after each failed probe, at most probe_interval_max,
+  // each delay drawn from [d/2, d] (jitter); a probe that answers marks it
+  // up. probe_interval <= probe_interval_max.
+  uint32_t probe_interval_ms = 100;
+  uint32_t probe_interval_max_ms = 10'000;
+  // Requests a worker may have queued or sent to one server; more fail at
+  // once (as if the server were down).
+  uint32_t max_in_flight = 1024;
+  // A connection idle (nothing written or read) for longer is re-validated
+  // with an `mn` before it carries requests again; 0: never.
+  uint64_t revalidate_idle_ms = 10'000;
 
   bool enabled() const { return !servers.empty(); }
 };

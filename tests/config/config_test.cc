@@ -562,6 +562,12 @@ TEST(LoadFileTest, DefaultConfigFileHasEveryDefault) {
   EXPECT_EQ(c.upstream.connections_per_server, 1u);
   EXPECT_EQ(c.upstream.connect_timeout_ms, 100u);
   EXPECT_EQ(c.upstream.request_timeout_ms, 200u);
+  EXPECT_EQ(c.upstream.down_after_timeouts, 3u);
+  EXPECT_EQ(c.upstream.down_after_connect_failures, 1u);
+  EXPECT_EQ(c.upstream.probe_interval_ms, 100u);
+  EXPECT_EQ(c.upstream.probe_interval_max_ms, 10'000u);
+  EXPECT_EQ(c.upstream.max_in_flight, 1024u);
+  EXPECT_EQ(c.upstream.revalidate_idle_ms, 10'000u);
 }
 
 TEST(LoadFileTest, ReadsAFileAndRecordsItsPath) {
@@ -1200,6 +1206,38 @@ TEST(UpstreamConfigTest, Timeouts) {
             "\"fast\" (t.yaml:1:12)");
 }
 
+TEST(UpstreamConfigTest, DownMarkingAndProbes) {
+  Config c = Parse(
+      "upstream: {down_after_timeouts: 5, down_after_connect_failures: 2, "
+      "probe_interval: 50ms, probe_interval_max: 30s, max_in_flight: 64}");
+  EXPECT_EQ(c.upstream.down_after_timeouts, 5u);
+  EXPECT_EQ(c.upstream.down_after_connect_failures, 2u);
+  EXPECT_EQ(c.upstream.probe_interval_ms, 50u);
+  EXPECT_EQ(c.upstream.probe_interval_max_ms, 30'000u);
+  EXPECT_EQ(c.upstream.max_in_flight, 64u);
+  EXPECT_EQ(Error("upstream: {down_after_timeouts: 0}"),
+            "upstream.down_after_timeouts: expected an integer 1..1000, got \"0\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {down_after_connect_failures: 1001}"),
+            "upstream.down_after_connect_failures: expected an integer 1..1000, got \"1001\" "
+            "(t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {probe_interval: 0ms}"),
+            "upstream.probe_interval: must be 1ms..60s, got \"0ms\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {probe_interval_max: 2m}"),
+            "upstream.probe_interval_max: must be 1ms..60s, got \"2m\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {max_in_flight: 0}"),
+            "upstream.max_in_flight: expected an integer 1..1048576, got \"0\" (t.yaml:1:12)");
+  EXPECT_EQ(Parse("upstream: {revalidate_idle: 0}").upstream.revalidate_idle_ms, 0u);
+  EXPECT_EQ(Parse("upstream: {revalidate_idle: 1h}").upstream.revalidate_idle_ms, 3'600'000u);
+  EXPECT_EQ(Error("upstream: {revalidate_idle: 2h}"),
+            "upstream.revalidate_idle: must be at most 1h, got \"2h\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {revalidate_idle: often}"),
+            "upstream.revalidate_idle: expected a duration like 10s, at most 1h, or 0, got "
+            "\"often\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {max_in_flight: many}"),
+            "upstream.max_in_flight: expected an integer 1..1048576, got \"many\" "
+            "(t.yaml:1:12)");
+}
+
 TEST(UpstreamConfigTest, BadValues) {
   EXPECT_EQ(Error("upstream: {distribution: consistent}"),
             "upstream.distribution: expected one of ketama, rendezvous, jump, modula, got "
@@ -1222,7 +1260,8 @@ TEST(UpstreamConfigTest, BadValues) {
   EXPECT_EQ(Error("upstream: {bogus: 1}"),
             "upstream.bogus: unknown key; expected one of servers, distribution, "
             "near_cache_ttl, forward_flush, connections_per_server, connect_timeout, "
-            "request_timeout (t.yaml:1:12)");
+            "request_timeout, down_after_timeouts, down_after_connect_failures, "
+            "probe_interval, probe_interval_max, max_in_flight, revalidate_idle (t.yaml:1:12)");
   EXPECT_EQ(Error("upstream: [a]"), "upstream: expected a map, got a sequence (t.yaml:1:1)");
 }
 

@@ -1,7 +1,12 @@
 """A small TCP relay under a test's control, placed between strata and one
 upstream memcached: it forwards bytes both ways and can hold back the
 server's replies (hold() / release()), to make a fetch or a write stay in
-flight for as long as a test needs.
+flight for as long as a test needs; delay them (delay()); close every
+connection it carries, as a firewall dropping idle connections would
+(drop_all()); silently swallow everything on the connections it carries
+now, as a firewall that drops them without a reset would (blackhole_all());
+or cut the next reply after a number of bytes and close its connection
+(cut_after()), to leave a value half sent.
 
 Threads, one pair per connection; bound to 127.0.0.1 on a free port;
 stopped by stop() (or the context manager's exit).
@@ -9,6 +14,7 @@ stopped by stop() (or the context manager's exit).
 
 import socket
 import threading
+import time
 
 
 class Relay:
@@ -25,6 +31,9 @@ class Relay:
         self._lock = threading.Lock()
         self._socks = []
         self.connections = 0
+        self._delay = 0.0
+        self._cut = None  # bytes of replies still to forward before a cut
+        self._dead = set()  # sockets whose traffic is swallowed
         self._accepter = threading.Thread(target=self._accept, daemon=True)
         self._accepter.start()
 
@@ -45,6 +54,33 @@ class Relay:
     def release(self):
         """Replies kept back (and later ones) flow again."""
         self._flowing.set()
+
+    def delay(self, seconds):
+        """Each chunk of replies waits `seconds` before it is forwarded."""
+        self._delay = seconds
+
+    def cut_after(self, nbytes):
+        """Forward `nbytes` more bytes of replies, then close that
+        connection (both ways); later connections are not cut."""
+        with self._lock:
+            self._cut = nbytes
+
+    def blackhole_all(self):
+        """From now on the connections carried now forward nothing, either
+        way, and close nothing; new connections work."""
+        with self._lock:
+            self._dead.update(self._socks)
+
+    def drop_all(self):
+        """Close every connection carried now (both sides)."""
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            for f in (lambda: s.shutdown(socket.SHUT_RDWR), s.close):
+                try:
+                    f()
+                except OSError:
+                    pass
 
     def stop(self):
         self._stopped = True
@@ -86,8 +122,19 @@ class Relay:
                 data = src.recv(65536)
                 if not data:
                     break
+                if src in self._dead or dst in self._dead:
+                    continue
                 if replies:
                     self._flowing.wait()
+                    if self._delay:
+                        time.sleep(self._delay)
+                    with self._lock:
+                        cut, left = self._cut is not None, self._cut
+                        if cut:
+                            self._cut = None if len(data) >= left else left - len(data)
+                    if cut and len(data) >= left:
+                        dst.sendall(data[:left])
+                        break
                 dst.sendall(data)
         except OSError:
             pass

@@ -281,13 +281,27 @@ def test_stats_and_metrics_agree(loaded):
         prom.value(f'memcached_connections_total{{{sel}}}')
 
 
-def dashboard_queries():
+# The dashboard row and the alert that read the upstream pool's metrics,
+# which only a strata with upstream.servers exports: the module's strata has
+# no pool, so they are left out of the tests over it and checked by
+# test_upstream_row_and_alert_have_data against a strata with a pool.
+UPSTREAM_ROW = "Upstream pool"
+UPSTREAM_ALERTS = {"StrataUpstreamServerDown"}
+
+
+def dashboard_queries(row=None):
+    """(panel title, expr) of every query; with `row`, only that row's,
+    else all but the upstream row's."""
     with open(DASHBOARD) as f:
         dash = json.load(f)
     queries = []
+    current = None
     for panel in dash["panels"]:
-        for target in panel.get("targets", []):
-            queries.append((panel["title"], target["expr"]))
+        if panel["type"] == "row":
+            current = panel["title"]
+        if (current == row) if row is not None else (current != UPSTREAM_ROW):
+            for target in panel.get("targets", []):
+                queries.append((panel["title"], target["expr"]))
     return dash, queries
 
 
@@ -384,9 +398,12 @@ def test_alert_rules_load_and_have_data(loaded):
     assert {"StrataDown", "StrataNotReady", "StrataHitRatioCollapse",
             "StrataConnectionsNearLimit", "StrataRejectingConnections",
             "StrataStoresFailing"} <= names
+    assert UPSTREAM_ALERTS <= names
     missing = []
     for rule in rules:
         assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
+        if rule["name"] in UPSTREAM_ALERTS:
+            continue  # no pool here: test_upstream_row_and_alert_have_data
         # Every series an alert reads exists (a healthy strata fires none).
         query = rule["query"]
         metrics = set(re.findall(r"\b((?:memcached|strata)_[a-z_]+)\b", query))
@@ -482,3 +499,59 @@ def test_metrics_disabled(strata_bin, tmp_path):
     finally:
         srv.stop()
         srv.close_log()
+
+
+def queries_without_data(prom, queries):
+    """The queries that stay empty or NaN until the deadline."""
+    deadline = time.monotonic() + WAIT_S
+    bad = []
+    for title, expr in queries:
+        while True:
+            result = prom.query(grafana_to_promql(expr))
+            ok = result and not all(math.isnan(v) for _, v in result)
+            if ok or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if not ok:
+            bad.append(f"{title}: {expr}")
+    return bad
+
+
+def test_upstream_row_and_alert_have_data(strata_bin, tmp_path):
+    """A strata with a pool of one memcached: every query of the dashboard's
+    upstream row has data, the alert's input exists and does not fire."""
+    need_prometheus()
+    from conftest import REFERENCE_MEMCACHED
+    if not os.access(REFERENCE_MEMCACHED, os.X_OK):
+        pytest.skip("no reference memcached")
+    mc = Server(REFERENCE_MEMCACHED, memory_mb=16, threads=1).start()
+    srv = prom = None
+    try:
+        config = tmp_path / "strata.yaml"
+        config.write_text("upstream:\n"
+                          f"  servers: [\"127.0.0.1:{mc.port}\"]\n")
+        srv = start_strata(strata_bin, free_port(), ["--config", str(config)])
+        prom = Prometheus(str(tmp_path), srv.metrics_url.split("//")[1])
+        dash, queries = dashboard_queries(UPSTREAM_ROW)
+        assert len(queries) >= 5
+        with BackgroundLoad(srv.address) as load:
+            time.sleep(5)
+            bad = queries_without_data(prom, queries)
+        assert load.error is None, load.error
+        assert not bad, "upstream queries without data:\n" + "\n".join(bad)
+        sel = f'job="{JOB}"'
+        states = {labels["state"]: v for labels, v in
+                  prom.query(f"strata_upstream_server_state{{{sel}}}")}
+        assert states == {"up": 1.0, "down": 0.0, "probing": 0.0}, states
+        with open(RULES) as f:
+            assert "strata_upstream_server_state" in f.read()
+        assert prom.query('ALERTS{alertname="StrataUpstreamServerDown"}') == []
+    finally:
+        if prom is not None:
+            prom.stop()
+        if srv is not None:
+            srv.stop()
+            srv.close_log()
+        mc.stop()
+        mc.close_log()
+

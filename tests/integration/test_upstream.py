@@ -80,7 +80,7 @@ class Strata:
 
     def __init__(self, strata_bin, folder, servers, distribution="ketama",
                  near_cache_ttl="60s", forward_flush=False, threads=2, ssd=False,
-                 request_timeout="200ms", metrics_port=None):
+                 request_timeout="200ms", metrics_port=None, extra_upstream=()):
         os.makedirs(folder, exist_ok=True)
         config = os.path.join(folder, "strata.yaml")
         lines = ["tiers:", "  ram: {size: 64MiB}"]
@@ -92,6 +92,7 @@ class Strata:
                   f"  near_cache_ttl: {near_cache_ttl}",
                   f"  forward_flush: {'true' if forward_flush else 'false'}",
                   f"  request_timeout: {request_timeout}"]
+        lines += list(extra_upstream)
         if metrics_port is None:
             lines += ["metrics: {enabled: false}"]
         else:

@@ -51,6 +51,12 @@ def test_a_pool_configuration_starts(server_factory, tmp_path):
      "natural order of jump"),
     ("upstream:\n  near_cache_ttl: forever\n",
      "strata: upstream.near_cache_ttl: expected a duration like 60s, at most 30d, or 0"),
+    ("upstream:\n  servers: [a:1]\n  probe_interval: 2s\n  probe_interval_max: 1s\n",
+     "strata: upstream.probe_interval_max: must be at least upstream.probe_interval (2000ms), "
+     "got 1000ms"),
+    ("upstream:\n  probe_interval: 20s\n",
+     "strata: upstream.probe_interval_max: must be at least upstream.probe_interval (20000ms), "
+     "got 10000ms"),
 ])
 def test_a_bad_pool_configuration_stops_strata(strata_bin, tmp_path, text, message):
     stderr = start_fails(strata_bin, tmp_path, text)

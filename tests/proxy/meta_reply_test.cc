@@ -73,10 +73,11 @@ const std::string kStream =
     "SERVER_ERROR object too large for cache\r\n"
     "ERROR\r\n"
     "OK\r\n"
+    "MN\r\n"
     "VA 4 f4294967295 c18446744073709551615 t-1\r\na\r\nb\r\n";
 
 void CheckStream(const std::vector<MetaReply>& r, const StringSink& sink) {
-  ASSERT_EQ(r.size(), 14u);
+  ASSERT_EQ(r.size(), 15u);
   EXPECT_EQ(r[0].kind, ReplyKind::kMiss);
   EXPECT_EQ(r[1].kind, ReplyKind::kValue);
   EXPECT_EQ(r[1].flags, 5u);
@@ -101,8 +102,9 @@ void CheckStream(const std::vector<MetaReply>& r, const StringSink& sink) {
   EXPECT_EQ(r[11].kind, ReplyKind::kError);
   EXPECT_EQ(r[11].line, "ERROR");
   EXPECT_EQ(r[12].kind, ReplyKind::kOk);
-  EXPECT_EQ(r[13].flags, 4294967295u);
-  EXPECT_EQ(r[13].cas, 18446744073709551615u);
+  EXPECT_EQ(r[13].kind, ReplyKind::kOk);  // mn (a probe)
+  EXPECT_EQ(r[14].flags, 4294967295u);
+  EXPECT_EQ(r[14].cas, 18446744073709551615u);
   ASSERT_EQ(sink.values.size(), 4u);
   EXPECT_EQ(sink.values[0], "abc");
   EXPECT_EQ(sink.values[1], "15");
