@@ -131,18 +131,23 @@ class SlotFetch final : public FetchDone {
 // A write forwarded to the pool; its reply goes to AsyncState::forwarded.
 class ForwardOp final : public upstream::Request {
  public:
-  ForwardOp(AsyncState* async, upstream::RequestOp op, std::string head)
-      : Request(op, std::move(head)), async_(async) {}
+  ForwardOp(AsyncState* async, upstream::RequestOp op, std::string head, bool relay)
+      : Request(op, std::move(head)), async_(async), relay_(relay) {}
   char* ValueBuffer(const upstream::MetaReply& reply) override {
-    // An ma's number (at most 20 digits); anything longer is dropped.
-    if (reply.value_len > 20) return nullptr;
+    // An ma's number (at most 20 digits) or a relayed mg's value (at most
+    // a value strata could hold); anything longer is dropped.
+    if (reply.value_len > (relay_ ? tiers::kMaxValueLength : 20)) return nullptr;
     async_->forwarded.value.resize(reply.value_len);
     return async_->forwarded.value.data();
   }
+  bool KeepsLine() const override { return relay_; }
   void OnReply(upstream::MetaReply& reply) override {
     AsyncState* async = async_;
     async->forwarded.answered = true;
     async->forwarded.kind = reply.kind;
+    async->forwarded.marked = reply.won || reply.stale || reply.win_sent;
+    async->forwarded.won = reply.won;
+    async->forwarded.cas = reply.cas;
     if (reply.kind == upstream::ReplyKind::kValue && !reply.value_taken) {
       async->forwarded.kind = upstream::ReplyKind::kFailed;
     }
@@ -153,9 +158,8 @@ class ForwardOp final : public upstream::Request {
 
  private:
   AsyncState* async_;
+  bool relay_;
 };
-
-constexpr std::string_view kUpstreamUnavailable = "SERVER_ERROR upstream unavailable";
 
 }  // namespace
 
@@ -196,24 +200,31 @@ Dispatcher::LookedAgain Dispatcher::LookAgain(AsyncState* async, std::string_vie
 }
 
 bool Dispatcher::Forward(AsyncState* async, std::string_view key, upstream::RequestOp op,
-                         std::string head, tiers::ItemRef body, AsyncState::Waiting why) {
+                         std::string head, tiers::ItemRef body, AsyncState::Waiting why,
+                         bool relay, bool quiet) {
   if (async->forwarded.sent) return false;
   async->forwarded = {};
   async->forwarded.sent = true;
-  auto* req = new ForwardOp(async, op, std::move(head));
+  auto* req = new ForwardOp(async, op, std::move(head), relay);
   if (body) req->set_body(std::move(body));
+  if (quiet) req->set_until_mn();
   // A reply may come at once (the pool is closing).
   return async->WaitFor(why, [&] { async->near->Send(key, req); });
 }
 
-upstream::ReplyKind Dispatcher::TakeForwarded(AsyncState* async, std::string_view key,
-                                              std::string* error_line) {
+AsyncState::Forwarded Dispatcher::TakeAnswer(AsyncState* async, std::string_view key) {
   AsyncState::Forwarded f = std::move(async->forwarded);
   async->forwarded = {};
   // The pool has the write (or may have it, when no reply came): the local
   // copy goes before the reply leaves, and the next get fetches the
   // server's value.
   cache_.Delete(key, Ticket(async));
+  return f;
+}
+
+upstream::ReplyKind Dispatcher::TakeForwarded(AsyncState* async, std::string_view key,
+                                              std::string* error_line) {
+  AsyncState::Forwarded f = TakeAnswer(async, key);
   if (f.kind == upstream::ReplyKind::kError) {
     *error_line = std::move(f.line);
   } else if (f.kind == upstream::ReplyKind::kFailed) {
@@ -291,19 +302,10 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
   }
   tiers::RamTier& tier = cache_.ram();
   NearCache* near = async != nullptr ? async->near : nullptr;
-  if (near != nullptr &&
-      (cmd.type == CommandType::kMetaGet || cmd.type == CommandType::kMetaSet ||
-       cmd.type == CommandType::kMetaDelete || cmd.type == CommandType::kMetaArithmetic)) {
-    // Not yet through the pool (the owning server must decide leases and
-    // stale marks for the whole fleet: issue 25). Refused rather than
-    // answered from the local tiers alone, which would miss the pool's keys
-    // and keep writes from the other pods.
-    Reply(out, false, "SERVER_ERROR meta commands are not available with an upstream pool");
-    if (cmd.type != CommandType::kMetaSet) return Outcome::kDone;
-    store->type = CommandType::kMetaSet;  // its data block is read and dropped
-    store->item.Reset();
-    store->remaining = uint64_t{cmd.value_len} + 2;
-    return Outcome::kReadData;
+  if (near != nullptr && (cmd.type == CommandType::kMetaDelete ||
+                          cmd.type == CommandType::kMetaArithmetic ||
+                          (cmd.type == CommandType::kMetaGet && async->forwarded.sent))) {
+    return RelayMeta(cmd, out, async);  // an mg: its local lookup missed
   }
   switch (cmd.type) {
     case CommandType::kError:
@@ -464,6 +466,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
                     AsyncState::Waiting::kCommand)) {
           return Outcome::kWaitIo;
         }
+        if (async->forwarded.won) near->ReturnWin(cmd.key, async->forwarded.cas);
         std::string line;
         upstream::ReplyKind kind = TakeForwarded(async, cmd.key, &line);
         stats_.Add(Counter::kCmdTouch);
@@ -839,9 +842,9 @@ Outcome Dispatcher::CompleteStore(PendingStore& store, bool terminated, OutputQu
     async->promote_attempts = 0;
     async->forwarded = {};
   }
-  if (terminated && async != nullptr && async->near != nullptr &&
-      store.type != CommandType::kMetaSet) {
-    return ForwardStore(store, out, async);
+  if (terminated && async != nullptr && async->near != nullptr) {
+    return store.type == CommandType::kMetaSet ? RelayMetaStore(store, out, async)
+                                               : ForwardStore(store, out, async);
   }
   const bool meta = store.type == CommandType::kMetaSet;
   tiers::StoreMode mode = tiers::StoreMode::kSet;

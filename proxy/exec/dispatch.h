@@ -45,6 +45,9 @@
 namespace strata::proxy {
 
 // A store waiting for its data block.
+// A write the upstream pool did not answer.
+inline constexpr std::string_view kUpstreamUnavailable = "SERVER_ERROR upstream unavailable";
+
 struct PendingStore {
   tiers::ItemRef item;        // empty when the data is to be swallowed
   CommandType type = CommandType::kSet;
@@ -60,6 +63,10 @@ struct PendingStore {
   bool set_stale = false;
   bool key_binary = false;
   std::string meta_ret;
+  // With an upstream pool: the ms as it goes to the key's server (its line,
+  // as the client wrote it), and whether it had the q flag.
+  std::string relay_head;
+  bool relay_quiet = false;
 };
 
 enum class Outcome {
@@ -115,8 +122,11 @@ struct AsyncState {
     bool sent = false;
     bool answered = false;
     upstream::ReplyKind kind = upstream::ReplyKind::kFailed;
-    std::string line;   // kError: the server's error line
-    std::string value;  // kValue of an ma: the number
+    std::string line;   // kError: the server's error line; a relayed reply's line
+    std::string value;  // kValue of an ma: the number; of a relayed reply: the value
+    bool marked = false;  // the reply had a lease mark (W, X or Z)
+    bool won = false;     // ... W: this request won the item's win token
+    uint64_t cas = 0;     // the reply's c
   } forwarded;
   uint32_t promote_attempts = 0;  // promotions of the current command's key (at most 8)
   // Runs of the current command again because its key moved between the
@@ -221,8 +231,15 @@ class Dispatcher {
   // With an upstream pool: sends the write `head` (and `body`, for ms) to
   // `key`'s server and returns true (kWaitIo: the command runs again with
   // async->forwarded answered). False once it has been answered.
+  // `relay`: a client's meta command, whose reply is kept as it came
+  // (line and value) to be passed on; `quiet`: it has the q flag (the
+  // request ends with an mn, upstream::Request::set_until_mn()).
   bool Forward(AsyncState* async, std::string_view key, upstream::RequestOp op, std::string head,
-               tiers::ItemRef body, AsyncState::Waiting why);
+               tiers::ItemRef body, AsyncState::Waiting why, bool relay = false,
+               bool quiet = false);
+  // The pool's answer to a forwarded command, after the key's local copy
+  // was dropped (its SSD invalidation joins the reply's ticket).
+  AsyncState::Forwarded TakeAnswer(AsyncState* async, std::string_view key);
   // The pool's answer to a forwarded write: drops the key's local copy
   // (its SSD invalidation joins the reply's ticket) and returns the reply
   // kind, or sets *error_line for an answer that is passed on as it is.
@@ -233,6 +250,17 @@ class Dispatcher {
   // CompleteStore() with an upstream pool: the store goes to the key's
   // server as an ms; the reply maps back to the classic one.
   Outcome ForwardStore(PendingStore& store, OutputQueue& out, AsyncState* async);
+  // The meta commands with an upstream pool (meta.cc): sent to the key's
+  // server as the client wrote them, and its reply passed on byte for
+  // byte, so the owning server decides leases (N, R), stale marks (I) and
+  // win tokens for every pod. A plain mg (only v f c k O q s b) is
+  // answered from the local tiers when they have the key.
+  Outcome RelayMeta(Command& cmd, OutputQueue& out, AsyncState* async);
+  Outcome RelayMetaStore(PendingStore& store, OutputQueue& out, AsyncState* async);
+  // Passes on a relayed reply of a command of `type`; `plain_get`: an mg
+  // whose failure answers as a miss (EN with `miss_flags`, hidden by q).
+  void PassOnRelayed(CommandType type, const AsyncState::Forwarded& answer, bool plain_get,
+                     bool quiet, std::string_view miss_flags, OutputQueue& out);
   // Where a write's durability ticket goes: the connection's (null when
   // there is no SSD tier, or no connection).
   static uint64_t* Ticket(AsyncState* async);

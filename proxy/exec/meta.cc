@@ -72,6 +72,42 @@ bool PutOpaqueAndKey(std::string* line, std::string_view tokens, std::string_vie
 
 constexpr std::string_view kOpaqueTooLong = "CLIENT_ERROR opaque token too long";
 
+// An mg a near cache may answer from its local copy: its flags only read
+// the value, flags, CAS, size and key (no T N R E that change or lease the
+// item, and no t h l: a local copy's expiry and access marks are its own,
+// not the pool's).
+bool PlainMetaGet(std::string_view tokens) {
+  std::string_view t;
+  while (NextKey(&tokens, &t)) {
+    switch (t[0]) {
+      case 'v': case 'f': case 'c': case 'k': case 'O': case 'q': case 's': case 'b':
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+// A meta command's line as it goes to the pool: the client's key token
+// (base64 when it has b) and the tokens after it (an ms's data length
+// first), q included (the pool's Request then ends it with an mn).
+std::string RelayHead(std::string_view verb, std::string_view key_token,
+                      std::string_view tokens) {
+  std::string head;
+  head.reserve(verb.size() + key_token.size() + tokens.size() + 8);
+  head.append(verb);
+  head.push_back(' ');
+  head.append(key_token);
+  std::string_view t;
+  while (NextKey(&tokens, &t)) {
+    head.push_back(' ');
+    head.append(t);
+  }
+  head.append("\r\n");
+  return head;
+}
+
 }  // namespace
 
 void Dispatcher::AppendTtl(std::string* line, uint32_t exptime) const {
@@ -93,6 +129,10 @@ void Dispatcher::AppendTtl(std::string* line, uint32_t exptime) const {
 Outcome Dispatcher::MetaGet(Command& cmd, OutputQueue& out, AsyncState* async) {
   char keybuf[kMaxKeyLength];
   const std::string_view key = MetaKey(cmd, keybuf);
+  const bool pool = async != nullptr && async->near != nullptr;
+  // With a pool only a plain mg may be answered here; the rest go to the
+  // key's server.
+  if (pool && !PlainMetaGet(cmd.meta_tokens)) return RelayMeta(cmd, out, async);
   if (PromoteFirst(async, key, AsyncState::Waiting::kCommand)) return Outcome::kWaitIo;
   const MetaFlags& f = cmd.meta;
   const uint32_t ttl = f.new_ttl ? AbsoluteExptime(f.ttl) : 0;
@@ -231,6 +271,8 @@ Outcome Dispatcher::MetaGet(Command& cmd, OutputQueue& out, AsyncState* async) {
     if (f.value) out.AppendValue(item);
     return Outcome::kDone;
   }
+  // Not here: the pool's answer is the reply.
+  if (pool) return RelayMeta(cmd, out, async);
   // A miss (memcached counts it as a get even with T).
   stats_.Add(Counter::kCmdGet);
   stats_.Add(Counter::kGetMisses);
@@ -249,6 +291,11 @@ Outcome Dispatcher::MetaSet(Command& cmd, OutputQueue& out, PendingStore* store,
   char keybuf[kMaxKeyLength];
   const std::string_view key = MetaKey(cmd, keybuf);
   const MetaFlags& f = cmd.meta;
+  const bool pool = async != nullptr && async->near != nullptr;
+  if (pool) {
+    store->relay_head = RelayHead("ms", cmd.key, cmd.meta_tokens);
+    store->relay_quiet = cmd.noreply;
+  }
   store->type = CommandType::kMetaSet;
   store->noreply = cmd.noreply;
   store->remaining = uint64_t{cmd.value_len} + 2;
@@ -297,8 +344,10 @@ Outcome Dispatcher::MetaSet(Command& cmd, OutputQueue& out, PendingStore* store,
       Reply(out, false, "SERVER_ERROR out of memory storing object");
       stats_.Add(Counter::kStoreNoMemory);
     }
-    // A failed store must not leave the old value readable (any mode).
+    // A failed store must not leave the old value readable (any mode),
+    // here or in the pool.
     cache_.Delete(key, Ticket(async));
+    if (pool) async->near->DropInPool(key);
     return Outcome::kReadData;  // swallows the data block
   }
   store->item->key_binary = f.key_binary ? 1 : 0;
@@ -589,6 +638,96 @@ Outcome Dispatcher::MetaDebug(Command& cmd, OutputQueue& out, AsyncState* async)
   stats_.Add(Counter::kCmdMeta);
   Reply(out, false, item ? std::string_view(line) : std::string_view("EN"));
   return Outcome::kDone;
+}
+
+// Through the upstream pool.
+
+Outcome Dispatcher::RelayMeta(Command& cmd, OutputQueue& out, AsyncState* async) {
+  char keybuf[kMaxKeyLength];
+  const std::string_view key = MetaKey(cmd, keybuf);
+  upstream::RequestOp op = upstream::RequestOp::kGet;
+  std::string_view verb = "mg";
+  if (cmd.type == CommandType::kMetaDelete) {
+    op = upstream::RequestOp::kDelete;
+    verb = "md";
+  } else if (cmd.type == CommandType::kMetaArithmetic) {
+    op = upstream::RequestOp::kArith;
+    verb = "ma";
+  }
+  if (Forward(async, key, op, RelayHead(verb, cmd.key, cmd.meta_tokens), {},
+              AsyncState::Waiting::kCommand, /*relay=*/true, /*quiet=*/cmd.noreply)) {
+    return Outcome::kWaitIo;
+  }
+  const bool plain = cmd.type == CommandType::kMetaGet && PlainMetaGet(cmd.meta_tokens);
+  AsyncState::Forwarded answer;
+  if (plain && !async->forwarded.marked) {
+    // A read of a key the local tiers did not have: nothing to drop.
+    answer = std::move(async->forwarded);
+    async->forwarded = {};
+  } else {
+    // A write, a lease or touch, or an item the pool has marked stale or
+    // handed a win token for: no local copy may stay.
+    answer = TakeAnswer(async, key);
+  }
+  std::string miss;
+  if (plain) PutOpaqueAndKey(&miss, cmd.meta_tokens, key, cmd.meta.key_binary);
+  PassOnRelayed(cmd.type, answer, plain, cmd.noreply, miss, out);
+  return Outcome::kDone;
+}
+
+Outcome Dispatcher::RelayMetaStore(PendingStore& store, OutputQueue& out, AsyncState* async) {
+  const std::string key(store.item->Key());
+  if (Forward(async, key, upstream::RequestOp::kStore, store.relay_head, store.item,
+              AsyncState::Waiting::kStore, /*relay=*/true, /*quiet=*/store.relay_quiet)) {
+    return Outcome::kWaitIo;
+  }
+  store.item.Reset();
+  stats_.Add(Counter::kCmdSet);
+  PassOnRelayed(CommandType::kMetaSet, TakeAnswer(async, key), false, store.relay_quiet, {}, out);
+  return Outcome::kDone;
+}
+
+void Dispatcher::PassOnRelayed(CommandType type, const AsyncState::Forwarded& answer,
+                               bool plain_get, bool quiet, std::string_view miss_flags,
+                               OutputQueue& out) {
+  const bool get = type == CommandType::kMetaGet;
+  switch (answer.kind) {
+    case upstream::ReplyKind::kOk:
+      return;  // only the MN came: memcached held a quiet command's reply back
+    case upstream::ReplyKind::kFailed:
+      if (plain_get) {
+        // As a classic get: no answer from the pool is a miss.
+        stats_.Add(Counter::kCmdGet);
+        stats_.Add(Counter::kGetMisses);
+        if (!quiet) {
+          std::string line("EN");
+          line.append(miss_flags);
+          out.AppendLine(line);
+        }
+        return;
+      }
+      out.AppendLine(kUpstreamUnavailable);
+      return;
+    case upstream::ReplyKind::kError:
+      out.AppendLine(answer.line);
+      return;
+    case upstream::ReplyKind::kValue:
+      out.AppendLine(answer.line);
+      out.Append(answer.value);
+      out.Append("\r\n");
+      break;
+    default:
+      out.AppendLine(answer.line);
+      break;
+  }
+  if (get) {
+    stats_.Add(Counter::kCmdGet);
+    stats_.Add(answer.kind == upstream::ReplyKind::kMiss ? Counter::kGetMisses
+                                                         : Counter::kGetHits);
+  } else if (type == CommandType::kMetaDelete) {
+    stats_.Add(answer.kind == upstream::ReplyKind::kHit ? Counter::kDeleteHits
+                                                        : Counter::kDeleteMisses);
+  }
 }
 
 }  // namespace strata::proxy

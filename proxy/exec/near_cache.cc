@@ -37,6 +37,10 @@ class NearCache::FetchOp final : public upstream::Request {
     }
     const bool failed =
         reply.kind == upstream::ReplyKind::kFailed || reply.kind == upstream::ReplyKind::kError;
+    // memcached hands a win token to any mg of a stale item; a get is no
+    // meta client that would recache it, so the token goes back.
+    if (reply.won) nc_.ReturnWin(key_, reply.cas);
+    const bool leased = reply.won || reply.stale || reply.win_sent;
     tiers::ItemRef result;
     if (reply.kind == upstream::ReplyKind::kValue && reply.value_taken && item_ &&
         reply.cas <= tiers::kMaxCas) {
@@ -44,8 +48,12 @@ class NearCache::FetchOp final : public upstream::Request {
       result = std::move(item_);
       nc_.stats_.Add(Counter::kUpstreamHits);
       // Kept locally for at most near_cache_ttl, never past the upstream
-      // expiry; a gat's value is not kept (its local copy is dropped).
-      if (joinable_ && nc_.ttl_s_ > 0 && reply.ttl != 0) {
+      // expiry; a gat's value is not kept (its local copy is dropped), nor
+      // one the pool marked stale or whose win token is out (the pool's
+      // next answer for it differs).
+      if (leased) {
+        nc_.stats_.Add(Counter::kUpstreamNotKept);
+      } else if (joinable_ && nc_.ttl_s_ > 0 && reply.ttl != 0) {
         const int64_t now = nc_.clock_.NowSeconds();
         int64_t until = now + nc_.ttl_s_;
         if (reply.ttl > 0) until = std::min(until, now + reply.ttl);
@@ -187,17 +195,23 @@ void NearCache::Send(std::string_view key, upstream::Request* req) {
 
 namespace {
 
-// A delete whose reply nobody waits for.
+// A request whose reply nobody waits for (a delete, a win given back).
 class DropOp final : public upstream::Request {
  public:
   explicit DropOp(std::string_view key)
       : Request(upstream::RequestOp::kDelete, upstream::MetaDeleteRequest(key)) {}
+  DropOp(upstream::RequestOp op, std::string head) : Request(op, std::move(head)) {}
   void OnReply(upstream::MetaReply&) override { delete this; }
 };
 
 }  // namespace
 
 void NearCache::DropInPool(std::string_view key) { Send(key, new DropOp(key)); }
+
+void NearCache::ReturnWin(std::string_view key, uint64_t cas) {
+  stats_.Add(Counter::kUpstreamWinsReturned);
+  Send(key, new DropOp(upstream::RequestOp::kDelete, upstream::MetaReturnWinRequest(key, cas)));
+}
 
 void NearCache::FlushAll(int64_t delay, std::function<void(bool)> done) {
   auto shared = std::make_shared<FlushOp::Shared>();

@@ -108,6 +108,10 @@ class NearCache {
   // too, as memcached drops it, with no reply awaited (the key's later
   // requests use the same connection, so they come after it).
   void DropInPool(std::string_view key);
+  // Gives back a win token the pool handed a classic get or touch (an mg
+  // of an item marked stale wins it; upstream::MetaReturnWinRequest), so
+  // the meta client that recaches the item can win it; no reply awaited.
+  void ReturnWin(std::string_view key, uint64_t cas);
   // Sends `flush_all [delay]` to every server; `done` is told once all
   // have answered (true: every one said OK).
   void FlushAll(int64_t delay, std::function<void(bool)> done);

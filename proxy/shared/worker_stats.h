@@ -62,6 +62,8 @@ enum class Counter : uint8_t {
   kUpstreamFailures,   // fetches that got no reply (answered as misses)
   kUpstreamFills,      // fetched values kept in the local tiers
   kUpstreamDropped,    // fetched values strata had no memory for (answered as misses)
+  kUpstreamNotKept,    // fetched values the pool had marked stale or leased (W X Z): not kept
+  kUpstreamWinsReturned,  // win tokens a get or touch was handed by accident, given back
   kCount,
 };
 

@@ -334,6 +334,8 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
     Stat(out, "upstream_failures", ctx_.Sum(Counter::kUpstreamFailures));
     Stat(out, "upstream_fills", ctx_.Sum(Counter::kUpstreamFills));
     Stat(out, "upstream_dropped", ctx_.Sum(Counter::kUpstreamDropped));
+    Stat(out, "upstream_not_kept", ctx_.Sum(Counter::kUpstreamNotKept));
+    Stat(out, "upstream_wins_returned", ctx_.Sum(Counter::kUpstreamWinsReturned));
   }
 }
 

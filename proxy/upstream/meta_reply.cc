@@ -14,8 +14,8 @@ bool ParseNumber(std::string_view s, T* out) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-// The return flags after the code (and after VA's size): f, c, t; others
-// (k, O, b, s ...) are accepted and ignored.
+// The return flags after the code (and after VA's size): f, c, t and the
+// lease marks W, X, Z; others (k, O, b, s ...) are accepted and ignored.
 bool ParseFlags(std::string_view rest, MetaReply* reply) {
   while (!rest.empty()) {
     size_t sp = rest.find(' ');
@@ -32,6 +32,15 @@ bool ParseFlags(std::string_view rest, MetaReply* reply) {
         break;
       case 't':
         if (!ParseNumber(v, &reply->ttl)) return false;
+        break;
+      case 'W':
+        reply->won = v.empty();
+        break;
+      case 'X':
+        reply->stale = v.empty();
+        break;
+      case 'Z':
+        reply->win_sent = v.empty();
         break;
       default:
         break;
@@ -139,8 +148,10 @@ MetaReplyParser::Status MetaReplyParser::ParseLine(std::string_view line, ValueS
     reply->line = std::string(line);
     return Status::kReply;
   }
+  const bool keep = sink != nullptr && sink->KeepsLine();
   if (line == "OK" || line == "MN") {
     reply->kind = ReplyKind::kOk;
+    if (keep) reply->line = std::string(line);
     return Status::kReply;
   }
   if (line.size() < 2 || (line.size() > 2 && line[2] != ' ')) return Status::kBroken;
@@ -154,6 +165,7 @@ MetaReplyParser::Status MetaReplyParser::ParseLine(std::string_view line, ValueS
       return Status::kBroken;
     }
     pending_.kind = ReplyKind::kValue;
+    if (keep) pending_.line = std::string(line);
     buf_ = sink != nullptr ? sink->ValueBuffer(pending_) : nullptr;
     in_value_ = true;
     got_ = 0;
@@ -172,6 +184,7 @@ MetaReplyParser::Status MetaReplyParser::ParseLine(std::string_view line, ValueS
   } else {
     return Status::kBroken;
   }
+  if (keep) reply->line = std::string(line);
   return ParseFlags(rest, reply) ? Status::kReply : Status::kBroken;
 }
 

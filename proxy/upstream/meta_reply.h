@@ -9,9 +9,16 @@
 //   NF NS EX <flags>*\r\n              not found, not stored, exists
 //   OK\r\n                             flush_all
 //   CLIENT_ERROR ...\r\n, SERVER_ERROR ...\r\n, ERROR\r\n
-// The return flags strata asks for are f<flags>, c<cas> and t<ttl>
-// (-1 = no expiry). Anything else is a protocol error: the connection is
-// out of step with its requests and must be reset (kBroken).
+// The return flags strata reads are f<flags>, c<cas> and t<ttl> (-1 = no
+// expiry), and the lease marks memcached adds by itself: W (this request
+// won the right to recache), X (the item is stale), Z (a win was already
+// handed out); others (k, O, b, s ...) are passed over. A line that is
+// none of these is a protocol error: the connection is out of step with
+// its requests and must be reset (kBroken).
+//
+// A request relayed for a client (a meta command through the pool) asks
+// for the reply's line as it came (ValueSink::KeepsLine()): it is passed
+// on byte for byte.
 //
 // A value's bytes go to a ValueSink the caller supplies per reply (so
 // they can land in a RAM item's memory without a second copy); the parser
@@ -46,7 +53,12 @@ struct MetaReply {
   int64_t ttl = -1;       // t: seconds left, -1 = none
   uint64_t value_len = 0; // VA <size>
   bool value_taken = false;  // the sink took the value's bytes
-  std::string line;       // kError: the whole line without "\r\n"
+  bool won = false;       // W
+  bool stale = false;     // X
+  bool win_sent = false;  // Z
+  // kError: the whole line without "\r\n"; any other kind too when the
+  // sink KeepsLine() (a VA's header line, without its data).
+  std::string line;
 };
 
 // Where a VA reply's data goes.
@@ -55,6 +67,8 @@ class ValueSink {
   // Called once per VA with its header parsed; returns a buffer of
   // `reply.value_len` bytes to fill, or null to drop the bytes.
   virtual char* ValueBuffer(const MetaReply& reply) = 0;
+  // Whether the reply's line is kept in MetaReply::line for every kind.
+  virtual bool KeepsLine() const { return false; }
 
  protected:
   ~ValueSink() = default;

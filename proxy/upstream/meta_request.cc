@@ -19,7 +19,7 @@ std::string MetaGetRequest(std::string_view key, const int64_t* touch_exptime) {
 std::string MetaTouchRequest(std::string_view key, int64_t exptime) {
   std::string s = "mg ";
   s += key;
-  s += " T";
+  s += " c T";
   s += std::to_string(exptime);
   s += "\r\n";
   return s;
@@ -58,6 +58,15 @@ std::string MetaArithRequest(std::string_view key, bool incr, uint64_t delta) {
   s += " v D";
   s += std::to_string(delta);
   s += incr ? " MI\r\n" : " MD\r\n";
+  return s;
+}
+
+std::string MetaReturnWinRequest(std::string_view key, uint64_t cas) {
+  std::string s = "md ";
+  s += key;
+  s += " I C";
+  s += std::to_string(cas);
+  s += "\r\n";
   return s;
 }
 

@@ -282,6 +282,10 @@ class ServerConnection {
         batch->text += "\r\n";
         batch->items.push_back(std::move(req->body_));
       }
+      if (req->until_mn_) {
+        pieces.push_back({batch->text.size(), 4, nullptr});
+        batch->text += "mn\r\n";
+      }
       req->sent_ns_ = now;
       sent_.push_back(req);
     }
@@ -415,6 +419,19 @@ class ServerConnection {
       if (st == MetaReplyParser::Status::kBroken) {
         self->Reset(/*fail_unsent=*/false, "a reply strata cannot read");
         return;
+      }
+      if (req->until_mn_) {
+        // A quiet command's own reply (if any), then the MN of its "mn".
+        if (reply.kind != ReplyKind::kOk) {
+          if (req->held_) {
+            self->Reset(/*fail_unsent=*/false, "a reply strata cannot read");
+            return;
+          }
+          req->held_ = true;
+          req->held_reply_ = std::move(reply);
+          continue;
+        }
+        if (req->held_) reply = std::move(req->held_reply_);
       }
       self->sent_.pop_front();
       self->counters_->Observe(uv_hrtime() - req->sent_ns_);

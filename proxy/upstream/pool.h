@@ -125,6 +125,11 @@ class Request : public ValueSink {
   // A value sent after the head line, followed by "\r\n" (ms): the item
   // is kept until it is written.
   void set_body(tiers::ItemRef item) { body_ = std::move(item); }
+  // A quiet meta command (its q flag): memcached answers it only when it
+  // has something to say, so an "mn\r\n" is sent after it (and after its
+  // body) and the request's reply ends at the MN. OnReply() gets the
+  // command's own reply when one came before the MN, else the MN (kOk).
+  void set_until_mn() { until_mn_ = true; }
   RequestOp op() const { return op_; }
 
  private:
@@ -132,6 +137,9 @@ class Request : public ValueSink {
   RequestOp op_;
   std::string head_;  // the request line(s), with "\r\n"
   tiers::ItemRef body_;
+  bool until_mn_ = false;
+  bool held_ = false;      // until_mn_: the command's reply came; the MN is next
+  MetaReply held_reply_;
   uint64_t sent_ns_ = 0;
 };
 

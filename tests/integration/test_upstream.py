@@ -529,23 +529,6 @@ def test_metrics_per_server(strata_bin, pool, tmp_path):
         st.stop()
 
 
-def test_meta_commands_are_refused_with_a_pool(strata_bin, pool, tmp_path):
-    st = Strata(strata_bin, str(tmp_path / "s"), addresses(pool))
-    err = b"SERVER_ERROR meta commands are not available with an upstream pool\r\n"
-    try:
-        c = st.conn()
-        assert request(c, b"mg k v\r\n") == err
-        assert request(c, b"ms k 2 T0\r\nab\r\n") == err   # the data block is dropped
-        assert request(c, b"md k q\r\n") == err
-        assert request(c, b"ma k\r\n") == err
-        assert request(c, b"mn\r\n") == b"MN\r\n"
-        assert request(c, b"set k 0 0 2\r\nab\r\n") == b"STORED\r\n"
-        assert get(c, "k") == b"ab"
-        c.close()
-    finally:
-        st.stop()
-
-
 @pytest.mark.parametrize("near_cache_ttl", ["60s", "0s"])
 def test_pipelined_gets_are_fetched_ahead(strata_bin, pool, tmp_path, near_cache_ttl):
     addrs = addresses(pool)

@@ -168,12 +168,59 @@ TEST(MetaReplyParser, RefusesWhatIsNotAReply) {
   EXPECT_TRUE(broken);
 }
 
+// The lease marks memcached adds by itself (read off 1.6.18 answering an
+// mg of an item an `md k I` marked stale, and a second mg of it), and the
+// lines a relayed request keeps, split at every byte.
+TEST(MetaReplyParser, LeaseMarksAndKeptLines) {
+  const std::string stream =
+      "VA 2 f0 c7 t-1 W X\r\nhi\r\n"
+      "HD c7 Z X\r\n"
+      "EN\r\n"
+      "HD Oab k\r\n"
+      "MN\r\n";
+  class KeepingSink : public StringSink {
+   public:
+    bool KeepsLine() const override { return true; }
+  };
+  for (size_t cut = 0; cut <= stream.size(); ++cut) {
+    KeepingSink sink;
+    bool broken = false;
+    auto r = ParseAll(stream, {cut}, &sink, &broken);
+    ASSERT_FALSE(broken);
+    ASSERT_EQ(r.size(), 5u);
+    EXPECT_EQ(r[0].kind, ReplyKind::kValue);
+    EXPECT_TRUE(r[0].won);
+    EXPECT_TRUE(r[0].stale);
+    EXPECT_FALSE(r[0].win_sent);
+    EXPECT_EQ(r[0].cas, 7u);
+    EXPECT_EQ(r[0].line, "VA 2 f0 c7 t-1 W X");
+    EXPECT_EQ(sink.values.at(0), "hi");
+    EXPECT_EQ(r[1].kind, ReplyKind::kHit);
+    EXPECT_FALSE(r[1].won);
+    EXPECT_TRUE(r[1].stale);
+    EXPECT_TRUE(r[1].win_sent);
+    EXPECT_EQ(r[1].line, "HD c7 Z X");
+    EXPECT_EQ(r[2].line, "EN");
+    EXPECT_EQ(r[3].line, "HD Oab k");
+    EXPECT_EQ(r[4].kind, ReplyKind::kOk);
+    EXPECT_EQ(r[4].line, "MN");
+  }
+  // Without KeepsLine(), only error lines are kept.
+  StringSink plain;
+  bool broken = false;
+  auto r = ParseAll(stream, {}, &plain, &broken);
+  ASSERT_EQ(r.size(), 5u);
+  EXPECT_TRUE(r[0].line.empty());
+  EXPECT_TRUE(r[0].won);
+}
+
 TEST(MetaRequest, Lines) {
   int64_t t = -1;
   uint64_t cas = 0;
   EXPECT_EQ(MetaGetRequest("k"), "mg k v f c t\r\n");
   EXPECT_EQ(MetaGetRequest("k", &t), "mg k v f c t T-1\r\n");
-  EXPECT_EQ(MetaTouchRequest("k", 100), "mg k T100\r\n");
+  EXPECT_EQ(MetaTouchRequest("k", 100), "mg k c T100\r\n");
+  EXPECT_EQ(MetaReturnWinRequest("k", 42), "md k I C42\r\n");
   EXPECT_EQ(MetaSetRequest("k", 3, 5, 0, StoreMode::kSet, nullptr), "ms k 3 F5 T0 MS\r\n");
   EXPECT_EQ(MetaSetRequest("k", 3, 0, 9, StoreMode::kAppend, nullptr), "ms k 3 F0 T9 MA\r\n");
   EXPECT_EQ(MetaSetRequest("k", 1, 0, 0, StoreMode::kSet, &cas), "ms k 1 F0 T0 MS C0\r\n");
