@@ -1,10 +1,11 @@
 // Fuzzes upstream::MetaReplyParser (the replies of the upstream pool's
 // servers) over arbitrary bytes: the first byte picks a cut every
-// 1..256 bytes, the rest is the stream. Checks, for every input:
+// 1..128 bytes and whether the sink keeps reply lines (a relayed meta
+// command's, ValueSink::KeepsLine()), the rest is the stream. Checks, for every input:
 //   - framing: consumed <= size, kNeedMore uses every byte given, a reply
 //     always consumes at least one byte;
 //   - resumability: parsing the stream in pieces gives the same replies
-//     (kinds, flags, CAS, TTL, lengths, error lines, value bytes) and the
+//     (kinds, flags, CAS, TTL, lease marks, lengths, lines, value bytes) and the
 //     same end (broken or not) as parsing it whole;
 //   - a VA's sink buffer is written only within its length (the sink's
 //     buffers are exact-size heap strings, so ASan sees any overrun).
@@ -22,6 +23,8 @@ namespace {
 
 class Sink : public ValueSink {
  public:
+  explicit Sink(bool keep) : keep_(keep) {}
+  bool KeepsLine() const override { return keep_; }
   char* ValueBuffer(const MetaReply& reply) override {
     // Values over 1 MiB are dropped (as strata drops what it has no
     // memory for), which also keeps the fuzzer's memory bounded.
@@ -30,6 +33,9 @@ class Sink : public ValueSink {
     return values.back().data();
   }
   std::vector<std::string> values;
+
+ private:
+  bool keep_;
 };
 
 struct Run {
@@ -38,9 +44,9 @@ struct Run {
   bool broken = false;
 };
 
-Run ParseInPieces(std::string_view stream, size_t step) {
+Run ParseInPieces(std::string_view stream, size_t step, bool keep) {
   MetaReplyParser parser;
-  Sink sink;
+  Sink sink(keep);
   Run run;
   for (size_t start = 0; start < stream.size() && !run.broken; start += step) {
     std::string_view piece = stream.substr(start, step);
@@ -67,7 +73,8 @@ Run ParseInPieces(std::string_view stream, size_t step) {
 
 bool Same(const MetaReply& a, const MetaReply& b) {
   return a.kind == b.kind && a.flags == b.flags && a.cas == b.cas && a.ttl == b.ttl &&
-         a.value_len == b.value_len && a.value_taken == b.value_taken && a.line == b.line;
+         a.value_len == b.value_len && a.value_taken == b.value_taken && a.line == b.line &&
+         a.won == b.won && a.stale == b.stale && a.win_sent == b.win_sent;
 }
 
 }  // namespace
@@ -76,10 +83,16 @@ bool Same(const MetaReply& a, const MetaReply& b) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace strata::upstream;
   if (size == 0) return 0;
-  const size_t step = size_t{data[0]} + 1;
+  const size_t step = static_cast<size_t>(data[0] & 0x7f) + 1;
+  const bool keep = (data[0] & 0x80) != 0;
   std::string_view stream(reinterpret_cast<const char*>(data + 1), size - 1);
-  Run whole = ParseInPieces(stream, stream.size() + 1);
-  Run pieces = ParseInPieces(stream, step);
+  Run whole = ParseInPieces(stream, stream.size() + 1, keep);
+  Run pieces = ParseInPieces(stream, step, keep);
+  // A kept line is the reply's line as it came (no "\r\n" in it).
+  for (const MetaReply& r : whole.replies) {
+    FUZZ_CHECK(r.line.find('\n') == std::string::npos);
+    if (keep && r.kind != ReplyKind::kFailed) FUZZ_CHECK(!r.line.empty());
+  }
   // Broken input may break at a different reply only if the whole parse
   // broke too; up to there both agree.
   FUZZ_CHECK(whole.broken == pieces.broken, "step " + std::to_string(step));
