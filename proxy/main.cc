@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   if (!ssd.Open(cfg.tiers.ssd, clock)) return 1;
 
   tiers::TieredCache cache(ram, clock, ssd.log(), ssd.admission());
+  ssd.RestoreCas(cache.ram());
   proxy::Server server(server_options, cache, ssd.device(), clock);
   if (pool->enabled()) {
     std::unique_ptr<proxy::UpstreamContext> upstream = proxy::BuildUpstream(*pool);

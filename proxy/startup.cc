@@ -4,7 +4,9 @@
 #include <netdb.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -146,8 +148,36 @@ std::unique_ptr<tiers::WarmUp> SsdTier::StartWarmUp(tiers::TieredCache& cache) {
   return std::make_unique<tiers::WarmUp>(cache, *device_, std::move(hot));
 }
 
+void SsdTier::RestoreCas(tiers::RamTier& ram) {
+  if (log_ == nullptr) return;
+  std::string why;
+  const std::string path = tiers::CasPath(path_);
+  std::optional<uint64_t> saved = tiers::LoadCasHighWater(path, &why);
+  if (!why.empty()) Log(LogLevel::kWarn, "%s: %s", path.c_str(), why.c_str());
+  const uint64_t on_device = log_->max_recovered_cas();
+  if (saved) {
+    ram.EnsureCasAbove(std::max(*saved, on_device));
+    return;
+  }
+  // No mark: the last process did not stop cleanly (or the file is new).
+  // A log that holds nothing had nothing to outlive the crash.
+  if (on_device == 0 && log_->recovery().regions == 0) return;
+  ram.EnsureCasAbove(on_device + tiers::kCrashCasMargin);
+  Log(LogLevel::kInfo,
+      "no CAS high-water mark from the last stop: CAS uniques start %llu above the "
+      "largest on the SSD tier (%llu)",
+      static_cast<unsigned long long>(tiers::kCrashCasMargin),
+      static_cast<unsigned long long>(on_device));
+}
+
 void SsdTier::SaveForWarmRestart(tiers::TieredCache& cache, const common::Clock& clock) {
-  if (log_ == nullptr || !demote_on_shutdown_) return;
+  if (log_ == nullptr) return;
+  common::Status cas_saved =
+      tiers::SaveCasHighWater(cache.ram().HighestCasIssued(), tiers::CasPath(path_));
+  if (!cas_saved.ok()) {
+    Log(LogLevel::kWarn, "cannot save the CAS high-water mark: %s", cas_saved.message().c_str());
+  }
+  if (!demote_on_shutdown_) return;
   // What RAM holds goes to SSD (items whose SSD record is still valid are
   // not written again), and its keys, hottest first, to the list the next
   // start promotes back.

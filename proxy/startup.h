@@ -124,7 +124,13 @@ class SsdTier {
   // Unless the tier is off or tiers.ssd.demote_on_shutdown is false: demotes
   // what RAM holds to SSD and saves its keys (hottest first) and the
   // frequency sketch for the next start. Requires the workers stopped.
+  // With the tier on, also saves the CAS high-water mark
+  // (tiers::SaveCasHighWater).
   void SaveForWarmRestart(tiers::TieredCache& cache, const common::Clock& clock);
+  // Before serving: every CAS unique issued from now on is larger than any
+  // the last process issued (its saved high-water mark; after a crash, the
+  // largest on the device plus tiers::kCrashCasMargin). Logs which.
+  void RestoreCas(tiers::RamTier& ram);
 
  private:
   std::string path_;

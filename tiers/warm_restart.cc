@@ -34,6 +34,7 @@ struct BatchDone final : SsdReadDone {
 };
 
 constexpr std::string_view kSketchMagic = "strata-sketch 1\n";
+constexpr std::string_view kCasMagic = "strata-cas 1\n";
 
 // Writes `data` to `path` under a temporary name, fsynced, then renamed.
 common::Status WriteAtomically(const std::string& data, const std::string& path);
@@ -65,6 +66,26 @@ std::optional<std::string> ReadOnce(const std::string& path, std::string_view ma
 }  // namespace
 
 std::string HotKeysPath(const std::string& ssd_path) { return ssd_path + ".hot"; }
+std::string CasPath(const std::string& ssd_path) { return ssd_path + ".cas"; }
+
+common::Status SaveCasHighWater(uint64_t cas, const std::string& path) {
+  std::string data(kCasMagic);
+  for (int i = 0; i < 8; ++i) data.push_back(static_cast<char>((cas >> (8 * i)) & 0xff));
+  PutCrc(&data);
+  return WriteAtomically(data, path);
+}
+
+std::optional<uint64_t> LoadCasHighWater(const std::string& path, std::string* why) {
+  auto body = ReadOnce(path, kCasMagic, "saved CAS high-water mark", why);
+  if (!body) return std::nullopt;
+  if (body->size() != 8) {
+    if (why != nullptr) *why = "not a saved CAS high-water mark";
+    return std::nullopt;
+  }
+  uint64_t cas = 0;
+  for (int i = 0; i < 8; ++i) cas |= uint64_t{static_cast<uint8_t>((*body)[i])} << (8 * i);
+  return cas;
+}
 std::string SketchPath(const std::string& ssd_path) { return ssd_path + ".sketch"; }
 
 common::Status SaveSketch(const FrequencySketch& sketch, const std::string& path) {

@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,6 +45,24 @@ common::Status SaveSketch(const FrequencySketch& sketch, const std::string& path
 // Loads and removes the sketch at `path` into `sketch`. False when there is
 // none or it does not fit (*why says why, for a file that exists).
 bool LoadSketch(FrequencySketch* sketch, const std::string& path, std::string* why = nullptr);
+
+// The CAS high-water mark saved at a stop: the largest CAS unique the
+// process issued (same rules: "strata-cas 1\n", 8 bytes little endian,
+// crc32c; read once). Items deleted or overwritten before the stop left no
+// record of their uniques, so without it the next start could issue one
+// again, and a client's `cas` holding it would pass against a value it
+// never saw.
+std::string CasPath(const std::string& ssd_path);
+common::Status SaveCasHighWater(uint64_t cas, const std::string& path);
+// Loads and removes it; nullopt when there is none (*why set for a file
+// that exists but does not verify).
+std::optional<uint64_t> LoadCasHighWater(const std::string& path, std::string* why = nullptr);
+// What a start adds to the largest unique the SSD file holds when no saved
+// high-water mark says where the last process stopped (a kill -9, an OOM
+// kill): the uniques it issued after its last record reached the device
+// are unknown, and 2^32 more stores than that between two records is not
+// a workload (48-bit uniques: 65,536 such crashes before they wrap).
+inline constexpr uint64_t kCrashCasMargin = uint64_t{1} << 32;
 
 // Writes `keys` (hottest first) to `path` atomically.
 common::Status SaveHotKeys(const std::vector<std::string>& keys, const std::string& path);

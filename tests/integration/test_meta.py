@@ -9,7 +9,9 @@
   unique a server shows becomes <cas#n>) and the clock-dependent numbers
   (`t` remaining TTL, `l` seconds since access) are masked. Once on a
   RAM-only strata, once on a strata whose keys are pushed to SSD between
-  batches (filler sets from test_tiered_differential's setup).
+  batches (filler sets from test_tiered_differential's setup) and which is
+  stopped with SIGTERM and started again on its file halfway (the stale,
+  win and fetched marks, and CAS uniques, must come back as they were).
 * Leases: 64 concurrent `mg key v c N30` on a missing key give exactly one
   W and 63 Z; `md key I` then `mg` gives X and one W, the next X and Z;
   both with the key on SSD too (the win and stale marks survive a trip
@@ -311,6 +313,27 @@ def fill(conn, start, nbytes=10 << 20, incompressible=False):
     assert conn.readline() == b"MN\r\n"
 
 
+class Reconnecting:
+    """A connection to a server that is restarted meanwhile (its socket is
+    replaced by reconnect())."""
+
+    def __init__(self, srv):
+        self.conn = Conn.to(srv)
+
+    def reconnect(self, srv):
+        self.conn.close()
+        self.conn = Conn.to(srv)
+
+    def send(self, data):
+        self.conn.send(data)
+
+    def readline(self):
+        return self.conn.readline()
+
+    def read_exact(self, n):
+        return self.conn.read_exact(n)
+
+
 @pytest.mark.strata_only
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_meta_replies_match_memcached_ssd(strata_bin, folder, seed):  # noqa: F811
@@ -319,9 +342,17 @@ def test_meta_replies_match_memcached_ssd(strata_bin, folder, seed):  # noqa: F8
     mc_srv = Server(REFERENCE_MEMCACHED, memory_mb=1024, threads=2)
     mc_srv.start()
     st_srv = start_strata(strata_bin, folder, "threadpool")
+    st = Reconnecting(st_srv)
     try:
-        with Conn.to(mc_srv) as mc, Conn.to(st_srv) as st:
+        with Conn.to(mc_srv) as mc:
             def between(b):
+                nonlocal st_srv
+                if b == BATCHES // 2:
+                    rc = st_srv.stop(sig=signal.SIGTERM)
+                    st_srv.close_log()
+                    assert rc == 0, f"strata exited {rc} after SIGTERM"
+                    st_srv = start_strata(strata_bin, folder, "threadpool")
+                    st.reconnect(st_srv)
                 if b % 10 == 0:
                     fill(st, b * 10000)
             run_differential(mc, st, seed * 31 + 2, between, classic_gets=False)
@@ -333,6 +364,7 @@ def test_meta_replies_match_memcached_ssd(strata_bin, folder, seed):  # noqa: F8
             assert int(stats[b"ssd_promotions"]) > 0, "no key came back from SSD"
         assert_no_sanitizer_report(st_srv)
     finally:
+        st.conn.close()
         st_srv.stop(sig=signal.SIGKILL)
         st_srv.close_log()
         mc_srv.stop()

@@ -12,6 +12,9 @@
    (`ssd_corrupt_records`, the startup log line).
 3. A cache file in an older on-device format is discarded with one log line
    and the tier works on.
+4. CAS uniques across restarts: a unique issued before a SIGTERM or a kill -9
+   (right after its reply), to a version since deleted or overwritten, is
+   never issued again, so a client's `cas` holding it never passes.
 
 Every test runs in both I/O modes (the `ssd` fixture of test_ssd.py).
 About 2-3 minutes in all.
@@ -421,3 +424,54 @@ def test_a_file_in_an_older_format_is_discarded_once(ssd, old_format):
     assert b"on-device format" not in ssd.log(srv)
     check_hits(read_all(srv, [b"fresh"]), 1)
     assert read_all(srv, [b"fresh"])
+
+
+# --------------------------------------------------------------------------
+# 4. CAS uniques across restarts
+
+
+def gets_cas(c, key):
+    c.sock.sendall(b"gets %s\r\n" % key)
+    line = c.readline()
+    assert line.startswith(b"VALUE "), line
+    cas = int(line.split()[4])
+    c.read_exact(int(line.split()[3]) + 2)
+    assert c.readline() == b"END\r\n"
+    return cas
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill9", "damaged_mark"])
+def test_cas_uniques_are_never_issued_again_after_a_restart(ssd, how):
+    srv = ssd.start()
+    with Client(srv) as c:
+        # The newest uniques belong to versions that are gone: overwritten
+        # in RAM, deleted; none of them is on the SSD.
+        seen = []
+        for i in range(50):
+            assert c.store(b"set", b"gone", b"x%d" % i) == b"STORED"
+            seen.append(gets_cas(c, b"gone"))
+        assert c.call(b"delete gone") == b"DELETED"
+        highest = max(seen)
+    if how == "kill9":
+        srv.stop(sig=signal.SIGKILL)
+    else:
+        assert srv.stop(sig=signal.SIGTERM) == 0
+        if how == "damaged_mark":
+            with open(ssd.device + ".cas", "r+b") as f:
+                f.seek(14)
+                f.write(b"\xff")
+    srv.close_log()
+    srv = ssd.start()
+    with Client(srv) as c:
+        assert c.store(b"set", b"gone", b"new") == b"STORED"
+        cas = gets_cas(c, b"gone")
+        assert cas > highest, (cas, highest)
+        # A cas with any unique the last process issued fails.
+        for old in seen[-3:]:
+            assert c.store(b"cas", b"gone", b"stale", cas=old) == b"EXISTS"
+    log = ssd.log(srv)
+    if how == "damaged_mark":
+        assert b"checksum mismatch" in log, log[-2000:]
+    if how != "sigterm":
+        assert b"no CAS high-water mark from the last stop" in log, log[-2000:]
+    assert not os.path.exists(ssd.device + ".cas")

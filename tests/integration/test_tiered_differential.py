@@ -25,9 +25,12 @@ the replies must be byte-identical.
 * Seeds and I/O modes (io_uring and the thread pool) are parametrized.
 * Through the pool: the same test with strata in front of an upstream
   memcached (upstream.servers, forward_flush on): every write goes there
-  first and the local tiers keep what gets fetch (odd seeds: near_cache_ttl
-  0, pure routing); STRATA_TIERED_POOL_SEEDS seeds (default 2), io_uring
-  only.
+  first and the local tiers keep what gets fetch (seed 1: near_cache_ttl
+  0, pure routing); STRATA_TIERED_POOL_SEEDS seeds (default 3), io_uring
+  only. Seed 2 restarts with kill -9 instead of SIGTERM: RAM's copies are
+  lost, but every write is in the pool, so the replies must still be
+  memcached's; a local copy on SSD that an acknowledged write or delete
+  dropped must never come back.
   Positive TTLs are 1000 s or more, so no reply depends on the clocks.
   STRATA_TIERED_SEEDS and STRATA_TIERED_BATCHES override the counts.
 """
@@ -48,7 +51,7 @@ from mcraw import Conn
 pytestmark = pytest.mark.strata_only
 
 SEEDS = int(os.environ.get("STRATA_TIERED_SEEDS", "5"))
-POOL_SEEDS = int(os.environ.get("STRATA_TIERED_POOL_SEEDS", "2"))
+POOL_SEEDS = int(os.environ.get("STRATA_TIERED_POOL_SEEDS", "3"))
 BATCHES = int(os.environ.get("STRATA_TIERED_BATCHES", "400"))
 # The default admission unless STRATA_TIERED_ADMISSION names another.
 ADMISSION = (f"    admission: {os.environ['STRATA_TIERED_ADMISSION']}\n"
@@ -251,8 +254,10 @@ class Generator:
     def filler(self, nbytes):
         """(request bytes, bytes of values) of noreply sets nothing reads."""
         parts, total = [], 0
+        self.fill_keys = []
         while total < nbytes:
             self.fill_no += 1
+            self.fill_keys.append(b"%sfill%d" % (self.pre, self.fill_no))
             size = self.r.choice([4096, 16384, 65536])
             if self.r.random() < 0.5:
                 value = self.r.randbytes(size).translate(TRANSLATE)
@@ -365,16 +370,18 @@ def test_replies_through_the_pool_match_memcached(strata_bin, folder, seed):
     upstream = Server(REFERENCE_MEMCACHED, memory_mb=1024, threads=2, item_size=ITEM_MAX)
     upstream.start()
     try:
-        # Odd seeds: pure routing (nothing kept locally; pipelined gets are
-        # fetched ahead).
+        # Seed 1: pure routing (nothing kept locally; pipelined gets are
+        # fetched ahead). Seed 2: the restart is a kill -9.
         run_seed(strata_bin, folder, "io_uring", 1000 + seed, upstream=upstream,
-                 near_cache_ttl="0s" if seed % 2 else "60s")
+                 near_cache_ttl="0s" if seed % 3 == 1 else "60s",
+                 restart_sig=signal.SIGKILL if seed % 3 == 2 else signal.SIGTERM)
     finally:
         upstream.stop()
         upstream.close_log()
 
 
-def run_seed(strata_bin, folder, io_mode, seed, upstream, near_cache_ttl="60s"):
+def run_seed(strata_bin, folder, io_mode, seed, upstream, near_cache_ttl="60s",
+             restart_sig=signal.SIGTERM):
     if not os.access(REFERENCE_MEMCACHED, os.X_OK):
         pytest.skip("no reference memcached")
     mc_srv = Server(REFERENCE_MEMCACHED, memory_mb=1024, threads=2,
@@ -411,11 +418,17 @@ def run_seed(strata_bin, folder, io_mode, seed, upstream, near_cache_ttl="60s"):
             run(-1, cmds)
         for b in range(BATCHES):
             if b == BATCHES // 2:
-                # SIGTERM and a restart on the same file.
+                # SIGTERM (or kill -9, right after a reply) and a restart on
+                # the same file.
+                if restart_sig == signal.SIGKILL:
+                    rc = st_srv.stop(sig=signal.SIGKILL, timeout=START_TIMEOUT_S)
+                    assert rc == -signal.SIGKILL, f"strata exited {rc} after kill -9"
                 st.conn.close()
                 rc = st_srv.stop(sig=signal.SIGTERM, timeout=START_TIMEOUT_S)
                 st_srv.close_log()
-                assert rc == 0, f"strata exited {rc} after SIGTERM"
+                assert rc in (0, -signal.SIGKILL), f"strata exited {rc}"
+                if restart_sig == signal.SIGTERM:
+                    assert rc == 0, f"strata exited {rc} after SIGTERM"
                 st_srv = start_strata(strata_bin, folder, io_mode, upstream, near_cache_ttl)
                 st.reconnect(st_srv)
             if b % FILL_EVERY == 0 and written + FILL_BYTES < WRITE_CAP:
@@ -423,6 +436,12 @@ def run_seed(strata_bin, folder, io_mode, seed, upstream, near_cache_ttl="60s"):
                 st.conn.send(data + b"version\r\n")
                 read_batch(st)
                 written += n
+                if upstream is not None and near_cache_ttl != "0s":
+                    # With a pool the sets went there: fetched back, they
+                    # fill the local tiers and push the working keys'
+                    # local copies to SSD.
+                    st.conn.send(b"get " + b" ".join(gen.fill_keys) + b"\r\nversion\r\n")
+                    read_batch(st)
             run(b, gen.batch())
         s = strata_stats(st)
         assert int(s["ssd_regions_reclaimed"]) == 0, "the log wrapped"
@@ -437,6 +456,9 @@ def run_seed(strata_bin, folder, io_mode, seed, upstream, near_cache_ttl="60s"):
             # near_cache_ttl is 0).
             assert int(s["upstream_fetches"]) > 0, s
             assert (int(s["upstream_fills"]) > 0) == (near_cache_ttl != "0s"), s
+            if near_cache_ttl != "0s":
+                # Local copies were read back from SSD (since the restart).
+                assert int(s["ssd_hits"]) > 0, s
             assert int(s["upstream_failures"]) == 0, s
     finally:
         mc.conn.close()

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -52,6 +53,25 @@ TEST(HotKeysFileTest, DamagedFileIsIgnored) {
   why.clear();
   EXPECT_TRUE(LoadHotKeys(path, &why).empty());
   EXPECT_EQ(why, "not a hot-key list");
+}
+
+TEST(CasFileTest, RoundTripUsedOnceAndDamageRefused) {
+  std::string path = TempPath("cas");
+  ASSERT_TRUE(SaveCasHighWater(0x0000'8765'4321'0fedULL, path).ok());
+  std::string why;
+  EXPECT_EQ(LoadCasHighWater(path, &why), std::optional<uint64_t>(0x0000'8765'4321'0fedULL));
+  EXPECT_TRUE(why.empty());
+  EXPECT_FALSE(LoadCasHighWater(path, &why).has_value());  // removed once read
+  EXPECT_TRUE(why.empty());
+
+  ASSERT_TRUE(SaveCasHighWater(42, path).ok());
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(14);
+    f.put('\x7f');  // inside the number
+  }
+  EXPECT_FALSE(LoadCasHighWater(path, &why).has_value());
+  EXPECT_EQ(why, "checksum mismatch");
 }
 
 TEST(SketchFileTest, RoundTripKeepsTheEstimatesAndRefusesAnotherSize) {

@@ -253,6 +253,10 @@ class RamTier {
   // items with persisted uniques were recovered); `cas` is capped at
   // kMaxCas - 1.
   void EnsureCasAbove(uint64_t cas);
+  // The largest CAS unique issued so far (0: none), for the next start.
+  uint64_t HighestCasIssued() const {
+    return (next_cas_.load(std::memory_order_relaxed) - 1) & kMaxCas;
+  }
 
   // Calls fn(item) for every live item, a shard at a time, outside the
   // shard's lock (shutdown demotion).
