@@ -62,11 +62,8 @@ std::string MetaArithRequest(std::string_view key, bool incr, uint64_t delta) {
 }
 
 std::string MetaReturnWinRequest(std::string_view key, uint64_t cas) {
-  std::string s = "md ";
-  s += key;
-  s += " I C";
-  s += std::to_string(cas);
-  s += "\r\n";
+  std::string s = MetaDeleteRequest(key);
+  s.insert(s.size() - 2, " I C" + std::to_string(cas));
   return s;
 }
 

@@ -372,8 +372,10 @@ def test_meta_replies_match_memcached_ssd(strata_bin, folder, seed):  # noqa: F8
 
 
 def concurrent_vivify(srv, key, clients=64):
-    """`mg key v c N30` from `clients` connections at once: their replies."""
-    conns = [Conn.to(srv) for _ in range(clients)]
+    """`mg key v c N30` from `clients` connections at once (to `srv`, or
+    spread over a list of servers): their replies."""
+    srvs = srv if isinstance(srv, list) else [srv]
+    conns = [Conn.to(srvs[i % len(srvs)]) for i in range(clients)]
     replies = [None] * clients
     start = threading.Barrier(clients)
 

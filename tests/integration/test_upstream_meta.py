@@ -22,6 +22,7 @@ the key (a near-cache copy a classic get filled).
   lease or write a SERVER_ERROR; no hang.
 """
 
+import contextlib
 import os
 
 import pytest
@@ -29,7 +30,7 @@ import pytest
 from conftest import REFERENCE_MEMCACHED, Server
 from mcraw import Conn
 from test_meta import (BATCHES, assert_no_sanitizer_report, check_leases,  # noqa: F401
-                       run_differential)
+                       concurrent_vivify, run_differential)
 from test_upstream import Strata, addresses, get, mc_stats, pool, request  # noqa: F401
 
 pytestmark = pytest.mark.strata_only
@@ -67,27 +68,10 @@ def test_meta_replies_through_the_pool_match_memcached(strata_bin, pool, tmp_pat
 
 def test_one_lease_for_the_whole_fleet(strata_bin, pool, tmp_path):
     """Two pods in front of one pool: one W among all their mg N."""
-    import threading
     a = Strata(strata_bin, str(tmp_path / "a"), addresses(pool))
     b = Strata(strata_bin, str(tmp_path / "b"), addresses(pool))
     try:
-        conns = [(a if i % 2 else b).conn() for i in range(32)]
-        replies = [None] * len(conns)
-        start = threading.Barrier(len(conns))
-
-        def one(i):
-            start.wait()
-            conns[i].send(b"mg fleet v c N30\r\n")
-            replies[i] = conns[i].readline()
-            conns[i].read_exact(2)
-
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(conns))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for c in conns:
-            c.close()
+        replies = concurrent_vivify([a.server, b.server], b"fleet", clients=32)
         wins = [r for r in replies if r.rstrip().endswith(b" W")]
         assert len(wins) == 1, replies
         assert all(r.startswith(b"VA 0 c") for r in replies), replies
@@ -111,61 +95,63 @@ def test_one_lease_for_the_whole_fleet(strata_bin, pool, tmp_path):
         b.stop()
 
 
-def test_plain_meta_gets_use_the_near_cache(strata_bin, pool, tmp_path):
+@contextlib.contextmanager
+def one_pod_with(strata_bin, pool, tmp_path, key, flags, value):
+    """A strata (one worker) over `pool`, `key` set through it: yields its
+    connection and the server that owns the key."""
     st = Strata(strata_bin, str(tmp_path / "s"), addresses(pool), threads=1)
     try:
         with st.conn() as c:
-            assert request(c, b"set near 7 0 5\r\nhello\r\n") == b"STORED\r\n"
-            srv = owner(pool, b"near")
-            with Conn.to(srv) as direct:
-                want = request(direct, b"mg near v f c s k Oab\r\n", 2)
-            assert get(c, "near") == b"hello"          # fills the local copy
-            before = int(mc_stats(srv)["cmd_get"])
-            assert request(c, b"mg near v f c s k Oab\r\n", 2) == want
-            assert request(c, b"mg near v q\r\nmn\r\n", 3) == b"VA 5\r\nhello\r\nMN\r\n"
-            assert int(mc_stats(srv)["cmd_get"]) == before, "a plain mg went to the pool"
-            # t, h, l and leases are the pool's: they go there.
-            assert request(c, b"mg near t v\r\n", 2) == b"VA 5 t-1\r\nhello\r\n"
-            assert int(mc_stats(srv)["cmd_get"]) == before + 1
-            # A meta write drops the local copy; the next get reads the pool's.
-            assert request(c, b"ms near 3 T0 F1\r\nbye\r\n") == b"HD\r\n"
-            assert request(c, b"mg near v f\r\n", 2) == b"VA 3 f1\r\nbye\r\n"
-            assert request(c, b"ma near\r\n") == \
-                b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
-            assert request(c, b"md near q\r\nmg near v\r\nmn\r\n", 2) == b"EN\r\nMN\r\n"
-            assert get(c, "near") is None
+            assert request(c, b"set %s %d 0 %d\r\n%s\r\n" % (key, flags, len(value), value)) \
+                == b"STORED\r\n"
+            yield st, c, owner(pool, key)
     finally:
         st.stop()
+
+
+def test_plain_meta_gets_use_the_near_cache(strata_bin, pool, tmp_path):
+    with one_pod_with(strata_bin, pool, tmp_path, b"near", 7, b"hello") as (st, c, srv):
+        with Conn.to(srv) as direct:
+            want = request(direct, b"mg near v f c s k Oab\r\n", 2)
+        assert get(c, "near") == b"hello"          # fills the local copy
+        before = int(mc_stats(srv)["cmd_get"])
+        assert request(c, b"mg near v f c s k Oab\r\n", 2) == want
+        assert request(c, b"mg near v q\r\nmn\r\n", 3) == b"VA 5\r\nhello\r\nMN\r\n"
+        assert int(mc_stats(srv)["cmd_get"]) == before, "a plain mg went to the pool"
+        # t, h, l and leases are the pool's: they go there.
+        assert request(c, b"mg near t v\r\n", 2) == b"VA 5 t-1\r\nhello\r\n"
+        assert int(mc_stats(srv)["cmd_get"]) == before + 1
+        # A meta write drops the local copy; the next get reads the pool's.
+        assert request(c, b"ms near 3 T0 F1\r\nbye\r\n") == b"HD\r\n"
+        assert request(c, b"mg near v f\r\n", 2) == b"VA 3 f1\r\nbye\r\n"
+        assert request(c, b"ma near\r\n") == \
+            b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+        assert request(c, b"md near q\r\nmg near v\r\nmn\r\n", 2) == b"EN\r\nMN\r\n"
+        assert get(c, "near") is None
 
 
 def test_a_classic_get_gives_a_stale_items_win_back(strata_bin, pool, tmp_path):
-    st = Strata(strata_bin, str(tmp_path / "s"), addresses(pool), threads=1)
-    try:
-        with st.conn() as c:
-            assert request(c, b"set old 0 0 3\r\nabc\r\n") == b"STORED\r\n"
-            srv = owner(pool, b"old")
-            assert get(c, "old") == b"abc"
-            assert request(c, b"md old I\r\n") == b"HD\r\n"  # drops the local copy too
-            # memcached's get serves a stale item; strata's fetch is an mg,
-            # which wins the token: it is given back, and the value not kept.
-            assert get(c, "old") == b"abc"
-            assert get(c, "old") == b"abc"
-            s = st.stats()
-            assert int(s["upstream_wins_returned"]) == 2, s
-            assert int(s["upstream_not_kept"]) == 2, s
-            assert int(s["upstream_fills"]) == 1, s
-            # The next meta client, on any pod or straight to the server, wins.
-            with Conn.to(srv) as direct:
-                assert request(direct, b"mg old v\r\n", 2) == b"VA 3 X W\r\nabc\r\n"
-            assert request(c, b"mg old v\r\n", 2) == b"VA 3 Z X\r\nabc\r\n"
-            # A classic touch of it gives the token back the same way.
-            with Conn.to(srv) as direct:
-                assert request(direct, b"md old I\r\n") == b"HD\r\n"
-            assert request(c, b"touch old 100\r\n") == b"TOUCHED\r\n"
-            with Conn.to(srv) as direct:
-                assert request(direct, b"mg old s\r\n") == b"HD s3 X W\r\n"
-    finally:
-        st.stop()
+    with one_pod_with(strata_bin, pool, tmp_path, b"old", 0, b"abc") as (st, c, srv):
+        assert get(c, "old") == b"abc"
+        assert request(c, b"md old I\r\n") == b"HD\r\n"  # drops the local copy too
+        # memcached's get serves a stale item; strata's fetch is an mg,
+        # which wins the token: it is given back, and the value not kept.
+        assert get(c, "old") == b"abc"
+        assert get(c, "old") == b"abc"
+        s = st.stats()
+        assert int(s["upstream_wins_returned"]) == 2, s
+        assert int(s["upstream_not_kept"]) == 2, s
+        assert int(s["upstream_fills"]) == 1, s
+        # The next meta client, on any pod or straight to the server, wins.
+        with Conn.to(srv) as direct:
+            assert request(direct, b"mg old v\r\n", 2) == b"VA 3 X W\r\nabc\r\n"
+        assert request(c, b"mg old v\r\n", 2) == b"VA 3 Z X\r\nabc\r\n"
+        # A classic touch of it gives the token back the same way.
+        with Conn.to(srv) as direct:
+            assert request(direct, b"md old I\r\n") == b"HD\r\n"
+        assert request(c, b"touch old 100\r\n") == b"TOUCHED\r\n"
+        with Conn.to(srv) as direct:
+            assert request(direct, b"mg old s\r\n") == b"HD s3 X W\r\n"
 
 
 def test_meta_commands_when_the_owner_is_dead(strata_bin, pool, tmp_path):
