@@ -304,6 +304,7 @@ Outcome Dispatcher::Execute(Command& cmd, OutputQueue& out, PendingStore* store,
   NearCache* near = async != nullptr ? async->near : nullptr;
   if (near != nullptr && (cmd.type == CommandType::kMetaDelete ||
                           cmd.type == CommandType::kMetaArithmetic ||
+                          cmd.type == CommandType::kMetaDebug ||
                           (cmd.type == CommandType::kMetaGet && async->forwarded.sent))) {
     return RelayMeta(cmd, out, async);  // an mg: its local lookup missed
   }

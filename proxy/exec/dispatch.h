@@ -251,9 +251,9 @@ class Dispatcher {
   // server as an ms; the reply maps back to the classic one.
   Outcome ForwardStore(PendingStore& store, OutputQueue& out, AsyncState* async);
   // The meta commands with an upstream pool (meta.cc): sent to the key's
-  // server as the client wrote them, and its reply passed on byte for
-  // byte, so the owning server decides leases (N, R), stale marks (I) and
-  // win tokens for every pod. A plain mg (only v f c k O q s b) is
+  // server as the client wrote them (me too), and its reply passed on byte
+  // for byte, so the owning server decides leases (N, R), stale marks (I)
+  // and win tokens for every pod. A plain mg (only v f c k O q s b) is
   // answered from the local tiers when they have the key.
   Outcome RelayMeta(Command& cmd, OutputQueue& out, AsyncState* async);
   Outcome RelayMetaStore(PendingStore& store, OutputQueue& out, AsyncState* async);

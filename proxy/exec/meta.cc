@@ -653,6 +653,8 @@ Outcome Dispatcher::RelayMeta(Command& cmd, OutputQueue& out, AsyncState* async)
   } else if (cmd.type == CommandType::kMetaArithmetic) {
     op = upstream::RequestOp::kArith;
     verb = "ma";
+  } else if (cmd.type == CommandType::kMetaDebug) {
+    verb = "me";
   }
   if (Forward(async, key, op, RelayHead(verb, cmd.key, cmd.meta_tokens), {},
               AsyncState::Waiting::kCommand, /*relay=*/true, /*quiet=*/cmd.noreply)) {
@@ -660,8 +662,9 @@ Outcome Dispatcher::RelayMeta(Command& cmd, OutputQueue& out, AsyncState* async)
   }
   const bool plain = cmd.type == CommandType::kMetaGet && PlainMetaGet(cmd.meta_tokens);
   AsyncState::Forwarded answer;
-  if (plain && !async->forwarded.marked) {
-    // A read of a key the local tiers did not have: nothing to drop.
+  if ((plain || cmd.type == CommandType::kMetaDebug) && !async->forwarded.marked) {
+    // A read (of a key the local tiers did not have, for an mg): nothing
+    // to drop.
     answer = std::move(async->forwarded);
     async->forwarded = {};
   } else {
@@ -727,6 +730,8 @@ void Dispatcher::PassOnRelayed(CommandType type, const AsyncState::Forwarded& an
   } else if (type == CommandType::kMetaDelete) {
     stats_.Add(answer.kind == upstream::ReplyKind::kHit ? Counter::kDeleteHits
                                                         : Counter::kDeleteMisses);
+  } else if (type == CommandType::kMetaDebug) {
+    stats_.Add(Counter::kCmdMeta);
   }
 }
 

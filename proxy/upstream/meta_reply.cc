@@ -171,6 +171,13 @@ MetaReplyParser::Status MetaReplyParser::ParseLine(std::string_view line, ValueS
     got_ = 0;
     return Status::kNeedMore;
   }
+  if (code == "ME" && keep) {
+    // A relayed me's debug line ("ME <key> exp=... la=... cas=..."): passed
+    // on as it is, its fields are not return flags.
+    reply->kind = ReplyKind::kHit;
+    reply->line = std::string(line);
+    return Status::kReply;
+  }
   if (code == "HD") {
     reply->kind = ReplyKind::kHit;
   } else if (code == "EN") {

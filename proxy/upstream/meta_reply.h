@@ -18,7 +18,8 @@
 //
 // A request relayed for a client (a meta command through the pool) asks
 // for the reply's line as it came (ValueSink::KeepsLine()): it is passed
-// on byte for byte.
+// on byte for byte; such a request may also be an `me`, whose
+// "ME <key> <k>=<v>..." line is a kHit.
 //
 // A value's bytes go to a ValueSink the caller supplies per reply (so
 // they can land in a RAM item's memory without a second copy); the parser

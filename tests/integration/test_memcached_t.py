@@ -11,6 +11,9 @@ NOT_APPLICABLE says why each other test is left out, and
 test_every_test_is_accounted_for keeps the two lists complete. The README's
 table is a copy of NOT_APPLICABLE.
 
+test_memcached_t_through_the_pool runs the same tests against a strata in
+front of one memcached (upstream.servers), but for NOT_THROUGH_THE_POOL.
+
 The suite is fetched once by scripts/memcached-tests.sh into
 $STRATA_MEMCACHED_T_DIR (CMake: <build>/memcached-t), from deb.debian.org;
 about a second, and nothing after that.
@@ -22,6 +25,9 @@ import subprocess
 import sys
 
 import pytest
+
+from conftest import REFERENCE_MEMCACHED, Server
+from test_upstream import Strata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -141,9 +147,49 @@ def test_every_test_is_accounted_for(t_tree):
     assert all(NOT_APPLICABLE.values())
 
 
+# Through the upstream pool (strata in front of one memcached 1.6.18, near
+# cache on): every test of RUN but these, whose checks read strata's own
+# memory (a pool keeps nothing locally that its gets did not fetch).
+NOT_THROUGH_THE_POOL = {
+    "issue_29": "counts the local slab class's used chunks after sets "
+                "(they went to the pool)",
+    "issue_42": "reads the local items' mem_requested after sets (they went "
+                "to the pool)",
+}
+
+
+@pytest.fixture
+def pool_server(strata_bin, tmp_path):
+    """A strata in front of a fresh memcached (started as the `pool`
+    fixture of test_upstream.py does)."""
+    if not os.access(REFERENCE_MEMCACHED, os.X_OK):
+        pytest.skip("no reference memcached")
+    upstream = Server(REFERENCE_MEMCACHED, memory_mb=64, threads=2)
+    upstream.start()
+    st = None
+    try:
+        st = Strata(strata_bin, str(tmp_path / "s"), [f"127.0.0.1:{upstream.port}"],
+                    request_timeout="5s")
+        yield st.server
+    finally:
+        if st is not None:
+            st.stop()
+        upstream.stop()
+        upstream.close_log()
+
+
 @pytest.mark.parametrize("name", RUN)
 def test_memcached_t(t_tree, strata_bin, server_factory, name):
-    srv = server_factory(memory_mb=64, threads=2)
+    run_t(t_tree, strata_bin, server_factory(memory_mb=64, threads=2), name)
+
+
+@pytest.mark.strata_only
+@pytest.mark.parametrize("name", [n for n in RUN if n not in NOT_THROUGH_THE_POOL])
+def test_memcached_t_through_the_pool(t_tree, strata_bin, pool_server, name):
+    run_t(t_tree, strata_bin, pool_server, name)
+
+
+def run_t(t_tree, strata_bin, srv, name):
     env = dict(os.environ, T_MEMD_USE_DAEMON=f"{srv.host}:{srv.port}",
                MEMCACHED_T_SERVER=strata_bin)
     try:

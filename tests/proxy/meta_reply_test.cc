@@ -170,14 +170,15 @@ TEST(MetaReplyParser, RefusesWhatIsNotAReply) {
 
 // The lease marks memcached adds by itself (read off 1.6.18 answering an
 // mg of an item an `md k I` marked stale, and a second mg of it), and the
-// lines a relayed request keeps, split at every byte.
+// lines a relayed request keeps (an me's too), split at every byte.
 TEST(MetaReplyParser, LeaseMarksAndKeptLines) {
   const std::string stream =
       "VA 2 f0 c7 t-1 W X\r\nhi\r\n"
       "HD c7 Z X\r\n"
       "EN\r\n"
       "HD Oab k\r\n"
-      "MN\r\n";
+      "MN\r\n"
+      "ME foo exp=-1 la=3 cas=2 fetch=no cls=1 size=63\r\n";
   class KeepingSink : public StringSink {
    public:
     bool KeepsLine() const override { return true; }
@@ -187,7 +188,9 @@ TEST(MetaReplyParser, LeaseMarksAndKeptLines) {
     bool broken = false;
     auto r = ParseAll(stream, {cut}, &sink, &broken);
     ASSERT_FALSE(broken);
-    ASSERT_EQ(r.size(), 5u);
+    ASSERT_EQ(r.size(), 6u);
+    EXPECT_EQ(r[5].kind, ReplyKind::kHit);
+    EXPECT_EQ(r[5].line, "ME foo exp=-1 la=3 cas=2 fetch=no cls=1 size=63");
     EXPECT_EQ(r[0].kind, ReplyKind::kValue);
     EXPECT_TRUE(r[0].won);
     EXPECT_TRUE(r[0].stale);
@@ -205,10 +208,12 @@ TEST(MetaReplyParser, LeaseMarksAndKeptLines) {
     EXPECT_EQ(r[4].kind, ReplyKind::kOk);
     EXPECT_EQ(r[4].line, "MN");
   }
-  // Without KeepsLine(), only error lines are kept.
+  // Without KeepsLine(), only error lines are kept (and an ME line is no
+  // reply to anything strata asks itself).
   StringSink plain;
   bool broken = false;
   auto r = ParseAll(stream, {}, &plain, &broken);
+  EXPECT_TRUE(broken);
   ASSERT_EQ(r.size(), 5u);
   EXPECT_TRUE(r[0].line.empty());
   EXPECT_TRUE(r[0].won);
