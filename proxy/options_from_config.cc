@@ -92,6 +92,11 @@ common::Result<upstream::PoolOptions> PoolOptionsFromConfig(const config::Config
   const config::UpstreamConfig& u = cfg.upstream;
   upstream::PoolOptions pool;
   if (u.servers) pool.servers = *u.servers;
+  if (u.sources) pool.sources = *u.sources;
+  if (u.dns_resolver) pool.dns_resolver = *u.dns_resolver;
+  if (u.dns_refresh_ms) pool.dns_refresh_ms = *u.dns_refresh_ms;
+  if (u.file_refresh_ms) pool.file_refresh_ms = *u.file_refresh_ms;
+  if (u.removal_grace_ms) pool.removal_grace_ms = *u.removal_grace_ms;
   if (u.distribution) {
     common::Result<upstream::Distribution> d = upstream::ParseDistribution(*u.distribution);
     if (!d.ok())
@@ -119,7 +124,7 @@ common::Result<upstream::PoolOptions> PoolOptionsFromConfig(const config::Config
         std::to_string(pool.probe_interval_ms) + "ms), got " +
         std::to_string(pool.probe_interval_max_ms) + "ms");
   }
-  if (pool.enabled()) {
+  if (!pool.servers.empty()) {
     common::Result<upstream::Placement> placement =
         upstream::Placement::Build(pool.distribution, pool.servers, "upstream.servers");
     if (!placement.ok()) return placement.status();

@@ -171,18 +171,18 @@ void NearCache::Fetch(std::string_view key, FetchDone* done) {
   // answers its own waiters.
   fetches_[std::string(key)] = op;
   stats_.Add(Counter::kUpstreamFetches);
-  pool_.Send(upstream_.placement->Pick(key), common::HashKey(key), op);
+  pool_.Send(key, common::HashKey(key), op);
 }
 
 void NearCache::FetchTouch(std::string_view key, int64_t exptime, FetchDone* done) {
   auto* op = new FetchOp(*this, key, upstream::MetaGetRequest(key, &exptime), /*joinable=*/false);
   op->AddWaiter(done);
   stats_.Add(Counter::kUpstreamFetches);
-  pool_.Send(upstream_.placement->Pick(key), common::HashKey(key), op);
+  pool_.Send(key, common::HashKey(key), op);
 }
 
 void NearCache::Send(std::string_view key, upstream::Request* req) {
-  pool_.Send(upstream_.placement->Pick(key), common::HashKey(key), req);
+  pool_.Send(key, common::HashKey(key), req);
 }
 
 namespace {
@@ -200,10 +200,14 @@ class DropOp final : public upstream::Request {
 void NearCache::DropInPool(std::string_view key) { Send(key, new DropOp(key)); }
 
 void NearCache::FlushAll(int64_t delay, std::function<void(bool)> done) {
+  if (pool_.size() == 0) {  // no member (yet): the pool cannot be flushed
+    done(false);
+    return;
+  }
   auto shared = std::make_shared<FlushOp::Shared>();
   shared->left = pool_.size();
   shared->done = std::move(done);
-  for (size_t i = 0; i < pool_.size(); ++i) pool_.Send(i, 0, new FlushOp(shared, delay));
+  for (size_t i = 0; i < pool_.size(); ++i) pool_.SendTo(i, 0, new FlushOp(shared, delay));
 }
 
 }  // namespace strata::proxy
