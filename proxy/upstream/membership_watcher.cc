@@ -59,6 +59,15 @@ common::Result<std::string> ReadSmallFile(const std::string& path) {
 
 }  // namespace
 
+common::Result<std::vector<ServerSpec>> ReadServerFile(const std::string& path) {
+  common::Result<std::string> text = ReadSmallFile(path);
+  if (!text.ok()) return text.status();
+  common::Result<std::vector<ServerSpec>> parsed = common::ParseServerFile(*text);
+  if (!parsed.ok()) return parsed.status();
+  if (parsed->empty()) return common::Status::InvalidArgument("lists no server");
+  return parsed;
+}
+
 struct MembershipWatcher::Source {
   MemberSource spec;
   std::string path;  // "upstream.servers[i]"
@@ -157,18 +166,11 @@ bool MembershipWatcher::Refresh(Source& s, bool startup, std::string* error) {
   std::vector<ServerSpec> list;
   std::string why;
   if (s.spec.kind == MemberSource::Kind::kFile) {
-    common::Result<std::string> text = ReadSmallFile(s.spec.target);
-    if (!text.ok()) {
-      why = text.status().message();
+    common::Result<std::vector<ServerSpec>> read = ReadServerFile(s.spec.target);
+    if (!read.ok()) {
+      why = read.status().message();
     } else {
-      common::Result<std::vector<ServerSpec>> parsed = common::ParseServerFile(*text);
-      if (!parsed.ok()) {
-        why = parsed.status().message();
-      } else if (parsed->empty()) {
-        why = "lists no server";
-      } else {
-        list = std::move(parsed).value();
-      }
+      list = std::move(read).value();
     }
   } else {
     if (dns_ == nullptr) {

@@ -46,6 +46,11 @@ inline constexpr uint64_t kDefaultRemovalGraceMs = 30'000;
 
 class DnsClient;
 
+// Reads and parses a server file (common::ParseServerFile()): the list, or
+// InvalidArgument/IoError with the reason ("cannot read: No such file or
+// directory", "line 3: ...", "lists no server"). Blocks on the file.
+common::Result<std::vector<common::ServerSpec>> ReadServerFile(const std::string& path);
+
 struct MembershipOptions {
   std::vector<common::MemberSource> sources;  // every upstream.servers entry, in order
   Distribution distribution = Distribution::kKetama;
