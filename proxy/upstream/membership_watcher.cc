@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 #include <utility>
 
 #include "common/log.h"
@@ -280,6 +281,13 @@ bool MembershipWatcher::Publish() {
     m->placement = std::make_shared<const Placement>(std::move(p).value());
   }
   m->generation = ++generation_;
+  // Addresses no longer in the ring are forgotten (DNS churns pod IPs; a
+  // host name that comes back is looked up again).
+  for (auto it = resolved_.begin(); it != resolved_.end();) {
+    const bool used = std::any_of(m->members.begin(), m->members.end(),
+                                  [&](const Member& mem) { return mem.resolved.label == it->first; });
+    it = used ? std::next(it) : resolved_.erase(it);
+  }
   size_t leaving = 0;
   for (const Member& mem : m->members) leaving += mem.leaving;
   if (before != nullptr) {

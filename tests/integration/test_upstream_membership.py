@@ -511,3 +511,58 @@ def start_fails(strata_bin, tmp_path, text):
 def test_bad_membership_settings_stop_strata(strata_bin, tmp_path, text, message):
     stderr = start_fails(strata_bin, tmp_path, text)
     assert stderr.startswith(message), stderr
+
+
+def test_membership_churn_under_load_never_crashes_or_lies(strata_bin, memcached, tmp_path):
+    """Members come and go every 150 ms while two clients set and get:
+    strata stays up, every reply is well formed, and a get answers a miss
+    or a value stored for that key (the last one, unless the membership
+    changed between the set and the get: then the key's new owner may hold
+    an older value from an earlier round, as with any client that
+    rehashes)."""
+    servers = [memcached() for _ in range(4)]
+    path = tmp_path / "servers"
+    write_atomically(path, "".join(addr(s) + "\n" for s in servers))
+    st = start_strata(strata_bin, tmp_path, [f"file:{path}"], extra=["  file_refresh: 100ms"])
+    stop = threading.Event()
+    errors = []
+
+    def client(n):
+        c = st.conn()
+        try:
+            i = 0
+            while not stop.is_set():
+                key = f"churn:{n}:{i % 50}"
+                value = b"%d-%d" % (n, i)
+                r = request(c, b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(value), value))
+                if r not in (b"STORED\r\n", b"SERVER_ERROR upstream unavailable\r\n"):
+                    errors.append(r)
+                got = get(c, key)
+                if got is not None:
+                    gn, gi = (int(x) for x in got.split(b"-"))
+                    if gn != n or gi % 50 != i % 50 or gi > i:
+                        errors.append((key, got, value))
+                i += 1
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(repr(e))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        lists = [servers[:2], servers[1:], servers[::2], servers, servers[3:]]
+        for round_ in range(20):
+            chosen = lists[round_ % len(lists)]
+            write_atomically(path, "".join(addr(s) + "\n" for s in chosen))
+            time.sleep(0.15)
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        assert not errors, errors[:5]
+        assert st.server.alive()
+        assert stat(st, "upstream_membership_generation") > 5
+    finally:
+        stop.set()
+        st.stop()
