@@ -21,6 +21,7 @@ carry no port) and stopped by PID.
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -260,6 +261,12 @@ def test_a_broken_or_empty_file_keeps_the_last_list(strata_bin, memcached, tmp_p
         import urllib.request
         body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read()
         text = body.decode()
+        promtool = shutil.which("promtool")
+        if promtool:
+            res = subprocess.run([promtool, "check", "metrics"], input=text,
+                                 capture_output=True, text=True, timeout=60)
+            assert res.returncode == 0 and res.stdout == "" and res.stderr == "", \
+                res.stdout + res.stderr
         src = f'source="file:{path}"'
         assert f"strata_upstream_source_members{{{src}}} 2" in text
         assert 'strata_upstream_members{state="serving"} 2' in text
