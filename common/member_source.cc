@@ -59,7 +59,8 @@ Result<MemberSource> ParseMemberSource(std::string_view text) {
     if (!IsDnsName(name)) {
       return Status::InvalidArgument(
           "dnssrv+ needs an SRV name (\"dnssrv+_memcache._tcp.memcached.ns.svc.cluster.local\"), "
-          "got " + Quoted(text));
+          "got " +
+          Quoted(text));
     }
     src.kind = MemberSource::Kind::kDnsSrv;
     src.target = std::string(name);
@@ -69,8 +70,7 @@ Result<MemberSource> ParseMemberSource(std::string_view text) {
     std::string_view rest = text.substr(kDns.size());
     const size_t colon = rest.rfind(':');
     if (colon == std::string_view::npos) {
-      return Status::InvalidArgument("dns+ needs a port (\"dns+host:port\"), got " +
-                                     Quoted(text));
+      return Status::InvalidArgument("dns+ needs a port (\"dns+host:port\"), got " + Quoted(text));
     }
     Result<ServerSpec> spec = ParseServerSpec(rest);
     if (!spec.ok()) return Status::InvalidArgument("dns+" + spec.status().message());
@@ -92,8 +92,7 @@ Result<MemberSource> ParseMemberSource(std::string_view text) {
 
 Result<std::vector<ServerSpec>> ParseServerFile(std::string_view text) {
   if (text.size() > kMaxServerFileBytes) {
-    return Status::InvalidArgument("larger than " + std::to_string(kMaxServerFileBytes) +
-                                   " bytes");
+    return Status::InvalidArgument("larger than " + std::to_string(kMaxServerFileBytes) + " bytes");
   }
   std::vector<ServerSpec> out;
   std::unordered_set<std::string> seen;

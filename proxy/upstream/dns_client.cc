@@ -37,8 +37,7 @@ void OnAddrInfo(void* arg, int status, int, ares_addrinfo* res) {
   for (ares_addrinfo_node* n = res->nodes; n != nullptr; n = n->ai_next) {
     char text[INET6_ADDRSTRLEN] = {};
     if (n->ai_family == AF_INET) {
-      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(n->ai_addr)->sin_addr, text,
-                sizeof(text));
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(n->ai_addr)->sin_addr, text, sizeof(text));
     } else if (n->ai_family == AF_INET6) {
       inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(n->ai_addr)->sin6_addr, text,
                 sizeof(text));
@@ -132,8 +131,8 @@ void DnsClient::Wait() {
       continue;
     }
     for (nfds_t i = 0; i < n; ++i) {
-      const ares_socket_t r = (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) ? fds[i].fd
-                                                                               : ARES_SOCKET_BAD;
+      const ares_socket_t r =
+          (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) ? fds[i].fd : ARES_SOCKET_BAD;
       const ares_socket_t w = (fds[i].revents & POLLOUT) ? fds[i].fd : ARES_SOCKET_BAD;
       if (r != ARES_SOCKET_BAD || w != ARES_SOCKET_BAD) ares_process_fd(ch, r, w);
     }

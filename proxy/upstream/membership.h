@@ -48,9 +48,9 @@ struct MemberCounters {
 };
 
 struct Member {
-  common::ServerSpec spec;   // what the placement hashes (DNS: the resolved IP)
-  ResolvedServer resolved;   // label: spec.Address(); addr_len 0 if unresolvable
-  bool leaving = false;      // left its source; refused until it leaves the ring
+  common::ServerSpec spec;  // what the placement hashes (DNS: the resolved IP)
+  ResolvedServer resolved;  // label: spec.Address(); addr_len 0 if unresolvable
+  bool leaving = false;     // left its source; refused until it leaves the ring
   std::shared_ptr<MemberCounters> counters;
 };
 

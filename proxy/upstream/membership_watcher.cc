@@ -32,8 +32,7 @@ uint64_t NowMs() {
 }
 
 double UnixNow() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // The whole file, at most kMaxServerFileBytes (+1 to tell it is larger).
@@ -71,7 +70,7 @@ common::Result<std::vector<ServerSpec>> ReadServerFile(const std::string& path) 
 
 struct MembershipWatcher::Source {
   MemberSource spec;
-  std::string path;  // "upstream.servers[i]"
+  std::string path;              // "upstream.servers[i]"
   std::vector<ServerSpec> good;  // the last good list
   std::string last_error;        // the last failure's message, logged once
   uint64_t due_ms = 0;           // the next refresh
@@ -127,8 +126,8 @@ common::Result<std::unique_ptr<MembershipWatcher>> MembershipWatcher::Create(
   std::vector<ServerSpec> specs;
   for (const auto& e : w->tracker_.ring()) specs.push_back(e.spec);
   if (!specs.empty()) {
-    common::Result<Placement> p = Placement::Build(w->options_.distribution, specs,
-                                                   "upstream.servers");
+    common::Result<Placement> p =
+        Placement::Build(w->options_.distribution, specs, "upstream.servers");
     if (!p.ok()) return p.status();
   }
   return w;
@@ -207,9 +206,8 @@ bool MembershipWatcher::Refresh(Source& s, bool startup, std::string* error) {
       }
     }
     // Each address once, in natural order (the ring sorts anyway).
-    std::sort(list.begin(), list.end(), [](const ServerSpec& a, const ServerSpec& b) {
-      return a.Address() < b.Address();
-    });
+    std::sort(list.begin(), list.end(),
+              [](const ServerSpec& a, const ServerSpec& b) { return a.Address() < b.Address(); });
     list.erase(std::unique(list.begin(), list.end(),
                            [](const ServerSpec& a, const ServerSpec& b) {
                              return a.Address() == b.Address();
@@ -225,9 +223,9 @@ bool MembershipWatcher::Refresh(Source& s, bool startup, std::string* error) {
     s.failures.fetch_add(1, std::memory_order_relaxed);
     if (why != s.last_error || startup) {
       Log(LogLevel::kWarn, "%s: %s: %s; %s", s.path.c_str(), s.spec.text.c_str(), why.c_str(),
-          startup ? "it starts with no server"
-                  : ("keeping its last list (" + std::to_string(s.good.size()) + " servers)")
-                        .c_str());
+          startup
+              ? "it starts with no server"
+              : ("keeping its last list (" + std::to_string(s.good.size()) + " servers)").c_str());
     }
     s.last_error = why;
     *error = why;
@@ -284,8 +282,9 @@ bool MembershipWatcher::Publish() {
   // Addresses no longer in the ring are forgotten (DNS churns pod IPs; a
   // host name that comes back is looked up again).
   for (auto it = resolved_.begin(); it != resolved_.end();) {
-    const bool used = std::any_of(m->members.begin(), m->members.end(),
-                                  [&](const Member& mem) { return mem.resolved.label == it->first; });
+    const bool used = std::any_of(m->members.begin(), m->members.end(), [&](const Member& mem) {
+      return mem.resolved.label == it->first;
+    });
     it = used ? std::next(it) : resolved_.erase(it);
   }
   size_t leaving = 0;

@@ -43,7 +43,7 @@ TEST(MemberSourceTest, BadEntries) {
   EXPECT_EQ(ParseMemberSource("dns+mc").status().message(),
             "dns+ needs a port (\"dns+host:port\"), got \"dns+mc\"");
   EXPECT_FALSE(ParseMemberSource("dns+mc:0").ok());
-  EXPECT_FALSE(ParseMemberSource("dns+mc:11211:2").ok());  // no weight
+  EXPECT_FALSE(ParseMemberSource("dns+mc:11211:2").ok());   // no weight
   EXPECT_FALSE(ParseMemberSource("dns+[::1]:11211").ok());  // a name, not an address
   EXPECT_FALSE(ParseMemberSource("dnssrv+").ok());
   EXPECT_FALSE(ParseMemberSource("dnssrv+a b").ok());

@@ -56,7 +56,6 @@ void Check(std::string_view text) {
 }  // namespace strata::common
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  strata::common::Check(
-      std::string_view(reinterpret_cast<const char*>(data), size));
+  strata::common::Check(std::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }
