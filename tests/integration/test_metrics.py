@@ -542,7 +542,7 @@ def test_upstream_row_and_alert_have_data(strata_bin, tmp_path):
         sel = f'job="{JOB}"'
         states = {labels["state"]: v for labels, v in
                   prom.query(f"strata_upstream_server_state{{{sel}}}")}
-        assert states == {"up": 1.0, "down": 0.0, "probing": 0.0}, states
+        assert states == {"up": 1.0, "down": 0.0, "probing": 0.0, "leaving": 0.0}, states
         with open(RULES) as f:
             assert "strata_upstream_server_state" in f.read()
         assert prom.query('ALERTS{alertname="StrataUpstreamServerDown"}') == []
