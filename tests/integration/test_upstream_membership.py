@@ -573,3 +573,60 @@ def test_membership_churn_under_load_never_crashes_or_lies(strata_bin, memcached
     finally:
         stop.set()
         st.stop()
+
+
+@pytest.mark.parametrize("grace", ["0", "1500ms"])
+def test_requests_in_flight_to_a_removed_server_end_cleanly(strata_bin, memcached, tmp_path,
+                                                             grace):
+    """A set whose reply a relay holds back while its server leaves the
+    file: with no grace it fails at once (SERVER_ERROR upstream
+    unavailable), well before request_timeout; with a grace it completes
+    when the reply comes (the connection stays while the member leaves),
+    and a new request for the key fails fast meanwhile."""
+    from relay import Relay
+    servers = [memcached() for _ in range(2)]
+    with Relay(servers[0].port) as relay:
+        held = f"127.0.0.1:{relay.port}"
+        other = addr(servers[1])
+        path = tmp_path / "servers"
+        write_atomically(path, f"{held}\n{other}\n")
+        st = Strata(strata_bin, str(tmp_path / "strata"), [f"file:{path}"], near_cache_ttl="0",
+                    threads=1, request_timeout="10s", extra_upstream=[
+                        "  file_refresh: 100ms", f"  removal_grace: {grace}"])
+        try:
+            # a key the relayed server owns
+            c = st.conn()
+            key = None
+            for i in range(200):
+                k = f"inflight:{i}"
+                assert request(c, b"set %s 0 0 1\r\nx\r\n" % k.encode()) == b"STORED\r\n"
+                if values_on(servers[0], [k]):
+                    key = k
+                    break
+            assert key is not None
+            relay.hold()
+            c.send(b"set %s 0 0 1\r\ny\r\n" % key.encode())
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            write_atomically(path, f"{other}\n")
+            if grace == "0":
+                assert c.readline(timeout=5) == b"SERVER_ERROR upstream unavailable\r\n"
+                assert time.monotonic() - t0 < 3
+                assert wait_for(lambda: stat(st, "upstream_servers") == 1, 5)
+            else:
+                assert wait_for(lambda: stat(st, "upstream_servers_leaving") == 1, 5)
+                c2 = st.conn()
+                assert request(c2, b"set %s 0 0 1\r\nz\r\n" % key.encode()) == \
+                    b"SERVER_ERROR upstream unavailable\r\n"
+                c2.close()
+                relay.release()
+                assert c.readline(timeout=5) == b"STORED\r\n"
+            relay.release()
+            # the connection still works, the key now on the other server
+            assert wait_for(lambda: stat(st, "upstream_servers") == 1, 10)
+            assert request(c, b"set %s 0 0 1\r\nw\r\n" % key.encode()) == b"STORED\r\n"
+            assert values_on(servers[1], [key]) == {key: b"w"}
+            c.close()
+            assert st.server.alive()
+        finally:
+            st.stop()
