@@ -149,8 +149,7 @@ void Prefetches::Forget(std::string_view key) {
 
 NearCache::NearCache(const UpstreamContext& upstream, upstream::Pool& pool,
                      tiers::TieredCache& cache, const common::Clock& clock, WorkerStats& stats)
-    : upstream_(upstream),
-      pool_(pool),
+    : pool_(pool),
       cache_(cache),
       clock_(clock),
       stats_(stats),

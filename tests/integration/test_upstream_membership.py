@@ -152,6 +152,16 @@ def start_strata(strata_bin, tmp_path, entries, extra=(), threads=2, metrics_por
                   ] + list(extra))
 
 
+def stop_checked(st):
+    """Stops strata; a sanitized build (TSan, ASan, UBSan) must not have
+    reported anything into its log."""
+    st.stop()
+    with open(st.server.log_path, "rb") as f:
+        out = f.read()
+    for tool in (b"ThreadSanitizer", b"AddressSanitizer", b"runtime error"):
+        assert tool not in out, out[-4000:]
+
+
 def write_atomically(path, text):
     """As a ConfigMap update does: a new file renamed over the old one."""
     tmp = str(path) + ".new"
@@ -230,7 +240,7 @@ def test_a_server_file_change_moves_a_quarter_then_a_removal_fails_fast(
         assert len(final) == N_KEYS and 1 not in final.values()
         assert all(final[k] == after[k] for k in kept)
     finally:
-        st.stop()
+        stop_checked(st)
 
 
 def test_a_broken_or_empty_file_keeps_the_last_list(strata_bin, memcached, tmp_path):
@@ -280,7 +290,7 @@ def test_a_broken_or_empty_file_keeps_the_last_list(strata_bin, memcached, tmp_p
         write_atomically(path, addr(servers[0]) + "\n")
         assert wait_for(lambda: stat(st, "upstream_servers_leaving") == 1, 10)
     finally:
-        st.stop()
+        stop_checked(st)
 
 
 def test_a_bad_file_at_startup_stops_strata(strata_bin, tmp_path):
@@ -417,7 +427,7 @@ def test_dns_a_records_and_their_changes(strata_bin, memcached, dns, tmp_path):
         assert stat(st, "upstream_servers_leaving") == 0
         assert set(set_all(st, KEYS[:200], v3).values()) == {b"STORED\r\n"}
     finally:
-        st.stop()
+        stop_checked(st)
 
 
 def test_dns_srv_records_carry_the_ports(strata_bin, memcached, dns, tmp_path):
@@ -463,7 +473,7 @@ def test_dns_srv_records_carry_the_ports(strata_bin, memcached, dns, tmp_path):
         assert wait_for(lambda: stat(st, "upstream_servers") == 3, GRACE_S + 10)
         assert set(set_all(st, gone, v3).values()) == {b"STORED\r\n"}
     finally:
-        st.stop()
+        stop_checked(st)
 
 
 def test_dns_that_never_answers_at_startup_starts_empty(strata_bin, memcached, dns, tmp_path):
@@ -484,7 +494,7 @@ def test_dns_that_never_answers_at_startup_starts_empty(strata_bin, memcached, d
         assert get(c, "k") == b"x"
         c.close()
     finally:
-        st.stop()
+        stop_checked(st)
 
 
 # ------------------------------------------------------------------ config
@@ -572,7 +582,7 @@ def test_membership_churn_under_load_never_crashes_or_lies(strata_bin, memcached
         assert stat(st, "upstream_membership_generation") > 5
     finally:
         stop.set()
-        st.stop()
+        stop_checked(st)
 
 
 @pytest.mark.parametrize("grace", ["0", "1500ms"])
@@ -629,4 +639,4 @@ def test_requests_in_flight_to_a_removed_server_end_cleanly(strata_bin, memcache
             c.close()
             assert st.server.alive()
         finally:
-            st.stop()
+            stop_checked(st)
