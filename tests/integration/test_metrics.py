@@ -286,7 +286,7 @@ def test_stats_and_metrics_agree(loaded):
 # no pool, so they are left out of the tests over it and checked by
 # test_upstream_row_and_alert_have_data against a strata with a pool.
 UPSTREAM_ROW = "Upstream pool"
-UPSTREAM_ALERTS = {"StrataUpstreamServerDown"}
+UPSTREAM_ALERTS = {"StrataUpstreamServerDown", "StrataUpstreamMembershipStale"}
 
 
 def dashboard_queries(row=None):
