@@ -38,11 +38,12 @@ RUN cd build && ctest -L unit --output-on-failure -j "$(nproc)" --timeout 900
 FROM ${BASE_IMAGE} AS runtime
 # The shared libraries build/proxy/strata needs (ldd, dpkg -S). xxHash is
 # header-only here; prometheus-cpp's HTTP side is civetweb, not -pull; libmd0
-# (MD5) and zlib1g (CRC-32) serve the upstream pool's key placement.
+# (MD5) and zlib1g (CRC-32) serve the upstream pool's key placement, libc-ares2
+# its DNS membership sources.
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       libuv1 liburing2 liblz4-1 libprometheus-cpp-core1.0 libcivetweb1 \
-      libyaml-cpp0.7 libisal2 libmd0 zlib1g libstdc++6 >/dev/null \
+      libyaml-cpp0.7 libisal2 libmd0 zlib1g libc-ares2 libstdc++6 >/dev/null \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old \
       /var/log/apt /var/log/dpkg.log /var/log/alternatives.log
 # A fixed numeric user (Kubernetes' runAsNonRoot checks the number), and the

@@ -209,7 +209,8 @@ class Walker {
         map, path,
         {"servers", "distribution", "near_cache_ttl", "forward_flush", "connections_per_server",
          "connect_timeout", "request_timeout", "down_after_timeouts", "down_after_connect_failures",
-         "probe_interval", "probe_interval_max", "max_in_flight", "revalidate_idle"},
+         "probe_interval", "probe_interval_max", "max_in_flight", "revalidate_idle",
+         "dns_resolver", "dns_refresh", "file_refresh", "removal_grace"},
         [&](const std::string& key, const std::string& p, const YAML::Node& k,
             const YAML::Node& v) -> Status {
           if (key == "servers") return Servers(p, k, v);
@@ -243,6 +244,18 @@ class Walker {
           if (key == "revalidate_idle") {
             return Read(p, k, v, internal::kRevalidateIdle, &u.revalidate_idle_ms);
           }
+          if (key == "dns_resolver") {
+            return Read(p, k, v, internal::kDnsResolver, &u.dns_resolver);
+          }
+          if (key == "dns_refresh") {
+            return Read(p, k, v, internal::kMembershipRefresh, &u.dns_refresh_ms);
+          }
+          if (key == "file_refresh") {
+            return Read(p, k, v, internal::kMembershipRefresh, &u.file_refresh_ms);
+          }
+          if (key == "removal_grace") {
+            return Read(p, k, v, internal::kRemovalGrace, &u.removal_grace_ms);
+          }
           if (key == "max_in_flight") {
             return Read(p, k, v, internal::kMaxInFlight, &u.max_in_flight);
           }
@@ -253,7 +266,9 @@ class Walker {
   // upstream.servers: a sequence of server entries; null or [] is no pool.
   Status Servers(const std::string& path, const YAML::Node& key, const YAML::Node& value) {
     std::vector<common::ServerSpec>& servers = config_->upstream.servers.emplace();
+    std::vector<common::MemberSource>& sources = config_->upstream.sources.emplace();
     server_marks_.clear();
+    server_index_.clear();
     if (value.IsNull()) return Status::Ok();
     if (!value.IsSequence()) {
       return Error(path, key.Mark(), "expected a list of servers, got " + Describe(value));
@@ -268,17 +283,32 @@ class Walker {
                      "got " +
                          Describe(entry));
       }
-      Result<common::ServerSpec> spec = common::ParseServerSpec(entry.Scalar());
-      if (!spec.ok()) return Error(entry_path, entry.Mark(), spec.status().message());
+      Result<common::MemberSource> source = common::ParseMemberSource(entry.Scalar());
+      if (!source.ok()) return Error(entry_path, entry.Mark(), source.status().message());
+      if (source->dynamic()) {
+        for (size_t j = 0; j < sources.size(); ++j) {
+          if (sources[j].dynamic() && sources[j].text == source->text) {
+            return Error(entry_path, entry.Mark(),
+                         source->text + " is listed twice (also " + path + "[" +
+                             std::to_string(j) + "])");
+          }
+        }
+        sources.push_back(std::move(source).value());
+        ++i;
+        continue;
+      }
+      sources.push_back(*source);
+      common::ServerSpec spec = std::move(source->server);
       for (size_t j = 0; j < servers.size(); ++j) {
-        if (servers[j].Address() == spec->Address()) {
-          return Error(
-              entry_path, entry.Mark(),
-              spec->Address() + " is listed twice (also " + path + "[" + std::to_string(j) + "])");
+        if (servers[j].Address() == spec.Address()) {
+          return Error(entry_path, entry.Mark(),
+                       spec.Address() + " is listed twice (also " + path + "[" +
+                           std::to_string(server_index_[j]) + "])");
         }
       }
-      servers.push_back(std::move(spec).value());
+      servers.push_back(std::move(spec));
       server_marks_.push_back(entry.Mark());
+      server_index_.push_back(i);
       ++i;
     }
     return Status::Ok();
@@ -292,7 +322,7 @@ class Walker {
     const std::string& d = *u.distribution;
     for (size_t i = 0; i < u.servers->size(); ++i) {
       const common::ServerSpec& s = (*u.servers)[i];
-      const std::string path = "upstream.servers[" + std::to_string(i) + "]";
+      const std::string path = "upstream.servers[" + std::to_string(server_index_[i]) + "]";
       if (s.weight != 1 && d != "modula") {
         return Error(path, server_marks_[i],
                      "weight " + std::to_string(s.weight) + ": upstream.distribution " + d +
@@ -399,6 +429,7 @@ class Walker {
   YAML::Mark item_mark_ = YAML::Mark::null_mark();
   YAML::Mark ssd_mark_ = YAML::Mark::null_mark();
   std::vector<YAML::Mark> server_marks_;  // upstream.servers[i]'s entry
+  std::vector<size_t> server_index_;      // the static server i's index in upstream.servers
 };
 
 std::string ErrnoMessage(int err) { return std::generic_category().message(err); }

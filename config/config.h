@@ -61,8 +61,15 @@
 //       demote_on_shutdown: true # SIGTERM writes RAM items to SSD (warm restart)
 //   upstream:                   # the shared memcached pool (off without servers)
 //     servers: []                # "host:port", "host:port:weight" or
-//                                # "host:port:weight name" (common/server_spec.h);
+//                                # "host:port:weight name" (common/server_spec.h),
+//                                # or a source: "file:/path", "dns+host:port",
+//                                # "dnssrv+_port._tcp.name" (member_source.h);
 //                                # empty = no pool; no address twice
+//     dns_resolver: ""           # "ip:port" of the DNS server; "" = resolv.conf
+//     dns_refresh: 30s           # 100ms..1h: dns+ and dnssrv+ re-resolved
+//     file_refresh: 5s           # 100ms..1h: file: sources re-read
+//     removal_grace: 30s         # 0..1h: a member that left stays in the ring,
+//                                # down, this long
 //     distribution: ketama       # ketama | rendezvous | jump | modula; weights
 //                                # only with ketama or modula, names only with
 //                                # ketama
@@ -101,6 +108,7 @@
 #include <string>
 #include <vector>
 
+#include "common/member_source.h"
 #include "common/server_spec.h"
 #include "common/status.h"
 
@@ -163,6 +171,14 @@ struct UpstreamConfig {
   std::optional<uint64_t> probe_interval_max_ms;        // 1ms..60s: the longest
   std::optional<uint32_t> max_in_flight;  // per server and worker, 1..1048576
   std::optional<uint64_t> revalidate_idle_ms;  // 0..1h; 0 = never
+  // Every upstream.servers entry as a membership source (static, file:,
+  // dns+, dnssrv+; common/member_source.h), in order; `servers` holds the
+  // static ones again.
+  std::optional<std::vector<common::MemberSource>> sources;
+  std::optional<std::string> dns_resolver;    // "host:port" (IP literal); unset = resolv.conf
+  std::optional<uint64_t> dns_refresh_ms;     // 100ms..1h: dns+/dnssrv+ re-resolution
+  std::optional<uint64_t> file_refresh_ms;    // 100ms..1h: file: re-reads
+  std::optional<uint64_t> removal_grace_ms;   // 0..1h: a departed member is down this long
 };
 
 struct LogConfig {

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "common/server_spec.h"
 #include "common/units.h"
 
 namespace strata::config::internal {
@@ -321,6 +322,34 @@ Result<uint64_t> ParseRevalidateIdleMs(std::string_view text) {
 
 Result<uint32_t> ParseMaxInFlight(std::string_view text) {
   return ParseBounded<uint32_t>(text, 1, 1u << 20, kMaxInFlight.expected);
+}
+
+Result<std::string> ParseDnsResolver(std::string_view text) {
+  if (text.empty()) return std::string();
+  Result<common::ServerSpec> spec = common::ParseServerSpec(text);
+  if (spec.ok() && spec->weight == 1 && spec->name.empty() &&
+      std::string_view(text).find(':') != std::string_view::npos) {
+    unsigned char buf[sizeof(in6_addr)];
+    if (inet_pton(AF_INET, spec->host.c_str(), buf) == 1 ||
+        inet_pton(AF_INET6, spec->host.c_str(), buf) == 1) {
+      return spec->Address();
+    }
+  }
+  return Expected(kDnsResolver.expected, text);
+}
+
+Result<uint64_t> ParseMembershipRefreshMs(std::string_view text) {
+  std::optional<uint64_t> ms = common::ParseDurationMs(text);
+  if (!ms) return Expected(kMembershipRefresh.expected, text);
+  if (*ms < 100 || *ms > 3'600'000) return Invalid("must be 100ms..1h, got " + Quote(text));
+  return *ms;
+}
+
+Result<uint64_t> ParseRemovalGraceMs(std::string_view text) {
+  std::optional<uint64_t> ms = common::ParseDurationMs(text);
+  if (!ms) return Expected(kRemovalGrace.expected, text);
+  if (*ms > 3'600'000) return Invalid("must be at most 1h, got " + Quote(text));
+  return *ms;
 }
 
 Result<uint64_t> ParseMegabytes(std::string_view text) {

@@ -81,6 +81,13 @@ common::Result<uint32_t> ParseDownAfter(std::string_view text);
 common::Result<uint64_t> ParseRevalidateIdleMs(std::string_view text);
 // upstream.max_in_flight: 1..1048576.
 common::Result<uint32_t> ParseMaxInFlight(std::string_view text);
+// upstream.dns_resolver: "IP:PORT" (IPv4, or IPv6 in brackets), port 1..65535;
+// "" (unset: /etc/resolv.conf's servers).
+common::Result<std::string> ParseDnsResolver(std::string_view text);
+// upstream.dns_refresh, upstream.file_refresh: 100ms..1h.
+common::Result<uint64_t> ParseMembershipRefreshMs(std::string_view text);
+// upstream.removal_grace: a duration of at most 1h; 0 is allowed.
+common::Result<uint64_t> ParseRemovalGraceMs(std::string_view text);
 // memcached's -m: a whole number of MiB, at least 1. Returns bytes.
 common::Result<uint64_t> ParseMegabytes(std::string_view text);
 
@@ -126,6 +133,12 @@ inline constexpr Rule<uint32_t> kDownAfter{"an integer 1..1000", &ParseDownAfter
 inline constexpr Rule<uint64_t> kRevalidateIdle{"a duration like 10s, at most 1h, or 0",
                                                 &ParseRevalidateIdleMs};
 inline constexpr Rule<uint32_t> kMaxInFlight{"an integer 1..1048576", &ParseMaxInFlight};
+inline constexpr Rule<std::string> kDnsResolver{
+    "an IP address and port like 10.96.0.10:53 or [fd00::a]:53, or \"\"", &ParseDnsResolver};
+inline constexpr Rule<uint64_t> kMembershipRefresh{"a duration like 30s, 100ms..1h",
+                                                   &ParseMembershipRefreshMs};
+inline constexpr Rule<uint64_t> kRemovalGrace{"a duration like 30s, at most 1h, or 0",
+                                              &ParseRemovalGraceMs};
 inline constexpr Rule<uint64_t> kMegabytes{"megabytes (an integer >= 1)", &ParseMegabytes};
 
 // Limits, exposed for tests and messages.

@@ -307,8 +307,10 @@ void AddUpstream(const UpstreamFigures& u, Families& f) {
              &UpstreamServerFigures::marked_down);
   auto& state = f.Family("strata_upstream_server_state", MetricType::Gauge,
                          "Each upstream server's state, one-hot: 1 for the state it is in (the "
-                         "worst over the workers: down, then probing, then up), 0 for the "
-                         "others. While down or probing its requests fail at once.");
+                         "worst over the workers: down, then probing, then up; leaving for a "
+                         "server that left the membership, during its removal grace), 0 for "
+                         "the others. While down, probing or leaving its requests fail at "
+                         "once.");
   for (const UpstreamServerFigures& s : u.servers) {
     for (size_t st = 0; st < u.states.size(); ++st) {
       state.Sample(s.state == st ? 1 : 0, {{"server", s.server}, {"state", u.states[st]}});
@@ -318,6 +320,31 @@ void AddUpstream(const UpstreamFigures& u, Families& f) {
            "Time from sending a request to an upstream server to its reply.");
   for (const UpstreamServerFigures& s : u.servers) {
     f.HistogramSample(s.latency, {{"server", s.server}});
+  }
+  f.Family("strata_upstream_members", MetricType::Gauge,
+           "Servers in the upstream pool's ring, by state: serving, or leaving (gone from "
+           "their source, failing fast until upstream.removal_grace ends).");
+  f.Sample(D(u.members - u.leaving), {{"state", "serving"}});
+  f.Sample(D(u.leaving), {{"state", "leaving"}});
+  if (!u.sources.empty()) {
+    f.Family("strata_upstream_source_members", MetricType::Gauge,
+             "Servers in each dynamic membership source's last good list (file:, dns+, "
+             "dnssrv+).");
+    for (const UpstreamSourceFigures& s : u.sources) {
+      f.Sample(D(s.members), {{"source", s.source}});
+    }
+    f.Family("strata_upstream_source_last_success_timestamp_seconds", MetricType::Gauge,
+             "When each dynamic membership source was last read or resolved successfully "
+             "(Unix time; 0: never).");
+    for (const UpstreamSourceFigures& s : u.sources) {
+      f.Sample(s.last_success_unix, {{"source", s.source}});
+    }
+    f.Family("strata_upstream_source_refresh_failures_total", MetricType::Counter,
+             "Reads or lookups of each dynamic membership source that failed or gave an "
+             "empty list (the last good list was kept).");
+    for (const UpstreamSourceFigures& s : u.sources) {
+      f.Sample(D(s.failures), {{"source", s.source}});
+    }
   }
   f.Family("strata_upstream_fetches_total", MetricType::Counter,
            "Get-family keys both local tiers missed that were fetched from the pool.")

@@ -135,10 +135,20 @@ struct UpstreamServerFigures {
   uint64_t timeouts = 0;
   uint64_t in_flight = 0;
   uint64_t marked_down = 0;  // times a worker marked it down
-  // Its state as the workers see it, the worst of them: "down" when one
-  // has it down, else "probing" when one is probing it, else "up".
+  // Its state as the workers see it: "leaving" when it left the membership
+  // (its removal grace), else the worst of them: "down" when one has it
+  // down, else "probing" when one is probing it, else "up".
   size_t state = 0;  // index in UpstreamFigures::states
   LatencySeries latency;
+};
+
+// One dynamic membership source (file:, dns+, dnssrv+), exported with a
+// source="<entry as written>" label.
+struct UpstreamSourceFigures {
+  std::string source;
+  uint64_t members = 0;          // in its last good list
+  double last_success_unix = 0;  // 0: never
+  uint64_t failures = 0;         // reads or lookups that failed or gave nothing
 };
 
 // The upstream pool (present only when one is configured).
@@ -148,6 +158,9 @@ struct UpstreamFigures {
   std::vector<std::string> outcomes;  // outcome label values, in index order
   std::vector<std::string> states;    // server state label values, in index order
   std::vector<UpstreamServerFigures> servers;
+  uint64_t members = 0;  // in the ring, leaving ones included
+  uint64_t leaving = 0;
+  std::vector<UpstreamSourceFigures> sources;
   uint64_t fetches = 0;    // mg sent for keys both local tiers missed
   uint64_t coalesced = 0;  // ... keys that joined a fetch in flight instead
   uint64_t fills = 0;      // fetched values kept locally

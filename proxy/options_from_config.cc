@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "proxy/upstream/membership_watcher.h"
+
 namespace strata::proxy {
 
 std::optional<common::LogLevel> LogLevelFromConfig(const config::Config& cfg) {
@@ -92,6 +94,22 @@ common::Result<upstream::PoolOptions> PoolOptionsFromConfig(const config::Config
   const config::UpstreamConfig& u = cfg.upstream;
   upstream::PoolOptions pool;
   if (u.servers) pool.servers = *u.servers;
+  if (u.sources) pool.sources = *u.sources;
+  // A server file must be good at startup (later, a bad one keeps the last
+  // list): its errors are configuration errors.
+  for (size_t i = 0; i < pool.sources.size(); ++i) {
+    const common::MemberSource& src = pool.sources[i];
+    if (src.kind != common::MemberSource::Kind::kFile) continue;
+    common::Result<std::vector<common::ServerSpec>> read = upstream::ReadServerFile(src.target);
+    if (!read.ok()) {
+      return common::Status::InvalidArgument("upstream.servers[" + std::to_string(i) +
+                                             "]: " + src.target + ": " + read.status().message());
+    }
+  }
+  if (u.dns_resolver) pool.dns_resolver = *u.dns_resolver;
+  if (u.dns_refresh_ms) pool.dns_refresh_ms = *u.dns_refresh_ms;
+  if (u.file_refresh_ms) pool.file_refresh_ms = *u.file_refresh_ms;
+  if (u.removal_grace_ms) pool.removal_grace_ms = *u.removal_grace_ms;
   if (u.distribution) {
     common::Result<upstream::Distribution> d = upstream::ParseDistribution(*u.distribution);
     if (!d.ok())
@@ -119,7 +137,7 @@ common::Result<upstream::PoolOptions> PoolOptionsFromConfig(const config::Config
         std::to_string(pool.probe_interval_ms) + "ms), got " +
         std::to_string(pool.probe_interval_max_ms) + "ms");
   }
-  if (pool.enabled()) {
+  if (!pool.servers.empty()) {
     common::Result<upstream::Placement> placement =
         upstream::Placement::Build(pool.distribution, pool.servers, "upstream.servers");
     if (!placement.ok()) return placement.status();

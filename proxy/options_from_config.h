@@ -42,12 +42,15 @@ tiers::SsdLogOptions SsdLogOptionsFromConfig(const config::SsdConfig& ssd);
 // tiers.ssd.admission, write_budget and promote_threshold.
 tiers::AdmissionOptions AdmissionOptionsFromConfig(const config::SsdConfig& ssd);
 
-// upstream.*: the pool's servers, distribution, near_cache_ttl,
-// forward_flush and connections_per_server. Also builds the placement once,
+// upstream.*: the pool's servers and membership sources, distribution,
+// near_cache_ttl, forward_flush, connections_per_server, the timeouts and
+// the membership settings. Also builds the static servers' placement once,
 // so that the two rules config/ cannot check (ketama servers hashing by the
-// same name, jump addresses equal in natural order) fail here, as an
-// InvalidArgument "upstream.servers[i]: ..." that main() reports like a
-// configuration error. No servers: PoolOptions::enabled() is false.
+// same name, jump addresses equal in natural order) fail here, and reads
+// each `file:` source once (a file that cannot be read, does not parse or
+// lists nothing), as an InvalidArgument "upstream.servers[i]: ..." that
+// main() reports like a configuration error. No entry:
+// PoolOptions::enabled() is false.
 common::Result<upstream::PoolOptions> PoolOptionsFromConfig(const config::Config& cfg);
 
 }  // namespace strata::proxy

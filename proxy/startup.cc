@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/units.h"
+#include "proxy/upstream/membership_watcher.h"
 #include "proxy/upstream/placement.h"
 #include "proxy/options_from_config.h"
 #include "proxy/stats/server_metrics.h"
@@ -201,32 +202,20 @@ void SsdTier::SaveForWarmRestart(tiers::TieredCache& cache, const common::Clock&
 
 std::unique_ptr<UpstreamContext> BuildUpstream(const upstream::PoolOptions& options) {
   auto ctx = std::make_unique<UpstreamContext>();
-  auto placement = upstream::Placement::Build(options.distribution, options.servers);
-  if (!placement.ok()) {
-    common::Log(common::LogLevel::kError, "cannot start: upstream.%s",
-                placement.status().message().c_str());
+  upstream::MembershipOptions m;
+  m.sources = options.sources;
+  m.distribution = options.distribution;
+  m.dns_resolver = options.dns_resolver;
+  m.dns_refresh_ms = options.dns_refresh_ms;
+  m.file_refresh_ms = options.file_refresh_ms;
+  m.removal_grace_ms = options.removal_grace_ms;
+  auto watcher = upstream::MembershipWatcher::Create(std::move(m));
+  if (!watcher.ok()) {
+    common::Log(common::LogLevel::kError, "cannot start: %s",
+                watcher.status().message().c_str());
     return nullptr;
   }
-  ctx->placement = std::make_unique<upstream::Placement>(std::move(*placement));
-  for (const common::ServerSpec& spec : ctx->placement->servers()) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    const std::string port = std::to_string(spec.port);
-    int rc = getaddrinfo(spec.host.c_str(), port.c_str(), &hints, &res);
-    if (rc != 0 || res == nullptr) {
-      common::Log(common::LogLevel::kError, "cannot start: upstream server %s: %s",
-                  spec.Address().c_str(), gai_strerror(rc));
-      return nullptr;
-    }
-    upstream::ResolvedServer server;
-    server.label = spec.Address();
-    std::memcpy(&server.addr, res->ai_addr, res->ai_addrlen);
-    server.addr_len = res->ai_addrlen;
-    freeaddrinfo(res);
-    ctx->servers.push_back(std::move(server));
-  }
+  ctx->membership = std::move(watcher).value();
   // Local copies carry whole-second expiries: a bound under a second is
   // rounded up.
   ctx->near_cache_ttl_s = static_cast<uint32_t>((options.near_cache_ttl_ms + 999) / 1000);
@@ -241,8 +230,8 @@ std::unique_ptr<UpstreamContext> BuildUpstream(const upstream::PoolOptions& opti
   ctx->health.probe_max_ms = options.probe_interval_max_ms;
   ctx->health.max_in_flight = options.max_in_flight;
   common::Log(common::LogLevel::kInfo,
-              "upstream pool: %zu servers (%s), near cache %s, flush_all %s",
-              ctx->servers.size(),
+              "upstream pool: %zu sources%s (%s), near cache %s, flush_all %s",
+              options.sources.size(), ctx->membership->dynamic() ? ", watched" : "",
               std::string(upstream::DistributionName(options.distribution)).c_str(),
               ctx->near_cache_ttl_s == 0
                   ? "off (pure routing)"

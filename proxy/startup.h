@@ -140,10 +140,11 @@ class SsdTier {
   std::unique_ptr<tiers::SsdLog> log_;  // after device_: destroyed first
 };
 
-// The upstream pool of `options` (enabled()): each server's host resolved
-// once, now (getaddrinfo; the first address), and its placement built.
-// Logs and returns null when a host does not resolve or the placement is
-// refused.
+// The upstream pool of `options` (enabled()): its membership read once, now
+// (MembershipWatcher::Create(): static hosts resolved with getaddrinfo,
+// files read, DNS names looked up), and its placement checked. Logs and
+// returns null when a static host does not resolve, a file is bad, or the
+// placement is refused.
 std::unique_ptr<UpstreamContext> BuildUpstream(const upstream::PoolOptions& options);
 
 // The "listening on ..." line: address, port, workers, RAM tier.

@@ -6,13 +6,13 @@ set -euo pipefail
 
 build_pkgs=(g++ cmake ninja-build pkg-config libuv1-dev liburing-dev liblz4-dev
             prometheus-cpp-dev libyaml-cpp-dev libgtest-dev libxxhash-dev libisal-dev
-            libmd-dev zlib1g-dev)
+            libmd-dev zlib1g-dev libc-ares-dev)
 test_pkgs=(memcached libmemcached-tools python3-pymemcache python3-pylibmc python3-pytest
            yamllint clang libclang-rt-14-dev prometheus podman runc mmdebstrap
            golang-go golang-github-masterminds-sprig-dev golang-github-xeipuuv-gojsonschema-dev
            golang-k8s-sigs-yaml-dev python3-yaml python3-seccomp
            nutcracker golang-github-bradfitz-gomemcache-dev golang-github-cespare-xxhash-dev
-           perl dpkg-dev debian-archive-keyring xz-utils)
+           perl dpkg-dev debian-archive-keyring xz-utils python3-dnslib)
 
 pkgs=("${build_pkgs[@]}")
 if [ "${1:-build}" = "test" ]; then pkgs+=("${test_pkgs[@]}"); fi

@@ -157,8 +157,7 @@ void Prefetches::Forget(std::string_view key) {
 
 NearCache::NearCache(const UpstreamContext& upstream, upstream::Pool& pool,
                      tiers::TieredCache& cache, const common::Clock& clock, WorkerStats& stats)
-    : upstream_(upstream),
-      pool_(pool),
+    : pool_(pool),
       cache_(cache),
       clock_(clock),
       stats_(stats),
@@ -179,18 +178,18 @@ void NearCache::Fetch(std::string_view key, FetchDone* done) {
   // answers its own waiters.
   fetches_[std::string(key)] = op;
   stats_.Add(Counter::kUpstreamFetches);
-  pool_.Send(upstream_.placement->Pick(key), common::HashKey(key), op);
+  pool_.Send(key, common::HashKey(key), op);
 }
 
 void NearCache::FetchTouch(std::string_view key, int64_t exptime, FetchDone* done) {
   auto* op = new FetchOp(*this, key, upstream::MetaGetRequest(key, &exptime), /*joinable=*/false);
   op->AddWaiter(done);
   stats_.Add(Counter::kUpstreamFetches);
-  pool_.Send(upstream_.placement->Pick(key), common::HashKey(key), op);
+  pool_.Send(key, common::HashKey(key), op);
 }
 
 void NearCache::Send(std::string_view key, upstream::Request* req) {
-  pool_.Send(upstream_.placement->Pick(key), common::HashKey(key), req);
+  pool_.Send(key, common::HashKey(key), req);
 }
 
 namespace {
@@ -214,10 +213,14 @@ void NearCache::ReturnWin(std::string_view key, uint64_t cas) {
 }
 
 void NearCache::FlushAll(int64_t delay, std::function<void(bool)> done) {
+  if (pool_.size() == 0) {  // no member (yet): the pool cannot be flushed
+    done(false);
+    return;
+  }
   auto shared = std::make_shared<FlushOp::Shared>();
   shared->left = pool_.size();
   shared->done = std::move(done);
-  for (size_t i = 0; i < pool_.size(); ++i) pool_.Send(i, 0, new FlushOp(shared, delay));
+  for (size_t i = 0; i < pool_.size(); ++i) pool_.SendTo(i, 0, new FlushOp(shared, delay));
 }
 
 }  // namespace strata::proxy

@@ -123,7 +123,6 @@ class NearCache {
   class FetchOp;
   friend class FetchOp;
 
-  const UpstreamContext& upstream_;
   upstream::Pool& pool_;
   tiers::TieredCache& cache_;
   const common::Clock& clock_;

@@ -215,11 +215,9 @@ common::Status Server::Start() {
     unix_fd_ = *fd;
   }
   if (ctx_.upstream != nullptr) {
-    ctx_.upstream->counters.clear();
-    for (uint32_t i = 0; i < n; ++i) {
-      ctx_.upstream->counters.push_back(
-          std::make_unique<upstream::ServerCounters[]>(ctx_.upstream->servers.size()));
-    }
+    // The first snapshot, with counters for n workers (the workers' pools
+    // start with it).
+    ctx_.upstream->membership->Start(n);
   }
   for (uint32_t i = 0; i < n; ++i) {
     auto worker = std::make_unique<Worker>(ctx_, static_cast<int>(i));
@@ -242,6 +240,14 @@ common::Status Server::Start() {
   // the worker's); worker 0's is the one reported.
   ctx_.network_io_mode = workers_[0]->net_uses_io_uring() ? "io_uring" : "syscalls";
   for (auto& w : workers_) w->Start();
+  if (ctx_.upstream != nullptr) {
+    // Each later snapshot wakes every worker to apply it (workers_ does
+    // not change from here on; the watcher stops in Wait(), before the
+    // workers go).
+    ctx_.upstream->membership->Watch([this] {
+      for (auto& w : workers_) w->WakeForMembership();
+    });
+  }
   trimmer_ = std::thread([this] { TrimLoop(); });
   return common::Status::Ok();
 }
@@ -286,6 +292,7 @@ void Server::RequestStop() {
 }
 
 void Server::Wait() {
+  if (ctx_.upstream != nullptr) ctx_.upstream->membership->Stop();
   for (auto& w : workers_) w->Join();
   if (trimmer_.joinable()) {
     {

@@ -68,12 +68,12 @@ Worker::Worker(ServerContext& ctx, int index)
   uv_loop_init(&loop_);
   read_ahead_done_.worker = this;
   if (ctx_.upstream != nullptr) {
-    pool_ = std::make_unique<upstream::Pool>(&loop_, ctx_.upstream->servers,
+    pool_ = std::make_unique<upstream::Pool>(&loop_, ctx_.upstream->membership->current(),
+                                             static_cast<size_t>(index),
                                              ctx_.upstream->connections_per_server,
                                              ctx_.upstream->timeouts, ctx_.upstream->health,
                                              // the probes' jitter: differs by worker and start
-                                             uv_hrtime() ^ (static_cast<uint64_t>(index) << 48),
-                                             ctx_.upstream->counters[index].get());
+                                             uv_hrtime() ^ (static_cast<uint64_t>(index) << 48));
     near_ = std::make_unique<NearCache>(*ctx_.upstream, *pool_, *ctx_.cache, *ctx_.clock, stats_);
   }
 }
@@ -111,6 +111,10 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
     common::MutexLock lock(&memory_wake_mu_);
     uv_async_init(&loop_, &memory_wake_, OnMemoryWake);
     memory_wake_.data = this;
+    if (pool_) {
+      uv_async_init(&loop_, &membership_wake_, OnMembershipWake);
+      membership_wake_.data = this;
+    }
     memory_handles_open_ = true;
   }
   if (index_ == 0) {
@@ -195,6 +199,18 @@ void Worker::WakeForMemory() {
   if (memory_handles_open_) uv_async_send(&memory_wake_);
 }
 
+void Worker::WakeForMembership() {
+  common::MutexLock lock(&memory_wake_mu_);
+  if (memory_handles_open_ && pool_) uv_async_send(&membership_wake_);
+}
+
+void Worker::OnMembershipWake(uv_async_t* async) {
+  auto* self = static_cast<Worker*>(async->data);
+  if (self->pool_ && !self->stopping_) {
+    self->pool_->Apply(self->ctx_.upstream->membership->current());
+  }
+}
+
 void Worker::OnStop(uv_async_t* async) { static_cast<Worker*>(async->data)->BeginStop(); }
 
 void Worker::BeginStop() {
@@ -220,6 +236,7 @@ void Worker::BeginStop() {
     common::MutexLock lock(&memory_wake_mu_);
     memory_handles_open_ = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&memory_wake_), nullptr);
+    if (pool_) uv_close(reinterpret_cast<uv_handle_t*>(&membership_wake_), nullptr);
   }
   uv_timer_stop(&memory_timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&memory_timer_), nullptr);

@@ -73,6 +73,9 @@ class Worker {
   // The pool went over the cap: look at this worker's connections (from
   // any thread).
   void WakeForMemory() EXCLUDES(memory_wake_mu_);
+  // The upstream membership changed: apply the new snapshot to this
+  // worker's pool (from any thread).
+  void WakeForMembership() EXCLUDES(memory_wake_mu_);
 
   ServerContext& ctx() { return ctx_; }
   Dispatcher& dispatcher() { return dispatcher_; }
@@ -158,6 +161,7 @@ class Worker {
   static void OnDurable(uv_async_t* async);
   static void OnMemoryTick(uv_timer_t* timer);
   static void OnMemoryWake(uv_async_t* async);
+  static void OnMembershipWake(uv_async_t* async);
   void RunNet();
   // Starts the memory tick if it is not running.
   void StartMemoryTick();
@@ -246,7 +250,8 @@ class Worker {
   std::vector<Connection*> io_waiters_;
   uv_timer_t memory_timer_;
   uv_async_t memory_wake_;
-  // memory_wake_ is sent from other threads; a leaf.
+  uv_async_t membership_wake_;  // with a pool: opened and closed with memory_wake_
+  // memory_wake_ and membership_wake_ are sent from other threads; a leaf.
   common::Mutex memory_wake_mu_;
   // Written under memory_wake_mu_ by Start() (before the loop runs) and on
   // the loop thread; read under it by other threads, and without it on the

@@ -23,6 +23,7 @@
 #include "proxy/shared/network_io_mode.h"
 #include "proxy/shared/prefix_stats.h"
 #include "proxy/shared/worker_stats.h"
+#include "proxy/upstream/membership_watcher.h"
 #include "proxy/upstream/placement.h"
 #include "proxy/upstream/pool.h"
 #include "tiers/ram/ram_tier.h"
@@ -100,26 +101,26 @@ class ConnRegistry {
 
 // The upstream memcached pool (proxy/upstream/), when upstream.servers is
 // set. Built before the workers start; read-only after, but for the
-// counters (atomics).
+// membership (its watcher hands out snapshots; membership_watcher.h) and
+// the counters (atomics, in the members).
 struct UpstreamContext {
-  std::unique_ptr<upstream::Placement> placement;
-  std::vector<upstream::ResolvedServer> servers;  // as placement lists them
+  std::unique_ptr<upstream::MembershipWatcher> membership;
   upstream::PoolTimeouts timeouts;
   upstream::PoolHealth health;  // down-marking, probes, the in-flight limit
   uint32_t near_cache_ttl_s = 0;  // 0: keep nothing locally (pure routing)
   bool forward_flush = false;     // flush_all reaches the servers too
   uint32_t connections_per_server = 1;  // per worker
-  // One array of per-server counters per worker (summed at scrape).
-  std::vector<std::unique_ptr<upstream::ServerCounters[]>> counters;
 };
 
-// Upstream server `i`'s state as the workers see it, the worst of them:
-// down when one has it down, else probing when one probes it, else up.
-inline upstream::ServerState WorstServerState(const UpstreamContext& up, size_t i) {
+// A member's state as the workers see it: leaving when it left the
+// membership (its removal grace), else the worst of the workers': down when
+// one has it down, else probing when one probes it, else up.
+inline upstream::ServerState WorstServerState(const upstream::Member& m) {
+  if (m.leaving) return upstream::ServerState::kLeaving;
   bool probing = false;
-  for (const auto& worker : up.counters) {
-    const auto s =
-        static_cast<upstream::ServerState>(worker[i].state.load(std::memory_order_relaxed));
+  for (size_t w = 0; w < m.counters->workers; ++w) {
+    const auto s = static_cast<upstream::ServerState>(
+        m.counters->per_worker[w].state.load(std::memory_order_relaxed));
     if (s == upstream::ServerState::kDown) return s;
     probing |= s == upstream::ServerState::kProbing;
   }

@@ -28,13 +28,16 @@ void FillUpstream(const ServerContext& ctx, metrics::UpstreamFigures* u) {
   for (size_t st = 0; st < upstream::kServerStates; ++st) {
     u->states.emplace_back(upstream::ServerStateName(static_cast<upstream::ServerState>(st)));
   }
-  for (size_t i = 0; i < up.servers.size(); ++i) {
+  const std::shared_ptr<const upstream::Membership> membership = up.membership->current();
+  for (const upstream::Member& m : membership->members) {
     metrics::UpstreamServerFigures s;
-    s.state = static_cast<size_t>(WorstServerState(up, i));
-    s.server = up.servers[i].label;
+    s.state = static_cast<size_t>(WorstServerState(m));
+    s.server = m.resolved.label;
     s.requests.assign(upstream::kRequestOps, std::vector<uint64_t>(upstream::kRequestOutcomes));
-    for (const auto& worker : up.counters) {
-      const upstream::ServerCounters& c = worker[i];
+    u->members += 1;
+    u->leaving += m.leaving;
+    for (size_t w = 0; w < m.counters->workers; ++w) {
+      const upstream::ServerCounters& c = m.counters->per_worker[w];
       auto get = [](const std::atomic<uint64_t>& v) { return v.load(std::memory_order_relaxed); };
       for (size_t op = 0; op < upstream::kRequestOps; ++op) {
         for (size_t o = 0; o < upstream::kRequestOutcomes; ++o) {
@@ -50,6 +53,10 @@ void FillUpstream(const ServerContext& ctx, metrics::UpstreamFigures* u) {
       c.AddLatencyTo(&s.latency);
     }
     u->servers.push_back(std::move(s));
+  }
+  for (const upstream::SourceFigures& f : up.membership->figures()) {
+    u->sources.push_back(
+        metrics::UpstreamSourceFigures{f.source, f.members, f.last_success_unix, f.failures});
   }
   u->fetches = ctx.Sum(Counter::kUpstreamFetches);
   u->coalesced = ctx.Sum(Counter::kUpstreamCoalesced);

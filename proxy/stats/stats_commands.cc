@@ -320,12 +320,22 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
   if (ctx_.upstream != nullptr) {
     // The upstream pool (strata's own; per-server figures are in
     // /metrics).
-    Stat(out, "upstream_servers", ctx_.upstream->servers.size());
-    size_t down = 0;  // not up in some worker
-    for (size_t i = 0; i < ctx_.upstream->servers.size(); ++i) {
-      down += WorstServerState(*ctx_.upstream, i) != upstream::ServerState::kUp;
+    const auto membership = ctx_.upstream->membership->current();
+    size_t down = 0;  // not up in some worker, or leaving
+    size_t leaving = 0;
+    for (const upstream::Member& m : membership->members) {
+      down += WorstServerState(m) != upstream::ServerState::kUp;
+      leaving += m.leaving;
     }
+    Stat(out, "upstream_servers", membership->members.size());
     Stat(out, "upstream_servers_down", down);
+    Stat(out, "upstream_servers_leaving", leaving);
+    uint64_t refresh_failures = 0;
+    for (const upstream::SourceFigures& f : ctx_.upstream->membership->figures()) {
+      refresh_failures += f.failures;
+    }
+    Stat(out, "upstream_membership_generation", membership->generation);
+    Stat(out, "upstream_membership_refresh_failures", refresh_failures);
     Stat(out, "upstream_fetches", ctx_.Sum(Counter::kUpstreamFetches));
     Stat(out, "upstream_coalesced", ctx_.Sum(Counter::kUpstreamCoalesced));
     Stat(out, "upstream_prefetches", ctx_.Sum(Counter::kUpstreamPrefetches));

@@ -6,9 +6,12 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <cstring>
+#include <map>
 #include <utility>
 
 #include "common/log.h"
+#include "proxy/upstream/membership.h"
 
 namespace strata::upstream {
 namespace {
@@ -78,6 +81,7 @@ const char* ServerStateName(ServerState s) {
     case ServerState::kUp: return "up";
     case ServerState::kDown: return "down";
     case ServerState::kProbing: return "probing";
+    case ServerState::kLeaving: return "leaving";
     case ServerState::kCount: break;
   }
   return "other";
@@ -604,41 +608,108 @@ void ServerHealth::OnProbeTimer(uv_timer_t* timer) {
   self->conns_.front()->Flush();
 }
 
-Pool::Pool(uv_loop_t* loop, const std::vector<ResolvedServer>& servers, uint32_t per_server,
-           PoolTimeouts timeouts, PoolHealth health, uint64_t seed, ServerCounters* counters)
-    : servers_(servers.size()),
-      per_server_(std::max<uint32_t>(per_server, 1)),
-      counters_(counters),
-      rng_(seed) {
-  health_.reserve(servers_);
-  conns_.reserve(servers_ * per_server_);
-  for (size_t i = 0; i < servers_; ++i) {
-    health_.push_back(
-        std::make_unique<ServerHealth>(loop, servers[i].label, health, &counters[i], &rng_));
-    for (uint32_t c = 0; c < per_server_; ++c) {
-      conns_.push_back(std::make_unique<ServerConnection>(loop, servers[i], timeouts,
-                                                          health_[i].get(), &counters[i]));
-      health_[i]->AddConnection(conns_.back().get());
+struct Pool::Server {
+  ResolvedServer resolved;
+  bool leaving = false;
+  std::shared_ptr<MemberCounters> counters;  // keeps `mine` alive
+  ServerCounters* mine = nullptr;            // this worker's
+  std::unique_ptr<ServerHealth> health;
+  std::vector<std::unique_ptr<ServerConnection>> conns;
+
+  void Close() {
+    health->Close();
+    for (auto& conn : conns) {
+      conn->dirty = false;
+      conn->Close();
     }
   }
+};
+
+Pool::Pool(uv_loop_t* loop, std::shared_ptr<const Membership> membership, size_t worker,
+           uint32_t per_server, PoolTimeouts timeouts, PoolHealth health, uint64_t seed)
+    : loop_(loop),
+      worker_(worker),
+      per_server_(std::max<uint32_t>(per_server, 1)),
+      timeouts_(timeouts),
+      health_options_(health),
+      rng_(seed) {
+  Apply(std::move(membership));
 }
 
 Pool::~Pool() = default;
 
-ServerState Pool::state(size_t server) const { return health_[server]->state(); }
+void Pool::Apply(std::shared_ptr<const Membership> membership) {
+  if (closing_ || membership == nullptr || membership.get() == membership_.get()) return;
+  Flush();
+  std::map<std::string, std::unique_ptr<Server>> old;
+  for (auto& srv : servers_) {
+    std::string label = srv->resolved.label;
+    old.emplace(std::move(label), std::move(srv));
+  }
+  std::vector<std::unique_ptr<Server>> next;
+  next.reserve(membership->members.size());
+  for (const Member& m : membership->members) {
+    auto it = old.find(m.resolved.label);
+    if (it != old.end() && it->second->resolved.addr_len == m.resolved.addr_len &&
+        std::memcmp(&it->second->resolved.addr, &m.resolved.addr, m.resolved.addr_len) == 0) {
+      it->second->leaving = m.leaving;
+      next.push_back(std::move(it->second));
+      old.erase(it);
+      continue;
+    }
+    auto srv = std::make_unique<Server>();
+    srv->resolved = m.resolved;
+    srv->leaving = m.leaving;
+    srv->counters = m.counters;
+    srv->mine = &m.counters->per_worker[worker_];
+    srv->health = std::make_unique<ServerHealth>(loop_, m.resolved.label, health_options_,
+                                                 srv->mine, &rng_);
+    for (uint32_t c = 0; c < per_server_; ++c) {
+      srv->conns.push_back(std::make_unique<ServerConnection>(loop_, m.resolved, timeouts_,
+                                                              srv->health.get(), srv->mine));
+      srv->health->AddConnection(srv->conns.back().get());
+    }
+    next.push_back(std::move(srv));
+  }
+  servers_ = std::move(next);
+  membership_ = std::move(membership);
+  // What the departed servers had queued or sent fails now; the callbacks
+  // see the new membership.
+  for (auto& [label, srv] : old) {
+    srv->Close();
+  }
+}
 
-void Pool::Send(size_t server, uint64_t key_hash, Request* req) {
+ServerState Pool::state(size_t server) const {
+  if (servers_[server]->leaving) return ServerState::kLeaving;
+  return servers_[server]->health->state();
+}
+
+void Pool::Send(std::string_view key, uint64_t key_hash, Request* req) {
+  if (closing_ || membership_->placement == nullptr) {
+    if (closing_) {
+      MetaReply reply;  // kFailed
+      req->OnReply(reply);
+      return;
+    }
+    rejected_.emplace_back(nullptr, req);
+    return;
+  }
+  SendTo(membership_->placement->Pick(key), key_hash, req);
+}
+
+void Pool::SendTo(size_t server, uint64_t key_hash, Request* req) {
   if (closing_) {
     MetaReply reply;  // kFailed
     req->OnReply(reply);
     return;
   }
-  const ServerHealth& health = *health_[server];
-  if (!health.up() || health.full()) {
-    rejected_.emplace_back(server, req);
+  Server& srv = *servers_[server];
+  if (srv.leaving || !srv.health->up() || srv.health->full()) {
+    rejected_.emplace_back(srv.mine, req);
     return;
   }
-  ServerConnection* conn = conns_[server * per_server_ + key_hash % per_server_].get();
+  ServerConnection* conn = srv.conns[key_hash % per_server_].get();
   conn->Enqueue(req);
   if (!conn->dirty) {
     conn->dirty = true;
@@ -649,11 +720,13 @@ void Pool::Send(size_t server, uint64_t key_hash, Request* req) {
 void Pool::Flush() {
   while (!dirty_.empty() || !rejected_.empty()) {
     // Refused requests fail first; their callbacks may queue more.
-    std::vector<std::pair<size_t, Request*>> refused;
+    std::vector<std::pair<ServerCounters*, Request*>> refused;
     refused.swap(rejected_);
-    for (auto [server, req] : refused) {
-      Bump(counters_[server].requests[static_cast<size_t>(req->op())]
-                                     [static_cast<size_t>(RequestOutcome::kRejected)]);
+    for (auto [counters, req] : refused) {
+      if (counters != nullptr) {
+        Bump(counters->requests[static_cast<size_t>(req->op())]
+                               [static_cast<size_t>(RequestOutcome::kRejected)]);
+      }
       MetaReply reply;  // kFailed
       req->OnReply(reply);
     }
@@ -671,17 +744,13 @@ void Pool::Flush() {
 void Pool::Close() {
   closing_ = true;
   dirty_.clear();
-  std::vector<std::pair<size_t, Request*>> refused;
+  std::vector<std::pair<ServerCounters*, Request*>> refused;
   refused.swap(rejected_);
-  for (auto [server, req] : refused) {
+  for (auto [counters, req] : refused) {
     MetaReply reply;  // kFailed
     req->OnReply(reply);
   }
-  for (auto& h : health_) h->Close();
-  for (auto& conn : conns_) {
-    conn->dirty = false;
-    conn->Close();
-  }
+  for (auto& srv : servers_) srv->Close();
 }
 
 }  // namespace strata::upstream

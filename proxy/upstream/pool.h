@@ -29,8 +29,9 @@
 // next requests, which go on a new connection if no answer comes within
 // connect_ms: a connection a firewall dropped silently costs no request.
 //
-// Which server owns a key is the Placement's (placement.h) decision, made
-// by the caller.
+// Which server owns a key is the membership's Placement's (placement.h,
+// membership.h) decision. The membership may change at runtime: Apply()
+// moves the pool to a newer snapshot (membership_watcher.h hands them out).
 //
 // Thread safety: a Pool and its requests belong to one worker thread; only
 // the counters (ServerCounters, the state included: relaxed atomics) are
@@ -45,6 +46,8 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "metrics/latency.h"
@@ -88,6 +91,8 @@ enum class ServerState : uint8_t {
   kUp,       // requests are sent
   kDown,     // requests fail at once; a probe is due after a backoff
   kProbing,  // requests fail at once; a probe is in flight
+  kLeaving,  // left the membership; requests fail at once until the removal
+             // grace ends (membership.h; set by the snapshot, not a worker)
   kCount,
 };
 inline constexpr size_t kServerStates = static_cast<size_t>(ServerState::kCount);
@@ -176,25 +181,41 @@ uint64_t ProbeDelayMs(const PoolHealth& health, uint32_t attempt, uint64_t rando
 
 class ServerConnection;
 class ServerHealth;
+struct Membership;
+struct MemberCounters;
 
 class Pool {
  public:
-  // `counters` has one entry per server and outlives the pool;
-  // `per_server` >= 1 connections are kept to each server; `seed` seeds
-  // the probes' jitter.
-  Pool(uv_loop_t* loop, const std::vector<ResolvedServer>& servers, uint32_t per_server,
-       PoolTimeouts timeouts, PoolHealth health, uint64_t seed, ServerCounters* counters);
+  // The pool of `membership` (membership.h; its placement decides which
+  // server owns a key); this worker's counters are entry `worker` of each
+  // member's. `per_server` >= 1 connections are kept to each server;
+  // `seed` seeds the probes' jitter.
+  Pool(uv_loop_t* loop, std::shared_ptr<const Membership> membership, size_t worker,
+       uint32_t per_server, PoolTimeouts timeouts, PoolHealth health, uint64_t seed);
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
-  size_t size() const { return servers_; }
+  size_t size() const { return servers_.size(); }
+  const Membership& membership() const { return *membership_; }
 
-  // Queues `req` for `server` on the connection `key_hash` picks (written
-  // at the next Flush()). A request the server cannot take now (not up,
-  // or max_in_flight reached) fails at the next Flush(). After Close() the
-  // request fails at once.
-  void Send(size_t server, uint64_t key_hash, Request* req);
+  // Moves to a newer membership: the servers that stay keep their
+  // connections, health and counters; new ones get connections opened at
+  // their first request; a server that left the snapshot has its
+  // connections closed (what was queued or sent to it fails). A member
+  // flagged `leaving` takes no new request (each fails at the next Flush()
+  // as for a down server) while what it has in flight completes. Flushes
+  // first. Not from a request's callback.
+  void Apply(std::shared_ptr<const Membership> membership);
+
+  // Queues `req` for the server that owns `key` (written at the next
+  // Flush(), on the connection `key_hash` picks). A request the server
+  // cannot take now (not up, leaving, or max_in_flight reached; or no
+  // member at all) fails at the next Flush(). After Close() the request
+  // fails at once.
+  void Send(std::string_view key, uint64_t key_hash, Request* req);
+  // The same for server `server` (an index into membership().members).
+  void SendTo(size_t server, uint64_t key_hash, Request* req);
   // Fails the requests refused since the last Flush(), then writes every
   // queued request (one write per connection).
   void Flush();
@@ -205,14 +226,20 @@ class Pool {
   void Close();
 
  private:
-  size_t servers_;
+  struct Server;  // one member's health and connections
+
+  uv_loop_t* loop_;
+  size_t worker_;
   uint32_t per_server_;
-  ServerCounters* counters_;
+  PoolTimeouts timeouts_;
+  PoolHealth health_options_;
   std::mt19937_64 rng_;
-  std::vector<std::unique_ptr<ServerHealth>> health_;     // one per server
-  std::vector<std::unique_ptr<ServerConnection>> conns_;  // server-major
+  std::shared_ptr<const Membership> membership_;
+  std::vector<std::unique_ptr<Server>> servers_;  // as membership_->members
   std::vector<ServerConnection*> dirty_;  // with requests queued since the last Flush()
-  std::vector<std::pair<size_t, Request*>> rejected_;  // (server, request) to fail at Flush()
+  // (counters, request) to fail at Flush(); the counters may be null (no
+  // member owns the key).
+  std::vector<std::pair<ServerCounters*, Request*>> rejected_;
   bool closing_ = false;
 };
 

@@ -7,8 +7,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "common/member_source.h"
 #include "common/server_spec.h"
 #include "proxy/upstream/placement.h"
 
@@ -18,9 +20,19 @@ inline constexpr uint64_t kDefaultNearCacheTtlMs = 60'000;
 inline constexpr uint32_t kMaxConnectionsPerServer = 64;
 
 struct PoolOptions {
-  // The pool, in configuration order; empty means no pool: a local miss is
-  // a miss, as without this module.
+  // The static servers, in configuration order.
   std::vector<common::ServerSpec> servers;
+  // Every upstream.servers entry as a membership source (static ones too),
+  // in configuration order (membership_watcher.h); empty means no pool: a
+  // local miss is a miss, as without this module.
+  std::vector<common::MemberSource> sources;
+  // The DNS server of dns+ and dnssrv+ ("ip:port"); empty: resolv.conf.
+  std::string dns_resolver;
+  uint64_t dns_refresh_ms = 30'000;   // dns+ and dnssrv+ re-resolved
+  uint64_t file_refresh_ms = 5'000;   // file: re-read
+  // A member that left its source stays in the ring this long, down (its
+  // keys fail fast rather than move), then leaves it.
+  uint64_t removal_grace_ms = 30'000;
   Distribution distribution = Distribution::kKetama;
   // How long a copy fetched from the pool may be served locally (and never
   // past its upstream expiry); another pod's write reaches this pod within
@@ -56,7 +68,7 @@ struct PoolOptions {
   // with an `mn` before it carries requests again; 0: never.
   uint64_t revalidate_idle_ms = 10'000;
 
-  bool enabled() const { return !servers.empty(); }
+  bool enabled() const { return !sources.empty(); }
 };
 
 }  // namespace strata::upstream

@@ -1261,8 +1261,72 @@ TEST(UpstreamConfigTest, BadValues) {
             "upstream.bogus: unknown key; expected one of servers, distribution, "
             "near_cache_ttl, forward_flush, connections_per_server, connect_timeout, "
             "request_timeout, down_after_timeouts, down_after_connect_failures, "
-            "probe_interval, probe_interval_max, max_in_flight, revalidate_idle (t.yaml:1:12)");
+            "probe_interval, probe_interval_max, max_in_flight, revalidate_idle, dns_resolver, "
+            "dns_refresh, file_refresh, removal_grace (t.yaml:1:12)");
   EXPECT_EQ(Error("upstream: [a]"), "upstream: expected a map, got a sequence (t.yaml:1:1)");
+}
+
+TEST(UpstreamConfigTest, MembershipSources) {
+  Config c = Parse(
+      "upstream:\n"
+      "  servers:\n"
+      "    - 10.0.0.1:11211\n"
+      "    - file:/etc/strata/servers\n"
+      "    - dns+memcached.ns.svc:11211\n"
+      "    - dnssrv+_memcache._tcp.memcached.ns.svc.cluster.local\n"
+      "  dns_resolver: 127.0.0.1:5353\n"
+      "  dns_refresh: 10s\n"
+      "  file_refresh: 500ms\n"
+      "  removal_grace: 0\n");
+  ASSERT_TRUE(c.upstream.servers);
+  ASSERT_TRUE(c.upstream.sources);
+  EXPECT_EQ(c.upstream.servers->size(), 1u);
+  ASSERT_EQ(c.upstream.sources->size(), 4u);
+  using Kind = common::MemberSource::Kind;
+  EXPECT_EQ((*c.upstream.sources)[0].kind, Kind::kStatic);
+  EXPECT_EQ((*c.upstream.sources)[1].kind, Kind::kFile);
+  EXPECT_EQ((*c.upstream.sources)[1].target, "/etc/strata/servers");
+  EXPECT_EQ((*c.upstream.sources)[2].kind, Kind::kDns);
+  EXPECT_EQ((*c.upstream.sources)[2].target, "memcached.ns.svc");
+  EXPECT_EQ((*c.upstream.sources)[2].port, 11211);
+  EXPECT_EQ((*c.upstream.sources)[3].kind, Kind::kDnsSrv);
+  EXPECT_EQ(c.upstream.dns_resolver, "127.0.0.1:5353");
+  EXPECT_EQ(c.upstream.dns_refresh_ms, 10'000u);
+  EXPECT_EQ(c.upstream.file_refresh_ms, 500u);
+  EXPECT_EQ(c.upstream.removal_grace_ms, 0u);
+  EXPECT_EQ(Parse("upstream: {dns_resolver: \"[::1]:53\"}").upstream.dns_resolver, "[::1]:53");
+  EXPECT_EQ(Parse("upstream: {dns_resolver: \"\"}").upstream.dns_resolver, "");
+}
+
+TEST(UpstreamConfigTest, BadMembershipSources) {
+  EXPECT_EQ(Error("upstream: {servers: [a:1, \"dns+mc\"]}"),
+            "upstream.servers[1]: dns+ needs a port (\"dns+host:port\"), got \"dns+mc\" "
+            "(t.yaml:1:27)");
+  EXPECT_EQ(Error("upstream: {servers: [\"file:\"]}"),
+            "upstream.servers[0]: file: needs a path (\"file:/etc/strata/servers\"), got "
+            "\"file:\" (t.yaml:1:22)");
+  EXPECT_EQ(Error("upstream: {servers: [\"dnssrv+bad name\"]}"),
+            "upstream.servers[0]: dnssrv+ needs an SRV name "
+            "(\"dnssrv+_memcache._tcp.memcached.ns.svc.cluster.local\"), got "
+            "\"dnssrv+bad name\" (t.yaml:1:22)");
+  EXPECT_EQ(Error("upstream: {servers: [\"file:/a\", \"file:/a\"]}"),
+            "upstream.servers[1]: file:/a is listed twice (also upstream.servers[0]) "
+            "(t.yaml:1:33)");
+  EXPECT_EQ(Error("upstream: {dns_resolver: dns.local:53}"),
+            "upstream.dns_resolver: expected an IP address and port like 10.96.0.10:53 or "
+            "[fd00::a]:53, or \"\", got \"dns.local:53\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {dns_resolver: 10.0.0.1}"),
+            "upstream.dns_resolver: expected an IP address and port like 10.96.0.10:53 or "
+            "[fd00::a]:53, or \"\", got \"10.0.0.1\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {dns_refresh: 10ms}"),
+            "upstream.dns_refresh: must be 100ms..1h, got \"10ms\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {file_refresh: 2h}"),
+            "upstream.file_refresh: must be 100ms..1h, got \"2h\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {removal_grace: 2h}"),
+            "upstream.removal_grace: must be at most 1h, got \"2h\" (t.yaml:1:12)");
+  EXPECT_EQ(Error("upstream: {removal_grace: later}"),
+            "upstream.removal_grace: expected a duration like 30s, at most 1h, or 0, got "
+            "\"later\" (t.yaml:1:12)");
 }
 
 TEST(UpstreamConfigTest, BadServers) {

@@ -286,7 +286,7 @@ def test_stats_and_metrics_agree(loaded):
 # no pool, so they are left out of the tests over it and checked by
 # test_upstream_row_and_alert_have_data against a strata with a pool.
 UPSTREAM_ROW = "Upstream pool"
-UPSTREAM_ALERTS = {"StrataUpstreamServerDown"}
+UPSTREAM_ALERTS = {"StrataUpstreamServerDown", "StrataUpstreamMembershipStale"}
 
 
 def dashboard_queries(row=None):
@@ -542,7 +542,7 @@ def test_upstream_row_and_alert_have_data(strata_bin, tmp_path):
         sel = f'job="{JOB}"'
         states = {labels["state"]: v for labels, v in
                   prom.query(f"strata_upstream_server_state{{{sel}}}")}
-        assert states == {"up": 1.0, "down": 0.0, "probing": 0.0}, states
+        assert states == {"up": 1.0, "down": 0.0, "probing": 0.0, "leaving": 0.0}, states
         with open(RULES) as f:
             assert "strata_upstream_server_state" in f.read()
         assert prom.query('ALERTS{alertname="StrataUpstreamServerDown"}') == []

@@ -79,6 +79,21 @@ Snapshot Sample() {
   s.latency.at(CommandType::kGet, TierLabel::kRam).sum_ns = 50'000;
   s.latency.at(CommandType::kSet, TierLabel::kNone).buckets[kLatencyBuckets - 1] = 1;
   s.latency.at(CommandType::kSet, TierLabel::kNone).sum_ns = 2'000'000'000;
+  // An upstream pool with a dynamic membership source.
+  UpstreamFigures& u = s.upstream;
+  u.present = true;
+  u.ops = {"get"};
+  u.outcomes = {"hit", "rejected"};
+  u.states = {"up", "down", "probing", "leaving"};
+  UpstreamServerFigures server;
+  server.server = "10.0.0.1:11211";
+  server.requests = {{3, 1}};
+  server.state = 3;
+  u.servers.push_back(server);
+  u.members = 1;
+  u.leaving = 1;
+  u.sources.push_back(UpstreamSourceFigures{"dnssrv+_memcache._tcp.mc.ns.svc.cluster.local", 1,
+                                            1'700'000'000.5, 2});
   return s;
 }
 
@@ -243,6 +258,19 @@ TEST(ExpositionTest, EveryFamilyHasHelpAndType) {
       EXPECT_NE(name.substr(name.size() - 6), "_total") << name;
     }
   }
+}
+
+TEST(ExpositionTest, UpstreamMembership) {
+  const std::string text = RenderText(Sample());
+  EXPECT_NE(text.find("strata_upstream_members{state=\"serving\"} 0\n"), std::string::npos);
+  EXPECT_NE(text.find("strata_upstream_members{state=\"leaving\"} 1\n"), std::string::npos);
+  const std::string src = "{source=\"dnssrv+_memcache._tcp.mc.ns.svc.cluster.local\"}";
+  EXPECT_NE(text.find("strata_upstream_source_members" + src + " 1\n"), std::string::npos);
+  EXPECT_NE(text.find("strata_upstream_source_refresh_failures_total" + src + " 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("strata_upstream_source_last_success_timestamp_seconds" + src), std::string::npos);
+  EXPECT_NE(text.find("strata_upstream_server_state{server=\"10.0.0.1:11211\",state=\"leaving\"} 1"),
+            std::string::npos);
 }
 
 TEST(ExpositionTest, AnEmptySnapshotRenders) {

@@ -27,6 +27,22 @@ application's chart includes them with
 {{- printf "%s-%s" (include "strata.fullname" $ctx | trunc (int (sub 62 (len $suffix)))) $suffix | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* The example upstream pool's StatefulSet and headless Service (upstreamPool). */}}
+{{- define "strata.upstreamPoolName" -}}
+{{- include "strata.childName" (list . "memcached") -}}
+{{- end -}}
+
+{{/* The membership entry that finds the example upstream pool's pods: dnssrv+ (SRV records of its port named memcache) or dns+ (A records, with its port). */}}
+{{- define "strata.upstreamPoolEntry" -}}
+{{- $p := .Values.upstreamPool -}}
+{{- $fqdn := printf "%s.%s.svc.%s" (include "strata.upstreamPoolName" .) .Release.Namespace $p.clusterDomain -}}
+{{- if eq $p.discovery "dns" -}}
+{{- printf "dns+%s:%d" $fqdn (int $p.port) -}}
+{{- else -}}
+{{- printf "dnssrv+_memcache._tcp.%s" $fqdn -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The strata config ConfigMap's name. */}}
 {{- define "strata.configMapName" -}}
 {{- include "strata.childName" (list . "config") -}}

@@ -44,6 +44,13 @@ The ConfigMap the container reads is rendered by the strata chart itself
 {{- $_ := unset $tiers "ssd" -}}
 {{- end -}}
 {{- $_ := set $cfg "tiers" $tiers -}}
+{{- if ($v.upstreamPool | default dict).enabled -}}
+{{- $up := get $cfg "upstream" | default dict -}}
+{{- if not (get $up "servers") -}}
+{{- $_ := set $up "servers" (list (include "strata.upstreamPoolEntry" .)) -}}
+{{- end -}}
+{{- $_ := set $cfg "upstream" $up -}}
+{{- end -}}
 # strata's configuration, rendered by the strata Helm chart from .Values.config.
 # The chart owns server.port, server.unix_socket(_mode), metrics.* and
 # tiers.ssd.path (see ports, unixSocket and cacheVolume in values.yaml).
