@@ -6,9 +6,11 @@
 #      into build/memcached-t);
 #   2. debug build with AddressSanitizer + UndefinedBehaviorSanitizer; the
 #      unit tests again;
-#   3. clang build with ThreadSanitizer (build-tsan); the unit tests and the
-#      concurrency stress test (tests/integration/test_stress.py) again, any
-#      report failing them (tests/tsan.supp lists third-party suppressions);
+#   3. clang build with ThreadSanitizer (build-tsan); the unit tests, the
+#      concurrency stress test (tests/integration/test_stress.py) and the
+#      upstream pool's membership and meta tests (a watcher thread hands
+#      snapshots to the workers) again, any report failing them
+#      (tests/tsan.supp lists third-party suppressions);
 #      then a clang build with the thread-safety analysis as errors
 #      (build-tsa: the build is the check, nothing runs);
 #   4. each libFuzzer fuzzer for FUZZ_SECONDS (default 20);
@@ -37,7 +39,7 @@ cmake --build build-asan -j "$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j "$jobs" -L unit --timeout 900)
 
-echo "== ThreadSanitizer build (clang): unit tests, the stress test"
+echo "== ThreadSanitizer build (clang): unit tests, the stress test, the pool's membership and meta tests"
 CC=clang CXX=clang++ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSTRATA_WERROR=ON -DSTRATA_TSAN=ON >/dev/null
 cmake --build build-tsan -j "$jobs"
@@ -48,7 +50,8 @@ tsan_options="halt_on_error=0 second_deadlock_stack=1 suppressions=$PWD/tests/ts
 (cd build-tsan && TSAN_OPTIONS="$tsan_options" \
   ctest --output-on-failure -j "$jobs" -L unit --timeout 900 &&
   TSAN_OPTIONS="$tsan_options" \
-  ctest --output-on-failure -R '^integration[.]test_stress$' --timeout 900)
+  ctest --output-on-failure -R '^integration[.](test_stress|test_upstream_membership|test_upstream_meta)$' \
+    --timeout 900)
 
 echo "== thread-safety analysis (clang -Werror=thread-safety): build only"
 # Unoptimized and without debug info: the analysis runs in the front end,
