@@ -208,6 +208,7 @@ def test_a_server_file_change_moves_a_quarter_then_a_removal_fails_fast(
         after = owners(servers, KEYS, v2)
         assert len(after) == N_KEYS
         moved, share = moved_share(before, after, KEYS)
+        print(f"\n[membership] 3 -> 4 servers moved {share:.3f} of {N_KEYS} keys")
         assert 0.15 <= share <= 0.35, share
         assert {after[k] for k in moved} == {3}
 
@@ -407,6 +408,7 @@ def test_dns_a_records_and_their_changes(strata_bin, memcached, dns, tmp_path):
         assert set(set_all(st, KEYS, v2).values()) == {b"STORED\r\n"}
         after = owners(servers, KEYS, v2)
         moved, share = moved_share(before, after, KEYS)
+        print(f"\n[membership] 3 -> 4 servers moved {share:.3f} of {N_KEYS} keys")
         assert 0.15 <= share <= 0.35, share
         assert {after[k] for k in moved} == {3}
 
@@ -449,6 +451,7 @@ def test_dns_srv_records_carry_the_ports(strata_bin, memcached, dns, tmp_path):
         assert set(set_all(st, KEYS, v2).values()) == {b"STORED\r\n"}
         after = owners(servers, KEYS, v2)
         moved, share = moved_share(before, after, KEYS)
+        print(f"\n[membership] 3 -> 4 servers moved {share:.3f} of {N_KEYS} keys")
         assert 0.15 <= share <= 0.35, share
         assert {after[k] for k in moved} == {3}
 
