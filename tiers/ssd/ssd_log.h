@@ -52,6 +52,27 @@
 // still point at it. A mismatch, an I/O error or a stale entry is a miss
 // (counted), never a wrong value.
 //
+// Large items (ssd_format.h). An item whose record would not fit in a
+// region is appended as pieces of SsdLogOptions::large_piece_bytes (each
+// compressed on its own), then a head record with their manifest; only the
+// head is indexed, and only once every piece is appended and every piece's
+// region still holds it. The value is never copied whole: one piece at a
+// time is compressed and copied into the region buffer. Such an Append()
+// does not drop the item when the writer is a region behind: it waits for
+// the writer (blocking the calling thread for as long as the device takes
+// to write the item). A large item may fill at most half of the log. It
+// lives one trip through the log: when the region of any of its pieces is
+// reclaimed (or fails to be written), its entry goes first; reclaim never
+// rewrites it. Recovery indexes a head only if every piece's region still
+// has the sequence number the manifest names; the pieces themselves are
+// verified (checksum, key, cas, index, length) when they are read, so a
+// damaged piece is a miss of that item (counted, its entry dropped, a
+// tombstone appended), never a wrong value and never a neighbour's loss.
+// A read issues up to large_reads_in_flight piece reads at once on the
+// caller's queue and decodes one piece per completion (a bounded slice of
+// the caller's loop); pieces still in the region buffers are copied from
+// there.
+//
 // Write errors (ENOSPC, EIO) never stop the cache: the records of the
 // failed write are dropped from the index (they become misses), the error
 // is counted and logged, and later writes go on. When the writer falls a
@@ -77,6 +98,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
@@ -102,6 +125,10 @@ struct SsdLogOptions {
   // Beyond that, hot records are rewritten at reclaim, at most this share
   // of a region per region reclaimed.
   double rewrite_share = 1.0;
+  // Large items: uncompressed bytes per piece (at most a quarter of a
+  // region is used), and piece reads in flight per read.
+  uint32_t large_piece_bytes = 1u << 20;
+  uint32_t large_reads_in_flight = 8;
 };
 
 struct SsdLogStats {
@@ -132,6 +159,12 @@ struct SsdLogStats {
   uint64_t records_rewritten = 0;     // live records moved to the head at reclaim
   uint64_t bytes_rewritten = 0;
   uint64_t commits = 0;               // group commits asked for by waiting writes
+  uint64_t large_items = 0;           // large items indexed now
+  uint64_t large_bytes = 0;           // bytes of their pieces' records
+  uint64_t large_demoted = 0;         // large items appended (head indexed)
+  uint64_t large_abandoned = 0;       // appends given up (changed, or a piece region reused)
+  uint64_t large_dropped = 0;         // large items dropped for their pieces' regions
+  uint64_t large_piece_reads = 0;     // piece reads issued to the device
 };
 
 // What Recover() found.
@@ -265,7 +298,31 @@ class SsdLog {
   struct Buffer;
   struct WriteJob;
   class ReadOp;
+  class LargeReadOp;
   struct Scan;
+  // A large item the index points at: its head and its pieces' regions.
+  struct LargeEntry {
+    SsdLocation head;
+    std::vector<std::pair<uint32_t, uint64_t>> regions;  // (region, seq), distinct
+    uint64_t bytes = 0;                                   // of its pieces' records
+  };
+
+  // Append() of an item too large for a region.
+  bool AppendLarge(const Item& item, uint64_t hash, const std::function<bool()>& still_current)
+      EXCLUDES(mu_);
+  // AppendLocked(), but waits for the writer rather than drop the record
+  // when the next region's buffer is still being written.
+  std::optional<SsdLocation> AppendWaitLocked(uint64_t hash, const RecordMeta& meta,
+                                              std::string_view key, std::string_view stored)
+      REQUIRES(mu_);
+  // Drops the large items with a piece in `region` while it has `seq`, or
+  // their head in it, and forgets those whose entry is gone; returns how
+  // many entries it removed.
+  size_t DropLargeLocked(uint32_t region, uint64_t seq) REQUIRES(mu_);
+  // Forgets the large item of `hash` if the index no longer points at it.
+  void ForgetLargeLocked(uint64_t hash) REQUIRES(mu_);
+  // Piece size for this region size.
+  uint32_t PieceBytes() const;
 
   // Log position of byte `offset` of the region with sequence `seq`.
   uint64_t Position(uint64_t seq, size_t offset) const {
@@ -325,8 +382,11 @@ class SsdLog {
   // Waits (lock held; released while waiting) until position `pos` is on
   // the device.
   void WaitDurableLocked(uint64_t pos) REQUIRES(mu_);
+  // Decodes the item record at `rec`; a large item's head yields no item
+  // but *large_meta and *manifest (then *large is set).
   ItemRef DecodeItem(uint64_t seq, const char* rec, size_t avail, std::string_view key,
-                     bool* corrupt);
+                     bool* corrupt, bool* large = nullptr, RecordMeta* large_meta = nullptr,
+                     LargeManifest* manifest = nullptr);
   // Recovery of one region whose records verify with `seq` (in `data`,
   // `len` bytes read): applies them to the index. Returns where its valid
   // records end, and fills the mirror of the region.
@@ -373,6 +433,13 @@ class SsdLog {
   uint64_t reclaimed_seq_ GUARDED_BY(mu_) = 0;       // ...while it had this sequence number
   size_t reclaimed_entries_ GUARDED_BY(mu_) = 0;
   bool stop_ GUARDED_BY(mu_) = false;
+  // Large items indexed, by key hash (possibly stale: checked against the
+  // index), and the bytes of their pieces.
+  std::unordered_map<uint64_t, LargeEntry> large_ GUARDED_BY(mu_);
+  std::atomic<uint64_t> large_bytes_{0};
+  // A region's sequence number once it is being reclaimed or a write to it
+  // failed: a large item with a piece there is not indexed.
+  std::vector<uint64_t> unusable_seq_ GUARDED_BY(mu_);
 
   // Durability: positions are Position(seq, offset).
   static constexpr size_t kPendingSlots = 1 << 14;
