@@ -316,6 +316,12 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_corrupt_records", d.corrupt_records);
     Stat(out, "ssd_stale_reads", d.stale_reads);
     Stat(out, "ssd_commits", d.commits);
+    Stat(out, "ssd_large_items", d.large_items);
+    Stat(out, "ssd_large_bytes", d.large_bytes);
+    Stat(out, "ssd_large_demoted", d.large_demoted);
+    Stat(out, "ssd_large_abandoned", d.large_abandoned);
+    Stat(out, "ssd_large_dropped", d.large_dropped);
+    Stat(out, "ssd_large_piece_reads", d.large_piece_reads);
   }
   if (ctx_.upstream != nullptr) {
     // The upstream pool (strata's own; per-server figures are in
