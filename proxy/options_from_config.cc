@@ -85,6 +85,7 @@ tiers::AdmissionOptions AdmissionOptionsFromConfig(const config::SsdConfig& ssd)
                                          : tiers::AdmissionKind::kSketch;
   admission.write_budget = ssd.write_budget.value_or(0);
   if (ssd.promote_threshold) admission.promote_threshold = *ssd.promote_threshold;
+  if (ssd.large_item_percent) admission.large_item_percent = *ssd.large_item_percent;
   return admission;
 }
 

@@ -282,6 +282,8 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_reads", d.reads);
     Stat(out, "ssd_hits", d.hits);
     Stat(out, "ssd_promotions", c.promotions);
+    Stat(out, "ssd_large_sets", c.large_to_ssd);
+    Stat(out, "ssd_large_item_bytes", cache_.large_item_bytes());
     Stat(out, "ssd_read_aheads", ctx_.Sum(Counter::kSsdReadAheads));
     Stat(out, "ssd_admitted", c.admitted);
     Stat(out, "ssd_admissions_rejected", c.rejected_cold + c.rejected_budget);

@@ -4,6 +4,8 @@ The real binary, a real cache file read and written through io_uring, real
 LZ4. 1, 32, 100 and 200 MiB values (16 MiB regions) are set, pushed to SSD
 by a SIGTERM (the shutdown demotes RAM), and read back byte-exact from SSD
 after the restart (the large read path: `ssd_large_piece_reads` grows);
+values over tiers.ssd.large_item_percent (10) of the RAM tier go straight
+to SSD at the set, and a 200 MiB set leaves RAM's items where they are;
 then overwritten and deleted, killed with SIGKILL right after the delete's
 reply: the delete holds and the old value never returns. A flipped byte in
 one piece of the 200 MiB record costs that record only: the others,
@@ -139,6 +141,40 @@ def test_large_values_set_pushed_read_back_overwritten_deleted_killed(env):
     with Client(srv) as c:
         assert getv(c, key_of(100)) is None
         assert getv(c, key_of(200)) == values[200]
+    env.stop(srv)
+
+
+def test_a_200_mib_set_does_not_empty_the_ram_tier(env):
+    # RAM 256 MiB, large_item_percent 10 (the default): items over 25.6 MiB
+    # go straight to SSD and are served from it.
+    srv = env.start(ram_mb=256, ssd_size="1GiB", extra_yaml=RAM_YAML)
+    small = {b"s:%04d" % i: random.Random(i).randbytes(100 * 1024)
+             for i in range(1800)}  # about 180 MiB in RAM
+    value = big_value(200, 7)
+    with Client(srv) as c:
+        assert all(r == b"STORED" for r in c.set_many(
+            (k, v, 0) for k, v in small.items()))
+        assert set_big(c, b"huge", value) == b"STORED"
+        for _ in range(3):
+            assert getv(c, b"huge") == value
+        st = c.stats()
+        assert int(st["ssd_large_sets"]) == 1, st
+        assert int(st["evictions"]) == 0, st
+        assert int(st["ssd_promotions"]) == 0, st
+        got = c.get_many(list(small))
+        assert len(got) == len(small)
+        assert all(got[k][1] == v for k, v in small.items())
+        assert int(c.stats()["ssd_hits"]) == 3  # the small ones came from RAM
+        # Overwritten by a small value, then the large one again, deleted.
+        assert c.store(b"set", b"huge", b"tiny") == b"STORED"
+        assert getv(c, b"huge") == b"tiny"
+        assert set_big(c, b"huge", value) == b"STORED"
+        assert c.call(b"delete huge") == b"DELETED"
+        assert getv(c, b"huge") is None
+    env.stop(srv, sig=signal.SIGKILL)
+    srv = env.start(ram_mb=256, ssd_size="1GiB", extra_yaml=RAM_YAML)
+    with Client(srv) as c:
+        assert getv(c, b"huge") is None
     env.stop(srv)
 
 
