@@ -228,20 +228,26 @@ StoreResult TieredCache::StoreToSsd(ItemRef item, uint64_t* ticket, uint64_t* st
   const uint64_t cas = ram_.IssueCas();
   item->SetCas(cas);
   if (stored_cas != nullptr) *stored_cas = cas;
-  // Asked under the log's lock right before the head is appended: a
-  // delete, a write that landed in RAM, or a flush_all since this set
-  // began wins over it (they came later).
-  const Item& stored = *item;
-  auto current = [&] {
-    return !DeletedSince(hash, epoch) && !ram_.Contains(key) && !ram_.IsFlushed(stored);
+  // Asked under the log's lock when it is queued and right before its head
+  // is appended: a delete, a write that landed in RAM, or a flush_all
+  // since this set began wins over it (they came later). (Later ones
+  // cancel it in the log: Remove(), Flush().)
+  const Item* stored = item.get();
+  auto current = [this, hash, epoch, key, stored] {
+    return !DeletedSince(hash, epoch) && !ram_.Contains(key) && !ram_.IsFlushed(*stored);
   };
-  if (ssd_->Append(stored, hash, current)) {
-    large_to_ssd_.fetch_add(1, std::memory_order_relaxed);
-    return StoreResult::kStored;
+  // The log's large-append thread compresses and writes it; reads find it
+  // meanwhile. (`stored` stays alive: the log holds the item until then.)
+  switch (ssd_->AppendAsync(std::move(item), hash, current, current)) {
+    case SsdLog::AsyncResult::kQueued:
+      large_to_ssd_.fetch_add(1, std::memory_order_relaxed);
+      return StoreResult::kStored;
+    case SsdLog::AsyncResult::kSkipped:
+      return StoreResult::kStored;  // superseded by a later write: the set happened, then that
+    case SsdLog::AsyncResult::kNoRoom:
+      break;
   }
-  // Superseded by a later write (the set happened, then that one), or the
-  // log could not take it.
-  return current() ? StoreResult::kNoMemory : StoreResult::kStored;
+  return StoreResult::kNoMemory;
 }
 
 void TieredCache::FlushAll(int64_t at_unix, uint64_t* ticket) {

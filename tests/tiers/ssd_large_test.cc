@@ -79,7 +79,7 @@ class SsdLargeTest : public ::testing::Test {
     ASSERT_TRUE(dev.ok()) << dev.status().message();
     device_ = std::move(*dev);
   }
-  SsdLog& Open(bool compress = true) {
+  SsdLog& Open(bool compress = true, uint64_t pending_bytes = 512ull << 20) {
     log_.reset();
     device_.reset();
     OpenDevice();
@@ -87,6 +87,7 @@ class SsdLargeTest : public ::testing::Test {
     o.region_size = kRegion;
     o.compress = compress;
     o.write_chunk = 256 * 1024;
+    o.large_pending_bytes = pending_bytes;
     log_ = std::make_unique<SsdLog>(o, *device_, clock_);
     EXPECT_TRUE(log_->Recover().ok());
     return *log_;
@@ -384,6 +385,55 @@ TEST_F(SsdLargeTest, ConcurrentReadsOnOneQueue) {
   }
   EXPECT_EQ(done[3].calls, 1);
   EXPECT_TRUE(done[3].item);
+}
+
+// AppendAsync(): the caller does not wait; the item reads back at once
+// (from memory while it is queued), a Remove() or Flush() cancels it, the
+// queue's byte cap refuses what would pass it, and once appended it is an
+// ordinary large item, across a restart too.
+TEST_F(SsdLargeTest, AppendAsyncReadsAtOnceAndIsCancelledByRemoveOrFlush) {
+  SsdLog& log = Open(true, 5 * kRegion);
+  auto async = [&](const std::string& key, const std::string& value) {
+    return log.AppendAsync(MakeItem(key, value), common::HashKey(key), nullptr, nullptr);
+  };
+  const std::string a = ValueFor("a", 3 * kRegion, false);
+  ASSERT_EQ(async("a", a), SsdLog::AsyncResult::kQueued);
+  ItemRef got = Read("a");
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(got->ValueView() == a);
+  EXPECT_TRUE(log.Contains(common::HashKey("a")));
+  EXPECT_TRUE(log.Remove("a", common::HashKey("a")));
+  EXPECT_FALSE(Read("a"));
+  EXPECT_EQ(async("huge", ValueFor("huge", 6 * kRegion, false)), SsdLog::AsyncResult::kNoRoom);
+  EXPECT_EQ(log.Stats().large_refused, 1u);
+  ASSERT_EQ(async("c", ValueFor("c", 2 * kRegion, true)), SsdLog::AsyncResult::kQueued);
+  log.Flush();
+  EXPECT_FALSE(Read("c"));
+  const std::string d = ValueFor("d", 2 * kRegion + 77, false);
+  ASSERT_EQ(async("d", d), SsdLog::AsyncResult::kQueued);
+  // A `now_current` that says no: nothing is queued.
+  EXPECT_EQ(log.AppendAsync(MakeItem("e", d), common::HashKey("e"), [] { return false; }, nullptr),
+            SsdLog::AsyncResult::kSkipped);
+  // A `later_current` that says no: queued, then not appended (a miss).
+  ASSERT_EQ(log.AppendAsync(MakeItem("f", d), common::HashKey("f"), nullptr, [] { return false; }),
+            SsdLog::AsyncResult::kQueued);
+  log.Sync();
+  SsdLogStats st = log.Stats();
+  EXPECT_EQ(st.large_pending_items, 0u);
+  EXPECT_EQ(st.large_pending_bytes, 0u);
+  EXPECT_EQ(st.large_items, 1u);
+  EXPECT_FALSE(Read("e"));
+  EXPECT_FALSE(Read("f"));
+  got = Read("d");
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(got->ValueView() == d);
+  Close();
+  Open();
+  EXPECT_FALSE(Read("a"));
+  EXPECT_FALSE(Read("c"));
+  got = Read("d");
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(got->ValueView() == d);
 }
 
 }  // namespace

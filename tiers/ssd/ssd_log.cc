@@ -65,7 +65,7 @@ struct SsdLog::Counters {
       corrupt_records{0}, stale_reads{0}, reads{0}, hits{0}, regions_reclaimed{0},
       entries_reclaimed{0}, device_bytes_read{0}, reads_in_flight{0}, records_rewritten{0},
       bytes_rewritten{0}, commits{0}, large_demoted{0}, large_abandoned{0}, large_dropped{0},
-      large_piece_reads{0};
+      large_piece_reads{0}, large_refused{0};
 };
 
 struct SsdLog::Buffer {
@@ -432,9 +432,17 @@ SsdLog::SsdLog(const SsdLogOptions& options, BlockDevice& device, const common::
   }
   writer_ = std::thread([this] { WriterLoop(); });
   reclaimer_ = std::thread([this] { ReclaimerLoop(); });
+  large_thread_ = std::thread([this] { LargeLoop(); });
 }
 
 SsdLog::~SsdLog() {
+  {
+    // Large items still queued are written first.
+    common::MutexLock lock(&mu_);
+    stop_large_ = true;
+    large_cv_.NotifyAll();
+  }
+  large_thread_.join();
   {
     // A clean stop: recovery then counts damage in this region as damage,
     // not as a write a crash tore.
@@ -1193,12 +1201,8 @@ std::optional<SsdLocation> SsdLog::AppendLocked(uint64_t hash, const RecordMeta&
 }
 
 bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>& still_current) {
-  // The largest record a fresh region takes (its mirror's spare block and
-  // one mirror block, the seal).
-  const size_t max_record =
-      options_.region_size - kRegionHeaderSize - 2 * kBlock - RecordSize(0, 0);
-  if (RecordSize(item.key_len, item.value_len) > max_record) {
-    return AppendLarge(item, hash, still_current);
+  if (IsLarge(item.key_len, item.value_len)) {
+    return AppendLarge(item.Key(), item.ValueView(), HeadMeta(item), hash, still_current, 0);
   }
   std::string compressed;
   bool lz4 = options_.compress && CompressLz4(item.ValueView(), &compressed);
@@ -1249,16 +1253,37 @@ std::optional<SsdLocation> SsdLog::AppendWaitLocked(uint64_t hash, const RecordM
   }
 }
 
-bool SsdLog::AppendLarge(const Item& item, uint64_t hash,
-                         const std::function<bool()>& still_current) {
+RecordMeta SsdLog::HeadMeta(const Item& item) {
+  RecordMeta head{RecordType::kLarge, Codec::kNone, 0, item.Flags(), item.exptime, item.Cas(),
+                  item.value_len};
+  head.item_bits = static_cast<uint8_t>(
+      (item.stale ? kItemStale : 0) | (item.win_sent ? kItemWinSent : 0) |
+      (item.key_binary ? kItemKeyBinary : 0) | (item.fetched ? kItemFetched : 0));
+  return head;
+}
+
+bool SsdLog::FitsLarge(size_t key_len, uint64_t value_len) const {
   const uint32_t piece_bytes = PieceBytes();
-  const uint64_t value_len = item.value_len;
   const uint64_t count = (value_len + piece_bytes - 1) / piece_bytes;
   // At most half of the log: its first pieces must still be there when its
   // head is appended (uncompressed pieces, a piece's waste per region).
   const uint64_t per_region =
-      (options_.region_size - kRegionHeaderSize - 2 * kBlock) / RecordSize(item.key_len, piece_bytes);
-  if (per_region == 0 || count > per_region * (region_count_ / 2)) {
+      (options_.region_size - kRegionHeaderSize - 2 * kBlock) / RecordSize(key_len, piece_bytes);
+  return per_region != 0 && count <= per_region * (region_count_ / 2);
+}
+
+bool SsdLog::IsLarge(size_t key_len, uint64_t value_len) const {
+  const size_t max_record =
+      options_.region_size - kRegionHeaderSize - 2 * kBlock - RecordSize(0, 0);
+  return kRecordHeaderSize + key_len + value_len > max_record;
+}
+
+bool SsdLog::AppendLarge(std::string_view key, std::string_view value, const RecordMeta& head,
+                         uint64_t hash, const std::function<bool()>& still_current,
+                         uint64_t pending_id) {
+  const uint32_t piece_bytes = PieceBytes();
+  const uint64_t count = (value.size() + piece_bytes - 1) / piece_bytes;
+  if (!FitsLarge(key.size(), value.size())) {
     c_->dropped_too_large.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
@@ -1271,7 +1296,6 @@ bool SsdLog::AppendLarge(const Item& item, uint64_t hash,
   m.pieces.reserve(count);
   std::string compressed;
   uint64_t record_bytes = 0, stored_bytes = 0;
-  const std::string_view value = item.ValueView();
   for (uint64_t i = 0; i < count; ++i) {
     std::string_view part = value.substr(i * piece_bytes, piece_bytes);
     // Compressed off the lock, one piece at a time.
@@ -1279,10 +1303,10 @@ bool SsdLog::AppendLarge(const Item& item, uint64_t hash,
     std::string_view stored = lz4 ? std::string_view(compressed) : part;
     RecordMeta meta{RecordType::kPiece, lz4 ? Codec::kLz4 : Codec::kNone};
     meta.flags = static_cast<uint32_t>(i);
-    meta.cas = item.Cas();
+    meta.cas = head.cas;
     meta.value_len = static_cast<uint32_t>(part.size());
     common::MutexLock lock(&mu_);
-    auto loc = AppendWaitLocked(hash, meta, item.Key(), stored);
+    auto loc = AppendWaitLocked(hash, meta, key, stored);
     if (!loc) {
       c_->large_abandoned.fetch_add(1, std::memory_order_relaxed);
       return false;
@@ -1293,14 +1317,9 @@ bool SsdLog::AppendLarge(const Item& item, uint64_t hash,
     stored_bytes += stored.size();
   }
   const std::string manifest = EncodeManifest(m);
-  RecordMeta head{RecordType::kLarge, Codec::kNone, 0, item.Flags(), item.exptime, item.Cas(),
-                  item.value_len};
-  head.item_bits = static_cast<uint8_t>(
-      (item.stale ? kItemStale : 0) | (item.win_sent ? kItemWinSent : 0) |
-      (item.key_binary ? kItemKeyBinary : 0) | (item.fetched ? kItemFetched : 0));
   common::MutexLock lock(&mu_);
   if (still_current && !still_current()) return false;
-  auto loc = AppendWaitLocked(hash, head, item.Key(), manifest);
+  auto loc = AppendWaitLocked(hash, head, key, manifest);
   LargeEntry e;
   bool ok = loc.has_value();
   for (const LargePiece& piece : m.pieces) {
@@ -1321,15 +1340,91 @@ bool SsdLog::AppendLarge(const Item& item, uint64_t hash,
   e.head = *loc;
   e.bytes = record_bytes;
   index_.Insert(hash, *loc);
+  // Indexed and no longer pending in one step: a reader finds one or the
+  // other.
+  if (pending_id != 0) ErasePendingLocked(hash, pending_id);
   ForgetLargeLocked(hash);
   large_bytes_.fetch_add(e.bytes, std::memory_order_relaxed);
   large_[hash] = std::move(e);
   c_->large_demoted.fetch_add(1, std::memory_order_relaxed);
   c_->demoted_items.fetch_add(1, std::memory_order_relaxed);
-  c_->demoted_value_bytes.fetch_add(item.value_len, std::memory_order_relaxed);
+  c_->demoted_value_bytes.fetch_add(value.size(), std::memory_order_relaxed);
   c_->stored_value_bytes.fetch_add(stored_bytes, std::memory_order_relaxed);
   c_->demoted_record_bytes.fetch_add(record_bytes + loc->size, std::memory_order_relaxed);
   return true;
+}
+
+// ------------------------------------------------- large items, in the back
+
+SsdLog::AsyncResult SsdLog::AppendAsync(ItemRef item, uint64_t hash,
+                                        const std::function<bool()>& now_current,
+                                        std::function<bool()> later_current) {
+  if (!FitsLarge(item->key_len, item->value_len)) {
+    c_->dropped_too_large.fetch_add(1, std::memory_order_relaxed);
+    return AsyncResult::kNoRoom;
+  }
+  const uint64_t bytes = item->key_len + uint64_t{item->value_len};
+  common::MutexLock lock(&mu_);
+  if (now_current && !now_current()) return AsyncResult::kSkipped;
+  if (stop_ || active_ == nullptr) return AsyncResult::kNoRoom;
+  const uint64_t id = ++pending_ids_;
+  LargeJob job{item, hash, id, HeadMeta(*item), std::move(later_current)};
+  {
+    common::MutexLock p(&pending_mu_);
+    auto old = pending_large_.find(hash);
+    const uint64_t replaced = old != pending_large_.end() ? old->second.bytes : 0;
+    if (pending_bytes_ - replaced + bytes > options_.large_pending_bytes) {
+      c_->large_refused.fetch_add(1, std::memory_order_relaxed);
+      return AsyncResult::kNoRoom;
+    }
+    if (old == pending_large_.end()) pending_count_.fetch_add(1, std::memory_order_release);
+    pending_bytes_ = pending_bytes_ - replaced + bytes;
+    pending_large_[hash] = {std::move(item), id, bytes};  // a replaced job finds its id gone
+  }
+  large_jobs_.push_back(std::move(job));
+  large_cv_.NotifyAll();
+  return AsyncResult::kQueued;
+}
+
+void SsdLog::ErasePendingLocked(uint64_t hash, uint64_t id) {
+  ItemRef gone;  // released after the leaf lock
+  {
+    common::MutexLock p(&pending_mu_);
+    auto it = pending_large_.find(hash);
+    if (it == pending_large_.end() || (id != 0 && it->second.id != id)) return;
+    pending_bytes_ -= it->second.bytes;
+    gone = std::move(it->second.item);
+    pending_large_.erase(it);
+    pending_count_.fetch_sub(1, std::memory_order_release);
+  }
+  cv_.NotifyAll();  // Sync() waits for the pending items
+}
+
+bool SsdLog::PendingIs(uint64_t hash, uint64_t id) const {
+  common::MutexLock p(&pending_mu_);
+  auto it = pending_large_.find(hash);
+  return it != pending_large_.end() && it->second.id == id;
+}
+
+void SsdLog::LargeLoop() {
+  common::MutexLock lock(&mu_);
+  for (;;) {
+    while (!stop_large_ && large_jobs_.empty()) large_cv_.Wait(mu_);
+    if (large_jobs_.empty()) break;  // stopping, and nothing is left
+    LargeJob job = std::move(large_jobs_.front());
+    large_jobs_.pop_front();
+    if (!PendingIs(job.hash, job.id)) continue;  // deleted or replaced meanwhile
+    mu_.Unlock();
+    // Asked under the lock right before the head is appended.
+    auto current = [&] { return PendingIs(job.hash, job.id) && (!job.current || job.current()); };
+    const bool ok = AppendLarge(job.item->Key(), job.item->ValueView(), job.head, job.hash,
+                                current, job.id);
+    mu_.Lock();
+    if (!ok && PendingIs(job.hash, job.id)) {
+      c_->large_abandoned.fetch_add(1, std::memory_order_relaxed);
+    }
+    ErasePendingLocked(job.hash, job.id);  // (done already if it was indexed)
+  }
 }
 
 void SsdLog::ForgetLargeLocked(uint64_t hash) {
@@ -1371,7 +1466,15 @@ void SsdLog::DropEntry(std::string_view key, uint64_t hash, const SsdLocation& a
 bool SsdLog::Remove(std::string_view key, uint64_t hash, const std::function<void()>& first) {
   common::MutexLock lock(&mu_);
   if (first) first();
-  if (!index_.Remove(hash)) return false;
+  uint64_t pending = 0;  // its AppendAsync() entry's id
+  if (pending_count_.load(std::memory_order_acquire) > 0) {
+    common::MutexLock p(&pending_mu_);
+    auto it = pending_large_.find(hash);
+    if (it != pending_large_.end() && it->second.item->Key() == key) pending = it->second.id;
+  }
+  // Queued for the large-append thread: it is not appended now.
+  if (pending != 0) ErasePendingLocked(hash, pending);
+  if (!index_.Remove(hash)) return pending != 0;
   ForgetLargeLocked(hash);
   // The tombstone keeps the old record from coming back after a restart.
   if (AppendLocked(hash, {RecordType::kTombstone}, key, "")) {
@@ -1385,6 +1488,12 @@ void SsdLog::Flush() {
   index_.Clear();
   large_.clear();
   large_bytes_.store(0, std::memory_order_relaxed);
+  std::vector<uint64_t> pending;
+  {
+    common::MutexLock p(&pending_mu_);
+    for (const auto& [hash, entry] : pending_large_) pending.push_back(hash);
+  }
+  for (uint64_t hash : pending) ErasePendingLocked(hash, 0);
   AppendLocked(0, {RecordType::kFlush}, "", "");
   if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);  // durable at once
 }
@@ -1395,6 +1504,19 @@ void SsdLog::FlushAt(int64_t at_unix) {
   meta.exptime = static_cast<uint32_t>(std::clamp<int64_t>(at_unix, 0, UINT32_MAX));
   AppendLocked(0, meta, "", "");
   if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);
+}
+
+bool SsdLog::Contains(uint64_t hash) const {
+  if (index_.Lookup(hash).has_value()) return true;
+  if (pending_count_.load(std::memory_order_acquire) == 0) return false;
+  common::MutexLock p(&pending_mu_);
+  return pending_large_.count(hash) != 0;
+}
+
+bool SsdLog::StillAt(uint64_t hash, const SsdLocation& at) const {
+  if (at != kPendingLocation) return index_.Lookup(hash) == at;
+  common::MutexLock p(&pending_mu_);
+  return pending_large_.count(hash) != 0;
 }
 
 bool SsdLog::HasRoom(uint64_t bytes) const {
@@ -1485,6 +1607,9 @@ void SsdLog::WaitDurableLocked(uint64_t pos) {
 
 void SsdLog::Sync() {
   common::MutexLock lock(&mu_);
+  while (!stop_ && (!large_jobs_.empty() || pending_count_.load(std::memory_order_acquire) > 0)) {
+    cv_.Wait(mu_);
+  }
   while (!stop_ && (reclaim_running_ || reclaim_next_ != UINT32_MAX)) cv_.Wait(mu_);
   if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);
   while (!(jobs_.empty() && !writing_ && buffers_[0]->pending == 0 && buffers_[1]->pending == 0)) {
@@ -1752,6 +1877,20 @@ void SsdLog::CompactLocked(uint32_t region, uint64_t seq, uint64_t* rewritten_to
 void SsdLog::Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDone* done) {
   c_->reads.fetch_add(1, std::memory_order_relaxed);
   common::ReleasableMutexLock lock(&mu_);
+  ItemRef pending;
+  if (pending_count_.load(std::memory_order_acquire) > 0) {
+    common::MutexLock p(&pending_mu_);
+    auto it = pending_large_.find(hash);
+    if (it != pending_large_.end() && it->second.item->Key() == key) pending = it->second.item;
+  }
+  if (pending) {
+    // A large item still being appended: its value is in memory.
+    ItemRef item = std::move(pending);
+    lock.Unlock();
+    c_->hits.fetch_add(1, std::memory_order_relaxed);
+    done->OnSsdReadAt(std::move(item), kPendingLocation);
+    return;
+  }
   auto loc = index_.Lookup(hash);
   if (!loc) {
     lock.Unlock();
@@ -1841,6 +1980,12 @@ SsdLogStats SsdLog::Stats() const {
     common::MutexLock lock(&mu_);
     s.large_items = large_.size();
   }
+  {
+    common::MutexLock p(&pending_mu_);
+    s.large_pending_items = pending_large_.size();
+    s.large_pending_bytes = pending_bytes_;
+  }
+  s.large_refused = get(c_->large_refused);
   s.large_demoted = get(c_->large_demoted);
   s.large_abandoned = get(c_->large_abandoned);
   s.large_dropped = get(c_->large_dropped);

@@ -129,6 +129,9 @@ struct SsdLogOptions {
   // region is used), and piece reads in flight per read.
   uint32_t large_piece_bytes = 1u << 20;
   uint32_t large_reads_in_flight = 8;
+  // Bytes of large items AppendAsync() may hold queued (their values are
+  // kept in memory until appended); beyond it, it refuses.
+  uint64_t large_pending_bytes = 512ull << 20;
 };
 
 struct SsdLogStats {
@@ -165,6 +168,9 @@ struct SsdLogStats {
   uint64_t large_abandoned = 0;       // appends given up (changed, or a piece region reused)
   uint64_t large_dropped = 0;         // large items dropped for their pieces' regions
   uint64_t large_piece_reads = 0;     // piece reads issued to the device
+  uint64_t large_pending_items = 0;   // queued by AppendAsync(), not appended yet
+  uint64_t large_pending_bytes = 0;
+  uint64_t large_refused = 0;         // AppendAsync() over large_pending_bytes
 };
 
 // What Recover() found.
@@ -272,9 +278,34 @@ class SsdLog {
 
   // The largest CAS unique Recover() found (0 if none).
   uint64_t max_recovered_cas() const { return max_recovered_cas_; }
-  bool Contains(uint64_t hash) const { return index_.Lookup(hash).has_value(); }
-  // True if the key's newest record is still the one at `at`.
-  bool StillAt(uint64_t hash, const SsdLocation& at) const { return index_.Lookup(hash) == at; }
+  // True if the index has the key, or AppendAsync() queued it.
+  bool Contains(uint64_t hash) const EXCLUDES(mu_);
+  // True if the key's newest record is still the one at `at` (for
+  // kPendingLocation: it is still queued by AppendAsync()).
+  bool StillAt(uint64_t hash, const SsdLocation& at) const EXCLUDES(mu_);
+
+  // Large items (see the file comment). True if an item with these
+  // lengths is stored as pieces and a head.
+  bool IsLarge(size_t key_len, uint64_t value_len) const;
+  // Where Read() says a large item still queued by AppendAsync() was read.
+  static constexpr SsdLocation kPendingLocation{UINT32_MAX, 0, 0};
+  enum class AsyncResult {
+    kQueued,   // it will be appended, and reads find it meanwhile
+    kSkipped,  // `now_current` said no
+    kNoRoom,   // too large for the log, or over large_pending_bytes
+  };
+  // Queues a large item for the large-append thread, so the caller does
+  // not wait for its pieces to be compressed and written. Until its head
+  // is indexed, Read() answers with `item` itself (kPendingLocation),
+  // Contains() and StillAt() count it, and Remove() or Flush() cancel it.
+  // `now_current` is asked under the log's lock before it is queued,
+  // `later_current` under the lock right before its head is appended (as
+  // Append()'s `still_current`). The item's flags, expiry, CAS and bits
+  // are taken now (readers may change the item's header fields, never its
+  // value). If the append fails (the log cannot take it), the item is
+  // gone: a miss, counted in large_abandoned.
+  AsyncResult AppendAsync(ItemRef item, uint64_t hash, const std::function<bool()>& now_current,
+                          std::function<bool()> later_current) EXCLUDES(mu_);
 
   // Looks `key` up; calls done->OnSsdRead() now (miss, or a record still in
   // RAM) or from queue.Reap() once the device read completes. The caller
@@ -307,9 +338,22 @@ class SsdLog {
     uint64_t bytes = 0;                                   // of its pieces' records
   };
 
-  // Append() of an item too large for a region.
-  bool AppendLarge(const Item& item, uint64_t hash, const std::function<bool()>& still_current)
+  // Append() of an item too large for a region: `key` and `value` (which
+  // must stay valid meanwhile) with the head `head` (HeadMeta()). With
+  // `pending_id`, the item's AppendAsync() entry goes when its head is
+  // indexed.
+  bool AppendLarge(std::string_view key, std::string_view value, const RecordMeta& head,
+                   uint64_t hash, const std::function<bool()>& still_current, uint64_t pending_id)
       EXCLUDES(mu_);
+  static RecordMeta HeadMeta(const Item& item);
+  // True if a large item of these lengths fits in half the log.
+  bool FitsLarge(size_t key_len, uint64_t value_len) const;
+  // The large-append thread: runs AppendAsync()'s jobs in order.
+  void LargeLoop() EXCLUDES(mu_);
+  // Drops the AppendAsync() entry of `hash` if it is `id` (0: any).
+  void ErasePendingLocked(uint64_t hash, uint64_t id) REQUIRES(mu_);
+  // True if the AppendAsync() entry of `hash` is still `id`.
+  bool PendingIs(uint64_t hash, uint64_t id) const EXCLUDES(pending_mu_);
   // AppendLocked(), but waits for the writer rather than drop the record
   // when the next region's buffer is still being written.
   std::optional<SsdLocation> AppendWaitLocked(uint64_t hash, const RecordMeta& meta,
@@ -440,6 +484,30 @@ class SsdLog {
   // A region's sequence number once it is being reclaimed or a write to it
   // failed: a large item with a piece there is not indexed.
   std::vector<uint64_t> unusable_seq_ GUARDED_BY(mu_);
+  // AppendAsync(): the items queued, by key hash, and the jobs.
+  struct PendingLarge {
+    ItemRef item;
+    uint64_t id = 0;
+    uint64_t bytes = 0;
+  };
+  struct LargeJob {
+    ItemRef item;
+    uint64_t hash = 0;
+    uint64_t id = 0;
+    RecordMeta head;
+    std::function<bool()> current;
+  };
+  // A leaf lock (common/mutex.h): taken under mu_ or a RAM shard lock (by
+  // StillAt(), from RamTier::StillCurrentAbsent()), or alone; nothing is
+  // taken under it. The entries change with mu_ held too.
+  mutable common::Mutex pending_mu_;
+  std::unordered_map<uint64_t, PendingLarge> pending_large_ GUARDED_BY(pending_mu_);
+  uint64_t pending_bytes_ GUARDED_BY(pending_mu_) = 0;
+  std::deque<LargeJob> large_jobs_ GUARDED_BY(mu_);
+  uint64_t pending_ids_ GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> pending_count_{0};  // pending_large_.size(), read without the lock
+  bool stop_large_ GUARDED_BY(mu_) = false;
+  common::CondVar large_cv_;  // a job for the large-append thread, or stop
 
   // Durability: positions are Position(seq, offset).
   static constexpr size_t kPendingSlots = 1 << 14;
@@ -458,6 +526,7 @@ class SsdLog {
   IoQueue* reclaim_queue_ = nullptr;  // the reclaim thread's
   std::thread writer_;
   std::thread reclaimer_;
+  std::thread large_thread_;
 
   struct Counters;
   std::unique_ptr<Counters> c_;
