@@ -324,6 +324,9 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_large_abandoned", d.large_abandoned);
     Stat(out, "ssd_large_dropped", d.large_dropped);
     Stat(out, "ssd_large_piece_reads", d.large_piece_reads);
+    Stat(out, "ssd_large_pending_items", d.large_pending_items);
+    Stat(out, "ssd_large_pending_bytes", d.large_pending_bytes);
+    Stat(out, "ssd_large_refused", d.large_refused);
   }
   if (ctx_.upstream != nullptr) {
     // The upstream pool (strata's own; per-server figures are in
