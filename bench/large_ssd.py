@@ -4,7 +4,8 @@
 1. SSD-served gets. strata (one worker pinned to CPU 0, `-m 96 -I 96m`, an
    SSD tier of 2 GiB in 16 MiB regions on the same file system as the build,
    `large_item_percent: 1`, so every value of 1 MiB or more is set straight
-   to SSD and served from it without promotion) is preloaded with 8 values
+   to SSD and served from it without promotion; server.max_connection_memory
+   128 MiB, as -m 1024 would give) is preloaded with 8 values
    of each size (incompressible: LZ4 gives up on them) and 48 MiB after
    them (so they are read from the device, not from the log's region
    buffers), then strata_loadgen
@@ -50,7 +51,10 @@ KEYS = 8
 def start_strata(args, port, workdir):
     config = os.path.join(workdir, "strata.yaml")
     with open(config, "w") as f:
-        f.write("tiers:\n  ssd:\n"
+        # Connection memory as with -m 1024 (an eighth): the 96 MiB RAM tier
+        # here would give 32 MiB, which 4 readers of 64 MiB values pass.
+        f.write("server:\n  max_connection_memory: 128MiB\n"
+                "tiers:\n  ssd:\n"
                 f"    path: {os.path.join(workdir, 'cache.bin')}\n"
                 "    size: 2GiB\n    region_size: 16MiB\n    io: io_uring\n"
                 "    admission: all\n    large_item_percent: 1\n"

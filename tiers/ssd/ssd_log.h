@@ -80,13 +80,15 @@
 // the caller.
 //
 // Lock order (common/mutex.h): the log's mutex comes first. The callbacks
-// Append() and Remove() run under it may take the RAM tier's shard locks
-// (and, under those, the index's); no caller may hold any of those.
+// Append(), AppendAsync() and Remove() run under it may take the RAM tier's
+// shard locks (and, under those, the index's); no caller may hold any of
+// those. pending_mu_ (the AppendAsync() queue's entries) is a leaf.
 //
 // Thread safety: all public methods may be called from any thread. Read()
 // requires that `queue` belongs to the calling thread; its completion runs
 // on that thread during queue.Reap(). Listeners are called from the writer
-// thread.
+// thread. AppendAsync()'s `later_current` runs on the log's large-append
+// thread, under the log's lock.
 #pragma once
 
 #include <atomic>
