@@ -228,6 +228,11 @@ StoreResult TieredCache::StoreToSsd(ItemRef item, uint64_t* ticket, uint64_t* st
   const uint64_t cas = ram_.IssueCas();
   item->SetCas(cas);
   if (stored_cas != nullptr) *stored_cas = cas;
+  // Stored already expired (a negative exptime): memcached's set answers
+  // STORED and the key is gone, which the delete above did.
+  if (item->exptime != 0 && static_cast<int64_t>(item->exptime) <= clock_->NowSeconds()) {
+    return StoreResult::kStored;
+  }
   // Asked under the log's lock when it is queued and right before its head
   // is appended: a delete, a write that landed in RAM, or a flush_all
   // since this set began wins over it (they came later). (Later ones

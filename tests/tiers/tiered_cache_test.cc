@@ -108,6 +108,18 @@ TEST_F(TieredCacheTest, LargeItemsSkipRam) {
   EXPECT_EQ(got->ValueView(), big);
   EXPECT_TRUE(cache_->Delete("big"));
   EXPECT_FALSE(Read("big"));
+  // Set already expired (memcached's negative exptime): STORED, and gone.
+  ASSERT_EQ(Put("big", big), StoreResult::kStored);
+  {
+    AllocResult why;
+    ItemRef item = cache_->ram().Allocate("big", 0, static_cast<uint32_t>(clock_.NowSeconds() - 1),
+                                          static_cast<uint32_t>(big.size()), &why);
+    std::memcpy(item->MutableValue(), big.data(), big.size());
+    EXPECT_EQ(cache_->Store(StoreMode::kSet, std::move(item)), StoreResult::kStored);
+  }
+  EXPECT_FALSE(Read("big"));
+  EXPECT_FALSE(cache_->NeedsPromotion("big"));
+  EXPECT_FALSE(cache_->Delete("big"));
   log_->Sync();
   Start();
   EXPECT_FALSE(Read("big"));

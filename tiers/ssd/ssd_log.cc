@@ -1887,6 +1887,10 @@ void SsdLog::Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDo
     // A large item still being appended: its value is in memory.
     ItemRef item = std::move(pending);
     lock.Unlock();
+    if (item->exptime != 0 && static_cast<int64_t>(item->exptime) <= clock_.NowSeconds()) {
+      done->OnSsdReadAt({}, kPendingLocation);  // expired meanwhile: a miss
+      return;
+    }
     c_->hits.fetch_add(1, std::memory_order_relaxed);
     done->OnSsdReadAt(std::move(item), kPendingLocation);
     return;
