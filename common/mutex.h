@@ -22,7 +22,8 @@
 //   4. tiers: ItemSlabs' stripe locks, then pool_mu_; and cells_mu_ (taken
 //      by item allocation and release, which may run under any lock above)
 // Every other lock is a leaf: nothing else is taken while it is held
-// (Hotness::ghost_mu_, the block device's queue locks, MemoryDevice::mu_,
+// (SsdLog::pending_mu_, taken under the log's lock or a RAM shard lock;
+// Hotness::ghost_mu_, the block device's queue locks, MemoryDevice::mu_,
 // PrefixStats::mu_, the ServerContext and Server locks, Worker's
 // memory_wake_mu_, MetricsServer's start_error_mu_). Where two ordered
 // locks are members of one class (RamTier, ItemSlabs), ACQUIRED_AFTER states

@@ -147,7 +147,8 @@ class Walker {
     SsdConfig& d = config_->tiers.ssd;
     return ForEachKey(map, path,
                       {"path", "size", "region_size", "compression", "io", "admission",
-                       "write_budget", "promote_threshold", "demote_on_shutdown"},
+                       "write_budget", "promote_threshold", "large_item_percent",
+                       "demote_on_shutdown"},
                       [&](const std::string& key, const std::string& p, const YAML::Node& k,
                           const YAML::Node& v) -> Status {
                         if (key == "path") return Read(p, k, v, internal::kSsdPath, &d.path);
@@ -168,6 +169,10 @@ class Walker {
                         if (key == "promote_threshold") {
                           return Read(p, k, v, internal::kPromoteThreshold, &d.promote_threshold);
                         }
+                        if (key == "large_item_percent") {
+                          return Read(p, k, v, internal::kLargeItemPercent,
+                                      &d.large_item_percent);
+                        }
                         return Read(p, k, v, internal::kBool, &d.demote_on_shutdown);
                       });
   }
@@ -176,7 +181,7 @@ class Walker {
   Status CheckSsd() {
     const SsdConfig& d = config_->tiers.ssd;
     bool any = d.size || d.region_size || d.compression || d.io || d.admission || d.write_budget ||
-               d.promote_threshold || d.demote_on_shutdown;
+               d.promote_threshold || d.large_item_percent || d.demote_on_shutdown;
     if (!d.path && any) return Error("tiers.ssd.path", ssd_mark_, "required when tiers.ssd is set");
     if (!d.path) return Status::Ok();
     if (!d.size) return Error("tiers.ssd.size", ssd_mark_, "required when tiers.ssd.path is set");

@@ -58,6 +58,9 @@
 //       promote_threshold: 3     # 0..15: recent reads (sketch) a get needs to
 //                                # move an SSD item to RAM, and more than the
 //                                # item RAM would evict for it; 0 = always
+//       large_item_percent: 10   # 1..100: a set of an item larger than this
+//                                # percent of tiers.ram.size goes straight to
+//                                # SSD, and gets serve it from there; 100 = off
 //       demote_on_shutdown: true # SIGTERM writes RAM items to SSD (warm restart)
 //   upstream:                   # the shared memcached pool (off without servers)
 //     servers: []                # "host:port", "host:port:weight" or
@@ -143,6 +146,7 @@ struct SsdConfig {
   std::optional<std::string> admission;    // "all", "reaccessed" or "sketch"
   std::optional<uint64_t> write_budget;    // bytes per second to flash, 0 = none
   std::optional<uint32_t> promote_threshold;  // reads a get needs to promote, 0..15
+  std::optional<uint32_t> large_item_percent;  // items above this % of RAM skip it, 1..100
   std::optional<bool> demote_on_shutdown;  // write RAM items to SSD on SIGTERM
   bool disabled = false;                   // --no-ssd
 };

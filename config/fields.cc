@@ -269,6 +269,10 @@ Result<uint32_t> ParsePromoteThreshold(std::string_view text) {
   return ParseBounded<uint32_t>(text, 0, 15, kPromoteThreshold.expected);
 }
 
+Result<uint32_t> ParseLargeItemPercent(std::string_view text) {
+  return ParseBounded<uint32_t>(text, 1, 100, kLargeItemPercent.expected);
+}
+
 Result<std::string> ParseLogLevel(std::string_view text) {
   return ParseOneOf(text, {"error", "warn", "info", "debug"}, kLogLevel.expected);
 }

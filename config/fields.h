@@ -65,6 +65,7 @@ common::Result<std::string> ParseNetworkIo(std::string_view text);
 common::Result<std::string> ParseAdmission(std::string_view text);
 common::Result<uint64_t> ParseWriteBudget(std::string_view text);
 common::Result<uint32_t> ParsePromoteThreshold(std::string_view text);
+common::Result<uint32_t> ParseLargeItemPercent(std::string_view text);
 // metrics.listen: "ADDR:PORT", ADDR an IPv4 literal or localhost (the
 // metrics HTTP server has no IPv6), PORT 0..65535.
 common::Result<std::string> ParseMetricsListen(std::string_view text);
@@ -119,6 +120,7 @@ inline constexpr Rule<std::string> kAdmission{"one of all, reaccessed, sketch", 
 inline constexpr Rule<uint64_t> kWriteBudget{"bytes per second like 50MiB, or 0",
                                              &ParseWriteBudget};
 inline constexpr Rule<uint32_t> kPromoteThreshold{"an integer 0..15", &ParsePromoteThreshold};
+inline constexpr Rule<uint32_t> kLargeItemPercent{"an integer 1..100", &ParseLargeItemPercent};
 inline constexpr Rule<std::string> kMetricsListen{"an IPv4 address and port like 127.0.0.1:9150",
                                                   &ParseMetricsListen};
 inline constexpr Rule<std::string> kDistribution{"one of ketama, rendezvous, jump, modula",

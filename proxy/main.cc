@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
   // The SSD tier: open (and preallocate) the device, rebuild the index from
   // what is on it, before serving anything.
   proxy::SsdTier ssd;
-  if (!ssd.Open(cfg.tiers.ssd, clock)) return 1;
+  if (!ssd.Open(cfg.tiers.ssd, ram.max_item_size, clock)) return 1;
 
   tiers::TieredCache cache(ram, clock, ssd.log(), ssd.admission());
   ssd.RestoreCas(cache.ram());

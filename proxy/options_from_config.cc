@@ -72,8 +72,12 @@ tiers::FileDeviceOptions FileDeviceOptionsFromConfig(const config::SsdConfig& ss
   return dev_options;
 }
 
-tiers::SsdLogOptions SsdLogOptionsFromConfig(const config::SsdConfig& ssd) {
+tiers::SsdLogOptions SsdLogOptionsFromConfig(const config::SsdConfig& ssd,
+                                             uint64_t max_item_size) {
   tiers::SsdLogOptions log_options;
+  // Large items set straight to SSD wait in memory while they are written:
+  // two of the largest at most (README, "Memory").
+  log_options.large_pending_bytes = 2 * max_item_size;
   if (ssd.region_size) log_options.region_size = static_cast<uint32_t>(*ssd.region_size);
   log_options.compress = ssd.compression.value_or("lz4") == "lz4";
   return log_options;
@@ -87,6 +91,7 @@ tiers::AdmissionOptions AdmissionOptionsFromConfig(const config::SsdConfig& ssd)
                                          : tiers::AdmissionKind::kSketch;
   admission.write_budget = ssd.write_budget.value_or(0);
   if (ssd.promote_threshold) admission.promote_threshold = *ssd.promote_threshold;
+  if (ssd.large_item_percent) admission.large_item_percent = *ssd.large_item_percent;
   return admission;
 }
 

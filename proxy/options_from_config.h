@@ -37,8 +37,10 @@ bool SsdEnabled(const config::SsdConfig& ssd);
 // tiers.ssd.path, size and io. Requires SsdEnabled(ssd) (and so a size,
 // which validation guarantees with a path).
 tiers::FileDeviceOptions FileDeviceOptionsFromConfig(const config::SsdConfig& ssd);
-// tiers.ssd.region_size and compression.
-tiers::SsdLogOptions SsdLogOptionsFromConfig(const config::SsdConfig& ssd);
+// tiers.ssd.region_size and compression; large items queued for the SSD
+// (SsdLog::AppendAsync) may hold 2 x `max_item_size` (tiers.ram's).
+tiers::SsdLogOptions SsdLogOptionsFromConfig(const config::SsdConfig& ssd,
+                                             uint64_t max_item_size);
 // tiers.ssd.admission, write_budget and promote_threshold.
 tiers::AdmissionOptions AdmissionOptionsFromConfig(const config::SsdConfig& ssd);
 

@@ -83,7 +83,8 @@ void MetricsEndpoint::MarkServing() {
 
 // ---------------------------------------------------------------- SSD tier
 
-bool SsdTier::Open(const config::SsdConfig& cfg, const common::Clock& clock) {
+bool SsdTier::Open(const config::SsdConfig& cfg, uint64_t max_item_size,
+                   const common::Clock& clock) {
   if (!SsdEnabled(cfg)) return true;
   path_ = *cfg.path;
   demote_on_shutdown_ = cfg.demote_on_shutdown.value_or(true);
@@ -105,7 +106,8 @@ bool SsdTier::Open(const config::SsdConfig& cfg, const common::Clock& clock) {
         "io_uring cannot be used (%s): the SSD tier does its I/O on a thread pool instead",
         fallback.c_str());
   }
-  log_ = std::make_unique<tiers::SsdLog>(SsdLogOptionsFromConfig(cfg), *device_, clock);
+  log_ = std::make_unique<tiers::SsdLog>(SsdLogOptionsFromConfig(cfg, max_item_size), *device_,
+                                         clock);
   common::Status recovered = log_->Recover();
   if (!recovered.ok()) {
     Log(LogLevel::kError, "cannot start: tiers.ssd: %s", recovered.message().c_str());

@@ -105,10 +105,11 @@ class SsdTier {
   SsdTier(const SsdTier&) = delete;
   SsdTier& operator=(const SsdTier&) = delete;
 
-  // Opens the device and recovers the log, logging what recovery found.
+  // Opens the device and recovers the log, logging what recovery found
+  // (`max_item_size`: tiers.ram's, for SsdLogOptionsFromConfig()).
   // Returns false (logged) when the device cannot be opened or recovery
   // fails; true otherwise, also when the tier is off.
-  bool Open(const config::SsdConfig& cfg, const common::Clock& clock);
+  bool Open(const config::SsdConfig& cfg, uint64_t max_item_size, const common::Clock& clock);
 
   // Null when the tier is off.
   tiers::BlockDevice* device() const { return device_.get(); }

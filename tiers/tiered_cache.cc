@@ -26,6 +26,9 @@ TieredCache::TieredCache(const RamTierOptions& ram_options, const common::Clock&
     admission_ = std::make_unique<AdmissionPolicy>(adm, *sketch_, clock);
     write_budget_ = admission.write_budget;
     promote_threshold_ = admission.promote_threshold;
+    if (admission.large_item_percent < 100) {
+      large_item_bytes_ = ram_options.size_bytes / 100 * admission.large_item_percent;
+    }
     ram_.EnsureCasAbove(ssd_->max_recovered_cas());
     ram_.SetFlushHook([this] { ssd_->Flush(); });
     // Reclaim keeps live records while the log has room, and beyond that
@@ -165,6 +168,7 @@ void TieredCache::Promote(std::string_view key, IoQueue& queue, SsdReadDone* don
 }
 
 bool TieredCache::WorthPromoting(uint64_t hash, size_t charge) {
+  if (large_item_bytes_ != 0 && charge > large_item_bytes_) return false;  // served from SSD
   if (sketch_ == nullptr || promote_threshold_ == 0) return true;
   uint32_t estimate = sketch_->Estimate(hash);
   if (estimate < promote_threshold_) return false;
@@ -192,6 +196,10 @@ bool TieredCache::RestoreFromSsd(ItemRef& item, uint64_t hash, const SsdLocation
 StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique, uint64_t* ticket,
                                uint64_t* stored_cas, bool set_stale) {
   if (ssd_ == nullptr) return ram_.Store(mode, std::move(item), cas_unique, stored_cas, set_stale);
+  if (mode == StoreMode::kSet && cas_unique == 0 && !set_stale && large_item_bytes_ != 0 &&
+      ItemCharge(item.get()) > large_item_bytes_) {
+    return StoreToSsd(std::move(item), ticket, stored_cas);
+  }
   std::string key(item->Key());
   const uint64_t hash = common::HashKey(key);
   // An add whose key RAM evicted to SSD since the caller promoted it (the
@@ -202,6 +210,49 @@ StoreResult TieredCache::Store(StoreMode mode, ItemRef item, uint64_t cas_unique
                       : ram_.Store(mode, std::move(item), cas_unique, stored_cas, set_stale);
   if (r == StoreResult::kStored) Invalidate(key, ticket);
   return r;
+}
+
+StoreResult TieredCache::StoreToSsd(ItemRef item, uint64_t* ticket, uint64_t* stored_cas) {
+  const std::string key(item->Key());
+  const uint64_t hash = common::HashKey(key);
+  ram_.RunDueFlush();  // not under the log's lock: it calls the flush hook
+  // The key's older versions go first, as in Delete(): its RAM copy, and
+  // its SSD record with a tombstone (what the reply waits for).
+  uint64_t epoch = 0;
+  ssd_->Remove(key, hash, [&] {
+    StampDelete(hash);
+    ram_.Delete(key, /*run_due_flush=*/false);
+    epoch = delete_epoch_.load(std::memory_order_acquire);
+  });
+  RaiseTicket(hash, ticket);
+  const uint64_t cas = ram_.IssueCas();
+  item->SetCas(cas);
+  if (stored_cas != nullptr) *stored_cas = cas;
+  // Stored already expired (a negative exptime): memcached's set answers
+  // STORED and the key is gone, which the delete above did.
+  if (item->exptime != 0 && static_cast<int64_t>(item->exptime) <= clock_->NowSeconds()) {
+    return StoreResult::kStored;
+  }
+  // Asked under the log's lock when it is queued and right before its head
+  // is appended: a delete, a write that landed in RAM, or a flush_all
+  // since this set began wins over it (they came later). (Later ones
+  // cancel it in the log: Remove(), Flush().)
+  const Item* stored = item.get();
+  auto current = [this, hash, epoch, key, stored] {
+    return !DeletedSince(hash, epoch) && !ram_.Contains(key) && !ram_.IsFlushed(*stored);
+  };
+  // The log's large-append thread compresses and writes it; reads find it
+  // meanwhile. (`stored` stays alive: the log holds the item until then.)
+  switch (ssd_->AppendAsync(std::move(item), hash, current, current)) {
+    case SsdLog::AsyncResult::kQueued:
+      large_to_ssd_.fetch_add(1, std::memory_order_relaxed);
+      return StoreResult::kStored;
+    case SsdLog::AsyncResult::kSkipped:
+      return StoreResult::kStored;  // superseded by a later write: the set happened, then that
+    case SsdLog::AsyncResult::kNoRoom:
+      break;
+  }
+  return StoreResult::kNoMemory;
 }
 
 void TieredCache::FlushAll(int64_t at_unix, uint64_t* ticket) {
@@ -404,6 +455,7 @@ std::vector<std::string> TieredCache::HotKeys() {
 TieredCache::Counters TieredCache::counters() const {
   Counters c;
   c.promotions = promotions_.load(std::memory_order_relaxed);
+  c.large_to_ssd = large_to_ssd_.load(std::memory_order_relaxed);
   c.admitted = admitted_.load(std::memory_order_relaxed);
   c.rejected_cold = rejected_cold_.load(std::memory_order_relaxed);
   c.rejected_budget = rejected_budget_.load(std::memory_order_relaxed);

@@ -89,12 +89,22 @@ class TieredCache final : public EvictionSink {
   // from `at`, may be served as the key's value.
   bool StillCurrent(const Item& item, uint64_t hash, const SsdLocation& at, uint64_t epoch);
 
+  // Items whose RAM charge exceeds this skip RAM (0: none; see
+  // AdmissionOptions::large_item_percent).
+  uint64_t large_item_bytes() const { return large_item_bytes_; }
+
   // The writes below take an optional `ticket`: with an SSD tier it is
   // raised to the log position that must be durable before the write is
   // acknowledged (SsdLog::AckTicket: the key's invalidation, or one that
   // still covers it), and left alone when nothing is pending.
   // An add fails if the SSD tier has the key (checked atomically with RAM).
   // `stored_cas` and `set_stale`: RamTier::Store's (meta set).
+  // A plain set (kSet, no CAS, no stale mark) of an item larger than
+  // large_item_bytes() goes straight to the SSD tier: the key's RAM copy
+  // and SSD record are removed as by a delete (its tombstone is what
+  // *ticket waits for), and the item is appended to the log (blocking the
+  // caller while its pieces are written); kNoMemory if the log could not
+  // take it.
   StoreResult Store(StoreMode mode, ItemRef item, uint64_t cas_unique = 0,
                     uint64_t* ticket = nullptr, uint64_t* stored_cas = nullptr,
                     bool set_stale = false);
@@ -166,6 +176,7 @@ class TieredCache final : public EvictionSink {
   std::vector<std::string> HotKeys();
 
   struct Counters {
+    uint64_t large_to_ssd = 0;         // sets written straight to SSD (large items)
     uint64_t promotions = 0;           // SSD reads put back in RAM
     uint64_t admitted = 0;             // evictions written to flash
     uint64_t rejected_cold = 0;        // evictions the admission policy called cold
@@ -180,6 +191,8 @@ class TieredCache final : public EvictionSink {
 
  private:
   class PromoteOp;
+  // Store() of a large item: straight to the SSD tier.
+  StoreResult StoreToSsd(ItemRef item, uint64_t* ticket, uint64_t* stored_cas);
   // Removes the key's SSD record (a tombstone) and raises *ticket.
   void Invalidate(std::string_view key, uint64_t* ticket);
   void RaiseTicket(uint64_t hash, uint64_t* ticket) const;
@@ -200,6 +213,8 @@ class TieredCache final : public EvictionSink {
   std::unique_ptr<AdmissionPolicy> admission_;
   uint64_t write_budget_ = 0;
   uint32_t promote_threshold_ = 0;
+  uint64_t large_item_bytes_ = 0;  // 0: no item skips RAM
+  std::atomic<uint64_t> large_to_ssd_{0};
   // Deletes stamped by key hash in a lossy table of epochs (the newest
   // delete of any key in the slot): a delete that lands between an item's
   // eviction from RAM and its append to SSD, during a promotion's read, or

@@ -282,6 +282,8 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_reads", d.reads);
     Stat(out, "ssd_hits", d.hits);
     Stat(out, "ssd_promotions", c.promotions);
+    Stat(out, "ssd_large_sets", c.large_to_ssd);
+    Stat(out, "ssd_large_item_bytes", cache_.large_item_bytes());
     Stat(out, "ssd_read_aheads", ctx_.Sum(Counter::kSsdReadAheads));
     Stat(out, "ssd_admitted", c.admitted);
     Stat(out, "ssd_admissions_rejected", c.rejected_cold + c.rejected_budget);
@@ -316,6 +318,15 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_corrupt_records", d.corrupt_records);
     Stat(out, "ssd_stale_reads", d.stale_reads);
     Stat(out, "ssd_commits", d.commits);
+    Stat(out, "ssd_large_items", d.large_items);
+    Stat(out, "ssd_large_bytes", d.large_bytes);
+    Stat(out, "ssd_large_demoted", d.large_demoted);
+    Stat(out, "ssd_large_abandoned", d.large_abandoned);
+    Stat(out, "ssd_large_dropped", d.large_dropped);
+    Stat(out, "ssd_large_piece_reads", d.large_piece_reads);
+    Stat(out, "ssd_large_pending_items", d.large_pending_items);
+    Stat(out, "ssd_large_pending_bytes", d.large_pending_bytes);
+    Stat(out, "ssd_large_refused", d.large_refused);
   }
   if (ctx_.upstream != nullptr) {
     // The upstream pool (strata's own; per-server figures are in

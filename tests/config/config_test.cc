@@ -1018,7 +1018,7 @@ TEST(SsdConfigTest, FullSectionParses) {
   auto c = ParseYaml(
       "tiers:\n  ssd:\n    path: /var/cache/strata.bin\n    size: 2GiB\n    region_size: 8MiB\n"
       "    compression: none\n    io: threadpool\n    admission: all\n    write_budget: 50MiB\n"
-      "    promote_threshold: 0\n    demote_on_shutdown: false\n",
+      "    promote_threshold: 0\n    large_item_percent: 25\n    demote_on_shutdown: false\n",
       "t.yaml");
   ASSERT_TRUE(c.ok()) << c.status().message();
   const SsdConfig& d = c->tiers.ssd;
@@ -1030,6 +1030,7 @@ TEST(SsdConfigTest, FullSectionParses) {
   EXPECT_EQ(*d.admission, "all");
   EXPECT_EQ(*d.write_budget, 50ull << 20);
   EXPECT_EQ(*d.promote_threshold, 0u);
+  EXPECT_EQ(*d.large_item_percent, 25u);
   EXPECT_FALSE(*d.demote_on_shutdown);
 }
 
@@ -1056,6 +1057,11 @@ TEST(SsdConfigTest, RejectsIncompleteOrImpossibleSections) {
   EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1GiB, promote_threshold: 16}}"),
             "tiers.ssd.promote_threshold: expected an integer 0..15, got \"16\" (t.yaml:1:37)");
   EXPECT_EQ(err("tiers: {ssd: {promote_threshold: 2}}").rfind("tiers.ssd.path: required", 0), 0u);
+  EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1GiB, large_item_percent: 0}}"),
+            "tiers.ssd.large_item_percent: expected an integer 1..100, got \"0\" (t.yaml:1:37)");
+  EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1GiB, large_item_percent: 101}}"),
+            "tiers.ssd.large_item_percent: expected an integer 1..100, got \"101\" (t.yaml:1:37)");
+  EXPECT_EQ(err("tiers: {ssd: {large_item_percent: 10}}").rfind("tiers.ssd.path: required", 0), 0u);
   EXPECT_EQ(err("tiers: {ssd: {path: /x, size: 1000}}").rfind("tiers.ssd.size: must be a multiple of 4KiB", 0), 0u);
 }
 

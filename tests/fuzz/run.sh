@@ -7,7 +7,7 @@
 #              directory of its own, configured for clang only
 #   SECONDS    how long each fuzzer runs (default: 30)
 #   FUZZER     which ones (default: fuzz_protocol fuzz_numbers fuzz_config
-#              fuzz_meta_reply fuzz_server_file)
+#              fuzz_meta_reply fuzz_server_file fuzz_ssd_record)
 #
 # Each fuzzer starts from its checked-in seeds (tests/fuzz/corpus/<fuzzer>,
 # never written to) plus what earlier runs found (BUILD_DIR/fuzz-corpus/
@@ -27,7 +27,8 @@ seconds="${2:-30}"
 shift $(( $# > 2 ? 2 : $# ))
 fuzzers=("$@")
 if [ ${#fuzzers[@]} -eq 0 ]; then
-  fuzzers=(fuzz_protocol fuzz_numbers fuzz_config fuzz_meta_reply fuzz_server_file)
+  fuzzers=(fuzz_protocol fuzz_numbers fuzz_config fuzz_meta_reply fuzz_server_file
+           fuzz_ssd_record)
 fi
 case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
 

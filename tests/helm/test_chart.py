@@ -538,7 +538,7 @@ def test_memory_limit_is_computed_or_checked(tmp_path):
     # connection memory) + 2 x 2 workers x 1MiB + 4096 x 2KiB + 3 x 16MiB
     # regions + 1GiB / 4KiB x 14 B = 426.7MiB
     r = limits(render())
-    assert r["limits"]["memory"] == "427Mi" and r["requests"]["memory"] == "427Mi"
+    assert r["limits"]["memory"] == "429Mi" and r["requests"]["memory"] == "429Mi"
     assert r["limits"]["memory"] == memory_formula.as_mi(
         memory_formula.memory_limit(ram=256 << 20, ssd=1 << 30))
     # RAM only: no region buffers or index; the connection memory is 1GiB / 8
@@ -574,12 +574,12 @@ def test_memory_limit_is_computed_or_checked(tmp_path):
     assert r["limits"]["memory"] == "2Gi" and r["requests"]["memory"] == "2Gi"
     # too small: fails, unless the check is off
     _, _, err, rc, _ = run_render(sets=["resources.limits.memory=400Mi"], check=False)
-    assert rc != 0 and "is below what strata needs" in err and "427Mi" in err
+    assert rc != 0 and "is below what strata needs" in err and "429Mi" in err
     r = limits(render(sets=["resources.limits.memory=400Mi", "sizing.checkMemoryLimit=false"]))
     assert r["limits"]["memory"] == "400Mi"
     # the local-NVMe example: 8GiB RAM, 200GiB SSD, 4 workers, 512MiB connection memory
     r = limits(render(values=[CHART / "examples" / "local-nvme.yaml"]))
-    assert r["limits"]["memory"] == "11131Mi" == memory_formula.as_mi(memory_formula.memory_limit(
+    assert r["limits"]["memory"] == "11133Mi" == memory_formula.as_mi(memory_formula.memory_limit(
         ram=8 << 30, ssd=200 << 30, workers=4, connection_memory=512 << 20))
     # memory limit over the trim threshold strata uses (ram x 1.125 + 8MiB)
     for docs in (render(), render(values=[CHART / "examples" / "local-nvme.yaml"])):
@@ -700,9 +700,9 @@ def test_parent_chart_uses_the_named_templates(rendered):
         for k, val in pm["spec"]["selector"]["matchLabels"].items():
             assert pod["metadata"]["labels"][k] == val
         # the sidecar keeps its computed sizing when included
-        assert strata_container(pod)["resources"]["limits"]["memory"] == "1511Mi"
+        assert strata_container(pod)["resources"]["limits"]["memory"] == "1513Mi"
         assert memory_formula.as_mi(memory_formula.memory_limit(ram=1 << 30, ssd=20 << 30)) == \
-            "1511Mi"
+            "1513Mi"
         assert pod["spec"]["terminationGracePeriodSeconds"] == 60
 
 

@@ -13,6 +13,7 @@ that the chart renders the same numbers).
   + with an SSD tier:
     3 x tiers.ssd.region_size                two region buffers, a reclaim's read-back
   + tiers.ssd.size / avg item x 14 B         the SSD index
+  + 2 x tiers.ram.max_item_size              large items queued for the SSD
 """
 
 KIB = 1 << 10
@@ -23,6 +24,7 @@ FIXED = 24 * MIB
 RAM_FACTOR_NUM, RAM_FACTOR_DEN = 6, 5       # 1.2
 PER_CONNECTION = 2 * KIB
 REGION_BUFFERS = 3
+LARGE_QUEUED_ITEMS = 2  # SsdLogOptions::large_pending_bytes = 2 x max_item_size
 INDEX_BYTES_PER_ITEM = 14
 DEFAULT_REGION = 16 * MIB
 
@@ -41,7 +43,8 @@ def memory_limit(ram=256 * MIB, workers=2, max_item=MIB, max_connections=4096,
     total = (FIXED + ram * RAM_FACTOR_NUM // RAM_FACTOR_DEN + connection_memory +
              2 * workers * max_item + max_connections * PER_CONNECTION)
     if ssd:
-        total += REGION_BUFFERS * region + ssd // avg_item * INDEX_BYTES_PER_ITEM
+        total += (REGION_BUFFERS * region + ssd // avg_item * INDEX_BYTES_PER_ITEM +
+                  LARGE_QUEUED_ITEMS * max_item)
     return total
 
 

@@ -51,10 +51,10 @@ def damage_line(ssd, srv):
 
 
 # --------------------------------------------------------------------------
-# the on-device format, read from the file (format 3: see tiers/ssd/ssd_format.h)
+# the on-device format, read from the file (format 4: see tiers/ssd/ssd_format.h)
 
 MAGIC = 0x0100415441525453
-FORMAT = 3
+FORMAT = 4
 
 
 def regions_of(path):
@@ -84,8 +84,9 @@ def records_of(path, region):
     while off + 40 <= REGION:
         rtype, codec, key_len, bits = struct.unpack_from("<BBBB", data, off + 8)
         stored_len, = struct.unpack_from("<I", data, off + 20)
-        # byte 11: an item's bits (stale, win sent, base64 key, fetched)
-        if rtype not in (1, 2, 3, 4, 5, 6, 7) or bits & ~0x0F or (bits and rtype != 1):
+        # byte 11: an item's (or large head's) bits (stale, win sent, base64
+        # key, fetched); 8 and 9 are a large item's pieces and head
+        if rtype not in range(1, 10) or bits & ~0x0F or (bits and rtype not in (1, 9)):
             break
         out.append((off, rtype, bytes(data[off + 40:off + 40 + key_len])))
         off += (40 + key_len + stored_len + 7) // 8 * 8
@@ -402,7 +403,7 @@ def test_a_truncated_file(ssd, damaged_setup):
 # 3. an older format
 
 
-@pytest.mark.parametrize("old_format", [1, 2])
+@pytest.mark.parametrize("old_format", [1, 2, 3])
 def test_a_file_in_an_older_format_is_discarded_once(ssd, old_format):
     srv = ssd.start(ram_mb=16, ssd_size="256MiB")
     keys = [b"old:%05d" % i for i in range(3000)]

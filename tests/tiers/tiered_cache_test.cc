@@ -74,6 +74,67 @@ class TieredCacheTest : public ::testing::Test {
   std::unique_ptr<TieredCache> cache_;
 };
 
+// A set of an item larger than large_item_percent (10) of the RAM tier
+// goes straight to SSD: RAM keeps what it held, a get serves the item from
+// SSD without promoting it, and a later write or delete of the key wins,
+// across a restart too. At 100 every item goes through RAM.
+TEST_F(TieredCacheTest, LargeItemsSkipRam) {
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(Put("k" + std::to_string(i), Value(i)), StoreResult::kStored);
+  const std::string big(300000, 'B');  // > 10% of 1 MiB
+  ASSERT_EQ(Put("big", big), StoreResult::kStored);
+  EXPECT_FALSE(cache_->ram().Contains("big"));
+  EXPECT_TRUE(log_->Contains(common::HashKey("big")));
+  EXPECT_EQ(cache_->counters().large_to_ssd, 1u);
+  for (int i = 0; i < 50; ++i) EXPECT_TRUE(cache_->ram().Contains("k" + std::to_string(i))) << i;
+  auto queue = device_.NewQueue(8);
+  for (int round = 0; round < 5; ++round) {  // hot, and still not promoted
+    Done done;
+    cache_->Promote("big", *queue, &done, {.only_if_hot = true});
+    DrainQueue(*queue);
+    ASSERT_TRUE(done.item);
+    EXPECT_EQ(done.item->ValueView(), big);
+  }
+  EXPECT_FALSE(cache_->ram().Contains("big"));
+  // A small set wins over it.
+  ASSERT_EQ(Put("big", "small"), StoreResult::kStored);
+  ItemRef got = Read("big");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->ValueView(), "small");
+  // Large again, then deleted: gone, across a restart too.
+  ASSERT_EQ(Put("big", big), StoreResult::kStored);
+  EXPECT_FALSE(cache_->ram().Contains("big"));
+  got = Read("big");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->ValueView(), big);
+  EXPECT_TRUE(cache_->Delete("big"));
+  EXPECT_FALSE(Read("big"));
+  // Set already expired (memcached's negative exptime): STORED, and gone.
+  ASSERT_EQ(Put("big", big), StoreResult::kStored);
+  {
+    AllocResult why;
+    ItemRef item = cache_->ram().Allocate("big", 0, static_cast<uint32_t>(clock_.NowSeconds() - 1),
+                                          static_cast<uint32_t>(big.size()), &why);
+    std::memcpy(item->MutableValue(), big.data(), big.size());
+    EXPECT_EQ(cache_->Store(StoreMode::kSet, std::move(item)), StoreResult::kStored);
+  }
+  EXPECT_FALSE(Read("big"));
+  EXPECT_FALSE(cache_->NeedsPromotion("big"));
+  EXPECT_FALSE(cache_->Delete("big"));
+  log_->Sync();
+  Start();
+  EXPECT_FALSE(Read("big"));
+  // 100 percent: through RAM.
+  cache_.reset();
+  RamTierOptions ram;
+  ram.size_bytes = 1u << 20;
+  ram.shards = 4;
+  AdmissionOptions adm{AdmissionKind::kAll, 2, 0};
+  adm.large_item_percent = 100;
+  cache_ = std::make_unique<TieredCache>(ram, clock_, log_.get(), adm);
+  ASSERT_EQ(Put("big2", big), StoreResult::kStored);
+  EXPECT_TRUE(cache_->ram().Contains("big2"));
+}
+
 TEST_F(TieredCacheTest, EvictedItemsAreDemotedAndReadBack) {
   for (int i = 0; i < 2000; ++i) ASSERT_EQ(Put("k" + std::to_string(i), Value(i)), StoreResult::kStored);
   EXPECT_GT(cache_->ram().Stats().evictions, 0u);

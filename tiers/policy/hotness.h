@@ -105,6 +105,12 @@ struct AdmissionOptions {
   // (bench/README.md); 3 keeps a pass over cold SSD data by a client that
   // does not pipeline out of RAM.
   uint32_t promote_threshold = 3;
+  // Large items skip RAM: a plain set of an item whose RAM charge exceeds
+  // this percent of the RAM tier's size is written straight to the SSD
+  // tier, and a get serves such an item from its record without promoting
+  // it (TieredCache::Store, WorthPromoting). 100: none skip (no item may be
+  // larger than the RAM tier).
+  uint32_t large_item_percent = 10;
   // kReaccessed: an item passes only if 100 x its estimate is at least this
   // many times the mean estimate of the records reclaim dropped lately (an
   // average over about the last 16; 0 before any reclaim). Only a reclaim

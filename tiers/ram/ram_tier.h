@@ -234,6 +234,10 @@ class RamTier {
   // True if a live item with `key` is resident (no policy hit recorded),
   // in transit included.
   bool Contains(std::string_view key);
+  // A new CAS unique, for an item stored elsewhere than in RAM (a large
+  // item that goes straight to the SSD tier): ordered with RAM's stores and
+  // flushes like theirs.
+  uint64_t IssueCas() { return NextCas(); }
 
   // True while `item`, evicted, is in transit and still its key's value:
   // no store, delete, get or other operation on the key has come since its

@@ -94,7 +94,7 @@ size_t EncodeRecord(uint64_t region_seq, const RecordMeta& meta, std::string_vie
   Put<uint8_t>(dst + 8, static_cast<uint8_t>(meta.type));
   Put<uint8_t>(dst + 9, static_cast<uint8_t>(meta.codec));
   Put<uint8_t>(dst + 10, static_cast<uint8_t>(key.size()));
-  Put<uint8_t>(dst + 11, meta.type == RecordType::kItem ? meta.item_bits & kItemBitsMask : 0);
+  Put<uint8_t>(dst + 11, CarriesItemBits(meta.type) ? meta.item_bits & kItemBitsMask : 0);
   Put<uint32_t>(dst + 12, meta.flags);
   Put<uint32_t>(dst + 16, meta.exptime);
   Put<uint32_t>(dst + 20, static_cast<uint32_t>(stored.size()));
@@ -139,11 +139,15 @@ RecordCheck DecodeRecord(uint64_t region_seq, const char* src, size_t avail,
   uint32_t value_len = Get<uint32_t>(src + 24);
   // Cheap checks first: a scan for the next record tries every 8 bytes.
   const uint8_t item_bits = Get<uint8_t>(src + 11);
-  if (type < 1 || type > 7 || codec > 1 || (item_bits & ~kItemBitsMask) != 0 ||
-      (item_bits != 0 && type != static_cast<uint8_t>(RecordType::kItem))) {
+  if (type < 1 || type > 9 || codec > 1 || (item_bits & ~kItemBitsMask) != 0 ||
+      (item_bits != 0 && !CarriesItemBits(static_cast<RecordType>(type)))) {
     return RecordCheck::kInvalid;
   }
-  if (codec == 0 && stored_len != value_len) return RecordCheck::kInvalid;
+  // A large item's head stores its manifest, not its value.
+  if (type == static_cast<uint8_t>(RecordType::kLarge) && codec != 0) return RecordCheck::kInvalid;
+  if (codec == 0 && stored_len != value_len && type != static_cast<uint8_t>(RecordType::kLarge)) {
+    return RecordCheck::kInvalid;
+  }
   if (uint64_t{kRecordHeaderSize} + key_len + stored_len > avail) return RecordCheck::kInvalid;
   uint32_t hcrc = common::Crc32cExtend(SeqCrc(region_seq), src + 4, kRecordHeaderSize - 4 + key_len);
   if (Get<uint32_t>(src) != hcrc) return RecordCheck::kInvalid;
@@ -220,6 +224,55 @@ bool DecompressLz4(std::string_view stored, char* dst, uint32_t value_len) {
   int n = LZ4_decompress_safe(stored.data(), dst, static_cast<int>(stored.size()),
                               static_cast<int>(value_len));
   return n >= 0 && static_cast<uint32_t>(n) == value_len;
+}
+
+// Manifest: 0 piece_count u32 | 4 piece_bytes u32 | 8 reserved u64, then
+// per piece: 0 seq u64 | 8 region u32 | 12 offset u32 | 16 size u32 |
+// 20 value_len u32.
+std::string EncodeManifest(const LargeManifest& m) {
+  std::string out(kManifestHeaderSize + kManifestEntrySize * m.pieces.size(), '\0');
+  char* p = out.data();
+  Put<uint32_t>(p, static_cast<uint32_t>(m.pieces.size()));
+  Put<uint32_t>(p + 4, m.piece_bytes);
+  p += kManifestHeaderSize;
+  for (const LargePiece& piece : m.pieces) {
+    Put<uint64_t>(p, piece.seq);
+    Put<uint32_t>(p + 8, piece.region);
+    Put<uint32_t>(p + 12, piece.offset);
+    Put<uint32_t>(p + 16, piece.size);
+    Put<uint32_t>(p + 20, piece.value_len);
+    p += kManifestEntrySize;
+  }
+  return out;
+}
+
+bool DecodeManifest(std::string_view stored, uint32_t value_len, LargeManifest* m) {
+  if (stored.size() < kManifestHeaderSize) return false;
+  const char* p = stored.data();
+  uint32_t count = Get<uint32_t>(p);
+  m->piece_bytes = Get<uint32_t>(p + 4);
+  if (count == 0 || m->piece_bytes == 0 ||
+      stored.size() != kManifestHeaderSize + size_t{kManifestEntrySize} * count) {
+    return false;
+  }
+  p += kManifestHeaderSize;
+  m->pieces.resize(count);
+  uint64_t total = 0;
+  for (LargePiece& piece : m->pieces) {
+    piece.seq = Get<uint64_t>(p);
+    piece.region = Get<uint32_t>(p + 8);
+    piece.offset = Get<uint32_t>(p + 12);
+    piece.size = Get<uint32_t>(p + 16);
+    piece.value_len = Get<uint32_t>(p + 20);
+    if (piece.value_len == 0 || piece.value_len > m->piece_bytes ||
+        piece.size < kRecordHeaderSize || piece.offset % kRecordAlign != 0 ||
+        piece.size % kRecordAlign != 0) {
+      return false;
+    }
+    total += piece.value_len;
+    p += kManifestEntrySize;
+  }
+  return total == value_len;
 }
 
 }  // namespace strata::tiers

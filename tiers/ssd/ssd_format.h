@@ -1,5 +1,5 @@
-// The SSD tier's on-device format (version 3): regions, records and the
-// invalidation mirror.
+// The SSD tier's on-device format (version 4): regions, records, large
+// items and the invalidation mirror.
 //
 // The device is cut into regions of `region_size` bytes used as a circular
 // log. A region holds, from its start:
@@ -19,7 +19,9 @@
 //     type     item | tombstone | flush | delayed flush | seal (the
 //              region's last record: nothing was lost after it) | skip
 //              (a stretch a crash tore, marked by recovery) | clean (a
-//              clean stop: what precedes it was not torn by a crash)
+//              clean stop: what precedes it was not torn by a crash) |
+//              piece (part of a large item's value; version 4) | large
+//              (a large item's head: its manifest; version 4)
 //     codec    none | lz4 (items only)
 //     key_len, item bits (items only: the meta protocol's stale, win-sent
 //     and binary-key marks and the fetched bit, kItemStale | kItemWinSent |
@@ -37,6 +39,28 @@
 //     kept blank (zeroed when the region opens or the mirror grows), so the
 //     mirror's end is never in doubt.
 //
+// Large items (version 4). An item whose record would not fit in a region
+// is stored as pieces followed by a head, all ordinary records of the log
+// (so regions, the writer, torn-write detection and the mirror treat them
+// like any other record):
+//   piece    one stretch of the value (LargeManifest::piece_bytes of it,
+//            the last one shorter), LZ4-compressed on its own when that
+//            saves space; key = the item's key, cas = the item's cas,
+//            flags = the piece's index, value_len = its uncompressed
+//            length. Its vcrc is the piece's checksum: damage costs the
+//            item it belongs to, never a neighbour. Pieces are never
+//            indexed; the mirror does not copy them.
+//   large    written after the item's last piece: the item's key, flags,
+//            exptime, cas and item bits, value_len = the whole value's
+//            length, codec none, and as stored value its manifest
+//            (EncodeManifest): for each piece, in order, the region, the
+//            region's sequence number, offset and record size, and the
+//            piece's uncompressed length. The index points at the head.
+// Pieces precede their head in log order, so the region of a large item's
+// first piece is always reclaimed before its head's: the item dies then
+// (it is never rewritten by reclaim), and a head whose pieces' regions no
+// longer carry the sequence numbers it names is not recovered.
+//
 // Binding every crc to the region's sequence number means a reused region
 // can never bring back records or mirror entries of its earlier use.
 //
@@ -47,13 +71,15 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace strata::tiers {
 
 inline constexpr uint64_t kRegionMagic = 0x0100415441525453ull;  // "STRATA\0\1"
-// 3: records carry the item bits (byte 11, zero in version 2). A file of
-// another version is discarded at startup (SsdLog), never misread.
-inline constexpr uint32_t kFormatVersion = 3;
+// 3: records carry the item bits (byte 11, zero in version 2).
+// 4: large items (piece and large records). A file of another version is
+// discarded at startup (SsdLog), never misread.
+inline constexpr uint32_t kFormatVersion = 4;
 inline constexpr size_t kBlockSize = 4096;
 inline constexpr size_t kRegionHeaderSize = 4096;
 inline constexpr size_t kRecordHeaderSize = 40;
@@ -70,6 +96,8 @@ enum class RecordType : uint8_t {
   kSeal = 5,
   kSkip = 6,
   kClean = 7,  // the process stopped cleanly here (damage before it is not a torn write)
+  kPiece = 8,  // a piece of a large item's value
+  kLarge = 9,  // a large item's head (its manifest)
 };
 enum class Codec : uint8_t { kNone = 0, kLz4 = 1 };
 enum class RegionState : uint32_t { kLive = 1, kDead = 2 };
@@ -77,6 +105,11 @@ enum class RegionState : uint32_t { kLive = 1, kDead = 2 };
 // True for the records the mirror copies: they hide older records.
 inline bool IsInvalidation(RecordType t) {
   return t == RecordType::kTombstone || t == RecordType::kFlush || t == RecordType::kDelayedFlush;
+}
+
+// Records that carry RecordMeta::item_bits: an item, and a large item's head.
+inline bool CarriesItemBits(RecordType t) {
+  return t == RecordType::kItem || t == RecordType::kLarge;
 }
 
 struct RegionHeader {
@@ -110,11 +143,11 @@ inline constexpr uint8_t kItemBitsMask = kItemStale | kItemWinSent | kItemKeyBin
 struct RecordMeta {
   RecordType type = RecordType::kItem;
   Codec codec = Codec::kNone;
-  uint8_t item_bits = 0;  // kItem only
+  uint8_t item_bits = 0;  // kItem and kLarge only
   uint32_t flags = 0;
   uint32_t exptime = 0;
   uint64_t cas = 0;
-  uint32_t value_len = 0;     // uncompressed
+  uint32_t value_len = 0;     // uncompressed (kLarge: the whole value's)
   uint32_t mirror_count = 0;  // invalidations of the region so far, this one included
 };
 
@@ -181,6 +214,28 @@ void EncodeMirrorBlock(uint64_t region_seq, uint32_t index, const MirrorEntry* e
 // block does not verify (damaged, or never written: see *blank).
 int DecodeMirrorBlock(uint64_t region_seq, uint32_t index, const char* block,
                       MirrorEntry* entries, bool* blank);
+
+// A large item's manifest (the stored value of its kLarge head).
+inline constexpr size_t kManifestHeaderSize = 16;
+inline constexpr size_t kManifestEntrySize = 24;
+
+struct LargePiece {
+  uint64_t seq = 0;     // sequence number of the region when the piece was written
+  uint32_t region = 0;
+  uint32_t offset = 0;  // of the piece record in its region
+  uint32_t size = 0;    // of the piece record (RecordSize)
+  uint32_t value_len = 0;  // the piece's uncompressed bytes
+};
+
+struct LargeManifest {
+  uint32_t piece_bytes = 0;  // uncompressed bytes of every piece but the last
+  std::vector<LargePiece> pieces;
+};
+
+std::string EncodeManifest(const LargeManifest& m);
+// Parses a manifest; false unless it is well formed and its pieces add up
+// to `value_len` bytes (the head's).
+bool DecodeManifest(std::string_view stored, uint32_t value_len, LargeManifest* m);
 
 // LZ4 on demotion: returns the compressed form in *out and true only when it
 // is smaller than the input (so the record keeps the codec that saves

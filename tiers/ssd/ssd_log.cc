@@ -64,7 +64,8 @@ struct SsdLog::Counters {
       dropped_too_large{0}, dropped_backlog{0}, write_errors{0}, read_errors{0},
       corrupt_records{0}, stale_reads{0}, reads{0}, hits{0}, regions_reclaimed{0},
       entries_reclaimed{0}, device_bytes_read{0}, reads_in_flight{0}, records_rewritten{0},
-      bytes_rewritten{0}, commits{0};
+      bytes_rewritten{0}, commits{0}, large_demoted{0}, large_abandoned{0}, large_dropped{0},
+      large_piece_reads{0}, large_refused{0};
 };
 
 struct SsdLog::Buffer {
@@ -162,6 +163,182 @@ class SsdLog::InlineCommit {
   size_t left_ = 0;
 };
 
+// A large item's read: its pieces, up to large_reads_in_flight at once on
+// the caller's queue, each verified and decoded into the item as its read
+// completes (one piece's work per completion). Pieces still in a region
+// buffer are taken from there. Deletes itself after telling `done`.
+class SsdLog::LargeReadOp {
+ public:
+  LargeReadOp(SsdLog* log, std::string key, uint64_t hash, SsdLocation at, const RecordMeta& meta,
+              LargeManifest manifest, IoQueue& queue, SsdReadDone* done)
+      : log_(log),
+        key_(std::move(key)),
+        hash_(hash),
+        at_(at),
+        meta_(meta),
+        manifest_(std::move(manifest)),
+        queue_(queue),
+        done_(done),
+        slots_(std::max<uint32_t>(1, log->options_.large_reads_in_flight)) {}
+
+  void Start() {
+    Item* item = Item::Create(key_, meta_.flags, meta_.exptime, meta_.value_len);
+    if (item == nullptr) {
+      failed_ = true;
+      no_memory_ = true;
+    } else {
+      item_ = ItemRef::Adopt(item);
+      item->SetCas(meta_.cas);
+      item->stale = (meta_.item_bits & kItemStale) != 0 ? 1 : 0;
+      item->win_sent = (meta_.item_bits & kItemWinSent) != 0 ? 1 : 0;
+      item->key_binary = (meta_.item_bits & kItemKeyBinary) != 0 ? 1 : 0;
+      item->fetched = (meta_.item_bits & kItemFetched) != 0 ? 1 : 0;
+    }
+    for (Slot& slot : slots_) slot.op = this;
+    Pump();
+  }
+
+ private:
+  struct Slot final : IoCompletion {
+    LargeReadOp* op = nullptr;
+    size_t piece = 0;
+    size_t skip = 0;  // bytes before the piece's record in the aligned read
+    bool busy = false;
+    std::unique_ptr<char, AlignedFree> buf;
+    void OnIoComplete(int64_t result) override { op->Completed(this, result); }
+  };
+
+  // Issues piece reads while slots are free; when every piece is in (or
+  // one failed) and nothing is in flight, finishes.
+  void Pump() {
+    bool issued = false;
+    while (!failed_ && next_ < manifest_.pieces.size()) {
+      Slot* slot = nullptr;
+      for (Slot& s : slots_) {
+        if (!s.busy) {
+          slot = &s;
+          break;
+        }
+      }
+      if (slot == nullptr) break;
+      const size_t i = next_++;
+      if (FromBuffers(i)) continue;
+      const LargePiece& p = manifest_.pieces[i];
+      const size_t begin = AlignDown(p.offset);
+      const size_t len = AlignUp(size_t{p.offset} + p.size) - begin;
+      slot->buf = AllocateAligned(len);
+      if (!slot->buf) {
+        failed_ = true;
+        no_memory_ = true;
+        break;
+      }
+      slot->piece = i;
+      slot->skip = p.offset - begin;
+      slot->busy = true;
+      ++in_flight_;
+      log_->c_->reads_in_flight.fetch_add(1, std::memory_order_relaxed);
+      log_->c_->large_piece_reads.fetch_add(1, std::memory_order_relaxed);
+      queue_.Read(uint64_t{p.region} * log_->options_.region_size + begin, slot->buf.get(), len,
+                  slot);
+      issued = true;
+    }
+    if (issued) queue_.Submit();
+    if (in_flight_ == 0 && (failed_ || next_ == manifest_.pieces.size())) Finish();
+  }
+
+  // A piece still in a region buffer is decoded from there (true).
+  bool FromBuffers(size_t i) {
+    const LargePiece& p = manifest_.pieces[i];
+    common::MutexLock lock(&log_->mu_);
+    for (auto& b : log_->buffers_) {
+      if ((b.get() == log_->active_ || b->pending > 0) && b->region == p.region &&
+          b->seq == p.seq && size_t{p.offset} + p.size <= b->fill) {
+        if (!Decode(i, b->data.get() + p.offset, p.size)) failed_ = true;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Verifies piece `i`'s record and decodes it into the item.
+  bool Decode(size_t i, const char* rec, size_t avail) {
+    const LargePiece& p = manifest_.pieces[i];
+    DecodedRecord d;
+    if (DecodeRecord(p.seq, rec, avail, &d) != RecordCheck::kValid ||
+        d.meta.type != RecordType::kPiece || d.key != key_ || d.meta.cas != meta_.cas ||
+        d.meta.flags != i || d.meta.value_len != p.value_len || d.size != p.size) {
+      return false;
+    }
+    const uint64_t at = uint64_t{i} * manifest_.piece_bytes;
+    if (!item_ || at + p.value_len > meta_.value_len) return false;
+    char* dst = item_->MutableValue() + at;
+    if (d.meta.codec == Codec::kLz4) return DecompressLz4(d.stored, dst, p.value_len);
+    std::memcpy(dst, d.stored.data(), d.stored.size());
+    return true;
+  }
+
+  void Completed(Slot* slot, int64_t result) {
+    --in_flight_;
+    log_->c_->reads_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    slot->busy = false;
+    if (result > 0) {
+      log_->c_->device_bytes_read.fetch_add(static_cast<uint64_t>(result),
+                                            std::memory_order_relaxed);
+    }
+    const LargePiece& p = manifest_.pieces[slot->piece];
+    if (result < static_cast<int64_t>(slot->skip + p.size)) {
+      read_error_ = true;
+      failed_ = true;
+    } else if (!failed_ && !Decode(slot->piece, slot->buf.get() + slot->skip, p.size)) {
+      failed_ = true;
+    }
+    slot->buf.reset();
+    Pump();
+  }
+
+  void Finish() {
+    ItemRef item;
+    Counters& c = *log_->c_;
+    if (!failed_) {
+      if (log_->index_.MarkAccessed(hash_, at_)) {
+        item = std::move(item_);
+        c.hits.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        c.stale_reads.fetch_add(1, std::memory_order_relaxed);
+      }
+    } else if (!no_memory_) {
+      if (log_->index_.Lookup(hash_) != at_) {
+        // Overwritten, deleted or reclaimed (a piece's region reused) while
+        // it was read.
+        c.stale_reads.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        (read_error_ ? c.read_errors : c.corrupt_records).fetch_add(1, std::memory_order_relaxed);
+        log_->DropEntry(key_, hash_, at_);
+      }
+    }
+    SsdReadDone* done = done_;
+    SsdLocation at = at_;
+    delete this;
+    done->OnSsdReadAt(std::move(item), at);
+  }
+
+  SsdLog* log_;
+  std::string key_;
+  uint64_t hash_;
+  SsdLocation at_;
+  RecordMeta meta_;
+  LargeManifest manifest_;
+  IoQueue& queue_;
+  SsdReadDone* done_;
+  std::vector<Slot> slots_;
+  ItemRef item_;
+  size_t next_ = 0;       // the next piece to fetch
+  size_t in_flight_ = 0;  // device reads not completed
+  bool failed_ = false;
+  bool no_memory_ = false;  // a miss, not damage
+  bool read_error_ = false;
+};
+
 class SsdLog::ReadOp final : public IoCompletion {
  public:
   ReadOp(SsdLog* log, std::string_view key, uint64_t hash, SsdLocation loc, uint64_t seq,
@@ -174,6 +351,7 @@ class SsdLog::ReadOp final : public IoCompletion {
     buf_ = AllocateAligned(len_);
   }
   void Issue(IoQueue& queue) {
+    queue_ = &queue;
     log_->c_->reads_in_flight.fetch_add(1, std::memory_order_relaxed);
     queue.Read(dev_offset_, buf_.get(), len_, this);
   }
@@ -189,8 +367,20 @@ class SsdLog::ReadOp final : public IoCompletion {
       log_->c_->read_errors.fetch_add(1, std::memory_order_relaxed);
       log_->DropEntry(key_, hash_, loc_);
     } else {
-      bool corrupt = false;
-      item = log_->DecodeItem(seq_, buf_.get() + (loc_.offset - begin_), loc_.size, key_, &corrupt);
+      bool corrupt = false, large = false;
+      RecordMeta meta;
+      LargeManifest manifest;
+      item = log_->DecodeItem(seq_, buf_.get() + (loc_.offset - begin_), loc_.size, key_, &corrupt,
+                              &large, &meta, &manifest);
+      if (large) {
+        // A large item's head: its pieces are read next.
+        SsdLog* log = log_;
+        auto* op = new LargeReadOp(log, std::move(key_), hash_, loc_, meta, std::move(manifest),
+                                   *queue_, done_);
+        delete this;
+        op->Start();
+        return;
+      }
       if (corrupt) {
         log_->c_->corrupt_records.fetch_add(1, std::memory_order_relaxed);
         log_->DropEntry(key_, hash_, loc_);
@@ -215,6 +405,7 @@ class SsdLog::ReadOp final : public IoCompletion {
   SsdLocation loc_;
   uint64_t seq_;
   SsdReadDone* done_;
+  IoQueue* queue_ = nullptr;
   size_t begin_ = 0;
   size_t len_ = 0;
   uint64_t dev_offset_ = 0;
@@ -234,15 +425,24 @@ SsdLog::SsdLog(const SsdLogOptions& options, BlockDevice& device, const common::
       pending_(std::make_unique<std::atomic<uint64_t>[]>(kPendingSlots)),
       c_(std::make_unique<Counters>()) {
   region_seq_.assign(region_count_, 0);
+  unusable_seq_.assign(region_count_, 0);
   for (auto& b : buffers_) {
     b = std::make_unique<Buffer>();
     b->data = AllocateAligned(options_.region_size);
   }
   writer_ = std::thread([this] { WriterLoop(); });
   reclaimer_ = std::thread([this] { ReclaimerLoop(); });
+  large_thread_ = std::thread([this] { LargeLoop(); });
 }
 
 SsdLog::~SsdLog() {
+  {
+    // Large items still queued are written first.
+    common::MutexLock lock(&mu_);
+    stop_large_ = true;
+    large_cv_.NotifyAll();
+  }
+  large_thread_.join();
   {
     // A clean stop: recovery then counts damage in this region as damage,
     // not as a write a crash tore.
@@ -283,6 +483,10 @@ struct SsdLog::Scan {
     uint32_t accounted;
   };
   std::vector<Torn> torn;
+  // Each region's sequence number if its header is live, else 0: a large
+  // item's head is recovered only if its pieces' regions still hold them.
+  std::vector<uint64_t> live_seq;
+  std::vector<std::pair<uint64_t, LargeEntry>> large;  // heads indexed
 };
 
 bool SsdLog::RegionVerifies(uint64_t seq, const char* data, size_t len) const {
@@ -426,6 +630,32 @@ size_t SsdLog::ScanRegion(uint32_t region, uint64_t seq, const char* data, size_
                           /*accessed=*/true);
           }
           break;
+        case RecordType::kLarge: {
+          max_recovered_cas_ = std::max(max_recovered_cas_, rec.meta.cas);
+          LargeManifest m;
+          LargeEntry e;
+          e.head = {region, static_cast<uint32_t>(off), static_cast<uint32_t>(rec.size)};
+          bool ok = !Expired(rec.meta.exptime, scan->now) &&
+                    DecodeManifest(rec.stored, rec.meta.value_len, &m);
+          for (size_t i = 0; ok && i < m.pieces.size(); ++i) {
+            const LargePiece& piece = m.pieces[i];
+            ok = piece.region < region_count_ && scan->live_seq[piece.region] == piece.seq &&
+                 uint64_t{piece.offset} + piece.size <= r;
+            e.bytes += piece.size;
+            if (e.regions.empty() || e.regions.back().first != piece.region) {
+              e.regions.emplace_back(piece.region, piece.seq);
+            }
+          }
+          if (ok) {
+            index_.Insert(hash, e.head, /*accessed=*/true);
+            scan->large.emplace_back(hash, std::move(e));
+          } else {
+            index_.Remove(hash);  // its pieces are gone: so is this version
+          }
+          break;
+        }
+        case RecordType::kPiece:
+          break;  // read through its head's manifest
         case RecordType::kTombstone:
           index_.Remove(hash);
           break;
@@ -637,6 +867,10 @@ common::Status SsdLog::Recover() {
   std::sort(order.begin(), order.end());
   Scan scan;
   scan.now = clock_.NowSeconds();
+  scan.live_seq.assign(region_count_, 0);
+  for (uint32_t p = 0; p < region_count_; ++p) {
+    if (kind[p] == Kind::kLive) scan.live_seq[p] = seq[p];
+  }
   uint32_t last_region = region_count_ - 1;
   size_t last_end = 0;  // where the newest region's valid records end (0: unusable)
   for (auto [s, p] : order) {
@@ -670,6 +904,13 @@ common::Status SsdLog::Recover() {
   for (auto [s, p] : order) {
     region_seq_[p] = s;
     next_seq_ = s + 1;
+  }
+  large_.clear();
+  large_bytes_.store(0, std::memory_order_relaxed);
+  for (auto& [hash, e] : scan.large) {
+    if (index_.Lookup(hash) != e.head) continue;  // superseded, deleted or flushed since
+    large_bytes_.fetch_add(e.bytes, std::memory_order_relaxed);
+    large_[hash] = std::move(e);
   }
   Buffer* b = buffers_[0].get();
   const size_t mirror_room = kBlock * (MirrorBlocks(scan.mirror.size()) + 1);
@@ -784,6 +1025,10 @@ void SsdLog::OpenRegionLocked(Buffer* b, uint32_t region) {
   }
   reclaimed_ = UINT32_MAX;
   const bool reused = region_seq_[region] != 0;
+  if (reused) {
+    c_->large_dropped.fetch_add(DropLargeLocked(region, region_seq_[region]),
+                                std::memory_order_relaxed);
+  }
   if (reused) {
     c_->regions_reclaimed.fetch_add(1, std::memory_order_relaxed);
     c_->entries_reclaimed.fetch_add(dropped, std::memory_order_relaxed);
@@ -956,6 +1201,9 @@ std::optional<SsdLocation> SsdLog::AppendLocked(uint64_t hash, const RecordMeta&
 }
 
 bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>& still_current) {
+  if (IsLarge(item.key_len, item.value_len)) {
+    return AppendLarge(item.Key(), item.ValueView(), HeadMeta(item), hash, still_current, 0);
+  }
   std::string compressed;
   bool lz4 = options_.compress && CompressLz4(item.ValueView(), &compressed);
   std::string_view stored = lz4 ? std::string_view(compressed) : item.ValueView();
@@ -975,6 +1223,7 @@ bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>
   auto loc = AppendLocked(hash, meta, item.Key(), stored);
   if (!loc) return false;
   index_.Insert(hash, *loc);
+  ForgetLargeLocked(hash);
   c_->demoted_items.fetch_add(1, std::memory_order_relaxed);
   c_->demoted_value_bytes.fetch_add(item.value_len, std::memory_order_relaxed);
   c_->stored_value_bytes.fetch_add(stored.size(), std::memory_order_relaxed);
@@ -982,9 +1231,231 @@ bool SsdLog::Append(const Item& item, uint64_t hash, const std::function<bool()>
   return true;
 }
 
+// ------------------------------------------------------------- large items
+
+uint32_t SsdLog::PieceBytes() const {
+  return std::max<uint32_t>(4096, std::min(options_.large_piece_bytes, options_.region_size / 4));
+}
+
+std::optional<SsdLocation> SsdLog::AppendWaitLocked(uint64_t hash, const RecordMeta& meta,
+                                                    std::string_view key,
+                                                    std::string_view stored) {
+  const size_t size = RecordSize(key.size(), stored.size());
+  for (;;) {
+    if (stop_ || active_ == nullptr) return std::nullopt;
+    const bool rotate = active_->failed || active_->sealed || RoomLocked(active_, 0) < size;
+    Buffer* other = active_ == buffers_[0].get() ? buffers_[1].get() : buffers_[0].get();
+    if (!rotate || other->pending == 0) return AppendLocked(hash, meta, key, stored);
+    // The other buffer is still being written: wait for the writer.
+    EnqueueLocked(active_, /*tail=*/false);
+    cv_.NotifyAll();
+    cv_.Wait(mu_);
+  }
+}
+
+RecordMeta SsdLog::HeadMeta(const Item& item) {
+  RecordMeta head{RecordType::kLarge, Codec::kNone, 0, item.Flags(), item.exptime, item.Cas(),
+                  item.value_len};
+  head.item_bits = static_cast<uint8_t>(
+      (item.stale ? kItemStale : 0) | (item.win_sent ? kItemWinSent : 0) |
+      (item.key_binary ? kItemKeyBinary : 0) | (item.fetched ? kItemFetched : 0));
+  return head;
+}
+
+bool SsdLog::FitsLarge(size_t key_len, uint64_t value_len) const {
+  const uint32_t piece_bytes = PieceBytes();
+  const uint64_t count = (value_len + piece_bytes - 1) / piece_bytes;
+  // At most half of the log: its first pieces must still be there when its
+  // head is appended (uncompressed pieces, a piece's waste per region).
+  const uint64_t per_region =
+      (options_.region_size - kRegionHeaderSize - 2 * kBlock) / RecordSize(key_len, piece_bytes);
+  return per_region != 0 && count <= per_region * (region_count_ / 2);
+}
+
+bool SsdLog::IsLarge(size_t key_len, uint64_t value_len) const {
+  const size_t max_record =
+      options_.region_size - kRegionHeaderSize - 2 * kBlock - RecordSize(0, 0);
+  return kRecordHeaderSize + key_len + value_len > max_record;
+}
+
+bool SsdLog::AppendLarge(std::string_view key, std::string_view value, const RecordMeta& head,
+                         uint64_t hash, const std::function<bool()>& still_current,
+                         uint64_t pending_id) {
+  const uint32_t piece_bytes = PieceBytes();
+  const uint64_t count = (value.size() + piece_bytes - 1) / piece_bytes;
+  if (!FitsLarge(key.size(), value.size())) {
+    c_->dropped_too_large.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  {
+    common::MutexLock lock(&mu_);
+    if (still_current && !still_current()) return false;
+  }
+  LargeManifest m;
+  m.piece_bytes = piece_bytes;
+  m.pieces.reserve(count);
+  std::string compressed;
+  uint64_t record_bytes = 0, stored_bytes = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    std::string_view part = value.substr(i * piece_bytes, piece_bytes);
+    // Compressed off the lock, one piece at a time.
+    const bool lz4 = options_.compress && CompressLz4(part, &compressed);
+    std::string_view stored = lz4 ? std::string_view(compressed) : part;
+    RecordMeta meta{RecordType::kPiece, lz4 ? Codec::kLz4 : Codec::kNone};
+    meta.flags = static_cast<uint32_t>(i);
+    meta.cas = head.cas;
+    meta.value_len = static_cast<uint32_t>(part.size());
+    common::MutexLock lock(&mu_);
+    auto loc = AppendWaitLocked(hash, meta, key, stored);
+    if (!loc) {
+      c_->large_abandoned.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    m.pieces.push_back(
+        {region_seq_[loc->region], loc->region, loc->offset, loc->size, meta.value_len});
+    record_bytes += loc->size;
+    stored_bytes += stored.size();
+  }
+  const std::string manifest = EncodeManifest(m);
+  common::MutexLock lock(&mu_);
+  if (still_current && !still_current()) return false;
+  auto loc = AppendWaitLocked(hash, head, key, manifest);
+  LargeEntry e;
+  bool ok = loc.has_value();
+  for (const LargePiece& piece : m.pieces) {
+    // A piece whose region was reclaimed (or failed, or reused) meanwhile:
+    // the head, if written, names a sequence number the region no longer
+    // has, so recovery does not take it either.
+    if (region_seq_[piece.region] != piece.seq || unusable_seq_[piece.region] == piece.seq) {
+      ok = false;
+    }
+    if (e.regions.empty() || e.regions.back().first != piece.region) {
+      e.regions.emplace_back(piece.region, piece.seq);
+    }
+  }
+  if (!ok) {
+    c_->large_abandoned.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  e.head = *loc;
+  e.bytes = record_bytes;
+  index_.Insert(hash, *loc);
+  // Indexed and no longer pending in one step: a reader finds one or the
+  // other.
+  if (pending_id != 0) ErasePendingLocked(hash, pending_id);
+  ForgetLargeLocked(hash);
+  large_bytes_.fetch_add(e.bytes, std::memory_order_relaxed);
+  large_[hash] = std::move(e);
+  c_->large_demoted.fetch_add(1, std::memory_order_relaxed);
+  c_->demoted_items.fetch_add(1, std::memory_order_relaxed);
+  c_->demoted_value_bytes.fetch_add(value.size(), std::memory_order_relaxed);
+  c_->stored_value_bytes.fetch_add(stored_bytes, std::memory_order_relaxed);
+  c_->demoted_record_bytes.fetch_add(record_bytes + loc->size, std::memory_order_relaxed);
+  return true;
+}
+
+// ------------------------------------------------- large items, in the back
+
+SsdLog::AsyncResult SsdLog::AppendAsync(ItemRef item, uint64_t hash,
+                                        const std::function<bool()>& now_current,
+                                        std::function<bool()> later_current) {
+  if (!FitsLarge(item->key_len, item->value_len)) {
+    c_->dropped_too_large.fetch_add(1, std::memory_order_relaxed);
+    return AsyncResult::kNoRoom;
+  }
+  const uint64_t bytes = item->key_len + uint64_t{item->value_len};
+  common::MutexLock lock(&mu_);
+  if (now_current && !now_current()) return AsyncResult::kSkipped;
+  if (stop_ || active_ == nullptr) return AsyncResult::kNoRoom;
+  const uint64_t id = ++pending_ids_;
+  LargeJob job{item, hash, id, HeadMeta(*item), std::move(later_current)};
+  {
+    common::MutexLock p(&pending_mu_);
+    auto old = pending_large_.find(hash);
+    const uint64_t replaced = old != pending_large_.end() ? old->second.bytes : 0;
+    if (pending_bytes_ - replaced + bytes > options_.large_pending_bytes) {
+      c_->large_refused.fetch_add(1, std::memory_order_relaxed);
+      return AsyncResult::kNoRoom;
+    }
+    if (old == pending_large_.end()) pending_count_.fetch_add(1, std::memory_order_release);
+    pending_bytes_ = pending_bytes_ - replaced + bytes;
+    pending_large_[hash] = {std::move(item), id, bytes};  // a replaced job finds its id gone
+  }
+  large_jobs_.push_back(std::move(job));
+  large_cv_.NotifyAll();
+  return AsyncResult::kQueued;
+}
+
+void SsdLog::ErasePendingLocked(uint64_t hash, uint64_t id) {
+  ItemRef gone;  // released after the leaf lock
+  {
+    common::MutexLock p(&pending_mu_);
+    auto it = pending_large_.find(hash);
+    if (it == pending_large_.end() || (id != 0 && it->second.id != id)) return;
+    pending_bytes_ -= it->second.bytes;
+    gone = std::move(it->second.item);
+    pending_large_.erase(it);
+    pending_count_.fetch_sub(1, std::memory_order_release);
+  }
+  cv_.NotifyAll();  // Sync() waits for the pending items
+}
+
+bool SsdLog::PendingIs(uint64_t hash, uint64_t id) const {
+  common::MutexLock p(&pending_mu_);
+  auto it = pending_large_.find(hash);
+  return it != pending_large_.end() && it->second.id == id;
+}
+
+void SsdLog::LargeLoop() {
+  common::MutexLock lock(&mu_);
+  for (;;) {
+    while (!stop_large_ && large_jobs_.empty()) large_cv_.Wait(mu_);
+    if (large_jobs_.empty()) break;  // stopping, and nothing is left
+    LargeJob job = std::move(large_jobs_.front());
+    large_jobs_.pop_front();
+    if (!PendingIs(job.hash, job.id)) continue;  // deleted or replaced meanwhile
+    mu_.Unlock();
+    // Asked under the lock right before the head is appended.
+    auto current = [&] { return PendingIs(job.hash, job.id) && (!job.current || job.current()); };
+    const bool ok = AppendLarge(job.item->Key(), job.item->ValueView(), job.head, job.hash,
+                                current, job.id);
+    mu_.Lock();
+    if (!ok && PendingIs(job.hash, job.id)) {
+      c_->large_abandoned.fetch_add(1, std::memory_order_relaxed);
+    }
+    ErasePendingLocked(job.hash, job.id);  // (done already if it was indexed)
+  }
+}
+
+void SsdLog::ForgetLargeLocked(uint64_t hash) {
+  auto it = large_.find(hash);
+  if (it == large_.end() || index_.Lookup(hash) == it->second.head) return;
+  large_bytes_.fetch_sub(it->second.bytes, std::memory_order_relaxed);
+  large_.erase(it);
+}
+
+size_t SsdLog::DropLargeLocked(uint32_t region, uint64_t seq) {
+  size_t dropped = 0;
+  for (auto it = large_.begin(); it != large_.end();) {
+    const LargeEntry& e = it->second;
+    const bool current = index_.Lookup(it->first) == e.head;
+    bool hit = !current || e.head.region == region;
+    for (const auto& [p, s] : e.regions) hit = hit || (p == region && s == seq);
+    if (!hit) {
+      ++it;
+      continue;
+    }
+    if (current && index_.RemoveIf(it->first, e.head)) ++dropped;
+    large_bytes_.fetch_sub(e.bytes, std::memory_order_relaxed);
+    it = large_.erase(it);
+  }
+  return dropped;
+}
+
 void SsdLog::DropEntry(std::string_view key, uint64_t hash, const SsdLocation& at) {
   common::MutexLock lock(&mu_);
   if (!index_.RemoveIf(hash, at)) return;
+  ForgetLargeLocked(hash);
   // The record may read fine after a restart (a transient error): the
   // tombstone keeps it from coming back over a newer version.
   if (AppendLocked(hash, {RecordType::kTombstone}, key, "")) {
@@ -995,7 +1466,16 @@ void SsdLog::DropEntry(std::string_view key, uint64_t hash, const SsdLocation& a
 bool SsdLog::Remove(std::string_view key, uint64_t hash, const std::function<void()>& first) {
   common::MutexLock lock(&mu_);
   if (first) first();
-  if (!index_.Remove(hash)) return false;
+  uint64_t pending = 0;  // its AppendAsync() entry's id
+  if (pending_count_.load(std::memory_order_acquire) > 0) {
+    common::MutexLock p(&pending_mu_);
+    auto it = pending_large_.find(hash);
+    if (it != pending_large_.end() && it->second.item->Key() == key) pending = it->second.id;
+  }
+  // Queued for the large-append thread: it is not appended now.
+  if (pending != 0) ErasePendingLocked(hash, pending);
+  if (!index_.Remove(hash)) return pending != 0;
+  ForgetLargeLocked(hash);
   // The tombstone keeps the old record from coming back after a restart.
   if (AppendLocked(hash, {RecordType::kTombstone}, key, "")) {
     c_->tombstones.fetch_add(1, std::memory_order_relaxed);
@@ -1006,6 +1486,14 @@ bool SsdLog::Remove(std::string_view key, uint64_t hash, const std::function<voi
 void SsdLog::Flush() {
   common::MutexLock lock(&mu_);
   index_.Clear();
+  large_.clear();
+  large_bytes_.store(0, std::memory_order_relaxed);
+  std::vector<uint64_t> pending;
+  {
+    common::MutexLock p(&pending_mu_);
+    for (const auto& [hash, entry] : pending_large_) pending.push_back(hash);
+  }
+  for (uint64_t hash : pending) ErasePendingLocked(hash, 0);
   AppendLocked(0, {RecordType::kFlush}, "", "");
   if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);  // durable at once
 }
@@ -1018,7 +1506,23 @@ void SsdLog::FlushAt(int64_t at_unix) {
   if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);
 }
 
-bool SsdLog::HasRoom(uint64_t bytes) const { return index_.live_bytes() + bytes <= live_capacity_; }
+bool SsdLog::Contains(uint64_t hash) const {
+  if (index_.Lookup(hash).has_value()) return true;
+  if (pending_count_.load(std::memory_order_acquire) == 0) return false;
+  common::MutexLock p(&pending_mu_);
+  return pending_large_.count(hash) != 0;
+}
+
+bool SsdLog::StillAt(uint64_t hash, const SsdLocation& at) const {
+  if (at != kPendingLocation) return index_.Lookup(hash) == at;
+  common::MutexLock p(&pending_mu_);
+  return pending_large_.count(hash) != 0;
+}
+
+bool SsdLog::HasRoom(uint64_t bytes) const {
+  return index_.live_bytes() + large_bytes_.load(std::memory_order_relaxed) + bytes <=
+         live_capacity_;
+}
 
 // -------------------------------------------------------------- durability
 
@@ -1103,6 +1607,9 @@ void SsdLog::WaitDurableLocked(uint64_t pos) {
 
 void SsdLog::Sync() {
   common::MutexLock lock(&mu_);
+  while (!stop_ && (!large_jobs_.empty() || pending_count_.load(std::memory_order_acquire) > 0)) {
+    cv_.Wait(mu_);
+  }
   while (!stop_ && (reclaim_running_ || reclaim_next_ != UINT32_MAX)) cv_.Wait(mu_);
   if (active_ != nullptr) EnqueueLocked(active_, /*tail=*/true);
   while (!(jobs_.empty() && !writing_ && buffers_[0]->pending == 0 && buffers_[1]->pending == 0)) {
@@ -1141,6 +1648,10 @@ void SsdLog::FinishJobLocked(WriteJob& job, const int64_t* results) {
                          static_cast<uint32_t>(job.end));
     }
     job.buffer->failed = true;
+    // Large items with a piece there are lost.
+    unusable_seq_[job.buffer->region] = job.buffer->seq;
+    c_->large_dropped.fetch_add(DropLargeLocked(job.buffer->region, job.buffer->seq),
+                                std::memory_order_relaxed);
     if ((errors & (errors - 1)) == 0) {  // 1st, 2nd, 4th, 8th ... error
       common::Log(common::LogLevel::kError,
                   "SSD write of %zu bytes at %llu failed: %s (%llu errors); invalidations in "
@@ -1236,6 +1747,11 @@ void SsdLog::ReclaimerLoop() {
 }
 
 void SsdLog::ReclaimLocked(uint32_t region, uint64_t seq) {
+  // Large items with a piece here die now, before any of it is overwritten
+  // (they are never rewritten), and none is indexed with a piece here from
+  // now on.
+  unusable_seq_[region] = seq;
+  c_->large_dropped.fetch_add(DropLargeLocked(region, seq), std::memory_order_relaxed);
   if (index_.region_bytes(region) > 0) {
     uint64_t rewritten_to = 0;
     CompactLocked(region, seq, &rewritten_to);
@@ -1290,7 +1806,7 @@ void SsdLog::CompactLocked(uint32_t region, uint64_t seq, uint64_t* rewritten_to
   // Bytes of this region's records that may be kept while the log's live
   // bytes stay within live_capacity_; hot records may also fill a region's
   // rewrite share.
-  const uint64_t live = index_.live_bytes();
+  const uint64_t live = index_.live_bytes() + large_bytes_.load(std::memory_order_relaxed);
   const uint64_t here = index_.region_bytes(region);
   const uint64_t others = live > here ? live - here : 0;
   const uint64_t room_keep = live_capacity_ > others ? live_capacity_ - others : 0;
@@ -1361,6 +1877,24 @@ void SsdLog::CompactLocked(uint32_t region, uint64_t seq, uint64_t* rewritten_to
 void SsdLog::Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDone* done) {
   c_->reads.fetch_add(1, std::memory_order_relaxed);
   common::ReleasableMutexLock lock(&mu_);
+  ItemRef pending;
+  if (pending_count_.load(std::memory_order_acquire) > 0) {
+    common::MutexLock p(&pending_mu_);
+    auto it = pending_large_.find(hash);
+    if (it != pending_large_.end() && it->second.item->Key() == key) pending = it->second.item;
+  }
+  if (pending) {
+    // A large item still being appended: its value is in memory.
+    ItemRef item = std::move(pending);
+    lock.Unlock();
+    if (item->exptime != 0 && static_cast<int64_t>(item->exptime) <= clock_.NowSeconds()) {
+      done->OnSsdReadAt({}, kPendingLocation);  // expired meanwhile: a miss
+      return;
+    }
+    c_->hits.fetch_add(1, std::memory_order_relaxed);
+    done->OnSsdReadAt(std::move(item), kPendingLocation);
+    return;
+  }
   auto loc = index_.Lookup(hash);
   if (!loc) {
     lock.Unlock();
@@ -1371,8 +1905,17 @@ void SsdLog::Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDo
     bool in_ram = (b.get() == active_ || b->pending > 0) && b->region == loc->region &&
                   b->seq == region_seq_[loc->region];
     if (!in_ram) continue;
-    bool corrupt = false;
-    ItemRef item = DecodeItem(b->seq, b->data.get() + loc->offset, loc->size, key, &corrupt);
+    bool corrupt = false, large = false;
+    RecordMeta meta;
+    LargeManifest manifest;
+    ItemRef item = DecodeItem(b->seq, b->data.get() + loc->offset, loc->size, key, &corrupt,
+                              &large, &meta, &manifest);
+    if (large) {
+      lock.Unlock();
+      (new LargeReadOp(this, std::string(key), hash, *loc, meta, std::move(manifest), queue, done))
+          ->Start();
+      return;
+    }
     if (item) index_.MarkAccessed(hash, *loc);
     lock.Unlock();
     if (item) c_->hits.fetch_add(1, std::memory_order_relaxed);
@@ -1385,18 +1928,29 @@ void SsdLog::Read(std::string_view key, uint64_t hash, IoQueue& queue, SsdReadDo
 }
 
 ItemRef SsdLog::DecodeItem(uint64_t seq, const char* rec, size_t avail, std::string_view key,
-                           bool* corrupt) {
+                           bool* corrupt, bool* large, RecordMeta* large_meta,
+                           LargeManifest* manifest) {
   DecodedRecord d;
   if (DecodeRecord(seq, rec, avail, &d) != RecordCheck::kValid) {
     *corrupt = true;
     return {};
   }
-  if (d.meta.type != RecordType::kItem || d.key != key) {
-    *corrupt = d.meta.type == RecordType::kItem;  // another key: a tag collision or damage
+  const bool is_item = d.meta.type == RecordType::kItem || d.meta.type == RecordType::kLarge;
+  if (!is_item || d.key != key) {
+    *corrupt = is_item;  // another key: a tag collision or damage
     return {};
   }
   if (Expired(d.meta.exptime, clock_.NowSeconds())) return {};
   if (d.meta.cas > kMaxCas) return {};  // not a unique this version issues
+  if (d.meta.type == RecordType::kLarge) {
+    if (large == nullptr || !DecodeManifest(d.stored, d.meta.value_len, manifest)) {
+      *corrupt = large != nullptr;
+      return {};
+    }
+    *large = true;
+    *large_meta = d.meta;
+    return {};
+  }
   Item* item = Item::Create(key, d.meta.flags, d.meta.exptime, d.meta.value_len);
   if (item == nullptr) return {};
   ItemRef ref = ItemRef::Adopt(item);
@@ -1424,7 +1978,22 @@ SsdLogStats SsdLog::Stats() const {
   s.bytes_rewritten = get(c_->bytes_rewritten);
   s.index_entries = index_.size();
   s.index_bytes = index_.memory_bytes();
-  s.live_bytes = index_.live_bytes();
+  s.live_bytes = index_.live_bytes() + large_bytes_.load(std::memory_order_relaxed);
+  s.large_bytes = large_bytes_.load(std::memory_order_relaxed);
+  {
+    common::MutexLock lock(&mu_);
+    s.large_items = large_.size();
+  }
+  {
+    common::MutexLock p(&pending_mu_);
+    s.large_pending_items = pending_large_.size();
+    s.large_pending_bytes = pending_bytes_;
+  }
+  s.large_refused = get(c_->large_refused);
+  s.large_demoted = get(c_->large_demoted);
+  s.large_abandoned = get(c_->large_abandoned);
+  s.large_dropped = get(c_->large_dropped);
+  s.large_piece_reads = get(c_->large_piece_reads);
   s.capacity_bytes = live_capacity_;
   s.demoted_items = get(c_->demoted_items);
   s.demoted_value_bytes = get(c_->demoted_value_bytes);

@@ -52,6 +52,27 @@
 // still point at it. A mismatch, an I/O error or a stale entry is a miss
 // (counted), never a wrong value.
 //
+// Large items (ssd_format.h). An item whose record would not fit in a
+// region is appended as pieces of SsdLogOptions::large_piece_bytes (each
+// compressed on its own), then a head record with their manifest; only the
+// head is indexed, and only once every piece is appended and every piece's
+// region still holds it. The value is never copied whole: one piece at a
+// time is compressed and copied into the region buffer. Such an Append()
+// does not drop the item when the writer is a region behind: it waits for
+// the writer (blocking the calling thread for as long as the device takes
+// to write the item). A large item may fill at most half of the log. It
+// lives one trip through the log: when the region of any of its pieces is
+// reclaimed (or fails to be written), its entry goes first; reclaim never
+// rewrites it. Recovery indexes a head only if every piece's region still
+// has the sequence number the manifest names; the pieces themselves are
+// verified (checksum, key, cas, index, length) when they are read, so a
+// damaged piece is a miss of that item (counted, its entry dropped, a
+// tombstone appended), never a wrong value and never a neighbour's loss.
+// A read issues up to large_reads_in_flight piece reads at once on the
+// caller's queue and decodes one piece per completion (a bounded slice of
+// the caller's loop); pieces still in the region buffers are copied from
+// there.
+//
 // Write errors (ENOSPC, EIO) never stop the cache: the records of the
 // failed write are dropped from the index (they become misses), the error
 // is counted and logged, and later writes go on. When the writer falls a
@@ -59,13 +80,15 @@
 // the caller.
 //
 // Lock order (common/mutex.h): the log's mutex comes first. The callbacks
-// Append() and Remove() run under it may take the RAM tier's shard locks
-// (and, under those, the index's); no caller may hold any of those.
+// Append(), AppendAsync() and Remove() run under it may take the RAM tier's
+// shard locks (and, under those, the index's); no caller may hold any of
+// those. pending_mu_ (the AppendAsync() queue's entries) is a leaf.
 //
 // Thread safety: all public methods may be called from any thread. Read()
 // requires that `queue` belongs to the calling thread; its completion runs
 // on that thread during queue.Reap(). Listeners are called from the writer
-// thread.
+// thread. AppendAsync()'s `later_current` runs on the log's large-append
+// thread, under the log's lock.
 #pragma once
 
 #include <atomic>
@@ -77,6 +100,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
@@ -102,6 +127,13 @@ struct SsdLogOptions {
   // Beyond that, hot records are rewritten at reclaim, at most this share
   // of a region per region reclaimed.
   double rewrite_share = 1.0;
+  // Large items: uncompressed bytes per piece (at most a quarter of a
+  // region is used), and piece reads in flight per read.
+  uint32_t large_piece_bytes = 1u << 20;
+  uint32_t large_reads_in_flight = 8;
+  // Bytes of large items AppendAsync() may hold queued (their values are
+  // kept in memory until appended); beyond it, it refuses.
+  uint64_t large_pending_bytes = 512ull << 20;
 };
 
 struct SsdLogStats {
@@ -132,6 +164,15 @@ struct SsdLogStats {
   uint64_t records_rewritten = 0;     // live records moved to the head at reclaim
   uint64_t bytes_rewritten = 0;
   uint64_t commits = 0;               // group commits asked for by waiting writes
+  uint64_t large_items = 0;           // large items indexed now
+  uint64_t large_bytes = 0;           // bytes of their pieces' records
+  uint64_t large_demoted = 0;         // large items appended (head indexed)
+  uint64_t large_abandoned = 0;       // appends given up (changed, or a piece region reused)
+  uint64_t large_dropped = 0;         // large items dropped for their pieces' regions
+  uint64_t large_piece_reads = 0;     // piece reads issued to the device
+  uint64_t large_pending_items = 0;   // queued by AppendAsync(), not appended yet
+  uint64_t large_pending_bytes = 0;
+  uint64_t large_refused = 0;         // AppendAsync() over large_pending_bytes
 };
 
 // What Recover() found.
@@ -239,9 +280,34 @@ class SsdLog {
 
   // The largest CAS unique Recover() found (0 if none).
   uint64_t max_recovered_cas() const { return max_recovered_cas_; }
-  bool Contains(uint64_t hash) const { return index_.Lookup(hash).has_value(); }
-  // True if the key's newest record is still the one at `at`.
-  bool StillAt(uint64_t hash, const SsdLocation& at) const { return index_.Lookup(hash) == at; }
+  // True if the index has the key, or AppendAsync() queued it.
+  bool Contains(uint64_t hash) const EXCLUDES(mu_);
+  // True if the key's newest record is still the one at `at` (for
+  // kPendingLocation: it is still queued by AppendAsync()).
+  bool StillAt(uint64_t hash, const SsdLocation& at) const EXCLUDES(mu_);
+
+  // Large items (see the file comment). True if an item with these
+  // lengths is stored as pieces and a head.
+  bool IsLarge(size_t key_len, uint64_t value_len) const;
+  // Where Read() says a large item still queued by AppendAsync() was read.
+  static constexpr SsdLocation kPendingLocation{UINT32_MAX, 0, 0};
+  enum class AsyncResult {
+    kQueued,   // it will be appended, and reads find it meanwhile
+    kSkipped,  // `now_current` said no
+    kNoRoom,   // too large for the log, or over large_pending_bytes
+  };
+  // Queues a large item for the large-append thread, so the caller does
+  // not wait for its pieces to be compressed and written. Until its head
+  // is indexed, Read() answers with `item` itself (kPendingLocation),
+  // Contains() and StillAt() count it, and Remove() or Flush() cancel it.
+  // `now_current` is asked under the log's lock before it is queued,
+  // `later_current` under the lock right before its head is appended (as
+  // Append()'s `still_current`). The item's flags, expiry, CAS and bits
+  // are taken now (readers may change the item's header fields, never its
+  // value). If the append fails (the log cannot take it), the item is
+  // gone: a miss, counted in large_abandoned.
+  AsyncResult AppendAsync(ItemRef item, uint64_t hash, const std::function<bool()>& now_current,
+                          std::function<bool()> later_current) EXCLUDES(mu_);
 
   // Looks `key` up; calls done->OnSsdRead() now (miss, or a record still in
   // RAM) or from queue.Reap() once the device read completes. The caller
@@ -265,7 +331,44 @@ class SsdLog {
   struct Buffer;
   struct WriteJob;
   class ReadOp;
+  class LargeReadOp;
   struct Scan;
+  // A large item the index points at: its head and its pieces' regions.
+  struct LargeEntry {
+    SsdLocation head;
+    std::vector<std::pair<uint32_t, uint64_t>> regions;  // (region, seq), distinct
+    uint64_t bytes = 0;                                   // of its pieces' records
+  };
+
+  // Append() of an item too large for a region: `key` and `value` (which
+  // must stay valid meanwhile) with the head `head` (HeadMeta()). With
+  // `pending_id`, the item's AppendAsync() entry goes when its head is
+  // indexed.
+  bool AppendLarge(std::string_view key, std::string_view value, const RecordMeta& head,
+                   uint64_t hash, const std::function<bool()>& still_current, uint64_t pending_id)
+      EXCLUDES(mu_);
+  static RecordMeta HeadMeta(const Item& item);
+  // True if a large item of these lengths fits in half the log.
+  bool FitsLarge(size_t key_len, uint64_t value_len) const;
+  // The large-append thread: runs AppendAsync()'s jobs in order.
+  void LargeLoop() EXCLUDES(mu_);
+  // Drops the AppendAsync() entry of `hash` if it is `id` (0: any).
+  void ErasePendingLocked(uint64_t hash, uint64_t id) REQUIRES(mu_);
+  // True if the AppendAsync() entry of `hash` is still `id`.
+  bool PendingIs(uint64_t hash, uint64_t id) const EXCLUDES(pending_mu_);
+  // AppendLocked(), but waits for the writer rather than drop the record
+  // when the next region's buffer is still being written.
+  std::optional<SsdLocation> AppendWaitLocked(uint64_t hash, const RecordMeta& meta,
+                                              std::string_view key, std::string_view stored)
+      REQUIRES(mu_);
+  // Drops the large items with a piece in `region` while it has `seq`, or
+  // their head in it, and forgets those whose entry is gone; returns how
+  // many entries it removed.
+  size_t DropLargeLocked(uint32_t region, uint64_t seq) REQUIRES(mu_);
+  // Forgets the large item of `hash` if the index no longer points at it.
+  void ForgetLargeLocked(uint64_t hash) REQUIRES(mu_);
+  // Piece size for this region size.
+  uint32_t PieceBytes() const;
 
   // Log position of byte `offset` of the region with sequence `seq`.
   uint64_t Position(uint64_t seq, size_t offset) const {
@@ -325,8 +428,11 @@ class SsdLog {
   // Waits (lock held; released while waiting) until position `pos` is on
   // the device.
   void WaitDurableLocked(uint64_t pos) REQUIRES(mu_);
+  // Decodes the item record at `rec`; a large item's head yields no item
+  // but *large_meta and *manifest (then *large is set).
   ItemRef DecodeItem(uint64_t seq, const char* rec, size_t avail, std::string_view key,
-                     bool* corrupt);
+                     bool* corrupt, bool* large = nullptr, RecordMeta* large_meta = nullptr,
+                     LargeManifest* manifest = nullptr);
   // Recovery of one region whose records verify with `seq` (in `data`,
   // `len` bytes read): applies them to the index. Returns where its valid
   // records end, and fills the mirror of the region.
@@ -373,6 +479,37 @@ class SsdLog {
   uint64_t reclaimed_seq_ GUARDED_BY(mu_) = 0;       // ...while it had this sequence number
   size_t reclaimed_entries_ GUARDED_BY(mu_) = 0;
   bool stop_ GUARDED_BY(mu_) = false;
+  // Large items indexed, by key hash (possibly stale: checked against the
+  // index), and the bytes of their pieces.
+  std::unordered_map<uint64_t, LargeEntry> large_ GUARDED_BY(mu_);
+  std::atomic<uint64_t> large_bytes_{0};
+  // A region's sequence number once it is being reclaimed or a write to it
+  // failed: a large item with a piece there is not indexed.
+  std::vector<uint64_t> unusable_seq_ GUARDED_BY(mu_);
+  // AppendAsync(): the items queued, by key hash, and the jobs.
+  struct PendingLarge {
+    ItemRef item;
+    uint64_t id = 0;
+    uint64_t bytes = 0;
+  };
+  struct LargeJob {
+    ItemRef item;
+    uint64_t hash = 0;
+    uint64_t id = 0;
+    RecordMeta head;
+    std::function<bool()> current;
+  };
+  // A leaf lock (common/mutex.h): taken under mu_ or a RAM shard lock (by
+  // StillAt(), from RamTier::StillCurrentAbsent()), or alone; nothing is
+  // taken under it. The entries change with mu_ held too.
+  mutable common::Mutex pending_mu_;
+  std::unordered_map<uint64_t, PendingLarge> pending_large_ GUARDED_BY(pending_mu_);
+  uint64_t pending_bytes_ GUARDED_BY(pending_mu_) = 0;
+  std::deque<LargeJob> large_jobs_ GUARDED_BY(mu_);
+  uint64_t pending_ids_ GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> pending_count_{0};  // pending_large_.size(), read without the lock
+  bool stop_large_ GUARDED_BY(mu_) = false;
+  common::CondVar large_cv_;  // a job for the large-append thread, or stop
 
   // Durability: positions are Position(seq, offset).
   static constexpr size_t kPendingSlots = 1 << 14;
@@ -391,6 +528,7 @@ class SsdLog {
   IoQueue* reclaim_queue_ = nullptr;  // the reclaim thread's
   std::thread writer_;
   std::thread reclaimer_;
+  std::thread large_thread_;
 
   struct Counters;
   std::unique_ptr<Counters> c_;

@@ -209,6 +209,7 @@ The memory the strata container needs, in bytes (README "Memory"):
   + with an SSD tier:
     3 x tiers.ssd.region_size               two region buffers and a reclaim's read-back
   + tiers.ssd.size / sizing.ssdAvgItemSize x 14 B   the SSD index
+  + 2 x tiers.ram.max_item_size             large items queued for the SSD
 strata trims its heap when its RSS passes ram x 1.125 + 8 MiB. Measured
 peaks are in the README (issue 21).
 */}}
@@ -231,7 +232,7 @@ peaks are in the README (issue 21).
 {{- $region := include "strata.bytes" (dict "value" (dig "tiers" "ssd" "region_size" "16MiB" $cfg) "what" "config.tiers.ssd.region_size") | int64 -}}
 {{- $avg := include "strata.bytes" (dict "value" .Values.sizing.ssdAvgItemSize "what" "sizing.ssdAvgItemSize") | int64 -}}
 {{- if le $avg 0 }}{{ fail "sizing.ssdAvgItemSize must be at least 1 byte" }}{{ end -}}
-{{- $need = add $need (mul 3 $region) (mul (div $ssd $avg) 14) -}}
+{{- $need = add $need (mul 3 $region) (mul (div $ssd $avg) 14) (mul 2 $item) -}}
 {{- end -}}
 {{- $need -}}
 {{- end -}}
