@@ -326,26 +326,25 @@ void AddUpstream(const UpstreamFigures& u, Families& f) {
            "their source, failing fast until upstream.removal_grace ends).");
   f.Sample(D(u.members - u.leaving), {{"state", "serving"}});
   f.Sample(D(u.leaving), {{"state", "leaving"}});
-  if (!u.sources.empty()) {
-    f.Family("strata_upstream_source_members", MetricType::Gauge,
+  // One family per figure of the dynamic membership sources, a sample each.
+  auto per_source = [&](const char* name, MetricType type, const char* help,
+                        double (*value)(const UpstreamSourceFigures&)) {
+    if (u.sources.empty()) return;
+    f.Family(name, type, help);
+    for (const UpstreamSourceFigures& s : u.sources) f.Sample(value(s), {{"source", s.source}});
+  };
+  per_source("strata_upstream_source_members", MetricType::Gauge,
              "Servers in each dynamic membership source's last good list (file:, dns+, "
-             "dnssrv+).");
-    for (const UpstreamSourceFigures& s : u.sources) {
-      f.Sample(D(s.members), {{"source", s.source}});
-    }
-    f.Family("strata_upstream_source_last_success_timestamp_seconds", MetricType::Gauge,
+             "dnssrv+).",
+             [](const UpstreamSourceFigures& s) { return D(s.members); });
+  per_source("strata_upstream_source_last_success_timestamp_seconds", MetricType::Gauge,
              "When each dynamic membership source was last read or resolved successfully "
-             "(Unix time; 0: never).");
-    for (const UpstreamSourceFigures& s : u.sources) {
-      f.Sample(s.last_success_unix, {{"source", s.source}});
-    }
-    f.Family("strata_upstream_source_refresh_failures_total", MetricType::Counter,
+             "(Unix time; 0: never).",
+             [](const UpstreamSourceFigures& s) { return s.last_success_unix; });
+  per_source("strata_upstream_source_refresh_failures_total", MetricType::Counter,
              "Reads or lookups of each dynamic membership source that failed or gave an "
-             "empty list (the last good list was kept).");
-    for (const UpstreamSourceFigures& s : u.sources) {
-      f.Sample(D(s.failures), {{"source", s.source}});
-    }
-  }
+             "empty list (the last good list was kept).",
+             [](const UpstreamSourceFigures& s) { return D(s.failures); });
   f.Family("strata_upstream_fetches_total", MetricType::Counter,
            "Get-family keys both local tiers missed that were fetched from the pool.")
       .Sample(D(u.fetches));
