@@ -1,5 +1,9 @@
 #include "tiers/ssd/ssd_log.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -13,6 +17,8 @@ namespace strata::tiers {
 namespace {
 
 constexpr size_t kBlock = kBlockSize;
+// The large-append thread's nice value (LargeLoop()).
+constexpr int kLargeThreadNice = 10;
 size_t AlignDown(size_t v) { return v / kBlock * kBlock; }
 size_t AlignUp(size_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
 
@@ -1407,6 +1413,12 @@ bool SsdLog::PendingIs(uint64_t hash, uint64_t id) const {
 }
 
 void SsdLog::LargeLoop() {
+  // Compressing and checksumming a large item is background work: at nice
+  // 10 the kernel gives a worker that shares this CPU ~10x this thread's
+  // share and wakes it first, so small requests do not wait behind a
+  // large set's LZ4. (Lowering a thread's priority needs no privilege; a
+  // failure only leaves it at the process's.)
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kLargeThreadNice);
   common::MutexLock lock(&mu_);
   for (;;) {
     while (!stop_large_ && large_jobs_.empty()) large_cv_.Wait(mu_);

@@ -350,7 +350,8 @@ class SsdLog {
   static RecordMeta HeadMeta(const Item& item);
   // True if a large item of these lengths fits in half the log.
   bool FitsLarge(size_t key_len, uint64_t value_len) const;
-  // The large-append thread: runs AppendAsync()'s jobs in order.
+  // The large-append thread: runs AppendAsync()'s jobs in order, at nice
+  // 10 (background work: a worker sharing its CPU goes first).
   void LargeLoop() EXCLUDES(mu_);
   // Drops the AppendAsync() entry of `hash` if it is `id` (0: any).
   void ErasePendingLocked(uint64_t hash, uint64_t id) REQUIRES(mu_);
