@@ -28,7 +28,6 @@ DIR (default: bench-tmp next to the build) must be on a file system with
 O_DIRECT (not tmpfs); its files are removed at the end.
 """
 
-import argparse
 import atexit
 import json
 import os
@@ -43,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (RunError, find_binary, free_port, log, parse_seconds,  # noqa: E402
                       pinned, run_loadgen, server_stats, stop_all, stop_proc, track,
                       wait_started)
+from large_values import arguments, small_requests_beside  # noqa: E402
 
 MIB = 1 << 20
 KEYS = 8
@@ -178,31 +178,18 @@ def small_p99(args, workdir, moving):
     proc = start_strata(args, port, workdir)
     stop = threading.Event()
     errors = []
-    t = None
     try:
-        if moving:
-            t = threading.Thread(target=mover, args=(port, stop, errors), daemon=True)
-            t.start()
-            time.sleep(1.0)
-        res, _ = run_loadgen(pinned(1, loadgen(args, port, 100, [
-            "--get-ratio", "0.9", "--duration", f"{args.duration}s"], connections=1,
-            keys=1000, prefix="small:")), timeout=args.duration + 120)
-        return res["p99_us"], res["ops_per_s"]
+        return small_requests_beside(
+            args, port, proc, loadgen, stop,
+            (lambda: threading.Thread(target=mover, args=(port, stop, errors), daemon=True))
+            if moving else None, join_s=60, stop_s=60)
     finally:
-        stop.set()
-        if t is not None:
-            t.join(60)
-        stop_proc(proc, timeout=60)
         if errors:
             raise RunError(f"the mover failed: {errors}")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--strata", default=find_binary("proxy", "strata"))
-    ap.add_argument("--memcached", default="/usr/bin/memcached")
-    ap.add_argument("--loadgen", default=find_binary("bench", "strata_loadgen"))
-    ap.add_argument("--sizes", default="1,8,32,64", help="MiB, comma-separated")
+    ap = arguments(__doc__)
     ap.add_argument("--duration", type=parse_seconds, default=5.0)
     ap.add_argument("--parts", default="gets,sets,p99", help="which of gets,sets,p99 to run")
     ap.add_argument("--dir", default=os.path.join(os.path.dirname(os.path.dirname(

@@ -34,6 +34,17 @@ MIB = 1 << 20
 KEYS = 8
 
 
+def arguments(doc):
+    """The options large_values.py and large_ssd.py share; the description is
+    the first paragraph of `doc`."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--strata", default=find_binary("proxy", "strata"))
+    ap.add_argument("--memcached", default="/usr/bin/memcached")
+    ap.add_argument("--loadgen", default=find_binary("bench", "strata_loadgen"))
+    ap.add_argument("--sizes", default="1,8,32,64", help="MiB, comma-separated")
+    return ap
+
+
 def start(binary, port):
     argv = [binary, "-p", str(port), "-l", "127.0.0.1", "-m", "1024", "-I", "128m", "-t", "1"]
     if os.path.basename(binary).startswith("memcached"):
@@ -89,40 +100,56 @@ def stream(port, stop, rate=1e9):
                     time.sleep(ahead)
 
 
+def small_requests(args, port, make_loadgen):
+    """(p99 in us, ops/s) of 100-byte requests, 90 % gets over 1000 keys, on
+    one connection for args.duration; `make_loadgen` builds the loadgen
+    command line as loadgen() here does."""
+    res, _ = run_loadgen(pinned(1, make_loadgen(args, port, 100, [
+        "--get-ratio", "0.9", "--duration", f"{args.duration}s"], connections=1,
+        keys=1000, prefix="small:")), timeout=args.duration + 120)
+    return res["p99_us"], res["ops_per_s"]
+
+
+def small_requests_beside(args, port, proc, make_loadgen, stop, make_thread=None,
+                          join_s=30, stop_s=5.0):
+    """small_requests() against `proc` (listening on `port`), with the thread
+    make_thread() returns (if given) running beside them from a second
+    before; then sets `stop`, joins that thread and stops `proc`."""
+    thread = None
+    try:
+        if make_thread is not None:
+            thread = make_thread()
+            thread.start()
+            time.sleep(1.0)
+        return small_requests(args, port, make_loadgen)
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(join_s)
+        stop_proc(proc, timeout=stop_s)
+
+
 def small_p99(args, streaming):
     """p99 (us) of small requests on strata's one worker, while another
     connection streams 100 MiB values (or not)."""
     port = free_port()
     proc = start(args.strata, port)
     stop = threading.Event()
-    streamer = None
-    try:
-        if streaming:
-            value = os.urandom(100 * MIB)
-            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-                s.sendall(b"set stream:0 0 0 %d\r\n" % len(value) + value + b"\r\n")
-                if s.recv(100) != b"STORED\r\n":
-                    raise RunError("the 100 MiB set failed")
-            streamer = threading.Thread(target=stream, args=(port, stop), daemon=True)
-            streamer.start()
-            time.sleep(1.0)
-        res, _ = run_loadgen(pinned(1, loadgen(args, port, 100, [
-            "--get-ratio", "0.9", "--duration", f"{args.duration}s"], connections=1,
-            keys=1000, prefix="small:")), timeout=args.duration + 120)
-        return res["p99_us"], res["ops_per_s"]
-    finally:
-        stop.set()
-        if streamer is not None:
-            streamer.join(30)
-        stop_proc(proc)
+
+    def streamer():
+        value = os.urandom(100 * MIB)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"set stream:0 0 0 %d\r\n" % len(value) + value + b"\r\n")
+            if s.recv(100) != b"STORED\r\n":
+                raise RunError("the 100 MiB set failed")
+        return threading.Thread(target=stream, args=(port, stop), daemon=True)
+
+    return small_requests_beside(args, port, proc, loadgen, stop,
+                                 streamer if streaming else None)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--strata", default=find_binary("proxy", "strata"))
-    ap.add_argument("--memcached", default="/usr/bin/memcached")
-    ap.add_argument("--loadgen", default=find_binary("bench", "strata_loadgen"))
-    ap.add_argument("--sizes", default="1,8,32,64", help="MiB, comma-separated")
+    ap = arguments(__doc__)
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--duration", type=parse_seconds, default=5.0)
     args = ap.parse_args()

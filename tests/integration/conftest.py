@@ -49,6 +49,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_listening(port, timeout=10, what=None):
+    """Waits until something accepts connections on 127.0.0.1:port; fails
+    the test (AssertionError) after `timeout` seconds."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.time() < deadline, f"{what} did not start" if what else None
+            time.sleep(0.05)
+
+
 def rss_bytes(pid):
     """Resident set size of a process, from /proc/PID/status VmRSS."""
     with open(f"/proc/{pid}/status") as f:

@@ -21,19 +21,17 @@ the device, tested by test_ssd.py).
 
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
-import uuid
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_listening
 from memory_formula import memory_limit
-from test_ssd import Client, SsdEnv
+from test_ssd import Client, ssd_env
 from test_ssd_durability import REGION, records_of, regions_of, flip_bit
 
 pytestmark = pytest.mark.strata_only
@@ -56,20 +54,8 @@ def key_of(size_mib):
 
 @pytest.fixture
 def env(strata_bin):
-    root = os.environ.get("STRATA_SSD_TEST_DIR") or \
-        os.path.join(os.path.dirname(strata_bin), "ssd-test-tmp")
-    folder = os.path.join(root, f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    os.makedirs(folder)
-    e = SsdEnv(strata_bin, folder, "io_uring")
-    try:
+    with ssd_env(strata_bin, "io_uring") as e:
         yield e
-    finally:
-        e.stop_all()
-        shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.rmdir(root)
-        except OSError:
-            pass
 
 
 def start(env, ram_mb=600):
@@ -269,14 +255,7 @@ def test_reply_lines_match_memcached(env):
                            "-m", "600", "-I", "256m", "-U", "0"] +
                           (["-u", "root"] if os.geteuid() == 0 else []))
     try:
-        deadline = time.time() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() < deadline
-                time.sleep(0.05)
+        wait_listening(port)
 
         class Mc:
             address = ("127.0.0.1", port)

@@ -37,6 +37,7 @@ has something to do and something to give up on.
 The whole file takes about 2-4 minutes on 2 cores (both I/O modes).
 """
 
+import contextlib
 import hashlib
 import os
 import random
@@ -365,15 +366,28 @@ class SsdEnv:
                 srv.close_log()
 
 
-@pytest.fixture(params=["io_uring", "threadpool"])
-def ssd(request, strata_bin):
+def ssd_test_root(strata_bin):
     # STRATA_SSD_TEST_DIR overrides where the cache files go (it must be on
     # a file system with O_DIRECT: not tmpfs).
-    root = os.environ.get("STRATA_SSD_TEST_DIR") or \
+    return os.environ.get("STRATA_SSD_TEST_DIR") or \
         os.path.join(os.path.dirname(strata_bin), "ssd-test-tmp")
-    folder = os.path.join(root, f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def make_ssd_test_folder(strata_bin, prefix=""):
+    """A new, uniquely named folder below ssd_test_root()."""
+    folder = os.path.join(ssd_test_root(strata_bin),
+                          f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     os.makedirs(folder)
-    env = SsdEnv(strata_bin, folder, request.param)
+    return folder
+
+
+@contextlib.contextmanager
+def ssd_env(strata_bin, io):
+    """An SsdEnv in a folder of its own, its servers killed and the folder
+    removed afterwards."""
+    root = ssd_test_root(strata_bin)
+    folder = make_ssd_test_folder(strata_bin)
+    env = SsdEnv(strata_bin, folder, io)
     try:
         yield env
     finally:
@@ -383,6 +397,12 @@ def ssd(request, strata_bin):
             os.rmdir(root)
         except OSError:
             pass  # another run's folder is still there
+
+
+@pytest.fixture(params=["io_uring", "threadpool"])
+def ssd(request, strata_bin):
+    with ssd_env(strata_bin, request.param) as env:
+        yield env
 
 
 # --------------------------------------------------------------------------

@@ -41,12 +41,12 @@ import random
 import re
 import shutil
 import signal
-import uuid
 
 import pytest
 
 from conftest import REFERENCE_MEMCACHED, Server
 from mcraw import Conn
+from test_ssd import make_ssd_test_folder
 
 pytestmark = pytest.mark.strata_only
 
@@ -315,10 +315,7 @@ def io_mode(request):
 
 @pytest.fixture
 def folder(strata_bin):
-    root = os.environ.get("STRATA_SSD_TEST_DIR") or \
-        os.path.join(os.path.dirname(strata_bin), "ssd-test-tmp")
-    path = os.path.join(root, f"tdiff-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    os.makedirs(path)
+    path = make_ssd_test_folder(strata_bin, "tdiff-")
     try:
         yield path
     finally:

@@ -23,14 +23,13 @@ Every process is started on 127.0.0.1 with a free port and stopped by PID.
 
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import REFERENCE_MEMCACHED, Server, free_port
+from conftest import REFERENCE_MEMCACHED, Server, free_port, wait_listening
 from mcraw import Conn, stats
 from relay import Relay
 
@@ -118,6 +117,17 @@ class Strata:
         self.server.close_log()
 
 
+def check_metrics_text(text):
+    """`promtool check metrics` (where promtool is installed) passes the
+    exposition `text` without a word."""
+    promtool = shutil.which("promtool")
+    if promtool:
+        res = subprocess.run([promtool, "check", "metrics"], input=text,
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and res.stdout == "" and res.stderr == "", \
+            res.stdout + res.stderr
+
+
 def addresses(servers):
     return [f"127.0.0.1:{s.port}" for s in servers]
 
@@ -195,14 +205,7 @@ def test_keys_of_nutcracker_found_through_ketama(strata_bin, pool, tmp_path):
                              "-a", "127.0.0.1", "-o", str(tmp_path / "nc.log"),
                              "-p", str(tmp_path / "nc.pid")])
     try:
-        deadline = time.time() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() < deadline, "nutcracker did not start"
-                time.sleep(0.05)
+        wait_listening(port, what="nutcracker")
         nc = Client(("127.0.0.1", port))
         for k in KEYS:
             assert nc.set(k, k.encode() + b"-v", noreply=False)
@@ -504,12 +507,7 @@ def test_metrics_per_server(strata_bin, pool, tmp_path):
         c.close()
         with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10) as r:
             body = r.read().decode()
-        promtool = shutil.which("promtool")
-        if promtool:
-            res = subprocess.run([promtool, "check", "metrics"], input=body,
-                                 capture_output=True, text=True, timeout=60)
-            assert res.returncode == 0 and res.stdout == "" and res.stderr == "", \
-                res.stdout + res.stderr
+        check_metrics_text(body)
         values = {}
         for line in body.splitlines():
             if line.startswith("strata_upstream_requests_total{"):

@@ -70,9 +70,12 @@ def healthy():
             s.close_log()
 
 
-def start_strata(strata_bin, tmp_path, addrs, request_timeout="200ms", extra=(), **kw):
+def start_strata(strata_bin, tmp_path, addrs, request_timeout="200ms", extra=(), threads=1,
+                 **kw):
+    """Strata before `addrs` with quick connects and probes (and `extra`
+    lines in its upstream section)."""
     return Strata(strata_bin, str(tmp_path / "strata"), addrs, near_cache_ttl="0",
-                  threads=1, request_timeout=request_timeout, extra_upstream=[
+                  threads=threads, request_timeout=request_timeout, extra_upstream=[
                       "  connect_timeout: 100ms",
                       "  probe_interval: 50ms",
                       "  probe_interval_max: 500ms",

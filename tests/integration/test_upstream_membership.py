@@ -21,7 +21,6 @@ carry no port) and stopped by PID.
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -32,7 +31,10 @@ import pytest
 import conftest
 from conftest import REFERENCE_MEMCACHED, Server, free_port
 from mcraw import Conn
-from test_upstream import Strata, get, request
+from test_upstream import Strata, check_metrics_text, get, request
+from test_upstream_faults import start_strata as start_probing_strata
+from test_upstream_faults import stop as stop_checked
+from test_upstream_faults import wait_for as faults_wait_for
 
 pytestmark = pytest.mark.strata_only
 
@@ -130,12 +132,7 @@ def set_all(st, keys, value):
 
 
 def wait_for(cond, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
+    return faults_wait_for(cond, timeout, step)
 
 
 def stat(st, name):
@@ -143,23 +140,9 @@ def stat(st, name):
 
 
 def start_strata(strata_bin, tmp_path, entries, extra=(), threads=2, metrics_port=None):
-    return Strata(strata_bin, str(tmp_path / "strata"), entries, near_cache_ttl="0",
-                  threads=threads, metrics_port=metrics_port, extra_upstream=[
-                      "  connect_timeout: 100ms",
-                      "  probe_interval: 50ms",
-                      "  probe_interval_max: 500ms",
-                      f"  removal_grace: {int(GRACE_S * 1000)}ms",
-                  ] + list(extra))
-
-
-def stop_checked(st):
-    """Stops strata; a sanitized build (TSan, ASan, UBSan) must not have
-    reported anything into its log."""
-    st.stop()
-    with open(st.server.log_path, "rb") as f:
-        out = f.read()
-    for tool in (b"ThreadSanitizer", b"AddressSanitizer", b"runtime error"):
-        assert tool not in out, out[-4000:]
+    return start_probing_strata(
+        strata_bin, tmp_path, entries, threads=threads, metrics_port=metrics_port,
+        extra=[f"  removal_grace: {int(GRACE_S * 1000)}ms"] + list(extra))
 
 
 def write_atomically(path, text):
@@ -187,6 +170,20 @@ def moved_share(before, after, keys):
     return moved, len(moved) / len(keys)
 
 
+def check_a_fourth_takes_a_quarter(st, servers, before):
+    """A fourth server (servers[3]) has joined the three that own `before`:
+    about a quarter of the keys move, all to it.  Returns the new owners."""
+    assert wait_for(lambda: stat(st, "upstream_servers") == 4, 10)
+    assert set(set_all(st, KEYS, v2).values()) == {b"STORED\r\n"}
+    after = owners(servers, KEYS, v2)
+    assert len(after) == N_KEYS
+    moved, share = moved_share(before, after, KEYS)
+    print(f"\n[membership] 3 -> 4 servers moved {share:.3f} of {N_KEYS} keys")
+    assert 0.15 <= share <= 0.35, share
+    assert {after[k] for k in moved} == {3}
+    return after
+
+
 # ------------------------------------------------------------------ file:
 
 def test_a_server_file_change_moves_a_quarter_then_a_removal_fails_fast(
@@ -203,14 +200,7 @@ def test_a_server_file_change_moves_a_quarter_then_a_removal_fails_fast(
 
         # A fourth server: about a quarter of the keys move, all to it.
         write_atomically(path, "".join(addr(s) + "\n" for s in servers))
-        assert wait_for(lambda: stat(st, "upstream_servers") == 4, 10)
-        assert set(set_all(st, KEYS, v2).values()) == {b"STORED\r\n"}
-        after = owners(servers, KEYS, v2)
-        assert len(after) == N_KEYS
-        moved, share = moved_share(before, after, KEYS)
-        print(f"\n[membership] 3 -> 4 servers moved {share:.3f} of {N_KEYS} keys")
-        assert 0.15 <= share <= 0.35, share
-        assert {after[k] for k in moved} == {3}
+        after = check_a_fourth_takes_a_quarter(st, servers, before)
 
         # Server 1 leaves the file: during the grace its keys fail fast,
         # the others' work; nothing is written anywhere else for them.
@@ -272,12 +262,7 @@ def test_a_broken_or_empty_file_keeps_the_last_list(strata_bin, memcached, tmp_p
         import urllib.request
         body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read()
         text = body.decode()
-        promtool = shutil.which("promtool")
-        if promtool:
-            res = subprocess.run([promtool, "check", "metrics"], input=text,
-                                 capture_output=True, text=True, timeout=60)
-            assert res.returncode == 0 and res.stdout == "" and res.stderr == "", \
-                res.stdout + res.stderr
+        check_metrics_text(text)
         src = f'source="file:{path}"'
         assert f"strata_upstream_source_members{{{src}}} 2" in text
         assert 'strata_upstream_members{state="serving"} 2' in text
@@ -404,13 +389,7 @@ def test_dns_a_records_and_their_changes(strata_bin, memcached, dns, tmp_path):
 
         # A fourth address: a quarter moves, to it only.
         dns.a["mc.strata.test"] = [s.host for s in reversed(servers)]
-        assert wait_for(lambda: stat(st, "upstream_servers") == 4, 10)
-        assert set(set_all(st, KEYS, v2).values()) == {b"STORED\r\n"}
-        after = owners(servers, KEYS, v2)
-        moved, share = moved_share(before, after, KEYS)
-        print(f"\n[membership] 3 -> 4 servers moved {share:.3f} of {N_KEYS} keys")
-        assert 0.15 <= share <= 0.35, share
-        assert {after[k] for k in moved} == {3}
+        check_a_fourth_takes_a_quarter(st, servers, before)
 
         # SERVFAIL, then an empty answer, then silence: the list stays.
         for mode in ("servfail", "empty"):
@@ -447,13 +426,7 @@ def test_dns_srv_records_carry_the_ports(strata_bin, memcached, dns, tmp_path):
         assert len(before) == N_KEYS
 
         dns.srv[name] = [(f"mc-{i}.mc.strata.test", s.port) for i, s in enumerate(servers)]
-        assert wait_for(lambda: stat(st, "upstream_servers") == 4, 10)
-        assert set(set_all(st, KEYS, v2).values()) == {b"STORED\r\n"}
-        after = owners(servers, KEYS, v2)
-        moved, share = moved_share(before, after, KEYS)
-        print(f"\n[membership] 3 -> 4 servers moved {share:.3f} of {N_KEYS} keys")
-        assert 0.15 <= share <= 0.35, share
-        assert {after[k] for k in moved} == {3}
+        after = check_a_fourth_takes_a_quarter(st, servers, before)
 
         # An empty SRV answer keeps the list.
         failures = stat(st, "upstream_membership_refresh_failures")

@@ -14,6 +14,7 @@
 
 #include "common/hash.h"
 #include "tests/support/fake_clock.h"
+#include "tests/support/ssd_test_util.h"
 #include "tiers/ssd/ssd_log.h"
 
 namespace strata::tiers {
@@ -22,33 +23,12 @@ namespace {
 constexpr uint32_t kRegion = 1u << 20;  // pieces of 256 KiB, so items span regions
 constexpr uint32_t kRegions = 32;
 
-struct Done : SsdReadDone {
-  ItemRef item;
-  int calls = 0;
-  void OnSsdRead(ItemRef i) override {
-    item = std::move(i);
-    ++calls;
-  }
-};
-
-ItemRef MakeItem(const std::string& key, const std::string& value, uint64_t cas = 1) {
-  Item* it = Item::Create(key, 7, 0, static_cast<uint32_t>(value.size()));
-  std::memcpy(it->MutableValue(), value.data(), value.size());
-  it->SetCas(cas);
-  return ItemRef::Adopt(it);
-}
+using ssd_test::Done;
+using ssd_test::MakeItem;
 
 // Incompressible (random from the key) or compressible, and different per
 // version.
-std::string ValueFor(const std::string& key, size_t len, bool compressible, int version = 0) {
-  std::string v(len, '\0');
-  std::mt19937_64 rng(common::HashKey(key) + static_cast<uint64_t>(version));
-  for (size_t i = 0; i < len; ++i) {
-    v[i] = compressible ? static_cast<char>('a' + (i / 64 + static_cast<size_t>(version)) % 26)
-                        : static_cast<char>(rng());
-  }
-  return v;
-}
+using ssd_test::ValueFor;
 
 struct Found {
   uint64_t offset;  // on the device
@@ -93,7 +73,7 @@ class SsdLargeTest : public ::testing::Test {
     return *log_;
   }
   bool Put(const std::string& key, const std::string& value, uint64_t cas = 1) {
-    return log_->Append(*MakeItem(key, value, cas), common::HashKey(key));
+    return log_->Append(*MakeItem(key, value, 0, 7, cas), common::HashKey(key));
   }
   ItemRef Read(const std::string& key) {
     auto queue = device_->NewQueue(16);
@@ -112,21 +92,14 @@ class SsdLargeTest : public ::testing::Test {
     std::vector<char> region(kRegion);
     for (uint32_t r = 0; r < kRegions; ++r) {
       if (pread(fd, region.data(), kRegion, off_t{r} * kRegion) != kRegion) continue;
-      RegionHeader h;
-      if (DecodeRegionHeader(region.data(), &h) != HeaderKind::kValid ||
-          h.state != RegionState::kLive) {
-        continue;
-      }
-      size_t off = kRegionHeaderSize;
-      DecodedRecord rec;
-      while (off + kRecordHeaderSize <= kRegion &&
-             DecodeRecord(h.seq, region.data() + off, kRegion - off, &rec) != RecordCheck::kInvalid) {
-        uint64_t at = uint64_t{r} * kRegion + off;
-        out.push_back({at, rec.meta.type, std::string(rec.key),
-                       static_cast<size_t>(at + kRecordHeaderSize + rec.key.size()),
-                       rec.stored.size()});
-        off += rec.size;
-      }
+      ssd_test::ForEachRecord(
+          region.data(), kRegion, /*valid_only=*/false,
+          [&](size_t off, uint64_t /*seq*/, const DecodedRecord& rec) {
+            uint64_t at = uint64_t{r} * kRegion + off;
+            out.push_back({at, rec.meta.type, std::string(rec.key),
+                           static_cast<size_t>(at + kRecordHeaderSize + rec.key.size()),
+                           rec.stored.size()});
+          });
     }
     close(fd);
     return out;

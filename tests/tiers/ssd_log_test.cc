@@ -16,38 +16,16 @@
 #include "common/hash.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/memory_device.h"
+#include "tests/support/ssd_test_util.h"
 
 namespace strata::tiers {
 namespace {
 
 constexpr uint32_t kRegion = 1u << 20;  // small regions so tests wrap quickly
 
-struct Done : SsdReadDone {
-  ItemRef item;
-  int calls = 0;
-  void OnSsdRead(ItemRef i) override {
-    item = std::move(i);
-    ++calls;
-  }
-};
-
-ItemRef MakeItem(const std::string& key, const std::string& value, uint32_t exptime = 0,
-                 uint32_t flags = 7, uint64_t cas = 1) {
-  Item* it = Item::Create(key, flags, exptime, static_cast<uint32_t>(value.size()));
-  std::memcpy(it->MutableValue(), value.data(), value.size());
-  it->SetCas(cas);
-  return ItemRef::Adopt(it);
-}
-
-// A value that verifies itself: derived from key and length.
-std::string ValueFor(const std::string& key, size_t len, bool compressible) {
-  std::string v(len, '\0');
-  std::mt19937_64 rng(common::HashKey(key));
-  for (size_t i = 0; i < len; ++i) {
-    v[i] = compressible ? static_cast<char>('a' + (i / 64) % 26) : static_cast<char>(rng());
-  }
-  return v;
-}
+using ssd_test::Done;
+using ssd_test::MakeItem;
+using ssd_test::ValueFor;  // a value that verifies itself: from key and length
 
 
 // A record found on the device by walking every live region.
@@ -65,19 +43,12 @@ std::vector<Found> WalkDevice(const MemoryDevice& dev, uint32_t region_size) {
   std::vector<char> region(region_size);
   for (uint32_t r = 0; r < dev.size() / region_size; ++r) {
     dev.Peek(uint64_t{r} * region_size, region.data(), region_size);
-    RegionHeader h;
-    if (DecodeRegionHeader(region.data(), &h) != HeaderKind::kValid ||
-        h.state != RegionState::kLive) {
-      continue;
-    }
-    size_t off = kRegionHeaderSize;
-    DecodedRecord rec;
-    while (off + kRecordHeaderSize <= region_size &&
-           DecodeRecord(h.seq, region.data() + off, region_size - off, &rec) == RecordCheck::kValid) {
-      out.push_back({r, static_cast<uint32_t>(off), static_cast<uint32_t>(rec.size), h.seq,
-                     rec.meta.type, std::string(rec.key)});
-      off += rec.size;
-    }
+    ssd_test::ForEachRecord(region.data(), region_size, /*valid_only=*/true,
+                            [&](size_t off, uint64_t seq, const DecodedRecord& rec) {
+                              out.push_back({r, static_cast<uint32_t>(off),
+                                             static_cast<uint32_t>(rec.size), seq, rec.meta.type,
+                                             std::string(rec.key)});
+                            });
   }
   return out;
 }

@@ -14,18 +14,12 @@
 #include "common/hash.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/memory_device.h"
+#include "tests/support/ssd_test_util.h"
 
 namespace strata::tiers {
 namespace {
 
-struct Done : SsdReadDone {
-  ItemRef item;
-  int calls = 0;
-  void OnSsdRead(ItemRef i) override {
-    item = std::move(i);
-    ++calls;
-  }
-};
+using ssd_test::Done;
 
 class TieredCacheTest : public ::testing::Test {
  protected:
