@@ -238,6 +238,7 @@ StoreResult TieredCache::StoreToSsd(ItemRef item, uint64_t* ticket, uint64_t* st
   // since this set began wins over it (they came later). (Later ones
   // cancel it in the log: Remove(), Flush().)
   const Item* stored = item.get();
+  ItemRef fallback = item;  // for RAM, when the queue to SSD is full
   auto current = [this, hash, epoch, key, stored] {
     return !DeletedSince(hash, epoch) && !ram_.Contains(key) && !ram_.IsFlushed(*stored);
   };
@@ -252,7 +253,13 @@ StoreResult TieredCache::StoreToSsd(ItemRef item, uint64_t* ticket, uint64_t* st
     case SsdLog::AsyncResult::kNoRoom:
       break;
   }
-  return StoreResult::kNoMemory;
+  // The queue to SSD is full (sets come faster than the device takes
+  // them): the item is stored in RAM as a smaller one is (its memory is
+  // already charged there), and RAM evicts to make room, rather than a
+  // set memcached would store being refused.
+  StoreResult r = ram_.Store(StoreMode::kSet, std::move(fallback), 0, stored_cas, false);
+  if (r == StoreResult::kStored) Invalidate(key, ticket);
+  return r;
 }
 
 void TieredCache::FlushAll(int64_t at_unix, uint64_t* ticket) {
