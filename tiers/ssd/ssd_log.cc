@@ -1,5 +1,6 @@
 #include "tiers/ssd/ssd_log.h"
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -17,7 +18,7 @@ namespace strata::tiers {
 namespace {
 
 constexpr size_t kBlock = kBlockSize;
-// The large-append thread's nice value (LargeLoop()).
+// The large-append thread's nice value if SCHED_IDLE is refused (LargeLoop()).
 constexpr int kLargeThreadNice = 10;
 size_t AlignDown(size_t v) { return v / kBlock * kBlock; }
 size_t AlignUp(size_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
@@ -169,6 +170,63 @@ class SsdLog::InlineCommit {
   size_t left_ = 0;
 };
 
+namespace {
+
+// Buffers for large items' piece reads, kept by each thread between piece
+// reads. A piece read into a fresh mapping costs a page fault per 4 KiB
+// (the kernel pins the pages for the direct read) and an munmap after it:
+// more CPU than the piece's checksum and copy together, and on a worker
+// that is what held 64 MiB gets under fio's bandwidth. A thread keeps at
+// most kKeptPieceBuffers idle buffers (about 1 MiB each, on threads that
+// ever read a large item).
+constexpr size_t kKeptPieceBuffers = 8;
+constexpr size_t kPieceBufferGranule = size_t{64} << 10;
+
+struct PieceBuffer {
+  std::unique_ptr<char, AlignedFree> data;
+  size_t capacity = 0;
+};
+
+class PieceBufferCache {
+ public:
+  PieceBuffer Take(size_t len) {
+    for (size_t i = kept_.size(); i-- > 0;) {
+      if (kept_[i].capacity >= len) {
+        PieceBuffer b = std::move(kept_[i]);
+        kept_[i] = std::move(kept_.back());
+        kept_.pop_back();
+        return b;
+      }
+    }
+    const size_t capacity = (len + kPieceBufferGranule - 1) / kPieceBufferGranule *
+                            kPieceBufferGranule;
+    return PieceBuffer{AllocateAligned(capacity), capacity};
+  }
+  void Give(PieceBuffer b) {
+    if (!b.data) return;
+    if (kept_.size() < kKeptPieceBuffers) {
+      kept_.push_back(std::move(b));
+      return;
+    }
+    // Keep the larger ones: a buffer too small for the next piece is no use.
+    auto smallest = std::min_element(kept_.begin(), kept_.end(),
+                                     [](const PieceBuffer& x, const PieceBuffer& y) {
+                                       return x.capacity < y.capacity;
+                                     });
+    if (smallest->capacity < b.capacity) *smallest = std::move(b);
+  }
+
+ private:
+  std::vector<PieceBuffer> kept_;
+};
+
+PieceBufferCache& PieceBuffers() {
+  thread_local PieceBufferCache cache;
+  return cache;
+}
+
+}  // namespace
+
 // A large item's read: its pieces, up to large_reads_in_flight at once on
 // the caller's queue, each verified and decoded into the item as its read
 // completes (one piece's work per completion). Pieces still in a region
@@ -210,7 +268,7 @@ class SsdLog::LargeReadOp {
     size_t piece = 0;
     size_t skip = 0;  // bytes before the piece's record in the aligned read
     bool busy = false;
-    std::unique_ptr<char, AlignedFree> buf;
+    PieceBuffer buf;
     void OnIoComplete(int64_t result) override { op->Completed(this, result); }
   };
 
@@ -232,8 +290,8 @@ class SsdLog::LargeReadOp {
       const LargePiece& p = manifest_.pieces[i];
       const size_t begin = AlignDown(p.offset);
       const size_t len = AlignUp(size_t{p.offset} + p.size) - begin;
-      slot->buf = AllocateAligned(len);
-      if (!slot->buf) {
+      slot->buf = PieceBuffers().Take(len);
+      if (!slot->buf.data) {
         failed_ = true;
         no_memory_ = true;
         break;
@@ -244,8 +302,8 @@ class SsdLog::LargeReadOp {
       ++in_flight_;
       log_->c_->reads_in_flight.fetch_add(1, std::memory_order_relaxed);
       log_->c_->large_piece_reads.fetch_add(1, std::memory_order_relaxed);
-      queue_.Read(uint64_t{p.region} * log_->options_.region_size + begin, slot->buf.get(), len,
-                  slot);
+      queue_.Read(uint64_t{p.region} * log_->options_.region_size + begin, slot->buf.data.get(),
+                  len, slot);
       issued = true;
     }
     if (issued) queue_.Submit();
@@ -295,10 +353,10 @@ class SsdLog::LargeReadOp {
     if (result < static_cast<int64_t>(slot->skip + p.size)) {
       read_error_ = true;
       failed_ = true;
-    } else if (!failed_ && !Decode(slot->piece, slot->buf.get() + slot->skip, p.size)) {
+    } else if (!failed_ && !Decode(slot->piece, slot->buf.data.get() + slot->skip, p.size)) {
       failed_ = true;
     }
-    slot->buf.reset();
+    PieceBuffers().Give(std::move(slot->buf));
     Pump();
   }
 
@@ -1413,12 +1471,18 @@ bool SsdLog::PendingIs(uint64_t hash, uint64_t id) const {
 }
 
 void SsdLog::LargeLoop() {
-  // Compressing and checksumming a large item is background work: at nice
-  // 10 the kernel gives a worker that shares this CPU ~10x this thread's
-  // share and wakes it first, so small requests do not wait behind a
-  // large set's LZ4. (Lowering a thread's priority needs no privilege; a
-  // failure only leaves it at the process's.)
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kLargeThreadNice);
+  // Compressing and checksumming a large item is background work. Under
+  // SCHED_IDLE any worker that wakes on this CPU preempts this thread at
+  // once (at nice 10 a worker could still wait a slice of up to several
+  // ms behind it, which is what held small requests' p99 above 2 ms), and
+  // the thread still runs whenever the CPU would otherwise idle. Lowering a
+  // thread's policy needs no privilege; if it fails, nice 10 is the
+  // fallback, and a failure of that leaves the process's priority.
+  const auto tid = static_cast<pid_t>(syscall(SYS_gettid));
+  sched_param idle{};
+  if (sched_setscheduler(tid, SCHED_IDLE, &idle) != 0) {
+    setpriority(PRIO_PROCESS, static_cast<id_t>(tid), kLargeThreadNice);
+  }
   common::MutexLock lock(&mu_);
   for (;;) {
     while (!stop_large_ && large_jobs_.empty()) large_cv_.Wait(mu_);
