@@ -27,6 +27,12 @@ constexpr size_t kReadAheadKeys = 64;
 // drained, the socket reads it straight into the item instead of through
 // the buffer (about the buffer's size: fewer receives, no second copy).
 constexpr uint64_t kDirectReadThreshold = 4 * 1024;
+// Most bytes one receive into an item, or one send, moves. The kernel copies
+// them (and faults in a fresh item's pages) on the worker's loop: unbounded,
+// one receive of a 64 MiB value took up to the socket's 32 MiB buffer at
+// once, over 10 ms in which no other connection was served. 512 KiB is
+// about 0.1-0.3 ms of copying and a few syscalls per MiB.
+constexpr size_t kMaxBytesPerOp = size_t{512} << 10;
 
 // What a storage command will hold (its item) while its data block
 // arrives, for the connection memory gate; at most half the cap, so a
@@ -442,7 +448,7 @@ void Connection::PrepareReadBuffer(char** buf, size_t* len) {
     uint64_t total = uint64_t{item->value_len} + 2;
     char* dst = item->MutableValue() + (total - store_.remaining);
     *buf = dst;
-    *len = static_cast<size_t>(std::min<uint64_t>(store_.remaining, 1u << 30));
+    *len = static_cast<size_t>(std::min<uint64_t>(store_.remaining, kMaxBytesPerOp));
     direct_read_ = true;
     return;
   }
@@ -762,7 +768,7 @@ void Connection::Flush() {
 bool Connection::PrepareSend(NetOp* op, struct iovec* iov) {
   if (closing_ || write_in_flight_ || want_writable_ || out_.empty()) return false;
   size_t total = 0;
-  size_t n = out_.Gather(iov, kMaxIov, &total);
+  size_t n = out_.Gather(iov, kMaxIov, &total, kMaxBytesPerOp);
   out_.Seal(n);
   inflight_bytes_ = total;
   write_in_flight_ = true;

@@ -109,13 +109,16 @@ size_t OutputQueue::FirstValueBytes() const {
   return 0;
 }
 
-size_t OutputQueue::Gather(struct iovec* iov, size_t max, size_t* total) const {
+size_t OutputQueue::Gather(struct iovec* iov, size_t max, size_t* total,
+                           size_t max_bytes) const {
   size_t count = 0;
+  size_t room = max_bytes;
   for (size_t i = head_; i < segments_.size(); ++i) {
     const Segment& seg = segments_[i];
-    if (count == max) break;
-    size_t len = seg.size() - seg.offset;
+    if (count == max || room == 0) break;
+    const size_t len = std::min(seg.size() - seg.offset, room);
     if (len == 0) continue;
+    room -= len;
     iov[count].iov_base = const_cast<char*>(seg.data() + seg.offset);
     iov[count].iov_len = len;
     *total += len;

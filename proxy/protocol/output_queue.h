@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -68,9 +69,11 @@ class OutputQueue {
   // the one being sent or next to be; 0 if none.
   size_t FirstValueBytes() const;
 
-  // Fills up to `max` iovecs from the front of the queue; returns the count
-  // and adds their total length to *total.
-  size_t Gather(struct iovec* iov, size_t max, size_t* total) const;
+  // Fills up to `max` iovecs, of at most `max_bytes` together (the last one
+  // cut short), from the front of the queue; returns the count and adds
+  // their total length to *total.
+  size_t Gather(struct iovec* iov, size_t max, size_t* total,
+                size_t max_bytes = SIZE_MAX) const;
   // Drops `n` bytes from the front.
   void Consume(size_t n);
   // Seals the first `segments` segments (they are in an async write).

@@ -91,6 +91,37 @@ TEST(OutputQueueTest, AppendTextAndSpace) {
   EXPECT_EQ(q.Gather(iov, 4, &total), 0u);
 }
 
+// A send takes at most max_bytes: the last iovec is cut short, and what is
+// left goes whole in later sends, in order.
+TEST(OutputQueueTest, GatherStopsAtMaxBytes) {
+  const std::string value = Pattern(3000000, 7);
+  OutputQueue q;
+  q.Append("VALUE big 0 3000000\r\n");
+  q.AppendValue(MakeItem("big", value));
+  q.Append("END\r\n");
+  const std::string want = "VALUE big 0 3000000\r\n" + value + "\r\nEND\r\n";
+  std::string out;
+  struct iovec iov[8];
+  while (!q.empty()) {
+    size_t total = 0;
+    const size_t n = q.Gather(iov, 8, &total, 1 << 20);
+    ASSERT_GT(n, 0u);
+    ASSERT_LE(total, size_t{1} << 20);
+    size_t sum = 0;
+    for (size_t i = 0; i < n; ++i) {
+      out.append(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
+      sum += iov[i].iov_len;
+    }
+    ASSERT_EQ(sum, total);
+    // Full sends while more than a send's worth is left.
+    if (q.bytes() > (size_t{1} << 20)) {
+      ASSERT_EQ(total, size_t{1} << 20);
+    }
+    q.Consume(total);
+  }
+  EXPECT_EQ(out, want);
+}
+
 TEST(OutputQueueTest, SmallValuesAreCopied) {
   const size_t limit = OutputQueue::kCopyValueLimit;
   for (size_t len : {size_t{0}, size_t{1}, size_t{100}, limit - 2}) {
