@@ -1489,7 +1489,13 @@ void SsdLog::LargeLoop() {
     if (large_jobs_.empty()) break;  // stopping, and nothing is left
     LargeJob job = std::move(large_jobs_.front());
     large_jobs_.pop_front();
-    if (!PendingIs(job.hash, job.id)) continue;  // deleted or replaced meanwhile
+    if (!PendingIs(job.hash, job.id)) {
+      // Deleted or replaced meanwhile. Sync() may be waiting for the queue
+      // to empty (the erase that removed its entry woke it while the job
+      // was still queued): tell it.
+      cv_.NotifyAll();
+      continue;
+    }
     mu_.Unlock();
     // Asked under the lock right before the head is appended.
     auto current = [&] { return PendingIs(job.hash, job.id) && (!job.current || job.current()); };
