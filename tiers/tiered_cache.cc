@@ -437,10 +437,29 @@ void TieredCache::OnEvictedSince(std::vector<ItemRef>& items, uint64_t /*epoch*/
     // a newer one was stored (which RAM may have evicted in turn, and the
     // admission rejected), and a delete always wins.
     const Item& evicted = *item;
-    if (ssd_->Append(evicted, hash,
-                     [&] { return ram_.StillEvicting(evicted) && !ram_.IsFlushed(evicted); })) {
-      admitted_.fetch_add(1, std::memory_order_relaxed);
+    auto in_transit = [&] { return ram_.StillEvicting(evicted) && !ram_.IsFlushed(evicted); };
+    if (ssd_->IsLarge(evicted.key_len, evicted.value_len)) {
+      // Larger than a region (and under large_item_percent, or it would not
+      // have been in RAM): the log's large-append thread compresses and
+      // writes its pieces, as for a large set, so this worker does not spend
+      // tens of ms on them. It is queued only if still in transit, under
+      // the log's lock, and from then on reads find it in the queue; a
+      // later store, delete or flush of the key cancels it there (Remove(),
+      // Flush()), so `later_current` has only the flush time to check.
+      const Item* queued = item.get();
+      switch (ssd_->AppendAsync(item, hash, in_transit,
+                                [this, queued] { return !ram_.IsFlushed(*queued); })) {
+        case SsdLog::AsyncResult::kQueued:
+          admitted_.fetch_add(1, std::memory_order_relaxed);
+          large_evictions_queued_.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        case SsdLog::AsyncResult::kSkipped:
+          continue;  // no longer in transit: stored, deleted or read since
+        case SsdLog::AsyncResult::kNoRoom:
+          break;  // the queue is full: written here, so the SSD still keeps it
+      }
     }
+    if (ssd_->Append(evicted, hash, in_transit)) admitted_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -463,6 +482,7 @@ TieredCache::Counters TieredCache::counters() const {
   Counters c;
   c.promotions = promotions_.load(std::memory_order_relaxed);
   c.large_to_ssd = large_to_ssd_.load(std::memory_order_relaxed);
+  c.large_evictions_queued = large_evictions_queued_.load(std::memory_order_relaxed);
   c.admitted = admitted_.load(std::memory_order_relaxed);
   c.rejected_cold = rejected_cold_.load(std::memory_order_relaxed);
   c.rejected_budget = rejected_budget_.load(std::memory_order_relaxed);

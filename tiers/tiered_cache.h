@@ -177,6 +177,7 @@ class TieredCache final : public EvictionSink {
 
   struct Counters {
     uint64_t large_to_ssd = 0;         // sets written straight to SSD (large items)
+    uint64_t large_evictions_queued = 0;  // evictions of large items written in the background
     uint64_t promotions = 0;           // SSD reads put back in RAM
     uint64_t admitted = 0;             // evictions written to flash
     uint64_t rejected_cold = 0;        // evictions the admission policy called cold
@@ -215,6 +216,7 @@ class TieredCache final : public EvictionSink {
   uint32_t promote_threshold_ = 0;
   uint64_t large_item_bytes_ = 0;  // 0: no item skips RAM
   std::atomic<uint64_t> large_to_ssd_{0};
+  std::atomic<uint64_t> large_evictions_queued_{0};
   // Deletes stamped by key hash in a lossy table of epochs (the newest
   // delete of any key in the slot): a delete that lands between an item's
   // eviction from RAM and its append to SSD, during a promotion's read, or

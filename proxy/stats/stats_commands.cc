@@ -283,6 +283,7 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_hits", d.hits);
     Stat(out, "ssd_promotions", c.promotions);
     Stat(out, "ssd_large_sets", c.large_to_ssd);
+    Stat(out, "ssd_large_evictions", c.large_evictions_queued);
     Stat(out, "ssd_large_item_bytes", cache_.large_item_bytes());
     Stat(out, "ssd_read_aheads", ctx_.Sum(Counter::kSsdReadAheads));
     Stat(out, "ssd_admitted", c.admitted);
