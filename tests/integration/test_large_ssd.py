@@ -247,19 +247,83 @@ def test_a_burst_of_large_sets_over_ram_answers_cleanly(env):
     env.stop(srv)
 
 
-def test_reply_lines_match_memcached(env):
+def start_memcached(mem_mb=1024):
+    """memcached 1.6.18 with room for every value here (a Popen, and the
+    address to call), or a skip when it is not installed."""
     if not os.path.exists("/usr/bin/memcached"):
         pytest.skip("no /usr/bin/memcached")
     port = free_port()
     mc = subprocess.Popen(["/usr/bin/memcached", "-l", "127.0.0.1", "-p", str(port),
-                           "-m", "600", "-I", "256m", "-U", "0"] +
+                           "-m", str(mem_mb), "-I", "256m", "-U", "0"] +
                           (["-u", "root"] if os.geteuid() == 0 else []))
+    wait_listening(port)
+
+    class Mc:
+        address = ("127.0.0.1", port)
+
+    return mc, Mc
+
+
+def test_large_evictions_are_kept_and_answer_as_memcached(env):
+    # RAM 128 MiB with large_item_percent 50: 20 MiB values (more than a
+    # 16 MiB region, less than 64 MiB) are set into RAM, and RAM's
+    # evictions of them go to the large-append thread. Every reply, while
+    # they move, is memcached's (which holds them all in RAM); a delete and
+    # an overwrite of SSD-resident ones hold across a kill -9 right after
+    # their replies.
+    mc, Mc = start_memcached()
+    yaml = "    large_item_percent: 50\n  ram:\n    max_item_size: 64MiB\n"
     try:
-        wait_listening(port)
+        srv = env.start(ram_mb=128, ssd_size="1GiB", extra_yaml=yaml)
+        values = {b"mid:%d" % i: big_value(20, i) for i in range(12)}  # 240 MiB
+        for k, v in values.items():
+            step = b"set %s 3 0 %d\r\n%s\r\n" % (k, len(v), v)
+            assert raw_call(srv, step) == raw_call(Mc, step) == (b"STORED\r\n",)
+            # The first key, evicted early, on every round.
+            first = b"get mid:0\r\n"
+            assert raw_call(srv, first) == raw_call(Mc, first)
+        for k in values:
+            step = b"get %s\r\n" % k
+            got = raw_call(srv, step)
+            assert got == raw_call(Mc, step), k
+            assert got[1] == values[k], k
+        with Client(srv) as c:
+            st = c.stats()
+        assert int(st["ssd_large_evictions"]) >= 4, st
+        assert int(st["ssd_large_sets"]) == 0, st
+        assert int(st["evictions"]) >= 4, st
+        # Wait until the large-append thread has written them.
+        deadline = time.monotonic() + 120
+        while int(st["ssd_large_pending_items"]) > 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            with Client(srv) as c:
+                st = c.stats()
+        assert int(st["ssd_large_demoted"]) >= 4, st
+        # mid:0 is on SSD now: delete it; overwrite mid:1; then kill -9.
+        for step in (b"delete mid:0\r\n", b"set mid:1 0 0 5\r\nfresh\r\n"):
+            assert raw_call(srv, step) == raw_call(Mc, step)
+        env.stop(srv, sig=signal.SIGKILL)
+        srv = env.start(ram_mb=128, ssd_size="1GiB", extra_yaml=yaml)
+        assert raw_call(srv, b"get mid:0\r\n") == (b"END\r\n",)
+        # The new mid:1 was in RAM only: a miss, never the old value.
+        assert raw_call(srv, b"get mid:1\r\n") in ((b"END\r\n",),
+                                                     raw_call(Mc, b"get mid:1\r\n"))
+        kept = 0
+        for k in list(values)[2:]:
+            got = raw_call(srv, b"get %s\r\n" % k)
+            if got != (b"END\r\n",):
+                assert got == raw_call(Mc, b"get %s\r\n" % k), k
+                kept += 1
+        assert kept >= 3, kept  # what RAM evicted to SSD came back
+        env.stop(srv)
+    finally:
+        mc.send_signal(signal.SIGTERM)
+        mc.wait(10)
 
-        class Mc:
-            address = ("127.0.0.1", port)
 
+def test_reply_lines_match_memcached(env):
+    mc, Mc = start_memcached(600)
+    try:
         srv = start(env)
         value = big_value(32, 4)
         script = [
