@@ -172,13 +172,15 @@ class SsdLog::InlineCommit {
 
 namespace {
 
-// Buffers for large items' piece reads, kept by each thread between piece
-// reads. A piece read into a fresh mapping costs a page fault per 4 KiB
-// (the kernel pins the pages for the direct read) and an munmap after it:
-// more CPU than the piece's checksum and copy together, and on a worker
-// that is what held 64 MiB gets under fio's bandwidth. A thread keeps at
-// most kKeptPieceBuffers idle buffers (about 1 MiB each, on threads that
-// ever read a large item).
+// Buffers for large items' piece reads. A piece read into a fresh mapping
+// costs a page fault per 4 KiB (the kernel pins the pages for the direct
+// read) and an munmap after it: more CPU than the piece's checksum and
+// copy together, which is what held 64 MiB gets well under fio's
+// bandwidth. So a read keeps its buffers from piece to piece, and a thread
+// keeps the buffers of its finished reads for the next ones: at most
+// kKeptPieceBuffers (about 8.5 MiB with 1 MiB pieces), and only on a
+// thread that has read a large item. (Dropping them whenever a thread had
+// no large read under way cost a fifth of the 64 MiB gets' throughput.)
 constexpr size_t kKeptPieceBuffers = 8;
 constexpr size_t kPieceBufferGranule = size_t{64} << 10;
 
@@ -203,17 +205,7 @@ class PieceBufferCache {
     return PieceBuffer{AllocateAligned(capacity), capacity};
   }
   void Give(PieceBuffer b) {
-    if (!b.data) return;
-    if (kept_.size() < kKeptPieceBuffers) {
-      kept_.push_back(std::move(b));
-      return;
-    }
-    // Keep the larger ones: a buffer too small for the next piece is no use.
-    auto smallest = std::min_element(kept_.begin(), kept_.end(),
-                                     [](const PieceBuffer& x, const PieceBuffer& y) {
-                                       return x.capacity < y.capacity;
-                                     });
-    if (smallest->capacity < b.capacity) *smallest = std::move(b);
+    if (b.data && kept_.size() < kKeptPieceBuffers) kept_.push_back(std::move(b));
   }
 
  private:
@@ -290,7 +282,10 @@ class SsdLog::LargeReadOp {
       const LargePiece& p = manifest_.pieces[i];
       const size_t begin = AlignDown(p.offset);
       const size_t len = AlignUp(size_t{p.offset} + p.size) - begin;
-      slot->buf = PieceBuffers().Take(len);
+      if (slot->buf.capacity < len) {  // none yet, or a smaller piece's
+        slot->buf = {};
+        slot->buf = PieceBuffers().Take(len);
+      }
       if (!slot->buf.data) {
         failed_ = true;
         no_memory_ = true;
@@ -356,11 +351,12 @@ class SsdLog::LargeReadOp {
     } else if (!failed_ && !Decode(slot->piece, slot->buf.data.get() + slot->skip, p.size)) {
       failed_ = true;
     }
-    PieceBuffers().Give(std::move(slot->buf));
     Pump();
   }
 
   void Finish() {
+    PieceBufferCache& buffers = PieceBuffers();
+    for (Slot& slot : slots_) buffers.Give(std::move(slot.buf));
     ItemRef item;
     Counters& c = *log_->c_;
     if (!failed_) {
