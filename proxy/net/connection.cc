@@ -30,9 +30,10 @@ constexpr uint64_t kDirectReadThreshold = 4 * 1024;
 // Most bytes one receive into an item, or one send, moves. The kernel copies
 // them (and faults in a fresh item's pages) on the worker's loop: unbounded,
 // one receive of a 64 MiB value took up to the socket's 32 MiB buffer at
-// once, over 10 ms in which no other connection was served. 512 KiB is
-// about 0.1-0.3 ms of copying and a few syscalls per MiB.
-constexpr size_t kMaxBytesPerOp = size_t{512} << 10;
+// once, over 10 ms in which no other connection was served. 2 MiB is about
+// 0.2-0.5 ms of copying; 512 KiB cost large replies from RAM 10-15 % more
+// CPU per byte (bench/large_values.py) for no p99 gain that showed.
+constexpr size_t kMaxBytesPerOp = size_t{2} << 20;
 
 // What a storage command will hold (its item) while its data block
 // arrives, for the connection memory gate; at most half the cap, so a
