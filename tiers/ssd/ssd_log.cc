@@ -172,14 +172,15 @@ class SsdLog::InlineCommit {
 
 namespace {
 
-// Buffers for large items' piece reads. A piece read into a fresh mapping
-// costs a page fault per 4 KiB (the kernel pins the pages for the direct
-// read) and an munmap after it: more CPU than the piece's checksum and
-// copy together, which is what held 64 MiB gets well under fio's
-// bandwidth. So a read keeps its buffers from piece to piece, and a thread
-// keeps the buffers of its finished reads for the next ones: at most
+// Buffers for large items' piece reads, and for reads of records of
+// kMappedBufferBytes (1 MiB) or more. A read into a fresh mapping costs a
+// page fault per 4 KiB (the kernel pins the pages for the direct read) and
+// an munmap after it: more CPU than the piece's checksum and copy
+// together, which is what held 64 MiB gets well under fio's bandwidth. So
+// a large read keeps its buffers from piece to piece, and a thread keeps
+// the buffers of its finished reads for the next ones: at most
 // kKeptPieceBuffers (about 8.5 MiB with 1 MiB pieces), and only on a
-// thread that has read a large item. (Dropping them whenever a thread had
+// thread that has read a record of a MiB or more. (Dropping them whenever a thread had
 // no large read under way cost a fifth of the 64 MiB gets' throughput.)
 constexpr size_t kKeptPieceBuffers = 8;
 constexpr size_t kPieceBufferGranule = size_t{64} << 10;
@@ -408,12 +409,18 @@ class SsdLog::ReadOp final : public IoCompletion {
     begin_ = AlignDown(loc.offset);
     len_ = AlignUp(loc.offset + loc.size) - begin_;
     dev_offset_ = start + begin_;
-    buf_ = AllocateAligned(len_);
+    // A mapping of its own from kMappedBufferBytes up: the thread's kept
+    // buffers then (see PieceBufferCache).
+    buf_ = len_ >= kMappedBufferBytes ? PieceBuffers().Take(len_)
+                                      : PieceBuffer{AllocateAligned(len_), len_};
+  }
+  ~ReadOp() {
+    if (buf_.capacity >= kMappedBufferBytes) PieceBuffers().Give(std::move(buf_));
   }
   void Issue(IoQueue& queue) {
     queue_ = &queue;
     log_->c_->reads_in_flight.fetch_add(1, std::memory_order_relaxed);
-    queue.Read(dev_offset_, buf_.get(), len_, this);
+    queue.Read(dev_offset_, buf_.data.get(), len_, this);
   }
 
   void OnIoComplete(int64_t result) override {
@@ -430,8 +437,8 @@ class SsdLog::ReadOp final : public IoCompletion {
       bool corrupt = false, large = false;
       RecordMeta meta;
       LargeManifest manifest;
-      item = log_->DecodeItem(seq_, buf_.get() + (loc_.offset - begin_), loc_.size, key_, &corrupt,
-                              &large, &meta, &manifest);
+      item = log_->DecodeItem(seq_, buf_.data.get() + (loc_.offset - begin_), loc_.size, key_,
+                              &corrupt, &large, &meta, &manifest);
       if (large) {
         // A large item's head: its pieces are read next.
         SsdLog* log = log_;
@@ -469,7 +476,7 @@ class SsdLog::ReadOp final : public IoCompletion {
   size_t begin_ = 0;
   size_t len_ = 0;
   uint64_t dev_offset_ = 0;
-  std::unique_ptr<char, AlignedFree> buf_;
+  PieceBuffer buf_;
 };
 
 SsdLog::SsdLog(const SsdLogOptions& options, BlockDevice& device, const common::Clock& clock)
