@@ -117,10 +117,8 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
     }
     memory_handles_open_ = true;
   }
-  if (index_ == 0) {
-    uv_timer_start(&maintenance_timer_, OnMaintenance, kMaintenanceIntervalMs,
-                   kMaintenanceIntervalMs);
-  }
+  uv_timer_start(&maintenance_timer_, OnMaintenance, kMaintenanceIntervalMs,
+                 kMaintenanceIntervalMs);
   std::string net_error;
   net_ = NetBatch::Create(ctx_.options.network_io, &net_error);
   if (net_ == nullptr) {
@@ -185,7 +183,12 @@ common::Status Worker::Init(int tcp_fd, int unix_fd) {
 }
 
 void Worker::Start() {
-  thread_ = std::thread([this] { uv_run(&loop_, UV_RUN_DEFAULT); });
+  thread_ = std::thread([this] {
+    // Large items' blocks are kept for the next ones (trimmed by
+    // OnMaintenance()).
+    tiers::Item::KeepSpareBlocks();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  });
 }
 
 void Worker::Join() {
@@ -274,6 +277,9 @@ void Worker::OnDrainTimeout(uv_timer_t* timer) {
 
 void Worker::OnMaintenance(uv_timer_t* timer) {
   auto* self = static_cast<Worker*>(timer->data);
+  // Spare item blocks this worker did not reuse for 100-200 ms go back.
+  tiers::Item::TrimSpareBlocks();
+  if (self->index_ != 0) return;
   tiers::RamTier& tier = *self->ctx_.tier;
   // The reaper is memcached's LRU crawler here (`lru_crawler disable`).
   if (self->ctx_.lru_crawler.load(std::memory_order_relaxed)) {

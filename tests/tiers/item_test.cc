@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -119,6 +121,52 @@ TEST(ItemTest, CasKeepsFortyEightBits) {
 TEST(ItemTest, CreateRefusesWhatTheHeaderCannotHold) {
   EXPECT_EQ(Item::Create(std::string(kMaxKeyLength + 1, 'k'), 0, 0, 1), nullptr);
   EXPECT_EQ(Item::Create("k", 0, 0, static_cast<uint32_t>(kMaxValueLength) + 1), nullptr);
+}
+
+}  // namespace
+}  // namespace strata::tiers
+
+namespace strata::tiers {
+namespace {
+
+// A worker's freed large blocks are reused by its next items of about
+// their size, and go back at the second trim without reuse; a thread that
+// did not ask keeps none. The value of a reused block is the new item's.
+TEST(ItemTest, SpareBlocksAreReusedByTheirThreadAndTrimmed) {
+  std::thread([] {
+    Item::KeepSpareBlocks();
+    const uint32_t len = 40u << 20;
+    Item* a = Item::Create("a", 0, 0, len);
+    ASSERT_NE(a, nullptr);
+    std::memset(a->MutableValue(), 'a', len);
+    const Item* at = a;
+    Item::Destroy(a);
+    EXPECT_GE(Item::SpareBytes(), size_t{len});
+    // Too small for the block (more than a quarter smaller): not reused.
+    Item* small = Item::Create("s", 0, 0, len / 2);
+    ASSERT_NE(small, nullptr);
+    EXPECT_GE(Item::SpareBytes(), size_t{len});
+    Item* b = Item::Create("bb", 7, 0, len - 100);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(Item::SpareBytes(), 0u);
+    EXPECT_EQ(b, at);  // the same block
+    EXPECT_EQ(b->Key(), "bb");
+    EXPECT_EQ(b->Flags(), 7u);
+    EXPECT_EQ(b->Data()[2 + b->value_len], '\r');
+    Item::Destroy(b);
+    Item::Destroy(small);  // kept too: two blocks
+    EXPECT_GE(Item::SpareBytes(), size_t{len} + len / 2);
+    Item::TrimSpareBlocks();  // reused since the last trim: kept
+    EXPECT_GT(Item::SpareBytes(), 0u);
+    Item::TrimSpareBlocks();
+    EXPECT_EQ(Item::SpareBytes(), 0u);
+  }).join();
+  std::thread([] {
+    Item* a = Item::Create("a", 0, 0, 20u << 20);
+    ASSERT_NE(a, nullptr);
+    Item::Destroy(a);
+    EXPECT_EQ(Item::SpareBytes(), 0u);
+  }).join();
 }
 
 }  // namespace

@@ -16,7 +16,65 @@ char* BlockOf(const Item* item, size_t prefix) {
   return const_cast<char*>(reinterpret_cast<const char*>(item)) - prefix;
 }
 
+// The calling thread's spare blocks (Item::KeepSpareBlocks()).
+struct SpareBlocks {
+  bool on = false;
+  size_t count = 0;
+  char* block[Item::kSpareBlocks] = {};
+  size_t usable[Item::kSpareBlocks] = {};
+  bool reused = false;  // since the last TrimSpareBlocks()
+
+  ~SpareBlocks() { Trim(true); }
+  // A block for `bytes` (with the cell prefix), or nullptr.
+  char* Take(size_t bytes) {
+    for (size_t i = 0; i < count; ++i) {
+      if (usable[i] >= bytes && usable[i] - usable[i] / 4 <= bytes) {
+        char* b = block[i];
+        --count;
+        block[i] = block[count];
+        usable[i] = usable[count];
+        reused = true;
+        return b;
+      }
+    }
+    return nullptr;
+  }
+  // True if it keeps `b`.
+  bool Keep(char* b) {
+    if (!on || count == Item::kSpareBlocks) return false;
+    const size_t n = malloc_usable_size(b);
+    if (n < Item::kSpareMinBytes) return false;
+    block[count] = b;
+    usable[count] = n;
+    ++count;
+    return true;
+  }
+  void Trim(bool all) {
+    if (all || !reused) {
+      for (size_t i = 0; i < count; ++i) std::free(block[i]);
+      count = 0;
+    }
+    reused = false;
+  }
+};
+
+SpareBlocks& Spares() {
+  thread_local SpareBlocks spares;
+  return spares;
+}
+
 }  // namespace
+
+void Item::KeepSpareBlocks() { Spares().on = true; }
+
+void Item::TrimSpareBlocks() { Spares().Trim(false); }
+
+size_t Item::SpareBytes() {
+  const SpareBlocks& s = Spares();
+  size_t n = 0;
+  for (size_t i = 0; i < s.count; ++i) n += s.usable[i];
+  return n;
+}
 
 size_t Item::AllocatedBytes() const {
   if (ItemSlabs::Global().InSlabs(this)) {
@@ -35,7 +93,9 @@ Item* Item::Create(std::string_view key, uint32_t flags, uint32_t exptime, uint3
   if (mem == nullptr) {
     // malloc aligns for max_align_t (16 bytes): the item, kCellPrefix in,
     // is 8-byte aligned.
-    char* block = static_cast<char*>(std::malloc(kCellPrefix + bytes));
+    char* block = nullptr;
+    if (kCellPrefix + bytes >= kSpareMinBytes) block = Spares().Take(kCellPrefix + bytes);
+    if (block == nullptr) block = static_cast<char*>(std::malloc(kCellPrefix + bytes));
     if (block == nullptr) return nullptr;
     const uint32_t cell = slabs.NewCell(block + kCellPrefix);
     if (cell == 0) {
@@ -79,9 +139,12 @@ void Item::Destroy(Item* item) {
     return;
   }
   const uint32_t cell = item->Handle();
+  const bool big = kCellPrefix + SizeFor(item->key_len, item->has_flags, item->value_len) >=
+                   kSpareMinBytes;
   item->~Item();
   slabs.FreeCell(cell);
-  std::free(BlockOf(item, kCellPrefix));
+  char* block = BlockOf(item, kCellPrefix);
+  if (!big || !Spares().Keep(block)) std::free(block);
 }
 
 }  // namespace strata::tiers

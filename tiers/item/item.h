@@ -135,6 +135,22 @@ struct Item {
   }
   static void Destroy(Item* item);
 
+  // Spare blocks. glibc maps every block of 32 MiB or more on its own and
+  // unmaps it at free(), so each large item a worker reads from SSD or
+  // receives faulted in and zeroed every page of its value (a quarter of
+  // the CPU of 64 MiB gets). A thread that calls KeepSpareBlocks() keeps
+  // up to kSpareBlocks freed blocks of kSpareMinBytes or more for its next
+  // items of about their size (at most a quarter smaller); its
+  // TrimSpareBlocks(), called now and then, frees those its items did not
+  // reuse since the last call. So they never raise the peak (each was an
+  // item's a moment before) and are gone one quiet period later.
+  static constexpr size_t kSpareMinBytes = size_t{16} << 20;
+  static constexpr size_t kSpareBlocks = 2;
+  static void KeepSpareBlocks();
+  static void TrimSpareBlocks();
+  // Bytes in this thread's spare blocks.
+  static size_t SpareBytes();
+
  private:
   // Bytes in front of an item outside the arena: its cell's handle, padded
   // to keep the item 8-byte aligned.
