@@ -78,6 +78,7 @@ tiers::SsdLogOptions SsdLogOptionsFromConfig(const config::SsdConfig& ssd,
   // Large items set straight to SSD wait in memory while they are written:
   // two of the largest at most (README, "Memory").
   log_options.large_pending_bytes = 2 * max_item_size;
+  log_options.large_read_bytes = max_item_size;
   if (ssd.region_size) log_options.region_size = static_cast<uint32_t>(*ssd.region_size);
   log_options.compress = ssd.compression.value_or("lz4") == "lz4";
   return log_options;

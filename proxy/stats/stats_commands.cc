@@ -328,6 +328,7 @@ void StatsCommands::StatsGeneral(OutputQueue& out) {
     Stat(out, "ssd_large_pending_items", d.large_pending_items);
     Stat(out, "ssd_large_pending_bytes", d.large_pending_bytes);
     Stat(out, "ssd_large_refused", d.large_refused);
+    Stat(out, "ssd_large_reads_waited", d.large_reads_waited);
   }
   if (ctx_.upstream != nullptr) {
     // The upstream pool (strata's own; per-server figures are in

@@ -59,7 +59,8 @@ class SsdLargeTest : public ::testing::Test {
     ASSERT_TRUE(dev.ok()) << dev.status().message();
     device_ = std::move(*dev);
   }
-  SsdLog& Open(bool compress = true, uint64_t pending_bytes = 512ull << 20) {
+  SsdLog& Open(bool compress = true, uint64_t pending_bytes = 512ull << 20,
+               uint64_t read_bytes = 256ull << 20) {
     log_.reset();
     device_.reset();
     OpenDevice();
@@ -68,6 +69,7 @@ class SsdLargeTest : public ::testing::Test {
     o.compress = compress;
     o.write_chunk = 256 * 1024;
     o.large_pending_bytes = pending_bytes;
+    o.large_read_bytes = read_bytes;
     log_ = std::make_unique<SsdLog>(o, *device_, clock_);
     EXPECT_TRUE(log_->Recover().ok());
     return *log_;
@@ -337,27 +339,35 @@ TEST_F(SsdLargeTest, ADamagedHeadIsNotRecovered) {
 
 // Several reads of large items in flight on one queue, with reads of small
 // items between them: each completes once with its own value.
+// Several large reads on one queue, with a small one among them: all in
+// flight at once, or, with large_read_bytes at one item, one after the
+// other in order (the others wait; none is lost).
 TEST_F(SsdLargeTest, ConcurrentReadsOnOneQueue) {
-  SsdLog& log = Open();
+  const size_t len = 2 * kRegion + 99;
   std::vector<std::string> keys = {"l0", "l1", "l2"};
-  for (const std::string& k : keys) ASSERT_TRUE(Put(k, ValueFor(k, 2 * kRegion + 99, false)));
-  ASSERT_TRUE(Put("s", "small"));
-  log.Sync();
-  auto queue = device_->NewQueue(8);
-  Done done[4];
-  for (size_t i = 0; i < keys.size(); ++i) {
-    log.Read(keys[i], common::HashKey(keys[i]), *queue, &done[i]);
+  for (const uint64_t read_bytes : {uint64_t{256} << 20, uint64_t{len} + 2}) {
+    SCOPED_TRACE(read_bytes);
+    SsdLog& log = Open(true, 512ull << 20, read_bytes);
+    for (const std::string& k : keys) ASSERT_TRUE(Put(k, ValueFor(k, len, false)));
+    ASSERT_TRUE(Put("s", "small"));
+    log.Sync();
+    auto queue = device_->NewQueue(8);
+    Done done[4];
+    for (size_t i = 0; i < keys.size(); ++i) {
+      log.Read(keys[i], common::HashKey(keys[i]), *queue, &done[i]);
+    }
+    log.Read("s", common::HashKey("s"), *queue, &done[3]);
+    queue->Submit();
+    DrainQueue(*queue);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      EXPECT_EQ(done[i].calls, 1);
+      ASSERT_TRUE(done[i].item);
+      EXPECT_TRUE(done[i].item->ValueView() == ValueFor(keys[i], len, false));
+    }
+    EXPECT_EQ(done[3].calls, 1);
+    EXPECT_TRUE(done[3].item);
+    EXPECT_EQ(log.Stats().large_reads_waited, read_bytes > len + 2 ? 0u : 2u);
   }
-  log.Read("s", common::HashKey("s"), *queue, &done[3]);
-  queue->Submit();
-  DrainQueue(*queue);
-  for (size_t i = 0; i < keys.size(); ++i) {
-    EXPECT_EQ(done[i].calls, 1);
-    ASSERT_TRUE(done[i].item);
-    EXPECT_TRUE(done[i].item->ValueView() == ValueFor(keys[i], 2 * kRegion + 99, false));
-  }
-  EXPECT_EQ(done[3].calls, 1);
-  EXPECT_TRUE(done[3].item);
 }
 
 // AppendAsync(): the caller does not wait; the item reads back at once

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -72,7 +73,7 @@ struct SsdLog::Counters {
       corrupt_records{0}, stale_reads{0}, reads{0}, hits{0}, regions_reclaimed{0},
       entries_reclaimed{0}, device_bytes_read{0}, reads_in_flight{0}, records_rewritten{0},
       bytes_rewritten{0}, commits{0}, large_demoted{0}, large_abandoned{0}, large_dropped{0},
-      large_piece_reads{0}, large_refused{0};
+      large_piece_reads{0}, large_refused{0}, large_reads_waited{0};
 };
 
 struct SsdLog::Buffer {
@@ -220,6 +221,15 @@ PieceBufferCache& PieceBuffers() {
 
 }  // namespace
 
+// The large reads of one thread that hold their items, and those waiting
+// for room under SsdLogOptions::large_read_bytes (LargeReadOp::Start()).
+template <typename Op>
+struct LargeReadGate {
+  uint64_t bytes = 0;  // of the items of the reads under way
+  std::deque<Op*> waiting;
+  bool starting = false;  // in Release()'s loop
+};
+
 // A large item's read: its pieces, up to large_reads_in_flight at once on
 // the caller's queue, each verified and decoded into the item as its read
 // completes (one piece's work per completion). Pieces still in a region
@@ -238,7 +248,45 @@ class SsdLog::LargeReadOp {
         done_(done),
         slots_(std::max<uint32_t>(1, log->options_.large_reads_in_flight)) {}
 
+  // Allocates the item and reads its pieces, or waits behind the thread's
+  // other large reads until their items leave room under large_read_bytes.
   void Start() {
+    Gate& gate = ThreadGate();
+    if (gate.bytes > 0 &&
+        (!gate.waiting.empty() || gate.bytes + Bytes() > log_->options_.large_read_bytes)) {
+      log_->c_->large_reads_waited.fetch_add(1, std::memory_order_relaxed);
+      gate.waiting.push_back(this);
+      return;
+    }
+    Begin();
+  }
+
+ private:
+  using Gate = LargeReadGate<LargeReadOp>;
+  static Gate& ThreadGate() {
+    thread_local Gate gate;
+    return gate;
+  }
+  uint64_t Bytes() const { return key_.size() + uint64_t{meta_.value_len}; }
+
+  // Starts the waiting reads that now fit (after a read finished).
+  static void Release() {
+    Gate& gate = ThreadGate();
+    if (gate.starting) return;  // a read that began below finished at once
+    gate.starting = true;
+    while (!gate.waiting.empty()) {
+      LargeReadOp* next = gate.waiting.front();
+      if (gate.bytes > 0 && gate.bytes + next->Bytes() > next->log_->options_.large_read_bytes) {
+        break;
+      }
+      gate.waiting.pop_front();
+      next->Begin();
+    }
+    gate.starting = false;
+  }
+
+  void Begin() {
+    ThreadGate().bytes += Bytes();
     Item* item = Item::Create(key_, meta_.flags, meta_.exptime, meta_.value_len);
     if (item == nullptr) {
       failed_ = true;
@@ -255,7 +303,6 @@ class SsdLog::LargeReadOp {
     Pump();
   }
 
- private:
   struct Slot final : IoCompletion {
     LargeReadOp* op = nullptr;
     size_t piece = 0;
@@ -379,8 +426,10 @@ class SsdLog::LargeReadOp {
     }
     SsdReadDone* done = done_;
     SsdLocation at = at_;
+    ThreadGate().bytes -= Bytes();
     delete this;
     done->OnSsdReadAt(std::move(item), at);
+    Release();
   }
 
   SsdLog* log_;
@@ -2075,6 +2124,7 @@ SsdLogStats SsdLog::Stats() const {
     s.large_pending_bytes = pending_bytes_;
   }
   s.large_refused = get(c_->large_refused);
+  s.large_reads_waited = get(c_->large_reads_waited);
   s.large_demoted = get(c_->large_demoted);
   s.large_abandoned = get(c_->large_abandoned);
   s.large_dropped = get(c_->large_dropped);

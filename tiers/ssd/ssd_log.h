@@ -134,6 +134,13 @@ struct SsdLogOptions {
   // Bytes of large items AppendAsync() may hold queued (their values are
   // kept in memory until appended); beyond it, it refuses.
   uint64_t large_pending_bytes = 512ull << 20;
+  // Bytes of large items one thread reads at once (each read allocates its
+  // whole item first, before any connection is charged for it): a read
+  // that would pass it waits for that thread's earlier ones, in order; one
+  // always goes. strata sets it to max_item_size, so a worker's large
+  // reads in flight stay within one of the memory formula's
+  // 2 x max_item_size per worker.
+  uint64_t large_read_bytes = 256ull << 20;
 };
 
 struct SsdLogStats {
@@ -173,6 +180,7 @@ struct SsdLogStats {
   uint64_t large_pending_items = 0;   // queued by AppendAsync(), not appended yet
   uint64_t large_pending_bytes = 0;
   uint64_t large_refused = 0;         // AppendAsync() over large_pending_bytes
+  uint64_t large_reads_waited = 0;    // large reads that waited for large_read_bytes
 };
 
 // What Recover() found.
