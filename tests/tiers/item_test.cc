@@ -1,17 +1,17 @@
 // Tests for Item::Create and the item layout: every metadata field starts
 // cleared, even when the allocator hands back memory that held other bytes;
 // small items take their ItemSlabs class, large ones a malloc chunk; flags
-// take room only when non-zero; the CAS unique keeps 48 bits.
+// take room only when non-zero; the CAS unique keeps 48 bits; a worker's
+// spare blocks for large items are reused and trimmed.
 
 #include "tiers/item/item.h"
 
 #include <gtest/gtest.h>
 
-#include <thread>
-
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "tiers/item/item_slabs.h"
 

@@ -6,10 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <deque>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 
 #include "common/hash.h"
 #include "common/log.h"
@@ -181,8 +181,9 @@ namespace {
 // a large read keeps its buffers from piece to piece, and a thread keeps
 // the buffers of its finished reads for the next ones: at most
 // kKeptPieceBuffers (about 8.5 MiB with 1 MiB pieces), and only on a
-// thread that has read a record of a MiB or more. (Dropping them whenever a thread had
-// no large read under way cost a fifth of the 64 MiB gets' throughput.)
+// thread that has read a record of a MiB or more. (Dropping them whenever
+// a thread had no large read under way cost a fifth of the 64 MiB gets'
+// throughput.)
 constexpr size_t kKeptPieceBuffers = 8;
 constexpr size_t kPieceBufferGranule = size_t{64} << 10;
 
@@ -219,8 +220,6 @@ PieceBufferCache& PieceBuffers() {
   return cache;
 }
 
-}  // namespace
-
 // The large reads of one thread that hold their items, and those waiting
 // for room under SsdLogOptions::large_read_bytes (LargeReadOp::Start()).
 template <typename Op>
@@ -229,6 +228,8 @@ struct LargeReadGate {
   std::deque<Op*> waiting;
   bool starting = false;  // in Release()'s loop
 };
+
+}  // namespace
 
 // A large item's read: its pieces, up to large_reads_in_flight at once on
 // the caller's queue, each verified and decoded into the item as its read

@@ -71,7 +71,8 @@
 // A read issues up to large_reads_in_flight piece reads at once on the
 // caller's queue and decodes one piece per completion (a bounded slice of
 // the caller's loop); pieces still in the region buffers are copied from
-// there.
+// there. A thread's large reads allocate at most large_read_bytes of items
+// at once; later ones wait, in order, for earlier ones to finish.
 //
 // Write errors (ENOSPC, EIO) never stop the cache: the records of the
 // failed write are dropped from the index (they become misses), the error
